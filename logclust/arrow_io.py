@@ -1,0 +1,263 @@
+"""The Arrow input contract of the sidecar, IPC encoding/decoding and file readers.
+
+A batch sent for labelling must have:
+
+* `body` (string or large_string, no nulls): the text that is masked, embedded and clustered.
+
+and may have, with these meanings:
+
+* `latency_ms` (any integer or floating type): request latency; nulls and NaN mean "not
+  measured", negative or infinite values are rejected.
+* `time` (any timestamp type): event time; nulls (or a missing column) mean receive time.
+* `source` (string): stream the row belongs to; clusters are fitted per source; nulls (or a
+  missing column) mean `"default"`.
+
+Every other column passes through untouched. `cluster_id` and `cluster_distance` are
+added by the sidecar, so an input that already has them is rejected.
+
+Untrusted IPC bytes are decoded defensively: any Arrow error becomes a `ContractError`,
+and each decoded batch is checked with `validate(full=True)` (offsets, UTF-8) before any
+compute kernel touches it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
+
+BODY = "body"
+LATENCY_MS = "latency_ms"
+TIME = "time"
+SOURCE = "source"
+CLUSTER_ID = "cluster_id"
+CLUSTER_DISTANCE = "cluster_distance"
+DEFAULT_SOURCE = "default"
+OUTPUT_FIELDS: tuple[pa.Field, ...] = (
+    pa.field(CLUSTER_ID, pa.int32()),
+    pa.field(CLUSTER_DISTANCE, pa.float32()),
+)
+
+
+class ContractError(ValueError):
+    """A batch breaks the input contract (maps to INVALID_ARGUMENT)."""
+
+
+class LimitExceededError(ContractError):
+    """The input exceeds a configured limit: rows, sources (maps to RESOURCE_EXHAUSTED)."""
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def validate_schema(schema: pa.Schema) -> None:
+    """Checks column names and types of the input contract.
+
+    Raises:
+        ContractError: on a missing or mistyped column, a duplicate contract column, or an
+            output column already present.
+    """
+    names = schema.names
+    for name in (BODY, LATENCY_MS, TIME, SOURCE, CLUSTER_ID, CLUSTER_DISTANCE):
+        if names.count(name) > 1:
+            raise ContractError(f"Column {name!r} appears more than once. Received: {names}")
+    if BODY not in names:
+        raise ContractError(f"Missing required string column 'body'. Received: columns={names}")
+    body_type = schema.field(BODY).type
+    if not _is_string(body_type):
+        raise ContractError(f"Column 'body' must be string. Received: type={body_type}")
+    if LATENCY_MS in names:
+        t = schema.field(LATENCY_MS).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise ContractError(f"Column 'latency_ms' must be numeric. Received: type={t}")
+    if TIME in names:
+        t = schema.field(TIME).type
+        if not pa.types.is_timestamp(t):
+            raise ContractError(f"Column 'time' must be a timestamp. Received: type={t}")
+    if SOURCE in names:
+        t = schema.field(SOURCE).type
+        if not _is_string(t):
+            raise ContractError(f"Column 'source' must be string. Received: type={t}")
+    taken = [n for n in (CLUSTER_ID, CLUSTER_DISTANCE) if n in names]
+    if taken:
+        raise ContractError(
+            f"Output columns are added by the sidecar; drop them first. Received: {taken}"
+        )
+
+
+def validate_batch(batch: pa.RecordBatch | pa.Table, max_rows: int | None = None) -> None:
+    """Checks one batch against the input contract, values included.
+
+    Args:
+        batch: a decoded record batch or table.
+        max_rows: rows allowed per batch; None means no limit.
+
+    Raises:
+        ContractError: the batch breaks the contract.
+        LimitExceededError: the batch has more than `max_rows` rows.
+    """
+    validate_schema(batch.schema)
+    if batch.num_rows == 0:
+        raise ContractError("Empty batch: at least one row is required. Received: 0 rows")
+    if max_rows is not None and batch.num_rows > max_rows:
+        raise LimitExceededError(
+            f"Batch has too many rows (limit {max_rows}). Received: {batch.num_rows} rows"
+        )
+    nulls = batch.column(BODY).null_count
+    if nulls:
+        raise ContractError(f"Column 'body' must not contain nulls. Received: {nulls} nulls")
+    if LATENCY_MS in batch.schema.names:
+        lat = batch.column(LATENCY_MS).cast(pa.float64())
+        bad = pc.sum(pc.or_(pc.less(lat, 0.0), pc.is_inf(lat))).as_py() or 0
+        if bad:
+            raise ContractError(
+                f"Column 'latency_ms' must be finite and >= 0. Received: {bad} bad values"
+            )
+
+
+def decode_ipc(data: bytes, max_rows: int | None = None) -> pa.Table:
+    """Decodes untrusted Arrow IPC stream bytes and validates them fully.
+
+    Args:
+        data: Arrow IPC *stream* format bytes (one or more record batches).
+        max_rows: rows allowed over all batches; None means no limit.
+
+    Returns:
+        The batches as one table.
+
+    Raises:
+        ContractError: the bytes are not a valid IPC stream or break the contract.
+        LimitExceededError: more rows than `max_rows`.
+    """
+    if not data:
+        raise ContractError("Empty payload: expected Arrow IPC stream bytes. Received: 0 bytes")
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(data))
+        validate_schema(reader.schema)
+        batches = []
+        rows = 0
+        for batch in reader:
+            # Offsets and UTF-8 are checked before any kernel reads the buffers.
+            batch.validate(full=True)
+            rows += batch.num_rows
+            if max_rows is not None and rows > max_rows:
+                raise LimitExceededError(
+                    f"Batch has too many rows (limit {max_rows}). Received: more than {rows}"
+                )
+            batches.append(batch)
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+    except ContractError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise ContractError(
+            f"Payload is not a valid Arrow IPC stream. Received: {len(data)} bytes ({e})"
+        ) from e
+    validate_batch(table, max_rows)
+    return table
+
+
+def encode_ipc(table: pa.Table | pa.RecordBatch) -> bytes:
+    """Encodes a table or batch as Arrow IPC stream bytes."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def decode_trusted_ipc(data: bytes) -> pa.Table:
+    """Decodes IPC bytes from a peer we trust (the sidecar's own responses)."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def source_column(table: pa.Table) -> pa.Array:
+    """The `source` column with nulls (or a missing column) filled with the default."""
+    if SOURCE not in table.schema.names:
+        return pa.array(np.full(table.num_rows, DEFAULT_SOURCE, dtype=object), pa.string())
+    col = table.column(SOURCE).combine_chunks().cast(pa.string())
+    return pc.fill_null(col, DEFAULT_SOURCE)
+
+
+def time_ms_column(table: pa.Table, receive_ms: int) -> np.ndarray:
+    """Event time in Unix milliseconds (int64), receive time where missing."""
+    if TIME not in table.schema.names:
+        return np.full(table.num_rows, receive_ms, dtype=np.int64)
+    col = table.column(TIME).combine_chunks()
+    unit = col.type.unit
+    ints = col.cast(pa.int64())
+    divisor = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[unit]
+    ms = pc.multiply(ints, 1000) if divisor is None else pc.divide(ints, divisor)
+    return np.asarray(pc.fill_null(ms, receive_ms).to_numpy(zero_copy_only=False), np.int64)
+
+
+def latency_column(table: pa.Table) -> np.ndarray:
+    """Latency in ms as float64; NaN where not measured (null, NaN or missing column)."""
+    if LATENCY_MS not in table.schema.names:
+        return np.full(table.num_rows, np.nan)
+    col = table.column(LATENCY_MS).combine_chunks().cast(pa.float64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
+
+
+def with_labels(table: pa.Table, ids: np.ndarray, distances: np.ndarray) -> pa.Table:
+    """The caller's table with `cluster_id` and `cluster_distance` appended."""
+    table = table.append_column(OUTPUT_FIELDS[0], pa.array(ids, pa.int32()))
+    return table.append_column(OUTPUT_FIELDS[1], pa.array(distances, pa.float32()))
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Reads records with a `body` column from a file.
+
+    `.parquet` files, `.csv` files (header row; `body` read as string), `.arrow`,
+    `.feather` and `.ipc` files (Arrow IPC file or stream format) are read as tables; any
+    other file is read as text, one record per line, into a single `body` column.
+
+    Raises:
+        ContractError: the file has no usable `body` column.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    elif suffix == ".csv":
+        from pyarrow import csv
+
+        opts = csv.ConvertOptions(column_types={BODY: pa.string(), SOURCE: pa.string()})
+        table = csv.read_csv(path, convert_options=opts)
+    elif suffix in (".arrow", ".feather", ".ipc"):
+        table = _read_arrow_file(path)
+    else:
+        table = read_text(path)
+    validate_schema(table.schema)
+    return table
+
+
+def _read_arrow_file(path: Path) -> pa.Table:
+    try:
+        with pa.memory_map(str(path)) as f:
+            return pa.ipc.open_file(f).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(path)) as f:
+            return pa.ipc.open_stream(f).read_all()
+
+
+def read_text(path: str | Path) -> pa.Table:
+    """One record per line (trailing newline dropped, empty lines skipped) as `body`."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return pa.table({BODY: pa.array(lines, pa.string())})
+
+
+def iter_slices(table: pa.Table, batch_size: int) -> Iterator[pa.Table]:
+    """Consecutive zero-copy slices of at most `batch_size` rows."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
+    for start in range(0, table.num_rows, batch_size):
+        yield table.slice(start, batch_size)

@@ -1,0 +1,79 @@
+"""Configuration of the model and its training, as frozen dataclasses (no TensorFlow).
+
+Every bundle stores the resolved configs it was made with (`to_dict`), and a TOML file or
+CLI flags override the defaults (`from_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The GPT-style decoder (the study's shape: 6 blocks, d_model 256, ff 256, tied output)."""
+
+    vocab_size: int = 16000  # set to the trained tokenizer's size before building
+    max_len: int = 128  # longest sequence (tokens, with the beginning-of-line id)
+    d_model: int = 256  # width of every block
+    n_heads: int = 4  # attention heads of d_model / n_heads each
+    n_blocks: int = 6  # decoder blocks
+    d_ff: int = 256  # feed-forward width (the study's 6.47M parameters use 256)
+    dropout: float = 0.1  # on attention output and feed-forward output while training
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                "d_model must be divisible by n_heads. "
+                f"Received: d_model={self.d_model}, n_heads={self.n_heads}"
+            )
+        for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_blocks", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is trained; defaults train the shipped model on 2 CPU cores."""
+
+    epochs: int = 12  # passes over the distinct training lines
+    batch_size: int = 32  # lines per step
+    train_max_len: int = 96  # lines are cut to this many tokens while training (speed)
+    learning_rate: float = 1e-3  # peak, after warm-up, cosine decay to 10%
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    val_fraction: float = 0.1  # distinct lines held out (stratified by source) for validation
+    # Auxiliary objectives on the max-pooled embedding (0 disables each):
+    contrastive_weight: float = 0.5  # supervised contrastive over template ids
+    distill_weight: float = 1.0  # match the teacher's pairwise cosine similarities
+    temperature: float = 0.1  # of the contrastive loss
+    include_content: bool = True  # also train on the message without the line header
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError(
+                "epochs must be >= 1 and batch_size >= 2. "
+                f"Received: epochs={self.epochs}, batch_size={self.batch_size}"
+            )
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5). Received: {self.val_fraction}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    """Builds `cls` from `d`, rejecting unknown keys with a message naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} fields. Received: {unknown}")
+    return cls(**d)

@@ -1,0 +1,169 @@
+"""Masking of variable fields (numbers, ids, addresses, times) into typed placeholders.
+
+The same `Masker` runs in training and in serving, and the rules it used are stored in
+every bundle's manifest, so a model never sees text masked differently from the text it
+was trained on. Masking is vectorized over whole Arrow string arrays with RE2
+(`pyarrow.compute.replace_substring_regex`); no per-row Python runs on the hot path.
+
+RE2 has no look-around, so word boundaries are written as a captured prefix
+`(^|[^A-Za-z0-9])` that the replacement puts back (`\\1<NUM>`). Because only the prefix
+is consumed, adjacent fields such as `1,2,3` are all masked in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# A field starts at the beginning of the line or after a character that is not a letter
+# or digit; the replacement writes the captured character back.
+_B = r"(^|[^A-Za-z0-9])"
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """One masking rule: every match of `pattern` (RE2) becomes `placeholder`.
+
+    `pattern` must start with the boundary group `(^|[^A-Za-z0-9])` when `bounded` is true;
+    the group is written back before the placeholder.
+    """
+
+    name: str
+    pattern: str
+    placeholder: str
+    bounded: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.placeholder.startswith("<") and self.placeholder.endswith(">")):
+            raise ValueError(
+                f"A placeholder must look like <NAME>. Received: placeholder={self.placeholder!r}"
+            )
+
+    @property
+    def replacement(self) -> str:
+        return "\\1" + self.placeholder if self.bounded else self.placeholder
+
+
+# Order matters: composite fields (timestamps, addresses) are masked before the numbers
+# inside them would be.
+DEFAULT_RULES: tuple[MaskRule, ...] = (
+    MaskRule(
+        "uuid",
+        _B + r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        "<UUID>",
+    ),
+    MaskRule(
+        "timestamp",
+        _B + r"\d{4}[-/]\d{1,2}[-/]\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?"
+        r"(?:Z|[+-]\d{2}:?\d{2})?",
+        "<TS>",
+    ),
+    MaskRule("time", _B + r"\d{1,2}:\d{2}:\d{2}(?:[.,:]\d+)?", "<TS>"),
+    MaskRule("url", r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", "<URL>", bounded=False),
+    MaskRule("email", _B + r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", "<EMAIL>"),
+    MaskRule("ip", _B + r"\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?", "<IP>"),
+    MaskRule("mac", _B + r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}", "<MAC>"),
+    MaskRule("path", r"(^|[\s=:,\"'(\[])(?:/[A-Za-z0-9._$@~+-]+)+/?", "<PATH>"),
+    MaskRule("winpath", _B + r"[A-Za-z]:\\[^\s\"']+", "<PATH>"),
+    MaskRule("hex", _B + r"0[xX][0-9a-fA-F]+", "<HEX>"),
+    # A word that mixes letters and digits (hashes, ids, tokens such as 9f4ef63 or t761).
+    MaskRule("id", _B + r"(?:[A-Za-z]+[0-9]|[0-9]+[A-Za-z])[A-Za-z0-9]*", "<ID>"),
+    MaskRule("number", _B + r"[-+]?[0-9]+(?:\.[0-9]+)*", "<NUM>"),
+)
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """What the masker does; stored in every bundle so serving masks like training did."""
+
+    rules: tuple[MaskRule, ...] = DEFAULT_RULES
+    # Rules listed here are skipped (for example ("path",) to keep paths verbatim).
+    disabled: tuple[str, ...] = ()
+    # Lines are cut to this many characters before masking: bounds the work per row.
+    max_chars: int = 2048
+    # Runs of whitespace become one space, so alignment padding does not change tokens.
+    collapse_whitespace: bool = True
+    lowercase: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be positive. Received: max_chars={self.max_chars}")
+        unknown = set(self.disabled) - {r.name for r in self.rules}
+        if unknown:
+            raise ValueError(
+                f"disabled names rules that do not exist. Received: disabled={sorted(unknown)}"
+            )
+
+    @property
+    def active_rules(self) -> tuple[MaskRule, ...]:
+        return tuple(r for r in self.rules if r.name not in self.disabled)
+
+    @property
+    def placeholders(self) -> list[str]:
+        return sorted({r.placeholder for r in self.active_rules})
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rules": [
+                {"name": r.name, "pattern": r.pattern, "placeholder": r.placeholder,
+                 "bounded": r.bounded}
+                for r in self.rules
+            ],
+            "disabled": list(self.disabled),
+            "max_chars": self.max_chars,
+            "collapse_whitespace": self.collapse_whitespace,
+            "lowercase": self.lowercase,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> MaskingConfig:
+        rules = tuple(MaskRule(**r) for r in d.get("rules", []))  # type: ignore[union-attr]
+        return cls(
+            rules=rules or DEFAULT_RULES,
+            disabled=tuple(d.get("disabled", ())),  # type: ignore[arg-type]
+            max_chars=int(d.get("max_chars", 2048)),  # type: ignore[call-overload]
+            collapse_whitespace=bool(d.get("collapse_whitespace", True)),
+            lowercase=bool(d.get("lowercase", False)),
+        )
+
+
+@dataclass
+class Masker:
+    """Applies a `MaskingConfig` to Arrow string arrays or Python strings."""
+
+    config: MaskingConfig = field(default_factory=MaskingConfig)
+
+    def mask(self, texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Masks every value of a string array; nulls stay null.
+
+        Args:
+            texts: a pyarrow `string` or `large_string` array (chunked or not).
+
+        Returns:
+            A `pa.StringArray` of the same length and order.
+        """
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            raise TypeError(f"mask() takes a string array. Received: type={texts.type}")
+        cfg = self.config
+        out = pc.utf8_slice_codeunits(texts, 0, cfg.max_chars)
+        if cfg.lowercase:
+            out = pc.utf8_lower(out)
+        for rule in cfg.active_rules:
+            out = pc.replace_substring_regex(out, rule.pattern, rule.replacement)
+        if cfg.collapse_whitespace:
+            out = pc.utf8_trim_whitespace(pc.replace_substring_regex(out, r"\s+", " "))
+        return out.cast(pa.string())
+
+    def mask_texts(self, texts: Iterable[str]) -> list[str]:
+        """Masks Python strings (convenience for training and tests)."""
+        return self.mask(pa.array(list(texts), pa.string())).to_pylist()  # type: ignore[return-value]
+
+
+def mask_texts(texts: Sequence[str], config: MaskingConfig | None = None) -> list[str]:
+    """Masks `texts` with `config` (the default rules when None)."""
+    return Masker(config or MaskingConfig()).mask_texts(texts)

@@ -1,0 +1,159 @@
+"""The retraining pipeline, one step at a time or all at once.
+
+Steps: `tokenizer` (SentencePiece on masked training lines), `teacher` (distillation
+targets, optional), `train` (decoder), `export` (TFLite encoders, default clusters and
+manifest into the bundle folder), `evaluate` (REPORT.md and metrics.json). Each step reads
+what the earlier ones left in `work_dir` and the bundle folder, so a step can be rerun
+alone, and `train` resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from logclust import data as data_mod
+from logclust.config import ModelConfig, TrainConfig, to_dict
+from logclust.dataset import Example, make_examples, split
+from logclust.masking import Masker, MaskingConfig
+from logclust.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+STEPS = ("tokenizer", "teacher", "train", "export", "evaluate")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run needs; written into the bundle's manifest."""
+
+    data_dir: Path
+    out_dir: Path
+    work_dir: Path
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    masking: MaskingConfig = MaskingConfig()
+
+
+@dataclass
+class Prepared:
+    sources: list[str]
+    train: list[Example]
+    val: list[Example]
+    label_names: list[str]
+
+
+def prepare(cfg: PipelineConfig) -> Prepared:
+    """Distinct masked training lines, split into training and validation."""
+    sets = data_mod.load_training_lines(cfg.data_dir)
+    examples, names = make_examples(sets, Masker(cfg.masking), cfg.train.include_content)
+    train, val = split(examples, cfg.train.val_fraction)
+    logger.info("%d distinct lines from %d sources: %d train, %d validation",
+                len(examples), len(sets), len(train), len(val))
+    return Prepared(sorted(sets), train, val, names)
+
+
+def step_tokenizer(cfg: PipelineConfig, prep: Prepared) -> Tokenizer:
+    texts = [e.text for e in prep.train for _ in range(min(e.count, 20))]
+    return train_tokenizer(texts, cfg.masking.placeholders, cfg.tokenizer,
+                           cfg.out_dir / "tokenizer.model")
+
+
+def step_teacher(cfg: PipelineConfig, prep: Prepared) -> np.ndarray:
+    """Teacher embeddings of the training lines, or a `(n, 1)` zero array when disabled."""
+    from logclust import teacher
+
+    if cfg.train.distill_weight == 0 or not teacher.available():
+        if cfg.train.distill_weight:
+            logger.warning("distillation disabled: install logclust[distill] for the teacher")
+        return np.zeros((len(prep.train), 1), np.float32)
+    return teacher.teacher_embeddings([e.text for e in prep.train], cfg.work_dir)
+
+
+def resolved_model_config(cfg: PipelineConfig, tok: Tokenizer) -> ModelConfig:
+    d = to_dict(cfg.model)
+    d["vocab_size"] = tok.vocab_size
+    return ModelConfig(**d)
+
+
+def step_train(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> dict[str, object]:
+    from logclust.train import Trainer, fit
+
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    mcfg = resolved_model_config(cfg, tok)
+    steps = max(1, len(prep.train) // cfg.train.batch_size)
+    trainer = Trainer(mcfg, cfg.train, cfg.work_dir, steps, teacher_emb.shape[1])
+    hist = fit(trainer, tok, prep.train, prep.val, teacher_emb)
+    return hist.__dict__
+
+
+def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
+    """Best weights to TFLite, default clusters, manifest."""
+    from logclust import clustering
+    from logclust.bundle import write_manifest
+    from logclust.export import export_tflite
+    from logclust.labeler import Labeler
+    from logclust.model import build, count_params
+
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    mcfg = resolved_model_config(cfg, tok)
+    model = build(mcfg)
+    model.load_weights(str(cfg.work_dir / "best.weights.h5"))
+    export_tflite(model, cfg.out_dir)
+    hist = json.loads((cfg.work_dir / "history.json").read_text())
+    manifest = {
+        "embedding_dim": mcfg.d_model,
+        "default_variant": "int8",
+        "model_config": to_dict(mcfg),
+        "train_config": to_dict(cfg.train),
+        "tokenizer_config": to_dict(cfg.tokenizer),
+        "masking": cfg.masking.to_dict(),
+        "parameters": count_params(model),
+        "training_data": {"sources": prep.sources, "distinct_train_lines": len(prep.train),
+                          "distinct_val_lines": len(prep.val),
+                          "held_out": list(data_mod.TEST_SYSTEMS)},
+        "training": {"best_epoch": hist["best_epoch"], "best_val_acc": hist["best_val_acc"]},
+    }
+    for name in ("centroids.npy", "radii.npy"):
+        (cfg.out_dir / name).unlink(missing_ok=True)
+    write_manifest(cfg.out_dir, dict(manifest))
+    lab = Labeler.load(cfg.out_dir)
+    texts = [e.text for e in prep.train + prep.val]
+    k = len({e.label for e in prep.train + prep.val if e.label >= 0}) or None
+    cm = clustering.fit(lab.embed_masked(texts), k=k, seed=cfg.train.seed)
+    np.save(cfg.out_dir / "centroids.npy", cm.centroids, allow_pickle=False)
+    np.save(cfg.out_dir / "radii.npy", cm.radii, allow_pickle=False)
+    write_manifest(cfg.out_dir, dict(manifest, files={}))
+
+
+def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise ValueError(f"Unknown steps; choose from {STEPS}. Received: {sorted(unknown)}")
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(cfg)
+    if "tokenizer" in steps:
+        tok = step_tokenizer(cfg, prep)
+        print(f"tokenizer: {tok.vocab_size} pieces (asked for {cfg.tokenizer.vocab_size})")
+    teacher_emb = step_teacher(cfg, prep) if {"teacher", "train"} & set(steps) else None
+    if "train" in steps:
+        assert teacher_emb is not None
+        step_train(cfg, prep, teacher_emb)
+    if "export" in steps:
+        step_export(cfg, prep)
+        print(f"bundle written to {cfg.out_dir}")
+    if "evaluate" in steps:
+        from logclust.evaluate import evaluate
+
+        evaluate(cfg.out_dir, cfg.data_dir, cfg.work_dir)
+
+
+def clean(work_dir: Path) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,544 @@
+"""Online clustering of a stream, per source, with ids that stay stable.
+
+Behaviour for each source (settings in `StreamClusterConfig`):
+
+1. **Warm-up.** Rows are sampled into a bounded reservoir. Until `warmup_rows` rows have
+   arrived they are answered with cluster id -1. The batch that reaches the threshold
+   triggers the first fit *before* it is labelled, so a first batch of at least
+   `warmup_rows` rows is already clustered.
+2. **Fit.** KMeans over the distinct masked texts of the reservoir (weighted by how often
+   each occurs), with k chosen automatically by `clustering.choose_k` (silhouette) in
+   `[k_min, k_max]`: the user never gives k.
+3. **Assignment.** Nearest centroid. A row farther than `outlier_factor` times its
+   cluster's radius (at least `min_radius`) is not forced into the cluster: it gets -1.
+4. **Refit.** After `refit_every_rows` rows, or sooner once `refit_outlier_rows` rows were
+   flagged -1, the reservoir is refitted (on a background thread unless
+   `background_refit` is false). New centroids are matched to the old ones with the
+   Hungarian algorithm; a match closer than `match_distance` keeps the old id, other
+   centroids get fresh ids and unmatched old clusters are marked inactive.
+5. **State** (centroids, radii, ids, counters, descriptions) is encoded without pickle by
+   `SourceClusterer.to_bytes` and restored on restart, so ids survive restarts.
+
+Each cluster is described by a template over its distinct masked members (tokens that
+agree everywhere are kept, others become `<*>`) and a few exemplars. Only masked text is
+kept, never raw bodies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from logclust.arrow_io import LimitExceededError
+from logclust.clustering import choose_k, fit_kmeans, nearest_centroid
+from logclust.masking import Masker
+
+logger = logging.getLogger(__name__)
+
+UNASSIGNED = -1
+UNASSIGNED_TEMPLATE = "(unassigned: warm-up, or far from every cluster)"
+_STATE_VERSION = 1
+_TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
+
+
+class Embedder(Protocol):
+    """What the clusterer needs from a labeler (`logclust.labeler.Labeler` fits)."""
+
+    masker: Masker
+    dim: int
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        """L2-normalised float32 `(n, dim)` embeddings of already-masked strings."""
+        ...
+
+
+@dataclass(frozen=True)
+class StreamClusterConfig:
+    """Settings of per-source online clustering (see the module docstring)."""
+
+    # Rows per source before the first fit; earlier rows get id -1.
+    warmup_rows: int = 256
+    # Rows kept (uniform reservoir sample) for fits.
+    reservoir_size: int = 4096
+    # Rows between two scheduled refits.
+    refit_every_rows: int = 50_000
+    # Flagged (-1) rows that trigger an early refit; 0 disables.
+    refit_outlier_rows: int = 500
+    # Range searched for k.
+    k_min: int = 2
+    k_max: int = 16
+    # Distinct texts used by the k search (bounds its cost).
+    max_fit_points: int = 1000
+    # A row beyond outlier_factor * max(radius, min_radius) gets -1.
+    outlier_factor: float = 3.0
+    min_radius: float = 0.1
+    # Largest centroid move (Euclidean, unit-norm space) that keeps a cluster's id.
+    match_distance: float = 0.5
+    # Distinct masked members kept per cluster for its template; exemplars shown.
+    template_members: int = 16
+    max_exemplars: int = 3
+    # Masked texts whose embeddings are cached across batches.
+    cache_size: int = 65_536
+    seed: int = 0
+    # Refit on a background thread so batches are not held up by the k search.
+    background_refit: bool = True
+
+    def __post_init__(self) -> None:
+        positive = {
+            "warmup_rows": self.warmup_rows, "reservoir_size": self.reservoir_size,
+            "refit_every_rows": self.refit_every_rows, "max_fit_points": self.max_fit_points,
+            "template_members": self.template_members, "cache_size": self.cache_size,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={value}")
+        if not 1 <= self.k_min <= self.k_max:
+            raise ValueError(
+                f"Need 1 <= k_min <= k_max. Received: k_min={self.k_min}, k_max={self.k_max}"
+            )
+        if self.warmup_rows > self.reservoir_size:
+            raise ValueError(
+                "warmup_rows cannot exceed reservoir_size. Received: "
+                f"warmup_rows={self.warmup_rows}, reservoir_size={self.reservoir_size}"
+            )
+        if self.outlier_factor <= 0 or self.min_radius < 0 or self.match_distance <= 0:
+            raise ValueError(
+                "outlier_factor and match_distance must be positive, min_radius >= 0. "
+                f"Received: outlier_factor={self.outlier_factor}, "
+                f"min_radius={self.min_radius}, match_distance={self.match_distance}"
+            )
+
+
+def template_of(members: list[str]) -> str:
+    """Token-wise template: tokens equal in every member stay, the others become `<*>`.
+
+    Members are split into words and separators; only members with the most common token
+    count are aligned (a different count means a different shape).
+    """
+    if not members:
+        return ""
+    split = [_TOKEN_SPLIT.split(m) for m in members]
+    length = Counter(len(t) for t in split).most_common(1)[0][0]
+    rows = [t for t in split if len(t) == length]
+    out = [col[0] if len(set(col)) == 1 else "<*>" for col in zip(*rows, strict=True)]
+    return "".join(out)
+
+
+class EmbeddingCache:
+    """Bounded cache masked text -> embedding in front of `embed_masked` (FIFO eviction)."""
+
+    def __init__(self, embedder: Embedder, capacity: int) -> None:
+        self.embedder = embedder
+        self.capacity = capacity
+        self._ring = np.zeros((capacity, embedder.dim), np.float32)
+        self._keys: list[str | None] = [None] * capacity
+        self._index: dict[str, int] = {}
+        self._next = 0
+        self.hits = 0
+        self.misses = 0
+
+    def embed(self, uniques: pa.Array) -> np.ndarray:
+        """Embeddings of distinct masked texts; only cache misses reach the model."""
+        keys: list[str] = uniques.to_pylist()
+        slots = np.fromiter((self._index.get(k, -1) for k in keys), np.int64, len(keys))
+        miss = slots < 0
+        out = np.empty((len(keys), self.embedder.dim), np.float32)
+        out[~miss] = self._ring[slots[~miss]]
+        miss_idx = np.flatnonzero(miss)
+        if miss_idx.size:
+            emb = np.asarray(self.embedder.embed_masked(uniques.take(pa.array(miss_idx))))
+            out[miss_idx] = emb
+            self._insert([keys[i] for i in miss_idx[-self.capacity :]], emb[-self.capacity :])
+        self.hits += int(len(keys) - miss_idx.size)
+        self.misses += int(miss_idx.size)
+        return out
+
+    def _insert(self, keys: list[str], emb: np.ndarray) -> None:
+        slots = (self._next + np.arange(len(keys))) % self.capacity
+        for slot, key in zip(slots.tolist(), keys, strict=True):
+            old = self._keys[slot]
+            if old is not None:
+                self._index.pop(old, None)
+            self._keys[slot] = key
+            self._index[key] = slot
+        self._ring[slots] = emb
+        self._next = int((self._next + len(keys)) % self.capacity)
+
+
+@dataclass
+class ClusterStats:
+    """What is known about one cluster id of one source."""
+
+    cluster_id: int
+    size: int = 0
+    first_seen_ms: int | None = None
+    last_seen_ms: int | None = None
+    members: list[str] = field(default_factory=list)
+    template: str = ""
+    active: bool = True
+
+    def add_members(self, texts: list[str], cap: int) -> None:
+        new = [t for t in dict.fromkeys(texts) if t not in self.members]
+        if new and len(self.members) < cap:
+            self.members.extend(new[: cap - len(self.members)])
+            if self.cluster_id != UNASSIGNED:
+                self.template = template_of(self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster_id": self.cluster_id, "size": self.size,
+            "first_seen_ms": self.first_seen_ms, "last_seen_ms": self.last_seen_ms,
+            "members": self.members, "template": self.template, "active": self.active,
+        }
+
+
+@dataclass(frozen=True)
+class _Model:
+    centroids: np.ndarray  # (k, dim) float32
+    radii: np.ndarray  # (k,) float32
+    ids: np.ndarray  # (k,) int32 stable ids
+
+
+class SourceClusterer:
+    """Online clustering state of one source (see the module docstring).
+
+    Thread-safe: `assign` and the background refit share one re-entrant lock; the refit
+    computes without the lock and only takes it to swap the model in.
+    """
+
+    def __init__(self, source: str, config: StreamClusterConfig, dim: int) -> None:
+        self.source = source
+        self.config = config
+        self.dim = dim
+        self._model: _Model | None = None
+        self._next_id = 0
+        self.stats: dict[int, ClusterStats] = {
+            UNASSIGNED: ClusterStats(UNASSIGNED, template=UNASSIGNED_TEMPLATE, active=False)
+        }
+        self._res_emb = np.zeros((config.reservoir_size, dim), np.float32)
+        self._res_text = np.empty(config.reservoir_size, object)
+        self.rows_seen = 0
+        self._rows_since_fit = 0
+        self._outliers_since_fit = 0
+        self._rng = np.random.default_rng(config.seed)
+        self._lock = threading.RLock()
+        self._refit_thread: threading.Thread | None = None
+        self.fits = 0
+        self.dirty = True
+
+    @property
+    def k(self) -> int:
+        return 0 if self._model is None else int(self._model.ids.size)
+
+    def assign(
+        self, texts: pa.Array, emb: np.ndarray, inv: np.ndarray, time_ms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels rows given their distinct masked texts.
+
+        Args:
+            texts: distinct masked texts `(u,)` of this source's rows.
+            emb: their embeddings `(u, dim)`.
+            inv: `(n,)` index into `texts` of each row.
+            time_ms: `(n,)` event times.
+
+        Returns:
+            `(ids, distances)` per row: int32 stable ids (-1 = unassigned) and float32
+            distances to the nearest centroid (NaN before the first fit).
+        """
+        n = inv.size
+        with self._lock:
+            self._sample(texts, emb, inv)
+            self.rows_seen += n
+            self._rows_since_fit += n
+            if self._model is None and self.rows_seen >= self.config.warmup_rows:
+                self._apply_fit(*self._compute_fit(*self._reservoir()))
+            uid, d = self._assign_distinct(emb)
+            ids, dist = uid[inv], d[inv]
+            self._update_stats(texts, uid, ids, time_ms)
+            if self._model is not None:
+                self._outliers_since_fit += int(np.count_nonzero(ids == UNASSIGNED))
+            self.dirty = True
+            self._maybe_refit()
+        return ids, dist
+
+    def _assign_distinct(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model, cfg = self._model, self.config
+        if model is None:
+            return np.full(len(emb), UNASSIGNED, np.int32), np.full(len(emb), np.nan, np.float32)
+        cidx, d = nearest_centroid(emb, model.centroids)
+        limit = cfg.outlier_factor * np.maximum(model.radii[cidx], cfg.min_radius)
+        uid = model.ids[cidx].copy()
+        uid[d > limit] = UNASSIGNED
+        return uid, d
+
+    def _sample(self, texts: pa.Array, emb: np.ndarray, inv: np.ndarray) -> None:
+        # Algorithm R, vectorized: row t replaces slot j ~ U[0, t] when j < capacity.
+        cap = self.config.reservoir_size
+        t = self.rows_seen + np.arange(inv.size)
+        j = np.where(t < cap, t, self._rng.integers(0, t + 1))
+        accepted = np.flatnonzero(j < cap)
+        if accepted.size:
+            rows = inv[accepted]
+            self._res_emb[j[accepted]] = emb[rows]
+            self._res_text[j[accepted]] = np.asarray(texts.to_pylist(), object)[rows]
+
+    def _reservoir(self) -> tuple[np.ndarray, np.ndarray]:
+        fill = min(self.rows_seen, self.config.reservoir_size)
+        return self._res_emb[:fill].copy(), self._res_text[:fill].copy()
+
+    def _update_stats(
+        self, texts: pa.Array, uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray
+    ) -> None:
+        cids, ginv, counts = np.unique(ids, return_inverse=True, return_counts=True)
+        ginv = ginv.ravel()
+        tmin = np.full(cids.size, np.iinfo(np.int64).max, np.int64)
+        tmax = np.full(cids.size, np.iinfo(np.int64).min, np.int64)
+        np.minimum.at(tmin, ginv, time_ms)
+        np.maximum.at(tmax, ginv, time_ms)
+        cap = self.config.template_members
+        for cid, count, lo, hi in zip(cids.tolist(), counts, tmin, tmax, strict=True):
+            st = self.stats.setdefault(cid, ClusterStats(cid))
+            st.size += int(count)
+            st.first_seen_ms = int(lo) if st.first_seen_ms is None else min(st.first_seen_ms, int(lo))
+            st.last_seen_ms = int(hi) if st.last_seen_ms is None else max(st.last_seen_ms, int(hi))
+            if len(st.members) < cap:
+                st.add_members(texts.take(pa.array(np.flatnonzero(uid == cid)[:cap])).to_pylist(), cap)
+
+    def _maybe_refit(self) -> None:
+        cfg = self.config
+        due = self._rows_since_fit >= cfg.refit_every_rows or (
+            cfg.refit_outlier_rows > 0 and self._outliers_since_fit >= cfg.refit_outlier_rows
+        )
+        busy = self._refit_thread is not None and self._refit_thread.is_alive()
+        if not due or busy or self._model is None:
+            return
+        self._rows_since_fit = self._outliers_since_fit = 0
+        data = self._reservoir()
+        if cfg.background_refit:
+            self._refit_thread = threading.Thread(
+                target=self._refit, args=data, name=f"logclust-refit-{self.source}", daemon=True
+            )
+            self._refit_thread.start()
+        else:
+            self._refit(*data)
+
+    def _refit(self, emb: np.ndarray, texts: np.ndarray) -> None:
+        try:
+            fitted = self._compute_fit(emb, texts)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            logger.error("refit of source %r failed, keeping the model: %s", self.source, e)
+            return
+        with self._lock:
+            self._apply_fit(*fitted)
+
+    def wait_for_refit(self, timeout: float | None = None) -> None:
+        """Blocks until a running background refit finishes."""
+        thread = self._refit_thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _compute_fit(
+        self, emb: np.ndarray, texts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        cfg = self.config
+        distinct, first, counts = np.unique(texts, return_index=True, return_counts=True)
+        x_all = emb[first]
+        sel = np.arange(distinct.size)
+        if distinct.size > cfg.max_fit_points:
+            rng = np.random.default_rng(cfg.seed)
+            sel = rng.choice(distinct.size, cfg.max_fit_points, replace=False, p=counts / counts.sum())
+        x, w = x_all[sel], counts[sel].astype(np.float64)
+        k = choose_k(x, cfg.k_min, cfg.k_max, seed=cfg.seed, max_points=cfg.max_fit_points)
+        fitted = fit_kmeans(x, k, seed=cfg.seed, sample_weight=w)
+        # Members listed by frequency, so templates and exemplars show the common shapes.
+        cidx, _ = nearest_centroid(x_all, fitted.centroids)
+        order = np.argsort(-counts, kind="stable")
+        members: list[list[str]] = [[] for _ in range(fitted.k)]
+        for i in order[: fitted.k * cfg.template_members * 4].tolist():
+            if len(members[cidx[i]]) < cfg.template_members:
+                members[cidx[i]].append(str(distinct[i]))
+        return fitted.centroids, fitted.radii, members
+
+    def _apply_fit(self, centroids: np.ndarray, radii: np.ndarray, members: list[list[str]]) -> None:
+        ids = self._match_ids(centroids)
+        if self._model is not None:
+            for old in set(self._model.ids.tolist()) - set(ids.tolist()):
+                self.stats[old].active = False
+        for cid, mem in zip(ids.tolist(), members, strict=True):
+            st = self.stats.setdefault(cid, ClusterStats(cid))
+            st.active = True
+            if mem:
+                st.members = mem
+                st.template = template_of(mem)
+        self._model = _Model(centroids.astype(np.float32), radii.astype(np.float32), ids)
+        self.fits += 1
+        self.dirty = True
+        logger.info("source %r fitted: k=%d ids=%s", self.source, ids.size, ids.tolist())
+
+    def _match_ids(self, centroids: np.ndarray) -> np.ndarray:
+        from scipy.optimize import linear_sum_assignment
+
+        ids = np.full(len(centroids), UNASSIGNED, np.int32)
+        old = self._model
+        if old is not None:
+            cost = np.linalg.norm(centroids[:, None, :] - old.centroids[None, :, :], axis=2)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                if cost[r, c] <= self.config.match_distance:
+                    ids[r] = old.ids[c]
+        for r in np.flatnonzero(ids == UNASSIGNED).tolist():
+            ids[r] = self._next_id
+            self._next_id += 1
+        return ids
+
+    def describe(self) -> list[ClusterStats]:
+        """Copies of every cluster's stats (the -1 entry only when rows got -1)."""
+        with self._lock:
+            return [
+                ClusterStats(**{**s.to_dict(), "members": list(s.members)})
+                for cid, s in sorted(self.stats.items())
+                if cid != UNASSIGNED or s.size
+            ]
+
+    def to_bytes(self) -> bytes:
+        """Pickle-free state: an `.npz` of arrays plus a JSON document (no reservoir)."""
+        with self._lock:
+            meta = {
+                "version": _STATE_VERSION, "source": self.source, "dim": self.dim,
+                "next_id": self._next_id, "rows_seen": self.rows_seen, "fits": self.fits,
+                "stats": [s.to_dict() for s in self.stats.values()],
+            }
+            arrays: dict[str, np.ndarray] = {
+                "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)
+            }
+            if self._model is not None:
+                arrays |= {
+                    "centroids": self._model.centroids, "radii": self._model.radii,
+                    "ids": self._model.ids,
+                }
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)  # type: ignore[arg-type]
+            self.dirty = False
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: StreamClusterConfig, dim: int) -> SourceClusterer:
+        """Restores `to_bytes` output.
+
+        Raises:
+            ValueError: unknown format version or a different embedding dimension.
+        """
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            arrays = {k: z[k] for k in ("centroids", "radii", "ids") if k in z.files}
+        if meta.get("version") != _STATE_VERSION or meta.get("dim") != dim:
+            raise ValueError(
+                f"Cluster state needs format {_STATE_VERSION} and dim {dim}. "
+                f"Received: version={meta.get('version')}, dim={meta.get('dim')}"
+            )
+        self = cls(meta["source"], config, dim)
+        self._next_id, self.rows_seen, self.fits = meta["next_id"], meta["rows_seen"], meta["fits"]
+        self.stats = {s["cluster_id"]: ClusterStats(**s) for s in meta["stats"]}
+        if arrays:
+            self._model = _Model(arrays["centroids"], arrays["radii"], arrays["ids"])
+        self.dirty = False
+        return self
+
+
+class StreamClusters:
+    """Masks, dedupes and embeds a batch once, then clusters its rows per source.
+
+    Args:
+        embedder: provides `masker`, `dim` and `embed_masked`.
+        config: clustering settings shared by every source.
+        max_sources: distinct sources kept; a batch adding more is refused.
+    """
+
+    def __init__(
+        self, embedder: Embedder, config: StreamClusterConfig | None = None, max_sources: int = 64
+    ) -> None:
+        self.embedder = embedder
+        self.config = config or StreamClusterConfig()
+        self.max_sources = max_sources
+        self.cache = EmbeddingCache(embedder, self.config.cache_size)
+        self.sources: dict[str, SourceClusterer] = {}
+        self._lock = threading.Lock()
+
+    def label(
+        self, body: pa.Array, source: pa.Array, time_ms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """Cluster ids and distances of every row.
+
+        Returns:
+            `(ids, distances, source_names, source_codes)`; the last two describe the
+            `source` column dictionary-encoded, for per-source bookkeeping by the caller.
+
+        Raises:
+            LimitExceededError: the batch would exceed `max_sources`.
+        """
+        src = pc.dictionary_encode(source)
+        names: list[str] = src.dictionary.to_pylist()
+        codes = src.indices.to_numpy(zero_copy_only=False)
+        with self._lock:
+            new = [s for s in names if s not in self.sources]
+            if len(self.sources) + len(new) > self.max_sources:
+                raise LimitExceededError(
+                    f"Too many distinct sources (limit {self.max_sources}). "
+                    f"Received: {len(new)} new sources, e.g. {new[:3]}"
+                )
+        masked = pc.dictionary_encode(self.embedder.masker.mask(body))
+        uniques, inv = masked.dictionary, masked.indices.to_numpy(zero_copy_only=False)
+        ids = np.empty(inv.size, np.int32)
+        dist = np.empty(inv.size, np.float32)
+        with self._lock:
+            emb = self.cache.embed(uniques)  # (u, dim)
+            for code, name in enumerate(names):
+                rows = np.flatnonzero(codes == code) if len(names) > 1 else slice(None)
+                u_s, local = np.unique(inv[rows], return_inverse=True)
+                clus = self.sources.get(name)
+                if clus is None:
+                    clus = self.sources[name] = SourceClusterer(name, self.config, self.embedder.dim)
+                ids[rows], dist[rows] = clus.assign(
+                    uniques.take(pa.array(u_s)), emb[u_s], local.ravel(), time_ms[rows]
+                )
+        return ids, dist, names, codes
+
+    def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
+        """`(source, stats)` of every cluster, sorted by source then id."""
+        with self._lock:
+            chosen = sorted(s for s in self.sources if source is None or s == source)
+            clusterers = [self.sources[s] for s in chosen]
+        return [(c.source, st) for c in clusterers for st in c.describe()]
+
+    def take_dirty_states(self) -> dict[str, bytes]:
+        """Encoded state of each source changed since the last call."""
+        with self._lock:
+            return {name: c.to_bytes() for name, c in self.sources.items() if c.dirty}
+
+    def load_states(self, states: dict[str, bytes]) -> None:
+        """Restores sources; a state that does not fit (other bundle) is skipped, logged."""
+        with self._lock:
+            for name, data in states.items():
+                try:
+                    self.sources[name] = SourceClusterer.from_bytes(
+                        data, self.config, self.embedder.dim
+                    )
+                except (ValueError, KeyError, OSError) as e:
+                    logger.warning("ignoring stored cluster state of %r: %s", name, e)
+
+    def wait_for_refits(self, timeout: float | None = None) -> None:
+        """Blocks until background refits of every source finish."""
+        with self._lock:
+            clusterers = list(self.sources.values())
+        for c in clusterers:
+            c.wait_for_refit(timeout)

@@ -1,0 +1,107 @@
+"""SentencePiece unigram tokenizer over masked text (no TensorFlow).
+
+Ids: 0 pad, 1 unknown, 2 beginning of line, 3 end of line. Every masking placeholder is a
+single user-defined piece, so `<NUM>` is one token wherever it appears.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+
+logger = logging.getLogger(__name__)
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How the tokenizer is trained."""
+
+    # The study's 16k; a small corpus may support fewer pieces (the trained size is kept).
+    vocab_size: int = 16000
+    # Unigram model as in the study; "bpe" also works.
+    model_type: str = "unigram"
+    character_coverage: float = 0.9999
+    # Lines longer than this many characters are cut when training the tokenizer.
+    max_sentence_length: int = 4096
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 16:
+            raise ValueError(f"vocab_size is too small. Received: vocab_size={self.vocab_size}")
+        if self.model_type not in ("unigram", "bpe"):
+            raise ValueError(f"model_type must be unigram or bpe. Received: {self.model_type!r}")
+
+
+def train_tokenizer(
+    texts: Sequence[str], placeholders: Sequence[str], config: TokenizerConfig, out: Path
+) -> Tokenizer:
+    """Trains a SentencePiece model on masked `texts` and writes it to `out` (.model)."""
+    if not texts:
+        raise ValueError("train_tokenizer needs at least one line. Received: 0 lines")
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buf,
+        vocab_size=config.vocab_size,
+        model_type=config.model_type,
+        character_coverage=config.character_coverage,
+        max_sentence_length=config.max_sentence_length,
+        user_defined_symbols=list(placeholders),
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        # A small corpus cannot fill a large vocabulary: keep what it supports.
+        hard_vocab_limit=False,
+        split_digits=True,
+        byte_fallback=False,
+        num_threads=2,
+        minloglevel=2,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(buf.getvalue())
+    return Tokenizer(buf.getvalue())
+
+
+class Tokenizer:
+    """Encodes masked lines into padded id matrices."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self._sp = spm.SentencePieceProcessor()
+        self._sp.LoadFromSerializedProto(model_proto)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        return cls(Path(path).read_bytes())
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.GetPieceSize())
+
+    def encode(self, texts: Sequence[str], max_len: int) -> list[list[int]]:
+        """Ids of each text, with the beginning-of-line id first, cut to `max_len`."""
+        ids = self._sp.EncodeAsIds(list(texts))
+        return [[BOS_ID, *row[: max_len - 1]] for row in ids]
+
+    def pieces(self, text: str) -> list[str]:
+        return list(self._sp.EncodeAsPieces(text))
+
+    def encode_padded(self, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """`(ids, lengths)`: int32 `(n, L)` right-padded with 0 where L is the longest row."""
+        rows = self.encode(texts, max_len)
+        return pad(rows)
+
+
+def pad(rows: Sequence[Sequence[int]], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pads id rows with `PAD_ID` into an int32 matrix; returns it and the lengths."""
+    lengths = np.fromiter((len(r) for r in rows), np.int32, count=len(rows))
+    w = int(lengths.max(initial=1)) if width is None else width
+    out = np.zeros((len(rows), w), np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r[:w]
+    return out, np.minimum(lengths, w)
