@@ -30,7 +30,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         train_d["epochs"] = args.epochs
     cfg = PipelineConfig(
-        data_dir=args.data, out_dir=args.out, work_dir=args.work,
+        data_dir=args.data,
+        out_dir=args.out,
+        work_dir=args.work,
         model=from_dict(ModelConfig, conf.get("model", {})),
         train=from_dict(TrainConfig, train_d),
         tokenizer=from_dict(TokenizerConfig, conf.get("tokenizer", {})),
@@ -42,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _read_input(path: Path) -> Any:
-    from logclust.io_files import read_table
+    from logclust.arrow_io import read_table
 
     return read_table(path)
 
@@ -90,25 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="run the training pipeline (needs logclust[train])")
     t.add_argument("--data", type=Path, required=True, help="loghub folder or plain log files")
     t.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    t.add_argument("--work", type=Path, default=DEFAULT_WORK,
-                   help="checkpoints, logs and caches (resumable)")
+    t.add_argument(
+        "--work", type=Path, default=DEFAULT_WORK, help="checkpoints, logs and caches (resumable)"
+    )
     t.add_argument("--config", type=Path, help="TOML with [model] [train] [tokenizer] tables")
     t.add_argument("--epochs", type=int, help="override train.epochs")
     t.add_argument("--steps", help="comma list of tokenizer,teacher,train,export,evaluate")
     t.set_defaults(func=cmd_train)
 
-    for name, func, what in (("embed", cmd_embed, "embedding"), ("label", cmd_label,
-                                                                 "cluster_id")):
+    for name, func, what in (("embed", cmd_embed, "embedding"), ("label", cmd_label, "cluster_id")):
         s = sub.add_parser(name, help=f"add a {what} column to a file")
-        s.add_argument("--input", type=Path, required=True,
-                       help="text file (one record per line) or Parquet/Arrow/CSV with body")
+        s.add_argument(
+            "--input",
+            type=Path,
+            required=True,
+            help="text file (one record per line) or Parquet/Arrow/CSV with body",
+        )
         s.add_argument("--output", type=Path, required=True, help="Parquet file to write")
         s.add_argument("--bundle", type=Path, help="bundle folder (default: shipped model)")
         s.add_argument("--variant", choices=("f32", "int8"), help="encoder variant")
         if name == "label":
             s.add_argument("--k", type=int, help="fit k clusters on the input first")
-            s.add_argument("--fit", action="store_true",
-                           help="fit clusters on the input with k chosen automatically")
+            s.add_argument(
+                "--fit",
+                action="store_true",
+                help="fit clusters on the input with k chosen automatically",
+            )
         s.set_defaults(func=func)
 
     try:
@@ -122,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as e:

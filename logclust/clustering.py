@@ -61,9 +61,7 @@ class ClusterModel:
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and distance to the nearest row of `centroids` for each row of `x`."""
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
-        raise ValueError(
-            f"Embeddings must be (n, {centroids.shape[1]}). Received: shape={x.shape}"
-        )
+        raise ValueError(f"Embeddings must be (n, {centroids.shape[1]}). Received: shape={x.shape}")
     if x.shape[0] == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.float32)
     # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, one matrix product for the whole batch.
@@ -131,9 +129,7 @@ def choose_k(
     return best_k
 
 
-def fit(
-    x: np.ndarray, k: int | None = None, seed: int = 0, k_max: int = 30
-) -> ClusterModel:
+def fit(x: np.ndarray, k: int | None = None, seed: int = 0, k_max: int = 30) -> ClusterModel:
     """Fits clusters with `k` given, or chosen by `choose_k` when None."""
     if k is None:
         k = choose_k(x, k_max=k_max, seed=seed)

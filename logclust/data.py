@@ -17,8 +17,18 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TRAIN_SYSTEMS: tuple[str, ...] = (
-    "Apache", "BGL", "HDFS", "HPC", "Hadoop", "Linux", "Mac", "OpenStack", "Proxifier",
-    "Spark", "Windows", "Zookeeper",
+    "Apache",
+    "BGL",
+    "HDFS",
+    "HPC",
+    "Hadoop",
+    "Linux",
+    "Mac",
+    "OpenStack",
+    "Proxifier",
+    "Spark",
+    "Windows",
+    "Zookeeper",
 )
 # Held out from every training step, as in the original study.
 TEST_SYSTEMS: tuple[str, ...] = ("Android",)
@@ -76,7 +86,9 @@ def read_loghub_system(data_dir: str | Path, system: str) -> LogSet:
     if len(rows) != len(raw):
         logger.warning(
             "%s: %d raw lines but %d structured rows; using the structured Content",
-            system, len(raw), len(rows),
+            system,
+            len(raw),
+            len(rows),
         )
         raw = [r["Content"] for r in rows]
     content = [r["Content"] for r in rows]
@@ -84,9 +96,7 @@ def read_loghub_system(data_dir: str | Path, system: str) -> LogSet:
     return LogSet(system, raw, content, templates)
 
 
-def load_loghub(
-    data_dir: str | Path, systems: Sequence[str] | None = None
-) -> dict[str, LogSet]:
+def load_loghub(data_dir: str | Path, systems: Sequence[str] | None = None) -> dict[str, LogSet]:
     """Reads the given systems (all folders that hold a log when None)."""
     root = Path(data_dir)
     if not root.is_dir():

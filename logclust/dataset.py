@@ -62,6 +62,7 @@ def make_examples(
 
 def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
     """Stable split by a hash of the text: the same line is always on the same side."""
+
     def bucket(e: Example) -> float:
         h = hashlib.blake2b(e.text.encode("utf-8", "replace"), digest_size=8).digest()
         return int.from_bytes(h, "little") / 2**64

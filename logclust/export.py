@@ -29,8 +29,9 @@ def export_tflite(model: GPT, out_dir: Path) -> dict[str, Path]:
         def encode(ids: tf.Tensor) -> tf.Tensor:
             return masked_max_pool(model.hidden(ids, training=False), ids)
 
-        archive.add_endpoint(SIGNATURE, encode,
-                             input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])
+        archive.add_endpoint(
+            SIGNATURE, encode, input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")]
+        )
         archive.write_out(tmp, verbose=False)
         paths = {}
         for variant in ("f32", "int8"):

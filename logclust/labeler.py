@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
 
 from logclust import clustering
-from logclust.bundle import Bundle
+from logclust.bundle import Bundle, BundleError
 from logclust.clustering import ClusterModel
 from logclust.embedder import Encoder
 from logclust.masking import Masker
 from logclust.tokenizer import Tokenizer
 
-Texts = Sequence[str] | pa.Array | pa.ChunkedArray
+Texts: TypeAlias = Sequence[str] | pa.Array | pa.ChunkedArray
 
 
 def _as_string_array(texts: Texts) -> pa.Array:
@@ -40,22 +41,24 @@ class Labeler:
     Embeddings are the encoder's max-pooled last layer, L2-normalised (float32).
     """
 
-    def __init__(self, bundle: Bundle, variant: str | None = None, num_threads: int = 1,
-                 batch_size: int = 64) -> None:
+    def __init__(
+        self, bundle: Bundle, variant: str | None = None, num_threads: int = 1, batch_size: int = 64
+    ) -> None:
         self.bundle = bundle
         self.masker = Masker(bundle.masking)
         self.tokenizer = Tokenizer.load(bundle.file("tokenizer.model"))
         self.encoder = Encoder(bundle.encoder_path(variant), num_threads, batch_size)
         if self.encoder.dim != bundle.dim:
-            raise ValueError(
+            raise BundleError(
                 f"Encoder output width {self.encoder.dim} differs from the manifest's "
                 f"embedding_dim. Received: embedding_dim={bundle.dim}"
             )
         self.clusters: ClusterModel | None = bundle.clusters()
 
     @classmethod
-    def load(cls, path: str | Path | None = None, variant: str | None = None,
-             num_threads: int = 1) -> Labeler:
+    def load(
+        cls, path: str | Path | None = None, variant: str | None = None, num_threads: int = 1
+    ) -> Labeler:
         """Loads a bundle (the shipped default when `path` is None)."""
         return cls(Bundle.load(path), variant=variant, num_threads=num_threads)
 

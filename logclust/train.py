@@ -49,7 +49,9 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
 
 
-def lm_loss_and_acc(logits: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def lm_loss_and_acc(
+    logits: tf.Tensor, targets: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Masked cross-entropy, number of correct predictions and of counted tokens.
 
     Accuracy counts real tokens only: neither padding nor the end-of-line id.
@@ -95,31 +97,45 @@ class History:
 class Trainer:
     """Owns the model, optimizer, checkpoints and logs of one training run in `work_dir`."""
 
-    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, work_dir: Path,
-                 steps_per_epoch: int, teacher_dim: int) -> None:
+    def __init__(
+        self,
+        mcfg: ModelConfig,
+        tcfg: TrainConfig,
+        work_dir: Path,
+        steps_per_epoch: int,
+        teacher_dim: int,
+    ) -> None:
         self.mcfg, self.tcfg, self.work = mcfg, tcfg, work_dir
         keras.utils.set_random_seed(tcfg.seed)
         self.model: GPT = build(mcfg)
         sched = WarmupCosine(tcfg.learning_rate, tcfg.warmup_steps, steps_per_epoch * tcfg.epochs)
-        self.opt = keras.optimizers.AdamW(learning_rate=sched, weight_decay=tcfg.weight_decay,
-                                          clipnorm=1.0)
+        self.opt = keras.optimizers.AdamW(
+            learning_rate=sched, weight_decay=tcfg.weight_decay, clipnorm=1.0
+        )
         self.opt.build(self.model.trainable_variables)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.opt, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(ckpt, str(work_dir / "ckpt"), max_to_keep=2)
         if self.manager.latest_checkpoint:
             ckpt.restore(self.manager.latest_checkpoint)
-            logger.info("resumed from %s (epoch %d)", self.manager.latest_checkpoint,
-                        int(self.epoch.numpy()))
+            logger.info(
+                "resumed from %s (epoch %d)",
+                self.manager.latest_checkpoint,
+                int(self.epoch.numpy()),
+            )
         self.writer = tf.summary.create_file_writer(str(work_dir / "tensorboard"))
         self.teacher_dim = teacher_dim
-        sig = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-               tf.TensorSpec([None, teacher_dim], tf.float32)]
+        sig = [
+            tf.TensorSpec([None, None], tf.int32),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None, teacher_dim], tf.float32),
+        ]
         self.train_step = tf.function(self._train_step, input_signature=sig)
         self.eval_step = tf.function(self._eval_step, input_signature=sig[:1])
 
-    def _losses(self, seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor,
-                training: bool) -> dict[str, tf.Tensor]:
+    def _losses(
+        self, seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor, training: bool
+    ) -> dict[str, tf.Tensor]:
         inp, tgt = seq[:, :-1], seq[:, 1:]
         h = self.model.hidden(inp, training=training)
         lm, hit, cnt = lm_loss_and_acc(self.model.logits(h), tgt)
@@ -130,8 +146,9 @@ class Trainer:
         total = lm + c.contrastive_weight * con + c.distill_weight * dis
         return {"loss": total, "lm": lm, "con": con, "dis": dis, "hit": hit, "cnt": cnt}
 
-    def _train_step(self, seq: tf.Tensor, labels: tf.Tensor,
-                    teacher: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _train_step(
+        self, seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
             out = self._losses(seq, labels, teacher, training=True)
         grads = tape.gradient(out["loss"], self.model.trainable_variables)
@@ -144,8 +161,14 @@ class Trainer:
         return hit, cnt
 
 
-def next_token_accuracy(model: GPT, tok: Tokenizer, texts: list[str], max_len: int,
-                        weights: list[int] | None = None, batch_size: int = 64) -> float:
+def next_token_accuracy(
+    model: GPT,
+    tok: Tokenizer,
+    texts: list[str],
+    max_len: int,
+    weights: list[int] | None = None,
+    batch_size: int = 64,
+) -> float:
     """Share of real tokens (not the end-of-line id) whose argmax prediction is right.
 
     `weights` counts each text that many times (distinct texts stand for repeated lines).
@@ -159,8 +182,10 @@ def next_token_accuracy(model: GPT, tok: Tokenizer, texts: list[str], max_len: i
         inp, tgt = seq[:, :-1], seq[:, 1:]
         pred = tf.argmax(model(inp, training=False), -1, output_type=tf.int32)
         counted = tf.cast((tgt != PAD_ID) & (tgt != EOS_ID), tf.float32)
-        return (tf.reduce_sum(tf.cast(pred == tgt, tf.float32) * counted, 1),
-                tf.reduce_sum(counted, 1))
+        return (
+            tf.reduce_sum(tf.cast(pred == tgt, tf.float32) * counted, 1),
+            tf.reduce_sum(counted, 1),
+        )
 
     for s in range(0, len(texts), batch_size):
         seq = seq_all[s : s + batch_size]
@@ -171,8 +196,13 @@ def next_token_accuracy(model: GPT, tok: Tokenizer, texts: list[str], max_len: i
     return hits / max(cnts, 1.0)
 
 
-def fit(trainer: Trainer, tok: Tokenizer, train: list[Example], val: list[Example],
-        teacher_train: np.ndarray) -> History:
+def fit(
+    trainer: Trainer,
+    tok: Tokenizer,
+    train: list[Example],
+    val: list[Example],
+    teacher_train: np.ndarray,
+) -> History:
     """Runs the remaining epochs; keeps the best weights in `work_dir/best.weights.h5`."""
     c, work = trainer.tcfg, trainer.work
     hist_path = work / "history.json"
@@ -188,17 +218,32 @@ def fit(trainer: Trainer, tok: Tokenizer, train: list[Example], val: list[Exampl
         t0, tot_hit, tot_cnt = time.time(), 0.0, 0.0
         for i, g in enumerate(groups):
             width = int(lengths[g].max())
-            out = trainer.train_step(tf.constant(seq[g, :width]), tf.constant(labels[g]),
-                                     tf.constant(teacher_train[g]))
+            out = trainer.train_step(
+                tf.constant(seq[g, :width]), tf.constant(labels[g]), tf.constant(teacher_train[g])
+            )
             tot_hit += float(out["hit"])
             tot_cnt += float(out["cnt"])
-            bar.update(i + 1, [("lm", float(out["lm"])), ("acc", tot_hit / max(tot_cnt, 1)),
-                               ("con", float(out["con"])), ("dis", float(out["dis"]))])
-        val_acc = next_token_accuracy(trainer.model, tok, [e.text for e in val],
-                                      trainer.mcfg.max_len - 1)
-        rec = {"epoch": epoch + 1, "train_acc": tot_hit / max(tot_cnt, 1), "val_acc": val_acc,
-               "lm": float(out["lm"]), "con": float(out["con"]), "dis": float(out["dis"]),
-               "seconds": time.time() - t0}
+            bar.update(
+                i + 1,
+                [
+                    ("lm", float(out["lm"])),
+                    ("acc", tot_hit / max(tot_cnt, 1)),
+                    ("con", float(out["con"])),
+                    ("dis", float(out["dis"])),
+                ],
+            )
+        val_acc = next_token_accuracy(
+            trainer.model, tok, [e.text for e in val], trainer.mcfg.max_len - 1
+        )
+        rec = {
+            "epoch": epoch + 1,
+            "train_acc": tot_hit / max(tot_cnt, 1),
+            "val_acc": val_acc,
+            "lm": float(out["lm"]),
+            "con": float(out["con"]),
+            "dis": float(out["dis"]),
+            "seconds": time.time() - t0,
+        }
         hist.epochs.append(rec)
         print(f"epoch {epoch + 1}/{c.epochs}: val next-token accuracy {val_acc:.4f}", flush=True)
         with trainer.writer.as_default():

@@ -1,0 +1,155 @@
+"""Server assembly: `create_server(config, labeler) -> (server, port)` and blocking `serve()`.
+
+Shutdown (SIGTERM or SIGINT in `serve`, or `SidecarServer.stop`): health turns
+NOT_SERVING so load balancers stop routing, in-flight calls get `grace_s` to finish, then
+the state is flushed to the store a last time and the store is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from types import FrameType, TracebackType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from logclust.metrics import Metrics
+from logclust.proto import logclust_pb2_grpc as pb_grpc
+from logclust.server.config import ServerConfig
+from logclust.server.service import LogClustService
+from logclust.server.sidecar import Sidecar
+from logclust.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
+from logclust.stream_clusters import Embedder
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "logclust.v1.LogClust"
+
+
+class SidecarServer:
+    """A started gRPC server with its sidecar, store flusher, health and metrics.
+
+    Use as a context manager or call `stop()`; `stop` is idempotent.
+    """
+
+    def __init__(
+        self, grpc_server: grpc.Server, sidecar: Sidecar, health_servicer: health.HealthServicer,
+        flusher: PeriodicFlusher, store: StateStore, metrics: Metrics, port: int,
+    ) -> None:
+        self.grpc_server = grpc_server
+        self.sidecar = sidecar
+        self.health = health_servicer
+        self.flusher = flusher
+        self.store = store
+        self.metrics = metrics
+        self.port = port
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, `grace` seconds for in-flight calls, final flush, store closed."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self.health.enter_graceful_shutdown()
+            self.grpc_server.stop(grace).wait()
+            self.sidecar.clusters.wait_for_refits(timeout=30)
+            self.flusher.stop()
+            close = getattr(self.store, "close", None)
+            if close is not None:
+                close()
+            self.metrics.stop_http()
+            self._stopped.set()
+            logger.info("sidecar stopped")
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        """Blocks until `stop()` finished; returns False on timeout."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> SidecarServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(grace=None)
+
+
+def open_store(config: ServerConfig) -> StateStore:
+    """SQLite store in `config.store_dir`, or memory when None."""
+    return MemoryStore() if config.store_dir is None else SqliteStore(config.store_dir)
+
+
+def create_server(
+    config: ServerConfig, labeler: Embedder, store: StateStore | None = None
+) -> tuple[SidecarServer, int]:
+    """Builds, binds and starts the sidecar.
+
+    Args:
+        config: server settings; `listen` with port 0 binds a free port.
+        labeler: the embedder (`Labeler.load(...)` or a test fake).
+        store: overrides the store chosen by `config.store_dir`.
+
+    Returns:
+        `(server, port)`: the started server and the bound port.
+
+    Raises:
+        OSError: the address could not be bound.
+    """
+    store = open_store(config) if store is None else store
+    metrics = Metrics(config.metrics_max_series)
+    sidecar = Sidecar(config, labeler, store, metrics)
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="logclust"),
+        options=options,
+    )
+    pb_grpc.add_LogClustServicer_to_server(LogClustService(sidecar, metrics), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = server.add_insecure_port(config.listen)
+    except RuntimeError as e:
+        port, cause = 0, e
+    else:
+        cause = None
+    if port == 0:
+        raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}") from cause
+    flusher = PeriodicFlusher(sidecar.flush, config.flush_interval_s)
+    if config.metrics_port is not None:
+        host = config.listen.rpartition(":")[0].strip("[]")
+        metrics.start_http(config.metrics_port, addr=host)
+    server.start()
+    flusher.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logger.info("listening on %s:%d", config.listen.rpartition(":")[0], port)
+    return SidecarServer(server, sidecar, health_servicer, flusher, store, metrics, port), port
+
+
+def serve(config: ServerConfig, labeler: Embedder) -> None:
+    """Runs the sidecar until SIGTERM or SIGINT, then shuts down gracefully."""
+    server, port = create_server(config, labeler)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %s: shutting down (grace %.1f s)", signal.Signals(signum).name,
+                    config.grace_s)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop(grace=config.grace_s)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,70 @@
+"""Settings of the sidecar server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from logclust.store import MAX_FLUSH_INTERVAL_S
+from logclust.stream_clusters import StreamClusterConfig
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `create_server` needs besides the embedder."""
+
+    # host:port to bind; port 0 picks a free port (tests).
+    listen: str = DEFAULT_LISTEN
+    # Directory of the SQLite store; None keeps state in memory only (lost on exit).
+    store_dir: str | None = None
+    # Prometheus HTTP port; None disables metrics, 0 picks a free port.
+    metrics_port: int | None = None
+    # Seconds between flushes to the store: a crash loses at most this much.
+    flush_interval_s: float = 1.0
+    # Base latency window; query windows are multiples of it.
+    window_s: int = 10
+    # How long latency windows are kept (memory and store).
+    retention_s: int = 6 * 3600
+    # Relative accuracy of the latency quantiles.
+    relative_accuracy: float = 0.01
+    # gRPC message size limit in both directions (a larger request: RESOURCE_EXHAUSTED).
+    max_message_bytes: int = 64 * 1024 * 1024
+    # Rows allowed in one Label request.
+    max_rows_per_batch: int = 1_000_000
+    # Distinct sources kept (each has its own clusters).
+    max_sources: int = 64
+    # Label streams served at once (gRPC thread pool size).
+    max_workers: int = 8
+    # On SIGTERM, in-flight calls get this long to finish.
+    grace_s: float = 5.0
+    # Distinct (source, cluster) label pairs in the latency histogram metric.
+    metrics_max_series: int = 200
+    clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"listen must be HOST:PORT. Received: listen={self.listen!r}")
+        if not 0.0 < self.flush_interval_s <= MAX_FLUSH_INTERVAL_S:
+            raise ValueError(
+                f"flush_interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. "
+                f"Received: flush_interval_s={self.flush_interval_s}"
+            )
+        if self.window_s < 1 or self.retention_s < self.window_s:
+            raise ValueError(
+                "window_s must be positive and retention_s at least one window. "
+                f"Received: window_s={self.window_s}, retention_s={self.retention_s}"
+            )
+        limits = {
+            "max_message_bytes": self.max_message_bytes,
+            "max_rows_per_batch": self.max_rows_per_batch, "max_sources": self.max_sources,
+            "max_workers": self.max_workers, "metrics_max_series": self.metrics_max_series,
+        }
+        for name, value in limits.items():
+            if value < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={value}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
+            raise ValueError(f"metrics_port must be a port. Received: {self.metrics_port}")
+        if self.grace_s < 0:
+            raise ValueError(f"grace_s must be >= 0. Received: grace_s={self.grace_s}")

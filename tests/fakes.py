@@ -1,0 +1,44 @@
+"""Test doubles: an embedder with the `Labeler` interface that needs no model files."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pyarrow as pa
+
+from logclust.masking import Masker
+
+
+class FakeLabeler:
+    """Deterministic hashed character-trigram embedding of masked text, L2-normalised.
+
+    Trigrams make texts that share most of their characters (same keys, a different
+    currency code) close, as a trained model would, and different request shapes far.
+
+    Same surface as `logclust.labeler.Labeler` for the sidecar: `masker`, `dim`,
+    `embed_masked` (and `embed`). Counts calls so tests can check the cache.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        self.masker = Masker()
+        self.dim = dim
+        self.calls = 0
+        self.rows_embedded = 0
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        texts = masked.to_pylist()
+        self.calls += 1
+        self.rows_embedded += len(texts)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, text in enumerate(texts):
+            padded = f"^{text or ''}$"
+            for j in range(len(padded) - 2):
+                h = zlib.crc32(padded[j : j + 3].encode())
+                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def embed(self, texts: list[str] | pa.Array) -> np.ndarray:
+        arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
+        return self.embed_masked(self.masker.mask(arr))

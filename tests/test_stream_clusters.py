@@ -1,0 +1,145 @@
+"""Per-source online clustering: warm-up, automatic k, outliers, stable ids, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from logclust import arrow_io
+from logclust.arrow_io import LimitExceededError
+from logclust.demo import generate_traffic
+from logclust.stream_clusters import (
+    EmbeddingCache,
+    SourceClusterer,
+    StreamClusterConfig,
+    StreamClusters,
+    template_of,
+)
+from tests.fakes import FakeLabeler
+
+CFG = StreamClusterConfig(warmup_rows=200, reservoir_size=1000, background_refit=False)
+
+
+def _run(sc: StreamClusters, table: pa.Table, batch: int = 250) -> np.ndarray:
+    out = []
+    for part in arrow_io.iter_slices(table, batch):
+        ids, _, _, _ = sc.label(
+            part.column("body").combine_chunks(), arrow_io.source_column(part),
+            arrow_io.time_ms_column(part, 0),
+        )
+        out.append(ids)
+    return np.concatenate(out)
+
+
+def test_template_keeps_agreeing_tokens() -> None:
+    members = ["user <NUM> logged in from <IP>", "user <NUM> logged out from <IP>"]
+    assert template_of(members) == "user <NUM> logged <*> from <IP>"
+    mixed = ["a=<NUM>&b=x", "a=<NUM>&b=y", "other shape"]
+    assert template_of(mixed) == "a=<NUM>&b=<*>"
+    assert template_of([]) == ""
+
+
+def test_warmup_then_automatic_k_recovers_request_kinds() -> None:
+    table = generate_traffic(2000, seed=1)
+    sc = StreamClusters(FakeLabeler(), CFG)
+    ids = _run(sc, table, batch=100)
+    assert (ids[:100] == -1).all()  # first batch is before the warm-up threshold
+    kinds = table.column("kind").to_pylist()
+    assert adjusted_rand_score(kinds[200:], ids[200:]) >= 0.95
+    clusterer = sc.sources["frontend"]
+    assert clusterer.k == 3
+    templates = {st.template for st in clusterer.describe()}
+    assert "product_id=<ID>&quantity=<NUM>" in templates
+    assert "currency_code=<*>" in templates
+
+
+def test_first_batch_reaching_warmup_is_already_clustered() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG)
+    ids = _run(sc, generate_traffic(400), batch=400)
+    assert (ids >= 0).all()
+
+
+def test_far_rows_are_flagged_not_forced() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG)
+    _run(sc, generate_traffic(400))
+    odd = pa.table({"body": ["kernel: Out of memory: Kill process 1234 (java) score 900"] * 3})
+    ids = _run(sc, odd)
+    assert (ids == -1).all()
+    described = {st.cluster_id: st for st in sc.sources["default"].describe()}
+    assert described[-1].size == 3
+
+
+def test_ids_stable_across_refit_and_restart() -> None:
+    cfg = StreamClusterConfig(
+        warmup_rows=200, reservoir_size=1000, refit_every_rows=600, background_refit=False
+    )
+    sc = StreamClusters(FakeLabeler(), cfg)
+    probe = generate_traffic(300, seed=7)
+    first = _run(sc, generate_traffic(400, seed=2))
+    before = _run(sc, probe)
+    _run(sc, generate_traffic(1500, seed=3))  # triggers refits
+    assert sc.sources["frontend"].fits >= 2
+    after = _run(sc, probe)
+    np.testing.assert_array_equal(before, after)
+    assert (first >= 0).all()
+    # Restart: state bytes into a fresh instance.
+    states = sc.take_dirty_states()
+    assert set(states) == {"frontend"} and sc.take_dirty_states() == {}
+    restored = StreamClusters(FakeLabeler(), cfg)
+    restored.load_states(states)
+    np.testing.assert_array_equal(_run(restored, probe), before)
+    assert restored.sources["frontend"].rows_seen == sc.sources["frontend"].rows_seen + 300
+
+
+def test_state_of_another_dimension_is_ignored() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG)
+    _run(sc, generate_traffic(300))
+    other = StreamClusters(FakeLabeler(dim=32), CFG)
+    other.load_states(sc.take_dirty_states())
+    assert other.sources == {}
+    with pytest.raises(ValueError, match="Received: version=1, dim=256"):
+        SourceClusterer.from_bytes(sc.sources["frontend"].to_bytes(), CFG, dim=32)
+
+
+def test_sources_are_clustered_separately_and_capped() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG, max_sources=2)
+    t = generate_traffic(400)
+    t = t.set_column(t.column_names.index("source"), "source",
+                     pa.array(["a", "b"] * 200, pa.string()))
+    _run(sc, t, batch=400)
+    assert sorted(sc.sources) == ["a", "b"]
+    assert sc.sources["a"].rows_seen == 200
+    with pytest.raises(LimitExceededError, match="Too many distinct sources"):
+        _run(sc, pa.table({"body": ["x"], "source": ["c"]}))
+
+
+def test_cache_embeds_only_misses() -> None:
+    fake = FakeLabeler()
+    cache = EmbeddingCache(fake, capacity=3)
+    a = cache.embed(pa.array(["x", "y"]))
+    b = cache.embed(pa.array(["y", "z", "x"]))
+    assert fake.rows_embedded == 3
+    np.testing.assert_array_equal(a[0], b[2])
+    cache.embed(pa.array(["w"]))  # evicts the oldest ("x")
+    cache.embed(pa.array(["x"]))
+    assert fake.rows_embedded == 5
+    assert (cache.hits, cache.misses) == (2, 5)
+
+
+def test_batch_dedupes_before_embedding() -> None:
+    fake = FakeLabeler()
+    sc = StreamClusters(fake, CFG)
+    _run(sc, pa.table({"body": [f"GET /item?id={i}" for i in range(500)]}), batch=500)
+    assert fake.rows_embedded == 1  # one masked text
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"warmup_rows": 0}, {"k_min": 5, "k_max": 2}, {"warmup_rows": 10, "reservoir_size": 5},
+     {"outlier_factor": 0.0}],
+)
+def test_config_checks(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="Received"):
+        StreamClusterConfig(**kwargs)  # type: ignore[arg-type]
