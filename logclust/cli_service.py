@@ -89,8 +89,12 @@ def add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # typ
 
 
 def _setup_logging() -> None:
+    # A server reports where it listens and when it stops, even without -v.
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    ours = logging.getLogger("logclust")
+    if ours.getEffectiveLevel() > logging.INFO:
+        ours.setLevel(logging.INFO)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -101,8 +105,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _setup_logging()
     config = ServerConfig(
-        listen=args.listen, store_dir=args.store, metrics_port=args.metrics_port,
-        flush_interval_s=args.flush_interval, window_s=int(args.window),
+        listen=args.listen,
+        store_dir=args.store,
+        metrics_port=args.metrics_port,
+        flush_interval_s=args.flush_interval,
+        window_s=int(args.window),
         retention_s=int(args.retention),
     )
     serve(config, Labeler.load(args.bundle))
@@ -147,14 +154,18 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     with Client(args.addr) as client:
         table = client.latency(
-            quantiles=args.quantiles, since_s=args.since, window_s=args.window,
+            quantiles=args.quantiles,
+            since_s=args.since,
+            window_s=args.window,
             source=args.source,
         )
         if args.plot:
             from logclust.demo import write_p99_plot
 
             over_time = client.latency(
-                quantiles=[0.99], since_s=args.since, window_s=args.window or 60.0,
+                quantiles=[0.99],
+                since_s=args.since,
+                window_s=args.window or 60.0,
                 source=args.source,
             )
             path = write_p99_plot(over_time, client.clusters(args.source), args.plot)
@@ -177,8 +188,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """`logclust demo`: exits 1 when a demo check (ARI, p99 accuracy, slowest) fails."""
     from logclust.demo import run_demo
 
-    report = run_demo(rows=args.rows, plot=args.plot, bundle=args.bundle,
-                      batch_size=args.batch_size)
+    report = run_demo(
+        rows=args.rows, plot=args.plot, bundle=args.bundle, batch_size=args.batch_size
+    )
     print(report.render())
     return 0 if report.passed else 1
 

@@ -39,7 +39,9 @@ class Client:
     """
 
     def __init__(
-        self, addr: str, timeout_s: float = 30.0,
+        self,
+        addr: str,
+        timeout_s: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.addr = addr
@@ -60,7 +62,9 @@ class Client:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -97,7 +101,9 @@ class Client:
             yield arrow_io.decode_trusted_ipc(response.arrow_ipc)
 
     def label(
-        self, table: pa.Table, batch_size: int = 10_000,
+        self,
+        table: pa.Table,
+        batch_size: int = 10_000,
         progress: Callable[[int], None] | None = None,
     ) -> pa.Table:
         """Labels a whole table in batches of `batch_size` rows over one stream.
@@ -122,8 +128,12 @@ class Client:
         return pa.concat_tables(out)
 
     def latency(
-        self, quantiles: Sequence[float] = DEFAULT_QUANTILES, since_s: float | None = None,
-        start_ms: int | None = None, end_ms: int | None = None, window_s: float | None = None,
+        self,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        since_s: float | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_s: float | None = None,
         source: str | None = None,
     ) -> pa.Table:
         """Per-cluster counts and latency quantiles (see `LatencyBook.query`).
@@ -139,8 +149,11 @@ class Client:
         if since_s is not None:
             start_ms = int(time.time() * 1000 - since_s * 1000)
         request = pb.LatencyRequest(
-            quantiles=list(quantiles), start_unix_ms=start_ms or 0, end_unix_ms=end_ms or 0,
-            window_ms=int(round(window_s * 1000)) if window_s else 0, source=source or "",
+            quantiles=list(quantiles),
+            start_unix_ms=start_ms or 0,
+            end_unix_ms=end_ms or 0,
+            window_ms=int(round(window_s * 1000)) if window_s else 0,
+            source=source or "",
         )
         response = self._stub.Latency(request, timeout=self.timeout_s)
         return arrow_io.decode_trusted_ipc(response.arrow_ipc)

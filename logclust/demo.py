@@ -28,8 +28,15 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("add_to_cart", "checkout", "set_currency")
 _PRODUCTS = (
-    "OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N", "0PUK6V6EV0",
-    "LS4PSXUNUM", "9SIQT8TOJO", "6E92ZMYYFZ",
+    "OLJCESPC7Z",
+    "66VCHSJNUP",
+    "1YMWWN1N4O",
+    "L9ECAV7KIM",
+    "2ZYFJ3GM2N",
+    "0PUK6V6EV0",
+    "LS4PSXUNUM",
+    "9SIQT8TOJO",
+    "6E92ZMYYFZ",
 )
 _CURRENCIES = ("EUR", "USD", "JPY", "GBP", "CAD", "TRY")
 _ADDRESSES = (
@@ -99,13 +106,15 @@ def generate_traffic(
     spike_at = end_ms - int(span_s * 1000 / 3)
     spiking = (kind == 0) & (t >= spike_at) & (t < spike_at + int(span_s * 5))
     latency[spiking] *= rng.uniform(5.0, 15.0, int(spiking.sum()))
-    return pa.table({
-        "body": pa.array(body.tolist(), pa.string()),
-        "latency_ms": pa.array(latency, pa.float64()),
-        "time": pa.array(t, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-        "source": pa.array(["frontend"] * rows, pa.string()),
-        "kind": pa.array(np.asarray(KINDS)[kind].tolist(), pa.string()),
-    })
+    return pa.table(
+        {
+            "body": pa.array(body.tolist(), pa.string()),
+            "latency_ms": pa.array(latency, pa.float64()),
+            "time": pa.array(t, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            "source": pa.array(["frontend"] * rows, pa.string()),
+            "kind": pa.array(np.asarray(KINDS)[kind].tolist(), pa.string()),
+        }
+    )
 
 
 @dataclass
@@ -130,7 +139,8 @@ class DemoReport:
     def passed(self) -> bool:
         """ARI >= 0.95, every p99 within 1% of exact, checkout the slowest cluster."""
         return (
-            self.ari >= MIN_ARI and self.max_rel_error <= MAX_REL_ERROR
+            self.ari >= MIN_ARI
+            and self.max_rel_error <= MAX_REL_ERROR
             and self.slowest_cluster == self.checkout_cluster
         )
 
@@ -152,7 +162,11 @@ class DemoReport:
         lines.append("")
         lines.append(
             f"slowest cluster: {self.slowest_cluster} "
-            f"({'the checkout cluster' if self.slowest_cluster == self.checkout_cluster else 'NOT checkout'})"
+            + (
+                "(the checkout cluster)"
+                if self.slowest_cluster == self.checkout_cluster
+                else "(NOT the checkout cluster)"
+            )
         )
         if self.plot is not None:
             lines.append(f"p99 over time written to {self.plot}")
@@ -165,8 +179,12 @@ class DemoReport:
 
 
 def run_demo(
-    rows: int = 20_000, plot: str | Path | None = None, bundle: str | Path | None = None,
-    labeler: Any = None, batch_size: int = 1000, seed: int = 0,
+    rows: int = 20_000,
+    plot: str | Path | None = None,
+    bundle: str | Path | None = None,
+    labeler: Any = None,
+    batch_size: int = 1000,
+    seed: int = 0,
 ) -> DemoReport:
     """Runs the whole demo against an in-process sidecar on a real port.
 
@@ -208,9 +226,14 @@ def run_demo(
     ari = float(adjusted_rand_score(kinds[warmup:], ids[warmup:]))
     table = _p99_table(labelled, latency, clusters)
     report = DemoReport(
-        rows=rows, seconds=seconds, ari=ari, warmup_rows=warmup, table=table,
+        rows=rows,
+        seconds=seconds,
+        ari=ari,
+        warmup_rows=warmup,
+        table=table,
         slowest_cluster=int(table.column("cluster_id")[0].as_py()),
-        checkout_cluster=_majority_cluster(ids, kinds, "checkout"), plot=None,
+        checkout_cluster=_majority_cluster(ids, kinds, "checkout"),
+        plot=None,
     )
     if plot is not None:
         report.plot = write_p99_plot(over_time, clusters, plot)
@@ -243,11 +266,16 @@ def _p99_table(labelled: pa.Table, latency: pa.Table, clusters: pa.Table) -> pa.
     rows = []
     for r in latency.to_pylist():
         exact = float(np.quantile(lat[ids == r["cluster_id"]], 0.99))
-        rows.append({
-            "cluster_id": r["cluster_id"], "count": r["count"], "p99": r["p99"],
-            "exact_p99": exact, "rel_error": abs(r["p99"] - exact) / exact,
-            "description": desc.get((r["source"], r["cluster_id"]), ""),
-        })
+        rows.append(
+            {
+                "cluster_id": r["cluster_id"],
+                "count": r["count"],
+                "p99": r["p99"],
+                "exact_p99": exact,
+                "rel_error": abs(r["p99"] - exact) / exact,
+                "description": desc.get((r["source"], r["cluster_id"]), ""),
+            }
+        )
     rows.sort(key=lambda r: -r["p99"])
     return pa.Table.from_pylist(rows)
 

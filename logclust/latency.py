@@ -46,9 +46,7 @@ class DDSketch:
 
     def __init__(self, relative_accuracy: float = 0.01, max_bins: int = 2048) -> None:
         if not 0.0 < relative_accuracy < 1.0:
-            raise ValueError(
-                f"relative_accuracy must be in (0, 1). Received: {relative_accuracy}"
-            )
+            raise ValueError(f"relative_accuracy must be in (0, 1). Received: {relative_accuracy}")
         if max_bins < 16:
             raise ValueError(f"max_bins must be at least 16. Received: max_bins={max_bins}")
         self.relative_accuracy = relative_accuracy
@@ -155,8 +153,16 @@ class DDSketch:
     def to_bytes(self) -> bytes:
         """Pickle-free encoding: a fixed header then little-endian int64 bucket counts."""
         header = _HEADER.pack(
-            _MAGIC, self.relative_accuracy, self.max_bins, self.offset, self.counts.size,
-            self.zero_count, self.count, self.sum, self.min, self.max,
+            _MAGIC,
+            self.relative_accuracy,
+            self.max_bins,
+            self.offset,
+            self.counts.size,
+            self.zero_count,
+            self.count,
+            self.sum,
+            self.min,
+            self.max,
         )
         return header + self.counts.astype("<i8").tobytes()
 
@@ -169,13 +175,10 @@ class DDSketch:
         """
         if len(data) < _HEADER.size:
             raise ValueError(f"Sketch bytes too short. Received: {len(data)} bytes")
-        magic, acc, max_bins, offset, nbins, zero, count, total, lo, hi = _HEADER.unpack_from(
-            data
-        )
+        magic, acc, max_bins, offset, nbins, zero, count, total, lo, hi = _HEADER.unpack_from(data)
         if magic != _MAGIC or len(data) != _HEADER.size + 8 * nbins:
             raise ValueError(
-                f"Not a DDSketch of format {_MAGIC!r}. Received: magic={magic!r}, "
-                f"{len(data)} bytes"
+                f"Not a DDSketch of format {_MAGIC!r}. Received: magic={magic!r}, {len(data)} bytes"
             )
         sketch = cls(acc, max_bins)
         sketch.offset = offset
@@ -183,7 +186,11 @@ class DDSketch:
             np.int64
         )
         sketch.zero_count, sketch.count, sketch.sum, sketch.min, sketch.max = (
-            zero, count, total, lo, hi,
+            zero,
+            count,
+            total,
+            lo,
+            hi,
         )
         return sketch
 
@@ -203,7 +210,9 @@ class LatencyBook:
     """
 
     def __init__(
-        self, window_ms: int = 10_000, retention_ms: int = 6 * 3600_000,
+        self,
+        window_ms: int = 10_000,
+        retention_ms: int = 6 * 3600_000,
         relative_accuracy: float = 0.01,
     ) -> None:
         if window_ms < 1 or retention_ms < window_ms:
@@ -219,8 +228,13 @@ class LatencyBook:
         self._lock = threading.Lock()
 
     def record(
-        self, source_names: Sequence[str], source_codes: np.ndarray, cluster_ids: np.ndarray,
-        time_ms: np.ndarray, latency_ms: np.ndarray, now_ms: int,
+        self,
+        source_names: Sequence[str],
+        source_codes: np.ndarray,
+        cluster_ids: np.ndarray,
+        time_ms: np.ndarray,
+        latency_ms: np.ndarray,
+        now_ms: int,
     ) -> int:
         """Adds rows with a measured latency; returns how many were recorded.
 
@@ -274,8 +288,12 @@ class LatencyBook:
                 self._sketches[key] = DDSketch.from_bytes(data)
 
     def query(
-        self, quantiles: Sequence[float] = DEFAULT_QUANTILES, start_ms: int | None = None,
-        end_ms: int | None = None, window_ms: int | None = None, source: str | None = None,
+        self,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_ms: int | None = None,
+        source: str | None = None,
     ) -> pa.Table:
         """Per-cluster counts and quantiles over [start_ms, end_ms), merged per window.
 

@@ -24,7 +24,22 @@ from prometheus_client.registry import Collector
 
 # Request latency buckets (ms): 0.1 ms to 10 s, roughly x2.5 apart.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
 )
 OTHER = "other"
 
@@ -53,7 +68,8 @@ class _ClusterLatencyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         fam = HistogramMetricFamily(
-            "logclust_request_latency_ms", "Request latency per cluster (ms).",
+            "logclust_request_latency_ms",
+            "Request latency per cluster (ms).",
             labels=["source", "cluster"],
         )
         with self._lock:
@@ -78,15 +94,15 @@ class Metrics:
 
     def __init__(self, max_series: int = 200) -> None:
         self.registry = CollectorRegistry()
-        self.rows = Counter(
-            "logclust_rows", "Rows labelled.", ["source"], registry=self.registry
-        )
+        self.rows = Counter("logclust_rows", "Rows labelled.", ["source"], registry=self.registry)
         self.batches = Counter("logclust_batches", "Batches labelled.", registry=self.registry)
         self.errors = Counter(
             "logclust_errors", "Failed calls by status.", ["kind"], registry=self.registry
         )
         self.batch_seconds = Histogram(
-            "logclust_batch_seconds", "Time to label one batch.", registry=self.registry,
+            "logclust_batch_seconds",
+            "Time to label one batch.",
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.cluster_latency = _ClusterLatencyCollector(max_series)
@@ -95,8 +111,12 @@ class Metrics:
         self.port: int | None = None
 
     def observe_batch(
-        self, seconds: float, source_names: Sequence[str], source_codes: np.ndarray,
-        cluster_ids: np.ndarray, latency_ms: np.ndarray,
+        self,
+        seconds: float,
+        source_names: Sequence[str],
+        source_codes: np.ndarray,
+        cluster_ids: np.ndarray,
+        latency_ms: np.ndarray,
     ) -> None:
         """Records one labelled batch; NaN latencies (not measured) are skipped."""
         self.batches.inc()

@@ -182,7 +182,8 @@ class PeriodicFlusher:
     def __init__(self, flush: Callable[[], None], interval_s: float = 1.0) -> None:
         if not 0.0 < interval_s <= MAX_FLUSH_INTERVAL_S:
             raise ValueError(
-                f"interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. Received: interval_s={interval_s}"
+                f"interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. "
+                f"Received: interval_s={interval_s}"
             )
         self._flush = flush
         self.interval_s = interval_s

@@ -54,8 +54,11 @@ _TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
 class Embedder(Protocol):
     """What the clusterer needs from a labeler (`logclust.labeler.Labeler` fits)."""
 
-    masker: Masker
-    dim: int
+    @property
+    def masker(self) -> Masker: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed_masked(self, masked: pa.Array) -> np.ndarray:
         """L2-normalised float32 `(n, dim)` embeddings of already-masked strings."""
@@ -95,9 +98,12 @@ class StreamClusterConfig:
 
     def __post_init__(self) -> None:
         positive = {
-            "warmup_rows": self.warmup_rows, "reservoir_size": self.reservoir_size,
-            "refit_every_rows": self.refit_every_rows, "max_fit_points": self.max_fit_points,
-            "template_members": self.template_members, "cache_size": self.cache_size,
+            "warmup_rows": self.warmup_rows,
+            "reservoir_size": self.reservoir_size,
+            "refit_every_rows": self.refit_every_rows,
+            "max_fit_points": self.max_fit_points,
+            "template_members": self.template_members,
+            "cache_size": self.cache_size,
         }
         for name, value in positive.items():
             if value < 1:
@@ -196,9 +202,13 @@ class ClusterStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "cluster_id": self.cluster_id, "size": self.size,
-            "first_seen_ms": self.first_seen_ms, "last_seen_ms": self.last_seen_ms,
-            "members": self.members, "template": self.template, "active": self.active,
+            "cluster_id": self.cluster_id,
+            "size": self.size,
+            "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms,
+            "members": self.members,
+            "template": self.template,
+            "active": self.active,
         }
 
 
@@ -309,10 +319,14 @@ class SourceClusterer:
         for cid, count, lo, hi in zip(cids.tolist(), counts, tmin, tmax, strict=True):
             st = self.stats.setdefault(cid, ClusterStats(cid))
             st.size += int(count)
-            st.first_seen_ms = int(lo) if st.first_seen_ms is None else min(st.first_seen_ms, int(lo))
+            st.first_seen_ms = (
+                int(lo) if st.first_seen_ms is None else min(st.first_seen_ms, int(lo))
+            )
             st.last_seen_ms = int(hi) if st.last_seen_ms is None else max(st.last_seen_ms, int(hi))
             if len(st.members) < cap:
-                st.add_members(texts.take(pa.array(np.flatnonzero(uid == cid)[:cap])).to_pylist(), cap)
+                st.add_members(
+                    texts.take(pa.array(np.flatnonzero(uid == cid)[:cap])).to_pylist(), cap
+                )
 
     def _maybe_refit(self) -> None:
         cfg = self.config
@@ -356,7 +370,9 @@ class SourceClusterer:
         sel = np.arange(distinct.size)
         if distinct.size > cfg.max_fit_points:
             rng = np.random.default_rng(cfg.seed)
-            sel = rng.choice(distinct.size, cfg.max_fit_points, replace=False, p=counts / counts.sum())
+            sel = rng.choice(
+                distinct.size, cfg.max_fit_points, replace=False, p=counts / counts.sum()
+            )
         x, w = x_all[sel], counts[sel].astype(np.float64)
         # k is searched on distinct texts (as in training); KMeans then weights them.
         k = choose_k(x, cfg.k_min, cfg.k_max, seed=cfg.seed, max_points=cfg.max_fit_points)
@@ -370,7 +386,9 @@ class SourceClusterer:
                 members[cidx[i]].append(str(distinct[i]))
         return fitted.centroids, fitted.radii, members
 
-    def _apply_fit(self, centroids: np.ndarray, radii: np.ndarray, members: list[list[str]]) -> None:
+    def _apply_fit(
+        self, centroids: np.ndarray, radii: np.ndarray, members: list[list[str]]
+    ) -> None:
         ids = self._match_ids(centroids)
         if self._model is not None:
             for old in set(self._model.ids.tolist()) - set(ids.tolist()):
@@ -415,8 +433,12 @@ class SourceClusterer:
         """Pickle-free state: an `.npz` of arrays plus a JSON document (no reservoir)."""
         with self._lock:
             meta = {
-                "version": _STATE_VERSION, "source": self.source, "dim": self.dim,
-                "next_id": self._next_id, "rows_seen": self.rows_seen, "fits": self.fits,
+                "version": _STATE_VERSION,
+                "source": self.source,
+                "dim": self.dim,
+                "next_id": self._next_id,
+                "rows_seen": self.rows_seen,
+                "fits": self.fits,
                 "stats": [s.to_dict() for s in self.stats.values()],
             }
             arrays: dict[str, np.ndarray] = {
@@ -424,7 +446,8 @@ class SourceClusterer:
             }
             if self._model is not None:
                 arrays |= {
-                    "centroids": self._model.centroids, "radii": self._model.radii,
+                    "centroids": self._model.centroids,
+                    "radii": self._model.radii,
                     "ids": self._model.ids,
                 }
             buf = io.BytesIO()
@@ -508,7 +531,9 @@ class StreamClusters:
                 u_s, local = np.unique(inv[rows], return_inverse=True)
                 clus = self.sources.get(name)
                 if clus is None:
-                    clus = self.sources[name] = SourceClusterer(name, self.config, self.embedder.dim)
+                    clus = self.sources[name] = SourceClusterer(
+                        name, self.config, self.embedder.dim
+                    )
                 ids[rows], dist[rows] = clus.assign(
                     uniques.take(pa.array(u_s)), emb[u_s], local.ravel(), time_ms[rows]
                 )

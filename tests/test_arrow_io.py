@@ -22,10 +22,15 @@ def non_utf8_ipc() -> bytes:
 
 
 def test_valid_batch_passes_with_all_contract_columns() -> None:
-    t = pa.table({
-        "body": ["x"], "latency_ms": pa.array([1], pa.int16()),
-        "time": pa.array([0], pa.timestamp("us")), "source": ["s"], "extra": [[1, 2]],
-    })
+    t = pa.table(
+        {
+            "body": ["x"],
+            "latency_ms": pa.array([1], pa.int16()),
+            "time": pa.array([0], pa.timestamp("us")),
+            "source": ["s"],
+            "extra": [[1, 2]],
+        }
+    )
     arrow_io.validate_batch(t)
 
 
@@ -82,10 +87,13 @@ def test_non_utf8_message_mentions_utf8() -> None:
 
 
 def test_defaults_for_source_time_and_latency() -> None:
-    t = pa.table({
-        "body": ["a", "b"], "source": ["s", None],
-        "time": pa.array([1_500, None], pa.timestamp("s")),
-    })
+    t = pa.table(
+        {
+            "body": ["a", "b"],
+            "source": ["s", None],
+            "time": pa.array([1_500, None], pa.timestamp("s")),
+        }
+    )
     assert arrow_io.source_column(t).to_pylist() == ["s", "default"]
     assert arrow_io.time_ms_column(t, receive_ms=7).tolist() == [1_500_000, 7]
     assert np.isnan(arrow_io.latency_column(t)).all()

@@ -80,7 +80,9 @@ def test_bins_are_capped() -> None:
     s.add(np.geomspace(1e-3, 1e6, 5000))
     assert s.counts.size <= 64
     # The high quantiles keep their accuracy when the low buckets collapse.
-    assert s.quantiles([0.99])[0] == pytest.approx(np.quantile(np.geomspace(1e-3, 1e6, 5000), 0.99), rel=0.01)
+    assert s.quantiles([0.99])[0] == pytest.approx(
+        np.quantile(np.geomspace(1e-3, 1e6, 5000), 0.99), rel=0.01
+    )
 
 
 def test_quantile_column_names() -> None:
@@ -103,7 +105,16 @@ def test_book_query_matches_numpy_overall_and_windowed() -> None:
     now = 1_700_000_000_000
     book, t, cid, lat = _book_with_data(now)
     table = book.query([0.5, 0.99])
-    assert table.column_names == ["source", "cluster_id", "count", "min", "max", "mean", "p50", "p99"]
+    assert table.column_names == [
+        "source",
+        "cluster_id",
+        "count",
+        "min",
+        "max",
+        "mean",
+        "p50",
+        "p99",
+    ]
     for row in table.to_pylist():
         mine = lat[cid == row["cluster_id"]]
         assert row["count"] == mine.size

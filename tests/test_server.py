@@ -35,8 +35,11 @@ from tests.test_arrow_io import non_utf8_ipc
 REPO = Path(__file__).resolve().parents[1]
 CLUSTERS = StreamClusterConfig(warmup_rows=128, reservoir_size=1000, background_refit=False)
 CFG = ServerConfig(
-    listen="127.0.0.1:0", max_message_bytes=2 * 1024 * 1024, max_rows_per_batch=20_000,
-    flush_interval_s=0.2, clusters=CLUSTERS,
+    listen="127.0.0.1:0",
+    max_message_bytes=2 * 1024 * 1024,
+    max_rows_per_batch=20_000,
+    flush_interval_s=0.2,
+    clusters=CLUSTERS,
 )
 INVALID, EXHAUSTED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -112,7 +115,13 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
     client.label(traffic, batch_size=1000)
     table = client.clusters()
     assert table.column_names == [
-        "source", "cluster_id", "size", "first_seen", "last_seen", "template", "exemplars",
+        "source",
+        "cluster_id",
+        "size",
+        "first_seen",
+        "last_seen",
+        "template",
+        "exemplars",
         "active",
     ]
     assert sum(table.column("size").to_pylist()) == traffic.num_rows
@@ -191,7 +200,9 @@ def test_health_and_metrics(traffic: pa.Table) -> None:
         assert 'logclust_rows_total{source="frontend"} 500.0' in text
         assert 'logclust_errors_total{kind="invalid_argument"} 1.0' in text
         assert "logclust_batch_seconds_count 1.0" in text
-        assert re.search(r'logclust_request_latency_ms_count\{cluster="\d+",source="frontend"\}', text)
+        assert re.search(
+            r'logclust_request_latency_ms_count\{cluster="\d+",source="frontend"\}', text
+        )
         srv.stop(grace=1)
         assert srv.wait_for_termination(0)
 
@@ -242,7 +253,9 @@ def _start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise AssertionError(f"server did not start: {log.read_text()}")
 
 
-def test_restart_after_kill_9_keeps_latency_and_cluster_ids(tmp_path: Path, traffic: pa.Table) -> None:
+def test_restart_after_kill_9_keeps_latency_and_cluster_ids(
+    tmp_path: Path, traffic: pa.Table
+) -> None:
     store = tmp_path / "store"
     cmd = [sys.executable, "-c", LAUNCH, str(store), "0.2"]
     proc, port = _start(cmd, tmp_path / "first.log")
@@ -262,8 +275,10 @@ def test_restart_after_kill_9_keeps_latency_and_cluster_ids(tmp_path: Path, traf
             assert after.select(["cluster_id", "count", "p50", "p99"]).equals(
                 before.select(["cluster_id", "count", "p50", "p99"])
             )
-            assert client.clusters().select(["cluster_id", "size", "template"]).equals(
-                clusters_before.select(["cluster_id", "size", "template"])
+            assert (
+                client.clusters()
+                .select(["cluster_id", "size", "template"])
+                .equals(clusters_before.select(["cluster_id", "size", "template"]))
             )
             again = client.label(traffic.slice(0, 1000))
             np.testing.assert_array_equal(
@@ -295,7 +310,9 @@ def test_sigterm_drains_and_flushes(tmp_path: Path, traffic: pa.Table) -> None:
 
 
 def test_cli_send_latency_clusters(
-    server: tuple[SidecarServer, int], tmp_path: Path, traffic: pa.Table,
+    server: tuple[SidecarServer, int],
+    tmp_path: Path,
+    traffic: pa.Table,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import pyarrow.parquet as pq
@@ -304,14 +321,34 @@ def test_cli_send_latency_clusters(
     src = tmp_path / "in.parquet"
     pq.write_table(traffic.slice(0, 1500), src)
     out = tmp_path / "out.parquet"
-    assert cli_service.main(["send", str(src), "--addr", addr, "--out", str(out),
-                             "--batch-size", "500"]) == 0
+    assert (
+        cli_service.main(
+            ["send", str(src), "--addr", addr, "--out", str(out), "--batch-size", "500"]
+        )
+        == 0
+    )
     assert "1,500/1,500" in capsys.readouterr().err
     labelled = pq.read_table(out)
     assert labelled.num_rows == 1500 and "cluster_id" in labelled.column_names
     plot = tmp_path / "p99.png"
-    assert cli_service.main(["latency", "--addr", addr, "--since", "1h", "--format", "json",
-                             "--quantiles", "0.5,0.99", "--plot", str(plot)]) == 0
+    assert (
+        cli_service.main(
+            [
+                "latency",
+                "--addr",
+                addr,
+                "--since",
+                "1h",
+                "--format",
+                "json",
+                "--quantiles",
+                "0.5,0.99",
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
     assert '"p99"' in capsys.readouterr().out and plot.stat().st_size > 1000
     assert cli_service.main(["clusters", "--addr", addr, "--format", "csv"]) == 0
     assert "product_id=<ID>&quantity=<NUM>" in capsys.readouterr().out
@@ -323,7 +360,12 @@ def test_cli_send_latency_clusters(
 
 def test_parse_duration() -> None:
     assert [cli_service.parse_duration(s) for s in ("10s", "15m", "2h", "1d", "250ms", "3")] == [
-        10.0, 900.0, 7200.0, 86400.0, 0.25, 3.0,
+        10.0,
+        900.0,
+        7200.0,
+        86400.0,
+        0.25,
+        3.0,
     ]
     with pytest.raises(Exception, match="Received: '5 weeks'"):
         cli_service.parse_duration("5 weeks")
@@ -333,8 +375,19 @@ def test_real_labeler_through_logclust_serve(
     tiny_bundle: Path, tmp_path: Path, traffic: pa.Table
 ) -> None:
     """`logclust serve --bundle` with the real Labeler, then SIGTERM."""
-    cmd = [sys.executable, "-m", "logclust.cli", "-v", "serve", "--listen", "127.0.0.1:0",
-           "--bundle", str(tiny_bundle), "--store", str(tmp_path / "store")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "logclust.cli",
+        "-v",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--bundle",
+        str(tiny_bundle),
+        "--store",
+        str(tmp_path / "store"),
+    ]
     proc, port = _start(cmd, tmp_path / "log")
     try:
         with Client(f"127.0.0.1:{port}") as client:
@@ -348,3 +401,9 @@ def test_real_labeler_through_logclust_serve(
         if proc.poll() is None:
             proc.kill()
     assert os.path.exists(tmp_path / "store" / "logclust.sqlite3")
+
+
+def test_bind_failure_is_a_clear_error(server: tuple[SidecarServer, int]) -> None:
+    cfg = ServerConfig(listen=f"127.0.0.1:{server[1]}", clusters=CLUSTERS)
+    with pytest.raises(OSError, match="Could not bind"):
+        create_server(cfg, labeler=FakeLabeler())

@@ -26,7 +26,8 @@ def _run(sc: StreamClusters, table: pa.Table, batch: int = 250) -> np.ndarray:
     out = []
     for part in arrow_io.iter_slices(table, batch):
         ids, _, _, _ = sc.label(
-            part.column("body").combine_chunks(), arrow_io.source_column(part),
+            part.column("body").combine_chunks(),
+            arrow_io.source_column(part),
             arrow_io.time_ms_column(part, 0),
         )
         out.append(ids)
@@ -106,8 +107,9 @@ def test_state_of_another_dimension_is_ignored() -> None:
 def test_sources_are_clustered_separately_and_capped() -> None:
     sc = StreamClusters(FakeLabeler(), CFG, max_sources=2)
     t = generate_traffic(400)
-    t = t.set_column(t.column_names.index("source"), "source",
-                     pa.array(["a", "b"] * 200, pa.string()))
+    t = t.set_column(
+        t.column_names.index("source"), "source", pa.array(["a", "b"] * 200, pa.string())
+    )
     _run(sc, t, batch=400)
     assert sorted(sc.sources) == ["a", "b"]
     assert sc.sources["a"].rows_seen == 200
@@ -137,8 +139,12 @@ def test_batch_dedupes_before_embedding() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"warmup_rows": 0}, {"k_min": 5, "k_max": 2}, {"warmup_rows": 10, "reservoir_size": 5},
-     {"outlier_factor": 0.0}],
+    [
+        {"warmup_rows": 0},
+        {"k_min": 5, "k_max": 2},
+        {"warmup_rows": 10, "reservoir_size": 5},
+        {"outlier_factor": 0.0},
+    ],
 )
 def test_config_checks(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="Received"):

@@ -36,8 +36,14 @@ class SidecarServer:
     """
 
     def __init__(
-        self, grpc_server: grpc.Server, sidecar: Sidecar, health_servicer: health.HealthServicer,
-        flusher: PeriodicFlusher, store: StateStore, metrics: Metrics, port: int,
+        self,
+        grpc_server: grpc.Server,
+        sidecar: Sidecar,
+        health_servicer: health.HealthServicer,
+        flusher: PeriodicFlusher,
+        store: StateStore,
+        metrics: Metrics,
+        port: int,
     ) -> None:
         self.grpc_server = grpc_server
         self.sidecar = sidecar
@@ -73,7 +79,9 @@ class SidecarServer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop(grace=None)
@@ -117,12 +125,13 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
         port = server.add_insecure_port(config.listen)
-    except RuntimeError as e:
-        port, cause = 0, e
-    else:
-        cause = None
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}") from cause
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+        raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
     flusher = PeriodicFlusher(sidecar.flush, config.flush_interval_s)
     if config.metrics_port is not None:
         host = config.listen.rpartition(":")[0].strip("[]")
@@ -141,8 +150,9 @@ def serve(config: ServerConfig, labeler: Embedder) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("signal %s: shutting down (grace %.1f s)", signal.Signals(signum).name,
-                    config.grace_s)
+        logger.info(
+            "signal %s: shutting down (grace %.1f s)", signal.Signals(signum).name, config.grace_s
+        )
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}

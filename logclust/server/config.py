@@ -58,8 +58,10 @@ class ServerConfig:
             )
         limits = {
             "max_message_bytes": self.max_message_bytes,
-            "max_rows_per_batch": self.max_rows_per_batch, "max_sources": self.max_sources,
-            "max_workers": self.max_workers, "metrics_max_series": self.metrics_max_series,
+            "max_rows_per_batch": self.max_rows_per_batch,
+            "max_sources": self.max_sources,
+            "max_workers": self.max_workers,
+            "metrics_max_series": self.metrics_max_series,
         }
         for name, value in limits.items():
             if value < 1:

@@ -57,9 +57,13 @@ class LogClustService(pb_grpc.LogClustServicer):
     ) -> pb.ClustersResponse:
         infos = [
             pb.ClusterInfo(
-                source=source, cluster_id=st.cluster_id, size=st.size,
-                first_seen_unix_ms=st.first_seen_ms or 0, last_seen_unix_ms=st.last_seen_ms or 0,
-                template=st.template, active=st.active,
+                source=source,
+                cluster_id=st.cluster_id,
+                size=st.size,
+                first_seen_unix_ms=st.first_seen_ms or 0,
+                last_seen_unix_ms=st.last_seen_ms or 0,
+                template=st.template,
+                active=st.active,
                 exemplars=st.members[: self.sidecar.config.clusters.max_exemplars],
             )
             for source, st in self.sidecar.describe(request.source or None)
@@ -71,13 +75,15 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
     """The Clusters response as an Arrow table (used by the client)."""
     cs = list(response.clusters)
     ts = pa.timestamp("ms", tz="UTC")
-    return pa.table({
-        "source": pa.array([c.source for c in cs], pa.string()),
-        "cluster_id": pa.array([c.cluster_id for c in cs], pa.int32()),
-        "size": pa.array([c.size for c in cs], pa.int64()),
-        "first_seen": pa.array([c.first_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
-        "last_seen": pa.array([c.last_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
-        "template": pa.array([c.template for c in cs], pa.string()),
-        "exemplars": pa.array([list(c.exemplars) for c in cs], pa.list_(pa.string())),
-        "active": pa.array([c.active for c in cs], pa.bool_()),
-    })
+    return pa.table(
+        {
+            "source": pa.array([c.source for c in cs], pa.string()),
+            "cluster_id": pa.array([c.cluster_id for c in cs], pa.int32()),
+            "size": pa.array([c.size for c in cs], pa.int64()),
+            "first_seen": pa.array([c.first_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
+            "last_seen": pa.array([c.last_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
+            "template": pa.array([c.template for c in cs], pa.string()),
+            "exemplars": pa.array([list(c.exemplars) for c in cs], pa.list_(pa.string())),
+            "active": pa.array([c.active for c in cs], pa.bool_()),
+        }
+    )

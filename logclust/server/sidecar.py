@@ -37,7 +37,10 @@ class Sidecar:
     """
 
     def __init__(
-        self, config: ServerConfig, labeler: Embedder, store: StateStore,
+        self,
+        config: ServerConfig,
+        labeler: Embedder,
+        store: StateStore,
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config
@@ -45,7 +48,8 @@ class Sidecar:
         self.metrics = metrics
         self.clusters = StreamClusters(labeler, config.clusters, config.max_sources)
         self.book = LatencyBook(
-            window_ms=config.window_s * 1000, retention_ms=config.retention_s * 1000,
+            window_ms=config.window_s * 1000,
+            retention_ms=config.retention_s * 1000,
             relative_accuracy=config.relative_accuracy,
         )
         self._flush_lock = threading.Lock()
@@ -53,7 +57,8 @@ class Sidecar:
         self.book.load(snapshot.sketches)
         self.clusters.load_states(snapshot.sources)
         logger.info(
-            "restored %d latency windows and %d sources", len(snapshot.sketches),
+            "restored %d latency windows and %d sources",
+            len(snapshot.sketches),
             len(snapshot.sources),
         )
 
@@ -71,17 +76,19 @@ class Sidecar:
         body = table.column(arrow_io.BODY).combine_chunks()
         time_ms = arrow_io.time_ms_column(table, now)
         latency = arrow_io.latency_column(table)
-        ids, dist, names, codes = self.clusters.label(
-            body, arrow_io.source_column(table), time_ms
-        )
+        ids, dist, names, codes = self.clusters.label(body, arrow_io.source_column(table), time_ms)
         self.book.record(names, codes, ids, time_ms, latency, now)
         if self.metrics is not None:
             self.metrics.observe_batch(time.perf_counter() - started, names, codes, ids, latency)
         return arrow_io.with_labels(table, ids, dist)
 
     def latency(
-        self, quantiles: list[float] | None = None, start_ms: int | None = None,
-        end_ms: int | None = None, window_ms: int | None = None, source: str | None = None,
+        self,
+        quantiles: list[float] | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_ms: int | None = None,
+        source: str | None = None,
     ) -> pa.Table:
         """Per-cluster latency table (see `LatencyBook.query`)."""
         return self.book.query(
