@@ -54,6 +54,9 @@ class TrainConfig:
     distill_weight: float = 1.0  # match the teacher's pairwise cosine similarities
     temperature: float = 0.1  # of the contrastive loss
     include_content: bool = True  # also train on the message without the line header
+    # Extra lines from the Python message corpus (logclust/corpus.py): general language for
+    # the next-token and distillation objectives; 0 trains on the log data alone.
+    corpus_lines: int = 10000
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -36,6 +36,8 @@ class MaskRule:
     pattern: str
     placeholder: str
     bounded: bool = True
+    # The pattern ends with a second group (the character after the field) to write back.
+    trailing: bool = False
 
     def __post_init__(self) -> None:
         if not (self.placeholder.startswith("<") and self.placeholder.endswith(">")):
@@ -45,7 +47,8 @@ class MaskRule:
 
     @property
     def replacement(self) -> str:
-        return "\\1" + self.placeholder if self.bounded else self.placeholder
+        out = "\\1" + self.placeholder if self.bounded else self.placeholder
+        return out + "\\2" if self.trailing else out
 
 
 # Order matters: composite fields (timestamps, addresses) are masked before the numbers
@@ -66,6 +69,14 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
     MaskRule("url", r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", "<URL>", bounded=False),
     MaskRule("email", _B + r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", "<EMAIL>"),
     MaskRule("ip", _B + r"\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?", "<IP>"),
+    # Host names under common top-level domains; the trailing character is written back.
+    MaskRule(
+        "host",
+        _B + r"(?:[A-Za-z0-9-]+\.)+(?:com|net|org|edu|gov|mil|io|info|biz|local|internal|cn|uk|hk"
+        r"|de|jp|ru|fr|pl|br|in|au|ca|us|eu|nl|it|es|kr|tw|co)([^A-Za-z0-9.-]|$)",
+        "<HOST>",
+        trailing=True,
+    ),
     MaskRule("mac", _B + r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}", "<MAC>"),
     MaskRule("path", r"(^|[\s=:,\"'(\[])(?:/[A-Za-z0-9._$@~+-]+)+/?", "<PATH>"),
     MaskRule("winpath", _B + r"[A-Za-z]:\\[^\s\"']+", "<PATH>"),
@@ -114,6 +125,7 @@ class MaskingConfig:
                     "pattern": r.pattern,
                     "placeholder": r.placeholder,
                     "bounded": r.bounded,
+                    "trailing": r.trailing,
                 }
                 for r in self.rules
             ],

@@ -26,6 +26,7 @@ from logclust.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 logger = logging.getLogger(__name__)
 
 STEPS = ("tokenizer", "teacher", "train", "export", "evaluate")
+CORPUS = "python-corpus"  # source name of the corpus lines
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,14 @@ class Prepared:
 def prepare(cfg: PipelineConfig) -> Prepared:
     """Distinct masked training lines, split into training and validation."""
     sets = data_mod.load_training_lines(cfg.data_dir)
-    examples, names = make_examples(sets, Masker(cfg.masking), cfg.train.include_content)
+    masker = Masker(cfg.masking)
+    examples, names = make_examples(sets, masker, cfg.train.include_content)
+    if cfg.train.corpus_lines:
+        from logclust.corpus import python_messages
+
+        seen = {e.text for e in examples}
+        extra = masker.mask_texts(python_messages(cfg.train.corpus_lines, cfg.train.seed))
+        examples += [Example(t, CORPUS, -1, 1) for t in dict.fromkeys(extra) if t not in seen]
     train, val = split(examples, cfg.train.val_fraction)
     logger.info(
         "%d distinct lines from %d sources: %d train, %d validation",
@@ -133,8 +141,9 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
         (cfg.out_dir / name).unlink(missing_ok=True)
     write_manifest(cfg.out_dir, dict(manifest))
     lab = Labeler.load(cfg.out_dir)
-    texts = [e.text for e in prep.train + prep.val]
-    k = len({e.label for e in prep.train + prep.val if e.label >= 0}) or None
+    logs = [e for e in prep.train + prep.val if e.source != CORPUS]
+    texts = [e.text for e in logs]
+    k = len({e.label for e in logs if e.label >= 0}) or None
     cm = clustering.fit(lab.embed_masked(texts), k=k, seed=cfg.train.seed)
     np.save(cfg.out_dir / "centroids.npy", cm.centroids, allow_pickle=False)
     np.save(cfg.out_dir / "radii.npy", cm.radii, allow_pickle=False)

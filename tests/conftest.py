@@ -65,7 +65,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> P
             epochs=2,
             batch_size=16,
             warmup_steps=5,
-            distill_weight=0.0,
+            distill_weight=0.0, corpus_lines=0,
             contrastive_weight=0.5,
             val_fraction=0.2,
             train_max_len=48,

@@ -23,6 +23,7 @@ epochs = {epochs}
 batch_size = 16
 warmup_steps = 2
 distill_weight = 0.0
+corpus_lines = 0
 train_max_len = 24
 [tokenizer]
 vocab_size = 80
