@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Serving install only (no TensorFlow), then the sidecar demo on the shipped model.
 demo: $(BIN)/python
-	$(BIN)/pip install -q .
+	$(BIN)/pip install -q ".[plot]"
 	$(BIN)/logclust demo
 
 # Everything the tests need (training extra for the tiny models, dev tools), then pytest.

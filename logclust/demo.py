@@ -289,7 +289,7 @@ def write_p99_plot(over_time: pa.Table, clusters: pa.Table, path: str | Path) ->
 
     path = Path(path)
     desc = _descriptions(clusters)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(10, 6))
     for (source, cid), part in _group_by_cluster(over_time).items():
         label = f"{cid}: {desc.get((source, cid), '')}"[:60]
         ax.plot(part["window_start"], part["p99"], marker=".", label=label)
@@ -297,7 +297,8 @@ def write_p99_plot(over_time: pa.Table, clusters: pa.Table, path: str | Path) ->
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("p99 latency (ms)")
     ax.set_title("p99 latency per cluster")
-    ax.legend(fontsize="small", loc="best")
+    # Below the axes, so that no line is hidden behind it.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

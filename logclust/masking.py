@@ -163,14 +163,24 @@ class Masker:
         Returns:
             A `pa.StringArray` of the same length and order.
         """
+        return self.apply_rules(self.prepare(texts))
+
+    def prepare(self, texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The first step of `mask`: cut to `max_chars` (and lowercase when configured)."""
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
         if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
             raise TypeError(f"mask() takes a string array. Received: type={texts.type}")
         cfg = self.config
-        out = pc.utf8_slice_codeunits(texts, 0, cfg.max_chars)
-        if cfg.lowercase:
-            out = pc.utf8_lower(out)
+        # A row of at most max_chars bytes has at most max_chars code points: nothing to cut.
+        if len(texts) and pc.max(pc.binary_length(texts)).as_py() > cfg.max_chars:
+            texts = pc.utf8_slice_codeunits(texts, 0, cfg.max_chars)
+        return pc.utf8_lower(texts) if cfg.lowercase else texts
+
+    def apply_rules(self, prepared: pa.Array) -> pa.Array:
+        """The rest of `mask` on `prepare`'s output: the rules, then whitespace."""
+        cfg = self.config
+        out = prepared
         for rule in cfg.active_rules:
             out = pc.replace_substring_regex(out, rule.pattern, rule.replacement)
         if cfg.collapse_whitespace:

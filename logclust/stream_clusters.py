@@ -29,40 +29,40 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import threading
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from logclust.arrow_io import LimitExceededError
+from logclust.cluster_descriptions import (
+    UNASSIGNED,
+    UNASSIGNED_TEMPLATE,
+    ClusterStats,
+    template_of,
+)
 from logclust.clustering import choose_k, fit_kmeans, nearest_centroid
-from logclust.masking import Masker
+from logclust.embedding_cache import Embedder, EmbeddingCache
+from logclust.mask_cache import MaskCache
+
+# Kept importable from here: they were defined in this module before it was split.
+__all__ = [
+    "UNASSIGNED",
+    "UNASSIGNED_TEMPLATE",
+    "ClusterStats",
+    "Embedder",
+    "EmbeddingCache",
+    "SourceClusterer",
+    "StreamClusterConfig",
+    "StreamClusters",
+    "template_of",
+]
 
 logger = logging.getLogger(__name__)
 
-UNASSIGNED = -1
-UNASSIGNED_TEMPLATE = "(unassigned: warm-up, or far from every cluster)"
 _STATE_VERSION = 1
-_TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
-
-
-class Embedder(Protocol):
-    """What the clusterer needs from a labeler (`logclust.labeler.Labeler` fits)."""
-
-    @property
-    def masker(self) -> Masker: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed_masked(self, masked: pa.Array) -> np.ndarray:
-        """L2-normalised float32 `(n, dim)` embeddings of already-masked strings."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -123,93 +123,6 @@ class StreamClusterConfig:
                 f"Received: outlier_factor={self.outlier_factor}, "
                 f"min_radius={self.min_radius}, match_distance={self.match_distance}"
             )
-
-
-def template_of(members: list[str]) -> str:
-    """Token-wise template: tokens equal in every member stay, the others become `<*>`.
-
-    Members are split into words and separators; only members with the most common token
-    count are aligned (a different count means a different shape).
-    """
-    if not members:
-        return ""
-    split = [_TOKEN_SPLIT.split(m) for m in members]
-    length = Counter(len(t) for t in split).most_common(1)[0][0]
-    rows = [t for t in split if len(t) == length]
-    out = [col[0] if len(set(col)) == 1 else "<*>" for col in zip(*rows, strict=True)]
-    return "".join(out)
-
-
-class EmbeddingCache:
-    """Bounded cache masked text -> embedding in front of `embed_masked` (FIFO eviction)."""
-
-    def __init__(self, embedder: Embedder, capacity: int) -> None:
-        self.embedder = embedder
-        self.capacity = capacity
-        self._ring = np.zeros((capacity, embedder.dim), np.float32)
-        self._keys: list[str | None] = [None] * capacity
-        self._index: dict[str, int] = {}
-        self._next = 0
-        self.hits = 0
-        self.misses = 0
-
-    def embed(self, uniques: pa.Array) -> np.ndarray:
-        """Embeddings of distinct masked texts; only cache misses reach the model."""
-        keys: list[str] = uniques.to_pylist()
-        slots = np.fromiter((self._index.get(k, -1) for k in keys), np.int64, len(keys))
-        miss = slots < 0
-        out = np.empty((len(keys), self.embedder.dim), np.float32)
-        out[~miss] = self._ring[slots[~miss]]
-        miss_idx = np.flatnonzero(miss)
-        if miss_idx.size:
-            emb = np.asarray(self.embedder.embed_masked(uniques.take(pa.array(miss_idx))))
-            out[miss_idx] = emb
-            self._insert([keys[i] for i in miss_idx[-self.capacity :]], emb[-self.capacity :])
-        self.hits += int(len(keys) - miss_idx.size)
-        self.misses += int(miss_idx.size)
-        return out
-
-    def _insert(self, keys: list[str], emb: np.ndarray) -> None:
-        slots = (self._next + np.arange(len(keys))) % self.capacity
-        for slot, key in zip(slots.tolist(), keys, strict=True):
-            old = self._keys[slot]
-            if old is not None:
-                self._index.pop(old, None)
-            self._keys[slot] = key
-            self._index[key] = slot
-        self._ring[slots] = emb
-        self._next = int((self._next + len(keys)) % self.capacity)
-
-
-@dataclass
-class ClusterStats:
-    """What is known about one cluster id of one source."""
-
-    cluster_id: int
-    size: int = 0
-    first_seen_ms: int | None = None
-    last_seen_ms: int | None = None
-    members: list[str] = field(default_factory=list)
-    template: str = ""
-    active: bool = True
-
-    def add_members(self, texts: list[str], cap: int) -> None:
-        new = [t for t in dict.fromkeys(texts) if t not in self.members]
-        if new and len(self.members) < cap:
-            self.members.extend(new[: cap - len(self.members)])
-            if self.cluster_id != UNASSIGNED:
-                self.template = template_of(self.members)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cluster_id": self.cluster_id,
-            "size": self.size,
-            "first_seen_ms": self.first_seen_ms,
-            "last_seen_ms": self.last_seen_ms,
-            "members": self.members,
-            "template": self.template,
-            "active": self.active,
-        }
 
 
 @dataclass(frozen=True)
@@ -300,7 +213,9 @@ class SourceClusterer:
         if accepted.size:
             rows = inv[accepted]
             self._res_emb[j[accepted]] = emb[rows]
-            self._res_text[j[accepted]] = np.asarray(texts.to_pylist(), object)[rows]
+            # Only the accepted rows' texts become Python strings (few once the reservoir
+            # is full), not the whole batch's.
+            self._res_text[j[accepted]] = texts.take(pa.array(rows)).to_pylist()
 
     def _reservoir(self) -> tuple[np.ndarray, np.ndarray]:
         fill = min(self.rows_seen, self.config.reservoir_size)
@@ -482,6 +397,10 @@ class SourceClusterer:
 class StreamClusters:
     """Masks, dedupes and embeds a batch once, then clusters its rows per source.
 
+    The hot path works on distinct values, never on rows in Python: `MaskCache` masks
+    each digit shape once (exact), `EmbeddingCache` embeds each masked text once, and the
+    per-source assignment is numpy over the batch's distinct texts.
+
     Args:
         embedder: provides `masker`, `dim` and `embed_masked`.
         config: clustering settings shared by every source.
@@ -494,6 +413,7 @@ class StreamClusters:
         self.embedder = embedder
         self.config = config or StreamClusterConfig()
         self.max_sources = max_sources
+        self.masks = MaskCache(embedder.masker, self.config.cache_size)
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
         self.sources: dict[str, SourceClusterer] = {}
         self._lock = threading.Lock()
@@ -520,24 +440,27 @@ class StreamClusters:
                     f"Too many distinct sources (limit {self.max_sources}). "
                     f"Received: {len(new)} new sources, e.g. {new[:3]}"
                 )
-        masked = pc.dictionary_encode(self.embedder.masker.mask(body))
-        uniques, inv = masked.dictionary, masked.indices.to_numpy(zero_copy_only=False)
-        ids = np.empty(inv.size, np.int32)
-        dist = np.empty(inv.size, np.float32)
+        uniques, inv = self.masks.mask_distinct(body)  # (u,) texts, (n,) row -> text
         with self._lock:
             emb = self.cache.embed(uniques)  # (u, dim)
+            if len(names) == 1:  # one source: every distinct text is its own
+                ids, dist = self._source(names[0]).assign(uniques, emb, inv, time_ms)
+                return ids, dist, names, codes
+            ids = np.empty(inv.size, np.int32)
+            dist = np.empty(inv.size, np.float32)
             for code, name in enumerate(names):
-                rows = np.flatnonzero(codes == code) if len(names) > 1 else slice(None)
+                rows = np.flatnonzero(codes == code)
                 u_s, local = np.unique(inv[rows], return_inverse=True)
-                clus = self.sources.get(name)
-                if clus is None:
-                    clus = self.sources[name] = SourceClusterer(
-                        name, self.config, self.embedder.dim
-                    )
-                ids[rows], dist[rows] = clus.assign(
+                ids[rows], dist[rows] = self._source(name).assign(
                     uniques.take(pa.array(u_s)), emb[u_s], local.ravel(), time_ms[rows]
                 )
         return ids, dist, names, codes
+
+    def _source(self, name: str) -> SourceClusterer:
+        clus = self.sources.get(name)
+        if clus is None:
+            clus = self.sources[name] = SourceClusterer(name, self.config, self.embedder.dim)
+        return clus
 
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """`(source, stats)` of every cluster, sorted by source then id."""

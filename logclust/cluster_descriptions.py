@@ -1,0 +1,62 @@
+"""How a cluster is described: a template over its masked members, exemplars, counters.
+
+Only masked text is kept, never raw bodies, so e-mail addresses or card numbers in bodies
+are not stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+UNASSIGNED = -1
+UNASSIGNED_TEMPLATE = "(unassigned: warm-up, or far from every cluster)"
+_TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
+
+
+def template_of(members: list[str]) -> str:
+    """Token-wise template: tokens equal in every member stay, the others become `<*>`.
+
+    Members are split into words and separators; only members with the most common token
+    count are aligned (a different count means a different shape).
+    """
+    if not members:
+        return ""
+    split = [_TOKEN_SPLIT.split(m) for m in members]
+    length = Counter(len(t) for t in split).most_common(1)[0][0]
+    rows = [t for t in split if len(t) == length]
+    out = [col[0] if len(set(col)) == 1 else "<*>" for col in zip(*rows, strict=True)]
+    return "".join(out)
+
+
+@dataclass
+class ClusterStats:
+    """What is known about one cluster id of one source."""
+
+    cluster_id: int
+    size: int = 0
+    first_seen_ms: int | None = None
+    last_seen_ms: int | None = None
+    members: list[str] = field(default_factory=list)
+    template: str = ""
+    active: bool = True
+
+    def add_members(self, texts: list[str], cap: int) -> None:
+        new = [t for t in dict.fromkeys(texts) if t not in self.members]
+        if new and len(self.members) < cap:
+            self.members.extend(new[: cap - len(self.members)])
+            if self.cluster_id != UNASSIGNED:
+                self.template = template_of(self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster_id": self.cluster_id,
+            "size": self.size,
+            "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms,
+            "members": self.members,
+            "template": self.template,
+            "active": self.active,
+        }
