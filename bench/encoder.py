@@ -67,8 +67,10 @@ def main() -> None:
     bundle = Bundle.load(args.bundle)
     cfg = bundle.manifest["model_config"]
     peak = matmul_peak(args.seconds)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}"
+    )
     print(f"numpy float32 matmul peak, one thread: {peak:.1f} GFLOP/s\n")
     print("| variant | threads | length | best batch | lines/s | GFLOP/s | share of peak |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -77,13 +79,17 @@ def main() -> None:
         for threads in args.threads:
             enc = Encoder(bundle.encoder_path(variant), num_threads=threads)
             for length in LENGTHS:
-                rates = {b: lines_per_s(enc, b, length, cfg["vocab_size"], args.seconds)
-                         for b in BATCHES}
+                rates = {
+                    b: lines_per_s(enc, b, length, cfg["vocab_size"], args.seconds) for b in BATCHES
+                }
                 b = max(rates, key=rates.__getitem__)
                 gflops = rates[b] * encoder_flops(cfg, length) / 1e9
                 best[(variant, threads, length)] = rates[b]  # type: ignore[index]
-                print(f"| {variant} | {threads} | {length} | {b} | {rates[b]:,.0f} | "
-                      f"{gflops:.1f} | {gflops / peak:.0%} |", flush=True)
+                print(
+                    f"| {variant} | {threads} | {length} | {b} | {rates[b]:,.0f} | "
+                    f"{gflops:.1f} | {gflops / peak:.0%} |",
+                    flush=True,
+                )
     print()
     for length in LENGTHS:
         f, i = best[("f32", 1, length)], best[("int8", 1, length)]  # type: ignore[index]

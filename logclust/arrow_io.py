@@ -104,6 +104,11 @@ def validate_batch(batch: pa.RecordBatch | pa.Table, max_rows: int | None = None
         LimitExceededError: the batch has more than `max_rows` rows.
     """
     validate_schema(batch.schema)
+    _validate_values(batch, max_rows)
+
+
+def _validate_values(batch: pa.RecordBatch | pa.Table, max_rows: int | None) -> None:
+    """`validate_batch` after the schema check (`decode_ipc` has done that already)."""
     if batch.num_rows == 0:
         raise ContractError("Empty batch: at least one row is required. Received: 0 rows")
     if max_rows is not None and batch.num_rows > max_rows:
@@ -139,6 +144,7 @@ def decode_ipc(data: bytes, max_rows: int | None = None) -> pa.Table:
     if not data:
         raise ContractError("Empty payload: expected Arrow IPC stream bytes. Received: 0 bytes")
     try:
+        # Zero-copy: the decoded arrays point into the request's bytes.
         reader = pa.ipc.open_stream(pa.py_buffer(data))
         validate_schema(reader.schema)
         batches = []
@@ -159,7 +165,7 @@ def decode_ipc(data: bytes, max_rows: int | None = None) -> pa.Table:
         raise ContractError(
             f"Payload is not a valid Arrow IPC stream. Received: {len(data)} bytes ({e})"
         ) from e
-    validate_batch(table, max_rows)
+    _validate_values(table, max_rows)
     return table
 
 
@@ -176,11 +182,17 @@ def decode_trusted_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+def column_array(table: pa.Table, name: str) -> pa.Array:
+    """One column as a single array; zero-copy when it has one chunk (one IPC batch)."""
+    col = table.column(name)
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
 def source_column(table: pa.Table) -> pa.Array:
     """The `source` column with nulls (or a missing column) filled with the default."""
     if SOURCE not in table.schema.names:
         return pa.array(np.full(table.num_rows, DEFAULT_SOURCE, dtype=object), pa.string())
-    col = table.column(SOURCE).combine_chunks().cast(pa.string())
+    col = column_array(table, SOURCE).cast(pa.string())
     return pc.fill_null(col, DEFAULT_SOURCE)
 
 
@@ -188,7 +200,7 @@ def time_ms_column(table: pa.Table, receive_ms: int) -> np.ndarray:
     """Event time in Unix milliseconds (int64), receive time where missing."""
     if TIME not in table.schema.names:
         return np.full(table.num_rows, receive_ms, dtype=np.int64)
-    col = table.column(TIME).combine_chunks()
+    col = column_array(table, TIME)
     unit = col.type.unit
     ints = col.cast(pa.int64())
     divisor = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[unit]
@@ -200,7 +212,7 @@ def latency_column(table: pa.Table) -> np.ndarray:
     """Latency in ms as float64; NaN where not measured (null, NaN or missing column)."""
     if LATENCY_MS not in table.schema.names:
         return np.full(table.num_rows, np.nan)
-    col = table.column(LATENCY_MS).combine_chunks().cast(pa.float64())
+    col = column_array(table, LATENCY_MS).cast(pa.float64())
     return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
 
 

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--config", type=Path, help="TOML with [model] [train] [tokenizer] tables")
     t.add_argument("--epochs", type=int, help="override train.epochs")
-    t.add_argument("--steps", help="comma list of tokenizer,teacher,train,export,evaluate")
+    t.add_argument("--steps", help="comma list of tokenizer,teacher,train,finetune,export,evaluate")
     t.set_defaults(func=cmd_train)
 
     for name, func, what in (("embed", cmd_embed, "embedding"), ("label", cmd_label, "cluster_id")):

@@ -23,6 +23,10 @@ from logclust.server.config import DEFAULT_LISTEN
 logger = logging.getLogger(__name__)
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Rows per encoder call in the sidecar. Misses arrive a few at a time, and on one core
+# small batches were both faster and far lighter than 64 (BENCHMARKS.md: about 310 vs
+# 250-270 lines/s, and 110 MB less peak RSS, on loghub and cold lines).
+SERVE_ENCODER_BATCH = 8
 FORMATS = ("table", "json", "csv")
 
 
@@ -55,6 +59,12 @@ def add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # typ
     p.add_argument("--flush-interval", type=float, default=1.0, help="seconds (max 5)")
     p.add_argument("--window", type=parse_duration, default=10.0, help="base latency window")
     p.add_argument("--retention", type=parse_duration, default=6 * 3600.0)
+    p.add_argument(
+        "--encoder-batch",
+        type=int,
+        default=SERVE_ENCODER_BATCH,
+        help="rows per encoder call (default %(default)s)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("send", help="label a file through a sidecar")
@@ -112,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         window_s=int(args.window),
         retention_s=int(args.retention),
     )
-    serve(config, Labeler.load(args.bundle))
+    serve(config, Labeler.load(args.bundle, batch_size=args.encoder_batch))
     return 0
 
 

@@ -169,7 +169,9 @@ def next_token(
 
     mcfg = ModelConfig(**bundle.manifest["model_config"])
     model = build(mcfg)
-    model.load_weights(str(work_dir / "best.weights.h5"))
+    from logclust.pipeline import best_stage_dir
+
+    model.load_weights(str(best_stage_dir(work_dir) / "best.weights.h5"))
     tok = Tokenizer.load(bundle.file("tokenizer.model"))
     masked = Labeler(bundle).masker.mask_texts(android.raw)
     uniq, counts = np.unique(np.asarray(masked, dtype=object), return_counts=True)
@@ -231,6 +233,7 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
         m["throughput_lines_per_s_1_thread"],
     )
     cl = m["clustering_f32"]
+    tc = manifest.get("train_config", {})
     lines = [
         "# Model report: logclust default bundle",
         "",
@@ -240,8 +243,10 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
         "",
         f"- Parameters: **{m['parameters']:,}** (vocabulary {m['vocab_size']:,} pieces; "
         f"config {json.dumps(manifest['model_config'])})",
-        f"- Best epoch {m['training'].get('best_epoch')} of "
-        f"{manifest.get('train_config', {}).get('epochs')}, chosen by validation accuracy.",
+        f"- Training: {tc.get('epochs')} epochs (next-token + contrastive + distillation), then "
+        f"{tc.get('finetune_epochs', 0)} distillation-heavy fine-tuning epochs; the bundle "
+        f"holds epoch {m['training'].get('best_epoch')} of the "
+        f"{m['training'].get('stage', 'train')} stage, chosen by validation accuracy.",
         "",
         "## Next-token accuracy",
         "",

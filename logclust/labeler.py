@@ -57,10 +57,14 @@ class Labeler:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, variant: str | None = None, num_threads: int = 1
+        cls,
+        path: str | Path | None = None,
+        variant: str | None = None,
+        num_threads: int = 1,
+        batch_size: int = 64,
     ) -> Labeler:
         """Loads a bundle (the shipped default when `path` is None)."""
-        return cls(Bundle.load(path), variant=variant, num_threads=num_threads)
+        return cls(Bundle.load(path), variant, num_threads, batch_size)
 
     @property
     def dim(self) -> int:

@@ -1,198 +1,37 @@
-"""Mergeable latency quantiles: a DDSketch with 1% relative accuracy, kept per window.
+"""Per-cluster latency quantiles: a DDSketch with 1% relative accuracy, kept per window.
 
-DDSketch (Masson et al., VLDB 2019) maps a value x > 0 to the bucket
-`i = ceil(log_gamma(x))` with `gamma = (1 + a) / (1 - a)`; every value of a bucket lies in
-`(gamma^(i-1), gamma^i]`, and reporting `2 gamma^i / (gamma + 1)` is within relative error
-`a` of each of them. Sketches with the same `a` merge exactly by adding bucket counts, so
-10 s windows roll up into minutes and replicas combine without losing accuracy.
-
-Quantiles follow numpy's default (linear) definition: the estimate interpolates between
-the estimates of the order statistics at `floor(q (n-1))` and `ceil(q (n-1))`. Each is
-within `a` of the true order statistic, so the interpolation is within `a` of
-`np.quantile(x, q)` too (values are non-negative; values below `MIN_INDEXABLE` count as 0).
-
-`LatencyBook` keeps one sketch per (source, cluster id, base window) with bounded
-retention and answers range queries as Arrow tables.
+`LatencyBook` keeps one `DDSketch` (`logclust/ddsketch.py`: every quantile within 1% of
+`np.quantile` of the same values, exact merges) per (source, cluster id, base window)
+with bounded retention, and answers range queries as Arrow tables. A batch is recorded
+with numpy over all its rows at once: one grouping, one binning, then one bucket-count
+update per (source, cluster, window) group.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from logclust.ddsketch import MIN_INDEXABLE, ZERO_BUCKET, DDSketch
+
+# Kept importable from here: the sketch was defined in this module before.
+__all__ = [
+    "DEFAULT_QUANTILES",
+    "MIN_INDEXABLE",
+    "DDSketch",
+    "LatencyBook",
+    "SketchKey",
+    "group_rows",
+    "quantile_column_name",
+]
+
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
-# Values at or below this (ms) are counted in the zero bucket; they are reported as 0.
-MIN_INDEXABLE = 1e-6
-_MAGIC = b"DDS1"
-_HEADER = struct.Struct("<4sdIqIqqddd")
 
 SketchKey = tuple[str, int, int]  # (source, cluster id, window start in Unix ms)
-
-
-class DDSketch:
-    """Quantile sketch with relative accuracy guarantees (non-negative values).
-
-    Args:
-        relative_accuracy: `a` in (0, 1); every quantile is within a factor `1 +- a`.
-        max_bins: bucket cap; beyond it the lowest buckets collapse (low quantiles lose
-            accuracy first, the high ones that matter for latency keep it). 2048 bins at
-            1% cover 18 orders of magnitude, so collapsing does not happen in practice.
-    """
-
-    def __init__(self, relative_accuracy: float = 0.01, max_bins: int = 2048) -> None:
-        if not 0.0 < relative_accuracy < 1.0:
-            raise ValueError(f"relative_accuracy must be in (0, 1). Received: {relative_accuracy}")
-        if max_bins < 16:
-            raise ValueError(f"max_bins must be at least 16. Received: max_bins={max_bins}")
-        self.relative_accuracy = relative_accuracy
-        self.max_bins = max_bins
-        self.gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
-        self._log_gamma = math.log(self.gamma)
-        self.offset = 0  # bucket index of counts[0]
-        self.counts = np.zeros(0, np.int64)
-        self.zero_count = 0
-        self.count = 0
-        self.sum = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-
-    def add(self, values: np.ndarray | Sequence[float]) -> None:
-        """Adds values (vectorized); NaN means "not measured" and is skipped.
-
-        Raises:
-            ValueError: a value is negative or infinite.
-        """
-        v = np.asarray(values, np.float64).ravel()
-        v = v[~np.isnan(v)]
-        if v.size == 0:
-            return
-        if not (np.all(v >= 0.0) and np.all(np.isfinite(v))):
-            raise ValueError(f"Values must be finite and >= 0. Received: min={v.min()}")
-        zero = v <= MIN_INDEXABLE
-        pos = v[~zero]
-        self.zero_count += int(zero.sum())
-        self.count += int(v.size)
-        self.sum += float(v.sum())
-        self.min = min(self.min, float(v.min()))
-        self.max = max(self.max, float(v.max()))
-        if pos.size:
-            idx = np.ceil(np.log(pos) / self._log_gamma).astype(np.int64)
-            lo, hi = int(idx.min()), int(idx.max())
-            self._cover(lo, hi)
-            self.counts += np.bincount(idx - self.offset, minlength=self.counts.size)
-            self._collapse()
-
-    def merge(self, other: DDSketch) -> None:
-        """Adds `other` into this sketch (exact: bucket counts add)."""
-        if other.relative_accuracy != self.relative_accuracy:
-            raise ValueError(
-                "Only sketches with the same accuracy merge. Received: "
-                f"{self.relative_accuracy} and {other.relative_accuracy}"
-            )
-        if other.count == 0:
-            return
-        if other.counts.size:
-            self._cover(other.offset, other.offset + other.counts.size - 1)
-            start = other.offset - self.offset
-            self.counts[start : start + other.counts.size] += other.counts
-            self._collapse()
-        self.zero_count += other.zero_count
-        self.count += other.count
-        self.sum += other.sum
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
-
-    def quantiles(self, qs: Sequence[float]) -> list[float]:
-        """Estimates of `np.quantile(values, q)` for each q; NaN when empty."""
-        for q in qs:
-            if not 0.0 <= q <= 1.0:
-                raise ValueError(f"Quantiles must be in [0, 1]. Received: q={q}")
-        if self.count == 0:
-            return [math.nan] * len(qs)
-        cum = np.cumsum(self.counts)
-        out = []
-        for q in qs:
-            rank = q * (self.count - 1)
-            lo, hi = math.floor(rank), math.ceil(rank)
-            v_lo, v_hi = self._value_at_rank(lo, cum), self._value_at_rank(hi, cum)
-            out.append(v_lo + (rank - lo) * (v_hi - v_lo))
-        return out
-
-    def _value_at_rank(self, rank: int, cum: np.ndarray) -> float:
-        if rank < self.zero_count:
-            return 0.0
-        j = int(np.searchsorted(cum, rank - self.zero_count, side="right"))
-        value = 2.0 * self.gamma ** (self.offset + j) / (self.gamma + 1.0)
-        # The true value lies in [min, max]; clamping only brings the estimate closer.
-        return float(min(max(value, self.min), self.max))
-
-    def _cover(self, lo: int, hi: int) -> None:
-        if self.counts.size == 0:
-            self.offset, self.counts = lo, np.zeros(hi - lo + 1, np.int64)
-            return
-        new_lo = min(lo, self.offset)
-        new_hi = max(hi, self.offset + self.counts.size - 1)
-        if new_lo == self.offset and new_hi == self.offset + self.counts.size - 1:
-            return
-        grown = np.zeros(new_hi - new_lo + 1, np.int64)
-        grown[self.offset - new_lo : self.offset - new_lo + self.counts.size] = self.counts
-        self.offset, self.counts = new_lo, grown
-
-    def _collapse(self) -> None:
-        excess = self.counts.size - self.max_bins
-        if excess > 0:
-            self.counts[excess] += self.counts[:excess].sum()
-            self.counts = self.counts[excess:].copy()
-            self.offset += excess
-
-    def to_bytes(self) -> bytes:
-        """Pickle-free encoding: a fixed header then little-endian int64 bucket counts."""
-        header = _HEADER.pack(
-            _MAGIC,
-            self.relative_accuracy,
-            self.max_bins,
-            self.offset,
-            self.counts.size,
-            self.zero_count,
-            self.count,
-            self.sum,
-            self.min,
-            self.max,
-        )
-        return header + self.counts.astype("<i8").tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> DDSketch:
-        """Decodes `to_bytes` output.
-
-        Raises:
-            ValueError: the bytes are not a sketch of this format.
-        """
-        if len(data) < _HEADER.size:
-            raise ValueError(f"Sketch bytes too short. Received: {len(data)} bytes")
-        magic, acc, max_bins, offset, nbins, zero, count, total, lo, hi = _HEADER.unpack_from(data)
-        if magic != _MAGIC or len(data) != _HEADER.size + 8 * nbins:
-            raise ValueError(
-                f"Not a DDSketch of format {_MAGIC!r}. Received: magic={magic!r}, {len(data)} bytes"
-            )
-        sketch = cls(acc, max_bins)
-        sketch.offset = offset
-        sketch.counts = np.frombuffer(data, "<i8", count=nbins, offset=_HEADER.size).astype(
-            np.int64
-        )
-        sketch.zero_count, sketch.count, sketch.sum, sketch.min, sketch.max = (
-            zero,
-            count,
-            total,
-            lo,
-            hi,
-        )
-        return sketch
 
 
 def quantile_column_name(q: float) -> str:
@@ -243,22 +82,21 @@ class LatencyBook:
         keep = ~np.isnan(latency_ms) & (time_ms >= now_ms - self.retention_ms)
         if not keep.any():
             return 0
+        values = np.asarray(latency_ms[keep], np.float64)
+        if not (np.all(values >= 0.0) and np.all(np.isfinite(values))):
+            raise ValueError(f"Values must be finite and >= 0. Received: min={values.min()}")
         window = time_ms[keep] // self.window_ms * self.window_ms
-        keys = np.stack([source_codes[keep].astype(np.int64), cluster_ids[keep], window], 1)
-        groups, inv = np.unique(keys, axis=0, return_inverse=True)
-        inv = inv.ravel()
-        order = np.argsort(inv, kind="stable")
-        values = latency_ms[keep][order]
-        bounds = np.cumsum(np.bincount(inv, minlength=len(groups)))[:-1]
+        groups, g = group_rows(source_codes[keep], cluster_ids[keep], window)
+        binned = _bin_groups(DDSketch(self.relative_accuracy), g, len(groups), values)
         with self._lock:
-            for (code, cid, win), chunk in zip(groups, np.split(values, bounds), strict=True):
-                key = (source_names[int(code)], int(cid), int(win))
+            for (code, cid, win), summary in zip(groups.tolist(), binned, strict=True):
+                key = (source_names[code], cid, win)
                 sketch = self._sketches.get(key)
                 if sketch is None:
                     sketch = self._sketches[key] = DDSketch(self.relative_accuracy)
-                sketch.add(chunk)
+                sketch.add_summary(*summary)
                 self._dirty.add(key)
-        return int(keep.sum())
+        return int(values.size)
 
     def expire(self, now_ms: int) -> int:
         """Drops windows past retention; returns the cutoff (window starts below it go)."""
@@ -326,6 +164,60 @@ class LatencyBook:
                 acc = merged.setdefault((src, cid, bucket), DDSketch(self.relative_accuracy))
                 acc.merge(sketch)
         return _to_table(merged, qs, windowed=window_ms is not None)
+
+
+def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of integer columns and each row's group: `(groups (g, c), (n,))`.
+
+    One 1-D `np.unique` over a mixed-radix key when it fits in int64 (the usual case: a
+    few sources, clusters and windows), else the slower row-wise `np.unique(axis=0)`.
+    """
+    cols = [np.asarray(c, np.int64) for c in columns]
+    lows = [int(c.min()) for c in cols]
+    spans = [int(c.max()) - lo + 1 for c, lo in zip(cols, lows, strict=True)]
+    if math.prod(spans) >= 2**62:
+        groups, inv = np.unique(np.stack(cols, 1), axis=0, return_inverse=True)
+        return groups, inv.ravel()
+    key = np.zeros(cols[0].size, np.int64)
+    for c, lo, span in zip(cols, lows, spans, strict=True):
+        key = key * span + (c - lo)
+    uniq, inv = np.unique(key, return_inverse=True)
+    groups = np.empty((uniq.size, len(cols)), np.int64)
+    for j in range(len(cols) - 1, -1, -1):
+        uniq, groups[:, j] = np.divmod(uniq, spans[j])
+        groups[:, j] += lows[j]
+    return groups, inv.ravel()
+
+
+def _bin_groups(
+    sketch: DDSketch, g: np.ndarray, n_groups: int, values: np.ndarray
+) -> list[tuple[int, np.ndarray, int, int, float, float, float]]:
+    """`DDSketch.add_summary` arguments of each group of `values` (all groups at once)."""
+    idx = sketch.bucket_index(values)
+    indexed = idx != ZERO_BUCKET
+    count = np.bincount(g, minlength=n_groups)
+    zero = count - np.bincount(g[indexed], minlength=n_groups)
+    total = np.bincount(g, weights=values, minlength=n_groups)
+    lo = np.full(n_groups, np.inf)
+    hi = np.full(n_groups, -np.inf)
+    np.minimum.at(lo, g, values)
+    np.maximum.at(hi, g, values)
+    # Bucket counts of every group from one sort of (group, bucket) pairs.
+    out = []
+    if indexed.any():
+        pairs, pinv = group_rows(g[indexed], idx[indexed])
+        pair_counts = np.bincount(pinv, minlength=len(pairs))
+        starts = np.searchsorted(pairs[:, 0], np.arange(n_groups + 1))
+    for i in range(n_groups):
+        counts, offset = np.zeros(0, np.int64), 0
+        if indexed.any() and starts[i] < starts[i + 1]:
+            b, c = pairs[starts[i] : starts[i + 1], 1], pair_counts[starts[i] : starts[i + 1]]
+            offset = int(b[0])
+            counts = np.zeros(int(b[-1]) - offset + 1, np.int64)
+            counts[b - offset] = c
+        summary = (int(zero[i]), int(count[i]), float(total[i]), float(lo[i]), float(hi[i]))
+        out.append((offset, counts, *summary))
+    return out
 
 
 def _to_table(

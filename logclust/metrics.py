@@ -7,8 +7,8 @@
   cluster. Label pairs are capped (`max_series`); rows of further clusters are counted
   under `cluster="other"` so a noisy stream cannot blow up the scrape.
 
-The per-cluster histogram is filled with numpy (one `searchsorted` + `bincount` per
-cluster and batch) and exposed by a custom collector, because the client library's
+The per-cluster histogram is filled with numpy (one `searchsorted` and one `bincount` for
+all the clusters of a batch) and exposed by a custom collector, because the client library's
 `Histogram.observe` takes one value at a time.
 """
 
@@ -21,6 +21,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from logclust.latency import group_rows
 
 # Request latency buckets (ms): 0.1 ms to 10 s, roughly x2.5 apart.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
@@ -52,19 +54,27 @@ class _ClusterLatencyCollector(Collector):
         self._lock = threading.Lock()
 
     def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
-        key = (source, str(cluster))
+        """Adds the values of one series."""
+        counts = np.bincount(self.bucket(values), minlength=len(self._bounds) + 1)
+        self.observe_counts([(source, cluster, counts, float(values.sum()))])
+
+    def bucket(self, values: np.ndarray) -> np.ndarray:
+        # Bucket i counts values <= bounds[i] (Prometheus "le"); the last is +Inf.
+        return np.searchsorted(self._bounds, values, side="left")
+
+    def observe_counts(self, series: Sequence[tuple[str, int, np.ndarray, float]]) -> None:
+        """Adds already-bucketed `(source, cluster, bucket counts, sum)` of many series."""
         with self._lock:
-            if key not in self._series and len(self._series) >= self.max_series:
-                # Over the cap: one overflow series per source (sources are capped too).
-                key = (source, OTHER)
-            counts, total = self._series.setdefault(
-                key, (np.zeros(len(self._bounds) + 1, np.int64), [0.0])
-            )
-            # Bucket i counts values <= bounds[i] (Prometheus "le"); the last is +Inf.
-            counts += np.bincount(
-                np.searchsorted(self._bounds, values, side="left"), minlength=counts.size
-            )
-            total[0] += float(values.sum())
+            for source, cluster, add, add_total in series:
+                key = (source, str(cluster))
+                if key not in self._series and len(self._series) >= self.max_series:
+                    # Over the cap: one overflow series per source (sources are capped too).
+                    key = (source, OTHER)
+                counts, total = self._series.setdefault(
+                    key, (np.zeros(len(self._bounds) + 1, np.int64), [0.0])
+                )
+                counts += add
+                total[0] += add_total
 
     def collect(self) -> Iterator[Metric]:
         fam = HistogramMetricFamily(
@@ -128,11 +138,20 @@ class Metrics:
         measured = ~np.isnan(latency_ms)
         if not measured.any():
             return
-        keys = np.stack([source_codes[measured].astype(np.int64), cluster_ids[measured]], 1)
-        groups, inv = np.unique(keys, axis=0, return_inverse=True)
+        groups, g = group_rows(source_codes[measured], cluster_ids[measured])
         values = latency_ms[measured]
-        for g, (code, cid) in enumerate(groups.tolist()):
-            self.cluster_latency.observe(source_names[code], cid, values[inv.ravel() == g])
+        width = len(LATENCY_BUCKETS_MS) + 1
+        # Bucket counts of every (source, cluster) at once: one bincount over g * width + b.
+        counts = np.bincount(
+            g * width + self.cluster_latency.bucket(values), minlength=len(groups) * width
+        ).reshape(len(groups), width)
+        totals = np.bincount(g, weights=values, minlength=len(groups))
+        self.cluster_latency.observe_counts(
+            [
+                (source_names[code], cid, counts[i], float(totals[i]))
+                for i, (code, cid) in enumerate(groups.tolist())
+            ]
+        )
 
     def on_error(self, kind: str) -> None:
         self.errors.labels(kind=kind).inc()

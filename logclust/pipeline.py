@@ -25,7 +25,7 @@ from logclust.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("tokenizer", "teacher", "train", "export", "evaluate")
+STEPS = ("tokenizer", "teacher", "train", "finetune", "export", "evaluate")
 CORPUS = "python-corpus"  # source name of the corpus lines
 
 
@@ -107,6 +107,47 @@ def step_train(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> 
     return hist.__dict__
 
 
+def finetune_dir(work_dir: Path) -> Path:
+    return work_dir / "finetune"
+
+
+def best_stage_dir(work_dir: Path) -> Path:
+    """The folder whose `best.weights.h5` and `history.json` the bundle is made from:
+    the fine-tuning stage when it ran, else the first stage."""
+    ft = finetune_dir(work_dir)
+    return ft if (ft / "best.weights.h5").is_file() else work_dir
+
+
+def step_finetune(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> None:
+    """Distillation-heavy second stage from the first stage's best weights."""
+    from dataclasses import replace
+
+    from logclust.train import Trainer, fit
+
+    t = cfg.train
+    if t.finetune_epochs == 0:
+        return
+    tcfg = replace(
+        t,
+        epochs=t.finetune_epochs,
+        distill_weight=t.finetune_distill_weight,
+        contrastive_weight=t.finetune_contrastive_weight,
+        learning_rate=t.finetune_learning_rate,
+        warmup_steps=50,
+    )
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    steps = max(1, len(prep.train) // t.batch_size)
+    trainer = Trainer(
+        resolved_model_config(cfg, tok),
+        tcfg,
+        finetune_dir(cfg.work_dir),
+        steps,
+        teacher_emb.shape[1],
+        init_weights=cfg.work_dir / "best.weights.h5",
+    )
+    fit(trainer, tok, prep.train, prep.val, teacher_emb)
+
+
 def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
     """Best weights to TFLite, default clusters, manifest."""
     from logclust import clustering
@@ -118,9 +159,10 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
     mcfg = resolved_model_config(cfg, tok)
     model = build(mcfg)
-    model.load_weights(str(cfg.work_dir / "best.weights.h5"))
+    stage = best_stage_dir(cfg.work_dir)
+    model.load_weights(str(stage / "best.weights.h5"))
     export_tflite(model, cfg.out_dir)
-    hist = json.loads((cfg.work_dir / "history.json").read_text())
+    hist = json.loads((stage / "history.json").read_text())
     manifest = {
         "embedding_dim": mcfg.d_model,
         "default_variant": "int8",
@@ -135,7 +177,11 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
             "distinct_val_lines": len(prep.val),
             "held_out": list(data_mod.TEST_SYSTEMS),
         },
-        "training": {"best_epoch": hist["best_epoch"], "best_val_acc": hist["best_val_acc"]},
+        "training": {
+            "best_epoch": hist["best_epoch"],
+            "best_val_acc": hist["best_val_acc"],
+            "stage": "finetune" if stage != cfg.work_dir else "train",
+        },
     }
     for name in ("centroids.npy", "radii.npy"):
         (cfg.out_dir / name).unlink(missing_ok=True)
@@ -160,10 +206,14 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
     if "tokenizer" in steps:
         tok = step_tokenizer(cfg, prep)
         print(f"tokenizer: {tok.vocab_size} pieces (asked for {cfg.tokenizer.vocab_size})")
-    teacher_emb = step_teacher(cfg, prep) if {"teacher", "train"} & set(steps) else None
+    needs_teacher = {"teacher", "train", "finetune"} & set(steps)
+    teacher_emb = step_teacher(cfg, prep) if needs_teacher else None
     if "train" in steps:
         assert teacher_emb is not None
         step_train(cfg, prep, teacher_emb)
+    if "finetune" in steps:
+        assert teacher_emb is not None
+        step_finetune(cfg, prep, teacher_emb)
     if "export" in steps:
         step_export(cfg, prep)
         print(f"bundle written to {cfg.out_dir}")

@@ -13,7 +13,8 @@ Behaviour for each source (settings in `StreamClusterConfig`):
    cluster's radius (at least `min_radius`) is not forced into the cluster: it gets -1.
 4. **Refit.** After `refit_every_rows` rows, or sooner once `refit_outlier_rows` rows were
    flagged -1, the reservoir is refitted (on a background thread unless
-   `background_refit` is false). New centroids are matched to the old ones with the
+   `background_refit` is false), spaced so that fitting takes at most `refit_max_share`
+   of the time. New centroids are matched to the old ones with the
    Hungarian algorithm; a match closer than `match_distance` keeps the old id, other
    centroids get fresh ids and unmatched old clusters are marked inactive.
 5. **State** (centroids, radii, ids, counters, descriptions) is encoded without pickle by
@@ -30,6 +31,7 @@ import io
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +48,7 @@ from logclust.cluster_descriptions import (
 from logclust.clustering import choose_k, fit_kmeans, nearest_centroid
 from logclust.embedding_cache import Embedder, EmbeddingCache
 from logclust.mask_cache import MaskCache
+from logclust.stream_config import StreamClusterConfig
 
 # Kept importable from here: they were defined in this module before it was split.
 __all__ = [
@@ -63,66 +66,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class StreamClusterConfig:
-    """Settings of per-source online clustering (see the module docstring)."""
-
-    # Rows per source before the first fit; earlier rows get id -1.
-    warmup_rows: int = 256
-    # Rows kept (uniform reservoir sample) for fits.
-    reservoir_size: int = 4096
-    # Rows between two scheduled refits.
-    refit_every_rows: int = 50_000
-    # Flagged (-1) rows that trigger an early refit; 0 disables.
-    refit_outlier_rows: int = 500
-    # Range searched for k.
-    k_min: int = 2
-    k_max: int = 16
-    # Distinct texts used by the k search (bounds its cost).
-    max_fit_points: int = 1000
-    # A row beyond outlier_factor * max(radius, min_radius) gets -1.
-    outlier_factor: float = 3.0
-    min_radius: float = 0.1
-    # Largest centroid move (Euclidean, unit-norm space) that keeps a cluster's id.
-    match_distance: float = 0.5
-    # Distinct masked members kept per cluster for its template; exemplars shown.
-    template_members: int = 16
-    max_exemplars: int = 3
-    # Masked texts whose embeddings are cached across batches.
-    cache_size: int = 65_536
-    seed: int = 0
-    # Refit on a background thread so batches are not held up by the k search.
-    background_refit: bool = True
-
-    def __post_init__(self) -> None:
-        positive = {
-            "warmup_rows": self.warmup_rows,
-            "reservoir_size": self.reservoir_size,
-            "refit_every_rows": self.refit_every_rows,
-            "max_fit_points": self.max_fit_points,
-            "template_members": self.template_members,
-            "cache_size": self.cache_size,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be positive. Received: {name}={value}")
-        if not 1 <= self.k_min <= self.k_max:
-            raise ValueError(
-                f"Need 1 <= k_min <= k_max. Received: k_min={self.k_min}, k_max={self.k_max}"
-            )
-        if self.warmup_rows > self.reservoir_size:
-            raise ValueError(
-                "warmup_rows cannot exceed reservoir_size. Received: "
-                f"warmup_rows={self.warmup_rows}, reservoir_size={self.reservoir_size}"
-            )
-        if self.outlier_factor <= 0 or self.min_radius < 0 or self.match_distance <= 0:
-            raise ValueError(
-                "outlier_factor and match_distance must be positive, min_radius >= 0. "
-                f"Received: outlier_factor={self.outlier_factor}, "
-                f"min_radius={self.min_radius}, match_distance={self.match_distance}"
-            )
 
 
 @dataclass(frozen=True)
@@ -156,6 +99,7 @@ class SourceClusterer:
         self._rng = np.random.default_rng(config.seed)
         self._lock = threading.RLock()
         self._refit_thread: threading.Thread | None = None
+        self._refit_after = 0.0  # time.monotonic() before which no refit starts
         self.fits = 0
         self.dirty = True
 
@@ -184,7 +128,7 @@ class SourceClusterer:
             self.rows_seen += n
             self._rows_since_fit += n
             if self._model is None and self.rows_seen >= self.config.warmup_rows:
-                self._apply_fit(*self._compute_fit(*self._reservoir()))
+                self._apply_fit(*self._timed_fit(*self._reservoir()))
             uid, d = self._assign_distinct(emb)
             ids, dist = uid[inv], d[inv]
             self._update_stats(texts, uid, ids, time_ms)
@@ -193,6 +137,11 @@ class SourceClusterer:
             self.dirty = True
             self._maybe_refit()
         return ids, dist
+
+    def predict(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and distances of embeddings under the current model; records nothing."""
+        with self._lock:
+            return self._assign_distinct(emb)
 
     def _assign_distinct(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model, cfg = self._model, self.config
@@ -249,7 +198,7 @@ class SourceClusterer:
             cfg.refit_outlier_rows > 0 and self._outliers_since_fit >= cfg.refit_outlier_rows
         )
         busy = self._refit_thread is not None and self._refit_thread.is_alive()
-        if not due or busy or self._model is None:
+        if not due or busy or self._model is None or time.monotonic() < self._refit_after:
             return
         self._rows_since_fit = self._outliers_since_fit = 0
         data = self._reservoir()
@@ -263,7 +212,7 @@ class SourceClusterer:
 
     def _refit(self, emb: np.ndarray, texts: np.ndarray) -> None:
         try:
-            fitted = self._compute_fit(emb, texts)
+            fitted = self._timed_fit(emb, texts)
         except (ValueError, np.linalg.LinAlgError) as e:
             logger.error("refit of source %r failed, keeping the model: %s", self.source, e)
             return
@@ -275,6 +224,16 @@ class SourceClusterer:
         thread = self._refit_thread
         if thread is not None:
             thread.join(timeout)
+
+    def _timed_fit(
+        self, emb: np.ndarray, texts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        start = time.monotonic()
+        fitted = self._compute_fit(emb, texts)
+        took = time.monotonic() - start
+        share = self.config.refit_max_share
+        self._refit_after = time.monotonic() + took * (1.0 - share) / share
+        return fitted
 
     def _compute_fit(
         self, emb: np.ndarray, texts: np.ndarray

@@ -104,6 +104,7 @@ class Trainer:
         work_dir: Path,
         steps_per_epoch: int,
         teacher_dim: int,
+        init_weights: Path | None = None,
     ) -> None:
         self.mcfg, self.tcfg, self.work = mcfg, tcfg, work_dir
         keras.utils.set_random_seed(tcfg.seed)
@@ -123,6 +124,10 @@ class Trainer:
                 self.manager.latest_checkpoint,
                 int(self.epoch.numpy()),
             )
+        elif init_weights is not None:
+            # A fresh fine-tuning run starts from an earlier stage's best weights.
+            self.model.load_weights(str(init_weights))
+            logger.info("initialised from %s", init_weights)
         self.writer = tf.summary.create_file_writer(str(work_dir / "tensorboard"))
         self.teacher_dim = teacher_dim
         sig = [

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from logclust.corpus import messages_in, python_messages
 
-SOURCE = '''
+SOURCE = """
 import logging
 logger = logging.getLogger(__name__)
 
@@ -12,7 +12,7 @@ def f(path, n):
     logger.warning("disk %s is almost full", path)
     logger.log(30, "retrying connection to %s", path)
     raise KeyError
-'''
+"""
 
 
 def test_messages_in_reads_raise_and_logging_calls() -> None:

@@ -156,3 +156,40 @@ def test_book_retention_and_dirty_tracking() -> None:
     got = restored.query([0.5])
     for col in ("source", "cluster_id", "count", "min", "max", "p50"):
         assert got.column(col).equals(again.column(col))
+
+
+def test_book_record_bins_all_groups_at_once_like_per_group_adds() -> None:
+    # The vectorized record must build the very sketches that adding each
+    # (source, cluster, window) group's values one group at a time builds.
+    rng = np.random.default_rng(5)
+    n = 5000
+    codes = rng.integers(0, 3, n)
+    ids = rng.integers(-1, 40, n).astype(np.int32)
+    times = 1_000_000 + rng.integers(0, 60_000, n)
+    lat = rng.lognormal(1.0, 2.0, n)
+    lat[rng.random(n) < 0.05] = 0.0  # zero bucket
+    lat[rng.random(n) < 0.05] = np.nan  # not measured
+    book = LatencyBook(window_ms=10_000, retention_ms=10**9)
+    names = ["a", "b", "c"]
+    assert book.record(names, codes, ids, times, lat, now_ms=1_100_000) == int(
+        (~np.isnan(lat)).sum()
+    )
+    measured = ~np.isnan(lat)
+    expected: dict[tuple[str, int, int], DDSketch] = {}
+    for i in np.flatnonzero(measured):
+        key = (names[codes[i]], int(ids[i]), int(times[i] // 10_000 * 10_000))
+        expected.setdefault(key, DDSketch(0.01)).add([lat[i]])
+    got = book._sketches
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        have = got[key]
+        assert (have.offset, have.zero_count, have.count) == (
+            want.offset,
+            want.zero_count,
+            want.count,
+        )
+        np.testing.assert_array_equal(have.counts, want.counts)
+        assert (have.min, have.max) == (want.min, want.max)
+        assert have.sum == pytest.approx(want.sum, rel=1e-12)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        book.record(names, codes[:1], ids[:1], times[:1], np.array([-1.0]), 1_100_000)

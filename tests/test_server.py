@@ -216,6 +216,30 @@ def test_metrics_label_cardinality_is_capped() -> None:
     assert "'cluster': 'other'" in text
 
 
+def test_metrics_histogram_of_a_batch_equals_per_series_observations() -> None:
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 2, 3000).astype(np.int32)
+    ids = rng.integers(-1, 6, 3000).astype(np.int32)
+    lat = rng.lognormal(1.0, 2.0, 3000)
+    lat[::7] = np.nan
+    batched, one_by_one = Metrics(), Metrics()
+    batched.observe_batch(0.01, ["a", "b"], codes, ids, lat)
+    for code, name in enumerate(["a", "b"]):
+        for cid in range(-1, 6):
+            rows = (codes == code) & (ids == cid) & ~np.isnan(lat)
+            if rows.any():
+                one_by_one.cluster_latency.observe(name, cid, lat[rows])
+
+    def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        fams = [f for f in m.registry.collect() if f.name == "logclust_request_latency_ms"]
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in fams[0].samples}
+
+    want, got = samples(one_by_one), samples(batched)
+    assert got.keys() == want.keys() and len(got) > 100
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-12)
+
+
 def test_config_checks() -> None:
     with pytest.raises(ValueError, match="Received: listen='nope'"):
         ServerConfig(listen="nope")

@@ -74,7 +74,11 @@ def test_far_rows_are_flagged_not_forced() -> None:
 
 def test_ids_stable_across_refit_and_restart() -> None:
     cfg = StreamClusterConfig(
-        warmup_rows=200, reservoir_size=1000, refit_every_rows=600, background_refit=False
+        warmup_rows=200,
+        reservoir_size=1000,
+        refit_every_rows=600,
+        background_refit=False,
+        refit_max_share=1.0,  # refit as soon as due, however long the last fit took
     )
     sc = StreamClusters(FakeLabeler(), cfg)
     probe = generate_traffic(300, seed=7)
@@ -92,6 +96,21 @@ def test_ids_stable_across_refit_and_restart() -> None:
     restored.load_states(states)
     np.testing.assert_array_equal(_run(restored, probe), before)
     assert restored.sources["frontend"].rows_seen == sc.sources["frontend"].rows_seen + 300
+
+
+@pytest.mark.parametrize(("share", "refits"), [(1.0, True), (1e-6, False)])
+def test_refits_are_spaced_by_their_cost(share: float, refits: bool) -> None:
+    cfg = StreamClusterConfig(
+        warmup_rows=200,
+        reservoir_size=1000,
+        refit_every_rows=300,
+        background_refit=False,
+        refit_max_share=share,
+    )
+    sc = StreamClusters(FakeLabeler(), cfg)
+    _run(sc, generate_traffic(2000, seed=4))  # refits due every 300 rows
+    # share 1e-6: the next refit waits a million times the warm-up fit's duration.
+    assert (sc.sources["frontend"].fits > 1) is refits
 
 
 def test_state_of_another_dimension_is_ignored() -> None:

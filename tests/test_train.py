@@ -35,8 +35,19 @@ def test_cli_train_resumes(corpus_dir: Path, tmp_path: Path) -> None:
     for epochs, steps in ((1, "tokenizer,train"), (2, "train,export")):
         conf = tmp_path / f"c{epochs}.toml"
         conf.write_text(TINY.format(epochs=epochs))
-        args = ["train", "--data", str(corpus_dir), "--out", str(out), "--work", str(work),
-                "--config", str(conf), "--steps", steps]
+        args = [
+            "train",
+            "--data",
+            str(corpus_dir),
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            "--config",
+            str(conf),
+            "--steps",
+            steps,
+        ]
         assert main(args) == 0
     hist = json.loads((work / "history.json").read_text())
     assert [e["epoch"] for e in hist["epochs"]] == [1, 2]  # epoch 1 was not rerun
@@ -51,8 +62,7 @@ def test_cli_train_resumes(corpus_dir: Path, tmp_path: Path) -> None:
 def test_unknown_config_key_is_named(corpus_dir: Path, tmp_path: Path) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text("[model]\nwidth = 3\n")
-    args = ["train", "--data", str(corpus_dir), "--out", str(tmp_path / "o"),
-            "--config", str(conf)]
+    args = ["train", "--data", str(corpus_dir), "--out", str(tmp_path / "o"), "--config", str(conf)]
     assert main(args) == 2
 
 
@@ -68,3 +78,29 @@ def test_distill_zero_when_similarities_match() -> None:
     x = tf.math.l2_normalize(tf.constant(np.random.default_rng(0).random((4, 3)), tf.float32), -1)
     assert float(distill_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
     assert float(distill_loss(x, tf.reverse(x, [0]))) > 0.0
+
+
+def test_finetune_stage_starts_from_best_and_is_exported(corpus_dir: Path, tmp_path: Path) -> None:
+    work, out = tmp_path / "work", tmp_path / "bundle"
+    conf = tmp_path / "c.toml"
+    conf.write_text(TINY.format(epochs=1) + "")
+    text = conf.read_text().replace("corpus_lines = 0\n", "corpus_lines = 0\nfinetune_epochs = 1\n")
+    conf.write_text(text)
+    args = [
+        "train",
+        "--data",
+        str(corpus_dir),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--config",
+        str(conf),
+        "--steps",
+        "tokenizer,train,finetune,export",
+    ]
+    assert main(args) == 0
+    assert (work / "finetune" / "best.weights.h5").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["stage"] == "finetune"
+    assert manifest["train_config"]["finetune_epochs"] == 1

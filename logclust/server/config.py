@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from logclust.store import MAX_FLUSH_INTERVAL_S
-from logclust.stream_clusters import StreamClusterConfig
+from logclust.stream_config import StreamClusterConfig
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 

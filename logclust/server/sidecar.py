@@ -73,7 +73,7 @@ class Sidecar:
         """Labels a validated table: its columns plus `cluster_id` and `cluster_distance`."""
         started = time.perf_counter() if started is None else started
         now = now_ms()
-        body = table.column(arrow_io.BODY).combine_chunks()
+        body = arrow_io.column_array(table, arrow_io.BODY)
         time_ms = arrow_io.time_ms_column(table, now)
         latency = arrow_io.latency_column(table)
         ids, dist, names, codes = self.clusters.label(body, arrow_io.source_column(table), time_ms)
