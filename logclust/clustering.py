@@ -1,4 +1,4 @@
-"""Cluster assignment: KMeans fitting (scikit-learn) and nearest-centroid labelling (numpy).
+"""Cluster assignment: KMeans fitting and nearest-centroid labelling, numpy only.
 
 Embeddings are L2-normalised, so squared Euclidean distance is `2 - 2 cos`. `k` is given
 by the caller or chosen automatically: KMeans is fitted for each candidate k on the
@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from logclust.kmeans import kmeans, silhouette_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,9 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
         + np.einsum("ij,ij->i", centroids, centroids)[None, :]
     )
     ids = np.argmin(d2, axis=1)
-    dist = np.sqrt(np.maximum(d2[np.arange(len(ids)), ids], 0.0))
+    # The expanded form above loses precision near zero (float32 cancellation); the
+    # distance to the chosen centroid is recomputed directly, O(n * dim).
+    dist = np.linalg.norm(x - centroids[ids], axis=1)
     return ids.astype(np.int32), dist.astype(np.float32)
 
 
@@ -87,17 +91,14 @@ def fit_kmeans(
     x: np.ndarray, k: int, seed: int = 0, sample_weight: np.ndarray | None = None
 ) -> ClusterModel:
     """KMeans with `k` clusters (k is capped at the number of distinct rows)."""
-    from sklearn.cluster import KMeans
-
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"fit needs a non-empty (n, dim) array. Received: shape={x.shape}")
     if k < 1:
         raise ValueError(f"k must be at least 1. Received: k={k}")
     n_distinct = len(np.unique(x.round(5), axis=0))
     k_eff = min(k, n_distinct)
-    km = KMeans(n_clusters=k_eff, n_init=4, random_state=seed)
-    km.fit(x, sample_weight=sample_weight)
-    centroids = km.cluster_centers_.astype(np.float32)
+    km = kmeans(x, k_eff, n_init=4, seed=seed, sample_weight=sample_weight)
+    centroids = km.centroids.astype(np.float32)
     ids, dist = nearest_centroid(x.astype(np.float32), centroids)
     return ClusterModel(centroids, _radii(x, ids, dist, k_eff))
 
@@ -106,9 +107,6 @@ def choose_k(
     x: np.ndarray, k_min: int = 2, k_max: int = 30, seed: int = 0, max_points: int = 2000
 ) -> int:
     """The k in [k_min, k_max] with the best cosine silhouette on distinct rows."""
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
-
     distinct = np.unique(x.round(5), axis=0)
     if len(distinct) > max_points:
         rng = np.random.default_rng(seed)
@@ -121,8 +119,10 @@ def choose_k(
         return 1
     best_k, best_s = 1, -1.0
     for k in range(max(2, k_min), min(k_max, n - 1) + 1):
-        labels = KMeans(n_clusters=k, n_init=2, random_state=seed).fit_predict(distinct)
-        s = float(silhouette_score(distinct, labels, metric="cosine"))
+        # Four starts, not two: on a dozen distinct rows one bad k-means++ draw can hide
+        # the right k, and the numpy fit is cheap enough to afford it.
+        labels = kmeans(distinct, k, n_init=4, seed=seed).labels
+        s = silhouette_cosine(distinct, labels)
         if s > best_s + 1e-4:
             best_k, best_s = k, s
     logger.info("choose_k: k=%d silhouette=%.3f over %d distinct rows", best_k, best_s, n)

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logclust.arrow_io import LimitExceededError
+from logclust.assignment import linear_sum_assignment
 from logclust.cluster_descriptions import (
     UNASSIGNED,
     UNASSIGNED_TEMPLATE,
@@ -279,8 +280,6 @@ class SourceClusterer:
         logger.info("source %r fitted: k=%d ids=%s", self.source, ids.size, ids.tolist())
 
     def _match_ids(self, centroids: np.ndarray) -> np.ndarray:
-        from scipy.optimize import linear_sum_assignment
-
         ids = np.full(len(centroids), UNASSIGNED, np.int32)
         old = self._model
         if old is not None:

@@ -20,7 +20,7 @@ def test_nearest_centroid_matches_brute_force() -> None:
     ids, dist = nearest_centroid(x, c)
     d = np.linalg.norm(x[:, None] - c[None], axis=2)
     assert (ids == d.argmin(1)).all()
-    np.testing.assert_allclose(dist, d.min(1), atol=2e-3)
+    np.testing.assert_allclose(dist, d.min(1), atol=1e-5)
 
 
 def test_choose_k_finds_blobs_and_fit_separates() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -168,3 +172,27 @@ def test_batch_dedupes_before_embedding() -> None:
 def test_config_checks(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="Received"):
         StreamClusterConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_serving_fit_imports_no_sklearn_or_scipy(tiny_bundle: Path) -> None:
+    # The sidecar's memory budget leaves no room for scikit-learn and SciPy (~100 MB).
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from logclust import Labeler, arrow_io\n"
+        "from logclust.demo import generate_traffic\n"
+        "from logclust.stream_clusters import StreamClusterConfig, StreamClusters\n"
+        f"lab = Labeler.load({str(tiny_bundle)!r})\n"
+        "lab.fit(['INFO fs: opened file /a/b size 3 bytes', 'ERROR disk full', 'x 1'], k=None)\n"
+        "cfg = StreamClusterConfig(\n"
+        "    warmup_rows=200, refit_every_rows=300, refit_max_share=1.0, background_refit=False\n"
+        ")\n"
+        "sc = StreamClusters(lab, cfg)\n"
+        "for part in arrow_io.iter_slices(generate_traffic(1200, seed=2), 200):\n"
+        "    sc.label(part.column('body').combine_chunks(), arrow_io.source_column(part),\n"
+        "             arrow_io.time_ms_column(part, 0))\n"
+        "assert sc.sources['frontend'].fits >= 2, sc.sources['frontend'].fits\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
