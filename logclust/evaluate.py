@@ -163,17 +163,17 @@ def next_token(
     bundle: Bundle, work_dir: Path, android: data_mod.LogSet, val_texts: list[str]
 ) -> tuple[Any, dict[str, float]]:
     from logclust.config import ModelConfig
+    from logclust.masking import Masker
     from logclust.model import build
+    from logclust.pipeline import best_stage_dir
     from logclust.tokenizer import Tokenizer
     from logclust.train import next_token_accuracy
 
     mcfg = ModelConfig(**bundle.manifest["model_config"])
     model = build(mcfg)
-    from logclust.pipeline import best_stage_dir
-
     model.load_weights(str(best_stage_dir(work_dir) / "best.weights.h5"))
     tok = Tokenizer.load(bundle.file("tokenizer.model"))
-    masked = Labeler(bundle).masker.mask_texts(android.raw)
+    masked = Masker(bundle.masking).mask_texts(android.raw)
     uniq, counts = np.unique(np.asarray(masked, dtype=object), return_counts=True)
     acc = {
         "android_raw": next_token_accuracy(model, tok, list(uniq), mcfg.max_len - 1, list(counts)),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +220,3 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
         from logclust.evaluate import evaluate
 
         evaluate(cfg.out_dir, cfg.data_dir, cfg.work_dir)
-
-
-def clean(work_dir: Path) -> None:
-    shutil.rmtree(work_dir, ignore_errors=True)

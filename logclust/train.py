@@ -136,7 +136,6 @@ class Trainer:
             tf.TensorSpec([None, teacher_dim], tf.float32),
         ]
         self.train_step = tf.function(self._train_step, input_signature=sig)
-        self.eval_step = tf.function(self._eval_step, input_signature=sig[:1])
 
     def _losses(
         self, seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor, training: bool
@@ -159,11 +158,6 @@ class Trainer:
         grads = tape.gradient(out["loss"], self.model.trainable_variables)
         self.opt.apply_gradients(zip(grads, self.model.trainable_variables, strict=True))
         return out
-
-    def _eval_step(self, seq: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        inp, tgt = seq[:, :-1], seq[:, 1:]
-        _, hit, cnt = lm_loss_and_acc(self.model(inp, training=False), tgt)
-        return hit, cnt
 
 
 def next_token_accuracy(
@@ -215,7 +209,6 @@ def fit(
     seq = lm_arrays(tok, [e.text for e in train], c.train_max_len + 1)
     lengths = (seq != PAD_ID).sum(1)
     labels = np.array([e.label for e in train], np.int32)
-    rng = np.random.default_rng(c.seed)
     for epoch in range(int(trainer.epoch.numpy()), c.epochs):
         rng = np.random.default_rng(c.seed + epoch)
         groups = batches(len(train), c.batch_size, lengths, rng)

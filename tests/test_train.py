@@ -30,24 +30,21 @@ vocab_size = 80
 """
 
 
+def train_args(
+    data: Path, out: Path, conf: Path, work: Path | None = None, steps: str | None = None
+) -> list[str]:
+    """`logclust train` arguments for the tiny configurations."""
+    args = ["train", "--data", str(data), "--out", str(out), "--config", str(conf)]
+    args += ["--work", str(work)] if work else []
+    return args + (["--steps", steps] if steps else [])
+
+
 def test_cli_train_resumes(corpus_dir: Path, tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "bundle"
     for epochs, steps in ((1, "tokenizer,train"), (2, "train,export")):
         conf = tmp_path / f"c{epochs}.toml"
         conf.write_text(TINY.format(epochs=epochs))
-        args = [
-            "train",
-            "--data",
-            str(corpus_dir),
-            "--out",
-            str(out),
-            "--work",
-            str(work),
-            "--config",
-            str(conf),
-            "--steps",
-            steps,
-        ]
+        args = train_args(corpus_dir, out, conf, work=work, steps=steps)
         assert main(args) == 0
     hist = json.loads((work / "history.json").read_text())
     assert [e["epoch"] for e in hist["epochs"]] == [1, 2]  # epoch 1 was not rerun
@@ -62,7 +59,7 @@ def test_cli_train_resumes(corpus_dir: Path, tmp_path: Path) -> None:
 def test_unknown_config_key_is_named(corpus_dir: Path, tmp_path: Path) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text("[model]\nwidth = 3\n")
-    args = ["train", "--data", str(corpus_dir), "--out", str(tmp_path / "o"), "--config", str(conf)]
+    args = train_args(corpus_dir, tmp_path / "o", conf)
     assert main(args) == 2
 
 
@@ -83,22 +80,12 @@ def test_distill_zero_when_similarities_match() -> None:
 def test_finetune_stage_starts_from_best_and_is_exported(corpus_dir: Path, tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "bundle"
     conf = tmp_path / "c.toml"
-    conf.write_text(TINY.format(epochs=1) + "")
-    text = conf.read_text().replace("corpus_lines = 0\n", "corpus_lines = 0\nfinetune_epochs = 1\n")
-    conf.write_text(text)
-    args = [
-        "train",
-        "--data",
-        str(corpus_dir),
-        "--out",
-        str(out),
-        "--work",
-        str(work),
-        "--config",
-        str(conf),
-        "--steps",
-        "tokenizer,train,finetune,export",
-    ]
+    conf.write_text(
+        TINY.format(epochs=1).replace(
+            "corpus_lines = 0\n", "corpus_lines = 0\nfinetune_epochs = 1\n"
+        )
+    )
+    args = train_args(corpus_dir, out, conf, work=work, steps="tokenizer,train,finetune,export")
     assert main(args) == 0
     assert (work / "finetune" / "best.weights.h5").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
