@@ -237,7 +237,9 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
     lines = [
         "# Model report: logclust default bundle",
         "",
-        "Written by `logclust train --steps evaluate` (`logclust/evaluate.py`).",
+        "Written by `logclust train --data ../shared/data/loghub-2k --out models/default "
+        "--work runs/default --config training/default.toml --steps evaluate` "
+        "(`logclust/evaluate.py`).",
         "",
         "## Model",
         "",
