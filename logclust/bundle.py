@@ -63,6 +63,11 @@ class Bundle:
         return int(self.manifest["embedding_dim"])
 
     @property
+    def d_model(self) -> int:
+        """Width of the decoder's part of the embedding (the rest is the semantic channel)."""
+        return int(self.manifest["model_config"]["d_model"])
+
+    @property
     def max_len(self) -> int:
         return int(self.manifest["model_config"]["max_len"])
 

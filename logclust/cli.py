@@ -20,7 +20,7 @@ def _load_toml(path: Path | None) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from logclust.config import ModelConfig, TrainConfig, from_dict
+    from logclust.config import ModelConfig, SemanticConfig, TrainConfig, from_dict
     from logclust.masking import MaskingConfig
     from logclust.pipeline import STEPS, PipelineConfig, run
     from logclust.tokenizer import TokenizerConfig
@@ -36,6 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=from_dict(ModelConfig, conf.get("model", {})),
         train=from_dict(TrainConfig, train_d),
         tokenizer=from_dict(TokenizerConfig, conf.get("tokenizer", {})),
+        semantic=from_dict(SemanticConfig, conf.get("semantic", {})),
         masking=MaskingConfig.from_dict(conf["masking"]) if "masking" in conf else MaskingConfig(),
     )
     steps = tuple(args.steps.split(",")) if args.steps else STEPS
@@ -95,9 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--work", type=Path, default=DEFAULT_WORK, help="checkpoints, logs and caches (resumable)"
     )
-    t.add_argument("--config", type=Path, help="TOML with [model] [train] [tokenizer] tables")
+    t.add_argument(
+        "--config", type=Path, help="TOML with [model] [train] [tokenizer] [semantic] tables"
+    )
     t.add_argument("--epochs", type=int, help="override train.epochs")
-    t.add_argument("--steps", help="comma list of tokenizer,teacher,train,finetune,export,evaluate")
+    t.add_argument(
+        "--steps", help="comma list of tokenizer,teacher,train,finetune,semantic,export,evaluate"
+    )
     t.set_defaults(func=cmd_train)
 
     for name, func, what in (("embed", cmd_embed, "embedding"), ("label", cmd_label, "cluster_id")):

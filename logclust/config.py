@@ -76,6 +76,35 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 0.5). Received: {self.val_fraction}")
 
 
+@dataclass(frozen=True)
+class SemanticConfig:
+    """The semantic channel (`logclust/semantic.py`) and its share of the embedding."""
+
+    dim: int = 128  # width of the channel (0 leaves it out: decoder embedding only)
+    # Share of the channel in the unit-length embedding: [g * decoder, weight * channel]
+    # with g = sqrt(1 - weight^2), both parts unit length first.
+    weight: float = 0.9
+    sif_a: float = 1e-3  # piece weight a / (a + p(piece))
+    ridge_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    val_fraction: float = 0.1  # lines held out to choose the ridge penalty and tuning epoch
+    # Then Adam on the table itself toward the teacher's sentence embeddings (0 skips it):
+    tune_epochs: int = 15
+    tune_lr: float = 1e-3
+    tune_batch: int = 128
+    tune_patience: int = 2  # epochs without a better held-out cosine before stopping
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dim < 0 or not 0.0 <= self.weight <= 1.0:
+            raise ValueError(
+                "dim must be >= 0 and weight in [0, 1]. "
+                f"Received: dim={self.dim}, weight={self.weight}"
+            )
+        object.__setattr__(self, "ridge_grid", tuple(float(x) for x in self.ridge_grid))
+        if not self.ridge_grid or min(self.ridge_grid) <= 0:
+            raise ValueError(f"ridge_grid must hold positive values. Received: {self.ridge_grid}")
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

@@ -20,6 +20,8 @@ from logclust.bundle import Bundle, write_manifest
 from logclust.labeler import Labeler
 from logclust.metrics_quality import ari, grouping_accuracy
 
+SEEDS = (0, 1, 2, 3, 4)  # KMeans restarts differ by a few hundredths of ARI: report means
+
 
 def _kmeans_ids(x: Any, k: int, seed: int = 0) -> np.ndarray:
     from sklearn.cluster import KMeans
@@ -27,11 +29,35 @@ def _kmeans_ids(x: Any, k: int, seed: int = 0) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
 
 
-def tfidf_ids(texts: list[str], k: int) -> np.ndarray:
+def _tfidf(texts: list[str]) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    x = TfidfVectorizer(token_pattern=r"[^\s=:,;()\[\]{}\"']+").fit_transform(texts)
-    return _kmeans_ids(x, min(k, x.shape[0]))
+    return TfidfVectorizer(token_pattern=r"[^\s=:,;()\[\]{}\"']+").fit_transform(texts)
+
+
+def tfidf_ids(texts: list[str], k: int, seed: int = 0) -> np.ndarray:
+    x = _tfidf(texts)
+    return _kmeans_ids(x, min(k, x.shape[0]), seed)
+
+
+def _over_seeds(truth: list[str], x: Any, k: int) -> dict[str, float]:
+    """Mean ARI and GA (and the ARI's spread) of KMeans over `SEEDS`."""
+    preds = [list(_kmeans_ids(x, k, seed)) for seed in SEEDS]
+    aris = [ari(truth, p) for p in preds]
+    return {
+        "ari": float(np.mean(aris)),
+        "ari_std": float(np.std(aris)),
+        "ga": float(np.mean([grouping_accuracy(truth, p) for p in preds])),
+    }
+
+
+def split_parts(emb: np.ndarray, d_model: int) -> dict[str, np.ndarray]:
+    """The decoder part and the semantic-channel part of bundle embeddings, each unit length."""
+    out = {}
+    for name, part in (("decoder", emb[:, :d_model]), ("channel", emb[:, d_model:])):
+        if part.shape[1]:
+            out[name] = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def drain_ids(texts: list[str]) -> list[int]:
@@ -44,23 +70,27 @@ def drain_ids(texts: list[str]) -> list[int]:
     return [miner.add_log_message(t)["cluster_id"] for t in texts]
 
 
-def cluster_quality(lab: Labeler, sets: dict[str, data_mod.LogSet]) -> dict[str, dict[str, float]]:
-    """Per system: ARI and grouping accuracy of the three methods on masked messages."""
+def cluster_quality(
+    lab: Labeler, sets: dict[str, data_mod.LogSet], parts: bool = False
+) -> dict[str, dict[str, float]]:
+    """Per system: ARI and grouping accuracy of the three methods on masked messages
+    (KMeans methods: mean over `SEEDS`); with `parts`, also each part of the embedding."""
     out = {}
     for name, ls in sets.items():
         assert ls.templates is not None
         masked = lab.masker.mask_texts(ls.content)
         k = len(set(ls.templates))
-        ours = _kmeans_ids(lab.embed_masked(masked), min(k, len(set(masked))))
-        methods: dict[str, list[Any]] = {
-            "logclust": list(ours),
-            "tfidf": list(tfidf_ids(masked, k)),
-            "drain3": drain_ids(masked),
-        }
-        row = {}
-        for m, pred in methods.items():
-            row[f"{m}_ari"] = ari(ls.templates, pred)
-            row[f"{m}_ga"] = grouping_accuracy(ls.templates, pred)
+        emb = lab.embed_masked(masked)
+        inputs: dict[str, Any] = {"logclust": emb, "tfidf": _tfidf(masked)}
+        if parts and lab.dim > lab.bundle.d_model:
+            inputs.update(split_parts(emb, lab.bundle.d_model))
+        row: dict[str, float] = {}
+        for m, x in inputs.items():
+            for key, v in _over_seeds(ls.templates, x, min(k, len(set(masked)))).items():
+                row[f"{m}_{key}"] = v
+        drain = drain_ids(masked)
+        row["drain3_ari"] = ari(ls.templates, drain)
+        row["drain3_ga"] = grouping_accuracy(ls.templates, drain)
         row["templates"] = k
         out[name] = row
     return out
@@ -80,34 +110,34 @@ def read_probe(path: Path = PROBE) -> tuple[list[str], list[str]]:
 
 
 def semantic_probe(lab: Labeler, path: Path = PROBE) -> dict[str, float]:
-    """ARI of KMeans (k = number of groups) on the probe: logclust, TF-IDF, teacher."""
+    """Mean ARI over `SEEDS` of KMeans (k = number of groups) on the probe: logclust, each
+    part of its embedding, TF-IDF, the teacher."""
     from logclust import teacher
 
     groups, lines = read_probe(path)
     k = len(set(groups))
     masked = lab.masker.mask_texts(lines)
-    res = {
-        "logclust": ari(groups, list(_kmeans_ids(lab.embed_masked(masked), k))),
-        "tfidf": ari(groups, list(tfidf_ids(masked, k))),
-    }
+    emb = lab.embed_masked(masked)
+    inputs: dict[str, Any] = {"logclust": emb, "tfidf": _tfidf(masked)}
+    if lab.dim > lab.bundle.d_model:
+        inputs.update(split_parts(emb, lab.bundle.d_model))
     if teacher.available():
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            emb = teacher.teacher_embeddings(masked, Path(tmp))
-        res["teacher_minilm"] = ari(groups, list(_kmeans_ids(emb, k)))
-    return res
+            inputs["teacher_minilm"] = teacher.teacher_embeddings(masked, Path(tmp))
+    return {m: _over_seeds(groups, x, k)["ari"] for m, x in inputs.items()}
 
 
-def parity(bundle_dir: Path, model: Any, lab: Labeler, texts: list[str]) -> dict[str, float]:
-    """Cosine between Keras and TFLite embeddings (min and mean) per variant."""
+def parity(bundle_dir: Path, encode: Any, lab: Labeler, texts: list[str]) -> dict[str, float]:
+    """Cosine between the Keras encoder's and the TFLite embeddings (min, mean) per variant."""
     import tensorflow as tf
 
     rows = lab.tokenizer.encode(lab.masker.mask_texts(texts), lab.bundle.max_len)
     from logclust.tokenizer import pad
 
     ids, _ = pad(rows)
-    ref = model.embed(tf.constant(ids)).numpy()
+    ref = encode(tf.constant(ids)).numpy()
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     res = {}
     for v in ("f32", "int8"):
@@ -184,8 +214,9 @@ def next_token(
 
 def evaluate(bundle_dir: Path, data_dir: Path, work_dir: Path) -> dict[str, Any]:
     """Runs every measurement and writes REPORT.md, metrics.json and android_pca.png."""
+    from logclust.export import keras_encoder
     from logclust.model import count_params
-    from logclust.pipeline import PipelineConfig, prepare
+    from logclust.pipeline import PipelineConfig, best_stage_dir, prepare
 
     bundle = Bundle.load(bundle_dir)
     lab = Labeler(bundle, variant="f32")
@@ -193,13 +224,14 @@ def evaluate(bundle_dir: Path, data_dir: Path, work_dir: Path) -> dict[str, Any]
     android = sets["Android"]
     prep = prepare(PipelineConfig(data_dir, bundle_dir, work_dir))
     model, acc = next_token(bundle, work_dir, android, [e.text for e in prep.val])
+    encoder = keras_encoder(bundle.manifest, best_stage_dir(work_dir) / "best.weights.h5", work_dir)
     metrics: dict[str, Any] = {
         "parameters": count_params(model),
         "vocab_size": bundle.manifest["model_config"]["vocab_size"],
         "next_token_accuracy": acc,
-        "parity_cosine": parity(bundle_dir, model, lab, android.raw[:500]),
+        "parity_cosine": parity(bundle_dir, encoder, lab, android.raw[:500]),
         "throughput_lines_per_s_1_thread": throughput(bundle_dir, sorted(set(android.raw))),
-        "clustering_f32": cluster_quality(lab, sets),
+        "clustering_f32": cluster_quality(lab, sets, parts=True),
         "clustering_int8": cluster_quality(Labeler(bundle, variant="int8"), {"Android": android}),
         "training": bundle.manifest.get("training", {}),
     }
@@ -223,7 +255,54 @@ def headline(m: dict[str, Any]) -> dict[str, float]:
         "android_ari": round(cl["Android"]["logclust_ari"], 4),
         "train_systems_mean_ari": round(float(np.mean([r["logclust_ari"] for r in train])), 4),
         "int8_lines_per_s": round(m["throughput_lines_per_s_1_thread"]["int8"], 1),
+        **(
+            {"semantic_probe_ari": round(m["semantic_probe_ari"]["logclust"], 4)}
+            if "semantic_probe_ari" in m
+            else {}
+        ),
     }
+
+
+def _channel_lines(manifest: dict[str, Any]) -> list[str]:
+    sem = manifest.get("semantic")
+    if not sem:
+        return ["- Semantic channel: none (decoder embedding only)."]
+    st = sem["stats"]
+    return [
+        f"- Semantic channel (`logclust/semantic.py`): {sem['dim']} dims "
+        f"({int(manifest['model_config']['vocab_size']) * (sem['dim'] + 1):,} fixed values "
+        "beside the decoder's parameters), share "
+        f"{sem['weight']} of the embedding (decoder {np.sqrt(1 - sem['weight'] ** 2):.3f}); "
+        f"piece table from the teacher, ridge {st['ridge_lambda']:g}, then "
+        f"{int(st['tune_epochs'])} tuning epochs; held-out cosine to the teacher "
+        f"{st['val_cosine_ridge']:.3f} (closed form) -> {st['val_cosine_to_teacher']:.3f}."
+    ]
+
+
+def _parts_lines(cl: dict[str, dict[str, float]], probe: dict[str, float]) -> list[str]:
+    """The ablation table: the whole embedding vs each of its parts."""
+    if "channel_ari" not in cl["Android"]:
+        return []
+    train = [r for s, r in cl.items() if s != "Android"]
+    rows = [
+        ("logclust", "whole embedding"),
+        ("decoder", "decoder only"),
+        ("channel", "channel only"),
+    ]
+    out = [
+        "",
+        "### Parts of the embedding",
+        "",
+        "The same KMeans on each part alone (unit length), from the same bundle:",
+        "",
+        "| embedding | Android ARI | train systems mean ARI | probe ARI |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, label in rows:
+        mean = float(np.mean([r[f"{key}_ari"] for r in train]))
+        pr = f"{probe[key]:.3f}" if key in probe else "-"
+        out.append(f"| {label} | {cl['Android'][f'{key}_ari']:.3f} | {mean:.3f} | {pr} |")
+    return out
 
 
 def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
@@ -249,6 +328,7 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"{tc.get('finetune_epochs', 0)} distillation-heavy fine-tuning epochs; the bundle "
         f"holds epoch {m['training'].get('best_epoch')} of the "
         f"{m['training'].get('stage', 'train')} stage, chosen by validation accuracy.",
+        *_channel_lines(manifest),
         "",
         "## Next-token accuracy",
         "",
@@ -260,7 +340,10 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
         "## Clustering against ground-truth templates",
         "",
         "Masked messages (`Content`) of each system, k = number of templates; the same text "
-        "goes to all three methods. ARI = adjusted Rand index, GA = grouping accuracy.",
+        "goes to all three methods. ARI = adjusted Rand index, GA = grouping accuracy. "
+        f"KMeans figures are means over {len(SEEDS)} seeds (Android's ARI spread: logclust "
+        f"±{cl['Android']['logclust_ari_std']:.3f}, TF-IDF ±{cl['Android']['tfidf_ari_std']:.3f}"
+        "); Drain3 is deterministic.",
         "",
         "| system | templates | logclust ARI | TF-IDF+KMeans ARI | Drain3 ARI "
         "| logclust GA | TF-IDF GA | Drain3 GA |",
@@ -284,6 +367,7 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
     lines += [
         "",
         f"int8 encoder on Android: ARI {a8['logclust_ari']:.3f}, GA {a8['logclust_ga']:.3f}.",
+        *_parts_lines(cl, m.get("semantic_probe_ari", {})),
         "",
         "## Export parity and speed",
         "",
@@ -304,7 +388,8 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
             "## Meaning across formats (hand-written probe)",
             "",
             "`training/semantic_probe.tsv`: 38 lines in 8 meanings (file missing, connection "
-            "refused, ...), each written in several formats. KMeans with k = 8; ARI:",
+            "refused, ...), each written in several formats. KMeans with k = 8; mean ARI over "
+            f"{len(SEEDS)} seeds:",
             "",
             "| method | ARI |",
             "| --- | --- |",

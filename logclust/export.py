@@ -1,34 +1,62 @@
 """Export of the encoder to TFLite (float32 and dynamic-range int8).
 
 The encoder takes token ids `[batch, length]` (both dynamic, padding id 0 on the right)
-and returns the max-pool of the last layer over the real positions. It has no next-token
-head. Conversion goes through a SavedModel written by `keras.export.ExportArchive`,
-which embeds the weights (converting concrete functions directly leaves them out).
+and returns the bundle's embedding (`logclust.model.mixed_embedding`): the max-pool of the
+decoder's last layer over the real positions, beside the semantic channel's weighted
+mean when the bundle has one. It has no next-token head. Conversion goes through a
+SavedModel written by `keras.export.ExportArchive`, which embeds the weights (converting
+concrete functions directly leaves them out).
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-from logclust.model import GPT, masked_max_pool
+from logclust.config import ModelConfig
+from logclust.model import GPT, SemanticPool, build, mixed_embedding
+from logclust.semantic import FILE, SemanticTable
 
 SIGNATURE = "encode"
 
 
-def export_tflite(model: GPT, out_dir: Path) -> dict[str, Path]:
+def encoder_fn(
+    model: GPT, channel: SemanticTable | None, weight: float
+) -> tuple[Callable[[tf.Tensor], tf.Tensor], SemanticPool | None]:
+    """The Keras encoder (what the TFLite files compute) and its channel layer."""
+    pool = None if channel is None else SemanticPool(channel.table, channel.weights)
+
+    def encode(ids: tf.Tensor) -> tf.Tensor:
+        return mixed_embedding(model, pool, weight, ids)
+
+    return encode, pool
+
+
+def keras_encoder(manifest: dict[str, Any], weights: Path, work_dir: Path) -> Callable:
+    """The Keras encoder of a bundle, rebuilt from its training folders (for parity)."""
+    model = build(ModelConfig(**manifest["model_config"]))
+    model.load_weights(str(weights))
+    sem = manifest.get("semantic")
+    channel = SemanticTable.load(work_dir / FILE) if sem else None
+    return encoder_fn(model, channel, sem["weight"] if sem else 0.0)[0]
+
+
+def export_tflite(
+    model: GPT, out_dir: Path, channel: SemanticTable | None = None, weight: float = 0.0
+) -> dict[str, Path]:
     """Writes `encoder_f32.tflite` and `encoder_int8.tflite` into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    encode, pool = encoder_fn(model, channel, weight)
     with tempfile.TemporaryDirectory() as tmp:
         archive = keras.export.ExportArchive()
         archive.track(model)
-
-        def encode(ids: tf.Tensor) -> tf.Tensor:
-            return masked_max_pool(model.hidden(ids, training=False), ids)
-
+        if pool is not None:
+            archive.track(pool)
         archive.add_endpoint(
             SIGNATURE, encode, input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")]
         )

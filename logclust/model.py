@@ -7,7 +7,10 @@ a dynamic batch AND length (see the toolchain notes).
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from logclust.config import ModelConfig
@@ -142,6 +145,47 @@ def masked_max_pool(h: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
     real = tf.cast(tf.not_equal(ids, PAD_ID), h.dtype)  # (B, T)
     real = tf.expand_dims(real, -1)  # (B, T, 1)
     return tf.reduce_max(h * real + (1.0 - real) * -1e9, axis=1)
+
+
+class SemanticPool(keras.layers.Layer):
+    """Weighted mean of a fixed piece table over the tokens (`logclust/semantic.py`).
+
+    Padding and the special ids weigh 0, so padding never changes the result.
+    """
+
+    def __init__(self, table: np.ndarray, weights: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = self.add_weight(
+            shape=table.shape,
+            initializer=keras.initializers.Constant(table),
+            trainable=False,
+            name="table",
+        )
+        self.piece_weights = self.add_weight(
+            shape=weights.shape,
+            initializer=keras.initializers.Constant(weights),
+            trainable=False,
+            name="piece_weights",
+        )
+        self.built = True
+
+    def call(self, ids: tf.Tensor) -> tf.Tensor:
+        w = tf.gather(self.piece_weights, ids)  # (B, T)
+        v = tf.gather(self.table, ids)  # (B, T, D)
+        total = tf.reduce_sum(tf.expand_dims(w, -1) * v, axis=1)
+        return total / tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1e-9)
+
+
+def mixed_embedding(
+    model: GPT, pool: SemanticPool | None, weight: float, ids: tf.Tensor
+) -> tf.Tensor:
+    """The bundle's embedding: `[g * decoder, weight * channel]`, both parts unit length
+    first, g = sqrt(1 - weight^2); the decoder's max-pool alone when there is no channel."""
+    dec = tf.math.l2_normalize(model.embed(ids), axis=1)
+    if pool is None:
+        return dec
+    sem = tf.math.l2_normalize(pool(ids), axis=1)
+    return tf.concat([float(np.sqrt(1.0 - weight**2)) * dec, weight * sem], axis=1)
 
 
 def build(config: ModelConfig) -> GPT:

@@ -1,8 +1,10 @@
 """The retraining pipeline, one step at a time or all at once.
 
 Steps: `tokenizer` (SentencePiece on masked training lines), `teacher` (distillation
-targets, optional), `train` (decoder), `export` (TFLite encoders, default clusters and
-manifest into the bundle folder), `evaluate` (REPORT.md and metrics.json). Each step reads
+targets, optional), `train` (decoder), `finetune` (distillation-heavy second stage),
+`semantic` (the static semantic channel, needs the teacher), `export` (TFLite encoders,
+default clusters and manifest into the bundle folder), `evaluate` (REPORT.md and
+metrics.json). Each step reads
 what the earlier ones left in `work_dir` and the bundle folder, so a step can be rerun
 alone, and `train` resumes from its last checkpoint.
 """
@@ -17,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from logclust import data as data_mod
-from logclust.config import ModelConfig, TrainConfig, to_dict
+from logclust.config import ModelConfig, SemanticConfig, TrainConfig, to_dict
 from logclust.dataset import Example, make_examples, split
 from logclust.masking import Masker, MaskingConfig
 from logclust.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("tokenizer", "teacher", "train", "finetune", "export", "evaluate")
+STEPS = ("tokenizer", "teacher", "train", "finetune", "semantic", "export", "evaluate")
 CORPUS = "python-corpus"  # source name of the corpus lines
 
 
@@ -39,6 +41,7 @@ class PipelineConfig:
     train: TrainConfig = TrainConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     masking: MaskingConfig = MaskingConfig()
+    semantic: SemanticConfig = SemanticConfig()
 
 
 @dataclass
@@ -147,28 +150,59 @@ def step_finetune(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) 
     fit(trainer, tok, prep.train, prep.val, teacher_emb)
 
 
+def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray | None) -> None:
+    """Builds the semantic channel into `work_dir/semantic.npz` (removed when disabled)."""
+    from logclust import semantic, teacher
+
+    path = cfg.work_dir / semantic.FILE
+    path.unlink(missing_ok=True)
+    if cfg.semantic.dim == 0:
+        return
+    if not teacher.available():
+        logger.warning("semantic channel left out: install logclust[distill] for the teacher")
+        return
+    texts = [e.text for e in prep.train]
+    known = teacher_emb is not None and teacher_emb.shape == (len(texts), 384)
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    table = semantic.build(
+        tok,
+        texts,
+        lambda t: teacher.teacher_embeddings(t, cfg.work_dir),
+        cfg.semantic,
+        cfg.model.max_len,
+        text_targets=teacher_emb if known else None,
+    )
+    table.save(path)
+
+
 def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
     """Best weights to TFLite, default clusters, manifest."""
-    from logclust import clustering
+    from logclust import clustering, semantic
     from logclust.bundle import write_manifest
     from logclust.export import export_tflite
     from logclust.labeler import Labeler
     from logclust.model import build, count_params
+    from logclust.semantic import SemanticTable
 
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
     mcfg = resolved_model_config(cfg, tok)
     model = build(mcfg)
     stage = best_stage_dir(cfg.work_dir)
     model.load_weights(str(stage / "best.weights.h5"))
-    export_tflite(model, cfg.out_dir)
+    sem_path = cfg.work_dir / semantic.FILE
+    channel = SemanticTable.load(sem_path) if cfg.semantic.dim and sem_path.is_file() else None
+    export_tflite(model, cfg.out_dir, channel, cfg.semantic.weight)
     hist = json.loads((stage / "history.json").read_text())
     manifest = {
-        "embedding_dim": mcfg.d_model,
+        "embedding_dim": mcfg.d_model + (channel.table.shape[1] if channel else 0),
         "default_variant": "int8",
         "model_config": to_dict(mcfg),
         "train_config": to_dict(cfg.train),
         "tokenizer_config": to_dict(cfg.tokenizer),
         "masking": cfg.masking.to_dict(),
+        "semantic": None
+        if channel is None
+        else dict(to_dict(cfg.semantic), dim=channel.table.shape[1], stats=channel.stats),
         "parameters": count_params(model),
         "training_data": {
             "sources": prep.sources,
@@ -205,7 +239,7 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
     if "tokenizer" in steps:
         tok = step_tokenizer(cfg, prep)
         print(f"tokenizer: {tok.vocab_size} pieces (asked for {cfg.tokenizer.vocab_size})")
-    needs_teacher = {"teacher", "train", "finetune"} & set(steps)
+    needs_teacher = {"teacher", "train", "finetune", "semantic"} & set(steps)
     teacher_emb = step_teacher(cfg, prep) if needs_teacher else None
     if "train" in steps:
         assert teacher_emb is not None
@@ -213,6 +247,8 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
     if "finetune" in steps:
         assert teacher_emb is not None
         step_finetune(cfg, prep, teacher_emb)
+    if "semantic" in steps:
+        step_semantic(cfg, prep, teacher_emb)
     if "export" in steps:
         step_export(cfg, prep)
         print(f"bundle written to {cfg.out_dir}")

@@ -91,6 +91,13 @@ class Tokenizer:
         ids = self._sp.EncodeAsIds(list(texts))
         return [[BOS_ID, *row[: max_len - 1]] for row in ids]
 
+    def piece(self, piece_id: int) -> str:
+        return str(self._sp.IdToPiece(piece_id))
+
+    def score(self, piece_id: int) -> float:
+        """The unigram model's log-probability of a piece."""
+        return float(self._sp.GetScore(piece_id))
+
     def pieces(self, text: str) -> list[str]:
         return list(self._sp.EncodeAsPieces(text))
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from logclust.data import default_data_dir
+
+from .fakes import FakeLabeler
 
 LOGHUB = default_data_dir()
 
@@ -51,9 +56,10 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
     """A real bundle (tokenizer, TFLite encoders, clusters) from a tiny model, ~20 s."""
     pytest.importorskip("tensorflow", reason="training needs logclust[train]")
-    from logclust.config import ModelConfig, TrainConfig
+    from logclust import semantic
+    from logclust.config import ModelConfig, SemanticConfig, TrainConfig
     from logclust.pipeline import PipelineConfig, run
-    from logclust.tokenizer import TokenizerConfig
+    from logclust.tokenizer import Tokenizer, TokenizerConfig
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = PipelineConfig(
@@ -73,8 +79,22 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> P
         ),
         tokenizer=TokenizerConfig(vocab_size=120),
     )
-    run(cfg, ("tokenizer", "train", "export"))
+    run(cfg, ("tokenizer", "train"))
+    # The semantic channel from a stand-in teacher (the real one is the distill extra):
+    # enough to carry the channel through export, parity and serving.
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    texts = [t for t, _ in synthetic_lines(300, seed=11)]
+    channel = semantic.build(
+        tok, texts, fake_teacher, SemanticConfig(dim=16, tune_epochs=3), cfg.model.max_len
+    )
+    channel.save(cfg.work_dir / semantic.FILE)
+    run(cfg, ("export",))
     return root / "bundle"
+
+
+def fake_teacher(texts: Sequence[str]) -> np.ndarray:
+    """Hashed character trigrams (48 dims) standing in for the sentence-embedding model."""
+    return FakeLabeler(48).embed_masked(pa.array(list(texts), pa.string()))
 
 
 @pytest.fixture(scope="session")

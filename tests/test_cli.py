@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from logclust.bundle import Bundle
 from logclust.cli import main
 
 from .conftest import synthetic_lines
@@ -47,7 +48,7 @@ def test_embed_parquet_keeps_columns(tiny_bundle: Path, tmp_path: Path) -> None:
     t = pq.read_table(out)
     assert t.column_names == ["id", "body", "embedding"]
     assert t.column("id").to_pylist() == [1, 2]
-    assert len(t.column("embedding")[0].as_py()) == 32
+    assert len(t.column("embedding")[0].as_py()) == Bundle.load(tiny_bundle).dim
 
 
 def test_missing_body_is_a_clear_error(

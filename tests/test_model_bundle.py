@@ -20,18 +20,18 @@ def test_parity_keras_vs_tflite(tiny_bundle: Path, tiny_work: Path) -> None:
     pytest.importorskip("tensorflow")
     import tensorflow as tf
 
-    from logclust.config import ModelConfig
-    from logclust.model import build
+    from logclust.export import keras_encoder
     from logclust.tokenizer import pad
 
     b = Bundle.load(tiny_bundle)
-    model = build(ModelConfig(**b.manifest["model_config"]))
-    model.load_weights(str(tiny_work / "best.weights.h5"))
+    assert b.manifest["semantic"]["dim"] == 16
+    assert b.dim == b.manifest["model_config"]["d_model"] + 16
+    encode = keras_encoder(b.manifest, tiny_work / "best.weights.h5", tiny_work)
     texts = [t for t, _ in synthetic_lines(50, seed=3)]
     for variant, floor in (("f32", 0.999), ("int8", 0.99)):
         lab = Labeler(b, variant=variant)
         ids, _ = pad(lab.tokenizer.encode(lab.masker.mask_texts(texts), b.max_len))
-        ref = model.embed(tf.constant(ids)).numpy()
+        ref = encode(tf.constant(ids)).numpy()
         ref /= np.linalg.norm(ref, axis=1, keepdims=True)
         cos = np.sum(ref * lab.embed(texts), axis=1)
         assert cos.min() >= floor, (variant, cos.min())
@@ -90,7 +90,7 @@ def test_bundle_checks_name_the_problem(tiny_bundle: Path, tmp_path: Path) -> No
     m = json.loads((b / "manifest.json").read_text())
     m["embedding_dim"] = 7
     (b / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BundleError, match="Encoder output width 32"):
+    with pytest.raises(BundleError, match="Encoder output width 48"):
         Labeler.load(b)
 
 
