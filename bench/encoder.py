@@ -1,7 +1,9 @@
 """Encoder alone: lines/s by token length, batch and threads, float32 vs int8.
 
 Also measures this machine's single-core float32 matrix-multiply peak with numpy, and
-reports the encoder's achieved FLOP rate as a share of it.
+reports the encoder's achieved FLOP rate as a share of it; and the most LiteRT's own
+kernels reach on plain matrix products (a probe model of nothing else), the ceiling for
+any encoder run through it.
 
     python -m bench.encoder [--bundle DIR] [--seconds 1.0]
 """
@@ -31,6 +33,42 @@ def matmul_peak(seconds: float = 1.0, n: int = 1024) -> float:
         t = time.perf_counter()
         a @ b
         best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def runtime_gemm_peak(seconds: float = 1.0, n: int = 1024, depth: int = 8) -> float | None:
+    """Best float32 GFLOP/s of LiteRT itself (XNNPACK, one thread) on a chain of `depth`
+    n x n matrix products: the most the runtime's kernels give on this machine, whatever
+    the model. Needs TensorFlow to write the probe model (`logclust[train]`); None without."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    import tempfile
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    w = tf.constant(np.random.default_rng(2).standard_normal((n, n)).astype(np.float32) / n)
+
+    def chain(x: tf.Tensor) -> tf.Tensor:
+        for _ in range(depth):
+            x = tf.matmul(x, w)
+        return x
+
+    fn = tf.function(chain, input_signature=[tf.TensorSpec([n, n], tf.float32)])
+    flat = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(flat)
+        f.flush()
+        it = Interpreter(model_path=f.name, num_threads=1)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], np.ones((n, n), np.float32))
+    it.invoke()
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        it.invoke()
+        best = max(best, depth * 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
 
 
@@ -71,9 +109,20 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}"
     )
-    print(f"numpy float32 matmul peak, one thread: {peak:.1f} GFLOP/s\n")
-    print("| variant | threads | length | best batch | lines/s | GFLOP/s | share of peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"numpy float32 matmul peak, one thread: {peak:.1f} GFLOP/s")
+    rt = runtime_gemm_peak(args.seconds)
+    if rt is None:
+        print("LiteRT float32 matmul ceiling: not measured (needs logclust[train])\n")
+    else:
+        print(
+            f"LiteRT float32 matmul ceiling, one thread (1024^3 products, nothing else): "
+            f"{rt:.1f} GFLOP/s = {rt / peak:.0%} of numpy's\n"
+        )
+    print(
+        "| variant | threads | length | best batch | lines/s | GFLOP/s | share of peak "
+        "| share of LiteRT ceiling |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     best: dict[tuple[str, int], float] = {}
     for variant in ("f32", "int8"):
         for threads in args.threads:
@@ -87,7 +136,8 @@ def main() -> None:
                 best[(variant, threads, length)] = rates[b]  # type: ignore[index]
                 print(
                     f"| {variant} | {threads} | {length} | {b} | {rates[b]:,.0f} | "
-                    f"{gflops:.1f} | {gflops / peak:.0%} |",
+                    f"{gflops:.1f} | {gflops / peak:.0%} | "
+                    f"{'-' if rt is None else format(gflops / rt, '.0%')} |",
                     flush=True,
                 )
     print()

@@ -18,9 +18,13 @@ def loghub_lines(data_dir: Path | None = None) -> list[str]:
 
 def redraw_digits(lines: list[str], rng: np.random.Generator) -> list[str]:
     """Every ASCII digit replaced by a random one: new ids, numbers, addresses, times,
-    same kinds of lines (vectorised over the joined bytes)."""
+    same kinds of lines (vectorised over the joined bytes). The `0` of a `0x` prefix stays:
+    a new hex value is still a hex value (redrawing it made `7x0b85` tokens that no real
+    field holds, and a new masked text on most passes)."""
     buf = np.frombuffer("\n".join(lines).encode("utf-8"), np.uint8).copy()
     digits = (buf >= 48) & (buf <= 57)
+    hex_prefix = (buf[:-1] == ord("0")) & ((buf[1:] == ord("x")) | (buf[1:] == ord("X")))
+    digits[:-1] &= ~hex_prefix
     buf[digits] = rng.integers(48, 58, int(digits.sum()), dtype=np.uint8)
     return buf.tobytes().decode("utf-8").split("\n")
 
