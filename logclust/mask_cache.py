@@ -45,7 +45,7 @@ from logclust.rule_analysis import groups_at_edges, guard_literals
 
 logger = logging.getLogger(__name__)
 
-_UNSAFE = object()  # cache value of a shape whose rows must be masked one by one
+_UNSAFE_ID = -1  # cache value of a shape whose rows must be masked one by one
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,11 @@ class MaskCache:
         self.plan = ShapePlan.of(masker.config)
         if not self.plan.exact:
             logger.info("mask cache off (%s): every row is masked", self.plan.reason)
-        self._masked: dict[str, Any] = {}
+        # shape -> id of its masked text (_UNSAFE_ID: rows masked one by one), FIFO-bounded;
+        # masked texts are interned once so a batch's rows map to them with numpy alone.
+        self._masked: dict[str, int] = {}
+        self._texts: list[str] = []
+        self._text_ids: dict[str, int] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -181,8 +185,39 @@ class MaskCache:
             self.misses += len(missing)
             if missing:
                 self._fill(shapes.dictionary, keys, values, missing)
-        direct = np.fromiter((v is _UNSAFE for v in values), bool, len(values))[row_key]
-        return self._encode(prepared, values, row_key, direct)
+            row_text = np.asarray(values, np.int64)[row_key]
+            slow = np.flatnonzero(row_text == _UNSAFE_ID)
+            texts_now = self._texts
+            if slow.size:  # numbered after the interned texts, for this batch only
+                self.direct_rows += int(slow.size)
+                direct = self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
+                local = {t: len(self._texts) + j for j, t in enumerate(dict.fromkeys(direct))}
+                row_text[slow] = [self._text_ids.get(t, local[t]) for t in direct]
+                texts_now = self._texts + list(local)
+            # Distinct texts in order of first occurrence, as dictionary_encode would give.
+            used, first, inv = np.unique(row_text, return_index=True, return_inverse=True)
+            order = np.argsort(first, kind="stable")
+            uniques = pa.array([texts_now[i] for i in used[order]], pa.string())
+            if len(self._texts) > 2 * self.capacity:
+                self._compact()
+        rank = np.empty(order.size, np.int32)
+        rank[order] = np.arange(order.size, dtype=np.int32)
+        return uniques, rank[inv.ravel()]
+
+    def _compact(self) -> None:
+        """Keeps only the texts that remembered shapes still point to (bounded memory)."""
+        old = self._texts
+        self._texts, self._text_ids = [], {}
+        for key, i in self._masked.items():
+            if i != _UNSAFE_ID:
+                self._masked[key] = self._intern(old[i])
+
+    def _intern(self, text: str) -> int:
+        i = self._text_ids.get(text)
+        if i is None:
+            i = self._text_ids[text] = len(self._texts)
+            self._texts.append(text)
+        return i
 
     def _fill(
         self, shapes: pa.Array, keys: list[str], values: list[Any], missing: list[int]
@@ -192,26 +227,7 @@ class MaskCache:
         for j, (i, text) in enumerate(zip(missing, masked.to_pylist(), strict=True)):
             unsafe = bool(digits[j])
             self.unsafe_shapes += unsafe
-            values[i] = _UNSAFE if unsafe else text
+            values[i] = _UNSAFE_ID if unsafe else self._intern(text)
             self._masked[keys[i]] = values[i]
         while len(self._masked) > self.capacity:
             del self._masked[next(iter(self._masked))]
-
-    def _encode(
-        self, prepared: pa.Array, values: list[Any], row_key: np.ndarray, direct: np.ndarray
-    ) -> tuple[pa.Array, np.ndarray]:
-        texts = ["" if v is _UNSAFE else v for v in values]
-        code = row_key.astype(np.int64)
-        slow = np.flatnonzero(direct)
-        if slow.size:
-            self.direct_rows += int(slow.size)
-            texts += self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
-            code[slow] = len(values) + np.arange(slow.size)
-        enc = pc.dictionary_encode(pa.array(texts, pa.string()))
-        row = enc.indices.to_numpy(zero_copy_only=False)[code]
-        # Renumber in order of first occurrence, as dictionary_encode of the rows would.
-        used, first, inv = np.unique(row, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty(order.size, np.int32)
-        rank[order] = np.arange(order.size, dtype=np.int32)
-        return enc.dictionary.take(pa.array(used[order])), rank[inv.ravel()]
