@@ -112,8 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from logclust.labeler import Labeler
     from logclust.server.app import serve
     from logclust.server.config import ServerConfig
+    from logclust.server.memory import lean_process_memory
 
     _setup_logging()
+    lean_process_memory()
     config = ServerConfig(
         listen=args.listen,
         store_dir=args.store,

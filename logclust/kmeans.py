@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Rows of the distance matrix computed at once by the silhouette: (256, n) float64.
+# Rows of the distance matrix computed at once by the silhouette: (256, n).
 _SILHOUETTE_CHUNK = 256
 
 
@@ -22,7 +22,7 @@ class KMeansResult:
     """One k-means fit.
 
     Attributes:
-        centroids: `(k, dim)` float64.
+        centroids: `(k, dim)` in the input's precision (float32 or float64).
         labels: `(n,)` int64 index of each row's centroid.
         inertia: weighted sum of squared distances of rows to their centroid.
     """
@@ -30,6 +30,12 @@ class KMeansResult:
     centroids: np.ndarray
     labels: np.ndarray
     inertia: float
+
+
+def _dtype(x: np.ndarray) -> type:
+    """float32 rows are fitted in float32 (half the memory, as scikit-learn does), any
+    other input in float64."""
+    return np.float32 if np.asarray(x).dtype == np.float32 else np.float64
 
 
 def _sq_dist(x: np.ndarray, x_sq: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -66,7 +72,7 @@ def _lloyd(
     for _ in range(max_iter):
         d2 = _sq_dist(x, x_sq, c)
         labels = np.argmin(d2, axis=1)
-        onehot = np.zeros((k, len(x)))
+        onehot = np.zeros((k, len(x)), x.dtype)
         onehot[labels, np.arange(len(x))] = w
         mass = onehot.sum(axis=1)
         new = onehot @ x
@@ -115,7 +121,7 @@ def kmeans(
         )
     if n_init < 1:
         raise ValueError(f"n_init must be at least 1. Received: n_init={n_init}")
-    xf = np.asarray(x, np.float64)
+    xf: np.ndarray = np.asarray(x, _dtype(x))
     w = np.ones(len(xf)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     if w.shape != (len(xf),) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(
@@ -123,7 +129,7 @@ def kmeans(
             f"Received: shape={w.shape}"
         )
     # Centring keeps x.c and |x|^2 of similar size, so the expanded distance stays accurate.
-    mean = np.average(xf, axis=0, weights=w)
+    mean = np.average(xf, axis=0, weights=w).astype(xf.dtype)
     xf = xf - mean
     x_sq = np.einsum("ij,ij->i", xf, xf)
     abs_tol = tol * float(np.mean(np.var(xf, axis=0)))
@@ -155,10 +161,10 @@ def silhouette_cosine(x: np.ndarray, labels: np.ndarray) -> float:
         raise ValueError(f"x must be (n, dim) with n labels. Received: shape={x.shape}, n={n}")
     if not 2 <= k <= n - 1:
         raise ValueError(f"silhouette needs 2 <= labels <= n - 1. Received: {k} labels, n={n}")
-    xf = np.asarray(x, np.float64)
+    xf: np.ndarray = np.asarray(x, _dtype(x))
     norms = np.linalg.norm(xf, axis=1, keepdims=True)
-    xn = xf / np.where(norms > 0, norms, 1.0)
-    onehot = np.zeros((n, k))
+    xn = xf / np.where(norms > 0, norms, 1.0).astype(xf.dtype)
+    onehot = np.zeros((n, k), xf.dtype)
     onehot[np.arange(n), lab] = 1.0
     counts = onehot.sum(axis=0)  # (k,)
     scores = np.zeros(n)
