@@ -29,7 +29,10 @@ def encoder_fn(
     model: GPT, channel: SemanticTable | None, weight: float
 ) -> tuple[Callable[[tf.Tensor], tf.Tensor], SemanticPool | None]:
     """The Keras encoder (what the TFLite files compute) and its channel layer."""
-    pool = None if channel is None else SemanticPool(channel.table, channel.weights)
+    pool = None
+    if channel is not None:
+        pool = SemanticPool(*channel.table.shape)
+        pool.set_weights([channel.table, channel.weights])
 
     def encode(ids: tf.Tensor) -> tf.Tensor:
         return mixed_embedding(model, pool, weight, ids)

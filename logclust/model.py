@@ -150,30 +150,29 @@ def masked_max_pool(h: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
 class SemanticPool(keras.layers.Layer):
     """Weighted mean of a fixed piece table over the tokens (`logclust/semantic.py`).
 
-    Padding and the special ids weigh 0, so padding never changes the result.
+    The table `(vocab_size, dim)` and the piece weights `(vocab_size,)` are set with
+    `set_weights`; padding and the special ids weigh 0, so padding never changes the result.
     """
 
-    def __init__(self, table: np.ndarray, weights: np.ndarray, **kwargs: Any) -> None:
+    def __init__(self, vocab_size: int, dim: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.vocab_size, self.dim = vocab_size, dim
         self.table = self.add_weight(
-            shape=table.shape,
-            initializer=keras.initializers.Constant(table),
-            trainable=False,
-            name="table",
+            shape=(vocab_size, dim), initializer="zeros", trainable=False, name="table"
         )
         self.piece_weights = self.add_weight(
-            shape=weights.shape,
-            initializer=keras.initializers.Constant(weights),
-            trainable=False,
-            name="piece_weights",
+            shape=(vocab_size,), initializer="zeros", trainable=False, name="piece_weights"
         )
         self.built = True
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:
         w = tf.gather(self.piece_weights, ids)  # (B, T)
         v = tf.gather(self.table, ids)  # (B, T, D)
-        total = tf.reduce_sum(tf.expand_dims(w, -1) * v, axis=1)
+        total = tf.reduce_sum(tf.expand_dims(w, -1) * v, axis=1)  # (B, D)
         return total / tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1e-9)
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim}
 
 
 def mixed_embedding(

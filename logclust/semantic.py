@@ -123,20 +123,15 @@ def build(
     weights = sif_weights(tok, cfg.sif_a)
     target = np.asarray(teacher(list(texts)) if text_targets is None else text_targets, np.float64)
     pool = pool_matrix(tok.encode(texts, max_len), weights)
-    x = _unit(np.asarray(pool @ pieces))
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(texts))
     n_val = max(1, int(len(texts) * cfg.val_fraction))
     va, tr = order[:n_val], order[n_val:]
-    scores = {}
-    for lam in cfg.ridge_grid:
-        w = _ridge(x[tr], target[tr], lam)
-        scores[lam] = _cosine(x[va] @ w, target[va])
-    lam = max(scores, key=lambda k: scores[k])
+    lam, align = _align(_unit(np.asarray(pool @ pieces)), target, tr, va, cfg.ridge_grid)
     centred = target - target.mean(axis=0)
     dim = min(cfg.dim, centred.shape[1])
-    proj = np.linalg.svd(centred, full_matrices=False)[2][:dim].T
-    table = pieces @ _ridge(x[tr], target[tr], lam) @ proj
+    proj = np.linalg.svd(centred, full_matrices=False)[2][:dim].T  # teacher's top directions
+    table = pieces @ align @ proj
     y = target @ proj
     ridge_cos = _cosine(np.asarray(pool[va] @ table), y[va])
     table, tuned_cos, epochs = _tune(table, pool, y, tr, va, cfg, rng)
@@ -157,6 +152,16 @@ def build(
         ridge_cos,
     )
     return SemanticTable(table.astype(np.float32), weights, stats)
+
+
+def _align(
+    x: np.ndarray, target: np.ndarray, tr: np.ndarray, va: np.ndarray, grid: Sequence[float]
+) -> tuple[float, np.ndarray]:
+    """The ridge map from pooled piece vectors to sentence embeddings, fitted on `tr`,
+    with the penalty of `grid` that points held-out lines closest to the teacher."""
+    scores = {lam: _cosine(x[va] @ _ridge(x[tr], target[tr], lam), target[va]) for lam in grid}
+    lam = max(scores, key=lambda k: scores[k])
+    return lam, _ridge(x[tr], target[tr], lam)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
