@@ -86,6 +86,14 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
     # A word that mixes letters and digits (hashes, ids, tokens such as 9f4ef63 or t761).
     MaskRule("id", _B + r"(?:[A-Za-z]+[0-9]|[0-9]+[A-Za-z])[A-Za-z0-9]*", "<ID>"),
     MaskRule("number", _B + r"[-+]?[0-9]+(?:\.[0-9]+)*", "<NUM>"),
+    # Boolean values: in the train systems' ground-truth templates every true/false of a
+    # message is a variable (<*>), never template text.
+    MaskRule(
+        "bool",
+        _B + r"(?:true|false|True|False|TRUE|FALSE)([^A-Za-z0-9_]|$)",
+        "<BOOL>",
+        trailing=True,
+    ),
 )
 
 
