@@ -4,9 +4,8 @@ Steps: `tokenizer` (SentencePiece on masked training lines), `teacher` (distilla
 targets, optional), `train` (decoder), `finetune` (distillation-heavy second stage),
 `semantic` (the static semantic channel, needs the teacher), `export` (TFLite encoders,
 default clusters and manifest into the bundle folder), `evaluate` (REPORT.md and
-metrics.json). Each step reads
-what the earlier ones left in `work_dir` and the bundle folder, so a step can be rerun
-alone, and `train` resumes from its last checkpoint.
+metrics.json). Each step reads what the earlier ones left in `work_dir` and the bundle
+folder, so a step can be rerun alone, and `train` resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -162,7 +161,10 @@ def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray |
         logger.warning("semantic channel left out: install logclust[distill] for the teacher")
         return
     texts = [e.text for e in prep.train]
-    known = teacher_emb is not None and teacher_emb.shape == (len(texts), 384)
+    # step_teacher's (n, 1) zeros stand for "no targets": then the teacher embeds them here.
+    targets = None
+    if teacher_emb is not None and teacher_emb.shape[0] == len(texts) and teacher_emb.shape[1] > 1:
+        targets = teacher_emb
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
     table = semantic.build(
         tok,
@@ -170,7 +172,7 @@ def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray |
         lambda t: teacher.teacher_embeddings(t, cfg.work_dir),
         cfg.semantic,
         cfg.model.max_len,
-        text_targets=teacher_emb if known else None,
+        text_targets=targets,
     )
     table.save(path)
 
