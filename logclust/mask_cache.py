@@ -187,17 +187,21 @@ class MaskCache:
                 self._fill(shapes.dictionary, keys, values, missing)
             row_text = np.asarray(values, np.int64)[row_key]
             slow = np.flatnonzero(row_text == _UNSAFE_ID)
-            texts_now = self._texts
+            n_interned, extra = len(self._texts), []
             if slow.size:  # numbered after the interned texts, for this batch only
                 self.direct_rows += int(slow.size)
                 direct = self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
-                local = {t: len(self._texts) + j for j, t in enumerate(dict.fromkeys(direct))}
-                row_text[slow] = [self._text_ids.get(t, local[t]) for t in direct]
-                texts_now = self._texts + list(local)
+                extra = list(dict.fromkeys(t for t in direct if t not in self._text_ids))
+                local = {t: n_interned + j for j, t in enumerate(extra)}
+                known = self._text_ids
+                row_text[slow] = [known[t] if t in known else local[t] for t in direct]
             # Distinct texts in order of first occurrence, as dictionary_encode would give.
             used, first, inv = np.unique(row_text, return_index=True, return_inverse=True)
             order = np.argsort(first, kind="stable")
-            uniques = pa.array([texts_now[i] for i in used[order]], pa.string())
+            uniques = pa.array(
+                [self._texts[i] if i < n_interned else extra[i - n_interned] for i in used[order]],
+                pa.string(),
+            )
             if len(self._texts) > 2 * self.capacity:
                 self._compact()
         rank = np.empty(order.size, np.int32)
