@@ -83,7 +83,7 @@ class SemanticConfig:
     dim: int = 128  # width of the channel (0 leaves it out: decoder embedding only)
     # Share of the channel in the unit-length embedding: [g * decoder, weight * channel]
     # with g = sqrt(1 - weight^2), both parts unit length first.
-    weight: float = 0.9
+    weight: float = 0.95
     sif_a: float = 1e-3  # piece weight a / (a + p(piece))
     ridge_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
     val_fraction: float = 0.1  # lines held out to choose the ridge penalty and tuning epoch
