@@ -35,11 +35,6 @@ def _tfidf(texts: list[str]) -> Any:
     return TfidfVectorizer(token_pattern=r"[^\s=:,;()\[\]{}\"']+").fit_transform(texts)
 
 
-def tfidf_ids(texts: list[str], k: int, seed: int = 0) -> np.ndarray:
-    x = _tfidf(texts)
-    return _kmeans_ids(x, min(k, x.shape[0]), seed)
-
-
 def _over_seeds(truth: list[str], x: Any, k: int) -> dict[str, float]:
     """Mean ARI and GA (and the ARI's spread) of KMeans over `SEEDS`."""
     preds = [list(_kmeans_ids(x, k, seed)) for seed in SEEDS]
