@@ -73,7 +73,8 @@ def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, fl
     t.wrap(arrow_io, "encode_ipc", "encode response")
     masks = getattr(side.clusters, "masks", None)
     if masks is not None:
-        t.wrap(masks, "mask_distinct", "mask + dedupe")
+        name = "mask_distinct_keys" if hasattr(masks, "mask_distinct_keys") else "mask_distinct"
+        t.wrap(masks, name, "mask + dedupe")
     else:
         t.wrap(side.clusters.embedder.masker, "mask", "mask + dedupe")
     t.wrap(side.clusters.embedder, "embed_masked", "model (cache misses)")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +46,7 @@ from logclust.rule_analysis import groups_at_edges, guard_literals
 logger = logging.getLogger(__name__)
 
 _UNSAFE_ID = -1  # cache value of a shape whose rows must be masked one by one
+_MISSING = -2  # a shape not in the cache
 
 
 @dataclass(frozen=True)
@@ -93,19 +94,21 @@ class ShapePlan:
 def digit_shape(texts: pa.Array, digit: str, guards: tuple[str, ...] = ()) -> pa.Array:
     """`texts` with every ASCII digit written as `digit`, except inside a guard occurrence.
 
-    One numpy pass over the data buffer; the offsets (and validity) are reused as they are.
+    A few numpy passes over the data buffer; the offsets (and validity) are reused as
+    they are.
     """
     validity, offsets, data = texts.buffers()[:3]
     if data is None or data.size == 0:
         return texts
     raw = np.frombuffer(data, np.uint8)
-    out = raw.copy()
-    change = (raw - np.uint8(48)) < 10
+    # Branch-free: digit bytes become `digit`, others stay (uint8 arithmetic wraps).
+    is_digit = ((raw - np.uint8(48)) < 10).view(np.uint8)
+    out = raw - is_digit * (raw - np.uint8(ord(digit)))
     if guards:
         width = 8 if pa.types.is_large_string(texts.type) else 4
         offs = np.frombuffer(offsets, f"<i{width}")[texts.offset : texts.offset + len(texts) + 1]
-        change[_in_guards(raw, offs, guards)] = False
-    out[change] = ord(digit)
+        kept = _in_guards(raw, offs, guards)
+        out[kept] = raw[kept]
     return pa.Array.from_buffers(
         texts.type,
         len(texts),
@@ -116,18 +119,25 @@ def digit_shape(texts: pa.Array, digit: str, guards: tuple[str, ...] = ()) -> pa
 
 
 def _in_guards(raw: np.ndarray, offsets: np.ndarray, guards: tuple[str, ...]) -> np.ndarray:
-    """Positions of the bytes inside an occurrence of a guard literal within one row."""
+    """Positions of the bytes inside an occurrence of a guard literal within one row.
+
+    One scan per distinct first byte (guards such as `0x` and `0X` share it), then the
+    candidates are narrowed byte by byte; an occurrence straddling two rows is not one.
+    """
     kept = [np.zeros(0, np.int64)]
-    for lit in guards:
-        pattern = np.frombuffer(lit.encode(), np.uint8)
-        m = pattern.size
-        at = np.flatnonzero(raw[: max(raw.size - m + 1, 0)] == pattern[0])
-        for j in range(1, m):
-            at = at[raw[at + j] == pattern[j]]
-        # No row may start inside the occurrence.
-        row = np.searchsorted(offsets, at, side="right")
-        at = at[row == np.searchsorted(offsets, at + m - 1, side="right")]
-        kept += [at + j for j in range(m)]
+    by_first: dict[int, list[bytes]] = {}
+    for lit in sorted({g.encode() for g in guards}):
+        by_first.setdefault(lit[0], []).append(lit)
+    for first, lits in by_first.items():
+        candidates = np.flatnonzero(raw == first)
+        for lit in lits:
+            m = len(lit)
+            at = candidates[candidates <= raw.size - m]
+            for j in range(1, m):
+                at = at[raw[at + j] == lit[j]]
+            row = np.searchsorted(offsets, at, side="right")
+            at = at[row == np.searchsorted(offsets, at + m - 1, side="right")]
+            kept += [at + j for j in range(m)]
     return np.concatenate(kept)
 
 
@@ -169,44 +179,75 @@ class MaskCache:
         Raises:
             ValueError: `texts` holds nulls (the sidecar refuses them before this).
         """
+        uniques, indices, _ = self.mask_distinct_keys(texts)
+        return uniques, indices
+
+    def mask_distinct_keys(self, texts: pa.Array) -> tuple[pa.Array, np.ndarray, list[str]]:
+        """`mask_distinct` plus the distinct texts as Python strings (the cache's own
+        objects, whose hashes are already computed: cheap keys for the embedding cache).
+
+        Raises:
+            ValueError: `texts` holds nulls (the sidecar refuses them before this).
+        """
         if texts.null_count:
             raise ValueError(f"texts must not hold nulls. Received: {texts.null_count} null(s)")
         if not self.plan.exact:
             enc = pc.dictionary_encode(self.masker.mask(texts))
-            return enc.dictionary, enc.indices.to_numpy(zero_copy_only=False)
+            return (
+                enc.dictionary,
+                enc.indices.to_numpy(zero_copy_only=False),
+                enc.dictionary.to_pylist(),
+            )
         prepared = self.masker.prepare(texts)
         shapes = pc.dictionary_encode(digit_shape(prepared, self.plan.digit, self.plan.guards))
         keys: list[str] = shapes.dictionary.to_pylist()
         row_key = shapes.indices.to_numpy(zero_copy_only=False)
         with self._lock:  # Label streams run on several gRPC threads
-            values = list(map(self._masked.get, keys))
-            missing = [i for i, v in enumerate(values) if v is None]
-            self.hits += len(keys) - len(missing)
-            self.misses += len(missing)
-            if missing:
-                self._fill(shapes.dictionary, keys, values, missing)
-            row_text = np.asarray(values, np.int64)[row_key]
-            slow = np.flatnonzero(row_text == _UNSAFE_ID)
-            n_interned, extra = len(self._texts), []
-            if slow.size:  # numbered after the interned texts, for this batch only
-                self.direct_rows += int(slow.size)
-                direct = self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
-                extra = list(dict.fromkeys(t for t in direct if t not in self._text_ids))
-                local = {t: n_interned + j for j, t in enumerate(extra)}
-                known = self._text_ids
-                row_text[slow] = [known[t] if t in known else local[t] for t in direct]
-            # Distinct texts in order of first occurrence, as dictionary_encode would give.
-            used, first, inv = np.unique(row_text, return_index=True, return_inverse=True)
-            order = np.argsort(first, kind="stable")
-            uniques = pa.array(
-                [self._texts[i] if i < n_interned else extra[i - n_interned] for i in used[order]],
-                pa.string(),
+            shape_text = np.fromiter(
+                map(self._masked.get, keys, repeat(_MISSING)), np.int64, len(keys)
             )
+            missing = np.flatnonzero(shape_text == _MISSING)
+            self.hits += len(keys) - missing.size
+            self.misses += missing.size
+            if missing.size:
+                self._fill(shapes.dictionary, keys, shape_text, missing)
+            if np.any(shape_text == _UNSAFE_ID):
+                out = self._with_direct_rows(prepared, shape_text[row_key])
+            else:
+                # Shapes are numbered in order of first occurrence, so the texts' first
+                # occurrences among shapes are their first occurrences among rows.
+                order = list(dict.fromkeys(shape_text.tolist()))
+                rank = np.empty(len(self._texts), np.int32)
+                rank[order] = np.arange(len(order), dtype=np.int32)
+                strings = [self._texts[i] for i in order]
+                out = pa.array(strings, pa.string()), rank[shape_text][row_key], strings
             if len(self._texts) > 2 * self.capacity:
                 self._compact()
+        return out
+
+    def _with_direct_rows(
+        self, prepared: pa.Array, row_text: np.ndarray
+    ) -> tuple[pa.Array, np.ndarray, list[str]]:
+        """The rows of unsafe shapes masked one by one; their new texts are numbered after
+        the interned ones, for this batch only."""
+        slow = np.flatnonzero(row_text == _UNSAFE_ID)
+        self.direct_rows += int(slow.size)
+        n_interned = len(self._texts)
+        direct = self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
+        extra = list(dict.fromkeys(t for t in direct if t not in self._text_ids))
+        local = {t: n_interned + j for j, t in enumerate(extra)}
+        known = self._text_ids
+        row_text[slow] = [known[t] if t in known else local[t] for t in direct]
+        # Distinct texts in order of first occurrence, as dictionary_encode would give.
+        used, first, inv = np.unique(row_text, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        strings = [
+            self._texts[i] if i < n_interned else extra[i - n_interned]
+            for i in used[order].tolist()
+        ]
         rank = np.empty(order.size, np.int32)
         rank[order] = np.arange(order.size, dtype=np.int32)
-        return uniques, rank[inv.ravel()]
+        return pa.array(strings, pa.string()), rank[inv.ravel()], strings
 
     def _compact(self) -> None:
         """Keeps only the texts that remembered shapes still point to (bounded memory)."""
@@ -224,14 +265,14 @@ class MaskCache:
         return i
 
     def _fill(
-        self, shapes: pa.Array, keys: list[str], values: list[Any], missing: list[int]
+        self, shapes: pa.Array, keys: list[str], shape_text: np.ndarray, missing: np.ndarray
     ) -> None:
         masked = self.masker.apply_rules(shapes.take(pa.array(missing, pa.int64())))
         digits = pc.match_substring_regex(masked, "[0-9]").to_numpy(zero_copy_only=False)
-        for j, (i, text) in enumerate(zip(missing, masked.to_pylist(), strict=True)):
+        for j, (i, text) in enumerate(zip(missing.tolist(), masked.to_pylist(), strict=True)):
             unsafe = bool(digits[j])
             self.unsafe_shapes += unsafe
-            values[i] = _UNSAFE_ID if unsafe else self._intern(text)
-            self._masked[keys[i]] = values[i]
+            shape_text[i] = _UNSAFE_ID if unsafe else self._intern(text)
+            self._masked[keys[i]] = int(shape_text[i])
         while len(self._masked) > self.capacity:
             del self._masked[next(iter(self._masked))]

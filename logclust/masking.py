@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -196,7 +197,7 @@ class Masker:
             raise TypeError(f"mask() takes a string array. Received: type={texts.type}")
         cfg = self.config
         # A row of at most max_chars bytes has at most max_chars code points: nothing to cut.
-        if len(texts) and pc.max(pc.binary_length(texts)).as_py() > cfg.max_chars:
+        if len(texts) and _max_bytes(texts) > cfg.max_chars:
             texts = pc.utf8_slice_codeunits(texts, 0, cfg.max_chars)
         return pc.utf8_lower(texts) if cfg.lowercase else texts
 
@@ -235,6 +236,13 @@ def _needed(pattern: str) -> tuple[str, ...] | None:
     if literals is None or len(literals) > _MAX_NEEDED:
         return None
     return tuple(sorted(literals))
+
+
+def _max_bytes(texts: pa.Array) -> int:
+    """The longest value's length in bytes, read off the offsets buffer."""
+    width = 8 if pa.types.is_large_string(texts.type) else 4
+    offsets = np.frombuffer(texts.buffers()[1], f"<i{width}")
+    return int(np.diff(offsets[texts.offset : texts.offset + len(texts) + 1]).max())
 
 
 def _data_bytes(texts: pa.Array) -> bytes:

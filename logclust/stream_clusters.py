@@ -398,9 +398,10 @@ class StreamClusters:
                     f"Too many distinct sources (limit {self.max_sources}). "
                     f"Received: {len(new)} new sources, e.g. {new[:3]}"
                 )
-        uniques, inv = self.masks.mask_distinct(body)  # (u,) texts, (n,) row -> text
+        # (u,) texts, (n,) row -> text, and the texts as the mask cache's own strings
+        uniques, inv, keys = self.masks.mask_distinct_keys(body)
         with self._lock:
-            emb = self.cache.embed(uniques)  # (u, dim)
+            emb = self.cache.embed(uniques, keys)  # (u, dim)
             if len(names) == 1:  # one source: every distinct text is its own
                 ids, dist = self._source(names[0]).assign(uniques, emb, inv, time_ms)
                 return ids, dist, names, codes
