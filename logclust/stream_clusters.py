@@ -16,7 +16,9 @@ Behaviour for each source (settings in `StreamClusterConfig`):
    `background_refit` is false), spaced so that fitting takes at most `refit_max_share`
    of the time. New centroids are matched to the old ones with the
    Hungarian algorithm; a match closer than `match_distance` keeps the old id, other
-   centroids get fresh ids and unmatched old clusters are marked inactive.
+   centroids get fresh ids and unmatched old clusters are marked inactive. Refits search
+   k within `refit_k_window` of the current k; a refit that changes no id doubles the
+   interval to the next scheduled one (up to `refit_backoff_max` times).
 5. **State** (centroids, radii, ids, counters, descriptions) is encoded without pickle by
    `SourceClusterer.to_bytes` and restored on restart, so ids survive restarts.
 
@@ -67,6 +69,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
+# A cluster short of template members looks again at least this often (rows).
+_MEMBERS_EVERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,10 @@ class SourceClusterer:
         self._rows_since_fit = 0
         self._outliers_since_fit = 0
         self._rng = np.random.default_rng(config.seed)
+        self._next_take = -1  # next row the full reservoir accepts (Algorithm L)
+        self._skip_w = 0.0
+        self._members_tried: dict[int, int] = {}  # cluster -> its size at the last look
+        self._backoff = 1  # scheduled refits every refit_every_rows * this
         self._lock = threading.RLock()
         self._refit_thread: threading.Thread | None = None
         self._refit_after = 0.0  # time.monotonic() before which no refit starts
@@ -155,17 +163,41 @@ class SourceClusterer:
         return uid, d
 
     def _sample(self, texts: pa.Array, emb: np.ndarray, inv: np.ndarray) -> None:
-        # Algorithm R, vectorized: row t replaces slot j ~ U[0, t] when j < capacity.
-        cap = self.config.reservoir_size
-        t = self.rows_seen + np.arange(inv.size)
-        j = np.where(t < cap, t, self._rng.integers(0, t + 1))
-        accepted = np.flatnonzero(j < cap)
-        if accepted.size:
-            rows = inv[accepted]
-            self._res_emb[j[accepted]] = emb[rows]
+        """Reservoir sampling of rows: Algorithm R while filling, then Li's Algorithm L,
+        which draws the gap to the next accepted row, so a full reservoir costs a few
+        random numbers per accepted row rather than one per row (drawn in blocks)."""
+        cap, n, seen = self.config.reservoir_size, inv.size, self.rows_seen
+        filling = min(max(cap - seen, 0), n)
+        slots = [np.arange(seen, seen + filling)]
+        rows = [np.arange(filling)]
+        if seen + n > cap:
+            if self._next_take < 0:  # the reservoir just filled (or state was restored)
+                self._skip_w = float(np.exp(np.log(1.0 - self._rng.random()) / cap))
+                self._next_take = max(seen, cap) - 1 + self._gaps(np.array([self._skip_w]))[0]
+            while self._next_take < seen + n:
+                block = max(8, int(1.5 * n * cap / max(seen, cap)))
+                w = self._skip_w * np.cumprod(np.exp(np.log(1.0 - self._rng.random(block)) / cap))
+                gaps = self._gaps(w)
+                at = self._next_take + np.concatenate(([0], np.cumsum(gaps[:-1])))
+                m = int(np.searchsorted(at, seen + n))  # acceptances inside this batch
+                slots.append(self._rng.integers(cap, size=m))
+                rows.append(at[:m] - seen)
+                self._skip_w = float(w[m - 1])
+                self._next_take = int(at[m - 1] + gaps[m - 1])
+        slot, row = np.concatenate(slots), np.concatenate(rows)
+        if slot.size:
+            # A slot drawn twice keeps the later row.
+            last = slot.size - 1 - np.unique(slot[::-1], return_index=True)[1]
+            slot, row = slot[last], inv[row[last]]
+            self._res_emb[slot] = emb[row]
             # Only the accepted rows' texts become Python strings (few once the reservoir
             # is full), not the whole batch's.
-            self._res_text[j[accepted]] = texts.take(pa.array(rows)).to_pylist()
+            self._res_text[slot] = texts.take(pa.array(row)).to_pylist()
+
+    def _gaps(self, w: np.ndarray) -> np.ndarray:
+        """Rows from an accepted row to the next under Algorithm L (at least 1 each)."""
+        u = 1.0 - self._rng.random(w.size)
+        return (np.floor(np.log(u) / np.log1p(-w)) + 1).astype(np.int64)
 
     def _reservoir(self) -> tuple[np.ndarray, np.ndarray]:
         fill = min(self.rows_seen, self.config.reservoir_size)
@@ -174,28 +206,40 @@ class SourceClusterer:
     def _update_stats(
         self, texts: pa.Array, uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray
     ) -> None:
-        cids, ginv, counts = np.unique(ids, return_inverse=True, return_counts=True)
-        ginv = ginv.ravel()
-        tmin = np.full(cids.size, np.iinfo(np.int64).max, np.int64)
-        tmax = np.full(cids.size, np.iinfo(np.int64).min, np.int64)
-        np.minimum.at(tmin, ginv, time_ms)
-        np.maximum.at(tmax, ginv, time_ms)
+        # Cluster ids are small non-negative ints (or -1): counted with bincount.
+        counts = np.bincount(ids + 1)
+        cids = np.flatnonzero(counts)
+        lo_all, hi_all = int(time_ms.min()), int(time_ms.max())
+        if lo_all == hi_all:  # one event time (no time column: the arrival time)
+            tmin = tmax = np.full(cids.size, lo_all, np.int64)
+        else:
+            tmin = np.full(counts.size, np.iinfo(np.int64).max, np.int64)
+            tmax = np.full(counts.size, np.iinfo(np.int64).min, np.int64)
+            np.minimum.at(tmin, ids + 1, time_ms)
+            np.maximum.at(tmax, ids + 1, time_ms)
+            tmin, tmax = tmin[cids], tmax[cids]
         cap = self.config.template_members
-        for cid, count, lo, hi in zip(cids.tolist(), counts, tmin, tmax, strict=True):
-            st = self.stats.setdefault(cid, ClusterStats(cid))
-            st.size += int(count)
-            st.first_seen_ms = (
-                int(lo) if st.first_seen_ms is None else min(st.first_seen_ms, int(lo))
-            )
-            st.last_seen_ms = int(hi) if st.last_seen_ms is None else max(st.last_seen_ms, int(hi))
-            if len(st.members) < cap:
+        for cid, count, lo, hi in zip(
+            (cids - 1).tolist(), counts[cids].tolist(), tmin.tolist(), tmax.tolist(), strict=True
+        ):
+            st = self.stats.get(cid)
+            if st is None:
+                st = self.stats[cid] = ClusterStats(cid)
+            st.size += count
+            st.first_seen_ms = lo if st.first_seen_ms is None else min(st.first_seen_ms, lo)
+            st.last_seen_ms = hi if st.last_seen_ms is None else max(st.last_seen_ms, hi)
+            # A cluster short of members looks for new ones after its size doubles (at
+            # least every `_MEMBERS_EVERY` rows), not in every batch.
+            tried = self._members_tried.get(cid, 0)
+            if len(st.members) < cap and st.size - tried >= min(tried, _MEMBERS_EVERY):
+                self._members_tried[cid] = st.size
                 st.add_members(
                     texts.take(pa.array(np.flatnonzero(uid == cid)[:cap])).to_pylist(), cap
                 )
 
     def _maybe_refit(self) -> None:
         cfg = self.config
-        due = self._rows_since_fit >= cfg.refit_every_rows or (
+        due = self._rows_since_fit >= cfg.refit_every_rows * self._backoff or (
             cfg.refit_outlier_rows > 0 and self._outliers_since_fit >= cfg.refit_outlier_rows
         )
         busy = self._refit_thread is not None and self._refit_thread.is_alive()
@@ -240,6 +284,10 @@ class SourceClusterer:
         self, emb: np.ndarray, texts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         cfg = self.config
+        k_min, k_max = cfg.k_min, cfg.k_max
+        if self._model is not None:  # a refit: search near the current k
+            k_min = max(k_min, self.k - cfg.refit_k_window)
+            k_max = min(k_max, max(self.k + cfg.refit_k_window, k_min))
         distinct, first, counts = np.unique(texts, return_index=True, return_counts=True)
         x_all = emb[first]
         sel = np.arange(distinct.size)
@@ -250,7 +298,7 @@ class SourceClusterer:
             )
         x, w = x_all[sel], counts[sel].astype(np.float64)
         # k is searched on distinct texts (as in training); KMeans then weights them.
-        k = choose_k(x, cfg.k_min, cfg.k_max, seed=cfg.seed, max_points=cfg.max_fit_points)
+        k = choose_k(x, k_min, k_max, seed=cfg.seed, max_points=cfg.max_fit_points)
         fitted = fit_kmeans(x, k, seed=cfg.seed, sample_weight=w)
         # Members listed by frequency, so templates and exemplars show the common shapes.
         cidx, _ = nearest_centroid(x_all, fitted.centroids)
@@ -268,6 +316,9 @@ class SourceClusterer:
         if self._model is not None:
             for old in set(self._model.ids.tolist()) - set(ids.tolist()):
                 self.stats[old].active = False
+            same = set(self._model.ids.tolist()) == set(ids.tolist())
+            self._backoff = min(2 * self._backoff, self.config.refit_backoff_max) if same else 1
+        self._members_tried.clear()
         for cid, mem in zip(ids.tolist(), members, strict=True):
             st = self.stats.setdefault(cid, ClusterStats(cid))
             st.active = True

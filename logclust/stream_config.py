@@ -39,12 +39,21 @@ class StreamClusterConfig:
     # refit waits t * (1 - share) / share. A k search costs a third of a second to
     # seconds of a core, and at line rate `refit_every_rows` passes in under a second.
     refit_max_share: float = 0.1
+    # Refits search k within this distance of the current k (the first fit searches all
+    # of [k_min, k_max]); repeated refits can still walk k anywhere in the range.
+    refit_k_window: int = 2
+    # A refit that changes no cluster (same ids, none new, none retired) doubles the rows
+    # to the next scheduled refit, up to this multiple of refit_every_rows; a refit that
+    # changes anything sets it back to refit_every_rows. A steady stream stops paying
+    # for refits that find what it already has; flagged rows still trigger one early.
+    refit_backoff_max: int = 16
 
     def __post_init__(self) -> None:
         positive = {
             "warmup_rows": self.warmup_rows,
             "reservoir_size": self.reservoir_size,
             "refit_every_rows": self.refit_every_rows,
+            "refit_backoff_max": self.refit_backoff_max,
             "max_fit_points": self.max_fit_points,
             "template_members": self.template_members,
             "cache_size": self.cache_size,
@@ -61,6 +70,8 @@ class StreamClusterConfig:
                 "warmup_rows cannot exceed reservoir_size. Received: "
                 f"warmup_rows={self.warmup_rows}, reservoir_size={self.reservoir_size}"
             )
+        if self.refit_k_window < 0:
+            raise ValueError(f"refit_k_window must be >= 0. Received: {self.refit_k_window}")
         if not 0.0 < self.refit_max_share <= 1.0:
             raise ValueError(f"refit_max_share must be in (0, 1]. Received: {self.refit_max_share}")
         if self.outlier_factor <= 0 or self.min_radius < 0 or self.match_distance <= 0:

@@ -117,6 +117,29 @@ def test_refits_are_spaced_by_their_cost(share: float, refits: bool) -> None:
     assert (sc.sources["frontend"].fits > 1) is refits
 
 
+@pytest.mark.parametrize("backoff_max", [1, 8])
+def test_refits_that_change_nothing_back_off(backoff_max: int) -> None:
+    cfg = StreamClusterConfig(
+        warmup_rows=200,
+        reservoir_size=1000,
+        refit_every_rows=300,
+        background_refit=False,
+        refit_max_share=1.0,
+        refit_k_window=0,  # refits keep k, so a steady stream's refits change nothing
+        refit_backoff_max=backoff_max,
+    )
+    sc = StreamClusters(FakeLabeler(), cfg)
+    _run(sc, generate_traffic(600, seed=4))  # warm-up fit, then the first refits
+    clus = sc.sources["frontend"]
+    k, fits = clus.k, clus.fits
+    _run(sc, generate_traffic(6000, seed=5))
+    assert clus.k == k  # the window 0 keeps k
+    # Batches of 250 rows: without backoff a refit every 500 rows (12); with it the gaps
+    # double (600, 1200, 2400 rows: 3).
+    assert clus.fits - fits == (12 if backoff_max == 1 else 3)
+    assert clus._backoff == backoff_max
+
+
 def test_state_of_another_dimension_is_ignored() -> None:
     sc = StreamClusters(FakeLabeler(), CFG)
     _run(sc, generate_traffic(300))
@@ -196,3 +219,24 @@ def test_serving_fit_imports_no_sklearn_or_scipy(tiny_bundle: Path) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("batch", [7, 100, 1000])
+def test_reservoir_keeps_every_row_with_equal_chance(batch: int) -> None:
+    """Algorithm L in blocks: over many seeds, early, middle and late rows are kept alike."""
+    rows, cap, seeds = 6000, 100, 120
+    kept = np.zeros(rows)
+    for seed in range(seeds):
+        cfg = StreamClusterConfig(warmup_rows=cap, reservoir_size=cap, seed=seed)
+        c = SourceClusterer("s", cfg, 2)
+        for start in range(0, rows, batch):
+            n = min(batch, rows - start)
+            texts = pa.array([str(start + i) for i in range(n)])
+            c._sample(texts, np.zeros((n, 2), np.float32), np.arange(n))
+            c.rows_seen += n
+        got = [int(t) for t in c._res_text]
+        assert len(set(got)) == cap  # no row twice, no slot empty
+        kept[got] += 1
+    expected = seeds * cap / rows  # 2 per row
+    thirds = [part.mean() for part in np.array_split(kept, 3)]
+    assert all(abs(t - expected) < 0.15 * expected for t in thirds), thirds
