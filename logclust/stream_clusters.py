@@ -34,7 +34,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -106,6 +108,10 @@ class SourceClusterer:
         self._skip_w = 0.0
         self._members_tried: dict[int, int] = {}  # cluster -> its size at the last look
         self._backoff = 1  # scheduled refits every refit_every_rows * this
+        # What the current model gave each text: text -> slot of _known_uid / _known_d.
+        self._known: dict[str, int] = {}
+        self._known_uid = np.zeros(0, np.int32)
+        self._known_d = np.zeros(0, np.float32)
         self._lock = threading.RLock()
         self._refit_thread: threading.Thread | None = None
         self._refit_after = 0.0  # time.monotonic() before which no refit starts
@@ -117,13 +123,20 @@ class SourceClusterer:
         return 0 if self._model is None else int(self._model.ids.size)
 
     def assign(
-        self, texts: pa.Array, emb: np.ndarray, inv: np.ndarray, time_ms: np.ndarray
+        self,
+        texts: pa.Array,
+        keys: list[str],
+        embed: Callable[[np.ndarray], np.ndarray],
+        inv: np.ndarray,
+        time_ms: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels rows given their distinct masked texts.
 
         Args:
             texts: distinct masked texts `(u,)` of this source's rows.
-            emb: their embeddings `(u, dim)`.
+            keys: the same texts as Python strings.
+            embed: embeddings `(m, dim)` of `texts[idx]` for an index array `idx`; asked
+                only for texts this model has not placed yet and for sampled rows.
             inv: `(n,)` index into `texts` of each row.
             time_ms: `(n,)` event times.
 
@@ -133,12 +146,12 @@ class SourceClusterer:
         """
         n = inv.size
         with self._lock:
-            self._sample(texts, emb, inv)
+            self._sample(texts, embed, inv)
             self.rows_seen += n
             self._rows_since_fit += n
             if self._model is None and self.rows_seen >= self.config.warmup_rows:
                 self._apply_fit(*self._timed_fit(*self._reservoir()))
-            uid, d = self._assign_distinct(emb)
+            uid, d = self._assign_known(keys, embed)
             ids, dist = uid[inv], d[inv]
             self._update_stats(texts, uid, ids, time_ms)
             if self._model is not None:
@@ -146,6 +159,32 @@ class SourceClusterer:
             self.dirty = True
             self._maybe_refit()
         return ids, dist
+
+    def _assign_known(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_assign_distinct` through a memo of what the current model gave each text
+        (cleared when the model changes; bounded by `cache_size`): a steady stream's
+        texts are placed once per model, not once per batch."""
+        if self._model is None:
+            return self._assign_distinct(embed(np.arange(len(keys))))
+        if len(self._known) + len(keys) > self.config.cache_size:
+            self._known.clear()
+        slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
+        miss = np.flatnonzero(slot < 0)
+        if miss.size:
+            uid, d = self._assign_distinct(embed(miss))
+            start = len(self._known)
+            if start + miss.size > self._known_uid.size:
+                grow = max(2 * self._known_uid.size, start + miss.size)
+                self._known_uid = np.resize(self._known_uid, grow)
+                self._known_d = np.resize(self._known_d, grow)
+            self._known_uid[start : start + miss.size] = uid
+            self._known_d[start : start + miss.size] = d
+            slot[miss] = np.arange(start, start + miss.size)
+            new = [keys[i] for i in miss.tolist()]
+            self._known.update(zip(new, range(start, start + miss.size), strict=True))
+        return self._known_uid[slot], self._known_d[slot]
 
     def predict(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ids and distances of embeddings under the current model; records nothing."""
@@ -162,7 +201,9 @@ class SourceClusterer:
         uid[d > limit] = UNASSIGNED
         return uid, d
 
-    def _sample(self, texts: pa.Array, emb: np.ndarray, inv: np.ndarray) -> None:
+    def _sample(
+        self, texts: pa.Array, embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+    ) -> None:
         """Reservoir sampling of rows: Algorithm R while filling, then Li's Algorithm L,
         which draws the gap to the next accepted row, so a full reservoir costs a few
         random numbers per accepted row rather than one per row (drawn in blocks)."""
@@ -189,7 +230,7 @@ class SourceClusterer:
             # A slot drawn twice keeps the later row.
             last = slot.size - 1 - np.unique(slot[::-1], return_index=True)[1]
             slot, row = slot[last], inv[row[last]]
-            self._res_emb[slot] = emb[row]
+            self._res_emb[slot] = embed(row)
             # Only the accepted rows' texts become Python strings (few once the reservoir
             # is full), not the whole batch's.
             self._res_text[slot] = texts.take(pa.array(row)).to_pylist()
@@ -326,6 +367,7 @@ class SourceClusterer:
                 st.members = mem
                 st.template = template_of(mem)
         self._model = _Model(centroids.astype(np.float32), radii.astype(np.float32), ids)
+        self._known.clear()
         self.fits += 1
         self.dirty = True
         logger.info("source %r fitted: k=%d ids=%s", self.source, ids.size, ids.tolist())
@@ -452,19 +494,44 @@ class StreamClusters:
         # (u,) texts, (n,) row -> text, and the texts as the mask cache's own strings
         uniques, inv, keys = self.masks.mask_distinct_keys(body)
         with self._lock:
-            emb = self.cache.embed(uniques, keys)  # (u, dim)
             if len(names) == 1:  # one source: every distinct text is its own
-                ids, dist = self._source(names[0]).assign(uniques, emb, inv, time_ms)
+                ids, dist = self._source(names[0]).assign(
+                    uniques, keys, self._embedder_of(uniques, keys), inv, time_ms
+                )
                 return ids, dist, names, codes
             ids = np.empty(inv.size, np.int32)
             dist = np.empty(inv.size, np.float32)
             for code, name in enumerate(names):
                 rows = np.flatnonzero(codes == code)
                 u_s, local = np.unique(inv[rows], return_inverse=True)
+                texts_s = uniques.take(pa.array(u_s))
+                keys_s = [keys[i] for i in u_s.tolist()]
                 ids[rows], dist[rows] = self._source(name).assign(
-                    uniques.take(pa.array(u_s)), emb[u_s], local.ravel(), time_ms[rows]
+                    texts_s,
+                    keys_s,
+                    self._embedder_of(texts_s, keys_s),
+                    local.ravel(),
+                    time_ms[rows],
                 )
         return ids, dist, names, codes
+
+    def _embedder_of(self, texts: pa.Array, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+        """Embeddings of `texts[idx]` through the embedding cache, computed when first
+        asked (each text of the batch at most once)."""
+        done = np.zeros(len(keys), bool)
+        rows = np.empty((len(keys), self.embedder.dim), np.float32)  # touched when filled
+
+        def embed(idx: np.ndarray) -> np.ndarray:
+            need = np.unique(idx[~done[idx]])
+            if need.size == len(keys):
+                rows[:] = self.cache.embed(texts, keys)
+            elif need.size:
+                picked = [keys[i] for i in need.tolist()]
+                rows[need] = self.cache.embed(texts.take(pa.array(need)), picked)
+            done[need] = True
+            return rows[idx]
+
+        return embed
 
     def _source(self, name: str) -> SourceClusterer:
         clus = self.sources.get(name)

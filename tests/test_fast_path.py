@@ -63,3 +63,27 @@ def test_fast_path_gives_the_plain_path_ids(kind: str, rows: int) -> None:
     # The caches did work (otherwise this compares the plain path with itself).
     assert sc.masks.hits > 0 and sc.cache.hits > 0
     assert sc.cache.size <= CONFIG.cache_size
+
+
+def test_memo_of_placed_texts_follows_refits() -> None:
+    """Texts placed by one model are placed again by the next: ids match the model live
+    when each batch arrives, across refits that change k and the centroids."""
+    labeler = FakeLabeler()
+    config = StreamClusterConfig(
+        warmup_rows=256,
+        refit_every_rows=1000,
+        refit_max_share=1.0,
+        refit_k_window=16,
+        background_refit=False,
+    )
+    sc = StreamClusters(labeler, config)
+    lines = _lines(8000)
+    source = pa.array(["default"] * 500)
+    sc.label(pa.array(lines[:500], pa.string()), source, np.zeros(500, np.int64))  # first fit
+    clusterer = sc.sources["default"]
+    for start in range(500, len(lines), 500):
+        batch = lines[start : start + 500]
+        expected, _ = clusterer.predict(labeler.embed(batch))
+        got, _, _, _ = sc.label(pa.array(batch, pa.string()), source, np.zeros(500, np.int64))
+        np.testing.assert_array_equal(got, expected)
+    assert clusterer.fits >= 4

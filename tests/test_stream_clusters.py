@@ -232,7 +232,7 @@ def test_reservoir_keeps_every_row_with_equal_chance(batch: int) -> None:
         for start in range(0, rows, batch):
             n = min(batch, rows - start)
             texts = pa.array([str(start + i) for i in range(n)])
-            c._sample(texts, np.zeros((n, 2), np.float32), np.arange(n))
+            c._sample(texts, lambda idx: np.zeros((idx.size, 2), np.float32), np.arange(n))
             c.rows_seen += n
         got = [int(t) for t in c._res_text]
         assert len(set(got)) == cap  # no row twice, no slot empty
