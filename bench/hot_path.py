@@ -80,12 +80,13 @@ def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, fl
     t.wrap(arrow_io, "encode_ipc", "encode response")
     masks = getattr(side.clusters, "masks", None)
     if masks is not None:
-        name = "mask_distinct_keys" if hasattr(masks, "mask_distinct_keys") else "mask_distinct"
+        name = "distinct_keys" if hasattr(masks, "distinct_keys") else "mask_distinct"
         t.wrap(masks, name, "mask + dedupe")
     else:
         t.wrap(side.clusters.embedder.masker, "mask", "mask + dedupe")
     t.wrap(side.clusters.embedder, "embed_masked", "model (cache misses)")
-    t.wrap(side.clusters.cache, "embed", "embedding cache")
+    cache = side.clusters.cache
+    t.wrap(cache, "embed_keys" if hasattr(cache, "embed_keys") else "embed", "embedding cache")
     t.wrap(SourceClusterer, "assign", "assign + stats")
     t.wrap(LatencyBook, "record", "latency sketches")
     t.wrap(Metrics, "observe_batch", "metrics")

@@ -179,12 +179,12 @@ class MaskCache:
         Raises:
             ValueError: `texts` holds nulls (the sidecar refuses them before this).
         """
-        uniques, indices, _ = self.mask_distinct_keys(texts)
-        return uniques, indices
+        keys, indices = self.distinct_keys(texts)
+        return pa.array(keys, pa.string()), indices
 
-    def mask_distinct_keys(self, texts: pa.Array) -> tuple[pa.Array, np.ndarray, list[str]]:
-        """`mask_distinct` plus the distinct texts as Python strings (the cache's own
-        objects, whose hashes are already computed: cheap keys for the embedding cache).
+    def distinct_keys(self, texts: pa.Array) -> tuple[list[str], np.ndarray]:
+        """`mask_distinct` with the distinct texts as Python strings: the cache's own
+        objects, whose hashes are already computed (cheap keys for later caches).
 
         Raises:
             ValueError: `texts` holds nulls (the sidecar refuses them before this).
@@ -193,11 +193,7 @@ class MaskCache:
             raise ValueError(f"texts must not hold nulls. Received: {texts.null_count} null(s)")
         if not self.plan.exact:
             enc = pc.dictionary_encode(self.masker.mask(texts))
-            return (
-                enc.dictionary,
-                enc.indices.to_numpy(zero_copy_only=False),
-                enc.dictionary.to_pylist(),
-            )
+            return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
         prepared = self.masker.prepare(texts)
         shapes = pc.dictionary_encode(digit_shape(prepared, self.plan.digit, self.plan.guards))
         keys: list[str] = shapes.dictionary.to_pylist()
@@ -219,15 +215,14 @@ class MaskCache:
                 order = list(dict.fromkeys(shape_text.tolist()))
                 rank = np.empty(len(self._texts), np.int32)
                 rank[order] = np.arange(len(order), dtype=np.int32)
-                strings = [self._texts[i] for i in order]
-                out = pa.array(strings, pa.string()), rank[shape_text][row_key], strings
+                out = [self._texts[i] for i in order], rank[shape_text][row_key]
             if len(self._texts) > 2 * self.capacity:
                 self._compact()
         return out
 
     def _with_direct_rows(
         self, prepared: pa.Array, row_text: np.ndarray
-    ) -> tuple[pa.Array, np.ndarray, list[str]]:
+    ) -> tuple[list[str], np.ndarray]:
         """The rows of unsafe shapes masked one by one; their new texts are numbered after
         the interned ones, for this batch only."""
         slow = np.flatnonzero(row_text == _UNSAFE_ID)
@@ -247,7 +242,7 @@ class MaskCache:
         ]
         rank = np.empty(order.size, np.int32)
         rank[order] = np.arange(order.size, dtype=np.int32)
-        return pa.array(strings, pa.string()), rank[inv.ravel()], strings
+        return strings, rank[inv.ravel()]
 
     def _compact(self) -> None:
         """Keeps only the texts that remembered shapes still point to (bounded memory)."""

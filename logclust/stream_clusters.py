@@ -124,7 +124,6 @@ class SourceClusterer:
 
     def assign(
         self,
-        texts: pa.Array,
         keys: list[str],
         embed: Callable[[np.ndarray], np.ndarray],
         inv: np.ndarray,
@@ -133,11 +132,10 @@ class SourceClusterer:
         """Labels rows given their distinct masked texts.
 
         Args:
-            texts: distinct masked texts `(u,)` of this source's rows.
-            keys: the same texts as Python strings.
-            embed: embeddings `(m, dim)` of `texts[idx]` for an index array `idx`; asked
+            keys: distinct masked texts `(u,)` of this source's rows.
+            embed: embeddings `(m, dim)` of `keys[idx]` for an index array `idx`; asked
                 only for texts this model has not placed yet and for sampled rows.
-            inv: `(n,)` index into `texts` of each row.
+            inv: `(n,)` index into `keys` of each row.
             time_ms: `(n,)` event times.
 
         Returns:
@@ -146,16 +144,16 @@ class SourceClusterer:
         """
         n = inv.size
         with self._lock:
-            self._sample(texts, embed, inv)
+            self._sample(keys, embed, inv)
             self.rows_seen += n
             self._rows_since_fit += n
             if self._model is None and self.rows_seen >= self.config.warmup_rows:
                 self._apply_fit(*self._timed_fit(*self._reservoir()))
             uid, d = self._assign_known(keys, embed)
             ids, dist = uid[inv], d[inv]
-            self._update_stats(texts, uid, ids, time_ms)
+            unassigned = self._update_stats(keys, uid, ids, time_ms)
             if self._model is not None:
-                self._outliers_since_fit += int(np.count_nonzero(ids == UNASSIGNED))
+                self._outliers_since_fit += unassigned
             self.dirty = True
             self._maybe_refit()
         return ids, dist
@@ -202,7 +200,7 @@ class SourceClusterer:
         return uid, d
 
     def _sample(
-        self, texts: pa.Array, embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
     ) -> None:
         """Reservoir sampling of rows: Algorithm R while filling, then Li's Algorithm L,
         which draws the gap to the next accepted row, so a full reservoir costs a few
@@ -231,9 +229,7 @@ class SourceClusterer:
             last = slot.size - 1 - np.unique(slot[::-1], return_index=True)[1]
             slot, row = slot[last], inv[row[last]]
             self._res_emb[slot] = embed(row)
-            # Only the accepted rows' texts become Python strings (few once the reservoir
-            # is full), not the whole batch's.
-            self._res_text[slot] = texts.take(pa.array(row)).to_pylist()
+            self._res_text[slot] = [keys[i] for i in row.tolist()]
 
     def _gaps(self, w: np.ndarray) -> np.ndarray:
         """Rows from an accepted row to the next under Algorithm L (at least 1 each)."""
@@ -245,8 +241,10 @@ class SourceClusterer:
         return self._res_emb[:fill].copy(), self._res_text[:fill].copy()
 
     def _update_stats(
-        self, texts: pa.Array, uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray
-    ) -> None:
+        self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray
+    ) -> int:
+        """Adds the batch to the clusters' sizes, times and members; returns how many
+        rows got -1."""
         # Cluster ids are small non-negative ints (or -1): counted with bincount.
         counts = np.bincount(ids + 1)
         cids = np.flatnonzero(counts)
@@ -274,9 +272,8 @@ class SourceClusterer:
             tried = self._members_tried.get(cid, 0)
             if len(st.members) < cap and st.size - tried >= min(tried, _MEMBERS_EVERY):
                 self._members_tried[cid] = st.size
-                st.add_members(
-                    texts.take(pa.array(np.flatnonzero(uid == cid)[:cap])).to_pylist(), cap
-                )
+                st.add_members([keys[i] for i in np.flatnonzero(uid == cid)[:cap].tolist()], cap)
+        return int(counts[0]) if counts.size else 0
 
     def _maybe_refit(self) -> None:
         cfg = self.config
@@ -491,12 +488,12 @@ class StreamClusters:
                     f"Too many distinct sources (limit {self.max_sources}). "
                     f"Received: {len(new)} new sources, e.g. {new[:3]}"
                 )
-        # (u,) texts, (n,) row -> text, and the texts as the mask cache's own strings
-        uniques, inv, keys = self.masks.mask_distinct_keys(body)
+        # (u,) distinct masked texts (the mask cache's own strings), (n,) row -> text
+        keys, inv = self.masks.distinct_keys(body)
         with self._lock:
             if len(names) == 1:  # one source: every distinct text is its own
                 ids, dist = self._source(names[0]).assign(
-                    uniques, keys, self._embedder_of(uniques, keys), inv, time_ms
+                    keys, self._embedder_of(keys), inv, time_ms
                 )
                 return ids, dist, names, codes
             ids = np.empty(inv.size, np.int32)
@@ -504,31 +501,23 @@ class StreamClusters:
             for code, name in enumerate(names):
                 rows = np.flatnonzero(codes == code)
                 u_s, local = np.unique(inv[rows], return_inverse=True)
-                texts_s = uniques.take(pa.array(u_s))
                 keys_s = [keys[i] for i in u_s.tolist()]
                 ids[rows], dist[rows] = self._source(name).assign(
-                    texts_s,
-                    keys_s,
-                    self._embedder_of(texts_s, keys_s),
-                    local.ravel(),
-                    time_ms[rows],
+                    keys_s, self._embedder_of(keys_s), local.ravel(), time_ms[rows]
                 )
         return ids, dist, names, codes
 
-    def _embedder_of(self, texts: pa.Array, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
-        """Embeddings of `texts[idx]` through the embedding cache, computed when first
+    def _embedder_of(self, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+        """Embeddings of `keys[idx]` through the embedding cache, computed when first
         asked (each text of the batch at most once)."""
         done = np.zeros(len(keys), bool)
         rows = np.empty((len(keys), self.embedder.dim), np.float32)  # touched when filled
 
         def embed(idx: np.ndarray) -> np.ndarray:
             need = np.unique(idx[~done[idx]])
-            if need.size == len(keys):
-                rows[:] = self.cache.embed(texts, keys)
-            elif need.size:
-                picked = [keys[i] for i in need.tolist()]
-                rows[need] = self.cache.embed(texts.take(pa.array(need)), picked)
-            done[need] = True
+            if need.size:
+                rows[need] = self.cache.embed_keys([keys[i] for i in need.tolist()])
+                done[need] = True
             return rows[idx]
 
         return embed
