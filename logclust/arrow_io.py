@@ -190,8 +190,10 @@ def column_array(table: pa.Table, name: str) -> pa.Array:
 
 def source_column(table: pa.Table) -> pa.Array:
     """The `source` column with nulls (or a missing column) filled with the default."""
-    if SOURCE not in table.schema.names:
-        return pa.array(np.full(table.num_rows, DEFAULT_SOURCE, dtype=object), pa.string())
+    if SOURCE not in table.schema.names:  # already dictionary-encoded: one value
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(table.num_rows, np.int32)), pa.array([DEFAULT_SOURCE], pa.string())
+        )
     col = column_array(table, SOURCE).cast(pa.string())
     return pc.fill_null(col, DEFAULT_SOURCE)
 

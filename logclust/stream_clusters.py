@@ -478,7 +478,15 @@ class StreamClusters:
         Raises:
             LimitExceededError: the batch would exceed `max_sources`.
         """
-        src = pc.dictionary_encode(source)
+        # One source for every row (`arrow_io.source_column` of a batch without a source
+        # column) is already encoded as `dictionary_encode` would encode it.
+        single = (
+            isinstance(source, pa.DictionaryArray)
+            and len(source.dictionary) == 1
+            and len(source) > 0
+            and source.null_count == 0
+        )
+        src = source if single else pc.dictionary_encode(source)
         names: list[str] = src.dictionary.to_pylist()
         codes = src.indices.to_numpy(zero_copy_only=False)
         with self._lock:
