@@ -68,6 +68,14 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
         r"(?:Z|[+-]\d{2}:?\d{2})?",
         "<TS>",
     ),
+    # C's ctime() format (`Sun Jul 10 03:55:15 2005`): the day and month names are part
+    # of the time, not words of the message.
+    MaskRule(
+        "ctime",
+        _B + r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) +(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct"
+        r"|Nov|Dec) +\d{1,2} +\d{1,2}:\d{2}:\d{2}(?: +\d{4})?",
+        "<TS>",
+    ),
     MaskRule("time", _B + r"\d{1,2}:\d{2}:\d{2}(?:[.,:]\d+)?", "<TS>"),
     MaskRule("url", r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", "<URL>", bounded=False),
     MaskRule("email", _B + r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", "<EMAIL>"),
@@ -84,6 +92,9 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
     MaskRule("path", r"(^|[\s=:,\"'(\[])(?:/[A-Za-z0-9._$@~+-]+)+/?", "<PATH>"),
     MaskRule("winpath", _B + r"[A-Za-z]:\\[^\s\"']+", "<PATH>"),
     MaskRule("hex", _B + r"0[xX][0-9a-fA-F]+", "<HEX>"),
+    # Hex values that happen to have no digit (`mask=ffffffff`): eight or more of a-f
+    # alone, a run no word of a message is made of.
+    MaskRule("hexword", _B + r"[a-fA-F]{8,}([^A-Za-z0-9_]|$)", "<HEX>", trailing=True),
     # A word that mixes letters and digits (hashes, ids, tokens such as 9f4ef63 or t761).
     MaskRule("id", _B + r"(?:[A-Za-z]+[0-9]|[0-9]+[A-Za-z])[A-Za-z0-9]*", "<ID>"),
     MaskRule("number", _B + r"[-+]?[0-9]+(?:\.[0-9]+)*", "<NUM>"),
