@@ -71,6 +71,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
+# Texts one source remembers the placement of (about 0.8 MB of dict and arrays).
+_MEMO_MAX = 16_384
 # A cluster short of template members looks again at least this often (rows).
 _MEMBERS_EVERY = 10_000
 
@@ -162,11 +164,12 @@ class SourceClusterer:
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """`_assign_distinct` through a memo of what the current model gave each text
-        (cleared when the model changes; bounded by `cache_size`): a steady stream's
+        (cleared when the model changes; bounded by `cache_size` and `_MEMO_MAX`, so 64
+        sources hold at most about 50 MB of it): a steady stream's
         texts are placed once per model, not once per batch."""
         if self._model is None:
             return self._assign_distinct(embed(np.arange(len(keys))))
-        if len(self._known) + len(keys) > self.config.cache_size:
+        if len(self._known) + len(keys) > min(self.config.cache_size, _MEMO_MAX):
             self._known.clear()
         slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
         miss = np.flatnonzero(slot < 0)
@@ -446,8 +449,9 @@ class StreamClusters:
     """Masks, dedupes and embeds a batch once, then clusters its rows per source.
 
     The hot path works on distinct values, never on rows in Python: `MaskCache` masks
-    each digit shape once (exact), `EmbeddingCache` embeds each masked text once, and the
-    per-source assignment is numpy over the batch's distinct texts.
+    each digit shape once (exact), `EmbeddingCache` embeds each masked text once, and each
+    source places each distinct text once per model (a memo cleared by every fit); the
+    distinct texts travel as the mask cache's own strings.
 
     Args:
         embedder: provides `masker`, `dim` and `embed_masked`.
