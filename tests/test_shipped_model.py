@@ -28,10 +28,17 @@ def _mean_ari(truth: list[str], x: object, k: int) -> float:
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("system", "margin"),
-    # Means over the KMeans seeds. On Android the semantic channel costs the decoder's lead
-    # (0.973 alone): the whole embedding ties TF-IDF within its seed spread (±0.007), the
-    # price of grouping by meaning (test below). Train systems near 1.0 tie within 0.01.
-    [("Android", -0.01), ("HDFS", -0.01), ("Zookeeper", -0.01), ("OpenStack", 0.02)],
+    # Means over the KMeans seeds (shipped bundle: Android 0.994 vs 0.991, BGL 0.996 vs
+    # 0.979, Linux 0.683 vs 0.627, OpenStack 0.838 vs 0.780). Train systems near 1.0 tie
+    # within 0.01.
+    [
+        ("Android", 0.0),
+        ("BGL", 0.01),
+        ("Linux", 0.02),
+        ("OpenStack", 0.02),
+        ("HDFS", -0.01),
+        ("Zookeeper", -0.01),
+    ],
 )
 def test_matches_or_beats_tfidf_on_loghub(system: str, margin: float) -> None:
     need_loghub()
