@@ -53,6 +53,7 @@ from logclust.cluster_descriptions import (
 from logclust.clustering import choose_k, fit_kmeans, nearest_centroid
 from logclust.embedding_cache import Embedder, EmbeddingCache
 from logclust.mask_cache import MaskCache
+from logclust.reservoir import Reservoir
 from logclust.stream_config import StreamClusterConfig
 
 # Kept importable from here: they were defined in this module before it was split.
@@ -100,14 +101,10 @@ class SourceClusterer:
         self.stats: dict[int, ClusterStats] = {
             UNASSIGNED: ClusterStats(UNASSIGNED, template=UNASSIGNED_TEMPLATE, active=False)
         }
-        self._res_emb = np.zeros((config.reservoir_size, dim), np.float32)
-        self._res_text = np.empty(config.reservoir_size, object)
+        self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self.rows_seen = 0
         self._rows_since_fit = 0
         self._outliers_since_fit = 0
-        self._rng = np.random.default_rng(config.seed)
-        self._next_take = -1  # next row the full reservoir accepts (Algorithm L)
-        self._skip_w = 0.0
         self._members_tried: dict[int, int] = {}  # cluster -> its size at the last look
         self._backoff = 1  # scheduled refits every refit_every_rows * this
         # What the current model gave each text: text -> slot of _known_uid / _known_d.
@@ -146,7 +143,7 @@ class SourceClusterer:
         """
         n = inv.size
         with self._lock:
-            self._sample(keys, embed, inv)
+            self._sample.offer(self.rows_seen, keys, embed, inv)
             self.rows_seen += n
             self._rows_since_fit += n
             if self._model is None and self.rows_seen >= self.config.warmup_rows:
@@ -202,46 +199,8 @@ class SourceClusterer:
         uid[d > limit] = UNASSIGNED
         return uid, d
 
-    def _sample(
-        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
-    ) -> None:
-        """Reservoir sampling of rows: Algorithm R while filling, then Li's Algorithm L,
-        which draws the gap to the next accepted row, so a full reservoir costs a few
-        random numbers per accepted row rather than one per row (drawn in blocks)."""
-        cap, n, seen = self.config.reservoir_size, inv.size, self.rows_seen
-        filling = min(max(cap - seen, 0), n)
-        slots = [np.arange(seen, seen + filling)]
-        rows = [np.arange(filling)]
-        if seen + n > cap:
-            if self._next_take < 0:  # the reservoir just filled (or state was restored)
-                self._skip_w = float(np.exp(np.log(1.0 - self._rng.random()) / cap))
-                self._next_take = max(seen, cap) - 1 + self._gaps(np.array([self._skip_w]))[0]
-            while self._next_take < seen + n:
-                block = max(8, int(1.5 * n * cap / max(seen, cap)))
-                w = self._skip_w * np.cumprod(np.exp(np.log(1.0 - self._rng.random(block)) / cap))
-                gaps = self._gaps(w)
-                at = self._next_take + np.concatenate(([0], np.cumsum(gaps[:-1])))
-                m = int(np.searchsorted(at, seen + n))  # acceptances inside this batch
-                slots.append(self._rng.integers(cap, size=m))
-                rows.append(at[:m] - seen)
-                self._skip_w = float(w[m - 1])
-                self._next_take = int(at[m - 1] + gaps[m - 1])
-        slot, row = np.concatenate(slots), np.concatenate(rows)
-        if slot.size:
-            # A slot drawn twice keeps the later row.
-            last = slot.size - 1 - np.unique(slot[::-1], return_index=True)[1]
-            slot, row = slot[last], inv[row[last]]
-            self._res_emb[slot] = embed(row)
-            self._res_text[slot] = [keys[i] for i in row.tolist()]
-
-    def _gaps(self, w: np.ndarray) -> np.ndarray:
-        """Rows from an accepted row to the next under Algorithm L (at least 1 each)."""
-        u = 1.0 - self._rng.random(w.size)
-        return (np.floor(np.log(u) / np.log1p(-w)) + 1).astype(np.int64)
-
     def _reservoir(self) -> tuple[np.ndarray, np.ndarray]:
-        fill = min(self.rows_seen, self.config.reservoir_size)
-        return self._res_emb[:fill].copy(), self._res_text[:fill].copy()
+        return self._sample.contents(self.rows_seen)
 
     def _update_stats(
         self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray

@@ -219,24 +219,3 @@ def test_serving_fit_imports_no_sklearn_or_scipy(tiny_bundle: Path) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-
-
-@pytest.mark.parametrize("batch", [7, 100, 1000])
-def test_reservoir_keeps_every_row_with_equal_chance(batch: int) -> None:
-    """Algorithm L in blocks: over many seeds, early, middle and late rows are kept alike."""
-    rows, cap, seeds = 6000, 100, 120
-    kept = np.zeros(rows)
-    for seed in range(seeds):
-        cfg = StreamClusterConfig(warmup_rows=cap, reservoir_size=cap, seed=seed)
-        c = SourceClusterer("s", cfg, 2)
-        for start in range(0, rows, batch):
-            n = min(batch, rows - start)
-            texts = pa.array([str(start + i) for i in range(n)])
-            c._sample(texts, lambda idx: np.zeros((idx.size, 2), np.float32), np.arange(n))
-            c.rows_seen += n
-        got = [int(t) for t in c._res_text]
-        assert len(set(got)) == cap  # no row twice, no slot empty
-        kept[got] += 1
-    expected = seeds * cap / rows  # 2 per row
-    thirds = [part.mean() for part in np.array_split(kept, 3)]
-    assert all(abs(t - expected) < 0.15 * expected for t in thirds), thirds
