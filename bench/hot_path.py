@@ -85,8 +85,7 @@ def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, fl
     else:
         t.wrap(side.clusters.embedder.masker, "mask", "mask + dedupe")
     t.wrap(side.clusters.embedder, "embed_masked", "model (cache misses)")
-    cache = side.clusters.cache
-    t.wrap(cache, "embed_keys" if hasattr(cache, "embed_keys") else "embed", "embedding cache")
+    t.wrap(side.clusters.cache, "embed", "embedding cache")
     t.wrap(SourceClusterer, "assign", "assign + stats")
     t.wrap(LatencyBook, "record", "latency sketches")
     t.wrap(Metrics, "observe_batch", "metrics")

@@ -8,7 +8,6 @@ row); embeddings live in one preallocated ring, so a batch of hits is a numpy ga
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from itertools import repeat
 from typing import Protocol
 
@@ -53,22 +52,13 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def embed(self, uniques: pa.Array, keys: list[str] | None = None) -> np.ndarray:
+    def embed(self, keys: list[str]) -> np.ndarray:
         """Embeddings `(u, dim)` of distinct masked texts; only misses reach the model.
 
         Args:
-            uniques: the distinct texts as an Arrow string array.
-            keys: the same texts as Python strings, when the caller already has them.
+            keys: the distinct texts as Python strings (an Arrow array is built for the
+                misses only).
         """
-        keys = uniques.to_pylist() if keys is None else keys
-        return self._embed(keys, lambda miss: uniques.take(pa.array(miss)))
-
-    def embed_keys(self, keys: list[str]) -> np.ndarray:
-        """`embed` of distinct texts given as Python strings (an Arrow array is built for
-        the misses only)."""
-        return self._embed(keys, lambda miss: pa.array([keys[i] for i in miss], pa.string()))
-
-    def _embed(self, keys: list[str], misses_of: Callable[[list[int]], pa.Array]) -> np.ndarray:
         slots = np.fromiter(map(self._index.get, keys, repeat(-1)), np.int64, len(keys))
         miss_idx = np.flatnonzero(slots < 0)
         self.hits += len(keys) - miss_idx.size
@@ -78,7 +68,8 @@ class EmbeddingCache:
         out = np.empty((len(keys), self.embedder.dim), np.float32)
         hit = slots >= 0
         out[hit] = self._ring[slots[hit]]
-        emb = np.asarray(self.embedder.embed_masked(misses_of(miss_idx.tolist())))
+        misses = pa.array([keys[i] for i in miss_idx.tolist()], pa.string())
+        emb = np.asarray(self.embedder.embed_masked(misses))
         out[miss_idx] = emb
         keep = miss_idx[-self.capacity :]
         self._insert([keys[i] for i in keep.tolist()], emb[-self.capacity :])

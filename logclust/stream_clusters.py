@@ -85,6 +85,11 @@ class _Model:
     ids: np.ndarray  # (k,) int32 stable ids
 
 
+def _unplaced(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and distances of `n` texts before the first fit: -1 and NaN."""
+    return np.full(n, UNASSIGNED, np.int32), np.full(n, np.nan, np.float32)
+
+
 class SourceClusterer:
     """Online clustering state of one source (see the module docstring).
 
@@ -164,8 +169,8 @@ class SourceClusterer:
         (cleared when the model changes; bounded by `cache_size` and `_MEMO_MAX`, so 64
         sources hold at most about 50 MB of it): a steady stream's
         texts are placed once per model, not once per batch."""
-        if self._model is None:
-            return self._assign_distinct(embed(np.arange(len(keys))))
+        if self._model is None:  # warm-up: nothing to place, nothing to embed
+            return _unplaced(len(keys))
         if len(self._known) + len(keys) > min(self.config.cache_size, _MEMO_MAX):
             self._known.clear()
         slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
@@ -192,7 +197,7 @@ class SourceClusterer:
     def _assign_distinct(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model, cfg = self._model, self.config
         if model is None:
-            return np.full(len(emb), UNASSIGNED, np.int32), np.full(len(emb), np.nan, np.float32)
+            return _unplaced(len(emb))
         cidx, d = nearest_centroid(emb, model.centroids)
         limit = cfg.outlier_factor * np.maximum(model.radii[cidx], cfg.min_radius)
         uid = model.ids[cidx].copy()
@@ -487,7 +492,7 @@ class StreamClusters:
         def embed(idx: np.ndarray) -> np.ndarray:
             need = np.unique(idx[~done[idx]])
             if need.size:
-                rows[need] = self.cache.embed_keys([keys[i] for i in need.tolist()])
+                rows[need] = self.cache.embed([keys[i] for i in need.tolist()])
                 done[need] = True
             return rows[idx]
 

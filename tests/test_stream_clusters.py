@@ -166,12 +166,12 @@ def test_sources_are_clustered_separately_and_capped() -> None:
 def test_cache_embeds_only_misses() -> None:
     fake = FakeLabeler()
     cache = EmbeddingCache(fake, capacity=3)
-    a = cache.embed(pa.array(["x", "y"]))
-    b = cache.embed(pa.array(["y", "z", "x"]))
+    a = cache.embed(["x", "y"])
+    b = cache.embed(["y", "z", "x"])
     assert fake.rows_embedded == 3
     np.testing.assert_array_equal(a[0], b[2])
-    cache.embed(pa.array(["w"]))  # evicts the oldest ("x")
-    cache.embed(pa.array(["x"]))
+    cache.embed(["w"])  # evicts the oldest ("x")
+    cache.embed(["x"])
     assert fake.rows_embedded == 5
     assert (cache.hits, cache.misses) == (2, 5)
 
