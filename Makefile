@@ -22,12 +22,13 @@ test: $(BIN)/python
 lint: $(BIN)/python
 	$(BIN)/ruff check logclust tests bench training
 	$(BIN)/ruff format --check logclust tests bench training
-	$(BIN)/mypy logclust
+	$(BIN)/mypy logclust training
 
-# Retrain the shipped model (needs ../shared/data/loghub-2k and the distill extra).
+# Retrain the shipped model from this checkout (needs ../shared/data/loghub-2k and the
+# distill extra); `training/` is not part of the installed package.
 train: $(BIN)/python
 	$(BIN)/pip install -q -e ".[train,distill,dev]"
-	$(BIN)/logclust train --data ../shared/data/loghub-2k --out models/default \
+	$(BIN)/python -m training --data ../shared/data/loghub-2k --out models/default \
 		--work runs/default --config training/default.toml
 
 proto:

@@ -99,8 +99,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="*", default=[1, os.cpu_count() or 1])
     args = p.parse_args()
 
-    from logclust.bundle import Bundle
-    from logclust.embedder import Encoder
+    from logclust.embed.bundle import Bundle
+    from logclust.embed.encoder import Encoder
 
     bundle = Bundle.load(args.bundle)
     cfg = bundle.manifest["model_config"]

@@ -8,9 +8,9 @@ a cold stream, after a warm-up (one replay pass; 20 boutique batches; one cold b
 after refits end,
 and prints milliseconds per batch for each stage, the cache hit rates and what one refit
 costs. `--code DIR` runs another checkout of
-the package instead (for example the code before the speed work:
-`git archive b6d6ede | tar -x -C /tmp/base`, then `--code /tmp/base`), so the two can be
-compared stage by stage on the same machine.
+the package instead (one with this layout, `logclust/sidecar/` and the rest: `git archive
+<commit> | tar -x -C /tmp/base`, then `--code /tmp/base`), so the two can be compared
+stage by stage on the same machine.
 """
 
 from __future__ import annotations
@@ -54,43 +54,47 @@ class Timers:
 
 
 def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, float]:
-    from logclust import arrow_io, cli_service
-    from logclust.bundle import Bundle
-    from logclust.labeler import Labeler
-    from logclust.latency import LatencyBook
-    from logclust.metrics import Metrics
+    from logclust.cli import service as cli_service
+    from logclust.cluster.labeler import Labeler
+    from logclust.cluster.stream import SourceClusterer
+    from logclust.embed.bundle import Bundle
+    from logclust.latency.book import LatencyBook
     from logclust.server.config import ServerConfig
-    from logclust.server.sidecar import Sidecar
-    from logclust.store import MemoryStore
-    from logclust.stream_clusters import SourceClusterer
+    from logclust.sidecar.core import Sidecar
+    from logclust.sidecar.metrics import Metrics
+    from logclust.sidecar.store import MemoryStore
+    from logclust.sidecar.stream_labeler import StreamLabeler
+    from logclust.wire import ipc
 
     # The encoder batch `logclust serve` uses (64, the Labeler default, in older code).
     batch = getattr(cli_service, "SERVE_ENCODER_BATCH", 64)
     labeler = Labeler(Bundle.load(bundle), batch_size=batch)
-    side = Sidecar(ServerConfig(), labeler, MemoryStore(), Metrics())
+    side = Sidecar(
+        StreamLabeler(labeler, ServerConfig().labeler_config()), MemoryStore(), Metrics()
+    )
     for data in payloads[:warm]:
         side.label_ipc(data)
-    side.clusters.wait_for_refits()
-    clusterer = next(iter(side.clusters.sources.values()))
+    side.wait_for_refits()
+    clusterer = next(iter(side.labeler.stream.sources.values()))
     start = time.perf_counter()
     clusterer._compute_fit(*clusterer._reservoir())
     fit_s = time.perf_counter() - start
     t = Timers()
-    t.wrap(arrow_io, "decode_ipc", "decode + validate")
-    t.wrap(arrow_io, "encode_ipc", "encode response")
-    masks = getattr(side.clusters, "masks", None)
+    t.wrap(ipc, "decode_ipc", "decode + validate")
+    t.wrap(ipc, "encode_ipc", "encode response")
+    masks = getattr(side.labeler.stream, "masks", None)
     if masks is not None:
         name = "distinct_keys" if hasattr(masks, "distinct_keys") else "mask_distinct"
         t.wrap(masks, name, "mask + dedupe")
     else:
-        t.wrap(side.clusters.embedder.masker, "mask", "mask + dedupe")
-    t.wrap(side.clusters.embedder, "embed_masked", "model (cache misses)")
-    t.wrap(side.clusters.cache, "embed", "embedding cache")
+        t.wrap(side.labeler.stream.embedder.masker, "mask", "mask + dedupe")
+    t.wrap(side.labeler.stream.embedder, "embed_masked", "model (cache misses)")
+    t.wrap(side.labeler.stream.cache, "embed", "embedding cache")
     t.wrap(SourceClusterer, "assign", "assign + stats")
     t.wrap(LatencyBook, "record", "latency sketches")
     t.wrap(Metrics, "observe_batch", "metrics")
     measured = payloads[warm:]
-    caches = [c for c in (masks, side.clusters.cache) if c is not None]
+    caches = [c for c in (masks, side.labeler.stream.cache) if c is not None]
     before = [(c.hits, c.misses) for c in caches]
     start = time.perf_counter()
     for data in measured:
@@ -125,10 +129,10 @@ def main() -> None:
     if args.code:
         sys.path.insert(0, args.code)
     from bench.workloads import cold, loghub_lines, replay
-    from logclust import arrow_io
-    from logclust.demo import generate_traffic
+    from logclust.cli.demo import generate_traffic
+    from logclust.wire import contract
 
-    print(f"code: {os.path.dirname(arrow_io.__file__)}")
+    print(f"code: {os.path.dirname(os.path.dirname(contract.__file__))}")
     one_pass = len(loghub_lines(args.data))
     lines = replay(one_pass + args.batches * 1000, data_dir=args.data)
     import pyarrow as pa
@@ -159,9 +163,9 @@ def _cell(key: str, value: float) -> str:
 
 
 def _ipc(table: Any) -> list[bytes]:
-    from logclust import arrow_io
+    from logclust.wire import ipc
 
-    return [arrow_io.encode_ipc(t) for t in arrow_io.iter_slices(table, 1000)]
+    return [ipc.encode_ipc(t) for t in ipc.iter_slices(table, 1000)]
 
 
 if __name__ == "__main__":

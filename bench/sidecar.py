@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.workloads import cold, loghub_lines, replay
-from logclust import arrow_io
+from logclust.wire import ipc
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
@@ -78,7 +78,7 @@ class RunResult:
 
 
 def batches(table: pa.Table, size: int) -> list[pa.Table]:
-    return list(arrow_io.iter_slices(table, size))
+    return list(ipc.iter_slices(table, size))
 
 
 def body_table(lines: list[str]) -> pa.Table:
@@ -121,7 +121,7 @@ class Sidecar:
         self.store = tempfile.mkdtemp(prefix="logclust-bench-")
         self.port = free_port()
         exe = shutil.which("logclust", path=str(Path(sys.executable).parent))
-        cmd = [exe] if exe else [sys.executable, "-m", "logclust.cli"]
+        cmd = [exe] if exe else [sys.executable, "-m", "logclust.cli.main"]
         cmd += ["serve", "--listen", f"127.0.0.1:{self.port}", "--store", self.store]
         if bundle:
             cmd += ["--bundle", bundle]
@@ -193,7 +193,7 @@ def run_sidecar(work: Workload, bundle: str | None, code: str | None) -> RunResu
             client.wait_ready(120)
             check = client.label(work.warmup[0])
             assert check.num_rows == work.warmup[0].num_rows and "cluster_id" in check.column_names
-            encode = arrow_io.encode_ipc
+            encode = ipc.encode_ipc
             stream(client, [encode(t) for t in work.warmup[1:]], work.depth)
             wait_idle(side.proc.pid)
             payloads = [encode(t) for t in work.measured]
@@ -237,8 +237,8 @@ def _drain3_rate(warmup: list[str], lines: list[str], out: mp.Queue) -> None:  #
 
 def _encoder_rate(bundle: str | None, lines: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
     os.sched_setaffinity(0, {SERVER_CORE})
-    from logclust.embedder import Encoder
-    from logclust.labeler import Labeler
+    from logclust.cluster.labeler import Labeler
+    from logclust.embed.encoder import Encoder
 
     lab = Labeler.load(bundle)
     rows = lab.tokenizer.encode(lab.masker.mask_texts(lines), lab.bundle.max_len)
@@ -274,7 +274,7 @@ def machine() -> str:
 
 
 def bundle_summary(path: str | None) -> str:
-    from logclust.bundle import Bundle
+    from logclust.embed.bundle import Bundle
 
     bundle = Bundle.load(path)
     name = bundle.encoder_path().name
@@ -285,7 +285,7 @@ def bundle_summary(path: str | None) -> str:
 def workloads(
     args: argparse.Namespace,
 ) -> tuple[list[Workload], list[str], list[str], list[str]]:
-    from logclust.demo import generate_traffic
+    from logclust.cli.demo import generate_traffic
 
     b = args.batch
     one_pass = len(loghub_lines())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from logclust.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system
+from training.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system
 
 
 def loghub_lines(data_dir: Path | None = None) -> list[str]:

@@ -1,7 +1,8 @@
 """logclust: semantic cluster ids for log lines and request bodies.
 
-`Labeler` embeds and labels text with a model bundle; `Client` talks to a sidecar.
-Both are imported lazily so that `import logclust` stays light.
+`Labeler` embeds and labels text with a model bundle; `StreamLabeler` clusters streams
+in-process with stable ids and latency per cluster; `Client` talks to a sidecar. They are
+imported lazily so that `import logclust` stays light (the client needs no model).
 """
 
 from __future__ import annotations
@@ -9,18 +10,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Client", "Labeler", "__version__"]
+__all__ = ["Client", "Labeler", "StreamLabeler", "__version__"]
 
 if TYPE_CHECKING:
     from logclust.client import Client
-    from logclust.labeler import Labeler
+    from logclust.cluster.labeler import Labeler
+    from logclust.sidecar.stream_labeler import StreamLabeler
 
 
 def __getattr__(name: str) -> Any:
     if name == "Labeler":
-        from logclust.labeler import Labeler
+        from logclust.cluster.labeler import Labeler
 
         return Labeler
+    if name == "StreamLabeler":
+        from logclust.sidecar.stream_labeler import StreamLabeler
+
+        return StreamLabeler
     if name == "Client":
         from logclust.client import Client
 

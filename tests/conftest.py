@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from logclust.data import default_data_dir
+from training.data import default_data_dir
 
 from .fakes import FakeLabeler
 
@@ -56,10 +56,11 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
     """A real bundle (tokenizer, TFLite encoders, clusters) from a tiny model, ~20 s."""
     pytest.importorskip("tensorflow", reason="training needs logclust[train]")
-    from logclust import semantic
-    from logclust.config import ModelConfig, SemanticConfig, TrainConfig
-    from logclust.pipeline import PipelineConfig, run
-    from logclust.tokenizer import Tokenizer, TokenizerConfig
+    from logclust.text.tokenizer import Tokenizer
+    from training import semantic
+    from training.config import ModelConfig, SemanticConfig, TrainConfig
+    from training.pipeline import PipelineConfig, run
+    from training.tokenizer import TokenizerConfig
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = PipelineConfig(

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-from logclust.masking import Masker
+from logclust.text.masking import Masker
 
 
 class FakeLabeler:
@@ -16,7 +16,7 @@ class FakeLabeler:
     Trigrams make texts that share most of their characters (same keys, a different
     currency code) close, as a trained model would, and different request shapes far.
 
-    Same surface as `logclust.labeler.Labeler` for the sidecar: `masker`, `dim`,
+    Same surface as `logclust.cluster.labeler.Labeler` for the sidecar: `masker`, `dim`,
     `embed_masked` (and `embed`). Counts calls so tests can check the cache.
     """
 

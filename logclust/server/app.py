@@ -16,13 +16,14 @@ from types import FrameType, TracebackType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from logclust.metrics import Metrics
+from logclust.embed.embedding_cache import Embedder
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server.config import ServerConfig
 from logclust.server.service import LogClustService
-from logclust.server.sidecar import Sidecar
-from logclust.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
-from logclust.stream_clusters import Embedder
+from logclust.sidecar.core import Sidecar
+from logclust.sidecar.metrics import Metrics
+from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
+from logclust.sidecar.stream_labeler import StreamLabeler
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SidecarServer:
                 return
             self.health.enter_graceful_shutdown()
             self.grpc_server.stop(grace).wait()
-            self.sidecar.clusters.wait_for_refits(timeout=30)
+            self.sidecar.wait_for_refits(timeout=30)
             self.flusher.stop()
             close = getattr(self.store, "close", None)
             if close is not None:
@@ -110,7 +111,7 @@ def create_server(
     """
     store = open_store(config) if store is None else store
     metrics = Metrics(config.metrics_max_series)
-    sidecar = Sidecar(config, labeler, store, metrics)
+    sidecar = Sidecar(StreamLabeler(labeler, config.labeler_config()), store, metrics)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),

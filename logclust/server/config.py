@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from logclust.store import MAX_FLUSH_INTERVAL_S
-from logclust.stream_config import StreamClusterConfig
+from logclust.cluster.config import StreamClusterConfig
+from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
+from logclust.sidecar.stream_labeler import StreamLabelerConfig
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -70,3 +71,14 @@ class ServerConfig:
             raise ValueError(f"metrics_port must be a port. Received: {self.metrics_port}")
         if self.grace_s < 0:
             raise ValueError(f"grace_s must be >= 0. Received: grace_s={self.grace_s}")
+
+    def labeler_config(self) -> StreamLabelerConfig:
+        """The settings of the sidecar's `StreamLabeler`."""
+        return StreamLabelerConfig(
+            window_s=self.window_s,
+            retention_s=self.retention_s,
+            relative_accuracy=self.relative_accuracy,
+            max_sources=self.max_sources,
+            max_rows_per_batch=self.max_rows_per_batch,
+            clusters=self.clusters,
+        )

@@ -2,8 +2,8 @@
 
 | error                                   | status             |
 |-----------------------------------------|--------------------|
-| `arrow_io.LimitExceededError`           | RESOURCE_EXHAUSTED |
-| `arrow_io.ContractError`, `ValueError`, |                    |
+| `contract.LimitExceededError`           | RESOURCE_EXHAUSTED |
+| `contract.ContractError`, `ValueError`, |                    |
 | `TypeError` (bad query arguments)       | INVALID_ARGUMENT   |
 | anything else                           | INTERNAL (logged)  |
 """
@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from logclust.arrow_io import ContractError, LimitExceededError
+from logclust.wire.contract import ContractError, LimitExceededError
 
 logger = logging.getLogger(__name__)
 

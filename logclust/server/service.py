@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-import pyarrow as pa
 
-from logclust import arrow_io
-from logclust.metrics import Metrics
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server import errors
-from logclust.server.sidecar import Sidecar
+from logclust.sidecar.core import Sidecar
+from logclust.sidecar.metrics import Metrics
+from logclust.wire import ipc
 
 
 class LogClustService(pb_grpc.LogClustServicer):
@@ -49,7 +48,7 @@ class LogClustService(pb_grpc.LogClustServicer):
             window_ms=request.window_ms or None,
             source=request.source or None,
         )
-        return pb.LatencyResponse(arrow_ipc=arrow_io.encode_ipc(table))
+        return pb.LatencyResponse(arrow_ipc=ipc.encode_ipc(table))
 
     @errors.unary
     def Clusters(  # noqa: N802 - gRPC method name
@@ -69,21 +68,3 @@ class LogClustService(pb_grpc.LogClustServicer):
             for source, st in self.sidecar.describe(request.source or None)
         ]
         return pb.ClustersResponse(clusters=infos)
-
-
-def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
-    """The Clusters response as an Arrow table (used by the client)."""
-    cs = list(response.clusters)
-    ts = pa.timestamp("ms", tz="UTC")
-    return pa.table(
-        {
-            "source": pa.array([c.source for c in cs], pa.string()),
-            "cluster_id": pa.array([c.cluster_id for c in cs], pa.int32()),
-            "size": pa.array([c.size for c in cs], pa.int64()),
-            "first_seen": pa.array([c.first_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
-            "last_seen": pa.array([c.last_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
-            "template": pa.array([c.template for c in cs], pa.string()),
-            "exemplars": pa.array([list(c.exemplars) for c in cs], pa.list_(pa.string())),
-            "active": pa.array([c.active for c in cs], pa.bool_()),
-        }
-    )

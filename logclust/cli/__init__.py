@@ -1,0 +1,1 @@
+"""The `logclust` command line (`logclust.cli.main:main`)."""

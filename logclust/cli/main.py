@@ -1,0 +1,181 @@
+"""The `logclust` command: embed, label, and the sidecar commands (serve, send, latency,
+clusters, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+from logclust.cli import service
+from logclust.cli.io import FORMATS, read_table, write_table
+from logclust.cluster.labeler import Labeler
+from logclust.server.config import DEFAULT_LISTEN
+
+TRAIN_MOVED = (
+    "logclust train: training is not part of the installed package; from a checkout run "
+    "`python -m training --data ../shared/data/loghub-2k --out models/default "
+    "--work runs/default --config training/default.toml`"
+)
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """`'10s'`, `'15m'`, `'2h'`, `'1d'`, `'250ms'` or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*", text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a duration like 10s, 15m, 2h. Received: {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def parse_quantiles(text: str) -> list[float]:
+    """`'0.5,0.99'` -> `[0.5, 0.99]`, each in [0, 1]."""
+    try:
+        qs = [float(q) for q in text.split(",") if q.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"quantiles are numbers. Received: {text!r}") from e
+    if not qs or any(not 0.0 <= q <= 1.0 for q in qs):
+        raise argparse.ArgumentTypeError(f"quantiles must be in [0, 1]. Received: {text!r}")
+    return qs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`logclust train`: points to `python -m training` (training lives outside the wheel)."""
+    print(TRAIN_MOVED, file=sys.stderr)
+    return 2
+
+
+def _write_output(table: pa.Table, out: Path) -> None:
+    write_table(table, out)
+    print(f"wrote {table.num_rows} rows to {out}", file=sys.stderr)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    table = read_table(args.input)
+    lab = Labeler.load(args.bundle, variant=args.variant)
+    emb = lab.embed(table.column("body"))
+    col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), lab.dim)
+    _write_output(table.append_column("embedding", col), args.output)
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    table = read_table(args.input)
+    lab = Labeler.load(args.bundle, variant=args.variant)
+    if args.k is not None or args.fit:
+        lab.fit(table.column("body"), k=args.k)
+    ids = lab.label(table.column("body"))
+    _write_output(table.append_column("cluster_id", pa.array(ids, pa.int32())), args.output)
+    return 0
+
+
+def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Registers `serve`, `send`, `latency`, `clusters` and `demo` on `subparsers`."""
+    p = subparsers.add_parser("serve", help="run the sidecar (gRPC)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="host:port (default %(default)s)")
+    p.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
+    p.add_argument("--store", default=None, help="state directory (default: memory only)")
+    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus HTTP port")
+    p.add_argument("--flush-interval", type=float, default=1.0, help="seconds (max 5)")
+    p.add_argument("--window", type=parse_duration, default=10.0, help="base latency window")
+    p.add_argument("--retention", type=parse_duration, default=6 * 3600.0)
+    p.add_argument(
+        "--encoder-batch",
+        type=int,
+        default=service.SERVE_ENCODER_BATCH,
+        help="rows per encoder call (default %(default)s)",
+    )
+    p.set_defaults(func=service.cmd_serve)
+
+    p = subparsers.add_parser("send", help="label a file through a sidecar")
+    p.add_argument("input", help="text (one record per line), .csv, .parquet or .arrow file")
+    p.add_argument("--addr", default=DEFAULT_LISTEN)
+    p.add_argument("--out", default=None, help="write labelled rows (.parquet, .csv, .arrow)")
+    p.add_argument("--batch-size", type=int, default=10_000)
+    p.set_defaults(func=service.cmd_send)
+
+    p = subparsers.add_parser("latency", help="per-cluster latency quantiles")
+    p.add_argument("--addr", default=DEFAULT_LISTEN)
+    p.add_argument("--since", type=parse_duration, default=900.0, help="e.g. 15m (default)")
+    p.add_argument("--window", type=parse_duration, default=None, help="e.g. 10s, 1m")
+    p.add_argument("--quantiles", type=parse_quantiles, default=[0.5, 0.9, 0.99])
+    p.add_argument("--source", default=None)
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--plot", default=None, help="PNG of p99 per cluster over time")
+    p.set_defaults(func=service.cmd_latency)
+
+    p = subparsers.add_parser("clusters", help="clusters and their descriptions")
+    p.add_argument("--addr", default=DEFAULT_LISTEN)
+    p.add_argument("--source", default=None)
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.set_defaults(func=service.cmd_clusters)
+
+    p = subparsers.add_parser("demo", help="Online Boutique-like traffic through a sidecar")
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--plot", default="logclust-demo-p99.png", help="p99-over-time PNG")
+    p.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.set_defaults(func=service.cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The one parser of every `logclust` command."""
+    p = argparse.ArgumentParser(prog="logclust", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser(
+        "train", help="moved: run `python -m training` from a checkout", add_help=False
+    )
+    t.set_defaults(func=cmd_train)
+
+    for name, func, what in (("embed", cmd_embed, "embedding"), ("label", cmd_label, "cluster_id")):
+        s = sub.add_parser(name, help=f"add a {what} column to a file")
+        s.add_argument(
+            "--input",
+            type=Path,
+            required=True,
+            help="text file (one record per line) or Parquet/Arrow/CSV with body",
+        )
+        s.add_argument(
+            "--output", type=Path, required=True, help="file to write (.csv, .arrow, else Parquet)"
+        )
+        s.add_argument("--bundle", type=Path, help="bundle folder (default: shipped model)")
+        s.add_argument("--variant", choices=("f32", "int8"), help="encoder variant")
+        if name == "label":
+            s.add_argument("--k", type=int, help="fit k clusters on the input first")
+            s.add_argument(
+                "--fit",
+                action="store_true",
+                help="fit clusters on the input with k chosen automatically",
+            )
+        s.set_defaults(func=func)
+
+    _add_service_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # `logclust train ...` takes any arguments, only to point to `python -m training`.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"logclust {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

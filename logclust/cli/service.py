@@ -1,0 +1,123 @@
+"""Handlers of the sidecar commands: `serve`, `send`, `latency`, `clusters`, `demo`.
+
+`logclust.cli.main` builds the one parser; each handler takes the parsed namespace and
+returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from logclust.cli.demo import run_demo
+from logclust.cli.io import format_table, read_table, write_table
+from logclust.client import Client
+from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
+from logclust.cluster.labeler import Labeler
+from logclust.server.app import serve
+from logclust.server.config import ServerConfig
+from logclust.server.memory import lean_process_memory
+
+logger = logging.getLogger(__name__)
+
+# Rows per encoder call in the sidecar. Misses arrive a few at a time, and on one core
+# small batches were both faster and far lighter than 64 (BENCHMARKS.md: about 310 vs
+# 250-270 lines/s, and 110 MB less peak RSS, on loghub and cold lines).
+SERVE_ENCODER_BATCH = 8
+
+
+def _setup_logging() -> None:
+    # A server reports where it listens and when it stops, even without -v.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    ours = logging.getLogger("logclust")
+    if ours.getEffectiveLevel() > logging.INFO:
+        ours.setLevel(logging.INFO)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`logclust serve`: runs until SIGTERM/SIGINT."""
+    _setup_logging()
+    lean_process_memory()
+    config = ServerConfig(
+        listen=args.listen,
+        store_dir=args.store,
+        metrics_port=args.metrics_port,
+        flush_interval_s=args.flush_interval,
+        window_s=int(args.window),
+        retention_s=int(args.retention),
+    )
+    serve(config, Labeler.load(args.bundle, batch_size=args.encoder_batch))
+    return 0
+
+
+class _Progress:
+    """One self-overwriting progress line on stderr."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        sys.stderr.write(f"\rlabelled {done:,}/{self.total:,} rows ({rate:,.0f} rows/s)")
+        sys.stderr.flush()
+        if done >= self.total:
+            sys.stderr.write("\n")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """`logclust send`: streams a file, writes or summarises the labelled rows."""
+    table = read_table(args.input)
+    with Client(args.addr) as client:
+        labelled = client.label(table, args.batch_size, progress=_Progress(table.num_rows))
+    if args.out:
+        write_table(labelled, args.out)
+        print(f"wrote {labelled.num_rows} labelled rows to {args.out}")
+    else:
+        counts = labelled.group_by("cluster_id").aggregate([("cluster_id", "count")])
+        print(format_table(counts.sort_by("cluster_id"), "table"))
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    """`logclust latency`: quantiles per cluster (and window), optional p99 plot."""
+    with Client(args.addr) as client:
+        table = client.latency(
+            quantiles=args.quantiles,
+            since_s=args.since,
+            window_s=args.window,
+            source=args.source,
+        )
+        if args.plot and not plotting_available():
+            print(PLOT_EXTRA_MISSING, file=sys.stderr)
+        elif args.plot:
+            over_time = client.latency(
+                quantiles=[0.99],
+                since_s=args.since,
+                window_s=args.window or 60.0,
+                source=args.source,
+            )
+            path = write_p99_plot(over_time, client.clusters(args.source), args.plot)
+            print(f"wrote {path}", file=sys.stderr)
+    print(format_table(table, args.format))
+    return 0
+
+
+def cmd_clusters(args: argparse.Namespace) -> int:
+    """`logclust clusters`: every cluster with its template and exemplars."""
+    with Client(args.addr) as client:
+        table = client.clusters(args.source)
+    print(format_table(table, args.format))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`logclust demo`: exits 1 when a demo check (ARI, p99 accuracy, slowest) fails."""
+    report = run_demo(
+        rows=args.rows, plot=args.plot, bundle=args.bundle, batch_size=args.batch_size
+    )
+    print(report.render())
+    return 0 if report.passed else 1

@@ -1,0 +1,166 @@
+"""Python client of the sidecar: Arrow tables in, Arrow tables out.
+
+```python
+with Client("127.0.0.1:50051") as client:
+    labelled = client.label(table)            # + cluster_id, cluster_distance
+    p99 = client.latency(quantiles=[0.99], since_s=900, window_s=60)
+    clusters = client.clusters()
+```
+
+Server errors surface as `grpc.RpcError` with the status code and message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+
+import grpc
+import pyarrow as pa
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from logclust.client.tables import clusters_to_table
+from logclust.proto import logclust_pb2 as pb
+from logclust.proto import logclust_pb2_grpc as pb_grpc
+from logclust.wire import ipc
+from logclust.wire.contract import DEFAULT_QUANTILES
+
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+class Client:
+    """Connection to one sidecar.
+
+    Args:
+        addr: `host:port` of the sidecar.
+        timeout_s: deadline of unary calls (Label streams have none).
+        max_message_bytes: largest response accepted.
+    """
+
+    def __init__(
+        self,
+        addr: str,
+        timeout_s: float = 30.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.addr = addr
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(
+            addr,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self._stub = pb_grpc.LogClustStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Blocks until the channel connects (raises `grpc.FutureTimeoutError`)."""
+        grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+
+    def health(self, service: str = "") -> str:
+        """Health status name (`SERVING`, `NOT_SERVING`, ...)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+    def label_stream(self, batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.Table]:
+        """Streams batches over one Label call; yields labelled tables in order.
+
+        Raises:
+            grpc.RpcError: the server refused a batch (the stream ends there).
+            RuntimeError: a response answers an unexpected batch id.
+        """
+        sent: list[str] = []
+
+        def requests() -> Iterator[pb.LabelRequest]:
+            for i, batch in enumerate(batches):
+                sent.append(str(i))
+                yield pb.LabelRequest(batch_id=str(i), arrow_ipc=ipc.encode_ipc(batch))
+
+        for n, response in enumerate(self._stub.Label(requests())):
+            if response.batch_id != str(n):
+                raise RuntimeError(
+                    f"Responses out of order: expected batch {n}. Received: {response.batch_id}"
+                )
+            yield ipc.decode_trusted_ipc(response.arrow_ipc)
+
+    def label(
+        self,
+        table: pa.Table,
+        batch_size: int = 10_000,
+        progress: Callable[[int], None] | None = None,
+    ) -> pa.Table:
+        """Labels a whole table in batches of `batch_size` rows over one stream.
+
+        Args:
+            table: rows with at least `body` (see `logclust.wire.contract`).
+            batch_size: rows per request.
+            progress: called with the number of rows labelled so far after each batch.
+
+        Returns:
+            The rows in order with the caller's columns plus `cluster_id` and
+            `cluster_distance`.
+        """
+        out, done = [], 0
+        for labelled in self.label_stream(ipc.iter_slices(table, batch_size)):
+            out.append(labelled)
+            done += labelled.num_rows
+            if progress is not None:
+                progress(done)
+        if not out:
+            raise ValueError(f"Nothing to label. Received: {table.num_rows} rows")
+        return pa.concat_tables(out)
+
+    def latency(
+        self,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        since_s: float | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_s: float | None = None,
+        source: str | None = None,
+    ) -> pa.Table:
+        """Per-cluster counts and latency quantiles (see `LatencyBook.query`).
+
+        Args:
+            quantiles: in [0, 1].
+            since_s: range starts this many seconds ago (overrides `start_ms`).
+            start_ms: range start, Unix ms; None is unbounded.
+            end_ms: range end (exclusive), Unix ms; None is unbounded.
+            window_s: bucket width in seconds; None gives one row per cluster.
+            source: only this source.
+        """
+        if since_s is not None:
+            start_ms = int(time.time() * 1000 - since_s * 1000)
+        request = pb.LatencyRequest(
+            quantiles=list(quantiles),
+            start_unix_ms=start_ms or 0,
+            end_unix_ms=end_ms or 0,
+            window_ms=int(round(window_s * 1000)) if window_s else 0,
+            source=source or "",
+        )
+        response = self._stub.Latency(request, timeout=self.timeout_s)
+        return ipc.decode_trusted_ipc(response.arrow_ipc)
+
+    def clusters(self, source: str | None = None) -> pa.Table:
+        """Every cluster: source, id, size, first/last seen, template, exemplars, active."""
+        response = self._stub.Clusters(
+            pb.ClustersRequest(source=source or ""), timeout=self.timeout_s
+        )
+        return clusters_to_table(response)

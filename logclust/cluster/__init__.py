@@ -1,0 +1,1 @@
+"""Embeddings to cluster ids: k-means, the cluster model, `Labeler`, stream clustering."""

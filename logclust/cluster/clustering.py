@@ -1,0 +1,148 @@
+"""Cluster assignment: KMeans fitting and nearest-centroid labelling, numpy only.
+
+Embeddings are L2-normalised, so squared Euclidean distance is `2 - 2 cos`. `k` is given
+by the caller or chosen automatically: KMeans is fitted for each candidate k on the
+distinct embeddings, and the k with the best silhouette score (cosine) wins; a lone
+tight group (silhouette undefined) gives k = 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from logclust.cluster.kmeans import kmeans, silhouette_cosine, sq_distances
+
+logger = logging.getLogger(__name__)
+
+# nearest_centroid recomputes distances directly where |x - c|^2 < this * (|x|^2 + |c|^2).
+_RECOMPUTE_BELOW = 1e-2
+
+
+@dataclass(frozen=True)
+class ClusterModel:
+    """Fitted centroids plus a per-cluster radius used to flag far rows.
+
+    Attributes:
+        centroids: `(k, dim)` float32.
+        radii: `(k,)` float32; the 95th percentile distance of the cluster's members.
+    """
+
+    centroids: np.ndarray
+    radii: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.centroids.ndim != 2 or self.radii.shape != (self.centroids.shape[0],):
+            raise ValueError(
+                "centroids must be (k, dim) and radii (k,). "
+                f"Received: centroids={self.centroids.shape}, radii={self.radii.shape}"
+            )
+
+    @property
+    def k(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def assign(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centroid of each row.
+
+        Returns:
+            `(ids, distances)`: int32 cluster ids and float32 Euclidean distances.
+        """
+        return nearest_centroid(embeddings, self.centroids)
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and distance to the nearest row of `centroids` for each row of `x`."""
+    if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
+        raise ValueError(f"Embeddings must be (n, {centroids.shape[1]}). Received: shape={x.shape}")
+    if x.shape[0] == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, one matrix product for the whole batch.
+    xx = np.einsum("ij,ij->i", x, x)
+    cc = np.einsum("ij,ij->i", centroids, centroids)
+    d2 = sq_distances(x, centroids, xx, cc)
+    ids = np.argmin(d2, axis=1)
+    best = d2[np.arange(len(ids)), ids]
+    # The expanded form loses precision near zero (float32 cancellation: an absolute error
+    # of a few ulps of |x|^2 + |c|^2). Where the result is not far above that, the
+    # distance is recomputed directly; elsewhere its relative error is below 1e-4.
+    scale = xx + cc[ids]
+    near = np.flatnonzero(best < _RECOMPUTE_BELOW * scale)
+    dist = np.sqrt(np.maximum(best, 0.0))
+    if near.size:
+        dist[near] = np.linalg.norm(x[near] - centroids[ids[near]], axis=1)
+    return ids.astype(np.int32), dist.astype(np.float32)
+
+
+def is_outlier(
+    distances: np.ndarray, radii: np.ndarray, factor: float, min_radius: float
+) -> np.ndarray:
+    """True where a row lies farther from its centroid than `factor` times the cluster's
+    radius, the radius taken as at least `min_radius` (the one rule for flagging rows).
+
+    Args:
+        distances: `(n,)` distance of each row to its nearest centroid.
+        radii: `(n,)` radius of that centroid's cluster.
+        factor: how many radii away a row may lie.
+        min_radius: floor of the radius, so a tight cluster still takes close rows.
+    """
+    return np.asarray(distances > factor * np.maximum(radii, min_radius))
+
+
+def _radii(x: np.ndarray, ids: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
+    radii = np.zeros(k, np.float32)
+    for c in range(k):
+        member = dist[ids == c]
+        radii[c] = float(np.percentile(member, 95)) if member.size else 0.0
+    return radii
+
+
+def fit_kmeans(
+    x: np.ndarray, k: int, seed: int = 0, sample_weight: np.ndarray | None = None
+) -> ClusterModel:
+    """KMeans with `k` clusters (k is capped at the number of distinct rows)."""
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"fit needs a non-empty (n, dim) array. Received: shape={x.shape}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1. Received: k={k}")
+    n_distinct = len(np.unique(x.round(5), axis=0))
+    k_eff = min(k, n_distinct)
+    km = kmeans(x, k_eff, n_init=4, seed=seed, sample_weight=sample_weight)
+    centroids = km.centroids.astype(np.float32)
+    ids, dist = nearest_centroid(x.astype(np.float32), centroids)
+    return ClusterModel(centroids, _radii(x, ids, dist, k_eff))
+
+
+def choose_k(
+    x: np.ndarray, k_min: int = 2, k_max: int = 30, seed: int = 0, max_points: int = 2000
+) -> int:
+    """The k in [k_min, k_max] with the best cosine silhouette on distinct rows."""
+    distinct = np.unique(x.round(5), axis=0)
+    if len(distinct) > max_points:
+        rng = np.random.default_rng(seed)
+        distinct = distinct[rng.choice(len(distinct), max_points, replace=False)]
+    n = len(distinct)
+    if n < 3:
+        return max(1, n)
+    # One tight group: every pairwise distance tiny, so splitting it is noise.
+    if float(np.max(np.linalg.norm(distinct - distinct.mean(0), axis=1))) < 0.05:
+        return 1
+    best_k, best_s = 1, -1.0
+    for k in range(max(2, k_min), min(k_max, n - 1) + 1):
+        # Four starts, not two: on a dozen distinct rows one bad k-means++ draw can hide
+        # the right k, and the numpy fit is cheap enough to afford it.
+        labels = kmeans(distinct, k, n_init=4, seed=seed).labels
+        s = silhouette_cosine(distinct, labels)
+        if s > best_s + 1e-4:
+            best_k, best_s = k, s
+    logger.info("choose_k: k=%d silhouette=%.3f over %d distinct rows", best_k, best_s, n)
+    return best_k
+
+
+def fit(x: np.ndarray, k: int | None = None, seed: int = 0, k_max: int = 30) -> ClusterModel:
+    """Fits clusters with `k` given, or chosen by `choose_k` when None."""
+    if k is None:
+        k = choose_k(x, k_max=k_max, seed=seed)
+    return fit_kmeans(x, k, seed=seed)

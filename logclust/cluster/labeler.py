@@ -1,0 +1,103 @@
+"""`Labeler`: text in, embeddings and cluster ids out (serving path, no TensorFlow)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+import numpy as np
+import pyarrow as pa
+
+from logclust.cluster import clustering
+from logclust.cluster.clustering import ClusterModel
+from logclust.embed.bundle import Bundle, BundleError
+from logclust.embed.encoder import Encoder
+from logclust.text.masking import Masker
+from logclust.text.tokenizer import Tokenizer
+
+Texts: TypeAlias = Sequence[str] | pa.Array | pa.ChunkedArray
+
+
+def _as_string_array(texts: Texts) -> pa.Array:
+    if isinstance(texts, pa.ChunkedArray | pa.Array):
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            raise TypeError(f"texts must be a string array. Received: type={texts.type}")
+        arr = texts
+    elif isinstance(texts, str):
+        raise TypeError("texts must be a sequence of str, not one str. Received: str")
+    else:
+        arr = pa.array(list(texts), pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.string())
+    if arr.null_count:
+        raise ValueError(f"texts must not hold nulls. Received: {arr.null_count} null(s)")
+    return arr
+
+
+class Labeler:
+    """Embeds and labels lines with a model bundle.
+
+    Embeddings are the encoder's max-pooled last layer, L2-normalised (float32).
+    """
+
+    def __init__(
+        self, bundle: Bundle, variant: str | None = None, num_threads: int = 1, batch_size: int = 64
+    ) -> None:
+        self.bundle = bundle
+        self.masker = Masker(bundle.masking)
+        self.tokenizer = Tokenizer.load(bundle.file("tokenizer.model"))
+        self.encoder = Encoder(bundle.encoder_path(variant), num_threads, batch_size)
+        if self.encoder.dim != bundle.dim:
+            raise BundleError(
+                f"Encoder output width {self.encoder.dim} differs from the manifest's "
+                f"embedding_dim. Received: embedding_dim={bundle.dim}"
+            )
+        arrays = bundle.centroids()
+        self.clusters: ClusterModel | None = None if arrays is None else ClusterModel(*arrays)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        variant: str | None = None,
+        num_threads: int = 1,
+        batch_size: int = 64,
+    ) -> Labeler:
+        """Loads a bundle (the shipped default when `path` is None)."""
+        return cls(Bundle.load(path), variant, num_threads, batch_size)
+
+    @property
+    def dim(self) -> int:
+        return self.bundle.dim
+
+    def embed(self, texts: Texts) -> np.ndarray:
+        """`(n, dim)` float32 embeddings of raw texts (masked here first)."""
+        return self.embed_masked(self.masker.mask(_as_string_array(texts)))
+
+    def embed_masked(self, masked: Texts) -> np.ndarray:
+        """Embeddings of already-masked texts; each distinct text is encoded once."""
+        arr = _as_string_array(masked)
+        if len(arr) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        enc = arr.dictionary_encode()
+        uniq: list[str] = enc.dictionary.to_pylist()
+        rows = self.tokenizer.encode(uniq, self.bundle.max_len)
+        emb = self.encoder.encode(rows, self.bundle.max_len)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return emb[enc.indices.to_numpy(zero_copy_only=False)]
+
+    def fit(self, texts: Texts, k: int | None = None, seed: int = 0) -> ClusterModel:
+        """Fits clusters on `texts` (`k` chosen automatically when None) and keeps them."""
+        emb = self.embed(texts)
+        if len(emb) == 0:
+            raise ValueError("fit needs at least one text. Received: 0 texts")
+        self.clusters = clustering.fit(emb, k=k, seed=seed)
+        return self.clusters
+
+    def label(self, texts: Texts) -> np.ndarray:
+        """int32 cluster id of each text (nearest centroid)."""
+        if self.clusters is None:
+            raise ValueError("No clusters: call fit() first or load a bundle with centroids.")
+        ids, _ = self.clusters.assign(self.embed(texts))
+        return ids

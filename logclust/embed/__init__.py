@@ -1,0 +1,1 @@
+"""Text to embeddings: the model bundle, the LiteRT encoder, the embedding cache."""

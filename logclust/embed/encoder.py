@@ -1,0 +1,73 @@
+"""Runs the TFLite encoder with LiteRT (no TensorFlow): batched, bucketed by length.
+
+Rows are sorted by token length and run in batches padded only to the bucket's width
+(16, 32, 64, 128 tokens), instead of padding everything to the longest row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from logclust.text.tokenizer import PAD_ID
+
+logger = logging.getLogger(__name__)
+
+BUCKETS: tuple[int, ...] = (16, 32, 64, 128)
+
+
+class Encoder:
+    """One LiteRT interpreter over an encoder `.tflite` file.
+
+    Args:
+        path: the `.tflite` file.
+        num_threads: LiteRT threads (1 keeps a sidecar on one core).
+        batch_size: rows per interpreter call.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int = 1, batch_size: int = 64) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        sig = self._interp.get_signature_list()
+        if "encode" not in sig:
+            raise ValueError(f"{self.path} has no 'encode' signature. Received: {list(sig)}")
+        self._runner = self._interp.get_signature_runner("encode")
+        out = self._runner.get_output_details()
+        self._out_name = next(iter(out))
+        self.dim = int(out[self._out_name]["shape"][-1])
+
+    def run(self, ids: np.ndarray) -> np.ndarray:
+        """Embeddings `(B, dim)` of one padded id matrix `(B, T)`."""
+        res = self._runner(ids=np.ascontiguousarray(ids, np.int32))
+        return np.asarray(res[self._out_name], np.float32)
+
+    def encode(self, rows: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
+        """Embeddings of id rows (each cut to `max_len`), in input order."""
+        n = len(rows)
+        out = np.zeros((n, self.dim), np.float32)
+        if n == 0:
+            return out
+        lengths = np.fromiter((min(len(r), max_len) for r in rows), np.int64, count=n)
+        order = np.argsort(lengths, kind="stable")
+        buckets = [b for b in BUCKETS if b < max_len] + [max_len]
+        start = 0
+        while start < n:
+            width = next(b for b in buckets if b >= lengths[order[start]])
+            stop = start
+            while stop < n and stop - start < self.batch_size and lengths[order[stop]] <= width:
+                stop += 1
+            idx = order[start:stop]
+            block = np.full((len(idx), width), PAD_ID, np.int32)
+            for j, i in enumerate(idx):
+                r = rows[i][:width]
+                block[j, : len(r)] = r
+            out[idx] = self.run(block)
+            start = stop
+        return out

@@ -1,0 +1,1 @@
+"""Per-cluster latency quantiles: the DDSketch and the per-window book."""

@@ -1,0 +1,231 @@
+"""Per-cluster latency quantiles: a DDSketch with 1% relative accuracy, kept per window.
+
+`LatencyBook` keeps one `DDSketch` (`logclust/latency/ddsketch.py`: every quantile within 1% of
+`np.quantile` of the same values, exact merges) per (source, cluster id, base window)
+with bounded retention, and answers range queries as Arrow tables. A batch is recorded
+with numpy over all its rows at once: one grouping, one binning, then one bucket-count
+update per (source, cluster, window) group.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from logclust.latency.ddsketch import ZERO_BUCKET, DDSketch
+from logclust.wire.contract import DEFAULT_QUANTILES
+
+SketchKey = tuple[str, int, int]  # (source, cluster id, window start in Unix ms)
+
+
+def quantile_column_name(q: float) -> str:
+    """`0.99` -> `p99`, `0.999` -> `p99_9`, `0.5` -> `p50`."""
+    return "p" + f"{q * 100:.6g}".replace(".", "_")
+
+
+class LatencyBook:
+    """Sketches per (source, cluster id, base window), thread-safe, with bounded retention.
+
+    Args:
+        window_ms: base window; query windows must be multiples of it.
+        retention_ms: windows older than this (by wall clock) are dropped.
+        relative_accuracy: accuracy of every sketch.
+    """
+
+    def __init__(
+        self,
+        window_ms: int = 10_000,
+        retention_ms: int = 6 * 3600_000,
+        relative_accuracy: float = 0.01,
+    ) -> None:
+        if window_ms < 1 or retention_ms < window_ms:
+            raise ValueError(
+                "window_ms must be positive and retention_ms at least one window. "
+                f"Received: window_ms={window_ms}, retention_ms={retention_ms}"
+            )
+        self.window_ms = window_ms
+        self.retention_ms = retention_ms
+        self.relative_accuracy = relative_accuracy
+        self._sketches: dict[SketchKey, DDSketch] = {}
+        self._dirty: set[SketchKey] = set()
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        source_names: Sequence[str],
+        source_codes: np.ndarray,
+        cluster_ids: np.ndarray,
+        time_ms: np.ndarray,
+        latency_ms: np.ndarray,
+        now_ms: int,
+    ) -> int:
+        """Adds rows with a measured latency; returns how many were recorded.
+
+        Rows older than the retention horizon or without latency (NaN) are skipped.
+        """
+        keep = ~np.isnan(latency_ms) & (time_ms >= now_ms - self.retention_ms)
+        if not keep.any():
+            return 0
+        values = np.asarray(latency_ms[keep], np.float64)
+        if not (np.all(values >= 0.0) and np.all(np.isfinite(values))):
+            raise ValueError(f"Values must be finite and >= 0. Received: min={values.min()}")
+        window = time_ms[keep] // self.window_ms * self.window_ms
+        groups, g = group_rows(source_codes[keep], cluster_ids[keep], window)
+        binned = _bin_groups(DDSketch(self.relative_accuracy), g, len(groups), values)
+        with self._lock:
+            for (code, cid, win), summary in zip(groups.tolist(), binned, strict=True):
+                key = (source_names[code], cid, win)
+                sketch = self._sketches.get(key)
+                if sketch is None:
+                    sketch = self._sketches[key] = DDSketch(self.relative_accuracy)
+                sketch.add_summary(*summary)
+                self._dirty.add(key)
+        return int(values.size)
+
+    def expire(self, now_ms: int) -> int:
+        """Drops windows past retention; returns the cutoff (window starts below it go)."""
+        cutoff = now_ms - self.retention_ms
+        with self._lock:
+            for key in [k for k in self._sketches if k[2] + self.window_ms <= cutoff]:
+                del self._sketches[key]
+                self._dirty.discard(key)
+        return cutoff
+
+    def take_dirty(self) -> dict[SketchKey, bytes]:
+        """Encodes and clears the sketches changed since the last call."""
+        with self._lock:
+            out = {k: self._sketches[k].to_bytes() for k in self._dirty if k in self._sketches}
+            self._dirty.clear()
+        return out
+
+    def mark_dirty(self, keys: Iterable[SketchKey]) -> None:
+        """Puts keys back after a failed save so the next flush retries them."""
+        with self._lock:
+            self._dirty.update(k for k in keys if k in self._sketches)
+
+    def load(self, items: dict[SketchKey, bytes]) -> None:
+        """Restores persisted sketches (replacing same keys)."""
+        with self._lock:
+            for key, data in items.items():
+                self._sketches[key] = DDSketch.from_bytes(data)
+
+    def query(
+        self,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_ms: int | None = None,
+        source: str | None = None,
+    ) -> pa.Table:
+        """Per-cluster counts and quantiles over [start_ms, end_ms), merged per window.
+
+        Base windows that overlap the range are included whole. `window_ms` buckets are
+        aligned to multiples of `window_ms` since the Unix epoch.
+
+        Returns:
+            Columns `source`, `cluster_id`, `window_start` (only when windowed), `count`,
+            `min`, `max`, `mean` and one float64 column per quantile (`p50`, ...).
+        """
+        qs = list(quantiles) or list(DEFAULT_QUANTILES)
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"Quantiles must be in [0, 1]. Received: q={q}")
+        if window_ms is not None and (window_ms <= 0 or window_ms % self.window_ms):
+            raise ValueError(
+                f"window must be a positive multiple of the base window {self.window_ms} ms. "
+                f"Received: window_ms={window_ms}"
+            )
+        merged: dict[tuple[str, int, int], DDSketch] = {}
+        with self._lock:
+            for (src, cid, win), sketch in self._sketches.items():
+                if source is not None and src != source:
+                    continue
+                if start_ms is not None and win + self.window_ms <= start_ms:
+                    continue
+                if end_ms is not None and win >= end_ms:
+                    continue
+                bucket = win // window_ms * window_ms if window_ms else 0
+                acc = merged.setdefault((src, cid, bucket), DDSketch(self.relative_accuracy))
+                acc.merge(sketch)
+        return _to_table(merged, qs, windowed=window_ms is not None)
+
+
+def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of integer columns and each row's group: `(groups (g, c), (n,))`.
+
+    One 1-D `np.unique` over a mixed-radix key when it fits in int64 (the usual case: a
+    few sources, clusters and windows), else the slower row-wise `np.unique(axis=0)`.
+    """
+    cols = [np.asarray(c, np.int64) for c in columns]
+    lows = [int(c.min()) for c in cols]
+    spans = [int(c.max()) - lo + 1 for c, lo in zip(cols, lows, strict=True)]
+    if math.prod(spans) >= 2**62:
+        groups, inv = np.unique(np.stack(cols, 1), axis=0, return_inverse=True)
+        return groups, inv.ravel()
+    key = np.zeros(cols[0].size, np.int64)
+    for c, lo, span in zip(cols, lows, spans, strict=True):
+        key = key * span + (c - lo)
+    uniq, inv = np.unique(key, return_inverse=True)
+    groups = np.empty((uniq.size, len(cols)), np.int64)
+    for j in range(len(cols) - 1, -1, -1):
+        uniq, groups[:, j] = np.divmod(uniq, spans[j])
+        groups[:, j] += lows[j]
+    return groups, inv.ravel()
+
+
+def _bin_groups(
+    sketch: DDSketch, g: np.ndarray, n_groups: int, values: np.ndarray
+) -> list[tuple[int, np.ndarray, int, int, float, float, float]]:
+    """`DDSketch.add_summary` arguments of each group of `values` (all groups at once)."""
+    idx = sketch.bucket_index(values)
+    indexed = idx != ZERO_BUCKET
+    count = np.bincount(g, minlength=n_groups)
+    zero = count - np.bincount(g[indexed], minlength=n_groups)
+    total = np.bincount(g, weights=values, minlength=n_groups)
+    lo = np.full(n_groups, np.inf)
+    hi = np.full(n_groups, -np.inf)
+    np.minimum.at(lo, g, values)
+    np.maximum.at(hi, g, values)
+    # Bucket counts of every group from one sort of (group, bucket) pairs.
+    out = []
+    if indexed.any():
+        pairs, pinv = group_rows(g[indexed], idx[indexed])
+        pair_counts = np.bincount(pinv, minlength=len(pairs))
+        starts = np.searchsorted(pairs[:, 0], np.arange(n_groups + 1))
+    for i in range(n_groups):
+        counts, offset = np.zeros(0, np.int64), 0
+        if indexed.any() and starts[i] < starts[i + 1]:
+            b, c = pairs[starts[i] : starts[i + 1], 1], pair_counts[starts[i] : starts[i + 1]]
+            offset = int(b[0])
+            counts = np.zeros(int(b[-1]) - offset + 1, np.int64)
+            counts[b - offset] = c
+        summary = (int(zero[i]), int(count[i]), float(total[i]), float(lo[i]), float(hi[i]))
+        out.append((offset, counts, *summary))
+    return out
+
+
+def _to_table(
+    merged: dict[tuple[str, int, int], DDSketch], qs: list[float], windowed: bool
+) -> pa.Table:
+    keys = sorted(merged)
+    sketches = [merged[k] for k in keys]
+    cols: dict[str, pa.Array] = {
+        "source": pa.array([k[0] for k in keys], pa.string()),
+        "cluster_id": pa.array([k[1] for k in keys], pa.int32()),
+    }
+    if windowed:
+        cols["window_start"] = pa.array([k[2] for k in keys], pa.int64()).cast(
+            pa.timestamp("ms", tz="UTC")
+        )
+    cols["count"] = pa.array([s.count for s in sketches], pa.int64())
+    cols["min"] = pa.array([s.min for s in sketches], pa.float64())
+    cols["max"] = pa.array([s.max for s in sketches], pa.float64())
+    cols["mean"] = pa.array([s.sum / s.count for s in sketches], pa.float64())
+    values = np.array([s.quantiles(qs) for s in sketches], np.float64).reshape(len(keys), len(qs))
+    for j, q in enumerate(qs):
+        cols[quantile_column_name(q)] = pa.array(values[:, j], pa.float64())
+    return pa.table(cols)

@@ -1,0 +1,1 @@
+"""The sidecar's domain without gRPC: `StreamLabeler`, `Sidecar`, store, metrics."""

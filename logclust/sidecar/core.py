@@ -1,0 +1,101 @@
+"""The sidecar's domain core: a `StreamLabeler` plus persistence, metrics and Arrow IPC.
+
+Wire types stay out of here: the gRPC servicer (`logclust.server.service`) converts
+requests into these calls, and errors raised here are mapped to status codes in
+`logclust.server.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pyarrow as pa
+
+from logclust.cluster.descriptions import ClusterStats
+from logclust.sidecar.metrics import Metrics
+from logclust.sidecar.store import StateStore, StoreDelta
+from logclust.sidecar.stream_labeler import StreamLabeler, now_ms
+from logclust.wire import contract, ipc
+
+logger = logging.getLogger(__name__)
+
+
+class Sidecar:
+    """Labels batches through `labeler` and saves its state to `store`, restored at start.
+
+    Args:
+        labeler: the in-process labeler (clusters per source, latency sketches).
+        store: where state is saved by `flush()` and loaded from at start.
+        metrics: counters to update; None records nothing.
+    """
+
+    def __init__(
+        self, labeler: StreamLabeler, store: StateStore, metrics: Metrics | None = None
+    ) -> None:
+        self.labeler = labeler
+        self.config = labeler.config
+        self.store = store
+        self.metrics = metrics
+        self._flush_lock = threading.Lock()
+        snapshot = store.load_state()
+        labeler.book.load(snapshot.sketches)
+        labeler.stream.load_states(snapshot.sources)
+        logger.info(
+            "restored %d latency windows and %d sources",
+            len(snapshot.sketches),
+            len(snapshot.sources),
+        )
+
+    def label_ipc(self, data: bytes) -> tuple[bytes, int]:
+        """Decodes, validates and labels Arrow IPC bytes; returns IPC bytes and row count."""
+        t0 = time.perf_counter()
+        table = ipc.decode_ipc(data, self.config.max_rows_per_batch)
+        out = self.label(table, t0)
+        return ipc.encode_ipc(out), out.num_rows
+
+    def label(self, table: pa.Table, started: float | None = None) -> pa.Table:
+        """Labels a validated table: its columns plus `cluster_id` and `cluster_distance`."""
+        started = time.perf_counter() if started is None else started
+        b = self.labeler.label_table(table)
+        if self.metrics is not None:
+            self.metrics.observe_batch(
+                time.perf_counter() - started, b.source_names, b.source_codes, b.ids, b.latency_ms
+            )
+        return contract.with_labels(table, b.ids, b.distances)
+
+    def latency(
+        self,
+        quantiles: list[float] | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_ms: int | None = None,
+        source: str | None = None,
+    ) -> pa.Table:
+        """Per-cluster latency table (see `LatencyBook.query`)."""
+        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source)
+
+    def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
+        """Every cluster of `source` (all sources when None)."""
+        return self.labeler.clusters(source)
+
+    def wait_for_refits(self, timeout: float | None = None) -> None:
+        """Blocks until background refits finish."""
+        self.labeler.wait_for_refits(timeout)
+
+    def flush(self) -> None:
+        """Saves what changed since the last flush and drops expired windows."""
+        book, stream = self.labeler.book, self.labeler.stream
+        with self._flush_lock:
+            cutoff = book.expire(now_ms())
+            sketches = book.take_dirty()
+            sources = stream.take_dirty_states()
+            try:
+                self.store.save_state(StoreDelta(sketches, sources, cutoff))
+            except Exception:
+                # Keep the changes for the next attempt.
+                book.mark_dirty(sketches)
+                for name in sources:
+                    stream.sources[name].dirty = True
+                raise

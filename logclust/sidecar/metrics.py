@@ -1,0 +1,170 @@
+"""Prometheus metrics of the sidecar, served over HTTP.
+
+* `logclust_rows_total{source}` and `logclust_batches_total`: work done.
+* `logclust_errors_total{kind}`: failed calls by status (`invalid_argument`, ...).
+* `logclust_batch_seconds`: time to label one batch (decode to encode).
+* `logclust_request_latency_ms{source,cluster}`: histogram of the rows' `latency_ms` per
+  cluster. Label pairs are capped (`max_series`); rows of further clusters are counted
+  under `cluster="other"` so a noisy stream cannot blow up the scrape.
+
+The per-cluster histogram is filled with numpy (one `searchsorted` and one `bincount` for
+all the clusters of a batch) and exposed by a custom collector, because the client library's
+`Histogram.observe` takes one value at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from logclust.latency.book import group_rows
+
+# Request latency buckets (ms): 0.1 ms to 10 s, roughly x2.5 apart.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+)
+OTHER = "other"
+
+
+class _ClusterLatencyCollector(Collector):
+    def __init__(self, max_series: int) -> None:
+        self.max_series = max_series
+        self._bounds = np.asarray(LATENCY_BUCKETS_MS)
+        self._series: dict[tuple[str, str], tuple[np.ndarray, list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
+        """Adds the values of one series."""
+        counts = np.bincount(self.bucket(values), minlength=len(self._bounds) + 1)
+        self.observe_counts([(source, cluster, counts, float(values.sum()))])
+
+    def bucket(self, values: np.ndarray) -> np.ndarray:
+        # Bucket i counts values <= bounds[i] (Prometheus "le"); the last is +Inf.
+        return np.searchsorted(self._bounds, values, side="left")
+
+    def observe_counts(self, series: Sequence[tuple[str, int, np.ndarray, float]]) -> None:
+        """Adds already-bucketed `(source, cluster, bucket counts, sum)` of many series."""
+        with self._lock:
+            for source, cluster, add, add_total in series:
+                key = (source, str(cluster))
+                if key not in self._series and len(self._series) >= self.max_series:
+                    # Over the cap: one overflow series per source (sources are capped too).
+                    key = (source, OTHER)
+                counts, total = self._series.setdefault(
+                    key, (np.zeros(len(self._bounds) + 1, np.int64), [0.0])
+                )
+                counts += add
+                total[0] += add_total
+
+    def collect(self) -> Iterator[Metric]:
+        fam = HistogramMetricFamily(
+            "logclust_request_latency_ms",
+            "Request latency per cluster (ms).",
+            labels=["source", "cluster"],
+        )
+        with self._lock:
+            for (source, cluster), (counts, total) in sorted(self._series.items()):
+                cum = np.cumsum(counts)
+                buckets = [(f"{b:g}", float(c)) for b, c in zip(self._bounds, cum, strict=False)]
+                buckets.append(("+Inf", float(cum[-1])))
+                fam.add_metric([source, cluster], buckets, total[0])
+        yield fam
+
+    @property
+    def series(self) -> int:
+        return len(self._series)
+
+
+class Metrics:
+    """The sidecar's metrics in their own registry (several servers per process in tests).
+
+    Args:
+        max_series: cap on (source, cluster) pairs of the latency histogram.
+    """
+
+    def __init__(self, max_series: int = 200) -> None:
+        self.registry = CollectorRegistry()
+        self.rows = Counter("logclust_rows", "Rows labelled.", ["source"], registry=self.registry)
+        self.batches = Counter("logclust_batches", "Batches labelled.", registry=self.registry)
+        self.errors = Counter(
+            "logclust_errors", "Failed calls by status.", ["kind"], registry=self.registry
+        )
+        self.batch_seconds = Histogram(
+            "logclust_batch_seconds",
+            "Time to label one batch.",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.cluster_latency = _ClusterLatencyCollector(max_series)
+        self.registry.register(self.cluster_latency)
+        self._http: object | None = None
+        self.port: int | None = None
+
+    def observe_batch(
+        self,
+        seconds: float,
+        source_names: Sequence[str],
+        source_codes: np.ndarray,
+        cluster_ids: np.ndarray,
+        latency_ms: np.ndarray,
+    ) -> None:
+        """Records one labelled batch; NaN latencies (not measured) are skipped."""
+        self.batches.inc()
+        self.batch_seconds.observe(seconds)
+        per_source = np.bincount(source_codes, minlength=len(source_names))
+        for name, n in zip(source_names, per_source.tolist(), strict=True):
+            if n:
+                self.rows.labels(source=name).inc(n)
+        measured = ~np.isnan(latency_ms)
+        if not measured.any():
+            return
+        groups, g = group_rows(source_codes[measured], cluster_ids[measured])
+        values = latency_ms[measured]
+        width = len(LATENCY_BUCKETS_MS) + 1
+        # Bucket counts of every (source, cluster) at once: one bincount over g * width + b.
+        counts = np.bincount(
+            g * width + self.cluster_latency.bucket(values), minlength=len(groups) * width
+        ).reshape(len(groups), width)
+        totals = np.bincount(g, weights=values, minlength=len(groups))
+        self.cluster_latency.observe_counts(
+            [
+                (source_names[code], cid, counts[i], float(totals[i]))
+                for i, (code, cid) in enumerate(groups.tolist())
+            ]
+        )
+
+    def on_error(self, kind: str) -> None:
+        self.errors.labels(kind=kind).inc()
+
+    def start_http(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serves /metrics on `port` (0: a free one); returns the bound port."""
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        self._http = server
+        self.port = int(server.server_port)
+        return self.port
+
+    def stop_http(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()  # type: ignore[attr-defined]
+            self._http.server_close()  # type: ignore[attr-defined]
+            self._http = None

@@ -1,0 +1,211 @@
+"""Persistence of latency sketches and per-source cluster state.
+
+The sidecar keeps everything it answers from in memory and saves what changed every
+flush interval (default 1 s) through a two-method interface, `save_state(delta)` and
+`load_state()`. `SqliteStore` writes one SQLite file in WAL mode: a transaction commits
+atomically, so after `kill -9` the store holds every flush that finished and at most the
+last interval is lost. `MemoryStore` keeps the same data in dicts and is the test fake.
+
+Values are opaque bytes produced by their owners (`DDSketch.to_bytes`,
+`SourceClusterer.to_bytes`); neither format uses pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from logclust.latency.book import SketchKey
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DB_NAME = "logclust.sqlite3"
+# A crash loses at most one interval of data, so the interval stays short.
+MAX_FLUSH_INTERVAL_S = 5.0
+
+
+@dataclass
+class StoreDelta:
+    """What changed since the last flush.
+
+    Attributes:
+        sketches: full encoded sketch per key (an upsert replaces the stored one).
+        sources: encoded cluster state per source.
+        expire_before_ms: sketches whose window starts before this are deleted.
+    """
+
+    sketches: dict[SketchKey, bytes] = field(default_factory=dict)
+    sources: dict[str, bytes] = field(default_factory=dict)
+    expire_before_ms: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.sketches or self.sources or self.expire_before_ms is not None)
+
+
+@dataclass
+class StoreSnapshot:
+    """Everything a store holds."""
+
+    sketches: dict[SketchKey, bytes] = field(default_factory=dict)
+    sources: dict[str, bytes] = field(default_factory=dict)
+
+
+class StateStore(Protocol):
+    """Persistence interface of the sidecar."""
+
+    def save_state(self, delta: StoreDelta) -> None:
+        """Applies `delta` atomically."""
+        ...
+
+    def load_state(self) -> StoreSnapshot:
+        """Returns everything saved so far."""
+        ...
+
+
+class MemoryStore:
+    """`StateStore` in dicts: the default without `--store` and the test fake."""
+
+    def __init__(self) -> None:
+        self._snapshot = StoreSnapshot()
+        self._lock = threading.Lock()
+        self.saves = 0
+
+    def save_state(self, delta: StoreDelta) -> None:
+        with self._lock:
+            self._snapshot.sketches.update(delta.sketches)
+            self._snapshot.sources.update(delta.sources)
+            if delta.expire_before_ms is not None:
+                cutoff = delta.expire_before_ms
+                for key in [k for k in self._snapshot.sketches if k[2] < cutoff]:
+                    del self._snapshot.sketches[key]
+            self.saves += 1
+
+    def load_state(self) -> StoreSnapshot:
+        with self._lock:
+            return StoreSnapshot(dict(self._snapshot.sketches), dict(self._snapshot.sources))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SqliteStore:
+    """`StateStore` in `<directory>/logclust.sqlite3` (WAL journal, NORMAL sync).
+
+    WAL with `synchronous=NORMAL` survives a crash of the process (not necessarily of the
+    machine) with every committed transaction intact.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / DB_NAME
+        self._lock = threading.Lock()
+        # One connection shared by the flusher thread and the caller, guarded by the lock.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._create()
+
+    def _create(self) -> None:
+        with self._lock:
+            c = self._conn
+            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) != SCHEMA_VERSION:
+                raise ValueError(
+                    f"Store {self.path} has schema version {row[0]}, expected "
+                    f"{SCHEMA_VERSION}. Received: schema_version={row[0]}"
+                )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS sketches (source TEXT NOT NULL, cluster INTEGER "
+                "NOT NULL, window_ms INTEGER NOT NULL, data BLOB NOT NULL, "
+                "PRIMARY KEY (source, cluster, window_ms))"
+            )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, data BLOB NOT NULL)"
+            )
+            c.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def save_state(self, delta: StoreDelta) -> None:
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN")
+            try:
+                c.executemany(
+                    "INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
+                    [(s, cid, w, data) for (s, cid, w), data in delta.sketches.items()],
+                )
+                c.executemany(
+                    "INSERT OR REPLACE INTO sources VALUES (?, ?)", list(delta.sources.items())
+                )
+                if delta.expire_before_ms is not None:
+                    c.execute("DELETE FROM sketches WHERE window_ms < ?", (delta.expire_before_ms,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def load_state(self) -> StoreSnapshot:
+        with self._lock:
+            sketches = {
+                (s, int(cid), int(w)): bytes(data)
+                for s, cid, w, data in self._conn.execute("SELECT * FROM sketches")
+            }
+            sources = {s: bytes(d) for s, d in self._conn.execute("SELECT * FROM sources")}
+        return StoreSnapshot(sketches, sources)
+
+    def close(self) -> None:
+        """Checkpoints the WAL into the main file and closes the connection."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+
+
+class PeriodicFlusher:
+    """Calls `flush` every `interval_s` on a daemon thread, and once more on `stop()`.
+
+    A failing flush is logged and retried at the next tick; the caller's flush is
+    responsible for keeping unsaved changes (see `LatencyBook.mark_dirty`).
+    """
+
+    def __init__(self, flush: Callable[[], None], interval_s: float = 1.0) -> None:
+        if not 0.0 < interval_s <= MAX_FLUSH_INTERVAL_S:
+            raise ValueError(
+                f"interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. "
+                f"Received: interval_s={interval_s}"
+            )
+        self._flush = flush
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="logclust-flush", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._safe_flush()
+
+    def _safe_flush(self) -> None:
+        try:
+            self._flush()
+        except (sqlite3.Error, OSError, ValueError) as e:
+            logger.error("flush failed, retrying next interval: %s", e)
+
+    def stop(self) -> None:
+        """Stops the thread and flushes a last time."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._safe_flush()

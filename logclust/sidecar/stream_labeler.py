@@ -1,0 +1,208 @@
+"""`StreamLabeler`: the sidecar's work in one in-process object, no gRPC.
+
+Text in, stable cluster ids out, latency recorded per cluster, in the spirit of Drain3's
+`TemplateMiner`: a program can embed it directly, and the sidecar (`logclust.sidecar.core`)
+wraps it with persistence, metrics and Arrow IPC, the gRPC server wraps the sidecar.
+
+```python
+labeler = StreamLabeler.load()                       # the shipped bundle
+result = labeler.label(["GET /cart 200", ...], source="frontend", latency_ms=[4.1, ...])
+result.ids, result.distances, result.clusters        # per row, per row, by id
+labeler.latency(quantiles=[0.99])                    # per-cluster quantiles (Arrow)
+labeler.clusters("frontend")                         # templates, sizes, exemplars
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.labeler import Labeler
+from logclust.cluster.stream import StreamClusters
+from logclust.embed.embedding_cache import Embedder
+from logclust.latency.book import LatencyBook
+from logclust.wire import contract
+from logclust.wire.contract import DEFAULT_QUANTILES, DEFAULT_SOURCE
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class StreamLabelerConfig:
+    """What a `StreamLabeler` keeps and how much it accepts."""
+
+    # Base latency window; query windows are multiples of it.
+    window_s: int = 10
+    # How long latency windows are kept.
+    retention_s: int = 6 * 3600
+    # Relative accuracy of the latency quantiles.
+    relative_accuracy: float = 0.01
+    # Distinct sources kept (each has its own clusters).
+    max_sources: int = 64
+    # Rows allowed in one batch.
+    max_rows_per_batch: int = 1_000_000
+    # Per-source online clustering.
+    clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
+
+    def __post_init__(self) -> None:
+        if self.window_s < 1 or self.retention_s < self.window_s:
+            raise ValueError(
+                "window_s must be positive and retention_s at least one window. "
+                f"Received: window_s={self.window_s}, retention_s={self.retention_s}"
+            )
+        for name in ("max_sources", "max_rows_per_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class BatchLabels:
+    """Labels of one batch in row order, with the bookkeeping a caller may record.
+
+    Attributes:
+        ids: `(n,)` int32 stable cluster ids; -1 during warm-up or far from every cluster.
+        distances: `(n,)` float32 distance to the nearest centroid; NaN before the first fit.
+        source_names: distinct sources of the batch.
+        source_codes: `(n,)` index into `source_names` of each row.
+        latency_ms: `(n,)` float64 latencies; NaN where not measured.
+    """
+
+    ids: np.ndarray
+    distances: np.ndarray
+    source_names: list[str]
+    source_codes: np.ndarray
+    latency_ms: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What `StreamLabeler.label` returns for a list of texts of one source.
+
+    Attributes:
+        ids: `(n,)` int32 stable cluster ids (-1: warm-up, or far from every cluster).
+        distances: `(n,)` float32 distance to the nearest centroid (NaN before the first fit).
+        clusters: a copy of the stats (template, size, exemplars, ...) of every cluster id
+            in `ids`.
+    """
+
+    ids: np.ndarray
+    distances: np.ndarray
+    clusters: dict[int, ClusterStats]
+
+
+class StreamLabeler:
+    """Clusters streams of text per source and keeps per-cluster latency sketches.
+
+    Thread-safe. Args:
+        embedder: the embedder (a `Labeler`, or a test fake with `masker`, `dim` and
+            `embed_masked`).
+        config: what is kept and accepted; defaults when None.
+    """
+
+    def __init__(self, embedder: Embedder, config: StreamLabelerConfig | None = None) -> None:
+        self.config = config or StreamLabelerConfig()
+        self.stream = StreamClusters(embedder, self.config.clusters, self.config.max_sources)
+        self.book = LatencyBook(
+            window_ms=self.config.window_s * 1000,
+            retention_ms=self.config.retention_s * 1000,
+            relative_accuracy=self.config.relative_accuracy,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        bundle: str | Path | None = None,
+        config: StreamLabelerConfig | None = None,
+        batch_size: int = 64,
+    ) -> StreamLabeler:
+        """A labeler over a model bundle (the shipped one when `bundle` is None)."""
+        return cls(Labeler.load(bundle, batch_size=batch_size), config)
+
+    def label(
+        self,
+        texts: Sequence[str],
+        source: str = DEFAULT_SOURCE,
+        latency_ms: Sequence[float] | np.ndarray | None = None,
+        time_ms: Sequence[int] | np.ndarray | None = None,
+    ) -> LabelResult:
+        """Labels texts of one source and records their latencies.
+
+        Args:
+            texts: the lines or request bodies.
+            source: the stream they belong to (each source has its own clusters).
+            latency_ms: one latency per text; None (or NaN) records none.
+            time_ms: event time per text in Unix ms; None means now.
+
+        Raises:
+            TypeError: `texts` is one string.
+            ValueError: lengths differ, or the batch breaks the contract (`ContractError`).
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of str, not one str. Received: str")
+        n = len(texts)
+        columns: dict[str, pa.Array] = {contract.BODY: pa.array(list(texts), pa.string())}
+        for name, values in ((contract.LATENCY_MS, latency_ms), (contract.TIME, time_ms)):
+            if values is not None and len(values) != n:
+                raise ValueError(
+                    f"{name} needs one value per text. Received: {len(values)} for {n} texts"
+                )
+        if latency_ms is not None:
+            columns[contract.LATENCY_MS] = pa.array(np.asarray(latency_ms, np.float64))
+        if time_ms is not None:
+            ts = pa.array(np.asarray(time_ms, np.int64))
+            columns[contract.TIME] = ts.cast(pa.timestamp("ms", tz="UTC"))
+        columns[contract.SOURCE] = pa.array([source] * n, pa.string())
+        table = pa.table(columns)
+        contract.validate_batch(table, self.config.max_rows_per_batch)
+        labels = self.label_table(table)
+        present = set(labels.ids.tolist())
+        stats = {st.cluster_id: st for _, st in self.stream.describe(source)}
+        return LabelResult(
+            labels.ids, labels.distances, {c: stats[c] for c in sorted(present) if c in stats}
+        )
+
+    def label_table(self, table: pa.Table, now: int | None = None) -> BatchLabels:
+        """Labels a table that passed `contract.validate_batch` and records its latencies.
+
+        Args:
+            table: `body` plus the optional `latency_ms`, `time` and `source` columns.
+            now: receive time in Unix ms (rows without a time); None means now.
+        """
+        now = now_ms() if now is None else now
+        body = contract.column_array(table, contract.BODY)
+        time_ms = contract.time_ms_column(table, now)
+        latency = contract.latency_column(table)
+        ids, dist, names, codes = self.stream.label(body, contract.source_column(table), time_ms)
+        self.book.record(names, codes, ids, time_ms, latency, now)
+        return BatchLabels(ids, dist, names, codes, latency)
+
+    def latency(
+        self,
+        quantiles: Sequence[float] | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        window_ms: int | None = None,
+        source: str | None = None,
+    ) -> pa.Table:
+        """Per-cluster counts and latency quantiles (see `LatencyBook.query`)."""
+        return self.book.query(
+            list(quantiles or DEFAULT_QUANTILES), start_ms, end_ms, window_ms, source
+        )
+
+    def clusters(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
+        """`(source, stats)` of every cluster of `source` (all sources when None)."""
+        return self.stream.describe(source)
+
+    def wait_for_refits(self, timeout: float | None = None) -> None:
+        """Blocks until background refits finish (tests, shutdown)."""
+        self.stream.wait_for_refits(timeout)

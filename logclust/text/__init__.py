@@ -1,0 +1,1 @@
+"""Text before the model: masking rules, their analysis, the mask cache, the tokenizer."""

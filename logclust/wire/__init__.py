@@ -1,0 +1,1 @@
+"""The Arrow contract between callers and the sidecar: column names, checks, IPC bytes."""

@@ -1,0 +1,168 @@
+"""The Arrow contract of the sidecar: column names, checks, and the columns it reads.
+
+A batch sent for labelling must have:
+
+* `body` (string or large_string, no nulls): the text that is masked, embedded and clustered.
+
+and may have, with these meanings:
+
+* `latency_ms` (any integer or floating type): request latency; nulls and NaN mean "not
+  measured", negative or infinite values are rejected.
+* `time` (any timestamp type): event time; nulls (or a missing column) mean receive time.
+* `source` (string): stream the row belongs to; clusters are fitted per source; nulls (or a
+  missing column) mean `"default"`.
+
+Every other column passes through untouched. `cluster_id` and `cluster_distance` are
+added by the sidecar, so an input that already has them is rejected.
+
+Bytes on the wire are Arrow IPC streams (`logclust.wire.ipc`). The sidecar, the server,
+the client and the CLI all speak this one contract, and nothing else of each other.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
+
+BODY = "body"
+LATENCY_MS = "latency_ms"
+TIME = "time"
+SOURCE = "source"
+CLUSTER_ID = "cluster_id"
+CLUSTER_DISTANCE = "cluster_distance"
+DEFAULT_SOURCE = "default"
+# Quantiles a latency query reports when the caller names none.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+OUTPUT_FIELDS: tuple[pa.Field, ...] = (
+    pa.field(CLUSTER_ID, pa.int32()),
+    pa.field(CLUSTER_DISTANCE, pa.float32()),
+)
+
+
+class ContractError(ValueError):
+    """A batch breaks the input contract (maps to INVALID_ARGUMENT)."""
+
+
+class LimitExceededError(ContractError):
+    """The input exceeds a configured limit: rows, sources (maps to RESOURCE_EXHAUSTED)."""
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def validate_schema(schema: pa.Schema) -> None:
+    """Checks column names and types of the input contract.
+
+    Raises:
+        ContractError: on a missing or mistyped column, a duplicate contract column, or an
+            output column already present.
+    """
+    names = schema.names
+    for name in (BODY, LATENCY_MS, TIME, SOURCE, CLUSTER_ID, CLUSTER_DISTANCE):
+        if names.count(name) > 1:
+            raise ContractError(f"Column {name!r} appears more than once. Received: {names}")
+    if BODY not in names:
+        raise ContractError(f"Missing required string column 'body'. Received: columns={names}")
+    body_type = schema.field(BODY).type
+    if not _is_string(body_type):
+        raise ContractError(f"Column 'body' must be string. Received: type={body_type}")
+    if LATENCY_MS in names:
+        t = schema.field(LATENCY_MS).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise ContractError(f"Column 'latency_ms' must be numeric. Received: type={t}")
+    if TIME in names:
+        t = schema.field(TIME).type
+        if not pa.types.is_timestamp(t):
+            raise ContractError(f"Column 'time' must be a timestamp. Received: type={t}")
+    if SOURCE in names:
+        t = schema.field(SOURCE).type
+        if not _is_string(t):
+            raise ContractError(f"Column 'source' must be string. Received: type={t}")
+    taken = [n for n in (CLUSTER_ID, CLUSTER_DISTANCE) if n in names]
+    if taken:
+        raise ContractError(
+            f"Output columns are added by the sidecar; drop them first. Received: {taken}"
+        )
+
+
+def validate_batch(batch: pa.RecordBatch | pa.Table, max_rows: int | None = None) -> None:
+    """Checks one batch against the input contract, values included.
+
+    Args:
+        batch: a decoded record batch or table.
+        max_rows: rows allowed per batch; None means no limit.
+
+    Raises:
+        ContractError: the batch breaks the contract.
+        LimitExceededError: the batch has more than `max_rows` rows.
+    """
+    validate_schema(batch.schema)
+    validate_values(batch, max_rows)
+
+
+def validate_values(batch: pa.RecordBatch | pa.Table, max_rows: int | None) -> None:
+    """`validate_batch` after the schema check (`decode_ipc` has done that already)."""
+    if batch.num_rows == 0:
+        raise ContractError("Empty batch: at least one row is required. Received: 0 rows")
+    if max_rows is not None and batch.num_rows > max_rows:
+        raise LimitExceededError(
+            f"Batch has too many rows (limit {max_rows}). Received: {batch.num_rows} rows"
+        )
+    nulls = batch.column(BODY).null_count
+    if nulls:
+        raise ContractError(f"Column 'body' must not contain nulls. Received: {nulls} nulls")
+    if LATENCY_MS in batch.schema.names:
+        lat = batch.column(LATENCY_MS).cast(pa.float64())
+        bad = pc.sum(pc.or_(pc.less(lat, 0.0), pc.is_inf(lat))).as_py() or 0
+        if bad:
+            raise ContractError(
+                f"Column 'latency_ms' must be finite and >= 0. Received: {bad} bad values"
+            )
+
+
+def column_array(table: pa.Table, name: str) -> pa.Array:
+    """One column as a single array; zero-copy when it has one chunk (one IPC batch)."""
+    col = table.column(name)
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+def source_column(table: pa.Table) -> pa.Array:
+    """The `source` column with nulls (or a missing column) filled with the default."""
+    if SOURCE not in table.schema.names:  # already dictionary-encoded: one value
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(table.num_rows, np.int32)), pa.array([DEFAULT_SOURCE], pa.string())
+        )
+    col = column_array(table, SOURCE).cast(pa.string())
+    return pc.fill_null(col, DEFAULT_SOURCE)
+
+
+def time_ms_column(table: pa.Table, receive_ms: int) -> np.ndarray:
+    """Event time in Unix milliseconds (int64), receive time where missing."""
+    if TIME not in table.schema.names:
+        return np.full(table.num_rows, receive_ms, dtype=np.int64)
+    col = column_array(table, TIME)
+    unit = col.type.unit
+    ints = col.cast(pa.int64())
+    divisor = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[unit]
+    ms = pc.multiply(ints, 1000) if divisor is None else pc.divide(ints, divisor)
+    return np.asarray(pc.fill_null(ms, receive_ms).to_numpy(zero_copy_only=False), np.int64)
+
+
+def latency_column(table: pa.Table) -> np.ndarray:
+    """Latency in ms as float64; NaN where not measured (null, NaN or missing column)."""
+    if LATENCY_MS not in table.schema.names:
+        return np.full(table.num_rows, np.nan)
+    col = column_array(table, LATENCY_MS).cast(pa.float64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
+
+
+def with_labels(table: pa.Table, ids: np.ndarray, distances: np.ndarray) -> pa.Table:
+    """The caller's table with `cluster_id` and `cluster_distance` appended."""
+    table = table.append_column(OUTPUT_FIELDS[0], pa.array(ids, pa.int32()))
+    return table.append_column(OUTPUT_FIELDS[1], pa.array(distances, pa.float32()))

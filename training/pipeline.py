@@ -1,0 +1,255 @@
+"""The retraining pipeline, one step at a time or all at once.
+
+Steps: `tokenizer` (SentencePiece on masked training lines), `teacher` (distillation
+targets, optional), `train` (decoder), `finetune` (distillation-heavy second stage),
+`semantic` (the static semantic channel, needs the teacher), `export` (TFLite encoders,
+default clusters and manifest into the bundle folder), `evaluate` (REPORT.md and
+metrics.json). Each step reads what the earlier ones left in `work_dir` and the bundle
+folder, so a step can be rerun alone, and `train` resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from logclust.cluster import clustering
+from logclust.cluster.labeler import Labeler
+from logclust.embed.bundle import write_manifest
+from logclust.text.masking import Masker, MaskingConfig
+from logclust.text.tokenizer import Tokenizer
+from training import data as data_mod
+from training import semantic, teacher
+from training.config import ModelConfig, SemanticConfig, TrainConfig, to_dict
+from training.corpus import python_messages
+from training.dataset import Example, make_examples, split
+from training.evaluate import evaluate
+from training.semantic import SemanticTable
+from training.tokenizer import TokenizerConfig, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+STEPS = ("tokenizer", "teacher", "train", "finetune", "semantic", "export", "evaluate")
+CORPUS = "python-corpus"  # source name of the corpus lines
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run needs; written into the bundle's manifest."""
+
+    data_dir: Path
+    out_dir: Path
+    work_dir: Path
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    masking: MaskingConfig = MaskingConfig()
+    semantic: SemanticConfig = SemanticConfig()
+
+
+@dataclass
+class Prepared:
+    sources: list[str]
+    train: list[Example]
+    val: list[Example]
+    label_names: list[str]
+
+
+def prepare(cfg: PipelineConfig) -> Prepared:
+    """Distinct masked training lines, split into training and validation."""
+    sets = data_mod.load_training_lines(cfg.data_dir)
+    masker = Masker(cfg.masking)
+    examples, names = make_examples(sets, masker, cfg.train.include_content)
+    if cfg.train.corpus_lines:
+        seen = {e.text for e in examples}
+        extra = masker.mask_texts(python_messages(cfg.train.corpus_lines, cfg.train.seed))
+        examples += [Example(t, CORPUS, -1, 1) for t in dict.fromkeys(extra) if t not in seen]
+    train, val = split(examples, cfg.train.val_fraction)
+    logger.info(
+        "%d distinct lines from %d sources: %d train, %d validation",
+        len(examples),
+        len(sets),
+        len(train),
+        len(val),
+    )
+    return Prepared(sorted(sets), train, val, names)
+
+
+def step_tokenizer(cfg: PipelineConfig, prep: Prepared) -> Tokenizer:
+    texts = [e.text for e in prep.train for _ in range(min(e.count, 20))]
+    return train_tokenizer(
+        texts, cfg.masking.placeholders, cfg.tokenizer, cfg.out_dir / "tokenizer.model"
+    )
+
+
+def step_teacher(cfg: PipelineConfig, prep: Prepared) -> np.ndarray:
+    """Teacher embeddings of the training lines, or a `(n, 1)` zero array when disabled."""
+    if cfg.train.distill_weight == 0 or not teacher.available():
+        if cfg.train.distill_weight:
+            logger.warning("distillation disabled: install logclust[distill] for the teacher")
+        return np.zeros((len(prep.train), 1), np.float32)
+    return teacher.teacher_embeddings([e.text for e in prep.train], cfg.work_dir)
+
+
+def resolved_model_config(cfg: PipelineConfig, tok: Tokenizer) -> ModelConfig:
+    d = to_dict(cfg.model)
+    d["vocab_size"] = tok.vocab_size
+    return ModelConfig(**d)
+
+
+def step_train(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> dict[str, object]:
+    from training.train import Trainer, fit
+
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    mcfg = resolved_model_config(cfg, tok)
+    steps = max(1, len(prep.train) // cfg.train.batch_size)
+    trainer = Trainer(mcfg, cfg.train, cfg.work_dir, steps, teacher_emb.shape[1])
+    hist = fit(trainer, tok, prep.train, prep.val, teacher_emb)
+    return hist.__dict__
+
+
+def finetune_dir(work_dir: Path) -> Path:
+    return work_dir / "finetune"
+
+
+def best_stage_dir(work_dir: Path) -> Path:
+    """The folder whose `best.weights.h5` and `history.json` the bundle is made from:
+    the fine-tuning stage when it ran, else the first stage."""
+    ft = finetune_dir(work_dir)
+    return ft if (ft / "best.weights.h5").is_file() else work_dir
+
+
+def step_finetune(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> None:
+    """Distillation-heavy second stage from the first stage's best weights."""
+    from training.train import Trainer, fit
+
+    t = cfg.train
+    if t.finetune_epochs == 0:
+        return
+    tcfg = replace(
+        t,
+        epochs=t.finetune_epochs,
+        distill_weight=t.finetune_distill_weight,
+        contrastive_weight=t.finetune_contrastive_weight,
+        learning_rate=t.finetune_learning_rate,
+        warmup_steps=50,
+    )
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    steps = max(1, len(prep.train) // t.batch_size)
+    trainer = Trainer(
+        resolved_model_config(cfg, tok),
+        tcfg,
+        finetune_dir(cfg.work_dir),
+        steps,
+        teacher_emb.shape[1],
+        init_weights=cfg.work_dir / "best.weights.h5",
+    )
+    fit(trainer, tok, prep.train, prep.val, teacher_emb)
+
+
+def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray | None) -> None:
+    """Builds the semantic channel into `work_dir/semantic.npz` (removed when disabled)."""
+    path = cfg.work_dir / semantic.FILE
+    path.unlink(missing_ok=True)
+    if cfg.semantic.dim == 0:
+        return
+    if not teacher.available():
+        logger.warning("semantic channel left out: install logclust[distill] for the teacher")
+        return
+    texts = [e.text for e in prep.train]
+    # step_teacher's (n, 1) zeros stand for "no targets": then the teacher embeds them here.
+    targets = None
+    if teacher_emb is not None and teacher_emb.shape[0] == len(texts) and teacher_emb.shape[1] > 1:
+        targets = teacher_emb
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    table = semantic.build(
+        tok,
+        texts,
+        lambda t: teacher.teacher_embeddings(t, cfg.work_dir),
+        cfg.semantic,
+        cfg.model.max_len,
+        text_targets=targets,
+    )
+    table.save(path)
+
+
+def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
+    """Best weights to TFLite, default clusters, manifest."""
+    from training.export import export_tflite
+    from training.model import build, count_params
+
+    tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
+    mcfg = resolved_model_config(cfg, tok)
+    model = build(mcfg)
+    stage = best_stage_dir(cfg.work_dir)
+    model.load_weights(str(stage / "best.weights.h5"))
+    sem_path = cfg.work_dir / semantic.FILE
+    channel = SemanticTable.load(sem_path) if cfg.semantic.dim and sem_path.is_file() else None
+    export_tflite(model, cfg.out_dir, channel, cfg.semantic.weight)
+    hist = json.loads((stage / "history.json").read_text())
+    manifest = {
+        "embedding_dim": mcfg.d_model + (channel.table.shape[1] if channel else 0),
+        "default_variant": "int8",
+        "model_config": to_dict(mcfg),
+        "train_config": to_dict(cfg.train),
+        "tokenizer_config": to_dict(cfg.tokenizer),
+        "masking": cfg.masking.to_dict(),
+        "semantic": None
+        if channel is None
+        else dict(to_dict(cfg.semantic), dim=channel.table.shape[1], stats=channel.stats),
+        "parameters": count_params(model),
+        "training_data": {
+            "sources": prep.sources,
+            "distinct_train_lines": len(prep.train),
+            "distinct_val_lines": len(prep.val),
+            "held_out": list(data_mod.TEST_SYSTEMS),
+        },
+        "training": {
+            "best_epoch": hist["best_epoch"],
+            "best_val_acc": hist["best_val_acc"],
+            "stage": "finetune" if stage != cfg.work_dir else "train",
+        },
+    }
+    for name in ("centroids.npy", "radii.npy"):
+        (cfg.out_dir / name).unlink(missing_ok=True)
+    write_manifest(cfg.out_dir, dict(manifest))
+    lab = Labeler.load(cfg.out_dir)
+    logs = [e for e in prep.train + prep.val if e.source != CORPUS]
+    texts = [e.text for e in logs]
+    k = len({e.label for e in logs if e.label >= 0}) or None
+    cm = clustering.fit(lab.embed_masked(texts), k=k, seed=cfg.train.seed)
+    np.save(cfg.out_dir / "centroids.npy", cm.centroids, allow_pickle=False)
+    np.save(cfg.out_dir / "radii.npy", cm.radii, allow_pickle=False)
+    write_manifest(cfg.out_dir, dict(manifest, files={}))
+
+
+def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise ValueError(f"Unknown steps; choose from {STEPS}. Received: {sorted(unknown)}")
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(cfg)
+    if "tokenizer" in steps:
+        tok = step_tokenizer(cfg, prep)
+        print(f"tokenizer: {tok.vocab_size} pieces (asked for {cfg.tokenizer.vocab_size})")
+    needs_teacher = {"teacher", "train", "finetune", "semantic"} & set(steps)
+    teacher_emb = step_teacher(cfg, prep) if needs_teacher else None
+    if "train" in steps:
+        assert teacher_emb is not None
+        step_train(cfg, prep, teacher_emb)
+    if "finetune" in steps:
+        assert teacher_emb is not None
+        step_finetune(cfg, prep, teacher_emb)
+    if "semantic" in steps:
+        step_semantic(cfg, prep, teacher_emb)
+    if "export" in steps:
+        step_export(cfg, prep)
+        print(f"bundle written to {cfg.out_dir}")
+    if "evaluate" in steps:
+        weights = best_stage_dir(cfg.work_dir) / "best.weights.h5"
+        evaluate(cfg.out_dir, cfg.data_dir, cfg.work_dir, weights, [e.text for e in prep.val])
