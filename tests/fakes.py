@@ -7,7 +7,30 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
+from logclust.cli.traffic import generate_traffic
 from logclust.text.masking import Masker
+
+# Request kinds whose masked texts the fake's trigram embedding keeps within its threshold
+# of each other and apart from the rest (search and free-text feedback need a real model).
+FAKE_KINDS = (
+    "add_to_cart",
+    "checkout",
+    "set_currency",
+    "login",
+    "place_order",
+    "get_product",
+    "add_review",
+    "update_address",
+    "signup",
+    "review",
+)
+
+
+def fake_traffic(rows: int, seed: int = 0, **kwargs: object) -> pa.Table:
+    """The demo's traffic (`generate_traffic`) without the kinds the fake cannot tell
+    apart (about `rows * 0.83` rows)."""
+    t = generate_traffic(rows, seed=seed, **kwargs)  # type: ignore[arg-type]
+    return t.filter(pa.compute.is_in(t.column("kind"), pa.array(FAKE_KINDS)))
 
 
 class FakeLabeler:
@@ -23,6 +46,9 @@ class FakeLabeler:
     def __init__(self, dim: int = 256) -> None:
         self.masker = Masker()
         self.dim = dim
+        # Trigram embeddings of one request kind lie within 0.5 of each other, other
+        # kinds 0.7 and more apart (search and free text aside: see tests/cluster).
+        self.threshold: float | None = 0.6
         self.calls = 0
         self.rows_embedded = 0
 

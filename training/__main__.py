@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument(
-        "--steps", help="comma list of tokenizer,teacher,train,finetune,semantic,export,evaluate"
+        "--steps",
+        help="comma list of tokenizer,teacher,train,finetune,semantic,export,calibrate,evaluate",
     )
     return p
 

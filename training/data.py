@@ -36,12 +36,14 @@ TEST_SYSTEMS: tuple[str, ...] = ("Android",)
 
 @dataclass(frozen=True)
 class LogSet:
-    """Lines of one source; `templates` holds ground-truth event ids when known."""
+    """Lines of one source; `templates` holds ground-truth event ids when known, and
+    `template_texts` their templates (`<*>` for variables)."""
 
     name: str
     raw: list[str]
     content: list[str]
     templates: list[str] | None = None
+    template_texts: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -93,7 +95,7 @@ def read_loghub_system(data_dir: str | Path, system: str) -> LogSet:
         raw = [r["Content"] for r in rows]
     content = [r["Content"] for r in rows]
     templates = [r["EventId"] for r in rows]
-    return LogSet(system, raw, content, templates)
+    return LogSet(system, raw, content, templates, [r["EventTemplate"] for r in rows])
 
 
 def load_loghub(data_dir: str | Path, systems: Sequence[str] | None = None) -> dict[str, LogSet]:

@@ -3,9 +3,11 @@
 Steps: `tokenizer` (SentencePiece on masked training lines), `teacher` (distillation
 targets, optional), `train` (decoder), `finetune` (distillation-heavy second stage),
 `semantic` (the static semantic channel, needs the teacher), `export` (TFLite encoders,
-default clusters and manifest into the bundle folder), `evaluate` (REPORT.md and
-metrics.json). Each step reads what the earlier ones left in `work_dir` and the bundle
-folder, so a step can be rerun alone, and `train` resumes from its last checkpoint.
+default clusters and manifest into the bundle folder), `calibrate` (the clustering
+threshold, chosen by the stream ARI of the serving clusterer on the train systems, into
+the manifest), `evaluate` (REPORT.md and metrics.json). Each step reads what the earlier
+ones left in `work_dir` and the bundle folder, so a step can be rerun alone, and `train`
+resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -28,12 +30,23 @@ from training.config import ModelConfig, SemanticConfig, TrainConfig, to_dict
 from training.corpus import python_messages
 from training.dataset import Example, make_examples, split
 from training.evaluate import evaluate
+from training.evaluate.report import threshold_section, write_section
+from training.evaluate.streaming import calibrate
 from training.semantic import SemanticTable
 from training.tokenizer import TokenizerConfig, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("tokenizer", "teacher", "train", "finetune", "semantic", "export", "evaluate")
+STEPS = (
+    "tokenizer",
+    "teacher",
+    "train",
+    "finetune",
+    "semantic",
+    "export",
+    "calibrate",
+    "evaluate",
+)
 CORPUS = "python-corpus"  # source name of the corpus lines
 
 
@@ -227,6 +240,41 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
     write_manifest(cfg.out_dir, dict(manifest, files={}))
 
 
+def step_calibrate(cfg: PipelineConfig) -> float | None:
+    """Chooses the bundle's clustering threshold on the train systems (stream ARI of the
+    serving clusterer); writes it, with the curve, into the manifest and the report.
+
+    Returns:
+        The threshold, or None when `data_dir` holds no ground-truth templates (the
+        bundle then keeps `FALLBACK_THRESHOLD`).
+    """
+    sets = data_mod.load_training_lines(cfg.data_dir)
+    train = {n: (s.content, s.templates) for n, s in sets.items() if s.templates}
+    if not train:
+        print("calibrate: no ground-truth templates in --data; threshold left uncalibrated")
+        return None
+    root = Path(cfg.data_dir)
+    held = {
+        n: (s.content, s.templates)
+        for n, s in data_mod.load_loghub(
+            root, [t for t in data_mod.TEST_SYSTEMS if (root / t).is_dir()]
+        ).items()
+        if s.templates
+    }
+    lab = Labeler.load(cfg.out_dir)
+    result = calibrate(lab, train, held, progress=print)
+    manifest = json.loads((cfg.out_dir / "manifest.json").read_text())
+    manifest["clustering"] = {
+        "threshold": result["threshold"],
+        "rule": "nearest centroid within threshold, else a new cluster (Euclidean, unit vectors)",
+        "calibration": result,
+    }
+    write_manifest(cfg.out_dir, manifest)
+    write_section(cfg.out_dir / "REPORT.md", "threshold", threshold_section(manifest["clustering"]))
+    print(f"calibrate: threshold {result['threshold']:g}")
+    return float(result["threshold"])
+
+
 def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
     unknown = set(steps) - set(STEPS)
     if unknown:
@@ -250,6 +298,8 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
     if "export" in steps:
         step_export(cfg, prep)
         print(f"bundle written to {cfg.out_dir}")
+    if "calibrate" in steps:
+        step_calibrate(cfg)
     if "evaluate" in steps:
         weights = best_stage_dir(cfg.work_dir) / "best.weights.h5"
         evaluate(cfg.out_dir, cfg.data_dir, cfg.work_dir, weights, [e.text for e in prep.val])

@@ -159,7 +159,8 @@ class Client:
         return ipc.decode_trusted_ipc(response.arrow_ipc)
 
     def clusters(self, source: str | None = None) -> pa.Table:
-        """Every cluster: source, id, size, first/last seen, template, exemplars, active."""
+        """Every cluster: source, id, size, first/last seen, template, exemplars, active,
+        merged_into (the id standing for a merged cluster's rows; null otherwise)."""
         response = self._stub.Clusters(
             pb.ClustersRequest(source=source or ""), timeout=self.timeout_s
         )

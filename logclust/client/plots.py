@@ -29,7 +29,8 @@ def write_p99_plot(over_time: pa.Table, clusters: pa.Table, path: str | Path) ->
     desc = cluster_descriptions(clusters)
     fig, ax = plt.subplots(figsize=(10, 6))
     for (source, cid), part in _group_by_cluster(over_time).items():
-        label = f"{cid}: {desc.get((source, cid), '')}"[:60]
+        # `$` would start matplotlib's math mode (GraphQL variables have them).
+        label = f"{cid}: {desc.get((source, cid), '')}"[:60].replace("$", r"\$")
         ax.plot(part["window_start"], part["p99"], marker=".", label=label)
     ax.set_yscale("log")
     ax.set_xlabel("time (UTC)")

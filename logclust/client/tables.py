@@ -21,6 +21,9 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
             "template": pa.array([c.template for c in cs], pa.string()),
             "exemplars": pa.array([list(c.exemplars) for c in cs], pa.list_(pa.string())),
             "active": pa.array([c.active for c in cs], pa.bool_()),
+            "merged_into": pa.array(
+                [None if c.merged_into < 0 else c.merged_into for c in cs], pa.int32()
+            ),
         }
     )
 

@@ -76,22 +76,9 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     return ids.astype(np.int32), dist.astype(np.float32)
 
 
-def is_outlier(
-    distances: np.ndarray, radii: np.ndarray, factor: float, min_radius: float
-) -> np.ndarray:
-    """True where a row lies farther from its centroid than `factor` times the cluster's
-    radius, the radius taken as at least `min_radius` (the one rule for flagging rows).
-
-    Args:
-        distances: `(n,)` distance of each row to its nearest centroid.
-        radii: `(n,)` radius of that centroid's cluster.
-        factor: how many radii away a row may lie.
-        min_radius: floor of the radius, so a tight cluster still takes close rows.
-    """
-    return np.asarray(distances > factor * np.maximum(radii, min_radius))
-
-
-def _radii(x: np.ndarray, ids: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
+def radii_of(ids: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
+    """The 95th percentile distance of each cluster's members to its centroid (0 when
+    it has none)."""
     radii = np.zeros(k, np.float32)
     for c in range(k):
         member = dist[ids == c]
@@ -112,7 +99,7 @@ def fit_kmeans(
     km = kmeans(x, k_eff, n_init=4, seed=seed, sample_weight=sample_weight)
     centroids = km.centroids.astype(np.float32)
     ids, dist = nearest_centroid(x.astype(np.float32), centroids)
-    return ClusterModel(centroids, _radii(x, ids, dist, k_eff))
+    return ClusterModel(centroids, radii_of(ids, dist, k_eff))
 
 
 def choose_k(

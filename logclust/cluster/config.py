@@ -2,81 +2,83 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Used only by a bundle whose manifest records no calibrated threshold (bundles made
+# before calibration existed); the value the calibration chose for the shipped model.
+FALLBACK_THRESHOLD = 0.4
 
 
 @dataclass(frozen=True)
 class StreamClusterConfig:
     """Settings of per-source online clustering (see `logclust.cluster.stream`)."""
 
-    # Rows per source before the first fit; earlier rows get id -1.
-    warmup_rows: int = 256
-    # Rows kept (uniform reservoir sample) for fits.
+    # Euclidean distance between unit embeddings within which a line joins a cluster
+    # (cosine distance = threshold**2 / 2). None: the bundle's calibrated threshold.
+    # Larger gives coarser groups, smaller finer ones.
+    threshold: float | None = None
+    # Per-source overrides of `threshold` (source name -> threshold).
+    source_thresholds: Mapping[str, float] = field(default_factory=dict)
+    # Clusters one source may hold: bounds memory (about 2 KB each plus descriptions).
+    # Past it, far lines join their nearest cluster (logged and counted).
+    max_clusters: int = 4096
+    # Rows kept (uniform reservoir sample) for consolidations.
     reservoir_size: int = 4096
-    # Rows between two scheduled refits.
-    refit_every_rows: int = 50_000
-    # Flagged (-1) rows that trigger an early refit; 0 disables.
-    refit_outlier_rows: int = 500
-    # Range searched for k.
-    k_min: int = 2
-    k_max: int = 16
-    # Distinct texts used by the k search (bounds its cost).
-    max_fit_points: int = 1000
-    # A row beyond outlier_factor * max(radius, min_radius) gets -1.
-    outlier_factor: float = 3.0
-    min_radius: float = 0.1
-    # Largest centroid move (Euclidean, unit-norm space) that keeps a cluster's id.
-    match_distance: float = 0.5
+    # Rows between two scheduled consolidations.
+    consolidate_every_rows: int = 50_000
+    # New clusters that bring a consolidation forward; 0 disables.
+    consolidate_new_clusters: int = 64
+    # Largest share of the time spent consolidating: after one that took t seconds the
+    # next waits t * (1 - share) / share.
+    consolidate_max_share: float = 0.1
+    # A consolidation that changes no cluster doubles the rows to the next scheduled one,
+    # up to this multiple of consolidate_every_rows; one that changes any sets it back.
+    consolidate_backoff_max: int = 16
+    # Consolidate on a background thread so batches are not held up.
+    background_consolidation: bool = True
     # Distinct masked members kept per cluster for its template; exemplars shown.
     template_members: int = 16
     max_exemplars: int = 3
     # Masked texts whose embeddings are cached across batches.
     cache_size: int = 65_536
     seed: int = 0
-    # Refit on a background thread so batches are not held up by the k search.
-    background_refit: bool = True
-    # Largest share of the time spent fitting: after a fit that took t seconds the next
-    # refit waits t * (1 - share) / share. A k search costs a third of a second to
-    # seconds of a core, and at line rate `refit_every_rows` passes in under a second.
-    refit_max_share: float = 0.1
-    # Refits search k within this distance of the current k (the first fit searches all
-    # of [k_min, k_max]); repeated refits can still walk k anywhere in the range.
-    refit_k_window: int = 2
-    # A refit that changes no cluster (same ids, none new, none retired) doubles the rows
-    # to the next scheduled refit, up to this multiple of refit_every_rows; a refit that
-    # changes anything sets it back to refit_every_rows. A steady stream stops paying
-    # for refits that find what it already has; flagged rows still trigger one early.
-    refit_backoff_max: int = 16
 
     def __post_init__(self) -> None:
         positive = {
-            "warmup_rows": self.warmup_rows,
+            "max_clusters": self.max_clusters,
             "reservoir_size": self.reservoir_size,
-            "refit_every_rows": self.refit_every_rows,
-            "refit_backoff_max": self.refit_backoff_max,
-            "max_fit_points": self.max_fit_points,
+            "consolidate_every_rows": self.consolidate_every_rows,
+            "consolidate_backoff_max": self.consolidate_backoff_max,
             "template_members": self.template_members,
             "cache_size": self.cache_size,
         }
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be positive. Received: {name}={value}")
-        if not 1 <= self.k_min <= self.k_max:
+        if self.consolidate_new_clusters < 0:
             raise ValueError(
-                f"Need 1 <= k_min <= k_max. Received: k_min={self.k_min}, k_max={self.k_max}"
+                "consolidate_new_clusters must be >= 0. "
+                f"Received: consolidate_new_clusters={self.consolidate_new_clusters}"
             )
-        if self.warmup_rows > self.reservoir_size:
+        if not 0.0 < self.consolidate_max_share <= 1.0:
             raise ValueError(
-                "warmup_rows cannot exceed reservoir_size. Received: "
-                f"warmup_rows={self.warmup_rows}, reservoir_size={self.reservoir_size}"
+                "consolidate_max_share must be in (0, 1]. "
+                f"Received: consolidate_max_share={self.consolidate_max_share}"
             )
-        if self.refit_k_window < 0:
-            raise ValueError(f"refit_k_window must be >= 0. Received: {self.refit_k_window}")
-        if not 0.0 < self.refit_max_share <= 1.0:
-            raise ValueError(f"refit_max_share must be in (0, 1]. Received: {self.refit_max_share}")
-        if self.outlier_factor <= 0 or self.min_radius < 0 or self.match_distance <= 0:
-            raise ValueError(
-                "outlier_factor and match_distance must be positive, min_radius >= 0. "
-                f"Received: outlier_factor={self.outlier_factor}, "
-                f"min_radius={self.min_radius}, match_distance={self.match_distance}"
-            )
+        given: list[tuple[str, float | None]] = [("threshold", self.threshold)]
+        for label, tau in given + list(self.source_thresholds.items()):
+            if tau is not None and not (math.isfinite(tau) and 0.0 < tau <= 2.0):
+                raise ValueError(
+                    "A threshold is a distance between unit vectors, in (0, 2]. "
+                    f"Received: {label}={tau}"
+                )
+
+    def threshold_for(self, source: str, bundle_threshold: float | None) -> float:
+        """The threshold of `source`: its override, else `threshold`, else the bundle's."""
+        if source in self.source_thresholds:
+            return float(self.source_thresholds[source])
+        if self.threshold is not None:
+            return float(self.threshold)
+        return FALLBACK_THRESHOLD if bundle_threshold is None else float(bundle_threshold)

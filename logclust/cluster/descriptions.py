@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# The id of a row no cluster exists for yet (`SourceClusterer.predict` before any row).
 UNASSIGNED = -1
-UNASSIGNED_TEMPLATE = "(unassigned: warm-up, or far from every cluster)"
 _TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
 
 
@@ -42,13 +42,15 @@ class ClusterStats:
     members: list[str] = field(default_factory=list)
     template: str = ""
     active: bool = True
+    # Set when a consolidation merged this cluster into another: the id that now stands
+    # for its rows (its latency is reported under that id).
+    merged_into: int | None = None
 
     def add_members(self, texts: list[str], cap: int) -> None:
         new = [t for t in dict.fromkeys(texts) if t not in self.members]
         if new and len(self.members) < cap:
             self.members.extend(new[: cap - len(self.members)])
-            if self.cluster_id != UNASSIGNED:
-                self.template = template_of(self.members)
+            self.template = template_of(self.members)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,4 +61,5 @@ class ClusterStats:
             "members": self.members,
             "template": self.template,
             "active": self.active,
+            "merged_into": self.merged_into,
         }

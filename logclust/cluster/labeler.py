@@ -10,7 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from logclust.cluster import clustering
-from logclust.cluster.clustering import ClusterModel
+from logclust.cluster.clustering import ClusterModel, nearest_centroid, radii_of
+from logclust.cluster.config import FALLBACK_THRESHOLD
+from logclust.cluster.threshold import threshold_cluster
 from logclust.embed.bundle import Bundle, BundleError
 from logclust.embed.encoder import Encoder
 from logclust.text.masking import Masker
@@ -71,6 +73,11 @@ class Labeler:
     def dim(self) -> int:
         return self.bundle.dim
 
+    @property
+    def threshold(self) -> float | None:
+        """The bundle's calibrated clustering threshold (None: not calibrated)."""
+        return self.bundle.threshold
+
     def embed(self, texts: Texts) -> np.ndarray:
         """`(n, dim)` float32 embeddings of raw texts (masked here first)."""
         return self.embed_masked(self.masker.mask(_as_string_array(texts)))
@@ -87,12 +94,29 @@ class Labeler:
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb[enc.indices.to_numpy(zero_copy_only=False)]
 
-    def fit(self, texts: Texts, k: int | None = None, seed: int = 0) -> ClusterModel:
-        """Fits clusters on `texts` (`k` chosen automatically when None) and keeps them."""
-        emb = self.embed(texts)
-        if len(emb) == 0:
+    def fit(
+        self, texts: Texts, k: int | None = None, seed: int = 0, threshold: float | None = None
+    ) -> ClusterModel:
+        """Fits clusters on `texts` and keeps them.
+
+        With `k` None, clusters are found by distance as the sidecar finds them
+        (`logclust.cluster.threshold`): texts within `threshold` (default: the bundle's
+        calibrated one) of a centroid join it, others open clusters. With `k` given,
+        KMeans with k clusters.
+        """
+        arr = _as_string_array(texts)
+        if len(arr) == 0:
             raise ValueError("fit needs at least one text. Received: 0 texts")
-        self.clusters = clustering.fit(emb, k=k, seed=seed)
+        if k is not None:
+            self.clusters = clustering.fit(self.embed(arr), k=k, seed=seed)
+            return self.clusters
+        # Distinct masked texts in the order they first appear, as a stream meets them.
+        distinct = self.masker.mask(arr).unique()
+        x = self.embed_masked(distinct)
+        tau = threshold or self.threshold or FALLBACK_THRESHOLD
+        centroids, labels = threshold_cluster(x, tau)
+        _, dist = nearest_centroid(x, centroids)
+        self.clusters = ClusterModel(centroids, radii_of(labels, dist, len(centroids)))
         return self.clusters
 
     def label(self, texts: Texts) -> np.ndarray:

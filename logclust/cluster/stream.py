@@ -1,30 +1,30 @@
-"""Online clustering of a stream, per source, with ids that stay stable.
+"""Online clustering of a stream, per source, by distance, with ids that stay stable.
 
-Behaviour for each source (settings in `StreamClusterConfig`):
+Behaviour for each source (settings in `StreamClusterConfig`; the rule itself in
+`logclust.cluster.threshold`):
 
-1. **Warm-up.** Rows are sampled into a bounded reservoir. Until `warmup_rows` rows have
-   arrived they are answered with cluster id -1. The batch that reaches the threshold
-   triggers the first fit *before* it is labelled, so a first batch of at least
-   `warmup_rows` rows is already clustered.
-2. **Fit.** KMeans over the distinct masked texts of the reservoir (weighted by how often
-   each occurs), with k chosen automatically by `clustering.choose_k` (silhouette) in
-   `[k_min, k_max]`: the user never gives k.
-3. **Assignment.** Nearest centroid. A row farther than `outlier_factor` times its
-   cluster's radius (at least `min_radius`) is not forced into the cluster: it gets -1.
-4. **Refit.** After `refit_every_rows` rows, or sooner once `refit_outlier_rows` rows were
-   flagged -1, the reservoir is refitted (on a background thread unless
-   `background_refit` is false), spaced so that fitting takes at most `refit_max_share`
-   of the time. New centroids are matched to the old ones with the
-   Hungarian algorithm; a match closer than `match_distance` keeps the old id, other
-   centroids get fresh ids and unmatched old clusters are marked inactive. Refits search
-   k within `refit_k_window` of the current k; a refit that changes no id doubles the
-   interval to the next scheduled one (up to `refit_backoff_max` times).
-5. **State** (centroids, radii, ids, counters, descriptions) is encoded without pickle by
-   `SourceClusterer.to_bytes` and restored on restart, so ids survive restarts.
+1. **Placement.** Each distinct masked text joins the nearest cluster whose centroid is
+   within the threshold (the bundle's calibrated value, or a per-source override), and
+   otherwise opens a new cluster at once, in the same batch: there is no warm-up, no k
+   to give and no -1 for a new kind of line. Centroids are running means of their
+   distinct members. What the current model gave each text is remembered, so a steady
+   stream places each text once.
+2. **Cap.** At most `max_clusters` clusters per source bound memory; past it a far text
+   joins its nearest cluster, logged and counted (`cap_hits`, exported as a metric).
+3. **Consolidation** (on a background thread unless `background_consolidation` is false),
+   after `consolidate_every_rows` rows or `consolidate_new_clusters` new clusters, spaced
+   so that it takes at most `consolidate_max_share` of the time: centroids are recomputed
+   from a reservoir sample of the rows, members that drifted out of reach are placed
+   again (the larger part keeps the id), and clusters whose centroids came within the
+   threshold of each other are merged: the one with more rows keeps its id and the other
+   becomes its alias (`ClusterStats.merged_into`; latency queries merge the two). A
+   consolidation that changes nothing doubles the rows to the next one (up to
+   `consolidate_backoff_max`), so a steady stream stops paying for it.
+4. **State** (centroids, counts, ids, aliases, descriptions) is encoded without pickle
+   by `SourceClusterer.to_bytes` and restored on restart, so ids survive restarts.
 
-Each cluster is described by a template over its distinct masked members (tokens that
-agree everywhere are kept, others become `<*>`) and a few exemplars. Only masked text is
-kept, never raw bodies.
+Each cluster is described by a template over its distinct masked members and a few
+exemplars. Only masked text is kept, never raw bodies.
 """
 
 from __future__ import annotations
@@ -42,23 +42,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logclust.cluster.assignment import linear_sum_assignment
-from logclust.cluster.clustering import choose_k, fit_kmeans, is_outlier, nearest_centroid
+from logclust.cluster.clustering import nearest_centroid
 from logclust.cluster.config import StreamClusterConfig
-from logclust.cluster.descriptions import (
-    UNASSIGNED,
-    UNASSIGNED_TEMPLATE,
-    ClusterStats,
-    template_of,
-)
+from logclust.cluster.descriptions import UNASSIGNED, ClusterStats, template_of
 from logclust.cluster.reservoir import Reservoir
+from logclust.cluster.threshold import Centroids, Consolidation, consolidate, place
 from logclust.embed.embedding_cache import Embedder, EmbeddingCache
 from logclust.text.mask_cache import MaskCache
 from logclust.wire.contract import LimitExceededError
 
 logger = logging.getLogger(__name__)
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 # Texts one source remembers the placement of (about 0.8 MB of dict and arrays).
 _MEMO_MAX = 16_384
 # A cluster short of template members looks again at least this often (rows).
@@ -66,52 +61,64 @@ _MEMBERS_EVERY = 10_000
 
 
 @dataclass(frozen=True)
-class _Model:
-    centroids: np.ndarray  # (k, dim) float32
-    radii: np.ndarray  # (k,) float32
-    ids: np.ndarray  # (k,) int32 stable ids
+class _Snapshot:
+    """What a consolidation starts from (copied under the lock)."""
 
-
-def _unplaced(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and distances of `n` texts before the first fit: -1 and NaN."""
-    return np.full(n, UNASSIGNED, np.int32), np.full(n, np.nan, np.float32)
+    centroids: np.ndarray
+    counts: np.ndarray
+    sizes: np.ndarray
+    k: int
 
 
 class SourceClusterer:
     """Online clustering state of one source (see the module docstring).
 
-    Thread-safe: `assign` and the background refit share one re-entrant lock; the refit
-    computes without the lock and only takes it to swap the model in.
+    Thread-safe: `assign` and the background consolidation share one re-entrant lock;
+    the consolidation computes without the lock and only takes it to swap its result in.
+
+    Args:
+        source: the source's name.
+        config: clustering settings.
+        dim: embedding dimension.
+        threshold: distance within which a text joins a cluster (see
+            `StreamClusterConfig.threshold_for`).
     """
 
-    def __init__(self, source: str, config: StreamClusterConfig, dim: int) -> None:
+    def __init__(
+        self, source: str, config: StreamClusterConfig, dim: int, threshold: float
+    ) -> None:
+        if not threshold > 0:
+            raise ValueError(f"threshold must be positive. Received: threshold={threshold}")
         self.source = source
         self.config = config
         self.dim = dim
-        self._model: _Model | None = None
+        self.threshold = float(threshold)
+        self._table = Centroids.empty(dim)
+        self._ids = np.zeros(0, np.int32)  # stable id of each row of the table
         self._next_id = 0
-        self.stats: dict[int, ClusterStats] = {
-            UNASSIGNED: ClusterStats(UNASSIGNED, template=UNASSIGNED_TEMPLATE, active=False)
-        }
+        self.aliases: dict[int, int] = {}  # merged id -> the id it was merged into
+        self.stats: dict[int, ClusterStats] = {}
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self.rows_seen = 0
-        self._rows_since_fit = 0
-        self._outliers_since_fit = 0
+        self.cap_hits = 0
+        self._rows_since = 0
+        self._new_since = 0
         self._members_tried: dict[int, int] = {}  # cluster -> its size at the last look
-        self._backoff = 1  # scheduled refits every refit_every_rows * this
+        self._backoff = 1
         # What the current model gave each text: text -> slot of _known_uid / _known_d.
         self._known: dict[str, int] = {}
         self._known_uid = np.zeros(0, np.int32)
         self._known_d = np.zeros(0, np.float32)
         self._lock = threading.RLock()
-        self._refit_thread: threading.Thread | None = None
-        self._refit_after = 0.0  # time.monotonic() before which no refit starts
-        self.fits = 0
+        self._thread: threading.Thread | None = None
+        self._after = 0.0  # time.monotonic() before which no consolidation starts
+        self.consolidations = 0
         self.dirty = True
 
     @property
     def k(self) -> int:
-        return 0 if self._model is None else int(self._model.ids.size)
+        """Clusters in use (aliases not counted)."""
+        return self._table.k
 
     def assign(
         self,
@@ -130,40 +137,32 @@ class SourceClusterer:
             time_ms: `(n,)` event times.
 
         Returns:
-            `(ids, distances)` per row: int32 stable ids (-1 = unassigned) and float32
-            distances to the nearest centroid (NaN before the first fit).
+            `(ids, distances)` per row: int32 stable ids and float32 Euclidean distances
+            to the centroid of the cluster when the text was placed.
         """
-        n = inv.size
         with self._lock:
             self._sample.offer(self.rows_seen, keys, embed, inv)
-            self.rows_seen += n
-            self._rows_since_fit += n
-            if self._model is None and self.rows_seen >= self.config.warmup_rows:
-                self._apply_fit(*self._timed_fit(*self._reservoir()))
+            self.rows_seen += inv.size
+            self._rows_since += inv.size
             uid, d = self._assign_known(keys, embed)
             ids, dist = uid[inv], d[inv]
-            unassigned = self._update_stats(keys, uid, ids, time_ms)
-            if self._model is not None:
-                self._outliers_since_fit += unassigned
+            self._update_stats(keys, uid, ids, time_ms)
             self.dirty = True
-            self._maybe_refit()
+            self._maybe_consolidate()
         return ids, dist
 
     def _assign_known(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_assign_distinct` through a memo of what the current model gave each text
-        (cleared when the model changes; bounded by `cache_size` and `_MEMO_MAX`, so 64
-        sources hold at most about 50 MB of it): a steady stream's
-        texts are placed once per model, not once per batch."""
-        if self._model is None:  # warm-up: nothing to place, nothing to embed
-            return _unplaced(len(keys))
+        """`_place` through a memo of what the current model gave each text (cleared
+        when a consolidation changes the model; bounded by `cache_size` and `_MEMO_MAX`):
+        a steady stream's texts are placed once per model, not once per batch."""
         if len(self._known) + len(keys) > min(self.config.cache_size, _MEMO_MAX):
             self._known.clear()
         slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
         miss = np.flatnonzero(slot < 0)
         if miss.size:
-            uid, d = self._assign_distinct(embed(miss))
+            uid, d = self._place(embed(miss))
             start = len(self._known)
             if start + miss.size > self._known_uid.size:
                 grow = max(2 * self._known_uid.size, start + miss.size)
@@ -176,30 +175,43 @@ class SourceClusterer:
             self._known.update(zip(new, range(start, start + miss.size), strict=True))
         return self._known_uid[slot], self._known_d[slot]
 
+    def _place(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k0 = self._table.k
+        cidx, d, forced = place(emb, self._table, self.threshold, self.config.max_clusters)
+        opened = self._table.k - k0
+        if opened:
+            fresh = np.arange(self._next_id, self._next_id + opened, dtype=np.int32)
+            self._next_id += opened
+            self._ids = np.concatenate([self._ids, fresh])
+            self._new_since += opened
+        if forced:
+            if self.cap_hits == 0:
+                logger.warning(
+                    "source %r reached max_clusters=%d: far lines now join their nearest "
+                    "cluster (counted in logclust_cluster_cap_hits_total)",
+                    self.source,
+                    self.config.max_clusters,
+                )
+            self.cap_hits += forced
+        return self._ids[cidx], d
+
     def predict(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and distances of embeddings under the current model; records nothing."""
+        """Ids and distances of embeddings under the current centroids; records nothing
+        and opens no cluster (a text beyond every cluster still gets its nearest id)."""
         with self._lock:
-            return self._assign_distinct(emb)
-
-    def _assign_distinct(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model, cfg = self._model, self.config
-        if model is None:
-            return _unplaced(len(emb))
-        cidx, d = nearest_centroid(emb, model.centroids)
-        uid = model.ids[cidx].copy()
-        uid[is_outlier(d, model.radii[cidx], cfg.outlier_factor, cfg.min_radius)] = UNASSIGNED
-        return uid, d
-
-    def _reservoir(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._sample.contents(self.rows_seen)
+            if self._table.k == 0:
+                return np.full(len(emb), UNASSIGNED, np.int32), np.full(
+                    len(emb), np.nan, np.float32
+                )
+            cidx, d = nearest_centroid(emb, self._table.unit)
+            return self._ids[cidx], d
 
     def _update_stats(
         self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray
-    ) -> int:
-        """Adds the batch to the clusters' sizes, times and members; returns how many
-        rows got -1."""
-        # Cluster ids are small non-negative ints (or -1): counted with bincount.
-        counts = np.bincount(ids + 1)
+    ) -> None:
+        """Adds the batch to the clusters' sizes, times and members."""
+        # Cluster ids are small non-negative ints: counted with bincount.
+        counts = np.bincount(ids)
         cids = np.flatnonzero(counts)
         lo_all, hi_all = int(time_ms.min()), int(time_ms.max())
         if lo_all == hi_all:  # one event time (no time column: the arrival time)
@@ -207,12 +219,12 @@ class SourceClusterer:
         else:
             tmin = np.full(counts.size, np.iinfo(np.int64).max, np.int64)
             tmax = np.full(counts.size, np.iinfo(np.int64).min, np.int64)
-            np.minimum.at(tmin, ids + 1, time_ms)
-            np.maximum.at(tmax, ids + 1, time_ms)
+            np.minimum.at(tmin, ids, time_ms)
+            np.maximum.at(tmax, ids, time_ms)
             tmin, tmax = tmin[cids], tmax[cids]
         cap = self.config.template_members
         for cid, count, lo, hi in zip(
-            (cids - 1).tolist(), counts[cids].tolist(), tmin.tolist(), tmax.tolist(), strict=True
+            cids.tolist(), counts[cids].tolist(), tmin.tolist(), tmax.tolist(), strict=True
         ):
             st = self.stats.get(cid)
             if st is None:
@@ -226,123 +238,135 @@ class SourceClusterer:
             if len(st.members) < cap and st.size - tried >= min(tried, _MEMBERS_EVERY):
                 self._members_tried[cid] = st.size
                 st.add_members([keys[i] for i in np.flatnonzero(uid == cid)[:cap].tolist()], cap)
-        return int(counts[0]) if counts.size else 0
 
-    def _maybe_refit(self) -> None:
+    # -- consolidation -------------------------------------------------------------------
+
+    def _maybe_consolidate(self) -> None:
         cfg = self.config
-        due = self._rows_since_fit >= cfg.refit_every_rows * self._backoff or (
-            cfg.refit_outlier_rows > 0 and self._outliers_since_fit >= cfg.refit_outlier_rows
+        due = self._rows_since >= cfg.consolidate_every_rows * self._backoff or (
+            cfg.consolidate_new_clusters > 0 and self._new_since >= cfg.consolidate_new_clusters
         )
-        busy = self._refit_thread is not None and self._refit_thread.is_alive()
-        if not due or busy or self._model is None or time.monotonic() < self._refit_after:
+        busy = self._thread is not None and self._thread.is_alive()
+        if not due or busy or self._table.k == 0 or time.monotonic() < self._after:
             return
-        self._rows_since_fit = self._outliers_since_fit = 0
-        data = self._reservoir()
-        if cfg.background_refit:
-            self._refit_thread = threading.Thread(
-                target=self._refit, args=data, name=f"logclust-refit-{self.source}", daemon=True
+        self._rows_since = self._new_since = 0
+        snap, sample = self._snapshot()
+        if cfg.background_consolidation:
+            self._thread = threading.Thread(
+                target=self._consolidate,
+                args=(snap, sample),
+                name=f"logclust-consolidate-{self.source}",
+                daemon=True,
             )
-            self._refit_thread.start()
+            self._thread.start()
         else:
-            self._refit(*data)
+            self._consolidate(snap, sample)
 
-    def _refit(self, emb: np.ndarray, texts: np.ndarray) -> None:
-        try:
-            fitted = self._timed_fit(emb, texts)
-        except (ValueError, np.linalg.LinAlgError) as e:
-            logger.error("refit of source %r failed, keeping the model: %s", self.source, e)
-            return
+    def consolidate_now(self) -> bool:
+        """Runs one consolidation in this thread; True when it changed any cluster."""
         with self._lock:
-            self._apply_fit(*fitted)
+            if self._table.k == 0:
+                return False
+            snap, sample = self._snapshot()
+        return self._consolidate(snap, sample)
 
-    def wait_for_refit(self, timeout: float | None = None) -> None:
-        """Blocks until a running background refit finishes."""
-        thread = self._refit_thread
+    def _snapshot(self) -> tuple[_Snapshot, np.ndarray]:
+        k = self._table.k
+        sizes = np.array([self.stats[c].size if c in self.stats else 0 for c in self._ids.tolist()])
+        snap = _Snapshot(self._table.unit, self._table.counts[:k].copy(), sizes, k)
+        emb, texts = self._sample.contents(self.rows_seen)
+        _, first = np.unique(texts, return_index=True)
+        return snap, emb[np.sort(first)]
+
+    def _consolidate(self, snap: _Snapshot, sample: np.ndarray) -> bool:
+        start = time.monotonic()
+        try:
+            done = consolidate(
+                snap.centroids,
+                snap.counts,
+                snap.sizes,
+                sample,
+                self.threshold,
+                self.config.max_clusters,
+            )
+        except (ValueError, np.linalg.LinAlgError) as e:
+            logger.error("consolidation of source %r failed, keeping the model: %s", self.source, e)
+            return False
+        took = time.monotonic() - start
+        share = self.config.consolidate_max_share
+        with self._lock:
+            self._after = time.monotonic() + took * (1.0 - share) / share
+            self._apply(snap, done)
+        return done.changed
+
+    def _apply(self, snap: _Snapshot, done: Consolidation) -> None:
+        k_now = self._table.k
+        old_ids = self._ids
+        # Clusters opened while the consolidation ran stay as they are, at the end.
+        later = slice(snap.k, k_now)
+        split_ids = np.arange(self._next_id, self._next_id + done.split_off, dtype=np.int32)
+        self._next_id += done.split_off
+        centroids = np.concatenate([done.centroids, self._table.unit[later]])
+        counts = np.concatenate([done.counts, self._table.counts[later]])
+        self._table = Centroids.of(centroids, counts)
+        self._ids = np.concatenate([old_ids[done.kept], split_ids, old_ids[later]])
+        for src, dst in done.merged.items():
+            if src < snap.k:
+                self._alias(int(old_ids[src]), int(old_ids[dst]) if dst < snap.k else None)
+        self.consolidations += 1
+        changed = done.changed
+        self._backoff = (
+            1 if changed else min(2 * self._backoff, self.config.consolidate_backoff_max)
+        )
+        if changed:
+            self._known.clear()  # the memo holds ids that may have moved
+            self._members_tried.clear()
+            logger.info(
+                "source %r consolidated: %d merged, %d split off, k=%d",
+                self.source,
+                len(done.merged),
+                done.split_off,
+                self._table.k,
+            )
+        self.dirty = True
+
+    def _alias(self, gone: int, into: int | None) -> None:
+        """Records that id `gone` was merged into `into` (sizes and members move)."""
+        if into is None:
+            return
+        self.aliases[gone] = into
+        for g, t in list(self.aliases.items()):  # keep every alias pointing at a live id
+            if t == gone:
+                self.aliases[g] = into
+        old = self.stats.get(gone)
+        if old is None:
+            return
+        old.active = False
+        old.merged_into = into
+        st = self.stats.setdefault(into, ClusterStats(into))
+        st.size += old.size
+        if old.first_seen_ms is not None:
+            st.first_seen_ms = min(st.first_seen_ms or old.first_seen_ms, old.first_seen_ms)
+        if old.last_seen_ms is not None:
+            st.last_seen_ms = max(st.last_seen_ms or old.last_seen_ms, old.last_seen_ms)
+        st.add_members(old.members, self.config.template_members)
+        if st.members:
+            st.template = template_of(st.members)
+
+    def wait_for_consolidation(self, timeout: float | None = None) -> None:
+        """Blocks until a running background consolidation finishes."""
+        thread = self._thread
         if thread is not None:
             thread.join(timeout)
 
-    def _timed_fit(
-        self, emb: np.ndarray, texts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        start = time.monotonic()
-        fitted = self._compute_fit(emb, texts)
-        took = time.monotonic() - start
-        share = self.config.refit_max_share
-        self._refit_after = time.monotonic() + took * (1.0 - share) / share
-        return fitted
-
-    def _compute_fit(
-        self, emb: np.ndarray, texts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        cfg = self.config
-        k_min, k_max = cfg.k_min, cfg.k_max
-        if self._model is not None:  # a refit: search near the current k
-            k_min = max(k_min, self.k - cfg.refit_k_window)
-            k_max = min(k_max, max(self.k + cfg.refit_k_window, k_min))
-        distinct, first, counts = np.unique(texts, return_index=True, return_counts=True)
-        x_all = emb[first]
-        sel = np.arange(distinct.size)
-        if distinct.size > cfg.max_fit_points:
-            rng = np.random.default_rng(cfg.seed)
-            sel = rng.choice(
-                distinct.size, cfg.max_fit_points, replace=False, p=counts / counts.sum()
-            )
-        x, w = x_all[sel], counts[sel].astype(np.float64)
-        # k is searched on distinct texts (as in training); KMeans then weights them.
-        k = choose_k(x, k_min, k_max, seed=cfg.seed, max_points=cfg.max_fit_points)
-        fitted = fit_kmeans(x, k, seed=cfg.seed, sample_weight=w)
-        # Members listed by frequency, so templates and exemplars show the common shapes.
-        cidx, _ = nearest_centroid(x_all, fitted.centroids)
-        order = np.argsort(-counts, kind="stable")
-        members: list[list[str]] = [[] for _ in range(fitted.k)]
-        for i in order[: fitted.k * cfg.template_members * 4].tolist():
-            if len(members[cidx[i]]) < cfg.template_members:
-                members[cidx[i]].append(str(distinct[i]))
-        return fitted.centroids, fitted.radii, members
-
-    def _apply_fit(
-        self, centroids: np.ndarray, radii: np.ndarray, members: list[list[str]]
-    ) -> None:
-        ids = self._match_ids(centroids)
-        if self._model is not None:
-            for old in set(self._model.ids.tolist()) - set(ids.tolist()):
-                self.stats[old].active = False
-            same = set(self._model.ids.tolist()) == set(ids.tolist())
-            self._backoff = min(2 * self._backoff, self.config.refit_backoff_max) if same else 1
-        self._members_tried.clear()
-        for cid, mem in zip(ids.tolist(), members, strict=True):
-            st = self.stats.setdefault(cid, ClusterStats(cid))
-            st.active = True
-            if mem:
-                st.members = mem
-                st.template = template_of(mem)
-        self._model = _Model(centroids.astype(np.float32), radii.astype(np.float32), ids)
-        self._known.clear()
-        self.fits += 1
-        self.dirty = True
-        logger.info("source %r fitted: k=%d ids=%s", self.source, ids.size, ids.tolist())
-
-    def _match_ids(self, centroids: np.ndarray) -> np.ndarray:
-        ids = np.full(len(centroids), UNASSIGNED, np.int32)
-        old = self._model
-        if old is not None:
-            cost = np.linalg.norm(centroids[:, None, :] - old.centroids[None, :, :], axis=2)
-            rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-                if cost[r, c] <= self.config.match_distance:
-                    ids[r] = old.ids[c]
-        for r in np.flatnonzero(ids == UNASSIGNED).tolist():
-            ids[r] = self._next_id
-            self._next_id += 1
-        return ids
+    # -- description and state -----------------------------------------------------------
 
     def describe(self) -> list[ClusterStats]:
-        """Copies of every cluster's stats (the -1 entry only when rows got -1)."""
+        """Copies of every cluster's stats, merged ones included (`merged_into` set)."""
         with self._lock:
             return [
                 ClusterStats(**{**s.to_dict(), "members": list(s.members)})
-                for cid, s in sorted(self.stats.items())
-                if cid != UNASSIGNED or s.size
+                for _, s in sorted(self.stats.items())
             ]
 
     def to_bytes(self) -> bytes:
@@ -352,46 +376,64 @@ class SourceClusterer:
                 "version": _STATE_VERSION,
                 "source": self.source,
                 "dim": self.dim,
+                "threshold": self.threshold,
                 "next_id": self._next_id,
                 "rows_seen": self.rows_seen,
-                "fits": self.fits,
+                "cap_hits": self.cap_hits,
+                "consolidations": self.consolidations,
+                "aliases": [[g, t] for g, t in self.aliases.items()],
                 "stats": [s.to_dict() for s in self.stats.values()],
             }
             arrays: dict[str, np.ndarray] = {
-                "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)
+                "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                "centroids": self._table.unit,
+                "counts": self._table.counts[: self._table.k].copy(),
+                "ids": self._ids,
             }
-            if self._model is not None:
-                arrays |= {
-                    "centroids": self._model.centroids,
-                    "radii": self._model.radii,
-                    "ids": self._model.ids,
-                }
             buf = io.BytesIO()
             np.savez(buf, **arrays)  # type: ignore[arg-type]
             self.dirty = False
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, config: StreamClusterConfig, dim: int) -> SourceClusterer:
-        """Restores `to_bytes` output.
+    def from_bytes(
+        cls, data: bytes, config: StreamClusterConfig, dim: int, threshold: float
+    ) -> SourceClusterer:
+        """Restores `to_bytes` output (and the format before it: k-search centroids).
+
+        The threshold given wins over the stored one, so a changed setting applies.
 
         Raises:
             ValueError: unknown format version or a different embedding dimension.
         """
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
-            arrays = {k: z[k] for k in ("centroids", "radii", "ids") if k in z.files}
-        if meta.get("version") != _STATE_VERSION or meta.get("dim") != dim:
+            arrays = {k: z[k] for k in ("centroids", "counts", "ids") if k in z.files}
+        version = meta.get("version")
+        if version not in (1, _STATE_VERSION) or meta.get("dim") != dim:
             raise ValueError(
-                f"Cluster state needs format {_STATE_VERSION} and dim {dim}. "
-                f"Received: version={meta.get('version')}, dim={meta.get('dim')}"
+                f"Cluster state needs format 1 or {_STATE_VERSION} and dim {dim}. "
+                f"Received: version={version}, dim={meta.get('dim')}"
             )
-        self = cls(meta["source"], config, dim)
-        self._next_id, self.rows_seen, self.fits = meta["next_id"], meta["rows_seen"], meta["fits"]
-        self.stats = {s["cluster_id"]: ClusterStats(**s) for s in meta["stats"]}
-        if arrays:
-            self._model = _Model(arrays["centroids"], arrays["radii"], arrays["ids"])
-        self.dirty = False
+        self = cls(meta["source"], config, dim, threshold)
+        self._next_id, self.rows_seen = meta["next_id"], meta["rows_seen"]
+        self.consolidations = meta.get("consolidations", meta.get("fits", 0))
+        self.cap_hits = meta.get("cap_hits", 0)
+        self.aliases = {int(g): int(t) for g, t in meta.get("aliases", [])}
+        stats = [s for s in meta["stats"] if s["cluster_id"] >= 0]  # format 1 kept -1
+        self.stats = {s["cluster_id"]: ClusterStats(**s) for s in stats}
+        if "centroids" in arrays:
+            centroids = arrays["centroids"].astype(np.float32)
+            counts = arrays.get("counts", np.ones(len(centroids), np.int64))
+            self._table = Centroids.of(centroids, counts)
+            self._ids = arrays["ids"].astype(np.int32)
+            if version == 1:  # retired k-search clusters are dropped from the table
+                live = np.array(
+                    [self.stats.get(i, ClusterStats(i)).active for i in self._ids.tolist()], bool
+                )
+                self._table = Centroids.of(centroids[live], counts[live])
+                self._ids = self._ids[live]
+        self.dirty = version != _STATE_VERSION
         return self
 
 
@@ -400,25 +442,35 @@ class StreamClusters:
 
     The hot path works on distinct values, never on rows in Python: `MaskCache` masks
     each digit shape once (exact), `EmbeddingCache` embeds each masked text once, and each
-    source places each distinct text once per model (a memo cleared by every fit); the
-    distinct texts travel as the mask cache's own strings.
+    source places each distinct text once per model (a memo cleared when a consolidation
+    changes the model); the distinct texts travel as the mask cache's own strings.
 
     Args:
         embedder: provides `masker`, `dim` and `embed_masked`.
         config: clustering settings shared by every source.
         max_sources: distinct sources kept; a batch adding more is refused.
+        threshold: the bundle's calibrated threshold, used where the config sets none.
     """
 
     def __init__(
-        self, embedder: Embedder, config: StreamClusterConfig | None = None, max_sources: int = 64
+        self,
+        embedder: Embedder,
+        config: StreamClusterConfig | None = None,
+        max_sources: int = 64,
+        threshold: float | None = None,
     ) -> None:
         self.embedder = embedder
         self.config = config or StreamClusterConfig()
         self.max_sources = max_sources
+        self.default_threshold = threshold
         self.masks = MaskCache(embedder.masker, self.config.cache_size)
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
         self.sources: dict[str, SourceClusterer] = {}
         self._lock = threading.Lock()
+
+    def threshold_for(self, source: str) -> float:
+        """The threshold a source clusters with (per-source override, config, bundle)."""
+        return self.config.threshold_for(source, self.default_threshold)
 
     def label(
         self, body: pa.Array, source: pa.Array, time_ms: np.ndarray
@@ -432,7 +484,7 @@ class StreamClusters:
         Raises:
             LimitExceededError: the batch would exceed `max_sources`.
         """
-        # One source for every row (`contract.source_column` of a batch without a source
+        # One source for every row (`arrow_io.source_column` of a batch without a source
         # column) is already encoded as `dictionary_encode` would encode it.
         single = (
             isinstance(source, pa.DictionaryArray)
@@ -487,7 +539,9 @@ class StreamClusters:
     def _source(self, name: str) -> SourceClusterer:
         clus = self.sources.get(name)
         if clus is None:
-            clus = self.sources[name] = SourceClusterer(name, self.config, self.embedder.dim)
+            clus = self.sources[name] = SourceClusterer(
+                name, self.config, self.embedder.dim, self.threshold_for(name)
+            )
         return clus
 
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
@@ -496,6 +550,18 @@ class StreamClusters:
             chosen = sorted(s for s in self.sources if source is None or s == source)
             clusterers = [self.sources[s] for s in chosen]
         return [(c.source, st) for c in clusterers for st in c.describe()]
+
+    def aliases(self) -> dict[tuple[str, int], int]:
+        """`(source, merged id) -> surviving id` of every source."""
+        with self._lock:
+            clusterers = list(self.sources.values())
+        return {(c.source, g): t for c in clusterers for g, t in dict(c.aliases).items()}
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Per source: clusters held, and rows forced into a cluster past `max_clusters`
+        (cumulative)."""
+        with self._lock:
+            return {name: (c.k, c.cap_hits) for name, c in self.sources.items()}
 
     def take_dirty_states(self) -> dict[str, bytes]:
         """Encoded state of each source changed since the last call."""
@@ -508,14 +574,14 @@ class StreamClusters:
             for name, data in states.items():
                 try:
                     self.sources[name] = SourceClusterer.from_bytes(
-                        data, self.config, self.embedder.dim
+                        data, self.config, self.embedder.dim, self.threshold_for(name)
                     )
                 except (ValueError, KeyError, OSError) as e:
                     logger.warning("ignoring stored cluster state of %r: %s", name, e)
 
-    def wait_for_refits(self, timeout: float | None = None) -> None:
-        """Blocks until background refits of every source finish."""
+    def wait_for_consolidations(self, timeout: float | None = None) -> None:
+        """Blocks until background consolidations of every source finish."""
         with self._lock:
             clusterers = list(self.sources.values())
         for c in clusterers:
-            c.wait_for_refit(timeout)
+            c.wait_for_consolidation(timeout)

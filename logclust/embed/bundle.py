@@ -70,6 +70,13 @@ class Bundle:
     def max_len(self) -> int:
         return int(self.manifest["model_config"]["max_len"])
 
+    @property
+    def threshold(self) -> float | None:
+        """The clustering threshold calibrated by the training pipeline (`calibrate`
+        step; Euclidean distance between unit embeddings), None when not calibrated."""
+        value = (self.manifest.get("clustering") or {}).get("threshold")
+        return None if value is None else float(value)
+
     def file(self, name: str) -> Path:
         return self.path / name
 

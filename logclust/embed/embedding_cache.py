@@ -26,6 +26,11 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def threshold(self) -> float | None:
+        """The model's calibrated clustering threshold (None: not calibrated)."""
+        ...
+
     def embed_masked(self, masked: pa.Array) -> np.ndarray:
         """L2-normalised float32 `(n, dim)` embeddings of already-masked strings."""
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -120,11 +120,14 @@ class LatencyBook:
         end_ms: int | None = None,
         window_ms: int | None = None,
         source: str | None = None,
+        aliases: Mapping[tuple[str, int], int] | None = None,
     ) -> pa.Table:
         """Per-cluster counts and quantiles over [start_ms, end_ms), merged per window.
 
         Base windows that overlap the range are included whole. `window_ms` buckets are
-        aligned to multiples of `window_ms` since the Unix epoch.
+        aligned to multiples of `window_ms` since the Unix epoch. `aliases` maps
+        `(source, merged id)` to the id that now stands for it: the sketches of both are
+        merged under that id (exactly, as DDSketches merge).
 
         Returns:
             Columns `source`, `cluster_id`, `window_start` (only when windowed), `count`,
@@ -149,6 +152,8 @@ class LatencyBook:
                 if end_ms is not None and win >= end_ms:
                     continue
                 bucket = win // window_ms * window_ms if window_ms else 0
+                if aliases:
+                    cid = aliases.get((src, cid), cid)
                 acc = merged.setdefault((src, cid, bucket), DDSketch(self.relative_accuracy))
                 acc.merge(sketch)
         return _to_table(merged, qs, windowed=window_ms is not None)

@@ -51,7 +51,7 @@ class ClustersRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active")
+    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class ClusterInfo(_message.Message):
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    MERGED_INTO_FIELD_NUMBER: _ClassVar[int]
     source: str
     cluster_id: int
     size: int
@@ -68,7 +69,8 @@ class ClusterInfo(_message.Message):
     template: str
     exemplars: _containers.RepeatedScalarFieldContainer[str]
     active: bool
-    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ...) -> None: ...
+    merged_into: int
+    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ...) -> None: ...
 
 class ClustersResponse(_message.Message):
     __slots__ = ("clusters",)

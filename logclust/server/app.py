@@ -63,7 +63,7 @@ class SidecarServer:
                 return
             self.health.enter_graceful_shutdown()
             self.grpc_server.stop(grace).wait()
-            self.sidecar.wait_for_refits(timeout=30)
+            self.sidecar.wait_for_consolidations(timeout=30)
             self.flusher.stop()
             close = getattr(self.store, "close", None)
             if close is not None:

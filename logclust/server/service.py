@@ -63,6 +63,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 last_seen_unix_ms=st.last_seen_ms or 0,
                 template=st.template,
                 active=st.active,
+                merged_into=-1 if st.merged_into is None else st.merged_into,
                 exemplars=st.members[: self.sidecar.config.clusters.max_exemplars],
             )
             for source, st in self.sidecar.describe(request.source or None)

@@ -38,6 +38,8 @@ class Sidecar:
         self.config = labeler.config
         self.store = store
         self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_clusters(labeler.stream.counts)
         self._flush_lock = threading.Lock()
         snapshot = store.load_state()
         labeler.book.load(snapshot.sketches)
@@ -80,9 +82,9 @@ class Sidecar:
         """Every cluster of `source` (all sources when None)."""
         return self.labeler.clusters(source)
 
-    def wait_for_refits(self, timeout: float | None = None) -> None:
-        """Blocks until background refits finish."""
-        self.labeler.wait_for_refits(timeout)
+    def wait_for_consolidations(self, timeout: float | None = None) -> None:
+        """Blocks until background consolidations finish."""
+        self.labeler.wait_for_consolidations(timeout)
 
     def flush(self) -> None:
         """Saves what changed since the last flush and drops expired windows."""

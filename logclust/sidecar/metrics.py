@@ -6,6 +6,9 @@
 * `logclust_request_latency_ms{source,cluster}`: histogram of the rows' `latency_ms` per
   cluster. Label pairs are capped (`max_series`); rows of further clusters are counted
   under `cluster="other"` so a noisy stream cannot blow up the scrape.
+* `logclust_clusters{source}` (gauge) and `logclust_cluster_cap_hits_total{source}`: the
+  clusters each source holds, and rows forced into a cluster because the source reached
+  its `max_clusters` (read from the clusterer at scrape time).
 
 The per-cluster histogram is filled with numpy (one `searchsorted` and one `bincount` for
 all the clusters of a batch) and exposed by a custom collector, because the client library's
@@ -15,11 +18,16 @@ all the clusters of a batch) and exposed by a custom collector, because the clie
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from logclust.latency.book import group_rows
@@ -95,6 +103,28 @@ class _ClusterLatencyCollector(Collector):
         return len(self._series)
 
 
+class _ClusterCountCollector(Collector):
+    """Clusters and cap hits per source, asked of the clusterer at scrape time."""
+
+    def __init__(self, read: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        clusters = GaugeMetricFamily(
+            "logclust_clusters", "Clusters held per source.", labels=["source"]
+        )
+        hits = CounterMetricFamily(
+            "logclust_cluster_cap_hits",
+            "Rows forced into a cluster because the source reached max_clusters.",
+            labels=["source"],
+        )
+        for source, (k, cap_hits) in sorted(self.read().items()):
+            clusters.add_metric([source], k)
+            hits.add_metric([source], cap_hits)
+        yield clusters
+        yield hits
+
+
 class Metrics:
     """The sidecar's metrics in their own registry (several servers per process in tests).
 
@@ -152,6 +182,10 @@ class Metrics:
                 for i, (code, cid) in enumerate(groups.tolist())
             ]
         )
+
+    def watch_clusters(self, read: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        """Exports `read()` (source -> (clusters, cap hits)) at every scrape."""
+        self.registry.register(_ClusterCountCollector(read))
 
     def on_error(self, kind: str) -> None:
         self.errors.labels(kind=kind).inc()

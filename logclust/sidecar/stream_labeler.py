@@ -70,8 +70,8 @@ class BatchLabels:
     """Labels of one batch in row order, with the bookkeeping a caller may record.
 
     Attributes:
-        ids: `(n,)` int32 stable cluster ids; -1 during warm-up or far from every cluster.
-        distances: `(n,)` float32 distance to the nearest centroid; NaN before the first fit.
+        ids: `(n,)` int32 stable cluster ids (a new kind of line opens a cluster at once).
+        distances: `(n,)` float32 distance to the centroid of the row's cluster.
         source_names: distinct sources of the batch.
         source_codes: `(n,)` index into `source_names` of each row.
         latency_ms: `(n,)` float64 latencies; NaN where not measured.
@@ -89,8 +89,8 @@ class LabelResult:
     """What `StreamLabeler.label` returns for a list of texts of one source.
 
     Attributes:
-        ids: `(n,)` int32 stable cluster ids (-1: warm-up, or far from every cluster).
-        distances: `(n,)` float32 distance to the nearest centroid (NaN before the first fit).
+        ids: `(n,)` int32 stable cluster ids.
+        distances: `(n,)` float32 distance to the centroid of the row's cluster.
         clusters: a copy of the stats (template, size, exemplars, ...) of every cluster id
             in `ids`.
     """
@@ -111,7 +111,9 @@ class StreamLabeler:
 
     def __init__(self, embedder: Embedder, config: StreamLabelerConfig | None = None) -> None:
         self.config = config or StreamLabelerConfig()
-        self.stream = StreamClusters(embedder, self.config.clusters, self.config.max_sources)
+        self.stream = StreamClusters(
+            embedder, self.config.clusters, self.config.max_sources, embedder.threshold
+        )
         self.book = LatencyBook(
             window_ms=self.config.window_s * 1000,
             retention_ms=self.config.retention_s * 1000,
@@ -196,13 +198,18 @@ class StreamLabeler:
     ) -> pa.Table:
         """Per-cluster counts and latency quantiles (see `LatencyBook.query`)."""
         return self.book.query(
-            list(quantiles or DEFAULT_QUANTILES), start_ms, end_ms, window_ms, source
+            list(quantiles or DEFAULT_QUANTILES),
+            start_ms,
+            end_ms,
+            window_ms,
+            source,
+            aliases=self.stream.aliases(),
         )
 
     def clusters(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """`(source, stats)` of every cluster of `source` (all sources when None)."""
         return self.stream.describe(source)
 
-    def wait_for_refits(self, timeout: float | None = None) -> None:
-        """Blocks until background refits finish (tests, shutdown)."""
-        self.stream.wait_for_refits(timeout)
+    def wait_for_consolidations(self, timeout: float | None = None) -> None:
+        """Blocks until background consolidations finish (tests, shutdown)."""
+        self.stream.wait_for_consolidations(timeout)

@@ -23,6 +23,12 @@ because of what the rules can see:
    where digits survive masking. When the masked shape has no digit at all, it *is* the
    masked line; otherwise that shape is marked and its rows are masked one by one.
 
+The structured stage (`logclust.text.structure`, before the rules) keeps this too by
+construction: it decides everything (does the text parse, which type is each value) on
+the text with every digit written as `1`, writes placeholders without digits, and copies
+keys verbatim, so two texts that differ only in digits come out differing only in digits
+at the same places.
+
 A configuration this analysis cannot prove (a pattern Python's `re` parser cannot read,
 backreferences, a placeholder with a digit, a digit outside a literal run) switches the
 cache off: every row is masked directly. `tests/test_mask_cache.py` checks the outputs

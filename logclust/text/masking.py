@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logclust.text.rule_analysis import required_literals
+from logclust.text.structure import mask_structure
 
 # A field starts at the beginning of the line or after a character that is not a letter
 # or digit; the replacement writes the captured character back.
@@ -121,6 +122,10 @@ class MaskingConfig:
     # Runs of whitespace become one space, so alignment padding does not change tokens.
     collapse_whitespace: bool = True
     lowercase: bool = False
+    # Structured bodies first (`logclust.text.structure`): form data, query strings,
+    # JSON (also inside a log line) and XML keep their keys and lose their values to typed
+    # placeholders; anything that does not parse is left to the rules.
+    structured: bool = True
 
     def __post_init__(self) -> None:
         if self.max_chars < 1:
@@ -155,6 +160,7 @@ class MaskingConfig:
             "max_chars": self.max_chars,
             "collapse_whitespace": self.collapse_whitespace,
             "lowercase": self.lowercase,
+            "structured": self.structured,
         }
 
     @classmethod
@@ -167,6 +173,8 @@ class MaskingConfig:
             max_chars=int(d.get("max_chars", 2048)),  # type: ignore[call-overload]
             collapse_whitespace=bool(d.get("collapse_whitespace", True)),
             lowercase=bool(d.get("lowercase", False)),
+            # Bundles made before the structured stage existed did not use it.
+            structured=bool(d.get("structured", False)),
         )
 
 
@@ -213,9 +221,10 @@ class Masker:
         return pc.utf8_lower(texts) if cfg.lowercase else texts
 
     def apply_rules(self, prepared: pa.Array) -> pa.Array:
-        """The rest of `mask` on `prepare`'s output: the rules, then whitespace."""
+        """The rest of `mask` on `prepare`'s output: the structured stage, the rules, then
+        whitespace."""
         cfg = self.config
-        out = prepared
+        out = mask_structure(prepared) if cfg.structured else prepared
         raw: bytes | None = None  # the values' bytes the literal checks search
         for rule, needs in zip(cfg.active_rules, self._needs, strict=True):
             if needs is not None:

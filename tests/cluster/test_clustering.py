@@ -6,10 +6,8 @@ from logclust.cluster.clustering import (
     choose_k,
     fit,
     fit_kmeans,
-    is_outlier,
     nearest_centroid,
 )
-from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.quality import ari, grouping_accuracy
 
 
@@ -39,20 +37,10 @@ def test_choose_k_finds_blobs_and_fit_separates() -> None:
     assert ari(y, ids) == pytest.approx(1.0)
 
 
-def test_k_capped_by_distinct_rows_and_outliers() -> None:
+def test_k_capped_by_distinct_rows() -> None:
     x = np.repeat(np.eye(4, dtype=np.float32)[:2], 5, axis=0)
     model = fit_kmeans(x, k=10)
     assert model.k == 2
-    ids, dist = model.assign(np.array([[0, 0, 1, 0]], np.float32))
-    cfg = StreamClusterConfig()
-    assert is_outlier(dist, model.radii[ids], cfg.outlier_factor, cfg.min_radius).all()
-
-
-def test_outlier_rule_uses_the_radius_floor() -> None:
-    radii = np.array([0.0, 0.0, 0.5], np.float32)
-    dist = np.array([0.29, 0.31, 1.4], np.float32)
-    # factor 3: a zero radius counts as min_radius 0.1 (limit 0.3); radius 0.5 gives 1.5.
-    assert is_outlier(dist, radii, 3.0, 0.1).tolist() == [False, True, False]
 
 
 def test_ari_matches_scikit_learn() -> None:

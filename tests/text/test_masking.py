@@ -19,7 +19,7 @@ from logclust.text.masking import Masker, MaskingConfig, MaskRule, mask_texts
         ("get https://x.org/a?b=1", "get <URL>"),
         ("blk_-123 and blk_456", "blk_<NUM> and blk_<NUM>"),
         ("a   b\tc", "a b c"),
-        ("product_id=OLJCESPC7Z&quantity=3", "product_id=<ID>&quantity=<NUM>"),
+        ("product_id=OLJCESPC7Z&quantity=3", "product_id=<*>&quantity=<NUM>"),
         ("proxy.cse.cuhk.edu.hk:5070 open", "<HOST>:<NUM> open"),
         ("rhost=220-1-2-3.hinet-ip.hinet.net user=root", "rhost=<HOST> user=root"),
         ("com.apple.Safari.Update: x", "com.apple.Safari.Update: x"),

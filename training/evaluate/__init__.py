@@ -27,7 +27,7 @@ from training.evaluate.quality import (
     semantic_probe,
     throughput,
 )
-from training.evaluate.report import render_report
+from training.evaluate.report import kept_sections, render_report
 
 __all__ = ["evaluate"]
 
@@ -67,7 +67,11 @@ def evaluate(
         metrics["semantic_probe_ari"] = semantic_probe(lab)
     pca_plot(lab, android, bundle_dir / "android_pca.png")
     (bundle_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (bundle_dir / "REPORT.md").write_text(render_report(metrics, bundle.manifest))
+    report = bundle_dir / "REPORT.md"
+    kept = kept_sections(report)
+    report.write_text(
+        render_report(metrics, bundle.manifest) + ("\n" + kept + "\n" if kept else "")
+    )
     add_headline(bundle, metrics)
     print((bundle_dir / "REPORT.md").read_text())
     return metrics

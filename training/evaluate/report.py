@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,4 +145,72 @@ def render_report(m: dict[str, Any], manifest: dict[str, Any]) -> str:
             *[f"| {k} | {v:.3f} |" for k, v in sp.items()],
             "",
         ]
+    return "\n".join(lines)
+
+
+# Sections written by other steps or scripts (`calibrate`, `bench.stream_quality`) sit
+# between these markers; `evaluate` keeps them when it writes the report again.
+_BEGIN = "<!-- section:{} -->"
+_END = "<!-- /section:{} -->"
+
+
+def write_section(report: Path, key: str, text: str) -> None:
+    """Puts `text` into the report as section `key`, replacing an earlier one."""
+    old = report.read_text() if report.exists() else ""
+    begin, end = _BEGIN.format(key), _END.format(key)
+    section = f"{begin}\n{text.rstrip()}\n{end}\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + section + old[old.index(end) + len(end) + 1 :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    report.write_text(new)
+
+
+def kept_sections(report: Path) -> str:
+    """The marked sections of an existing report, to append to a fresh one."""
+    if not report.exists():
+        return ""
+    text = report.read_text()
+    out, start = [], 0
+    while (i := text.find("<!-- section:", start)) >= 0:
+        key = text[i + len("<!-- section:") : text.index(" -->", i)]
+        end = _END.format(key)
+        j = text.find(end, i)
+        if j < 0:
+            break
+        out.append(text[i : j + len(end)])
+        start = j + len(end)
+    return "\n\n".join(out)
+
+
+def threshold_section(clustering: dict[str, Any]) -> str:
+    """The calibration of the clustering threshold, as a report section."""
+    cal = clustering["calibration"]
+    held = next(iter(next(iter(cal["held_out"].values()))), None)
+    lines = [
+        "## Clustering threshold (k never given)",
+        "",
+        "The sidecar and `Labeler.fit(k=None)` cluster by distance: a line joins the nearest "
+        "cluster within the threshold, else opens one (`logclust/cluster/threshold.py`). The "
+        "`calibrate` step streams each train system's `Content` through the serving clusterer "
+        "(3 passes, digits re-drawn after the first, last pass scored) at each threshold and "
+        f"keeps the best mean ARI: **{clustering['threshold']:g}** (Euclidean between unit "
+        f"embeddings; cosine distance {clustering['threshold'] ** 2 / 2:.3f}). "
+        + (f"{held} is held out: reported, never used to choose." if held else ""),
+        "",
+        "| threshold | train mean ARI | " + (f"{held} ARI |" if held else "") + " chosen |",
+        "| --- | --- | " + ("--- | " if held else "") + "--- |",
+    ]
+    for t, mean in zip(cal["grid"], cal["train_mean_ari"], strict=True):
+        key = f"{t:g}"
+        cells = [key, f"{mean:.3f}"]
+        if held:
+            cells.append(f"{cal['held_out'][key][held]:.3f}")
+        cells.append("**yes**" if t == clustering["threshold"] else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Command: `python -m training --data ../shared/data/loghub-2k --out models/default "
+        "--work runs/default --config training/default.toml --steps calibrate`.",
+    ]
     return "\n".join(lines)

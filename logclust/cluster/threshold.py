@@ -1,0 +1,273 @@
+"""Clusters found by distance, not by a k search: the rule shared by the stream and `fit`.
+
+A cluster is "lines within the threshold of each other": a line joins the nearest
+centroid when it lies within `threshold` (Euclidean distance between unit vectors, so
+`threshold**2 / 2` is the cosine distance) and otherwise opens a cluster of its own at
+once. Centroids are the normalised mean of their distinct members' embeddings.
+`consolidate` is the periodic clean-up: it recomputes centroids from a sample, moves
+members that drifted out of reach and merges clusters whose centroids came within the
+threshold of each other, keeping the larger cluster's id.
+
+The threshold is a property of the model: the training pipeline calibrates it on the
+train systems (template ARI of this very rule) and stores it in the bundle manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from logclust.cluster.clustering import nearest_centroid
+
+# Rows of the centroid matrix compared at once when looking for pairs to merge.
+_MERGE_BLOCK = 512
+
+
+@dataclass
+class Centroids:
+    """Growable centroid table: `sums` of the distinct members placed in each cluster.
+
+    Attributes:
+        sums: `(capacity, dim)` float32; the first `k` rows are in use.
+        counts: `(capacity,)` int64 distinct members placed per cluster.
+        k: clusters in use.
+    """
+
+    sums: np.ndarray
+    counts: np.ndarray
+    k: int = 0
+
+    @classmethod
+    def empty(cls, dim: int, capacity: int = 64) -> Centroids:
+        return cls(np.zeros((capacity, dim), np.float32), np.zeros(capacity, np.int64))
+
+    @classmethod
+    def of(cls, centroids: np.ndarray, counts: np.ndarray) -> Centroids:
+        """A table whose clusters have these (unit) centroids and member counts."""
+        k = len(centroids)
+        table = cls.empty(centroids.shape[1], max(64, k))
+        n = np.maximum(counts, 1)
+        table.sums[:k] = centroids * n[:, None]
+        table.counts[:k] = n
+        table.k = k
+        return table
+
+    @property
+    def unit(self) -> np.ndarray:
+        """`(k, dim)` float32 unit-length centroids."""
+        s = self.sums[: self.k]
+        norm = np.linalg.norm(s, axis=1, keepdims=True)
+        return (s / np.maximum(norm, 1e-12)).astype(np.float32)
+
+    def add(self, cidx: np.ndarray, x: np.ndarray) -> None:
+        """Adds members `x` to clusters `cidx` (the running means move)."""
+        np.add.at(self.sums, cidx, x)
+        np.add.at(self.counts, cidx, 1)
+
+    def open(self, x: np.ndarray, count: int = 1) -> int:
+        """A new cluster whose members sum to `x` (one member by default); returns its
+        index."""
+        if self.k == len(self.counts):
+            grow = 2 * len(self.counts)
+            self.sums = np.resize(self.sums, (grow, self.sums.shape[1]))
+            self.sums[self.k :] = 0.0
+            self.counts = np.resize(self.counts, grow)
+            self.counts[self.k :] = 0
+        self.sums[self.k] = x
+        self.counts[self.k] = count
+        self.k += 1
+        return self.k - 1
+
+
+def place(
+    x: np.ndarray, table: Centroids, threshold: float, max_clusters: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Places embeddings: the nearest cluster within `threshold`, else a new cluster.
+
+    Rows are taken in order, so the first of several far rows that lie close together
+    opens the cluster and the others join it. Once `max_clusters` clusters exist, a far
+    row joins its nearest cluster instead (counted, never silent).
+
+    Args:
+        x: `(m, dim)` unit embeddings.
+        table: the clusters; updated in place (running means, new clusters).
+        threshold: largest Euclidean distance to a centroid that joins it.
+        max_clusters: cap on `table.k`.
+
+    Returns:
+        `(cidx, distances, forced)`: cluster index and distance to its centroid (as the
+        centroid was when the row was placed) per row, and how many rows were forced
+        into a cluster farther than the threshold because of the cap.
+    """
+    m = len(x)
+    cidx = np.zeros(m, np.int64)
+    dist = np.zeros(m, np.float32)
+    if m == 0:
+        return cidx, dist, 0
+    if table.k:
+        cidx, dist = nearest_centroid(x, table.unit)
+        cidx = cidx.astype(np.int64)
+        far = np.flatnonzero(dist > threshold)
+    else:
+        far = np.arange(m)
+    near = np.setdiff1d(np.arange(m), far, assume_unique=True)
+    table.add(cidx[near], x[near])
+    forced = 0
+    rest = far
+    while rest.size and table.k < max_clusters:
+        lead = int(rest[0])
+        c = table.open(x[lead])
+        d = np.linalg.norm(x[rest] - x[lead], axis=1)
+        join = d <= threshold
+        cidx[rest[join]], dist[rest[join]] = c, d[join]
+        members = rest[join][1:]  # the leader is already counted by `open`
+        if members.size:
+            table.add(np.full(members.size, c), x[members])
+        rest = rest[~join]
+    if rest.size:  # the cap is reached: the nearest cluster, however far
+        cidx[rest], dist[rest] = nearest_centroid(x[rest], table.unit)
+        table.add(cidx[rest], x[rest])
+        forced = int(rest.size)
+    return cidx, dist, forced
+
+
+@dataclass(frozen=True)
+class Consolidation:
+    """What `consolidate` decided about the clusters it was given.
+
+    Attributes:
+        centroids: `(k', dim)` unit centroids of the clusters that remain, in the order
+            `kept` then `split_off`.
+        counts: `(k',)` distinct members behind each centroid.
+        kept: `(r,)` index (into the input clusters) of each surviving input cluster.
+        merged: input index -> input index of the cluster it was merged into.
+        split_off: how many new clusters (at the end of `centroids`) were split off.
+    """
+
+    centroids: np.ndarray
+    counts: np.ndarray
+    kept: np.ndarray
+    merged: dict[int, int]
+    split_off: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.merged) or self.split_off > 0
+
+
+def consolidate(
+    centroids: np.ndarray,
+    counts: np.ndarray,
+    sizes: np.ndarray,
+    sample: np.ndarray,
+    threshold: float,
+    max_clusters: int,
+) -> Consolidation:
+    """Recomputes centroids from a sample, splits off drifted members, merges close ones.
+
+    1. Each distinct sampled embedding goes to its nearest centroid; a cluster with
+       sampled members gets their normalised mean as its centroid (the others keep
+       theirs: a sample need not hold every cluster).
+    2. A cluster whose sampled members do not all lie within `threshold` of that mean is
+       split: its members are grouped again by `place`; the largest group keeps the id
+       (and the centroid of its members), the others become new clusters.
+    3. Clusters whose centroids lie within `threshold` of each other are merged; the one
+       with most rows (`sizes`) keeps its id, the others are recorded in `merged`.
+
+    Args:
+        centroids: `(k, dim)` unit centroids now.
+        counts: `(k,)` distinct members behind each.
+        sizes: `(k,)` rows seen per cluster (decides which id survives a merge).
+        sample: `(u, dim)` distinct embeddings of recent rows.
+        threshold: the clustering threshold.
+        max_clusters: cap on clusters.
+    """
+    k = len(centroids)
+    table = Centroids.of(centroids, counts)
+    if len(sample) and k:
+        cidx, _ = nearest_centroid(sample, centroids)
+        for c in np.unique(cidx).tolist():
+            _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters)
+    split_off = table.k - k
+    merged = _merge_pairs(table.unit, np.concatenate([sizes, np.zeros(split_off)]), threshold)
+    for src, dst in merged.items():
+        table.sums[dst] += table.sums[src]
+        table.counts[dst] += table.counts[src]
+    alive = np.array([i for i in range(table.k) if i not in merged], np.int64)
+    unit = table.unit[alive]
+    return Consolidation(
+        centroids=unit,
+        counts=table.counts[alive].copy(),
+        kept=alive[alive < k],
+        merged={s: d for s, d in merged.items()},
+        split_off=int((alive >= k).sum()),
+    )
+
+
+def _recenter_or_split(
+    table: Centroids, c: int, members: np.ndarray, threshold: float, max_clusters: int
+) -> None:
+    """Cluster `c` takes the mean of its sampled `members`; when they do not all lie
+    within `threshold` of it, the largest group of them keeps `c` and the other groups
+    open clusters (while the cap allows)."""
+    n = max(int(table.counts[c]), len(members))
+    mean = members.sum(0)
+    unit = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    if (np.linalg.norm(members - unit, axis=1) <= threshold).all():
+        table.sums[c], table.counts[c] = unit * n, n
+        return
+    groups = Centroids.empty(members.shape[1])
+    place(members, groups, threshold, max_clusters)
+    order = np.argsort(-groups.counts[: groups.k], kind="stable")
+    big = int(order[0])
+    table.sums[c], table.counts[c] = groups.unit[big] * n, n
+    for g in order[1:].tolist():
+        if table.k >= max_clusters:
+            break
+        table.open(groups.sums[g].copy(), int(groups.counts[g]))
+
+
+def _merge_pairs(unit: np.ndarray, sizes: np.ndarray, threshold: float) -> dict[int, int]:
+    """Union of clusters whose centroids are within `threshold`: index -> survivor."""
+    k = len(unit)
+    parent = np.arange(k)
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
+        return a
+
+    # |a - b|^2 = 2 - 2 a.b for unit vectors: within the threshold <=> a.b >= this.
+    min_dot = 1.0 - threshold * threshold / 2.0
+    for start in range(0, k, _MERGE_BLOCK):
+        dots = unit[start : start + _MERGE_BLOCK] @ unit.T
+        rows, cols = np.nonzero(dots >= min_dot)
+        for r, c in zip((rows + start).tolist(), cols.tolist(), strict=True):
+            if r >= c:
+                continue
+            a, b = root(r), root(c)
+            if a == b:
+                continue
+            # The larger cluster (rows, then the older id) survives.
+            if (sizes[b], -b) > (sizes[a], -a):
+                a, b = b, a
+            parent[b] = a
+    return {i: root(i) for i in range(k) if root(i) != i}
+
+
+def threshold_cluster(
+    x: np.ndarray, threshold: float, max_clusters: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offline form of the stream rule: `place` in order, then one `consolidate`.
+
+    Returns:
+        `(centroids, labels)`: unit centroids `(k, dim)` and each row's cluster.
+    """
+    table = Centroids.empty(x.shape[1])
+    place(x, table, threshold, max_clusters)
+    sizes = table.counts[: table.k].astype(np.float64)
+    done = consolidate(table.unit, table.counts[: table.k], sizes, x, threshold, max_clusters)
+    labels, _ = nearest_centroid(x, done.centroids)
+    return done.centroids, labels

@@ -1,0 +1,202 @@
+"""Streaming evaluation: clusters as a user gets them, k never given.
+
+Every system's lines are streamed as their own source, several passes, the digits of
+every pass after the first re-drawn (a live stream repeats kinds of lines, not lines);
+the last pass is scored against the ground-truth templates. Used by the `calibrate`
+pipeline step (in process, over a grid of thresholds) and by `bench/stream_quality.py`
+(through a real sidecar, next to Drain3 streaming the same lines).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.quality import ari, grouping_accuracy
+from logclust.cluster.stream import StreamClusters
+from logclust.embed.embedding_cache import Embedder
+from logclust.text.masking import Masker
+
+_DIGIT = re.compile(r"[0-9]")
+_PLACEHOLDER = re.compile(r"<[A-Z*]+>")
+_WILDCARDS = re.compile(r"<\*>(?:\s*<\*>)+")
+
+
+def redraw_digits(texts: Sequence[str], seed: int) -> list[str]:
+    """`texts` with every ASCII digit replaced by a random one."""
+    rng = random.Random(seed)
+    return [_DIGIT.sub(lambda _: str(rng.randrange(10)), t) for t in texts]
+
+
+def passes(texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
+    """`n` passes over `texts`: the first as is, the others with digits re-drawn."""
+    return [list(texts)] + [redraw_digits(texts, seed + i) for i in range(1, n)]
+
+
+def normalise_template(template: str) -> str:
+    """Placeholders of either kind (`<NUM>`, `<*>`) as `<*>`, runs of them as one, and
+    whitespace collapsed: how a template is compared with the ground truth."""
+    t = _PLACEHOLDER.sub("<*>", template)
+    return " ".join(_WILDCARDS.sub("<*>", t).split())
+
+
+def template_accuracy(
+    truth_templates: Sequence[str], pred: Sequence[int], templates: dict[int, str]
+) -> float:
+    """Share of predicted clusters that hold exactly one ground-truth group's lines and
+    whose template reads as that group's template (loghub-2.0's parsing template
+    accuracy, after `normalise_template` on both sides)."""
+    rows: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(pred):
+        rows[p].append(i)
+    by_truth = Counter(truth_templates)
+    correct = 0
+    for cid, members in rows.items():
+        truths = {truth_templates[i] for i in members}
+        if len(truths) != 1:
+            continue
+        (truth,) = truths
+        if by_truth[truth] != len(members):
+            continue
+        if normalise_template(templates.get(cid, "")) == normalise_template(truth):
+            correct += 1
+    return correct / max(1, len(rows))
+
+
+@dataclass(frozen=True)
+class StreamScore:
+    """Scores of one stream's last pass."""
+
+    ari: float
+    grouping_accuracy: float
+    clusters: int
+    templates: int
+    unassigned: float  # share of rows labelled -1
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "ari": self.ari,
+            "ga": self.grouping_accuracy,
+            "clusters": self.clusters,
+            "templates": self.templates,
+            "unassigned": self.unassigned,
+        }
+
+
+def score(truth: Sequence[str], ids: Sequence[int]) -> StreamScore:
+    """ARI, grouping accuracy and counts of one pass's ids against the truth."""
+    arr = np.asarray(ids)
+    return StreamScore(
+        ari=ari(truth, list(arr)),
+        grouping_accuracy=grouping_accuracy(truth, list(arr)),
+        clusters=len(set(arr.tolist()) - {-1}),
+        templates=len(set(truth)),
+        unassigned=float((arr == -1).mean()) if arr.size else 0.0,
+    )
+
+
+class CachedEmbedder:
+    """An `Embedder` that embeds each masked text once across many runs (calibration
+    streams the same texts at every threshold)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self._seen: dict[str, np.ndarray] = {}
+
+    @property
+    def masker(self) -> Masker:
+        return self.inner.masker
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def threshold(self) -> float | None:
+        return self.inner.threshold
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        texts: list[str] = masked.to_pylist()
+        new = [t for t in dict.fromkeys(texts) if t not in self._seen]
+        if new:
+            emb = self.inner.embed_masked(pa.array(new, pa.string()))
+            self._seen.update(zip(new, emb, strict=True))
+        return np.stack([self._seen[t] for t in texts]).astype(np.float32)
+
+
+def stream_in_process(
+    embedder: Embedder,
+    systems: dict[str, tuple[list[str], list[str]]],
+    threshold: float,
+    n_passes: int = 3,
+    batch: int = 500,
+    seed: int = 0,
+) -> dict[str, StreamScore]:
+    """Streams each system (`name -> (lines, truth)`) as its own source through the
+    serving clusterer at `threshold`; scores each last pass."""
+    clusters = StreamClusters(
+        embedder,
+        StreamClusterConfig(threshold=threshold, background_consolidation=False),
+        max_sources=max(1, len(systems)),
+    )
+    out: dict[str, StreamScore] = {}
+    for name, (lines, truth) in systems.items():
+        ids = np.zeros(0, np.int32)
+        for rows in passes(lines, n_passes, seed):
+            got = []
+            for start in range(0, len(rows), batch):
+                body = pa.array(rows[start : start + batch], pa.string())
+                source = pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(len(body), np.int32)), pa.array([name])
+                )
+                now = np.zeros(len(body), np.int64)
+                got.append(clusters.label(body, source, now)[0])
+            ids = np.concatenate(got)
+        out[name] = score(truth, ids.tolist())
+    return out
+
+
+# Thresholds tried by the calibration (Euclidean distance between unit embeddings).
+GRID: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+
+
+def calibrate(
+    embedder: Embedder,
+    train: dict[str, tuple[list[str], list[str]]],
+    held_out: dict[str, tuple[list[str], list[str]]],
+    grid: Sequence[float] = GRID,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The threshold with the best mean stream ARI over `train`, and the curve.
+
+    Returns:
+        `{"threshold", "grid", "train_mean_ari", "per_system": {threshold: {system: ari}},
+        "held_out": {threshold: {system: ari}}}`; held-out systems are reported, never
+        used to choose.
+    """
+    cached = CachedEmbedder(embedder)
+    curve: dict[str, dict[str, float]] = {}
+    held: dict[str, dict[str, float]] = {}
+    means = []
+    for t in grid:
+        per = stream_in_process(cached, train, t)
+        curve[f"{t:g}"] = {n: s.ari for n, s in per.items()}
+        held[f"{t:g}"] = {n: s.ari for n, s in stream_in_process(cached, held_out, t).items()}
+        means.append(float(np.mean([s.ari for s in per.values()])))
+        progress(f"threshold {t:g}: train mean ARI {means[-1]:.4f}, held out {held[f'{t:g}']}")
+    best = int(np.argmax(means))
+    return {
+        "threshold": float(grid[best]),
+        "grid": [float(t) for t in grid],
+        "train_mean_ari": means,
+        "per_system": curve,
+        "held_out": held,
+    }
