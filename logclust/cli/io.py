@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import csv
 
+from logclust.text.log_format import LogFormat, apply_log_format
 from logclust.wire.contract import BODY, SOURCE, validate_schema
 
 FORMATS = ("table", "json", "csv")
@@ -38,6 +39,16 @@ def read_table(path: str | Path) -> pa.Table:
         table = read_text(path)
     validate_schema(table.schema)
     return table
+
+
+def read_input(path: str | Path, log_format: str | None = None) -> pa.Table:
+    """`read_table`, then raw log lines split by `log_format` (a preset name or format
+    string; see `logclust.text.log_format`) when given: `body` becomes the content and
+    the header fields `log_<field>` columns."""
+    table = read_table(path)
+    if log_format is None:
+        return table
+    return apply_log_format(LogFormat.resolve(log_format), table)
 
 
 def _read_arrow_file(path: Path) -> pa.Table:

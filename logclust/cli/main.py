@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from logclust.cli import service
-from logclust.cli.io import FORMATS, read_table, write_table
+from logclust.cli.io import FORMATS, read_input, write_table
 from logclust.cluster.labeler import Labeler
 from logclust.server.config import DEFAULT_LISTEN
 
@@ -56,7 +56,7 @@ def _write_output(table: pa.Table, out: Path) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    table = read_table(args.input)
+    table = read_input(args.input, args.log_format)
     lab = Labeler.load(args.bundle, variant=args.variant)
     emb = lab.embed(table.column("body"))
     col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), lab.dim)
@@ -65,7 +65,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    table = read_table(args.input)
+    table = read_input(args.input, args.log_format)
     lab = Labeler.load(args.bundle, variant=args.variant)
     if args.k is not None or args.fit:
         lab.fit(table.column("body"), k=args.k)
@@ -90,6 +90,29 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
         default=service.SERVE_ENCODER_BATCH,
         help="rows per encoder call (default %(default)s)",
     )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="clustering distance for every source (default: the bundle's calibrated one; "
+        "larger gives coarser groups)",
+    )
+    p.add_argument(
+        "--source-threshold",
+        action="append",
+        default=[],
+        metavar="SOURCE=X",
+        help="clustering distance of one source (repeatable)",
+    )
+    p.add_argument("--max-clusters", type=int, default=4096, help="clusters kept per source")
+    p.add_argument(
+        "--log-format",
+        action="append",
+        default=[],
+        metavar="[SOURCE=]FORMAT",
+        help="raw log lines with headers: a preset (hdfs, openstack, syslog, ...) or a format "
+        "such as '<Date> <Time> <Level> <Content>', for one source or all (repeatable)",
+    )
     p.set_defaults(func=service.cmd_serve)
 
     p = subparsers.add_parser("send", help="label a file through a sidecar")
@@ -97,6 +120,7 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     p.add_argument("--addr", default=DEFAULT_LISTEN)
     p.add_argument("--out", default=None, help="write labelled rows (.parquet, .csv, .arrow)")
     p.add_argument("--batch-size", type=int, default=10_000)
+    _add_log_format(p)
     p.set_defaults(func=service.cmd_send)
 
     p = subparsers.add_parser("latency", help="per-cluster latency quantiles")
@@ -123,6 +147,17 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     p.set_defaults(func=service.cmd_demo)
 
 
+def _add_log_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        default=None,
+        metavar="FORMAT",
+        help="split raw log lines: a preset (hdfs, openstack, syslog, ...) or a format such as "
+        "'<Date> <Time> <Level> <Content>'; the content is clustered, header fields become "
+        "log_<field> columns",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The one parser of every `logclust` command."""
     p = argparse.ArgumentParser(prog="logclust", description=__doc__)
@@ -147,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--bundle", type=Path, help="bundle folder (default: shipped model)")
         s.add_argument("--variant", choices=("f32", "int8"), help="encoder variant")
+        _add_log_format(s)
         if name == "label":
             s.add_argument("--k", type=int, help="fit k clusters on the input first")
             s.add_argument(

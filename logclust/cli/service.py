@@ -12,9 +12,10 @@ import sys
 import time
 
 from logclust.cli.demo import run_demo
-from logclust.cli.io import format_table, read_table, write_table
+from logclust.cli.io import format_table, read_input, write_table
 from logclust.client import Client
 from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
+from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
 from logclust.server.app import serve
 from logclust.server.config import ServerConfig
@@ -48,9 +49,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush_interval_s=args.flush_interval,
         window_s=int(args.window),
         retention_s=int(args.retention),
+        clusters=StreamClusterConfig(
+            threshold=args.threshold,
+            source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
+            max_clusters=args.max_clusters,
+        ),
+        log_formats=_log_formats(args.log_format),
     )
     serve(config, Labeler.load(args.bundle, batch_size=args.encoder_batch))
     return 0
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` flags as a dict.
+
+    Raises:
+        ValueError: an item without `=`.
+    """
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"Expected NAME=VALUE. Received: {item!r}")
+        out[name] = value
+    return out
+
+
+def _log_formats(items: list[str]) -> dict[str, str]:
+    """`--log-format` flags: `SOURCE=FORMAT`, or a bare FORMAT for every source ("*").
+
+    A format string holds `<Field>`s and may hold `=`, so only a prefix without `<`
+    names a source.
+    """
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if sep and name and "<" not in name:
+            out[name] = value
+        else:
+            out["*"] = item
+    return out
 
 
 class _Progress:
@@ -70,7 +108,7 @@ class _Progress:
 
 def cmd_send(args: argparse.Namespace) -> int:
     """`logclust send`: streams a file, writes or summarises the labelled rows."""
-    table = read_table(args.input)
+    table = read_input(args.input, args.log_format)
     with Client(args.addr) as client:
         labelled = client.label(table, args.batch_size, progress=_Progress(table.num_rows))
     if args.out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from logclust.cluster.config import StreamClusterConfig
@@ -42,6 +43,8 @@ class ServerConfig:
     # Distinct (source, cluster) label pairs in the latency histogram metric.
     metrics_max_series: int = 200
     clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
+    # Raw log lines per source (see `StreamLabelerConfig.log_formats`).
+    log_formats: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -81,4 +84,5 @@ class ServerConfig:
             max_sources=self.max_sources,
             max_rows_per_batch=self.max_rows_per_batch,
             clusters=self.clusters,
+            log_formats=self.log_formats,
         )

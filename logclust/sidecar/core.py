@@ -65,7 +65,10 @@ class Sidecar:
             self.metrics.observe_batch(
                 time.perf_counter() - started, b.source_names, b.source_codes, b.ids, b.latency_ms
             )
-        return contract.with_labels(table, b.ids, b.distances)
+        out = contract.with_labels(table, b.ids, b.distances)
+        for name, column in b.headers.items():
+            out = out.append_column(name, column)
+        return out
 
     def latency(
         self,

@@ -16,12 +16,13 @@ labeler.clusters("frontend")                         # templates, sizes, exempla
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
@@ -29,8 +30,9 @@ from logclust.cluster.labeler import Labeler
 from logclust.cluster.stream import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.latency.book import LatencyBook
+from logclust.text.log_format import LogFormat
 from logclust.wire import contract
-from logclust.wire.contract import DEFAULT_QUANTILES, DEFAULT_SOURCE
+from logclust.wire.contract import DEFAULT_QUANTILES, DEFAULT_SOURCE, ContractError
 
 
 def now_ms() -> int:
@@ -53,8 +55,14 @@ class StreamLabelerConfig:
     max_rows_per_batch: int = 1_000_000
     # Per-source online clustering.
     clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
+    # Raw log lines with headers, per source: source name (or "*" for every source) ->
+    # a `LogFormat` preset name or format string. The content is clustered; the header
+    # fields come back as `log_<field>` columns; `body` is returned as sent.
+    log_formats: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for fmt in self.log_formats.values():
+            LogFormat.resolve(fmt)  # raises ValueError naming what is wrong
         if self.window_s < 1 or self.retention_s < self.window_s:
             raise ValueError(
                 "window_s must be positive and retention_s at least one window. "
@@ -82,6 +90,8 @@ class BatchLabels:
     source_names: list[str]
     source_codes: np.ndarray
     latency_ms: np.ndarray
+    # `log_<field>` columns of sources with a log format (empty when none applies).
+    headers: dict[str, pa.Array] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ class StreamLabeler:
 
     def __init__(self, embedder: Embedder, config: StreamLabelerConfig | None = None) -> None:
         self.config = config or StreamLabelerConfig()
+        self._formats = {s: LogFormat.resolve(f) for s, f in self.config.log_formats.items()}
         self.stream = StreamClusters(
             embedder, self.config.clusters, self.config.max_sources, embedder.threshold
         )
@@ -184,9 +195,47 @@ class StreamLabeler:
         body = contract.column_array(table, contract.BODY)
         time_ms = contract.time_ms_column(table, now)
         latency = contract.latency_column(table)
-        ids, dist, names, codes = self.stream.label(body, contract.source_column(table), time_ms)
+        source = contract.source_column(table)
+        headers: dict[str, pa.Array] = {}
+        if self._formats:
+            body, headers = self._split_headers(table, body, source)
+        ids, dist, names, codes = self.stream.label(body, source, time_ms)
         self.book.record(names, codes, ids, time_ms, latency, now)
-        return BatchLabels(ids, dist, names, codes, latency)
+        return BatchLabels(ids, dist, names, codes, latency, headers)
+
+    def _split_headers(
+        self, table: pa.Table, body: pa.Array, source: pa.Array
+    ) -> tuple[pa.Array, dict[str, pa.Array]]:
+        """The content of rows whose source has a log format, and their header fields.
+
+        Raises:
+            ContractError: a header column would overwrite one of the caller's columns.
+        """
+        enc = source if isinstance(source, pa.DictionaryArray) else pc.dictionary_encode(source)
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        headers: dict[str, pa.Array] = {}
+        for code, name in enumerate(enc.dictionary.to_pylist()):
+            fmt = self._formats.get(name) or self._formats.get("*")
+            if fmt is None:
+                continue
+            rows = codes == code
+            mask = pa.array(rows)
+            parts = fmt.split(body if rows.all() else body.filter(mask))
+            body = pc.replace_with_mask(body, mask, parts.column("content").combine_chunks())
+            for field_name in parts.column_names:
+                if field_name == "content":
+                    continue
+                col = f"log_{field_name}"
+                if col in table.column_names:
+                    raise ContractError(
+                        f"Column {col!r} is added by the log format of source {name!r}; "
+                        f"rename the input's own. Received: columns={table.column_names}"
+                    )
+                base = headers.get(col, pa.nulls(len(body), pa.string()))
+                headers[col] = pc.replace_with_mask(
+                    base, mask, parts.column(field_name).combine_chunks()
+                )
+        return body, headers
 
     def latency(
         self,

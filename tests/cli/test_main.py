@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from logclust.cli import service
 from logclust.cli.main import main
 from logclust.embed.bundle import Bundle
 from tests.conftest import synthetic_lines
@@ -70,3 +71,35 @@ def test_missing_body_is_a_clear_error(
         == 2
     )
     assert "body" in capsys.readouterr().err
+
+
+def test_label_raw_lines_with_a_log_format(tiny_bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "hdfs.log"
+    src.write_text(
+        "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 terminating\n"
+        "081109 203807 222 WARN dfs.DataNode$PacketResponder: PacketResponder 2 terminating\n"
+        "not a header line\n"
+    )
+    out = tmp_path / "out.parquet"
+    args = ["label", "--input", str(src), "--output", str(out), "--bundle", str(tiny_bundle)]
+    assert main([*args, "--log-format", "hdfs"]) == 0
+    t = pq.read_table(out)
+    assert t.column("body").to_pylist()[:2] == [
+        "PacketResponder 1 terminating",
+        "PacketResponder 2 terminating",
+    ]
+    assert t.column("log_level").to_pylist() == ["INFO", "WARN", None]
+    assert t.column("body").to_pylist()[2] == "not a header line"
+    ids = t.column("cluster_id").to_pylist()
+    assert ids[0] == ids[1]  # same message, different headers
+    assert main([*args, "--log-format", "<Date> <Oops"]) == 2
+
+
+def test_serve_flags_for_thresholds_and_log_formats() -> None:
+    assert service._log_formats(["hdfs=HDFS", "<Date> <Level>=<Content>", "openstack"]) == {
+        "hdfs": "HDFS",
+        "*": "openstack",
+    }
+    assert service._pairs(["a=0.3"]) == {"a": "0.3"}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        service._pairs(["0.3"])

@@ -118,3 +118,30 @@ def test_sidecar_wraps_the_labeler_and_restores_it(traffic: pa.Table, tmp_path: 
         Sidecar(StreamLabeler(FakeLabeler(), CONFIG), MemoryStore()).label_ipc(
             ipc.encode_ipc(pa.table({"body": ["x"] * 5001}))
         )
+
+
+def test_log_format_per_source_clusters_the_content_and_adds_headers() -> None:
+    config = StreamLabelerConfig(
+        log_formats={"hdfs": "HDFS"},
+        clusters=StreamClusterConfig(background_consolidation=False),
+    )
+    sidecar = Sidecar(StreamLabeler(FakeLabeler(), config), MemoryStore())
+    raw = [
+        "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 terminating",
+        "081109 203807 222 WARN dfs.DataNode$PacketResponder: PacketResponder 2 terminating",
+    ]
+    table = pa.table(
+        {"body": raw + ["081109 203615 148 INFO x: y"], "source": ["hdfs"] * 2 + ["app"]}
+    )
+    out = sidecar.label(table)
+    assert out.column("body").to_pylist() == table.column("body").to_pylist()  # untouched
+    assert out.column("log_level").to_pylist() == ["INFO", "WARN", None]
+    assert out.column("log_component").to_pylist()[0] == "dfs.DataNode$PacketResponder"
+    ids = out.column("cluster_id").to_pylist()
+    assert ids[0] == ids[1]
+    clusters = {st.template for _, st in sidecar.describe("hdfs")}
+    assert clusters == {"PacketResponder <NUM> terminating"}
+    with pytest.raises(ValueError, match="Content"):
+        StreamLabelerConfig(log_formats={"x": "<Date> <Level>"})
+    with pytest.raises(ContractError, match="log_level"):
+        sidecar.label(pa.table({"body": raw, "source": ["hdfs"] * 2, "log_level": ["a", "b"]}))
