@@ -117,7 +117,13 @@ def wait_idle(pid: int, quiet_s: float = 1.0, timeout_s: float = 120.0) -> None:
 class Sidecar:
     """`logclust serve` in a child process pinned to one core, with a temporary store."""
 
-    def __init__(self, bundle: str | None, core: int, code: str | None = None) -> None:
+    def __init__(
+        self,
+        bundle: str | None,
+        core: int,
+        code: str | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.store = tempfile.mkdtemp(prefix="logclust-bench-")
         self.port = free_port()
         exe = shutil.which("logclust", path=str(Path(sys.executable).parent))
@@ -125,6 +131,7 @@ class Sidecar:
         cmd += ["serve", "--listen", f"127.0.0.1:{self.port}", "--store", self.store]
         if bundle:
             cmd += ["--bundle", bundle]
+        cmd += extra or []
         env = dict(os.environ)
         if code:  # another checkout of the package (see --code)
             env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(
