@@ -65,12 +65,29 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        return _label_on_spark(args)
     table = read_input(args.input, args.log_format)
     lab = Labeler.load(args.bundle, variant=args.variant)
     if args.k is not None or args.fit:
         lab.fit(table.column("body"), k=args.k)
     ids = lab.label(table.column("body"))
     _write_output(table.append_column("cluster_id", pa.array(ids, pa.int32())), args.output)
+    return 0
+
+
+def _label_on_spark(args: argparse.Namespace) -> int:
+    """`logclust label --engine spark`: pyspark is imported here only (the `spark` extra)."""
+    if args.log_format is not None:
+        raise ValueError(f"--engine spark labels the body as it is. Received: {args.log_format=}")
+    try:
+        from logclust.archive.spark import FitSpec, label_files
+    except ImportError as e:
+        raise ValueError(f"--engine spark needs logclust[spark]. Received: {e}") from e
+    fit = FitSpec(fit=args.fit, k=args.k)
+    out = str(args.output)
+    rows = label_files(str(args.input), out, args.bundle, args.master, fit, args.variant)
+    print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -190,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="fit clusters on the input with k chosen automatically",
             )
+            s.add_argument(
+                "--engine",
+                choices=("local", "spark"),
+                default="local",
+                help="local: this process; spark: Apache Spark (--input may be a glob of "
+                "Parquet files, --output a folder)",
+            )
+            s.add_argument("--master", help="Spark master (default: spark-submit's or local[*])")
         s.set_defaults(func=func)
 
     _add_service_commands(sub)
