@@ -91,6 +91,22 @@ def _label_on_spark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
+    """`serve` flags of the OTLP logs endpoints (README "OpenTelemetry (OTLP)")."""
+    g = p.add_argument_group("OpenTelemetry (OTLP) logs")
+    g.add_argument("--otlp-listen", default=None, help="OTLP/gRPC host:port (default: off)")
+    g.add_argument("--otlp-http-listen", default=None, help="OTLP/HTTP host:port (/v1/logs)")
+    g.add_argument("--otlp-forward", default=None, help="next hop, OTLP/gRPC host:port")
+    g.add_argument(
+        "--otlp-queue-records", type=int, default=50_000, help="forwarding queue bound (records)"
+    )
+    g.add_argument("--otlp-body-attribute", default=None, help="attribute with the text")
+    g.add_argument("--otlp-source-attribute", default="service.name", help="resource attribute")
+    g.add_argument(
+        "--otlp-latency-attribute", default="latency_ms", help="NAME or NAME:UNIT (ns, us, ms, s)"
+    )
+
+
 def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Registers `serve`, `send`, `latency`, `clusters` and `demo` on `subparsers`."""
     p = subparsers.add_parser("serve", help="run the sidecar (gRPC)")
@@ -130,6 +146,7 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
         help="raw log lines with headers: a preset (hdfs, openstack, syslog, ...) or a format "
         "such as '<Date> <Time> <Level> <Content>', for one source or all (repeatable)",
     )
+    _add_otlp_flags(p)
     p.set_defaults(func=service.cmd_serve)
 
     p = subparsers.add_parser("send", help="label a file through a sidecar")

@@ -20,6 +20,7 @@ from logclust.cluster.labeler import Labeler
 from logclust.server.app import serve
 from logclust.server.config import ServerConfig
 from logclust.server.memory import lean_process_memory
+from logclust.server.otlp_config import OtlpConfig
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,23 @@ def _setup_logging() -> None:
     ours = logging.getLogger("logclust")
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
+
+
+def otlp_config(args: argparse.Namespace) -> OtlpConfig | None:
+    """The OTLP settings of `serve`'s flags; None when no OTLP receiver is asked for."""
+    if args.otlp_listen is None and args.otlp_http_listen is None:
+        if args.otlp_forward is not None:
+            raise ValueError("--otlp-forward needs --otlp-listen or --otlp-http-listen")
+        return None
+    return OtlpConfig(
+        listen=args.otlp_listen,
+        http_listen=args.otlp_http_listen,
+        forward=args.otlp_forward,
+        queue_records=args.otlp_queue_records,
+        body_attribute=args.otlp_body_attribute,
+        source_attribute=args.otlp_source_attribute,
+        latency_attribute=args.otlp_latency_attribute,
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -55,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_clusters=args.max_clusters,
         ),
         log_formats=_log_formats(args.log_format),
+        otlp=otlp_config(args),
     )
     serve(config, Labeler.load(args.bundle, batch_size=args.encoder_batch))
     return 0

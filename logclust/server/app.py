@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from logclust.embed.embedding_cache import Embedder
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server.config import ServerConfig
+from logclust.server.otlp import OtlpEndpoints
 from logclust.server.service import LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
@@ -45,6 +46,7 @@ class SidecarServer:
         store: StateStore,
         metrics: Metrics,
         port: int,
+        otlp: OtlpEndpoints | None = None,
     ) -> None:
         self.grpc_server = grpc_server
         self.sidecar = sidecar
@@ -53,6 +55,8 @@ class SidecarServer:
         self.store = store
         self.metrics = metrics
         self.port = port
+        # OTLP receivers and forwarding queue (`config.otlp`); None when off.
+        self.otlp = otlp
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
 
@@ -62,7 +66,10 @@ class SidecarServer:
             if self._stopped.is_set():
                 return
             self.health.enter_graceful_shutdown()
-            self.grpc_server.stop(grace).wait()
+            stopped = self.grpc_server.stop(grace)
+            if self.otlp is not None:
+                self.otlp.stop(grace)  # receivers, then the forwarding queue drains
+            stopped.wait()
             self.sidecar.wait_for_consolidations(timeout=30)
             self.flusher.stop()
             close = getattr(self.store, "close", None)
@@ -133,6 +140,15 @@ def create_server(
         if close is not None:
             close()
         raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
+    otlp = None
+    if config.otlp is not None:
+        try:
+            otlp = OtlpEndpoints(config.otlp, sidecar, metrics, config.max_workers)
+        except OSError:
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+            raise
     flusher = PeriodicFlusher(sidecar.flush, config.flush_interval_s)
     if config.metrics_port is not None:
         host = config.listen.rpartition(":")[0].strip("[]")
@@ -142,7 +158,10 @@ def create_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("listening on %s:%d", config.listen.rpartition(":")[0], port)
-    return SidecarServer(server, sidecar, health_servicer, flusher, store, metrics, port), port
+    return (
+        SidecarServer(server, sidecar, health_servicer, flusher, store, metrics, port, otlp),
+        port,
+    )
 
 
 def serve(config: ServerConfig, labeler: Embedder) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from logclust.cluster.config import StreamClusterConfig
+from logclust.server.otlp_config import OtlpConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 from logclust.sidecar.stream_labeler import StreamLabelerConfig
 
@@ -43,6 +44,8 @@ class ServerConfig:
     # Distinct (source, cluster) label pairs in the latency histogram metric.
     metrics_max_series: int = 200
     clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
+    # OTLP logs receivers and forwarding (README "OpenTelemetry (OTLP)"); None: off.
+    otlp: OtlpConfig | None = None
     # Raw log lines per source (see `StreamLabelerConfig.log_formats`).
     log_formats: Mapping[str, str] = field(default_factory=dict)
 

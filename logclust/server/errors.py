@@ -2,6 +2,8 @@
 
 | error                                   | status             |
 |-----------------------------------------|--------------------|
+| `forward.QueueFullError`                | RESOURCE_EXHAUSTED |
+|                                         | + RetryInfo        |
 | `contract.LimitExceededError`           | RESOURCE_EXHAUSTED |
 | `contract.ContractError`, `ValueError`, |                    |
 | `TypeError` (bad query arguments)       | INVALID_ARGUMENT   |
@@ -17,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from logclust.server.forward import QueueFullError, retry_info_status
 from logclust.wire.contract import ContractError, LimitExceededError
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,9 @@ def _abort(context: grpc.ServicerContext, error: Exception, owner: ErrorRecorder
     if code is grpc.StatusCode.INTERNAL:
         logger.exception("internal error")
         context.abort(code, f"internal error: {type(error).__name__}")
+    if isinstance(error, QueueFullError):
+        # OTLP back-pressure: RESOURCE_EXHAUSTED is retried only with a RetryInfo.
+        context.abort_with_status(retry_info_status(code, str(error), error.retry_after_s))
     context.abort(code, str(error))
 
 

@@ -1,0 +1,235 @@
+"""The forwarding queue: labelled OTLP requests to the next hop, at least once.
+
+A receiver *reserves* room for a request's records before labelling anything
+(`reserve`); a full queue raises `QueueFullError`, which the servers turn into
+RESOURCE_EXHAUSTED with RetryInfo (gRPC) or 429 with Retry-After (HTTP), so the sender
+retries and nothing is labelled twice. After labelling, the request is `put` in the
+reserved room; one thread sends queued requests, merged up to `forward_batch_records`,
+and frees their room only once the next hop accepted them. Retryable failures
+(UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ABORTED, CANCELLED) are retried
+with exponential backoff (the next hop's RetryInfo delay when it names a longer one);
+any other status drops the batch, logged and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+from dataclasses import dataclass
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from logclust.server.otlp_config import OtlpConfig
+from logclust.wire.contract import LimitExceededError
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+class QueueFullError(LimitExceededError):
+    """The forwarding queue has no room for a request: retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class _Item:
+    request: ExportLogsServiceRequest
+    records: int
+    nbytes: int
+
+
+class ForwardQueue:
+    """Bounded queue of labelled requests and the thread that exports them downstream.
+
+    Args:
+        config: `forward` (the next hop), queue bounds, batch size, timeouts, backoff.
+        registry: Prometheus registry for the queue metrics; None records none.
+    """
+
+    def __init__(self, config: OtlpConfig, registry: CollectorRegistry | None = None) -> None:
+        assert config.forward is not None
+        self.config = config
+        self.records = 0  # reserved or queued, not yet delivered
+        self.nbytes = 0
+        self._items: collections.deque[_Item] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False  # no more puts; drain what is queued
+        self._abandon = threading.Event()  # stop now, even with records queued
+        backoff_ms = int(config.retry_max_s * 1000)
+        self._channel = grpc.insecure_channel(
+            config.forward,
+            options=[
+                # Reconnect as soon as our own backoff asks, not after gRPC's (up to 120 s).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", backoff_ms),
+                ("grpc.max_send_message_length", -1),
+            ],
+        )
+        self._stub = logs_service_pb2_grpc.LogsServiceStub(self._channel)
+        self._outcomes = Counter(
+            "logclust_otlp_forwarded_records",
+            "Records sent to the next hop by outcome (sent, dropped).",
+            ["outcome"],
+            registry=registry,
+        )
+        self._retries = Counter(
+            "logclust_otlp_forward_retries", "Downstream Export retries.", registry=registry
+        )
+        queued = Gauge(
+            "logclust_otlp_queue_records", "Records waiting for the next hop.", registry=registry
+        )
+        queued.set_function(lambda: self.records)
+        self._thread = threading.Thread(target=self._run, name="logclust-forward", daemon=True)
+        self._thread.start()
+
+    # -- receiver side ---------------------------------------------------------------------
+
+    def reserve(self, records: int, nbytes: int) -> None:
+        """Takes room for a request before it is labelled.
+
+        Raises:
+            QueueFullError: not enough room (or shutting down); nothing was taken.
+        """
+        cfg = self.config
+        with self._cond:
+            full = (
+                self.records + records > cfg.queue_records or self.nbytes + nbytes > cfg.queue_bytes
+            )
+            # An empty queue takes any request the size caps let in, so one large
+            # request cannot be refused forever.
+            if self._closing or (full and self.records > 0):
+                raise QueueFullError(
+                    f"Forwarding queue full ({self.records}/{cfg.queue_records} records, "
+                    f"{self.nbytes}/{cfg.queue_bytes} bytes), retry later. "
+                    f"Received: {records} records, {nbytes} bytes",
+                    cfg.retry_after_s,
+                )
+            self.records += records
+            self.nbytes += nbytes
+
+    def release(self, records: int, nbytes: int) -> None:
+        """Gives back room taken by `reserve` that will not be `put`."""
+        with self._cond:
+            self.records -= records
+            self.nbytes -= nbytes
+            self._cond.notify_all()
+
+    def put(self, request: ExportLogsServiceRequest, records: int, nbytes: int) -> None:
+        """Queues a labelled request in the room reserved for it (`records`, `nbytes`)."""
+        with self._cond:
+            self._items.append(_Item(request, records, nbytes))
+            self._cond.notify_all()
+
+    # -- sender side -----------------------------------------------------------------------
+
+    def _take(self) -> list[_Item] | None:
+        """Items for the next Export (up to the batch size); None when done."""
+        with self._cond:
+            while not self._items:
+                if self._abandon.is_set() or (self._closing and self.records == 0):
+                    return None
+                self._cond.wait(0.5)
+            batch = [self._items.popleft()]
+            total = batch[0].records
+            cap = self.config.forward_batch_records
+            while self._items and total + self._items[0].records <= cap:
+                total += self._items[0].records
+                batch.append(self._items.popleft())
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            request = ExportLogsServiceRequest()
+            for item in batch:
+                request.resource_logs.extend(item.request.resource_logs)
+            records = sum(i.records for i in batch)
+            outcome = self._send(request, records)
+            self._outcomes.labels(outcome=outcome).inc(records)
+            self.release(records, sum(i.nbytes for i in batch))
+
+    def _send(self, request: ExportLogsServiceRequest, records: int) -> str:
+        """Exports until accepted, refused for good, or abandoned; returns the outcome."""
+        delay = self.config.retry_initial_s
+        while True:
+            try:
+                response = self._stub.Export(request, timeout=self.config.forward_timeout_s)
+            except grpc.RpcError as e:
+                code = e.code()  # type: ignore[attr-defined]
+                if code not in RETRYABLE:
+                    logger.error("next hop refused %d records (%s): dropped", records, code)
+                    return "dropped"
+                wait = max(delay, _retry_delay(e) or 0.0) * random.uniform(0.8, 1.2)
+                logger.info("next hop %s (%s): retrying in %.2f s", self.config.forward, code, wait)
+                self._retries.inc()
+                if self._abandon.wait(wait):
+                    logger.error("shutdown: %d queued records not forwarded", self.records)
+                    return "dropped"
+                delay = min(delay * 2, self.config.retry_max_s)
+                continue
+            rejected = response.partial_success.rejected_log_records
+            if rejected:
+                logger.warning(
+                    "next hop refused %d of %d records: %s",
+                    rejected,
+                    records,
+                    response.partial_success.error_message,
+                )
+            return "sent"
+
+    def close(self, timeout: float) -> bool:
+        """Stops taking requests, sends what is queued for up to `timeout` seconds, then
+        drops the rest (logged). Returns True when everything was delivered."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        drained = not self._thread.is_alive()
+        if not drained:
+            self._abandon.set()
+            with self._cond:
+                self._cond.notify_all()
+            self._thread.join()
+        self._channel.close()
+        return drained
+
+
+def _retry_delay(error: grpc.RpcError) -> float | None:
+    """The RetryInfo delay of a failed call, if the next hop sent one."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
+
+
+def retry_info_status(code: grpc.StatusCode, message: str, delay_s: float) -> grpc.Status:
+    """A rich status carrying a `google.rpc.RetryInfo` with `delay_s` (for `abort_with_status`)."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(int(delay_s * 1e9))
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(info)
+    return rpc_status.to_status(status)

@@ -1,0 +1,260 @@
+"""OTLP logs in: `LogsService/Export` over gRPC (and `/v1/logs`, `otlp_http`), labelled
+through the same path as `Label`, then forwarded to the next hop (`forward`).
+
+Every Export: room in the forwarding queue is taken first (a full queue refuses the
+whole request before any labelling, so a retried request is never counted twice), the
+records are mapped to a contract table (`otlp_mapping`; unmappable records are refused
+alone and reported in `partial_success`), the table is checked with
+`contract.validate_batch` and labelled by `Sidecar.label`, exactly as a `Label` batch
+(same clusters, same latency sketches), and the records, with `logclust.cluster_id` and
+`logclust.cluster` added, are queued for the next hop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pyarrow as pa
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from prometheus_client import CollectorRegistry, Counter
+
+from logclust.cluster.descriptions import ClusterStats
+from logclust.server import errors
+from logclust.server.forward import ForwardQueue
+from logclust.server.otlp_config import OtlpConfig
+from logclust.server.otlp_http import OtlpHttpServer
+from logclust.server.otlp_mapping import RecordMapper, annotate, count_records, parse_request
+from logclust.sidecar.core import Sidecar
+from logclust.sidecar.metrics import Metrics
+from logclust.wire import contract
+
+logger = logging.getLogger(__name__)
+
+LOGS_SERVICE = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name
+
+
+class TemplateCache:
+    """Cluster descriptions by (source, id), asked of the sidecar at most once per `ttl_s`
+    per source, or at once when an id is new (descriptions change as clusters grow)."""
+
+    def __init__(
+        self, describe: Callable[[str], list[tuple[str, ClusterStats]]], ttl_s: float = 1.0
+    ) -> None:
+        self.describe = describe
+        self.ttl_s = ttl_s
+        self._sources: dict[str, tuple[float, dict[int, str]]] = {}
+        self._lock = threading.Lock()
+
+    def _source(self, source: str, ids: set[int]) -> dict[int, str]:
+        now = time.monotonic()
+        with self._lock:
+            seen, templates = self._sources.get(source, (-np.inf, {}))
+        if now - seen > self.ttl_s or any(i >= 0 and i not in templates for i in ids):
+            templates = {st.cluster_id: st.template for _, st in self.describe(source)}
+            with self._lock:
+                self._sources[source] = (now, templates)
+        return templates
+
+    def lookup(self, sources: list[str], ids: list[int]) -> list[str | None]:
+        """The description of each row's cluster (None when it has none)."""
+        wanted: dict[str, set[int]] = {}
+        for s, i in zip(sources, ids, strict=True):
+            wanted.setdefault(s, set()).add(i)
+        known = {s: self._source(s, i) for s, i in wanted.items()}
+        return [known[s].get(i) for s, i in zip(sources, ids, strict=True)]
+
+
+class OtlpReceiver:
+    """Export requests in, labelled records out to `queue` (None: label and record only).
+
+    Args:
+        config: the mapping settings.
+        sidecar: labels the records (the `Label` path).
+        queue: where labelled requests go; None forwards nothing.
+        registry: Prometheus registry for the record counters; None records none.
+    """
+
+    def __init__(
+        self,
+        config: OtlpConfig,
+        sidecar: Sidecar,
+        queue: ForwardQueue | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.sidecar = sidecar
+        self.queue = queue
+        self.mapper = RecordMapper(config)
+        self.templates = TemplateCache(sidecar.describe)
+        self._records = Counter(
+            "logclust_otlp_records",
+            "OTLP log records received, by outcome (accepted, rejected).",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def export_bytes(self, data: bytes) -> ExportLogsServiceResponse:
+        """`export` of a binary request (ContractError when it does not decode)."""
+        return self.export(parse_request(data), len(data))
+
+    def export(self, request: ExportLogsServiceRequest, nbytes: int) -> ExportLogsServiceResponse:
+        """Labels (and queues) the records of one request; `request` is changed in place.
+
+        Raises:
+            QueueFullError: no room to forward the request; nothing was labelled.
+            LimitExceededError: more rows or sources than the sidecar takes.
+        """
+        n = count_records(request)
+        if n == 0:
+            return ExportLogsServiceResponse()
+        if self.queue is not None:
+            self.queue.reserve(n, nbytes)
+        accepted = 0
+        try:
+            mapped = self.mapper.map(request)
+            accepted = len(mapped.records)
+            if accepted:
+                ids = self._label(mapped.table)
+                if self.queue is not None:
+                    sources = contract.source_column(mapped.table).to_pylist()
+                    annotate(mapped.records, ids, self.templates.lookup(sources, ids.tolist()))
+            if self.queue is not None and mapped.rejected:
+                mapped.drop_rejected()
+        except BaseException:
+            if self.queue is not None:
+                self.queue.release(n, nbytes)
+            raise
+        if self.queue is not None:
+            if accepted:
+                self.queue.put(request, accepted, nbytes)
+                self.queue.release(n - accepted, 0)
+            else:
+                self.queue.release(n, nbytes)
+        self._records.labels(outcome="accepted").inc(accepted)
+        if not mapped.rejected:
+            return ExportLogsServiceResponse()
+        self._records.labels(outcome="rejected").inc(len(mapped.rejected))
+        return ExportLogsServiceResponse(
+            partial_success=ExportLogsPartialSuccess(
+                rejected_log_records=len(mapped.rejected), error_message=mapped.error_message()
+            )
+        )
+
+    def _label(self, table: pa.Table) -> np.ndarray:
+        """The `Label` path: contract check, then the sidecar; the cluster id per row."""
+        started = time.perf_counter()
+        contract.validate_batch(table, self.sidecar.config.max_rows_per_batch)
+        labelled = self.sidecar.label(table, started)
+        return np.asarray(contract.column_array(labelled, contract.CLUSTER_ID).to_numpy())
+
+
+class OtlpLogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    """`LogsService/Export`: raw bytes in (a malformed request is INVALID_ARGUMENT with a
+    message, not a deserialization failure), the receiver, errors as in `errors.py`."""
+
+    def __init__(self, receiver: OtlpReceiver, metrics: Metrics | None = None) -> None:
+        self.receiver = receiver
+        self.metrics = metrics
+
+    def on_error(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.on_error(kind)
+
+    @errors.unary
+    def Export(  # noqa: N802 - gRPC method name
+        self, request: bytes, context: grpc.ServicerContext
+    ) -> ExportLogsServiceResponse:
+        return self.receiver.export_bytes(request)
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        handler = grpc.method_handlers_generic_handler(
+            LOGS_SERVICE,
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.Export,
+                    request_deserializer=None,  # bytes: parsed by the receiver
+                    response_serializer=ExportLogsServiceResponse.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
+
+
+class OtlpEndpoints:
+    """The started OTLP receivers (gRPC, HTTP) and the forwarding queue.
+
+    Args:
+        config: what to start.
+        sidecar: the labelling path shared with `Label`.
+        metrics: the server's metrics (counters are added to its registry).
+        max_workers: Export calls served at once over gRPC.
+
+    Raises:
+        OSError: an address could not be bound (whatever started is stopped).
+    """
+
+    def __init__(
+        self, config: OtlpConfig, sidecar: Sidecar, metrics: Metrics, max_workers: int = 8
+    ) -> None:
+        self.config = config
+        registry = metrics.registry
+        self.queue = None if config.forward is None else ForwardQueue(config, registry)
+        self.receiver = OtlpReceiver(config, sidecar, self.queue, registry)
+        self.grpc_server: grpc.Server | None = None
+        self.http: OtlpHttpServer | None = None
+        self.port = self.http_port = 0
+        try:
+            if config.listen is not None:
+                self.grpc_server, self.port = self._start_grpc(config.listen, metrics, max_workers)
+            if config.http_listen is not None:
+                self.http = OtlpHttpServer(
+                    config.http_listen, self.receiver, config.max_request_bytes, metrics
+                )
+                self.http_port = self.http.port
+        except BaseException:
+            self.stop(0)
+            raise
+        if self.queue is not None:
+            logger.info("forwarding OTLP logs to %s", config.forward)
+
+    def _start_grpc(self, listen: str, metrics: Metrics, workers: int) -> tuple[grpc.Server, int]:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logclust-otlp"),
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_request_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        OtlpLogsService(self.receiver, metrics).add_to_server(server)
+        try:
+            port = server.add_insecure_port(listen)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise OSError(f"Could not bind the OTLP gRPC receiver. Received: listen={listen!r}")
+        server.start()
+        logger.info("OTLP/gRPC logs on %s:%d", listen.rpartition(":")[0], port)
+        return server, port
+
+    def stop(self, grace: float | None) -> None:
+        """Stops the receivers (in-flight calls get `grace`), then sends what is queued
+        for up to `grace` seconds more; what is left is dropped and logged."""
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace).wait()
+        if self.http is not None:
+            self.http.stop()
+        if self.queue is not None:
+            drained = self.queue.close(grace or 0.0)
+            if not drained:
+                logger.error("OTLP forwarding queue not drained within %s s", grace)

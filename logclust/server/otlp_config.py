@@ -1,0 +1,87 @@
+"""Settings of the OTLP logs endpoints: where they listen, how records map, how they leave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Latency attribute units (`name:unit`) and their factor to milliseconds.
+LATENCY_UNITS: dict[str, float] = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _check_addr(name: str, addr: str | None) -> None:
+    if addr is None:
+        return
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{name} must be HOST:PORT. Received: {name}={addr!r}")
+
+
+@dataclass(frozen=True)
+class OtlpConfig:
+    """The OTLP receivers (gRPC and/or HTTP) and the optional forwarder.
+
+    The mapping of a log record to the Arrow contract is documented in the README
+    ("OpenTelemetry (OTLP)"): text from the body (or `body_attribute`), source from the
+    resource attribute `source_attribute`, latency from the record attribute
+    `latency_attribute`, time from `time_unix_nano` (observed time when unset).
+    """
+
+    # OTLP/gRPC host:port (LogsService/Export); None: no gRPC receiver.
+    listen: str | None = None
+    # OTLP/HTTP host:port (POST /v1/logs, protobuf or JSON); None: no HTTP receiver.
+    http_listen: str | None = None
+    # Next hop (OTLP/gRPC host:port) for labelled records; None: label and record only.
+    forward: str | None = None
+    # Records waiting for the next hop; past this, Export answers RESOURCE_EXHAUSTED.
+    queue_records: int = 50_000
+    # Bytes of requests waiting for the next hop (bounds memory when records are large).
+    queue_bytes: int = 64 * 1024 * 1024
+    # Largest Export request accepted (gRPC message or HTTP body, after gunzip).
+    max_request_bytes: int = 16 * 1024 * 1024
+    # Record attribute holding the text to cluster (e.g. `http.request.body`); records
+    # without it fall back to the body. None: always the body.
+    body_attribute: str | None = None
+    # Resource attribute naming the source (each source has its own clusters).
+    source_attribute: str = "service.name"
+    # Record attribute with the latency, `name` (ms) or `name:unit` (ns, us, ms, s).
+    latency_attribute: str = "latency_ms"
+    # Records per downstream Export (queued requests are merged up to this).
+    forward_batch_records: int = 2048
+    # Deadline of one downstream Export.
+    forward_timeout_s: float = 10.0
+    # Retry backoff: first delay, doubled per failure up to the maximum.
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+    # Delay suggested to senders (RetryInfo, Retry-After) when the queue is full.
+    retry_after_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_addr("listen", self.listen)
+        _check_addr("http_listen", self.http_listen)
+        _check_addr("forward", self.forward)
+        if self.listen is None and self.http_listen is None:
+            raise ValueError(
+                "An OTLP config needs listen or http_listen. "
+                f"Received: listen={self.listen!r}, http_listen={self.http_listen!r}"
+            )
+        for name in ("queue_records", "queue_bytes", "max_request_bytes", "forward_batch_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+        for name in ("forward_timeout_s", "retry_initial_s", "retry_max_s", "retry_after_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0. Received: {name}={getattr(self, name)}")
+        if not self.source_attribute:
+            raise ValueError("source_attribute must not be empty. Received: ''")
+        self.latency_key()  # raises on an unknown unit
+
+    def latency_key(self) -> tuple[str, float]:
+        """`(attribute name, factor to ms)` of `latency_attribute`."""
+        name, sep, unit = self.latency_attribute.rpartition(":")
+        if not sep:
+            name, unit = self.latency_attribute, "ms"
+        if not name or unit not in LATENCY_UNITS:
+            raise ValueError(
+                f"latency_attribute must be NAME or NAME:UNIT with unit in {list(LATENCY_UNITS)}. "
+                f"Received: latency_attribute={self.latency_attribute!r}"
+            )
+        return name, LATENCY_UNITS[unit]

@@ -1,0 +1,209 @@
+"""OTLP log records to the Arrow contract and back: the one place that reads OTLP fields.
+
+| Arrow column | from the log record |
+|---|---|
+| `body` | the body (a string; a map, array, number or bool as canonical JSON), or the |
+|        | attribute `body_attribute` when set and present                              |
+| `source` | the resource attribute `source_attribute` (`service.name`); missing: `"default"` |
+| `latency_ms` | the record attribute `latency_attribute` (int or double), scaled by its unit |
+| `time` | `time_unix_nano`, else `observed_time_unix_nano`, else receive time |
+
+A record that cannot be mapped (no body, a bytes body, a non-numeric or negative
+latency) is refused on its own; the others go on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from logclust.server.otlp_config import OtlpConfig
+from logclust.wire import contract
+from logclust.wire.contract import ContractError
+
+CLUSTER_ID_ATTRIBUTE = "logclust.cluster_id"
+CLUSTER_ATTRIBUTE = "logclust.cluster"
+# Reasons quoted in `partial_success.error_message` (the count covers them all).
+MAX_REASONS = 3
+
+
+class RecordError(ValueError):
+    """One log record cannot be mapped to the contract (refused alone)."""
+
+
+def parse_request(data: bytes) -> ExportLogsServiceRequest:
+    """Decodes a binary `ExportLogsServiceRequest`.
+
+    Raises:
+        ContractError: the bytes are not one.
+    """
+    try:
+        return ExportLogsServiceRequest.FromString(data)
+    except DecodeError as e:
+        raise ContractError(
+            f"Not an OTLP ExportLogsServiceRequest: {e}. Received: {len(data)} bytes"
+        ) from e
+
+
+def count_records(request: ExportLogsServiceRequest) -> int:
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+def plain(value: AnyValue) -> Any:
+    """An `AnyValue` as plain Python (bytes as base64 text), for JSON."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "kvlist_value":
+        return {kv.key: plain(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [plain(v) for v in value.array_value.values]
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return getattr(value, kind)
+
+
+def text_of(value: AnyValue, what: str) -> str:
+    """The text to cluster from a body or attribute value.
+
+    Raises:
+        RecordError: empty or bytes value.
+    """
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None or kind == "bytes_value":
+        raise RecordError(f"{what} must be a string, map, array, number or bool. Received: {kind}")
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _attribute(attributes: Any, key: str) -> AnyValue | None:
+    for kv in attributes:
+        if kv.key == key:
+            return kv.value  # type: ignore[no-any-return]
+    return None
+
+
+@dataclass
+class MappedRecords:
+    """The accepted records of one request as a contract table, and what was refused.
+
+    Attributes:
+        table: `body`, `latency_ms`, `time`, `source`: one row per accepted record.
+        records: the accepted records, in row order (annotated in place later).
+        rejected: `(scope_logs, index)` of each refused record.
+        reasons: the first distinct refusal reasons.
+    """
+
+    table: pa.Table
+    records: list[LogRecord]
+    rejected: list[tuple[Any, int]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        return f"{len(self.rejected)} log records refused: " + "; ".join(self.reasons)
+
+    def drop_rejected(self) -> None:
+        """Removes the refused records from their request (they are not forwarded)."""
+        for scope, index in reversed(self.rejected):
+            del scope.log_records[index]
+
+
+class RecordMapper:
+    """Maps OTLP log records to contract rows, as `config` says."""
+
+    def __init__(self, config: OtlpConfig) -> None:
+        self.body_attribute = config.body_attribute
+        self.source_attribute = config.source_attribute
+        self.latency_name, self.latency_scale = config.latency_key()
+
+    def map(self, request: ExportLogsServiceRequest) -> MappedRecords:
+        texts: list[str] = []
+        sources: list[str | None] = []
+        latencies: list[float | None] = []
+        times: list[int | None] = []
+        out = MappedRecords(pa.table({}), [])
+        for rl in request.resource_logs:
+            src = _attribute(rl.resource.attributes, self.source_attribute)
+            source = None if src is None or not src.string_value else src.string_value
+            for sl in rl.scope_logs:
+                for i, rec in enumerate(sl.log_records):
+                    try:
+                        text, latency = self.text(rec), self.latency(rec)
+                    except RecordError as e:
+                        out.rejected.append((sl, i))
+                        if len(out.reasons) < MAX_REASONS and str(e) not in out.reasons:
+                            out.reasons.append(str(e))
+                        continue
+                    texts.append(text)
+                    latencies.append(latency)
+                    times.append(rec.time_unix_nano or rec.observed_time_unix_nano or None)
+                    sources.append(source)
+                    out.records.append(rec)
+        out.table = pa.table(
+            {
+                contract.BODY: pa.array(texts, pa.string()),
+                contract.LATENCY_MS: pa.array(latencies, pa.float64()),
+                contract.TIME: pa.array(times, pa.timestamp("ns", tz="UTC")),
+                contract.SOURCE: pa.array(sources, pa.string()),
+            }
+        )
+        return out
+
+    def text(self, rec: LogRecord) -> str:
+        if self.body_attribute is not None:
+            value = _attribute(rec.attributes, self.body_attribute)
+            if value is not None:
+                return text_of(value, f"attribute {self.body_attribute!r}")
+        return text_of(rec.body, "body")
+
+    def latency(self, rec: LogRecord) -> float | None:
+        value = _attribute(rec.attributes, self.latency_name)
+        if value is None:
+            return None
+        kind = value.WhichOneof("value")
+        if kind not in ("int_value", "double_value"):
+            raise RecordError(
+                f"attribute {self.latency_name!r} must be an int or double. Received: {kind}"
+            )
+        ms = float(getattr(value, kind)) * self.latency_scale
+        if not math.isfinite(ms) or ms < 0:
+            raise RecordError(
+                f"attribute {self.latency_name!r} must be finite and >= 0. "
+                f"Received: {getattr(value, kind)}"
+            )
+        return ms
+
+
+def _set_attribute(rec: LogRecord, key: str, value: AnyValue) -> None:
+    for kv in rec.attributes:
+        if kv.key == key:  # a record labelled by an earlier hop: replace
+            kv.value.CopyFrom(value)
+            return
+    rec.attributes.append(KeyValue(key=key, value=value))
+
+
+def annotate(records: list[LogRecord], ids: np.ndarray, templates: list[str | None]) -> None:
+    """Adds `logclust.cluster_id` and `logclust.cluster` to each record, in place.
+
+    Args:
+        records: the records, in the order of `ids`.
+        ids: `(n,)` cluster id of each record.
+        templates: the description of each record's cluster (None: unknown, not set).
+    """
+    for rec, cid, template in zip(records, ids.tolist(), templates, strict=True):
+        _set_attribute(rec, CLUSTER_ID_ATTRIBUTE, AnyValue(int_value=cid))
+        if template is not None:
+            _set_attribute(rec, CLUSTER_ATTRIBUTE, AnyValue(string_value=template))
