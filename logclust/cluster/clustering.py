@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 # nearest_centroid recomputes distances directly where |x - c|^2 < this * (|x|^2 + |c|^2).
 _RECOMPUTE_BELOW = 1e-2
+# Largest (rows, centroids) distance block computed at once (4 MB of float32).
+_BLOCK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,18 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
         raise ValueError(f"Embeddings must be (n, {centroids.shape[1]}). Received: shape={x.shape}")
     if x.shape[0] == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.float32)
-    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, one matrix product for the whole batch.
+    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, one matrix product per block of rows: blocks
+    # bound the (rows, k) temporaries (thousands of clusters x thousands of rows would
+    # otherwise take hundreds of MB for an instant).
     xx = np.einsum("ij,ij->i", x, x)
     cc = np.einsum("ij,ij->i", centroids, centroids)
-    d2 = sq_distances(x, centroids, xx, cc)
-    ids = np.argmin(d2, axis=1)
-    best = d2[np.arange(len(ids)), ids]
+    step = max(1, _BLOCK_ELEMENTS // max(1, len(centroids)))
+    ids = np.empty(len(x), np.int64)
+    best = np.empty(len(x), xx.dtype)
+    for lo in range(0, len(x), step):
+        d2 = sq_distances(x[lo : lo + step], centroids, xx[lo : lo + step], cc)
+        ids[lo : lo + step] = np.argmin(d2, axis=1)
+        best[lo : lo + step] = d2[np.arange(len(d2)), ids[lo : lo + step]]
     # The expanded form loses precision near zero (float32 cancellation: an absolute error
     # of a few ulps of |x|^2 + |c|^2). Where the result is not far above that, the
     # distance is recomputed directly; elsewhere its relative error is below 1e-4.

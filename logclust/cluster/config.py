@@ -41,8 +41,9 @@ class StreamClusterConfig:
     # Distinct masked members kept per cluster for its template; exemplars shown.
     template_members: int = 16
     max_exemplars: int = 3
-    # Masked texts whose embeddings are cached across batches.
-    cache_size: int = 65_536
+    # Masked texts whose embeddings are cached across batches (1.5 KB each: 24 MB when
+    # full; a steady stream repeats far fewer texts).
+    cache_size: int = 16_384
     seed: int = 0
 
     def __post_init__(self) -> None:

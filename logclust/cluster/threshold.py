@@ -14,7 +14,7 @@ train systems (template ARI of this very rule) and stores it in the bundle manif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class Centroids:
     sums: np.ndarray
     counts: np.ndarray
     k: int = 0
+    # `unit` as last computed; dropped whenever the sums change.
+    _unit: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, dim: int, capacity: int = 64) -> Centroids:
@@ -55,15 +57,23 @@ class Centroids:
 
     @property
     def unit(self) -> np.ndarray:
-        """`(k, dim)` float32 unit-length centroids."""
-        s = self.sums[: self.k]
-        norm = np.linalg.norm(s, axis=1, keepdims=True)
-        return (s / np.maximum(norm, 1e-12)).astype(np.float32)
+        """`(k, dim)` float32 unit-length centroids (do not modify: it is cached)."""
+        if self._unit is None or len(self._unit) != self.k:
+            s = self.sums[: self.k]
+            norm = np.linalg.norm(s, axis=1, keepdims=True)
+            self._unit = (s / np.maximum(norm, 1e-12)).astype(np.float32)
+        return self._unit
+
+    def changed(self) -> None:
+        """Call after writing `sums` directly."""
+        self._unit = None
 
     def add(self, cidx: np.ndarray, x: np.ndarray) -> None:
         """Adds members `x` to clusters `cidx` (the running means move)."""
-        np.add.at(self.sums, cidx, x)
-        np.add.at(self.counts, cidx, 1)
+        if len(cidx):
+            np.add.at(self.sums, cidx, x)
+            np.add.at(self.counts, cidx, 1)
+            self._unit = None
 
     def open(self, x: np.ndarray, count: int = 1) -> int:
         """A new cluster whose members sum to `x` (one member by default); returns its
@@ -77,6 +87,7 @@ class Centroids:
         self.sums[self.k] = x
         self.counts[self.k] = count
         self.k += 1
+        self._unit = None
         return self.k - 1
 
 
@@ -194,6 +205,7 @@ def consolidate(
     for src, dst in merged.items():
         table.sums[dst] += table.sums[src]
         table.counts[dst] += table.counts[src]
+    table.changed()
     alive = np.array([i for i in range(table.k) if i not in merged], np.int64)
     unit = table.unit[alive]
     return Consolidation(
@@ -216,12 +228,14 @@ def _recenter_or_split(
     unit = mean / max(float(np.linalg.norm(mean)), 1e-12)
     if (np.linalg.norm(members - unit, axis=1) <= threshold).all():
         table.sums[c], table.counts[c] = unit * n, n
+        table.changed()
         return
     groups = Centroids.empty(members.shape[1])
     place(members, groups, threshold, max_clusters)
     order = np.argsort(-groups.counts[: groups.k], kind="stable")
     big = int(order[0])
     table.sums[c], table.counts[c] = groups.unit[big] * n, n
+    table.changed()
     for g in order[1:].tolist():
         if table.k >= max_clusters:
             break
