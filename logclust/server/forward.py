@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from logclust.server.otlp_config import OtlpConfig
@@ -31,6 +33,7 @@ from logclust.wire.contract import LimitExceededError
 
 logger = logging.getLogger(__name__)
 
+EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 RETRYABLE = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -85,7 +88,13 @@ class ForwardQueue:
                 ("grpc.max_send_message_length", -1),
             ],
         )
-        self._stub = logs_service_pb2_grpc.LogsServiceStub(self._channel)
+        # Requests go out as bytes: serialized requests concatenated are one merged request
+        # (its only field is repeated), cheaper than copying messages into a new one.
+        self._export = self._channel.unary_unary(
+            EXPORT_METHOD,
+            request_serializer=None,
+            response_deserializer=ExportLogsServiceResponse.FromString,
+        )
         self._outcomes = Counter(
             "logclust_otlp_forwarded_records",
             "Records sent to the next hop by outcome (sent, dropped).",
@@ -159,20 +168,18 @@ class ForwardQueue:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            request = ExportLogsServiceRequest()
-            for item in batch:
-                request.resource_logs.extend(item.request.resource_logs)
+            request = b"".join(item.request.SerializeToString() for item in batch)
             records = sum(i.records for i in batch)
             outcome = self._send(request, records)
             self._outcomes.labels(outcome=outcome).inc(records)
             self.release(records, sum(i.nbytes for i in batch))
 
-    def _send(self, request: ExportLogsServiceRequest, records: int) -> str:
+    def _send(self, request: bytes, records: int) -> str:
         """Exports until accepted, refused for good, or abandoned; returns the outcome."""
         delay = self.config.retry_initial_s
         while True:
             try:
-                response = self._stub.Export(request, timeout=self.config.forward_timeout_s)
+                response = self._export(request, timeout=self.config.forward_timeout_s)
             except grpc.RpcError as e:
                 code = e.code()  # type: ignore[attr-defined]
                 if code not in RETRYABLE:

@@ -34,7 +34,13 @@ from logclust.server import errors
 from logclust.server.forward import ForwardQueue
 from logclust.server.otlp_config import OtlpConfig
 from logclust.server.otlp_http import OtlpHttpServer
-from logclust.server.otlp_mapping import RecordMapper, annotate, count_records, parse_request
+from logclust.server.otlp_mapping import (
+    CLUSTER_ID_ATTRIBUTE,
+    RecordMapper,
+    annotate,
+    count_records,
+    parse_request,
+)
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import contract
@@ -106,10 +112,17 @@ class OtlpReceiver:
 
     def export_bytes(self, data: bytes) -> ExportLogsServiceResponse:
         """`export` of a binary request (ContractError when it does not decode)."""
-        return self.export(parse_request(data), len(data))
+        # Records labelled by an earlier logclust hop carry the key somewhere in the bytes.
+        labelled_before = CLUSTER_ID_ATTRIBUTE.encode() in data
+        return self.export(parse_request(data), len(data), labelled_before)
 
-    def export(self, request: ExportLogsServiceRequest, nbytes: int) -> ExportLogsServiceResponse:
+    def export(
+        self, request: ExportLogsServiceRequest, nbytes: int, labelled_before: bool = True
+    ) -> ExportLogsServiceResponse:
         """Labels (and queues) the records of one request; `request` is changed in place.
+
+        `labelled_before=False` promises that no record has logclust attributes yet
+        (they are then appended without looking for old ones).
 
         Raises:
             QueueFullError: no room to forward the request; nothing was labelled.
@@ -128,7 +141,8 @@ class OtlpReceiver:
                 ids = self._label(mapped.table)
                 if self.queue is not None:
                     sources = contract.source_column(mapped.table).to_pylist()
-                    annotate(mapped.records, ids, self.templates.lookup(sources, ids.tolist()))
+                    templates = self.templates.lookup(sources, ids.tolist())
+                    annotate(mapped.records, ids, templates, labelled_before)
             if self.queue is not None and mapped.rejected:
                 mapped.drop_rejected()
         except BaseException:

@@ -135,13 +135,21 @@ class RecordMapper:
         latencies: list[float | None] = []
         times: list[int | None] = []
         out = MappedRecords(pa.table({}), [])
+        # The hot loop reads protobuf fields inline (a string body, one attribute scan):
+        # about three times faster than a call per field.
+        plain_body = self.body_attribute is None
         for rl in request.resource_logs:
             src = _attribute(rl.resource.attributes, self.source_attribute)
             source = None if src is None or not src.string_value else src.string_value
             for sl in rl.scope_logs:
                 for i, rec in enumerate(sl.log_records):
+                    body = rec.body
                     try:
-                        text, latency = self.text(rec), self.latency(rec)
+                        if plain_body and body.WhichOneof("value") == "string_value":
+                            text = body.string_value
+                        else:
+                            text = self.text(rec)
+                        latency = self.latency(rec)
                     except RecordError as e:
                         out.rejected.append((sl, i))
                         if len(out.reasons) < MAX_REASONS and str(e) not in out.reasons:
@@ -170,40 +178,59 @@ class RecordMapper:
         return text_of(rec.body, "body")
 
     def latency(self, rec: LogRecord) -> float | None:
-        value = _attribute(rec.attributes, self.latency_name)
-        if value is None:
+        name = self.latency_name
+        for kv in rec.attributes:
+            if kv.key == name:
+                value = kv.value
+                break
+        else:
             return None
         kind = value.WhichOneof("value")
-        if kind not in ("int_value", "double_value"):
-            raise RecordError(
-                f"attribute {self.latency_name!r} must be an int or double. Received: {kind}"
-            )
-        ms = float(getattr(value, kind)) * self.latency_scale
+        if kind == "double_value":
+            raw: float = value.double_value
+        elif kind == "int_value":
+            raw = value.int_value
+        else:
+            raise RecordError(f"attribute {name!r} must be an int or double. Received: {kind}")
+        ms = raw * self.latency_scale
         if not math.isfinite(ms) or ms < 0:
-            raise RecordError(
-                f"attribute {self.latency_name!r} must be finite and >= 0. "
-                f"Received: {getattr(value, kind)}"
-            )
-        return ms
+            raise RecordError(f"attribute {name!r} must be finite and >= 0. Received: {raw}")
+        return float(ms)
 
 
-def _set_attribute(rec: LogRecord, key: str, value: AnyValue) -> None:
-    for kv in rec.attributes:
-        if kv.key == key:  # a record labelled by an earlier hop: replace
-            kv.value.CopyFrom(value)
-            return
-    rec.attributes.append(KeyValue(key=key, value=value))
+def _drop_labels(rec: LogRecord) -> None:
+    """Removes the attributes an earlier logclust hop added (they are replaced)."""
+    attrs = rec.attributes
+    for i in reversed(range(len(attrs))):
+        if attrs[i].key in (CLUSTER_ID_ATTRIBUTE, CLUSTER_ATTRIBUTE):
+            del attrs[i]
 
 
-def annotate(records: list[LogRecord], ids: np.ndarray, templates: list[str | None]) -> None:
+def annotate(
+    records: list[LogRecord],
+    ids: np.ndarray,
+    templates: list[str | None],
+    replace: bool = True,
+) -> None:
     """Adds `logclust.cluster_id` and `logclust.cluster` to each record, in place.
 
     Args:
         records: the records, in the order of `ids`.
         ids: `(n,)` cluster id of each record.
         templates: the description of each record's cluster (None: unknown, not set).
+        replace: drop such attributes first (False when the request is known to have
+            none: the scan costs more than the rest).
     """
+    # Appending serialized attributes (one C call per record, the bytes made once per
+    # cluster) is an order of magnitude faster than building KeyValue messages per record.
+    encoded: dict[tuple[int, str | None], bytes] = {}
     for rec, cid, template in zip(records, ids.tolist(), templates, strict=True):
-        _set_attribute(rec, CLUSTER_ID_ATTRIBUTE, AnyValue(int_value=cid))
-        if template is not None:
-            _set_attribute(rec, CLUSTER_ATTRIBUTE, AnyValue(string_value=template))
+        extra = encoded.get((cid, template))
+        if extra is None:
+            attrs = [KeyValue(key=CLUSTER_ID_ATTRIBUTE, value=AnyValue(int_value=cid))]
+            if template is not None:
+                attrs.append(KeyValue(key=CLUSTER_ATTRIBUTE, value=AnyValue(string_value=template)))
+            extra = encoded[(cid, template)] = LogRecord(attributes=attrs).SerializeToString()
+        if replace:
+            _drop_labels(rec)
+        rec.MergeFromString(extra)

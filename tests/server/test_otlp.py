@@ -439,3 +439,16 @@ def test_config_and_flags() -> None:
     cfg = otlp_config(args)
     assert cfg is not None and cfg.forward == "collector:4317" and cfg.queue_records == 1000
     assert cfg.latency_key() == ("duration", 1e-6)
+
+
+def test_labels_of_an_earlier_hop_are_replaced(
+    forwarding: SidecarServer, downstream: Downstream
+) -> None:
+    downstream.start()
+    rec = _record(0, **{CLUSTER_ID_ATTRIBUTE: AnyValue(int_value=999)})
+    _export(forwarding.otlp.port, _request([rec, _record(1)]).SerializeToString())  # type: ignore[union-attr]
+    _wait(lambda: len(downstream.records) == 2)
+    for _, got in downstream.records:
+        keys = [kv.key for kv in got.attributes]
+        assert keys.count(CLUSTER_ID_ATTRIBUTE) == 1 and keys.count(CLUSTER_ATTRIBUTE) == 1
+        assert _attrs(got)[CLUSTER_ID_ATTRIBUTE] != 999
