@@ -11,6 +11,7 @@ from typing import Any
 
 from logclust.text.masking import MaskingConfig
 from training.config import ModelConfig, SemanticConfig, TrainConfig, from_dict
+from training.distributed import cluster_from
 from training.pipeline import STEPS, PipelineConfig, run
 from training.tokenizer import TokenizerConfig
 
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         help="comma list of tokenizer,teacher,train,finetune,semantic,export,calibrate,evaluate",
     )
+    p.add_argument(
+        "--workers",
+        help="host:port of every training worker, chief first (default: TF_CONFIG, else one)",
+    )
+    p.add_argument("--worker-index", type=int, help="this worker's position in --workers")
     return p
 
 
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         steps = tuple(args.steps.split(",")) if args.steps else STEPS
-        run(config_from(args), steps)
+        run(config_from(args), steps, cluster_from(args.workers, args.worker_index))
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"python -m training: error: {e}", file=sys.stderr)
         return 2

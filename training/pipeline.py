@@ -29,6 +29,7 @@ from training import semantic, teacher
 from training.config import ModelConfig, SemanticConfig, TrainConfig, to_dict
 from training.corpus import python_messages
 from training.dataset import Example, make_examples, split
+from training.distributed import ONE_WORKER, Cluster, make_strategy
 from training.evaluate import evaluate
 from training.evaluate.report import threshold_section, write_section
 from training.evaluate.streaming import calibrate
@@ -47,6 +48,8 @@ STEPS = (
     "calibrate",
     "evaluate",
 )
+# Steps that run on every worker of a cluster (the others write the bundle: one machine).
+MULTI_WORKER_STEPS = ("teacher", "train", "finetune")
 CORPUS = "python-corpus"  # source name of the corpus lines
 
 
@@ -114,13 +117,23 @@ def resolved_model_config(cfg: PipelineConfig, tok: Tokenizer) -> ModelConfig:
     return ModelConfig(**d)
 
 
-def step_train(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> dict[str, object]:
+def step_train(
+    cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray, cluster: Cluster = ONE_WORKER
+) -> dict[str, object]:
     from training.train import Trainer, fit
 
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
     mcfg = resolved_model_config(cfg, tok)
-    steps = max(1, len(prep.train) // cfg.train.batch_size)
-    trainer = Trainer(mcfg, cfg.train, cfg.work_dir, steps, teacher_emb.shape[1])
+    steps = max(1, len(prep.train) // cfg.train.batch_size // cluster.size)
+    trainer = Trainer(
+        mcfg,
+        cfg.train,
+        cfg.work_dir,
+        steps,
+        teacher_emb.shape[1],
+        strategy=make_strategy(cluster),
+        worker=(cluster.index, cluster.size),
+    )
     hist = fit(trainer, tok, prep.train, prep.val, teacher_emb)
     return hist.__dict__
 
@@ -136,7 +149,9 @@ def best_stage_dir(work_dir: Path) -> Path:
     return ft if (ft / "best.weights.h5").is_file() else work_dir
 
 
-def step_finetune(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) -> None:
+def step_finetune(
+    cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray, cluster: Cluster = ONE_WORKER
+) -> None:
     """Distillation-heavy second stage from the first stage's best weights."""
     from training.train import Trainer, fit
 
@@ -152,7 +167,7 @@ def step_finetune(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) 
         warmup_steps=50,
     )
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
-    steps = max(1, len(prep.train) // t.batch_size)
+    steps = max(1, len(prep.train) // t.batch_size // cluster.size)
     trainer = Trainer(
         resolved_model_config(cfg, tok),
         tcfg,
@@ -160,6 +175,8 @@ def step_finetune(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray) 
         steps,
         teacher_emb.shape[1],
         init_weights=cfg.work_dir / "best.weights.h5",
+        strategy=make_strategy(cluster),
+        worker=(cluster.index, cluster.size),
     )
     fit(trainer, tok, prep.train, prep.val, teacher_emb)
 
@@ -275,10 +292,17 @@ def step_calibrate(cfg: PipelineConfig) -> float | None:
     return float(result["threshold"])
 
 
-def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
+def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS, cluster: Cluster = ONE_WORKER) -> None:
+    """Runs `steps` in order; on a cluster of workers only the training steps run."""
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise ValueError(f"Unknown steps; choose from {STEPS}. Received: {sorted(unknown)}")
+    solo = set(steps) - set(MULTI_WORKER_STEPS)
+    if cluster.size > 1 and solo:
+        raise ValueError(
+            f"On {cluster.size} workers only {MULTI_WORKER_STEPS} run; run the others once, "
+            f"on one machine, before and after. Received: steps={sorted(solo)}"
+        )
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg)
@@ -289,10 +313,10 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> None:
     teacher_emb = step_teacher(cfg, prep) if needs_teacher else None
     if "train" in steps:
         assert teacher_emb is not None
-        step_train(cfg, prep, teacher_emb)
+        step_train(cfg, prep, teacher_emb, cluster)
     if "finetune" in steps:
         assert teacher_emb is not None
-        step_finetune(cfg, prep, teacher_emb)
+        step_finetune(cfg, prep, teacher_emb, cluster)
     if "semantic" in steps:
         step_semantic(cfg, prep, teacher_emb)
     if "export" in steps:

@@ -13,9 +13,11 @@ accuracy is kept. Checkpoints (model, optimizer, epoch) make a run resumable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,19 +107,35 @@ class Trainer:
         steps_per_epoch: int,
         teacher_dim: int,
         init_weights: Path | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+        worker: tuple[int, int] = (0, 1),
     ) -> None:
         self.mcfg, self.tcfg, self.work = mcfg, tcfg, work_dir
+        # (index, count) of this worker; only the chief (index 0) writes into work_dir.
+        self.strategy, self.worker = strategy, worker
+        self.is_chief = worker[0] == 0
         keras.utils.set_random_seed(tcfg.seed)
-        self.model: GPT = build(mcfg)
-        sched = WarmupCosine(tcfg.learning_rate, tcfg.warmup_steps, steps_per_epoch * tcfg.epochs)
-        self.opt = keras.optimizers.AdamW(
-            learning_rate=sched, weight_decay=tcfg.weight_decay, clipnorm=1.0
-        )
-        self.opt.build(self.model.trainable_variables)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            self.model: GPT = build(mcfg)
+            total = steps_per_epoch * tcfg.epochs
+            sched = WarmupCosine(tcfg.learning_rate, tcfg.warmup_steps, total)
+            self.opt = keras.optimizers.AdamW(
+                learning_rate=sched, weight_decay=tcfg.weight_decay, clipnorm=1.0
+            )
+            self.opt.build(self.model.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.opt, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(ckpt, str(work_dir / "ckpt"), max_to_keep=2)
+        # Saving is collective under a strategy: the other workers save too, into a
+        # scratch folder of their own that is removed at once (`save`).
+        self._scratch = work_dir / f"worker-{worker[0]}-scratch"
+        self._scratch_manager = (
+            None
+            if self.is_chief
+            else tf.train.CheckpointManager(ckpt, str(self._scratch), max_to_keep=1)
+        )
         if self.manager.latest_checkpoint:
+            # Every worker restores the chief's checkpoint (work_dir is shared).
             ckpt.restore(self.manager.latest_checkpoint)
             logger.info(
                 "resumed from %s (epoch %d)",
@@ -128,14 +146,24 @@ class Trainer:
             # A fresh fine-tuning run starts from an earlier stage's best weights.
             self.model.load_weights(str(init_weights))
             logger.info("initialised from %s", init_weights)
-        self.writer = tf.summary.create_file_writer(str(work_dir / "tensorboard"))
+        board = work_dir / ("tensorboard" if self.is_chief else f"worker-{worker[0]}-tensorboard")
+        self.writer = tf.summary.create_file_writer(str(board))
         self.teacher_dim = teacher_dim
         sig = [
             tf.TensorSpec([None, None], tf.int32),
             tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([None, teacher_dim], tf.float32),
         ]
-        self.train_step = tf.function(self._train_step, input_signature=sig)
+        step = self._train_step if strategy is None else self._distributed_step
+        self.train_step = tf.function(step, input_signature=sig)
+
+    def save(self) -> None:
+        """Checkpoint: the chief's into `work_dir/ckpt`; the others' discarded."""
+        if self._scratch_manager is None:
+            self.manager.save()
+            return
+        self._scratch_manager.save()
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _losses(
         self, seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor, training: bool
@@ -158,6 +186,29 @@ class Trainer:
         grads = tape.gradient(out["loss"], self.model.trainable_variables)
         self.opt.apply_gradients(zip(grads, self.model.trainable_variables, strict=True))
         return out
+
+    def _distributed_step(
+        self, seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """One step on every worker's own batch; gradients are summed across workers, so
+        each worker's loss is divided by their number (the mean over workers)."""
+        assert self.strategy is not None
+        n = self.strategy.num_replicas_in_sync
+
+        def replica(seq: tf.Tensor, labels: tf.Tensor, teacher: tf.Tensor) -> dict[str, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                out = self._losses(seq, labels, teacher, training=True)
+                scaled = out["loss"] / n
+            grads = tape.gradient(scaled, self.model.trainable_variables)
+            self.opt.apply_gradients(zip(grads, self.model.trainable_variables, strict=True))
+            return out
+
+        per = self.strategy.run(replica, args=(seq, labels, teacher))
+        sums = ("hit", "cnt")
+        ops = {
+            k: tf.distribute.ReduceOp.SUM if k in sums else tf.distribute.ReduceOp.MEAN for k in per
+        }
+        return {k: self.strategy.reduce(ops[k], v, axis=None) for k, v in per.items()}
 
 
 def next_token_accuracy(
@@ -211,7 +262,7 @@ def fit(
     labels = np.array([e.label for e in train], np.int32)
     for epoch in range(int(trainer.epoch.numpy()), c.epochs):
         rng = np.random.default_rng(c.seed + epoch)
-        groups = batches(len(train), c.batch_size, lengths, rng)
+        groups = shard(batches(len(train), c.batch_size, lengths, rng), *trainer.worker)
         bar = keras.utils.Progbar(len(groups), stateful_metrics=["lm", "acc", "con", "dis"])
         t0, tot_hit, tot_cnt = time.time(), 0.0, 0.0
         for i, g in enumerate(groups):
@@ -243,14 +294,32 @@ def fit(
             "seconds": time.time() - t0,
         }
         hist.epochs.append(rec)
-        print(f"epoch {epoch + 1}/{c.epochs}: val next-token accuracy {val_acc:.4f}", flush=True)
+        who = f"worker {trainer.worker[0]}/{trainer.worker[1]} " if trainer.worker[1] > 1 else ""
+        print(
+            f"{who}epoch {epoch + 1}/{c.epochs}: val next-token accuracy {val_acc:.4f}", flush=True
+        )
         with trainer.writer.as_default():
             for k, v in rec.items():
                 tf.summary.scalar(k, v, step=epoch + 1)
         if val_acc > hist.best_val_acc:
             hist.best_val_acc, hist.best_epoch = val_acc, epoch + 1
-            trainer.model.save_weights(str(work / "best.weights.h5"))
+            if trainer.is_chief:
+                trainer.model.save_weights(str(work / "best.weights.h5"))
         trainer.epoch.assign(epoch + 1)
-        trainer.manager.save()
-        hist_path.write_text(json.dumps(hist.__dict__, indent=1))
+        trainer.save()
+        if trainer.is_chief:
+            hist_path.write_text(json.dumps(hist.__dict__, indent=1))
     return hist
+
+
+def shard(groups: list[np.ndarray], index: int, count: int) -> list[np.ndarray]:
+    """Worker `index`'s share of an epoch's batches (all of them with one worker).
+
+    Every worker draws the same batches (same seed) and takes every `count`-th; all take
+    the same number (at least one, wrapping around on a tiny epoch), since each step is a
+    collective that every worker must join.
+    """
+    if count == 1:
+        return groups
+    per = max(1, len(groups) // count)
+    return [groups[(index + k * count) % len(groups)] for k in range(per)]
