@@ -1,0 +1,139 @@
+"""Archive labelling on Spark next to the single-process `logclust label`, and training
+steps/s with one and two workers.
+
+    python -m bench.spark_label [--rows 1000000] [--skip-training]
+
+Labelling: a Parquet file of loghub replay lines (fields re-drawn, `bench.workloads`) with
+a row number `n`, labelled end to end by `logclust label` (one process) and by
+`logclust label --engine spark --master local[2]` (JVM start, Parquet read and write
+included in both), the shipped bundle's centroids; the ids must be identical.
+Training: one epoch of a tiny model (d_model 64, 2 blocks) on loghub-2k, `python -m
+training --steps train`, with one worker and with two local workers (127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.workloads import replay
+from training.config import TrainConfig
+from training.data import default_data_dir
+from training.pipeline import PipelineConfig, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_CONF = """
+[model]
+d_model = 64
+n_heads = 2
+n_blocks = 2
+d_ff = 64
+max_len = 64
+[train]
+epochs = 1
+batch_size = 32
+distill_weight = 0.0
+corpus_lines = 0
+train_max_len = 48
+[tokenizer]
+vocab_size = 400
+"""
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def bench_label(rows: int, tmp: Path) -> dict[str, float]:
+    src = tmp / "archive.parquet"
+    lines = replay(rows, seed=0)
+    pq.write_table(pa.table({"n": np.arange(rows), "body": lines}), src, row_group_size=100_000)
+    logclust = str(Path(sys.executable).parent / "logclust")
+    single = _run([logclust, "label", "--input", str(src), "--output", str(tmp / "one.parquet")])
+    spark = _run(
+        [logclust, "label", "--engine", "spark", "--master", "local[2]"]
+        + ["--input", str(src), "--output", str(tmp / "spark")]
+    )
+    a = pq.read_table(tmp / "one.parquet").column("cluster_id").to_numpy()
+    b = pq.read_table(tmp / "spark").sort_by("n").column("cluster_id").to_numpy()
+    same = bool(np.array_equal(a, b))
+    print(f"single process: {rows / single:,.0f} rows/s ({single:.1f} s)")
+    print(f"spark local[2]: {rows / spark:,.0f} rows/s ({spark:.1f} s), ids identical: {same}")
+    return {"rows": rows, "single_s": single, "spark_s": spark, "identical": same}
+
+
+def bench_train(tmp: Path) -> dict[str, float]:
+    from tests.training.test_multiworker import free_ports
+
+    data = default_data_dir()
+    conf = tmp / "tiny.toml"
+    conf.write_text(TRAIN_CONF)
+    out = tmp / "bundle"
+    base = [sys.executable, "-m", "training", "--data", str(data), "--out", str(out)]
+    base += ["--config", str(conf)]
+    _run([*base, "--work", str(tmp / "w0"), "--steps", "tokenizer"])
+    n_train = len(
+        prepare(PipelineConfig(data, out, tmp / "w0", train=TrainConfig(corpus_lines=0))).train
+    )
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    res: dict[str, float] = {}
+    for n in (1, 2):
+        work = tmp / f"w{n}"
+        cmd = [*base, "--work", str(work), "--steps", "train"]
+        if n == 1:
+            _run(cmd, env)
+        else:
+            workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(n))
+            procs = [
+                subprocess.Popen(
+                    [*cmd, "--workers", workers, "--worker-index", str(i)],
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                )
+                for i in range(n)
+            ]
+            assert all(p.wait() == 0 for p in procs)
+        epoch = json.loads((work / "history.json").read_text())["epochs"][0]
+        # Steps per worker (training.train.shard), global batch n x 32; the epoch's
+        # seconds include the validation pass, the same on one or two workers.
+        steps = max(1, n_train // 32 // n)
+        res[f"epoch_s_{n}"], res[f"steps_per_s_{n}"] = epoch["seconds"], steps / epoch["seconds"]
+        print(
+            f"{n} worker(s): {steps} steps of {n} x 32 lines in {epoch['seconds']:.1f} s "
+            f"({steps / epoch['seconds']:.2f} steps/s, {steps * n * 32 / epoch['seconds']:.0f} "
+            f"lines/s), val acc {epoch['val_acc']:.3f}"
+        )
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--skip-label", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        res: dict[str, object] = {}
+        if not args.skip_label:
+            res.update(bench_label(args.rows, tmp))
+        if not args.skip_training:
+            res.update(bench_train(tmp))
+        print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
