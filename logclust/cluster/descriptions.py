@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from logclust.text.privacy import scrub
+
 # The id of a row no cluster exists for yet (`SourceClusterer.predict` before any row).
 UNASSIGNED = -1
 _TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
@@ -47,7 +49,10 @@ class ClusterStats:
     merged_into: int | None = None
 
     def add_members(self, texts: list[str], cap: int) -> None:
-        new = [t for t in dict.fromkeys(texts) if t not in self.members]
+        """Keeps up to `cap` distinct members, scrubbed (`logclust.text.privacy`)."""
+        if len(self.members) >= cap:
+            return
+        new = [t for t in dict.fromkeys(map(scrub, texts)) if t not in self.members]
         if new and len(self.members) < cap:
             self.members.extend(new[: cap - len(self.members)])
             self.template = template_of(self.members)

@@ -27,6 +27,10 @@ def quantile_column_name(q: float) -> str:
     return "p" + f"{q * 100:.6g}".replace(".", "_")
 
 
+# Quantiles one query may ask for (each is a column of the answer).
+MAX_QUANTILES = 64
+
+
 class LatencyBook:
     """Sketches per (source, cluster id, base window), thread-safe, with bounded retention.
 
@@ -41,15 +45,21 @@ class LatencyBook:
         window_ms: int = 10_000,
         retention_ms: int = 6 * 3600_000,
         relative_accuracy: float = 0.01,
+        max_skew_ms: int = 300_000,
     ) -> None:
-        if window_ms < 1 or retention_ms < window_ms:
+        if window_ms < 1 or retention_ms < window_ms or max_skew_ms < 0:
             raise ValueError(
-                "window_ms must be positive and retention_ms at least one window. "
-                f"Received: window_ms={window_ms}, retention_ms={retention_ms}"
+                "window_ms must be positive, retention_ms at least one window and "
+                f"max_skew_ms >= 0. Received: window_ms={window_ms}, "
+                f"retention_ms={retention_ms}, max_skew_ms={max_skew_ms}"
             )
         self.window_ms = window_ms
         self.retention_ms = retention_ms
         self.relative_accuracy = relative_accuracy
+        # Rows dated further ahead of the receive time are not recorded (clock skew).
+        self.max_skew_ms = max_skew_ms
+        self.late_rows = 0
+        self.early_rows = 0
         self._sketches: dict[SketchKey, DDSketch] = {}
         self._dirty: set[SketchKey] = set()
         self._lock = threading.Lock()
@@ -65,9 +75,16 @@ class LatencyBook:
     ) -> int:
         """Adds rows with a measured latency; returns how many were recorded.
 
-        Rows older than the retention horizon or without latency (NaN) are skipped.
+        Rows without latency (NaN) are skipped; so are rows older than the retention
+        horizon (counted in `late_rows`) and rows more than `max_skew_ms` in the future
+        (`early_rows`): a clock far ahead must not open windows that never expire.
         """
-        keep = ~np.isnan(latency_ms) & (time_ms >= now_ms - self.retention_ms)
+        measured = ~np.isnan(latency_ms)
+        late = measured & (time_ms < now_ms - self.retention_ms)
+        early = measured & (time_ms > now_ms + self.max_skew_ms)
+        keep = measured & ~late & ~early
+        self.late_rows += int(late.sum())
+        self.early_rows += int(early.sum())
         if not keep.any():
             return 0
         values = np.asarray(latency_ms[keep], np.float64)
@@ -134,6 +151,10 @@ class LatencyBook:
             `min`, `max`, `mean` and one float64 column per quantile (`p50`, ...).
         """
         qs = list(quantiles) or list(DEFAULT_QUANTILES)
+        if len(qs) > MAX_QUANTILES:
+            raise ValueError(
+                f"At most {MAX_QUANTILES} quantiles per query. Received: {len(qs)} quantiles"
+            )
         for q in qs:
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"Quantiles must be in [0, 1]. Received: q={q}")

@@ -39,7 +39,18 @@ class Sidecar:
         self.store = store
         self.metrics = metrics
         if metrics is not None:
+            book = labeler.book
             metrics.watch_clusters(labeler.stream.counts)
+            metrics.watch_counter(
+                "logclust_late_rows",
+                "Rows older than the retention (latency not recorded).",
+                lambda: book.late_rows,
+            )
+            metrics.watch_counter(
+                "logclust_early_rows",
+                "Rows dated too far in the future (latency not recorded).",
+                lambda: book.early_rows,
+            )
         self._flush_lock = threading.Lock()
         snapshot = store.load_state()
         labeler.book.load(snapshot.sketches)

@@ -6,6 +6,8 @@
 * `logclust_request_latency_ms{source,cluster}`: histogram of the rows' `latency_ms` per
   cluster. Label pairs are capped (`max_series`); rows of further clusters are counted
   under `cluster="other"` so a noisy stream cannot blow up the scrape.
+* `logclust_late_rows_total` and `logclust_early_rows_total`: rows whose latency was not
+  recorded because their time lies before the retention or too far in the future.
 * `logclust_clusters{source}` (gauge) and `logclust_cluster_cap_hits_total{source}`: the
   clusters each source holds, and rows forced into a cluster because the source reached
   its `max_clusters` (read from the clusterer at scrape time).
@@ -125,6 +127,14 @@ class _ClusterCountCollector(Collector):
         yield hits
 
 
+class _ReadCounter(Collector):
+    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        self.name, self.help_text, self.read = name, help_text, read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.help_text, value=self.read())
+
+
 class Metrics:
     """The sidecar's metrics in their own registry (several servers per process in tests).
 
@@ -182,6 +192,10 @@ class Metrics:
                 for i, (code, cid) in enumerate(groups.tolist())
             ]
         )
+
+    def watch_counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Exports counter `name` (`<name>_total`) whose value `read()` gives at scrape time."""
+        self.registry.register(_ReadCounter(name, help_text, read))
 
     def watch_clusters(self, read: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
         """Exports `read()` (source -> (clusters, cap hits)) at every scrape."""

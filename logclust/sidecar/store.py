@@ -13,6 +13,7 @@ Values are opaque bytes produced by their owners (`DDSketch.to_bytes`,
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -103,8 +104,14 @@ class SqliteStore:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Cluster templates and exemplars are masked text, but still the service's data:
+        # owner-only, like a database's files. SQLite gives its -wal and -shm files the
+        # database file's permissions.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        for f in (self.path, *self.directory.glob(DB_NAME + "-*")):
+            f.chmod(0o600)
         self._lock = threading.Lock()
         # One connection shared by the flusher thread and the caller, guarded by the lock.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

@@ -110,6 +110,10 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
 )
 
 
+# Rows are bounded at this many times `max_chars` before masking (see `MaskingConfig`).
+PREPARE_FACTOR = 8
+
+
 @dataclass(frozen=True)
 class MaskingConfig:
     """What the masker does; stored in every bundle so serving masks like training did."""
@@ -117,7 +121,9 @@ class MaskingConfig:
     rules: tuple[MaskRule, ...] = DEFAULT_RULES
     # Rules listed here are skipped (for example ("path",) to keep paths verbatim).
     disabled: tuple[str, ...] = ()
-    # Lines are cut to this many characters before masking: bounds the work per row.
+    # Masked lines are cut to this many characters. Masking runs before the cut, so a value
+    # straddling it is still masked whole; rows are first bounded at `PREPARE_FACTOR`
+    # times this (the work per row, and the keys of the mask cache).
     max_chars: int = 2048
     # Runs of whitespace become one space, so alignment padding does not change tokens.
     collapse_whitespace: bool = True
@@ -209,20 +215,19 @@ class Masker:
         return self.apply_rules(self.prepare(texts))
 
     def prepare(self, texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """The first step of `mask`: cut to `max_chars` (and lowercase when configured)."""
+        """The first step of `mask`: bound rows at `PREPARE_FACTOR * max_chars` code points
+        (and lowercase when configured)."""
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
         if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
             raise TypeError(f"mask() takes a string array. Received: type={texts.type}")
         cfg = self.config
-        # A row of at most max_chars bytes has at most max_chars code points: nothing to cut.
-        if len(texts) and _max_bytes(texts) > cfg.max_chars:
-            texts = pc.utf8_slice_codeunits(texts, 0, cfg.max_chars)
+        texts = _cut(texts, PREPARE_FACTOR * cfg.max_chars)
         return pc.utf8_lower(texts) if cfg.lowercase else texts
 
     def apply_rules(self, prepared: pa.Array) -> pa.Array:
-        """The rest of `mask` on `prepare`'s output: the structured stage, the rules, then
-        whitespace."""
+        """The rest of `mask` on `prepare`'s output: the structured stage, the rules,
+        whitespace, then the cut to `max_chars`."""
         cfg = self.config
         out = mask_structure(prepared) if cfg.structured else prepared
         raw: bytes | None = None  # the values' bytes the literal checks search
@@ -237,7 +242,7 @@ class Masker:
             if _holds_any(_data_bytes(out) if raw is None else raw, _COLLAPSIBLE):
                 out = pc.replace_substring_regex(out, r"\s+", " ")
             out = pc.utf8_trim_whitespace(out)
-        return out.cast(pa.string())
+        return _cut(out, cfg.max_chars).cast(pa.string())
 
     def mask_texts(self, texts: Iterable[str]) -> list[str]:
         """Masks Python strings (convenience for training and tests)."""
@@ -256,6 +261,14 @@ def _needed(pattern: str) -> tuple[str, ...] | None:
     if literals is None or len(literals) > _MAX_NEEDED:
         return None
     return tuple(sorted(literals))
+
+
+def _cut(texts: pa.Array, max_chars: int) -> pa.Array:
+    """Values cut to `max_chars` code points."""
+    # A row of at most max_chars bytes has at most max_chars code points: nothing to cut.
+    if len(texts) and _max_bytes(texts) > max_chars:
+        return pc.utf8_slice_codeunits(texts, 0, max_chars)
+    return texts
 
 
 def _max_bytes(texts: pa.Array) -> int:

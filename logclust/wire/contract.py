@@ -36,6 +36,8 @@ SOURCE = "source"
 CLUSTER_ID = "cluster_id"
 CLUSTER_DISTANCE = "cluster_distance"
 DEFAULT_SOURCE = "default"
+# Latest event time accepted (9999-12-31T23:59:59Z, Unix seconds).
+MAX_TIME_S = 253_402_300_799
 # Quantiles a latency query reports when the caller names none.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 OUTPUT_FIELDS: tuple[pa.Field, ...] = (
@@ -117,6 +119,8 @@ def validate_values(batch: pa.RecordBatch | pa.Table, max_rows: int | None) -> N
     nulls = batch.column(BODY).null_count
     if nulls:
         raise ContractError(f"Column 'body' must not contain nulls. Received: {nulls} nulls")
+    if TIME in batch.schema.names:
+        _check_times(batch.column(TIME))
     if LATENCY_MS in batch.schema.names:
         lat = batch.column(LATENCY_MS).cast(pa.float64())
         bad = pc.sum(pc.or_(pc.less(lat, 0.0), pc.is_inf(lat))).as_py() or 0
@@ -124,6 +128,21 @@ def validate_values(batch: pa.RecordBatch | pa.Table, max_rows: int | None) -> N
             raise ContractError(
                 f"Column 'latency_ms' must be finite and >= 0. Received: {bad} bad values"
             )
+
+
+def _check_times(col: pa.Array | pa.ChunkedArray) -> None:
+    """Refuses event times outside [1970-01-01, 9999-12-31]: later ones overflow the
+    calendar (and `timestamp("s")` of 2**62 would wrap around in milliseconds)."""
+    ints = col.cast(pa.int64())
+    per_s = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit]
+    lo, hi = pc.min_max(ints).values()
+    if lo.as_py() is None:
+        return
+    if lo.as_py() < 0 or hi.as_py() > MAX_TIME_S * per_s:
+        raise ContractError(
+            "Column 'time' must lie between 1970-01-01 and 9999-12-31. "
+            f"Received: {col.type.unit} values from {lo.as_py()} to {hi.as_py()}"
+        )
 
 
 def column_array(table: pa.Table, name: str) -> pa.Array:

@@ -37,7 +37,8 @@ def decode_ipc(data: bytes, max_rows: int | None = None) -> pa.Table:
         raise ContractError("Empty payload: expected Arrow IPC stream bytes. Received: 0 bytes")
     try:
         # Zero-copy: the decoded arrays point into the request's bytes.
-        reader = pa.ipc.open_stream(pa.py_buffer(data))
+        source = pa.BufferReader(pa.py_buffer(data))
+        reader = pa.ipc.open_stream(source)
         validate_schema(reader.schema)
         batches = []
         rows = 0
@@ -51,6 +52,13 @@ def decode_ipc(data: bytes, max_rows: int | None = None) -> pa.Table:
                 )
             batches.append(batch)
         table = pa.Table.from_batches(batches, schema=reader.schema)
+        if source.tell() != len(data):
+            # A second stream (or garbage) after the end-of-stream marker: refused rather
+            # than half the rows answered.
+            raise ContractError(
+                "Payload holds bytes after the end of the Arrow IPC stream (one stream "
+                f"per message). Received: {len(data) - source.tell()} trailing bytes"
+            )
     except ContractError:
         raise
     except (pa.ArrowException, OSError, ValueError) as e:

@@ -194,3 +194,18 @@ def test_book_record_bins_all_groups_at_once_like_per_group_adds() -> None:
         assert have.sum == pytest.approx(want.sum, rel=1e-12)
     with pytest.raises(ValueError, match="finite and >= 0"):
         book.record(names, codes[:1], ids[:1], times[:1], np.array([-1.0]), 1_100_000)
+
+
+def test_rows_too_far_ahead_or_behind_are_counted_not_recorded() -> None:
+    book = LatencyBook(window_ms=10_000, retention_ms=3600_000, max_skew_ms=60_000)
+    now = 1_700_000_000_000
+    times = np.array([now, now + 30_000, now + 10**12, now - 7200_000], np.int64)
+    n = book.record(["s"], np.zeros(4, np.int64), np.zeros(4, np.int32), times, np.ones(4), now)
+    assert n == 2 and (book.early_rows, book.late_rows) == (1, 1)
+    assert sum(book.query().column("count").to_pylist()) == 2
+
+
+def test_quantile_count_is_capped() -> None:
+    book = LatencyBook()
+    with pytest.raises(ValueError, match="At most 64 quantiles"):
+        book.query(quantiles=[0.5] * 1_000_000)

@@ -86,3 +86,12 @@ def test_flusher_survives_a_failing_flush() -> None:
 def test_flusher_interval_is_bounded(interval: float) -> None:
     with pytest.raises(ValueError, match="Received: interval_s="):
         PeriodicFlusher(lambda: None, interval)
+
+
+def test_store_files_are_owner_only(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "state")
+    s.save_state(StoreDelta({("a", 1, 0): b"x"}, {"a": b"y"}, 0))
+    files = sorted((tmp_path / "state").iterdir())
+    assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files), files
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    s.close()

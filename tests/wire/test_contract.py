@@ -133,3 +133,23 @@ def test_iter_slices() -> None:
     assert [s.num_rows for s in ipc.iter_slices(t, 2)] == [2, 2, 1]
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         list(ipc.iter_slices(t, 0))
+
+
+def test_absurd_times_are_refused_not_wrapped() -> None:
+    year_20000 = pa.array([570_000_000_000_000], pa.int64()).cast(pa.timestamp("ms"))
+    wraps = pa.array([2**62], pa.int64()).cast(pa.timestamp("s"))
+    before_1970 = pa.array([-5], pa.int64()).cast(pa.timestamp("s"))
+    for col in (year_20000, wraps, before_1970):
+        with pytest.raises(ContractError, match="between 1970-01-01 and 9999-12-31"):
+            contract.validate_batch(pa.table({"body": ["a"], "time": col}))
+    ok = pa.array([1_700_000_000_000, None], pa.timestamp("ms"))
+    contract.validate_batch(pa.table({"body": ["a", "b"], "time": ok}))
+
+
+def test_a_second_stream_in_one_message_is_refused() -> None:
+    one = ipc.encode_ipc(pa.table({"body": ["a", "b"]}))
+    assert ipc.decode_ipc(one).num_rows == 2
+    with pytest.raises(ContractError, match="trailing bytes"):
+        ipc.decode_ipc(one + ipc.encode_ipc(pa.table({"body": ["c"]})))
+    with pytest.raises(ContractError, match="trailing bytes"):
+        ipc.decode_ipc(one + b"\x00garbage")
