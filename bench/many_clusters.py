@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     side = Sidecar(args.bundle, SERVER_CORE, extra=extra)
     try:
         with Client(f"127.0.0.1:{side.port}") as client:
+            client.wait_ready(120)
             times = []
             for start in range(0, len(texts), args.batch):
                 t0 = time.perf_counter()
