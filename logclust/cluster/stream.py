@@ -58,6 +58,9 @@ _STATE_VERSION = 2
 _MEMO_MAX = 16_384
 # A cluster short of template members looks again at least this often (rows).
 _MEMBERS_EVERY = 10_000
+# First/last seen of an id no row has reached yet.
+_NO_TIME_LO = np.iinfo(np.int64).max
+_NO_TIME_HI = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,19 @@ class SourceClusterer:
         self._ids = np.zeros(0, np.int32)  # stable id of each row of the table
         self._next_id = 0
         self.aliases: dict[int, int] = {}  # merged id -> the id it was merged into
+        # Templates, members and state per id; sizes and times live in arrays indexed by
+        # id (the steady path updates them with numpy, not a Python loop per cluster).
         self.stats: dict[int, ClusterStats] = {}
+        self._size = np.zeros(0, np.int64)
+        self._first = np.zeros(0, np.int64)
+        self._last = np.zeros(0, np.int64)
+        self._tried = np.zeros(0, np.int64)  # size at the last look for members
+        self._n_members = np.zeros(0, np.int64)
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self.rows_seen = 0
         self.cap_hits = 0
         self._rows_since = 0
         self._new_since = 0
-        self._members_tried: dict[int, int] = {}  # cluster -> its size at the last look
         self._backoff = 1
         # What the current model gave each text: text -> slot of _known_uid / _known_d.
         self._known: dict[str, int] = {}
@@ -206,38 +215,60 @@ class SourceClusterer:
             cidx, d = nearest_centroid(emb, self._table.unit)
             return self._ids[cidx], d
 
+    def _grow(self, n: int) -> None:
+        """Room in the per-id arrays for ids below `n`."""
+        have = self._size.size
+        if n <= have:
+            return
+        grow = max(n, 2 * have, 64)
+        self._size = np.concatenate([self._size, np.zeros(grow - have, np.int64)])
+        self._first = np.concatenate([self._first, np.full(grow - have, _NO_TIME_LO)])
+        self._last = np.concatenate([self._last, np.full(grow - have, _NO_TIME_HI)])
+        self._tried = np.concatenate([self._tried, np.zeros(grow - have, np.int64)])
+        self._n_members = np.concatenate([self._n_members, np.zeros(grow - have, np.int64)])
+
     def _update_stats(
         self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray
     ) -> None:
         """Adds the batch to the clusters' sizes, times and members."""
         # Cluster ids are small non-negative ints: counted with bincount.
         counts = np.bincount(ids)
+        self._grow(counts.size)
         cids = np.flatnonzero(counts)
+        self._size[: counts.size] += counts
         lo_all, hi_all = int(time_ms.min()), int(time_ms.max())
         if lo_all == hi_all:  # one event time (no time column: the arrival time)
-            tmin = tmax = np.full(cids.size, lo_all, np.int64)
+            self._first[cids] = np.minimum(self._first[cids], lo_all)
+            self._last[cids] = np.maximum(self._last[cids], hi_all)
         else:
-            tmin = np.full(counts.size, np.iinfo(np.int64).max, np.int64)
-            tmax = np.full(counts.size, np.iinfo(np.int64).min, np.int64)
-            np.minimum.at(tmin, ids, time_ms)
-            np.maximum.at(tmax, ids, time_ms)
-            tmin, tmax = tmin[cids], tmax[cids]
+            np.minimum.at(self._first, ids, time_ms)
+            np.maximum.at(self._last, ids, time_ms)
+        # A cluster short of members looks for new ones after its size doubles (at least
+        # every `_MEMBERS_EVERY` rows), not in every batch: the loop below is empty on a
+        # steady stream.
         cap = self.config.template_members
-        for cid, count, lo, hi in zip(
-            cids.tolist(), counts[cids].tolist(), tmin.tolist(), tmax.tolist(), strict=True
-        ):
+        size, tried = self._size[cids], self._tried[cids]
+        look = cids[
+            (self._n_members[cids] < cap) & (size - tried >= np.minimum(tried, _MEMBERS_EVERY))
+        ]
+        for cid in look.tolist():
             st = self.stats.get(cid)
             if st is None:
                 st = self.stats[cid] = ClusterStats(cid)
-            st.size += count
-            st.first_seen_ms = lo if st.first_seen_ms is None else min(st.first_seen_ms, lo)
-            st.last_seen_ms = hi if st.last_seen_ms is None else max(st.last_seen_ms, hi)
-            # A cluster short of members looks for new ones after its size doubles (at
-            # least every `_MEMBERS_EVERY` rows), not in every batch.
-            tried = self._members_tried.get(cid, 0)
-            if len(st.members) < cap and st.size - tried >= min(tried, _MEMBERS_EVERY):
-                self._members_tried[cid] = st.size
-                st.add_members([keys[i] for i in np.flatnonzero(uid == cid)[:cap].tolist()], cap)
+            self._tried[cid] = self._size[cid]
+            st.add_members([keys[i] for i in np.flatnonzero(uid == cid)[:cap].tolist()], cap)
+            self._n_members[cid] = len(st.members)
+
+    def _stats_of(self, st: ClusterStats) -> ClusterStats:
+        """A copy of `st` with its size and times from the per-id arrays."""
+        cid = st.cluster_id
+        out = ClusterStats(**{**st.to_dict(), "members": list(st.members)})
+        if cid < self._size.size:
+            out.size = int(self._size[cid])
+            first, last = int(self._first[cid]), int(self._last[cid])
+            out.first_seen_ms = None if first == _NO_TIME_LO else first
+            out.last_seen_ms = None if last == _NO_TIME_HI else last
+        return out
 
     # -- consolidation -------------------------------------------------------------------
 
@@ -272,7 +303,8 @@ class SourceClusterer:
 
     def _snapshot(self) -> tuple[_Snapshot, np.ndarray]:
         k = self._table.k
-        sizes = np.array([self.stats[c].size if c in self.stats else 0 for c in self._ids.tolist()])
+        self._grow(self._next_id)
+        sizes = self._size[self._ids]
         snap = _Snapshot(self._table.unit, self._table.counts[:k].copy(), sizes, k)
         emb, texts = self._sample.contents(self.rows_seen)
         _, first = np.unique(texts, return_index=True)
@@ -320,7 +352,7 @@ class SourceClusterer:
         )
         if changed:
             self._known.clear()  # the memo holds ids that may have moved
-            self._members_tried.clear()
+            self._tried[:] = 0  # members are looked for again
             logger.info(
                 "source %r consolidated: %d merged, %d split off, k=%d",
                 self.source,
@@ -338,18 +370,18 @@ class SourceClusterer:
         for g, t in list(self.aliases.items()):  # keep every alias pointing at a live id
             if t == gone:
                 self.aliases[g] = into
+        self._grow(max(gone, into) + 1)
+        self._size[into] += self._size[gone]
+        self._first[into] = min(self._first[into], self._first[gone])
+        self._last[into] = max(self._last[into], self._last[gone])
         old = self.stats.get(gone)
         if old is None:
             return
         old.active = False
         old.merged_into = into
         st = self.stats.setdefault(into, ClusterStats(into))
-        st.size += old.size
-        if old.first_seen_ms is not None:
-            st.first_seen_ms = min(st.first_seen_ms or old.first_seen_ms, old.first_seen_ms)
-        if old.last_seen_ms is not None:
-            st.last_seen_ms = max(st.last_seen_ms or old.last_seen_ms, old.last_seen_ms)
         st.add_members(old.members, self.config.template_members)
+        self._n_members[into] = len(st.members)
         if st.members:
             st.template = template_of(st.members)
 
@@ -364,10 +396,7 @@ class SourceClusterer:
     def describe(self) -> list[ClusterStats]:
         """Copies of every cluster's stats, merged ones included (`merged_into` set)."""
         with self._lock:
-            return [
-                ClusterStats(**{**s.to_dict(), "members": list(s.members)})
-                for _, s in sorted(self.stats.items())
-            ]
+            return [self._stats_of(s) for _, s in sorted(self.stats.items())]
 
     def to_bytes(self) -> bytes:
         """Pickle-free state: an `.npz` of arrays plus a JSON document (no reservoir)."""
@@ -382,7 +411,7 @@ class SourceClusterer:
                 "cap_hits": self.cap_hits,
                 "consolidations": self.consolidations,
                 "aliases": [[g, t] for g, t in self.aliases.items()],
-                "stats": [s.to_dict() for s in self.stats.values()],
+                "stats": [self._stats_of(s).to_dict() for s in self.stats.values()],
             }
             arrays: dict[str, np.ndarray] = {
                 "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
@@ -422,6 +451,16 @@ class SourceClusterer:
         self.aliases = {int(g): int(t) for g, t in meta.get("aliases", [])}
         stats = [s for s in meta["stats"] if s["cluster_id"] >= 0]  # format 1 kept -1
         self.stats = {s["cluster_id"]: ClusterStats(**s) for s in stats}
+        self._grow(max([self._next_id, *self.stats]) + 1)
+        for st in self.stats.values():
+            cid = st.cluster_id
+            self._size[cid] = st.size
+            if st.first_seen_ms is not None:
+                self._first[cid] = st.first_seen_ms
+            if st.last_seen_ms is not None:
+                self._last[cid] = st.last_seen_ms
+            self._n_members[cid] = len(st.members)
+            self._tried[cid] = st.size
         if "centroids" in arrays:
             centroids = arrays["centroids"].astype(np.float32)
             counts = arrays.get("counts", np.ones(len(centroids), np.int64))
