@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from logclust.latency.ddsketch import ZERO_BUCKET, DDSketch
-from logclust.wire.contract import DEFAULT_QUANTILES
+from logclust.wire.contract import DEFAULT_QUANTILES, ContractError
 
 SketchKey = tuple[str, int, int]  # (source, cluster id, window start in Unix ms)
 
@@ -152,14 +152,14 @@ class LatencyBook:
         """
         qs = list(quantiles) or list(DEFAULT_QUANTILES)
         if len(qs) > MAX_QUANTILES:
-            raise ValueError(
+            raise ContractError(
                 f"At most {MAX_QUANTILES} quantiles per query. Received: {len(qs)} quantiles"
             )
         for q in qs:
             if not 0.0 <= q <= 1.0:
-                raise ValueError(f"Quantiles must be in [0, 1]. Received: q={q}")
+                raise ContractError(f"Quantiles must be in [0, 1]. Received: q={q}")
         if window_ms is not None and (window_ms <= 0 or window_ms % self.window_ms):
-            raise ValueError(
+            raise ContractError(
                 f"window must be a positive multiple of the base window {self.window_ms} ms. "
                 f"Received: window_ms={window_ms}"
             )

@@ -1,5 +1,10 @@
 """Server assembly: `create_server(config, labeler) -> (server, port)` and blocking `serve()`.
 
+The gRPC server is grpc's asyncio server, on an event loop of its own thread: health
+checks run on the loop and never wait for a thread, open Label streams are coroutines
+(hundreds cost no threads), and the blocking work runs in bounded pools (see
+`logclust.server.service`).
+
 Shutdown (SIGTERM or SIGINT in `serve`, or `SidecarServer.stop`): health turns
 NOT_SERVING so load balancers stop routing, in-flight calls get `grace_s` to finish, then
 the state is flushed to the store a last time and the store is closed.
@@ -7,20 +12,26 @@ the state is flushed to the store a last time and the store is closed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
 import threading
+from collections.abc import Coroutine
 from concurrent import futures
+from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 from logclust.embed.embedding_cache import Embedder
 from logclust.proto import logclust_pb2_grpc as pb_grpc
-from logclust.server.config import ServerConfig
+from logclust.server.config import UNIX_PREFIX, ServerConfig, TlsConfig, unix_path
 from logclust.server.otlp import OtlpEndpoints
-from logclust.server.service import LogClustService
+from logclust.server.service import Executors, LabelLimits, LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
@@ -29,6 +40,31 @@ from logclust.sidecar.stream_labeler import StreamLabeler
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "logclust.v1.LogClust"
+# Threads answering Latency and Clusters: apart from labelling, so queries never queue
+# behind batches.
+QUERY_WORKERS = 2
+T = TypeVar("T")
+
+
+class _EventLoop:
+    """An asyncio loop on its own daemon thread: the home of the gRPC server."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="logclust-grpc", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Runs `coro` on the loop and waits for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 class SidecarServer:
@@ -39,9 +75,11 @@ class SidecarServer:
 
     def __init__(
         self,
-        grpc_server: grpc.Server,
+        grpc_server: grpc.aio.Server,
+        loop: _EventLoop,
+        executors: Executors,
         sidecar: Sidecar,
-        health_servicer: health.HealthServicer,
+        health_servicer: health_aio.HealthServicer,
         flusher: PeriodicFlusher,
         store: StateStore,
         metrics: Metrics,
@@ -49,11 +87,14 @@ class SidecarServer:
         otlp: OtlpEndpoints | None = None,
     ) -> None:
         self.grpc_server = grpc_server
+        self._loop = loop
+        self._executors = executors
         self.sidecar = sidecar
         self.health = health_servicer
         self.flusher = flusher
         self.store = store
         self.metrics = metrics
+        # The bound TCP port; for a unix: address, 1 (gRPC's answer for a bound socket).
         self.port = port
         # OTLP receivers and forwarding queue (`config.otlp`); None when off.
         self.otlp = otlp
@@ -65,16 +106,15 @@ class SidecarServer:
         with self._stop_lock:
             if self._stopped.is_set():
                 return
-            self.health.enter_graceful_shutdown()
-            stopped = self.grpc_server.stop(grace)
+            self._loop.run(self.health.enter_graceful_shutdown())
+            self._loop.run(self.grpc_server.stop(grace))
             if self.otlp is not None:
                 self.otlp.stop(grace)  # receivers, then the forwarding queue drains
-            stopped.wait()
+            self._executors.shutdown()
+            self._loop.close()
             self.sidecar.wait_for_consolidations(timeout=30)
             self.flusher.stop()
-            close = getattr(self.store, "close", None)
-            if close is not None:
-                close()
+            _close_store(self.store)
             self.metrics.stop_http()
             self._stopped.set()
             logger.info("sidecar stopped")
@@ -100,6 +140,62 @@ def open_store(config: ServerConfig) -> StateStore:
     return MemoryStore() if config.store_dir is None else SqliteStore(config.store_dir)
 
 
+def _close_store(store: StateStore) -> None:
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
+
+
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    """TLS credentials; client certificates are required when `client_ca_file` is set.
+
+    Raises:
+        OSError: a PEM file cannot be read.
+    """
+    key = Path(tls.key_file).read_bytes()
+    cert = Path(tls.cert_file).read_bytes()
+    ca = None if tls.client_ca_file is None else Path(tls.client_ca_file).read_bytes()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    """Binds `config.listen` (TCP or Unix socket, TLS or not); returns the port, 0 on failure."""
+    path = unix_path(config.listen) if config.listen.startswith(UNIX_PREFIX) else None
+    if path is not None and os.path.exists(path):
+        os.unlink(path)  # a stale socket of a previous run (a live one fails to bind below)
+    try:
+        if config.tls is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, server_credentials(config.tls))
+    except RuntimeError:
+        return 0
+    if path is not None and port:
+        os.chmod(path, 0o600)  # only this user may connect
+    return port
+
+
+async def _start_grpc(
+    config: ServerConfig, service: LogClustService, health_servicer: health_aio.HealthServicer
+) -> tuple[grpc.aio.Server, int]:
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    pb_grpc.add_LogClustServicer_to_server(service, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = _bind(server, config)
+    if port:
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
 def create_server(
     config: ServerConfig, labeler: Embedder, store: StateStore | None = None
 ) -> tuple[SidecarServer, int]:
@@ -114,54 +210,50 @@ def create_server(
         `(server, port)`: the started server and the bound port.
 
     Raises:
-        OSError: the address could not be bound.
+        OSError: the address could not be bound, or a TLS file could not be read.
     """
     store = open_store(config) if store is None else store
     metrics = Metrics(config.metrics_max_series)
     sidecar = Sidecar(StreamLabeler(labeler, config.labeler_config()), store, metrics)
-    options = [
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="logclust"),
-        options=options,
+    executors = Executors(
+        label=futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="logclust"),
+        query=futures.ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="logclust-query"),
     )
-    pb_grpc.add_LogClustServicer_to_server(LogClustService(sidecar, metrics), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    limits = LabelLimits(
+        max_inflight_batches=config.max_inflight_batches,
+        stream_idle_timeout_s=config.stream_idle_timeout_s,
+        max_response_bytes=config.max_message_bytes,
+        max_decompressed_bytes=config.max_decompressed_bytes,
+    )
+    service = LogClustService(sidecar, metrics, executors, limits)
+    loop = _EventLoop()
     try:
-        port = server.add_insecure_port(config.listen)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
-        raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
-    otlp = None
-    if config.otlp is not None:
-        try:
+        health_servicer = health_aio.HealthServicer()
+        server, port = loop.run(_start_grpc(config, service, health_servicer))
+        if port == 0:
+            raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
+        otlp = None
+        if config.otlp is not None:
             otlp = OtlpEndpoints(config.otlp, sidecar, metrics, config.max_workers)
-        except OSError:
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
-            raise
+    except BaseException:
+        loop.close()
+        executors.shutdown()
+        _close_store(store)
+        raise
     flusher = PeriodicFlusher(sidecar.flush, config.flush_interval_s)
     if config.metrics_port is not None:
-        host = config.listen.rpartition(":")[0].strip("[]")
-        metrics.start_http(config.metrics_port, addr=host)
-    server.start()
+        metrics.start_http(config.metrics_port, addr=config.metrics_host)
     flusher.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("listening on %s:%d", config.listen.rpartition(":")[0], port)
-    return (
-        SidecarServer(server, sidecar, health_servicer, flusher, store, metrics, port, otlp),
-        port,
+    where = (
+        config.listen
+        if config.listen.startswith(UNIX_PREFIX)
+        else f"{config.listen.rpartition(':')[0]}:{port}"
     )
+    logger.info("listening on %s%s", where, " (TLS)" if config.tls else "")
+    srv = SidecarServer(
+        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp
+    )
+    return srv, port
 
 
 def serve(config: ServerConfig, labeler: Embedder) -> None:

@@ -11,18 +11,53 @@ from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 from logclust.sidecar.stream_labeler import StreamLabelerConfig
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+UNIX_PREFIX = "unix:"
+
+
+def check_listen(listen: str, name: str = "listen") -> None:
+    """`HOST:PORT`, or `unix:///abs/path` / `unix:rel/path` (a Unix domain socket).
+
+    Raises:
+        ValueError: neither form.
+    """
+    if listen.startswith(UNIX_PREFIX):
+        if not unix_path(listen):
+            raise ValueError(f"{name} needs a socket path after 'unix:'. Received: {listen!r}")
+        return
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{name} must be HOST:PORT or unix:///PATH. Received: {name}={listen!r}")
+
+
+def unix_path(listen: str) -> str:
+    """The socket file of a `unix:` address (gRPC's forms: `unix:path`, `unix:///abs`)."""
+    rest = listen[len(UNIX_PREFIX) :]
+    return "/" + rest.lstrip("/") if rest.startswith("//") else rest
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS of the gRPC server; with `client_ca_file`, mutual TLS (client certs required)."""
+
+    # PEM certificate chain and private key of the server.
+    cert_file: str
+    key_file: str
+    # PEM CA bundle that client certificates must chain to; None: no client certs asked.
+    client_ca_file: str | None = None
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything `create_server` needs besides the embedder."""
 
-    # host:port to bind; port 0 picks a free port (tests).
+    # host:port to bind (port 0 picks a free port, tests), or unix:///path (socket 0600).
     listen: str = DEFAULT_LISTEN
     # Directory of the SQLite store; None keeps state in memory only (lost on exit).
     store_dir: str | None = None
     # Prometheus HTTP port; None disables metrics, 0 picks a free port.
     metrics_port: int | None = None
+    # Host the metrics endpoint binds: loopback unless asked, whatever `listen` is.
+    metrics_host: str = "127.0.0.1"
     # Seconds between flushes to the store: a crash loses at most this much.
     flush_interval_s: float = 1.0
     # Base latency window; query windows are multiples of it.
@@ -37,8 +72,19 @@ class ServerConfig:
     max_rows_per_batch: int = 1_000_000
     # Distinct sources kept (each has its own clusters).
     max_sources: int = 64
-    # Label streams served at once (gRPC thread pool size).
+    # Threads labelling batches (streams themselves are coroutines: open ones cost no
+    # thread). Also the OTLP/gRPC receiver's pool size.
     max_workers: int = 8
+    # Label batches in flight over all streams; one more is refused RESOURCE_EXHAUSTED at
+    # once rather than queued without bound.
+    max_inflight_batches: int = 32
+    # A Label stream with no request for this long is ended (DEADLINE_EXCEEDED).
+    stream_idle_timeout_s: float = 300.0
+    # Bytes one Label payload may decode to (a compressed payload is checked before it is
+    # decompressed: a 34 KB zstd bomb can claim gigabytes).
+    max_decompressed_bytes: int = 256 * 1024 * 1024
+    # TLS (and mTLS) of the gRPC server; None: plaintext.
+    tls: TlsConfig | None = None
     # On SIGTERM, in-flight calls get this long to finish.
     grace_s: float = 5.0
     # Distinct (source, cluster) label pairs in the latency histogram metric.
@@ -50,9 +96,7 @@ class ServerConfig:
     log_formats: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"listen must be HOST:PORT. Received: listen={self.listen!r}")
+        check_listen(self.listen)
         if not 0.0 < self.flush_interval_s <= MAX_FLUSH_INTERVAL_S:
             raise ValueError(
                 f"flush_interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. "
@@ -69,9 +113,12 @@ class ServerConfig:
             "max_sources": self.max_sources,
             "max_workers": self.max_workers,
             "metrics_max_series": self.metrics_max_series,
+            "max_inflight_batches": self.max_inflight_batches,
+            "max_decompressed_bytes": self.max_decompressed_bytes,
+            "stream_idle_timeout_s": self.stream_idle_timeout_s,
         }
         for name, value in limits.items():
-            if value < 1:
+            if value <= 0:
                 raise ValueError(f"{name} must be positive. Received: {name}={value}")
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ValueError(f"metrics_port must be a port. Received: {self.metrics_port}")

@@ -4,17 +4,24 @@
 |-----------------------------------------|--------------------|
 | `forward.QueueFullError`                | RESOURCE_EXHAUSTED |
 |                                         | + RetryInfo        |
-| `contract.LimitExceededError`           | RESOURCE_EXHAUSTED |
-| `contract.ContractError`, `ValueError`, |                    |
-| `TypeError` (bad query arguments)       | INVALID_ARGUMENT   |
-| anything else                           | INTERNAL (logged)  |
+| `contract.LimitExceededError` (rows,    | RESOURCE_EXHAUSTED |
+| sizes, sources, server overloaded)      |                    |
+| `contract.ContractError` (bad input or  | INVALID_ARGUMENT   |
+| query arguments)                        |                    |
+| anything else, a bare `ValueError` or   | INTERNAL (logged   |
+| `TypeError` of an internal bug included | with a traceback)  |
+
+Caller mistakes are raised as `ContractError` (a `ValueError`) by the domain code; a
+plain `ValueError` from deeper down is a bug of ours and is not blamed on the caller.
+`unary`/`streaming` wrap the thread-pool servicers (OTLP), `aio_unary`/`aio_streaming`
+the asyncio servicer of `LogClust`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -31,7 +38,7 @@ def status_for(error: BaseException) -> grpc.StatusCode:
     """The status code a domain error maps to."""
     if isinstance(error, LimitExceededError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, ContractError | ValueError | TypeError):
+    if isinstance(error, ContractError):
         return grpc.StatusCode.INVALID_ARGUMENT
     return grpc.StatusCode.INTERNAL
 
@@ -82,5 +89,54 @@ def streaming(fn: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
             yield from fn(self, request, context)
         except Exception as e:  # noqa: BLE001 - every error becomes a status here
             _abort(context, e, self)
+
+    return call
+
+
+async def _abort_aio(
+    context: grpc.aio.ServicerContext[Any, Any], error: Exception, owner: ErrorRecorder
+) -> None:
+    if context.done() or context.cancelled():
+        return  # the caller cancelled or went away: nobody to tell
+    code = status_for(error)
+    owner.on_error(code.name.lower())
+    if code is grpc.StatusCode.INTERNAL:
+        logger.error("internal error", exc_info=error)
+        await context.abort(code, f"internal error: {type(error).__name__}")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        logger.info("refused: %s", error)
+    await context.abort(code, str(error))
+
+
+def aio_unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """`unary` for an asyncio servicer method."""
+
+    @functools.wraps(fn)
+    async def call(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
+        try:
+            return await fn(self, request, context)
+        except grpc.aio.AbortError:
+            raise  # the method ended the call with its own status
+        except Exception as e:  # noqa: BLE001 - every error becomes a status here
+            await _abort_aio(context, e, self)
+            raise
+
+    return call
+
+
+def aio_streaming(fn: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterator[T]]:
+    """`streaming` for an asyncio servicer method (an async generator)."""
+
+    @functools.wraps(fn)
+    async def call(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[T]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every error becomes a status here
+            await _abort_aio(context, e, self)
 
     return call

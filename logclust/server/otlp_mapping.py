@@ -37,7 +37,7 @@ CLUSTER_ATTRIBUTE = "logclust.cluster"
 MAX_REASONS = 3
 
 
-class RecordError(ValueError):
+class RecordError(ContractError):
     """One log record cannot be mapped to the contract (refused alone)."""
 
 

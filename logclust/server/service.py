@@ -1,8 +1,19 @@
-"""The `logclust.v1.LogClust` servicer: wire types in, domain calls, wire types out."""
+"""The `logclust.v1.LogClust` servicer: wire types in, domain calls, wire types out.
+
+It runs on the asyncio gRPC server (`logclust.server.app`): an open stream costs a
+coroutine, not a thread, so idle streams cannot starve health checks or queries. The
+blocking domain calls run in `Executors`: Label batches in a bounded pool, queries in a
+pool of their own so they never wait behind labelling.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -12,48 +23,134 @@ from logclust.server import errors
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import ipc
+from logclust.wire.contract import LimitExceededError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+@dataclass(frozen=True)
+class LabelLimits:
+    """Bounds of the Label path (see `ServerConfig` for the why of each)."""
+
+    max_inflight_batches: int = 32
+    stream_idle_timeout_s: float = 300.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_decompressed_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass
+class Executors:
+    """Thread pools of the blocking work: labelling, and queries apart from it."""
+
+    label: futures.ThreadPoolExecutor
+    query: futures.ThreadPoolExecutor
+
+    def shutdown(self) -> None:
+        self.label.shutdown(wait=True)
+        self.query.shutdown(wait=True)
 
 
 class LogClustService(pb_grpc.LogClustServicer):
     """Converts requests to `Sidecar` calls; errors become statuses in `errors.py`.
 
     A bad request inside a Label stream ends that stream with its status; the batches
-    answered before it were fully processed and stay recorded.
+    answered before it were fully processed and stay recorded. More than
+    `limits.max_inflight_batches` batches in flight over all streams: the new one is
+    refused at once (RESOURCE_EXHAUSTED) instead of queued.
     """
 
-    def __init__(self, sidecar: Sidecar, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        metrics: Metrics | None,
+        executors: Executors,
+        limits: LabelLimits,
+    ) -> None:
         self.sidecar = sidecar
         self.metrics = metrics
+        self.executors = executors
+        self.limits = limits
+        # Batches handed to the label pool and not answered yet. Only the event loop's
+        # thread touches it, so no lock.
+        self.inflight = 0
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
             self.metrics.on_error(kind)
 
-    @errors.streaming
-    def Label(  # noqa: N802 - gRPC method name
-        self, request_iterator: Iterator[pb.LabelRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.LabelResponse]:
-        for request in request_iterator:
-            data, rows = self.sidecar.label_ipc(request.arrow_ipc)
+    async def _run(self, pool: futures.Executor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def _next(self, requests: AsyncIterator[pb.LabelRequest], context: Context) -> Any:
+        """The next request, None at the end; an idle stream is ended DEADLINE_EXCEEDED."""
+        try:
+            return await asyncio.wait_for(anext(requests), self.limits.stream_idle_timeout_s)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            logger.info(
+                "Label stream from %s idle for %g s: ended",
+                context.peer(),
+                self.limits.stream_idle_timeout_s,
+            )
+            self.on_error("idle_timeout")
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"No request for {self.limits.stream_idle_timeout_s} s "
+                "(stream_idle_timeout_s): stream ended",
+            )
+
+    @errors.aio_streaming
+    async def Label(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.LabelRequest], context: Context
+    ) -> AsyncIterator[pb.LabelResponse]:
+        requests = aiter(request_iterator)
+        while (request := await self._next(requests, context)) is not None:
+            if self.inflight >= self.limits.max_inflight_batches:
+                raise LimitExceededError(
+                    f"Server overloaded: {self.inflight} batches in flight "
+                    f"(max_inflight_batches={self.limits.max_inflight_batches}); retry later. "
+                    "Received: one more"
+                )
+            self.inflight += 1
+            try:
+                data, rows = await self._run(
+                    self.executors.label,
+                    self.sidecar.label_ipc,
+                    request.arrow_ipc,
+                    self.limits.max_response_bytes,
+                    self.limits.max_decompressed_bytes,
+                )
+            finally:
+                self.inflight -= 1
             yield pb.LabelResponse(batch_id=request.batch_id, arrow_ipc=data, num_rows=rows)
 
-    @errors.unary
-    def Latency(  # noqa: N802 - gRPC method name
-        self, request: pb.LatencyRequest, context: grpc.ServicerContext
+    @errors.aio_unary
+    async def Latency(  # noqa: N802 - gRPC method name
+        self, request: pb.LatencyRequest, context: Context
     ) -> pb.LatencyResponse:
-        table = self.sidecar.latency(
-            quantiles=list(request.quantiles),
-            start_ms=request.start_unix_ms or None,
-            end_ms=request.end_unix_ms or None,
-            window_ms=request.window_ms or None,
-            source=request.source or None,
-        )
-        return pb.LatencyResponse(arrow_ipc=ipc.encode_ipc(table))
+        def query() -> bytes:
+            table = self.sidecar.latency(
+                quantiles=list(request.quantiles),
+                start_ms=request.start_unix_ms or None,
+                end_ms=request.end_unix_ms or None,
+                window_ms=request.window_ms or None,
+                source=request.source or None,
+            )
+            return ipc.encode_ipc(table)
 
-    @errors.unary
-    def Clusters(  # noqa: N802 - gRPC method name
-        self, request: pb.ClustersRequest, context: grpc.ServicerContext
+        return pb.LatencyResponse(arrow_ipc=await self._run(self.executors.query, query))
+
+    @errors.aio_unary
+    async def Clusters(  # noqa: N802 - gRPC method name
+        self, request: pb.ClustersRequest, context: Context
     ) -> pb.ClustersResponse:
+        described = await self._run(
+            self.executors.query, self.sidecar.describe, request.source or None
+        )
         infos = [
             pb.ClusterInfo(
                 source=source,
@@ -66,6 +163,6 @@ class LogClustService(pb_grpc.LogClustServicer):
                 merged_into=-1 if st.merged_into is None else st.merged_into,
                 exemplars=st.members[: self.sidecar.config.clusters.max_exemplars],
             )
-            for source, st in self.sidecar.describe(request.source or None)
+            for source, st in described
         ]
         return pb.ClustersResponse(clusters=infos)

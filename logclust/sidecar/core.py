@@ -21,6 +21,9 @@ from logclust.wire import contract, ipc
 
 logger = logging.getLogger(__name__)
 
+# Bytes a labelled row adds to the answer: int32 + float32 and their share of padding.
+RESPONSE_BYTES_PER_ROW = 16
+
 
 class Sidecar:
     """Labels batches through `labeler` and saves its state to `store`, restored at start.
@@ -61,10 +64,33 @@ class Sidecar:
             len(snapshot.sources),
         )
 
-    def label_ipc(self, data: bytes) -> tuple[bytes, int]:
-        """Decodes, validates and labels Arrow IPC bytes; returns IPC bytes and row count."""
+    def label_ipc(
+        self,
+        data: bytes,
+        max_response_bytes: int | None = None,
+        max_decoded_bytes: int | None = None,
+    ) -> tuple[bytes, int]:
+        """Decodes, validates and labels Arrow IPC bytes; returns IPC bytes and row count.
+
+        Admission comes before any work: a payload decoding to more than
+        `max_decoded_bytes`, or whose answer would exceed `max_response_bytes`, is refused
+        with `LimitExceededError` and nothing is labelled or recorded (a retry cannot
+        double-count).
+
+        The answer's size is estimated as the request's plus `RESPONSE_BYTES_PER_ROW` per
+        row (`cluster_id` int32 + `cluster_distance` float32, with room for IPC padding);
+        header columns parsed by a log format are not counted.
+        """
         t0 = time.perf_counter()
-        table = ipc.decode_ipc(data, self.config.max_rows_per_batch)
+        table = ipc.decode_ipc(data, self.config.max_rows_per_batch, max_decoded_bytes)
+        if max_response_bytes is not None:
+            estimate = len(data) + RESPONSE_BYTES_PER_ROW * table.num_rows
+            if estimate > max_response_bytes:
+                raise contract.LimitExceededError(
+                    f"The answer would exceed the message limit of {max_response_bytes} "
+                    "bytes; send smaller batches. Received: "
+                    f"{len(data)} bytes, {table.num_rows} rows (answer ~{estimate} bytes)"
+                )
         out = self.label(table, t0)
         return ipc.encode_ipc(out), out.num_rows
 

@@ -17,25 +17,39 @@ from logclust.wire.contract import (
     validate_schema,
     validate_values,
 )
+from logclust.wire.ipc_budget import decoded_size
 
 
-def decode_ipc(data: bytes, max_rows: int | None = None) -> pa.Table:
+def decode_ipc(
+    data: bytes, max_rows: int | None = None, max_decoded_bytes: int | None = None
+) -> pa.Table:
     """Decodes untrusted Arrow IPC stream bytes and validates them fully.
 
     Args:
         data: Arrow IPC *stream* format bytes (one or more record batches).
         max_rows: rows allowed over all batches; None means no limit.
+        max_decoded_bytes: bytes the batches may decode to (compressed buffers count
+            what they claim to decompress to, checked before decompressing); None: no cap.
 
     Returns:
         The batches as one table.
 
     Raises:
         ContractError: the bytes are not a valid IPC stream or break the contract.
-        LimitExceededError: more rows than `max_rows`.
+        LimitExceededError: more rows than `max_rows`, or decoded size over
+            `max_decoded_bytes`.
     """
     if not data:
         raise ContractError("Empty payload: expected Arrow IPC stream bytes. Received: 0 bytes")
     try:
+        if max_decoded_bytes is not None:
+            size = decoded_size(data, max_decoded_bytes)
+            if size > max_decoded_bytes:
+                raise LimitExceededError(
+                    f"Payload decompresses to more than {max_decoded_bytes} bytes "
+                    f"(max_decompressed_bytes). Received: {len(data)} bytes claiming "
+                    f"at least {size}"
+                )
         # Zero-copy: the decoded arrays point into the request's bytes.
         source = pa.BufferReader(pa.py_buffer(data))
         reader = pa.ipc.open_stream(source)

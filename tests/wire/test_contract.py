@@ -10,6 +10,7 @@ import pytest
 from logclust.cli import io as cli_io
 from logclust.wire import contract, ipc
 from logclust.wire.contract import ContractError, LimitExceededError
+from logclust.wire.ipc_budget import decoded_size
 
 
 def _table(**cols: object) -> pa.Table:
@@ -153,3 +154,17 @@ def test_a_second_stream_in_one_message_is_refused() -> None:
         ipc.decode_ipc(one + ipc.encode_ipc(pa.table({"body": ["c"]})))
     with pytest.raises(ContractError, match="trailing bytes"):
         ipc.decode_ipc(one + b"\x00garbage")
+
+
+def test_decoded_size_reads_compressed_lengths_without_decompressing() -> None:
+    table = pa.table({"body": ["a" * 100_000] * 20})
+    for compression in (None, "zstd", "lz4"):
+        sink = pa.BufferOutputStream()
+        options = pa.ipc.IpcWriteOptions(compression=compression)
+        with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+            writer.write(table)
+        data = sink.getvalue().to_pybytes()
+        assert table.nbytes <= decoded_size(data, 1 << 40) <= table.nbytes + 64
+        with pytest.raises(LimitExceededError, match="max_decompressed_bytes"):
+            ipc.decode_ipc(data, max_decoded_bytes=table.nbytes // 2)
+        assert ipc.decode_ipc(data, max_decoded_bytes=table.nbytes * 2).equals(table)
