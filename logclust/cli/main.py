@@ -107,10 +107,33 @@ def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_security_flags(p: argparse.ArgumentParser) -> None:
+    """`serve` flags of TLS, limits and the metrics address (README "Security")."""
+    g = p.add_argument_group("security and limits")
+    g.add_argument("--tls-cert", default=None, help="server certificate chain (PEM)")
+    g.add_argument("--tls-key", default=None, help="server private key (PEM)")
+    g.add_argument("--tls-client-ca", default=None, help="CA of client certs: requires mTLS")
+    g.add_argument(
+        "--metrics-listen", default=None, metavar="HOST:PORT", help="Prometheus endpoint"
+    )
+    g.add_argument("--max-inflight-batches", type=int, default=32, help="then RESOURCE_EXHAUSTED")
+    g.add_argument("--stream-idle-timeout", type=parse_duration, default=300.0)
+    g.add_argument("--max-decompressed-bytes", type=int, default=256 * 1024 * 1024)
+
+
+def _add_client_tls_flags(p: argparse.ArgumentParser) -> None:
+    """`--tls-ca/--tls-cert/--tls-key` of the commands that talk to a sidecar."""
+    p.add_argument("--tls-ca", default=None, help="connect with TLS, trusting this CA (PEM)")
+    p.add_argument("--tls-cert", default=None, help="client certificate for mTLS (PEM)")
+    p.add_argument("--tls-key", default=None, help="client key for mTLS (PEM)")
+
+
 def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Registers `serve`, `send`, `latency`, `clusters` and `demo` on `subparsers`."""
     p = subparsers.add_parser("serve", help="run the sidecar (gRPC)")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help="host:port (default %(default)s)")
+    p.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help="host:port or unix:///path (default %(default)s)"
+    )
     p.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
     p.add_argument("--store", default=None, help="state directory (default: memory only)")
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus HTTP port")
@@ -147,6 +170,7 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
         "such as '<Date> <Time> <Level> <Content>', for one source or all (repeatable)",
     )
     _add_otlp_flags(p)
+    _add_security_flags(p)
     p.set_defaults(func=service.cmd_serve)
 
     p = subparsers.add_parser("send", help="label a file through a sidecar")
@@ -155,6 +179,7 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     p.add_argument("--out", default=None, help="write labelled rows (.parquet, .csv, .arrow)")
     p.add_argument("--batch-size", type=int, default=10_000)
     _add_log_format(p)
+    _add_client_tls_flags(p)
     p.set_defaults(func=service.cmd_send)
 
     p = subparsers.add_parser("latency", help="per-cluster latency quantiles")
@@ -165,12 +190,14 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", default=None, help="PNG of p99 per cluster over time")
+    _add_client_tls_flags(p)
     p.set_defaults(func=service.cmd_latency)
 
     p = subparsers.add_parser("clusters", help="clusters and their descriptions")
     p.add_argument("--addr", default=DEFAULT_LISTEN)
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
+    _add_client_tls_flags(p)
     p.set_defaults(func=service.cmd_clusters)
 
     p = subparsers.add_parser("demo", help="Online Boutique-like traffic through a sidecar")

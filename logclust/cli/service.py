@@ -13,12 +13,12 @@ import time
 
 from logclust.cli.demo import run_demo
 from logclust.cli.io import format_table, read_input, write_table
-from logclust.client import Client
+from logclust.client import Client, ClientTls
 from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
 from logclust.server.app import serve
-from logclust.server.config import ServerConfig
+from logclust.server.config import ServerConfig, TlsConfig, check_listen
 from logclust.server.memory import lean_process_memory
 from logclust.server.otlp_config import OtlpConfig
 
@@ -56,14 +56,53 @@ def otlp_config(args: argparse.Namespace) -> OtlpConfig | None:
     )
 
 
+def server_tls(args: argparse.Namespace) -> TlsConfig | None:
+    """`--tls-cert/--tls-key/--tls-client-ca` as settings; None without a certificate."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError(
+            f"TLS needs both --tls-cert and --tls-key. Received: {args.tls_cert!r}, "
+            f"{args.tls_key!r}"
+        )
+    return TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def client_tls(args: argparse.Namespace) -> ClientTls | None:
+    """`--tls-ca/--tls-cert/--tls-key` of a client command; None: plaintext."""
+    if args.tls_ca is None and args.tls_cert is None and args.tls_key is None:
+        return None
+    return ClientTls(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+
+
+def metrics_address(args: argparse.Namespace) -> tuple[str, int | None]:
+    """(host, port) of the metrics endpoint: `--metrics-listen`, else `--metrics-port`
+    on 127.0.0.1."""
+    if args.metrics_listen is None:
+        return "127.0.0.1", args.metrics_port
+    check_listen(args.metrics_listen, "--metrics-listen")
+    if args.metrics_listen.startswith("unix:"):
+        raise ValueError(f"--metrics-listen must be HOST:PORT. Received: {args.metrics_listen!r}")
+    host, _, port = args.metrics_listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`logclust serve`: runs until SIGTERM/SIGINT."""
     _setup_logging()
     lean_process_memory()
+    metrics_host, metrics_port = metrics_address(args)
     config = ServerConfig(
         listen=args.listen,
         store_dir=args.store,
-        metrics_port=args.metrics_port,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        tls=server_tls(args),
+        max_inflight_batches=args.max_inflight_batches,
+        stream_idle_timeout_s=args.stream_idle_timeout,
+        max_decompressed_bytes=args.max_decompressed_bytes,
         flush_interval_s=args.flush_interval,
         window_s=int(args.window),
         retention_s=int(args.retention),
@@ -128,7 +167,7 @@ class _Progress:
 def cmd_send(args: argparse.Namespace) -> int:
     """`logclust send`: streams a file, writes or summarises the labelled rows."""
     table = read_input(args.input, args.log_format)
-    with Client(args.addr) as client:
+    with Client(args.addr, tls=client_tls(args)) as client:
         labelled = client.label(table, args.batch_size, progress=_Progress(table.num_rows))
     if args.out:
         write_table(labelled, args.out)
@@ -141,7 +180,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """`logclust latency`: quantiles per cluster (and window), optional p99 plot."""
-    with Client(args.addr) as client:
+    with Client(args.addr, tls=client_tls(args)) as client:
         table = client.latency(
             quantiles=args.quantiles,
             since_s=args.since,
@@ -165,7 +204,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 def cmd_clusters(args: argparse.Namespace) -> int:
     """`logclust clusters`: every cluster with its template and exemplars."""
-    with Client(args.addr) as client:
+    with Client(args.addr, tls=client_tls(args)) as client:
         table = client.clusters(args.source)
     print(format_table(table, args.format))
     return 0

@@ -8,12 +8,17 @@ with Client("127.0.0.1:50051") as client:
 ```
 
 Server errors surface as `grpc.RpcError` with the status code and message.
+
+TLS: `Client(addr, tls=ClientTls(ca_file="ca.pem"))`, plus `cert_file`/`key_file` when
+the server asks for client certificates (mTLS). `addr` may be `unix:///path/to/sock`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -29,13 +34,44 @@ from logclust.wire.contract import DEFAULT_QUANTILES
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS of the connection: the CA to trust, and a client certificate for mTLS."""
+
+    # PEM CA bundle the server's certificate must chain to; None: the system's roots.
+    ca_file: str | None = None
+    # PEM client certificate chain and key (both or neither).
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "A client certificate needs both cert_file and key_file. Received: "
+                f"cert_file={self.cert_file!r}, key_file={self.key_file!r}"
+            )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """gRPC channel credentials (reads the PEM files)."""
+
+        def read(path: str | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file),
+            private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file),
+        )
+
+
 class Client:
     """Connection to one sidecar.
 
     Args:
-        addr: `host:port` of the sidecar.
+        addr: `host:port` of the sidecar, or `unix:///path/to/sock`.
         timeout_s: deadline of unary calls (Label streams have none).
         max_message_bytes: largest response accepted.
+        tls: TLS settings; None: plaintext.
     """
 
     def __init__(
@@ -43,15 +79,19 @@ class Client:
         addr: str,
         timeout_s: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: ClientTls | None = None,
     ) -> None:
         self.addr = addr
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(
-            addr,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
+        self.tls = tls
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self._channel = (
+            grpc.insecure_channel(addr, options=options)
+            if tls is None
+            else grpc.secure_channel(addr, tls.credentials(), options=options)
         )
         self._stub = pb_grpc.LogClustStub(self._channel)
 

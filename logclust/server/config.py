@@ -21,7 +21,7 @@ def check_listen(listen: str, name: str = "listen") -> None:
         ValueError: neither form.
     """
     if listen.startswith(UNIX_PREFIX):
-        if not unix_path(listen):
+        if not unix_path(listen).strip("/"):
             raise ValueError(f"{name} needs a socket path after 'unix:'. Received: {listen!r}")
         return
     host, sep, port = listen.rpartition(":")
