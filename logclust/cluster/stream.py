@@ -541,6 +541,10 @@ class StreamClusters:
                     f"Too many distinct sources (limit {self.max_sources}). "
                     f"Received: {len(new)} new sources, e.g. {new[:3]}"
                 )
+            # Created under the same lock as the check: concurrent batches cannot all pass
+            # it and overshoot the limit together (80 held of 64 before, issue 11).
+            for name in new:
+                self._source(name)
         # (u,) distinct masked texts (the mask cache's own strings), (n,) row -> text
         keys, inv = self.masks.distinct_keys(body)
         with self._lock:

@@ -122,7 +122,9 @@ def validate_values(batch: pa.RecordBatch | pa.Table, max_rows: int | None) -> N
     if TIME in batch.schema.names:
         _check_times(batch.column(TIME))
     if LATENCY_MS in batch.schema.names:
-        lat = batch.column(LATENCY_MS).cast(pa.float64())
+        # safe=False: an integer past 2**53 rounds (as any latency in float64) instead of
+        # raising an Arrow error that would surface as INTERNAL (found by the fuzzer).
+        lat = batch.column(LATENCY_MS).cast(pa.float64(), safe=False)
         bad = pc.sum(pc.or_(pc.less(lat, 0.0), pc.is_inf(lat))).as_py() or 0
         if bad:
             raise ContractError(
@@ -177,7 +179,7 @@ def latency_column(table: pa.Table) -> np.ndarray:
     """Latency in ms as float64; NaN where not measured (null, NaN or missing column)."""
     if LATENCY_MS not in table.schema.names:
         return np.full(table.num_rows, np.nan)
-    col = column_array(table, LATENCY_MS).cast(pa.float64())
+    col = column_array(table, LATENCY_MS).cast(pa.float64(), safe=False)
     return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
 
 

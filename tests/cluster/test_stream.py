@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +266,28 @@ def test_serving_fit_imports_no_sklearn_or_scipy(tiny_bundle: Path) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+class _SlowFake(FakeLabeler):
+    """Embedding takes a while: concurrent batches overlap between check and insert."""
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        time.sleep(0.05)
+        return super().embed_masked(masked)
+
+
+def test_source_limit_holds_under_concurrent_batches() -> None:
+    sc = StreamClusters(_SlowFake(), CFG, max_sources=64)
+
+    def one(i: int) -> bool:
+        body = pa.array([f"event {i} happened"])
+        source = pa.array([f"svc-{i}"]).dictionary_encode()
+        try:
+            sc.label(body, source, np.zeros(1, np.int64))
+        except LimitExceededError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        accepted = sum(pool.map(one, range(80)))
+    assert len(sc.sources) == accepted == 64

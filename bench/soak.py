@@ -1,0 +1,92 @@
+"""Soak: RSS and CPU of `logclust serve` over N minutes at a fixed rate (issue 11).
+
+`logclust serve` (default bundle, a temporary `--store`, pinned to one core) receives the
+demo's traffic (`generate_traffic`: new users, products and free text keep arriving, so
+the caches and reservoirs fill) at `--rate` rows/s in batches of `--batch` rows over one
+Label stream, while a prober checks health and queries latency each `--sample` seconds.
+Prints a markdown table: time, rows sent, RSS, CPU share over the last interval, health
+and Latency round trips.
+
+    python -m bench.soak --minutes 3 --rate 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from bench.sidecar import SERVER_CORE, Sidecar, proc_cpu_s
+from logclust.cli.traffic import generate_traffic
+from logclust.client import Client
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident set size of `pid` (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def paced(table: pa.Table, batch: int, rate: float, until: float) -> Iterator[pa.Table]:
+    """Slices of `table` (cycled) at `rate` rows/s until the monotonic time `until`."""
+    start, sent = time.monotonic(), 0
+    while time.monotonic() < until:
+        offset = sent % max(table.num_rows - batch, 1)
+        yield table.slice(offset, batch)
+        sent += batch
+        delay = start + sent / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=200.0, help="rows per second")
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--sample", type=float, default=20.0, help="seconds between samples")
+    p.add_argument("--bundle", default=None)
+    args = p.parse_args(argv)
+    traffic = generate_traffic(int(args.rate * args.minutes * 60) + args.batch, seed=7)
+    side = Sidecar(args.bundle, SERVER_CORE)
+    try:
+        with Client(side.addr) as client:
+            client.wait_ready(120)
+            client.label(traffic.slice(0, args.batch))  # model loaded, first batch done
+            t0 = time.monotonic()
+            until = t0 + args.minutes * 60
+            print(
+                "| t (s) | rows sent | RSS (MB) | CPU (% of a core) | health (ms) | Latency (ms) |"
+            )
+            print("|---|---|---|---|---|---|")
+            cpu0, last, sent = proc_cpu_s(side.proc.pid), t0, 0
+            for labelled in client.label_stream(paced(traffic, args.batch, args.rate, until)):
+                sent += labelled.num_rows
+                now = time.monotonic()
+                if now - last < args.sample:
+                    continue
+                h0 = time.perf_counter()
+                client.health()
+                h1 = time.perf_counter()
+                client.latency(since_s=300)
+                h2 = time.perf_counter()
+                cpu = proc_cpu_s(side.proc.pid)
+                print(
+                    f"| {now - t0:.0f} | {sent:,} | {rss_mb(side.proc.pid):.0f} | "
+                    f"{100 * (cpu - cpu0) / (now - last):.0f} | {1000 * (h1 - h0):.1f} | "
+                    f"{1000 * (h2 - h1):.1f} |",
+                    flush=True,
+                )
+                cpu0, last = cpu, now
+    finally:
+        side.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
