@@ -129,7 +129,7 @@ def main() -> None:
     if args.code:
         sys.path.insert(0, args.code)
     from bench.workloads import cold, loghub_lines, replay
-    from logclust.cli.demo import generate_traffic
+    from logclust.cli.traffic import BOUTIQUE_KINDS, generate_traffic
     from logclust.wire import contract
 
     print(f"code: {os.path.dirname(os.path.dirname(contract.__file__))}")
@@ -138,7 +138,7 @@ def main() -> None:
     import pyarrow as pa
 
     rep = pa.table({"body": pa.array(lines, pa.string())})
-    shop = generate_traffic(20_000 + args.batches * 1000)
+    shop = generate_traffic(20_000 + args.batches * 1000, kinds=BOUTIQUE_KINDS)
     chill = pa.table({"body": pa.array(cold((1 + args.cold_batches) * 1000), pa.string())})
     runs = {
         "replay": stages(args.bundle, _ipc(rep), one_pass // 1000),

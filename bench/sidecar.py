@@ -292,7 +292,7 @@ def bundle_summary(path: str | None) -> str:
 def workloads(
     args: argparse.Namespace,
 ) -> tuple[list[Workload], list[str], list[str], list[str]]:
-    from logclust.cli.demo import generate_traffic
+    from logclust.cli.traffic import BOUTIQUE_KINDS, generate_traffic
 
     b = args.batch
     one_pass = len(loghub_lines())
@@ -306,10 +306,13 @@ def workloads(
         batches(body_table(lines[one_pass + args.replay_rows :]), b),
         args.depth,
     )
-    shop = generate_traffic(args.boutique_warmup + args.boutique_rows + n_lat, seed=0)
+    # The three kinds of earlier runs (the demo's other kinds bring free text: new lines).
+    shop = generate_traffic(
+        args.boutique_warmup + args.boutique_rows + n_lat, seed=0, kinds=BOUTIQUE_KINDS
+    )
     w, m = args.boutique_warmup, args.boutique_rows
     boutique = Workload(
-        "(b) Online Boutique (demo traffic)",
+        "(b) Online Boutique (add-to-cart, checkout, currency)",
         batches(shop.slice(0, w), b),
         batches(shop.slice(w, m), b),
         batches(shop.slice(w + m), b),

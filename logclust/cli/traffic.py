@@ -302,8 +302,16 @@ _MAKERS: dict[str, _Maker] = {
 }
 
 
+# The demo's first three kinds: the Online Boutique workload of earlier benchmarks.
+BOUTIQUE_KINDS: tuple[str, ...] = ("add_to_cart", "checkout", "set_currency")
+
+
 def generate_traffic(
-    rows: int = 20_000, seed: int = 0, end_ms: int | None = None, span_s: float = 600.0
+    rows: int = 20_000,
+    seed: int = 0,
+    end_ms: int | None = None,
+    span_s: float = 600.0,
+    kinds: tuple[str, ...] = KINDS,
 ) -> pa.Table:
     """Frontend request bodies with latencies, spread evenly over `span_s` seconds.
 
@@ -312,6 +320,8 @@ def generate_traffic(
         seed: seed of the random generator; equal seeds give equal tables.
         end_ms: the end of the span (epoch ms, UTC); None means now.
         span_s: the length of the span in seconds; times lie in [end - span, end).
+        kinds: the kinds drawn (shares renormalised); `BOUTIQUE_KINDS` gives the
+            three-kind workload of earlier benchmarks.
 
     Returns:
         Columns `body`, `latency_ms` (float64), `time` (timestamp ms, UTC, sorted),
@@ -322,8 +332,14 @@ def generate_traffic(
     """
     if rows < 1:
         raise ValueError(f"rows must be positive. Received: rows={rows}")
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds or "add_to_cart" not in kinds:
+        raise ValueError(
+            f"kinds must be some of {KINDS}, add_to_cart among them. Received: kinds={kinds}"
+        )
     rng = np.random.default_rng(seed)
-    kind = rng.choice(len(KINDS), rows, p=[SHARES[k] for k in KINDS])
+    share = np.array([SHARES[k] if k in kinds else 0.0 for k in KINDS])
+    kind = rng.choice(len(KINDS), rows, p=share / share.sum())
     end_ms = int(time.time() * 1000) if end_ms is None else end_ms
     t = end_ms - int(span_s * 1000) + np.sort(rng.integers(0, int(span_s * 1000), rows))
     body = np.empty(rows, object)
