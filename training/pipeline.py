@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from logclust.cluster import clustering
+from logclust.cluster.clustering import nearest_centroid, radii_of
+from logclust.cluster.config import FALLBACK_THRESHOLD
 from logclust.cluster.labeler import Labeler
+from logclust.cluster.threshold import threshold_cluster
 from logclust.embed.bundle import write_manifest
 from logclust.text.masking import Masker, MaskingConfig
 from logclust.text.tokenizer import Tokenizer
@@ -250,10 +253,16 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
     lab = Labeler.load(cfg.out_dir)
     logs = [e for e in prep.train + prep.val if e.source != CORPUS]
     texts = [e.text for e in logs]
-    k = len({e.label for e in logs if e.label >= 0}) or None
-    cm = clustering.fit(lab.embed_masked(texts), k=k, seed=cfg.train.seed)
-    np.save(cfg.out_dir / "centroids.npy", cm.centroids, allow_pickle=False)
-    np.save(cfg.out_dir / "radii.npy", cm.radii, allow_pickle=False)
+    k = len({e.label for e in logs if e.label >= 0})
+    if k:  # the train systems' templates: KMeans with k = their number
+        cm = clustering.fit(lab.embed_masked(texts), k=k, seed=cfg.train.seed)
+        centroids, radii = cm.centroids, cm.radii
+    else:  # plain logs: by distance, as the sidecar clusters
+        x = lab.embed_masked(list(dict.fromkeys(texts)))
+        centroids, labels = threshold_cluster(x, FALLBACK_THRESHOLD)
+        radii = radii_of(labels, nearest_centroid(x, centroids)[1], len(centroids))
+    np.save(cfg.out_dir / "centroids.npy", centroids, allow_pickle=False)
+    np.save(cfg.out_dir / "radii.npy", radii, allow_pickle=False)
     write_manifest(cfg.out_dir, dict(manifest, files={}))
 
 

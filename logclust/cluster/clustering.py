@@ -1,9 +1,8 @@
 """Cluster assignment: KMeans fitting and nearest-centroid labelling, numpy only.
 
-Embeddings are L2-normalised, so squared Euclidean distance is `2 - 2 cos`. `k` is given
-by the caller or chosen automatically: KMeans is fitted for each candidate k on the
-distinct embeddings, and the k with the best silhouette score (cosine) wins; a lone
-tight group (silhouette undefined) gives k = 1.
+Embeddings are L2-normalised, so squared Euclidean distance is `2 - 2 cos`. Here `k` is
+given by the caller; without k, clusters are found by distance
+(`logclust.cluster.threshold`), as the sidecar finds them.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from logclust.cluster.kmeans import kmeans, silhouette_cosine, sq_distances
+from logclust.cluster.kmeans import kmeans, sq_distances
 
 logger = logging.getLogger(__name__)
 
@@ -110,34 +109,7 @@ def fit_kmeans(
     return ClusterModel(centroids, radii_of(ids, dist, k_eff))
 
 
-def choose_k(
-    x: np.ndarray, k_min: int = 2, k_max: int = 30, seed: int = 0, max_points: int = 2000
-) -> int:
-    """The k in [k_min, k_max] with the best cosine silhouette on distinct rows."""
-    distinct = np.unique(x.round(5), axis=0)
-    if len(distinct) > max_points:
-        rng = np.random.default_rng(seed)
-        distinct = distinct[rng.choice(len(distinct), max_points, replace=False)]
-    n = len(distinct)
-    if n < 3:
-        return max(1, n)
-    # One tight group: every pairwise distance tiny, so splitting it is noise.
-    if float(np.max(np.linalg.norm(distinct - distinct.mean(0), axis=1))) < 0.05:
-        return 1
-    best_k, best_s = 1, -1.0
-    for k in range(max(2, k_min), min(k_max, n - 1) + 1):
-        # Four starts, not two: on a dozen distinct rows one bad k-means++ draw can hide
-        # the right k, and the numpy fit is cheap enough to afford it.
-        labels = kmeans(distinct, k, n_init=4, seed=seed).labels
-        s = silhouette_cosine(distinct, labels)
-        if s > best_s + 1e-4:
-            best_k, best_s = k, s
-    logger.info("choose_k: k=%d silhouette=%.3f over %d distinct rows", best_k, best_s, n)
-    return best_k
-
-
-def fit(x: np.ndarray, k: int | None = None, seed: int = 0, k_max: int = 30) -> ClusterModel:
-    """Fits clusters with `k` given, or chosen by `choose_k` when None."""
-    if k is None:
-        k = choose_k(x, k_max=k_max, seed=seed)
+def fit(x: np.ndarray, k: int, seed: int = 0) -> ClusterModel:
+    """KMeans with `k` clusters (without k, clusters are found by distance:
+    `logclust.cluster.threshold.threshold_cluster`)."""
     return fit_kmeans(x, k, seed=seed)

@@ -1,7 +1,8 @@
-"""Weighted k-means and the cosine silhouette in numpy alone.
+"""Weighted k-means in numpy alone (`Labeler.fit` with k given, the bundle's default
+centroids).
 
-The serving sidecar refits clusters on live traffic; scikit-learn and SciPy would add
-about 100 MB of resident memory that is never released, so the fit lives here instead.
+Serving never imports scikit-learn or SciPy (about 100 MB of resident memory that is
+never released), so the fit lives here instead.
 The algorithm follows scikit-learn's `KMeans` (greedy k-means++ seeding, Lloyd
 iterations, the best of `n_init` runs by inertia, empty clusters re-seeded from the
 farthest points) closely enough that its labels agree on separable data.
@@ -12,9 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-# Rows of the distance matrix computed at once by the silhouette: (256, n).
-_SILHOUETTE_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -158,44 +156,3 @@ def kmeans(
             best = run
     assert best is not None
     return KMeansResult(best.centroids + mean, best.labels, best.inertia)
-
-
-def silhouette_cosine(x: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette coefficient with cosine distance (`1 - cos`), computed exactly.
-
-    Distances are produced a block of rows at a time and summed per cluster with a
-    matrix product, so memory stays `O(block * n)` rather than `O(n^2)`. A row alone in
-    its cluster scores 0, as in scikit-learn.
-
-    Raises:
-        ValueError: fewer than 2 or more than `n - 1` distinct labels.
-    """
-    uniq, lab = np.unique(np.asarray(labels), return_inverse=True)
-    lab = lab.ravel()
-    n, k = len(lab), len(uniq)
-    if x.ndim != 2 or x.shape[0] != n:
-        raise ValueError(f"x must be (n, dim) with n labels. Received: shape={x.shape}, n={n}")
-    if not 2 <= k <= n - 1:
-        raise ValueError(f"silhouette needs 2 <= labels <= n - 1. Received: {k} labels, n={n}")
-    xf: np.ndarray = np.asarray(x, _dtype(x))
-    norms = np.linalg.norm(xf, axis=1, keepdims=True)
-    xn = xf / np.where(norms > 0, norms, 1.0).astype(xf.dtype)
-    onehot = np.zeros((n, k), xf.dtype)
-    onehot[np.arange(n), lab] = 1.0
-    counts = onehot.sum(axis=0)  # (k,)
-    scores = np.zeros(n)
-    for lo in range(0, n, _SILHOUETTE_CHUNK):
-        hi = min(lo + _SILHOUETTE_CHUNK, n)
-        d = np.clip(1.0 - xn[lo:hi] @ xn.T, 0.0, 2.0)  # (b, n)
-        d[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-        sums = d @ onehot  # (b, k) distance from each row to every cluster
-        own = lab[lo:hi]
-        own_n = counts[own]
-        a = sums[np.arange(hi - lo), own] / np.maximum(own_n - 1, 1)
-        mean_to = sums / counts[None, :]
-        mean_to[np.arange(hi - lo), own] = np.inf
-        b = mean_to.min(axis=1)
-        denom = np.maximum(a, b)
-        s = np.where(denom > 0, (b - a) / np.where(denom > 0, denom, 1.0), 0.0)
-        scores[lo:hi] = np.where(own_n > 1, s, 0.0)
-    return float(scores.mean())

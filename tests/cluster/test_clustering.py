@@ -3,7 +3,6 @@ import pytest
 
 from logclust.cluster.clustering import (
     ClusterModel,
-    choose_k,
     fit,
     fit_kmeans,
     nearest_centroid,
@@ -29,10 +28,9 @@ def test_nearest_centroid_matches_brute_force() -> None:
     np.testing.assert_allclose(dist, d.min(1), atol=1e-5)
 
 
-def test_choose_k_finds_blobs_and_fit_separates() -> None:
+def test_fit_separates_blobs() -> None:
     x, y = blobs(k=4)
-    assert choose_k(x, k_max=8) == 4
-    model = fit(x)
+    model = fit(x, k=4)
     ids, _ = model.assign(x)
     assert ari(y, ids) == pytest.approx(1.0)
 

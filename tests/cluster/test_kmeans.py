@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from logclust.cluster.kmeans import kmeans, silhouette_cosine
+from logclust.cluster.kmeans import kmeans
 from tests.cluster.test_clustering import blobs
 
 
@@ -50,18 +50,3 @@ def test_inertia_close_to_sklearn() -> None:
         ours = kmeans(x, k, n_init=4, seed=0, sample_weight=w).inertia
         ref = cluster.KMeans(n_clusters=k, n_init=4, random_state=0).fit(x, sample_weight=w)
         assert ours <= ref.inertia_ * 1.03, (k, ours, ref.inertia_)
-
-
-def test_silhouette_matches_sklearn() -> None:
-    metrics = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((700, 6))  # more rows than one block of the distance matrix
-    labels = rng.integers(0, 4, 700)
-    labels[0] = 9  # a singleton cluster scores 0
-    ref = metrics.silhouette_score(x, labels, metric="cosine")
-    assert silhouette_cosine(x, labels) == pytest.approx(ref, abs=1e-9)
-    xb, yb = blobs(k=3)
-    ref = metrics.silhouette_score(xb, yb, metric="cosine")
-    assert silhouette_cosine(xb, yb) == pytest.approx(ref, abs=1e-5)
-    with pytest.raises(ValueError, match="Received"):
-        silhouette_cosine(xb, np.zeros(len(xb), int))
