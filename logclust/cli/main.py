@@ -200,6 +200,12 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     _add_client_tls_flags(p)
     p.set_defaults(func=service.cmd_clusters)
 
+    p = subparsers.add_parser("forget", help="drop a source: its clusters, latency and slot")
+    p.add_argument("--addr", default=DEFAULT_LISTEN)
+    p.add_argument("--source", required=True)
+    _add_client_tls_flags(p)
+    p.set_defaults(func=service.cmd_forget)
+
     p = subparsers.add_parser("demo", help="Online Boutique-like traffic through a sidecar")
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--plot", default="logclust-demo-p99.png", help="p99-over-time PNG")

@@ -210,6 +210,14 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """`logclust forget`: exits 1 when the sidecar did not know the source."""
+    with Client(args.addr, tls=client_tls(args)) as client:
+        found = client.forget(args.source)
+    print(f"forgot source {args.source!r}" if found else f"no source {args.source!r}")
+    return 0 if found else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """`logclust demo`: exits 1 when a demo check (ARI, p99 accuracy, slowest) fails."""
     report = run_demo(

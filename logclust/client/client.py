@@ -198,6 +198,11 @@ class Client:
         response = self._stub.Latency(request, timeout=self.timeout_s)
         return ipc.decode_trusted_ipc(response.arrow_ipc)
 
+    def forget(self, source: str) -> bool:
+        """Drops `source` on the sidecar (clusters, latency, store); False when unknown."""
+        response = self._stub.Forget(pb.ForgetRequest(source=source), timeout=self.timeout_s)
+        return bool(response.found)
+
     def clusters(self, source: str | None = None) -> pa.Table:
         """Every cluster: source, id, size, first/last seen, template, exemplars, active,
         merged_into (the id standing for a merged cluster's rows; null otherwise)."""

@@ -110,6 +110,8 @@ class SourceClusterer:
         self._n_members = np.zeros(0, np.int64)
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self.rows_seen = 0
+        # Wall-clock time of the last batch (Unix ms): idle sources are evicted by it.
+        self.last_batch_ms = int(time.time() * 1000)
         self.cap_hits = 0
         self._rows_since = 0
         self._new_since = 0
@@ -150,6 +152,7 @@ class SourceClusterer:
             to the centroid of the cluster when the text was placed.
         """
         with self._lock:
+            self.last_batch_ms = int(time.time() * 1000)
             self._sample.offer(self.rows_seen, keys, embed, inv)
             self.rows_seen += inv.size
             self._rows_since += inv.size
@@ -408,6 +411,7 @@ class SourceClusterer:
                 "threshold": self.threshold,
                 "next_id": self._next_id,
                 "rows_seen": self.rows_seen,
+                "last_batch_ms": self.last_batch_ms,
                 "cap_hits": self.cap_hits,
                 "consolidations": self.consolidations,
                 "aliases": [[g, t] for g, t in self.aliases.items()],
@@ -448,6 +452,7 @@ class SourceClusterer:
         self._next_id, self.rows_seen = meta["next_id"], meta["rows_seen"]
         self.consolidations = meta.get("consolidations", meta.get("fits", 0))
         self.cap_hits = meta.get("cap_hits", 0)
+        self.last_batch_ms = int(meta.get("last_batch_ms", self.last_batch_ms))
         self.aliases = {int(g): int(t) for g, t in meta.get("aliases", [])}
         stats = [s for s in meta["stats"] if s["cluster_id"] >= 0]  # format 1 kept -1
         self.stats = {s["cluster_id"]: ClusterStats(**s) for s in stats}
@@ -605,6 +610,19 @@ class StreamClusters:
         (cumulative)."""
         with self._lock:
             return {name: (c.k, c.cap_hits) for name, c in self.sources.items()}
+
+    def forget(self, source: str) -> bool:
+        """Drops a source's clusters (its slot is free again); False when unknown."""
+        with self._lock:
+            return self.sources.pop(source, None) is not None
+
+    def evict_idle(self, before_ms: int) -> list[str]:
+        """Drops the sources whose last batch came before `before_ms`; returns them."""
+        with self._lock:
+            gone = [n for n, c in self.sources.items() if c.last_batch_ms < before_ms]
+            for name in gone:
+                del self.sources[name]
+        return gone
 
     def take_dirty_states(self) -> dict[str, bytes]:
         """Encoded state of each source changed since the last call."""

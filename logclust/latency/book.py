@@ -103,6 +103,13 @@ class LatencyBook:
                 self._dirty.add(key)
         return int(values.size)
 
+    def forget(self, source: str) -> None:
+        """Drops every sketch of `source`."""
+        with self._lock:
+            for key in [k for k in self._sketches if k[0] == source]:
+                del self._sketches[key]
+                self._dirty.discard(key)
+
     def expire(self, now_ms: int) -> int:
         """Drops windows past retention; returns the cutoff (window starts below it go)."""
         cutoff = now_ms - self.retention_ms

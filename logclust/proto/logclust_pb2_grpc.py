@@ -49,6 +49,11 @@ class LogClustStub:
                 request_serializer=logclust_dot_v1_dot_logclust__pb2.ClustersRequest.SerializeToString,
                 response_deserializer=logclust_dot_v1_dot_logclust__pb2.ClustersResponse.FromString,
                 _registered_method=True)
+        self.Forget = channel.unary_unary(
+                '/logclust.v1.LogClust/Forget',
+                request_serializer=logclust_dot_v1_dot_logclust__pb2.ForgetRequest.SerializeToString,
+                response_deserializer=logclust_dot_v1_dot_logclust__pb2.ForgetResponse.FromString,
+                _registered_method=True)
 
 
 class LogClustServicer:
@@ -77,6 +82,14 @@ class LogClustServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Forget(self, request, context):
+        """Drops a source: its clusters and latency sketches, in memory and in the store. Its
+        slot counts against max_sources no longer; if it sends again, it starts afresh.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogClustServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_LogClustServicer_to_server(servicer, server):
                     servicer.Clusters,
                     request_deserializer=logclust_dot_v1_dot_logclust__pb2.ClustersRequest.FromString,
                     response_serializer=logclust_dot_v1_dot_logclust__pb2.ClustersResponse.SerializeToString,
+            ),
+            'Forget': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forget,
+                    request_deserializer=logclust_dot_v1_dot_logclust__pb2.ForgetRequest.FromString,
+                    response_serializer=logclust_dot_v1_dot_logclust__pb2.ForgetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +195,33 @@ class LogClust:
             '/logclust.v1.LogClust/Clusters',
             logclust_dot_v1_dot_logclust__pb2.ClustersRequest.SerializeToString,
             logclust_dot_v1_dot_logclust__pb2.ClustersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logclust.v1.LogClust/Forget',
+            logclust_dot_v1_dot_logclust__pb2.ForgetRequest.SerializeToString,
+            logclust_dot_v1_dot_logclust__pb2.ForgetResponse.FromString,
             options,
             channel_credentials,
             insecure,

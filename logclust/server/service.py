@@ -23,7 +23,7 @@ from logclust.server import errors
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import ipc
-from logclust.wire.contract import LimitExceededError
+from logclust.wire.contract import ContractError, LimitExceededError
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +166,12 @@ class LogClustService(pb_grpc.LogClustServicer):
             for source, st in described
         ]
         return pb.ClustersResponse(clusters=infos)
+
+    @errors.aio_unary
+    async def Forget(  # noqa: N802 - gRPC method name
+        self, request: pb.ForgetRequest, context: Context
+    ) -> pb.ForgetResponse:
+        if not request.source:
+            raise ContractError("Forget needs a source name. Received: an empty source")
+        found = await self._run(self.executors.query, self.sidecar.forget, request.source)
+        return pb.ForgetResponse(found=found)

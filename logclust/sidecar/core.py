@@ -55,6 +55,7 @@ class Sidecar:
                 lambda: book.early_rows,
             )
         self._flush_lock = threading.Lock()
+        self._forget_pending: list[str] = []
         snapshot = store.load_state()
         labeler.book.load(snapshot.sketches)
         labeler.stream.load_states(snapshot.sources)
@@ -127,17 +128,36 @@ class Sidecar:
         self.labeler.wait_for_consolidations(timeout)
 
     def flush(self) -> None:
-        """Saves what changed since the last flush and drops expired windows."""
+        """Saves what changed since the last flush, drops expired windows, and evicts
+        sources idle longer than the retention (their latency windows have all expired,
+        so nothing they recorded is lost; their slots count against `max_sources` no
+        more)."""
         book, stream = self.labeler.book, self.labeler.stream
         with self._flush_lock:
             cutoff = book.expire(now_ms())
+            self._forget_pending += stream.evict_idle(cutoff)
+            gone = list(dict.fromkeys(self._forget_pending))
             sketches = book.take_dirty()
-            sources = stream.take_dirty_states()
+            sources = {n: s for n, s in stream.take_dirty_states().items() if n not in gone}
             try:
-                self.store.save_state(StoreDelta(sketches, sources, cutoff))
+                self.store.save_state(StoreDelta(sketches, sources, cutoff, gone))
             except Exception:
                 # Keep the changes for the next attempt.
                 book.mark_dirty(sketches)
                 for name in sources:
-                    stream.sources[name].dirty = True
+                    clusterer = stream.sources.get(name)
+                    if clusterer is not None:
+                        clusterer.dirty = True
                 raise
+            if gone:
+                logger.info("evicted idle sources %s", gone)
+            self._forget_pending = []
+
+    def forget(self, source: str) -> bool:
+        """Drops a source everywhere (clusters, latency, store); False when unknown."""
+        with self._flush_lock:
+            found = self.labeler.stream.forget(source)
+            self.labeler.book.forget(source)
+            self.store.save_state(StoreDelta(forget_sources=[source]))
+        logger.info("forgot source %r (known: %s)", source, found)
+        return found

@@ -39,14 +39,21 @@ class StoreDelta:
         sketches: full encoded sketch per key (an upsert replaces the stored one).
         sources: encoded cluster state per source.
         expire_before_ms: sketches whose window starts before this are deleted.
+        forget_sources: sources deleted with their sketches (after the upserts).
     """
 
     sketches: dict[SketchKey, bytes] = field(default_factory=dict)
     sources: dict[str, bytes] = field(default_factory=dict)
     expire_before_ms: int | None = None
+    forget_sources: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.sketches or self.sources or self.expire_before_ms is not None)
+        return bool(
+            self.sketches
+            or self.sources
+            or self.expire_before_ms is not None
+            or self.forget_sources
+        )
 
 
 @dataclass
@@ -85,6 +92,11 @@ class MemoryStore:
                 cutoff = delta.expire_before_ms
                 for key in [k for k in self._snapshot.sketches if k[2] < cutoff]:
                     del self._snapshot.sketches[key]
+            gone = set(delta.forget_sources)
+            for key in [k for k in self._snapshot.sketches if k[0] in gone]:
+                del self._snapshot.sketches[key]
+            for name in gone:
+                self._snapshot.sources.pop(name, None)
             self.saves += 1
 
     def load_state(self) -> StoreSnapshot:
@@ -156,6 +168,9 @@ class SqliteStore:
                 )
                 if delta.expire_before_ms is not None:
                     c.execute("DELETE FROM sketches WHERE window_ms < ?", (delta.expire_before_ms,))
+                gone = [(name,) for name in delta.forget_sources]
+                c.executemany("DELETE FROM sketches WHERE source = ?", gone)
+                c.executemany("DELETE FROM sources WHERE source = ?", gone)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")

@@ -430,3 +430,15 @@ def test_bind_failure_is_a_clear_error(server: tuple[SidecarServer, int]) -> Non
     cfg = ServerConfig(listen=f"127.0.0.1:{server[1]}", clusters=CLUSTERS)
     with pytest.raises(OSError, match="Could not bind"):
         create_server(cfg, labeler=FakeLabeler())
+
+
+def test_forget_call_and_cli(server: tuple[SidecarServer, int], client: Client) -> None:
+    client.label(pa.table({"body": ["currency_code=EUR"], "source": ["to-forget"]}))
+    assert "to-forget" in client.clusters().column("source").to_pylist()
+    addr = f"127.0.0.1:{server[1]}"
+    assert cli.main(["forget", "--addr", addr, "--source", "to-forget"]) == 0
+    assert "to-forget" not in client.clusters().column("source").to_pylist()
+    assert not client.forget("to-forget")
+    with pytest.raises(grpc.RpcError) as err:
+        client.forget("")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

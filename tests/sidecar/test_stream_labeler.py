@@ -145,3 +145,24 @@ def test_log_format_per_source_clusters_the_content_and_adds_headers() -> None:
         StreamLabelerConfig(log_formats={"x": "<Date> <Level>"})
     with pytest.raises(ContractError, match="log_level"):
         sidecar.label(pa.table({"body": raw, "source": ["hdfs"] * 2, "log_level": ["a", "b"]}))
+
+
+def test_forget_and_idle_eviction_free_source_slots(tmp_path: Path) -> None:
+    config = StreamLabelerConfig(max_sources=2, retention_s=3600)
+    store = SqliteStore(tmp_path / "store")
+    sidecar = Sidecar(StreamLabeler(FakeLabeler(), config), store)
+    for s in ("a", "b"):
+        sidecar.label(pa.table({"body": ["x 1"], "source": [s], "latency_ms": [1.0]}))
+    with pytest.raises(LimitExceededError):
+        sidecar.label(pa.table({"body": ["x 1"], "source": ["c"]}))
+    sidecar.flush()
+    assert sidecar.forget("a") and not sidecar.forget("nope")
+    sidecar.label(pa.table({"body": ["x 1"], "source": ["c"]}))  # a's slot is free
+    assert {s for s, _ in sidecar.describe()} == {"b", "c"}
+    assert set(sidecar.latency().column("source").to_pylist()) == {"b"}
+    # b goes idle past the retention: evicted at the next flush, in the store too.
+    sidecar.labeler.stream.sources["b"].last_batch_ms -= 2 * 3600_000
+    sidecar.flush()
+    assert set(sidecar.labeler.stream.sources) == {"c"}
+    again = Sidecar(StreamLabeler(FakeLabeler(), config), SqliteStore(tmp_path / "store"))
+    assert set(again.labeler.stream.sources) == {"c"}
