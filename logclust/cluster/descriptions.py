@@ -47,12 +47,20 @@ class ClusterStats:
     # Set when a consolidation merged this cluster into another: the id that now stands
     # for its rows (its latency is reported under that id).
     merged_into: int | None = None
+    # Raw texts already offered (not saved; bounds the scrubbing work).
+    _seen: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def add_members(self, texts: list[str], cap: int) -> None:
         """Keeps up to `cap` distinct members, scrubbed (`logclust.text.privacy`)."""
         if len(self.members) >= cap:
             return
-        new = [t for t in dict.fromkeys(map(scrub, texts)) if t not in self.members]
+        # Texts scrubbed before are not scrubbed again (a cluster looks for members as it
+        # grows, mostly finding the ones it has).
+        fresh = [t for t in dict.fromkeys(texts) if t not in self._seen]
+        if len(self._seen) > 16 * cap:
+            self._seen.clear()
+        self._seen.update(fresh)
+        new = [t for t in dict.fromkeys(map(scrub, fresh)) if t not in self.members]
         if new and len(self.members) < cap:
             self.members.extend(new[: cap - len(self.members)])
             self.template = template_of(self.members)

@@ -396,10 +396,15 @@ class SourceClusterer:
 
     # -- description and state -----------------------------------------------------------
 
-    def describe(self) -> list[ClusterStats]:
-        """Copies of every cluster's stats, merged ones included (`merged_into` set)."""
+    def describe(self, ids: set[int] | None = None) -> list[ClusterStats]:
+        """Copies of every cluster's stats (or of `ids` only), merged ones included
+        (`merged_into` set)."""
         with self._lock:
-            return [self._stats_of(s) for _, s in sorted(self.stats.items())]
+            return [
+                self._stats_of(s)
+                for cid, s in sorted(self.stats.items())
+                if ids is None or cid in ids
+            ]
 
     def to_bytes(self) -> bytes:
         """Pickle-free state: an `.npz` of arrays plus a JSON document (no reservoir)."""
@@ -592,12 +597,14 @@ class StreamClusters:
             )
         return clus
 
-    def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
-        """`(source, stats)` of every cluster, sorted by source then id."""
+    def describe(
+        self, source: str | None = None, ids: set[int] | None = None
+    ) -> list[tuple[str, ClusterStats]]:
+        """`(source, stats)` of every cluster (or of `ids` only), sorted by source then id."""
         with self._lock:
             chosen = sorted(s for s in self.sources if source is None or s == source)
             clusterers = [self.sources[s] for s in chosen]
-        return [(c.source, st) for c in clusterers for st in c.describe()]
+        return [(c.source, st) for c in clusterers for st in c.describe(ids)]
 
     def aliases(self) -> dict[tuple[str, int], int]:
         """`(source, merged id) -> surviving id` of every source."""

@@ -179,7 +179,7 @@ class StreamLabeler:
         contract.validate_batch(table, self.config.max_rows_per_batch)
         labels = self.label_table(table)
         present = set(labels.ids.tolist())
-        stats = {st.cluster_id: st for _, st in self.stream.describe(source)}
+        stats = {st.cluster_id: st for _, st in self.stream.describe(source, present)}
         return LabelResult(
             labels.ids, labels.distances, {c: stats[c] for c in sorted(present) if c in stats}
         )
