@@ -198,7 +198,20 @@ def consolidate(
     table = Centroids.of(centroids, counts)
     if len(sample) and k:
         cidx, _ = nearest_centroid(sample, centroids)
-        for c in np.unique(cidx).tolist():
+        # Every cluster's sampled mean at once; only clusters with a member out of reach
+        # of it go through `_recenter_or_split` one by one.
+        seen = np.bincount(cidx, minlength=k)
+        means = np.zeros_like(centroids)
+        np.add.at(means, cidx, sample)
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        far = np.zeros(k, bool)
+        far[cidx[np.linalg.norm(sample - means[cidx], axis=1) > threshold]] = True
+        ok = (seen > 0) & ~far
+        n = np.maximum(table.counts[:k], seen)
+        table.sums[:k][ok] = means[ok] * n[ok, None]
+        table.counts[:k][ok] = n[ok]
+        table.changed()
+        for c in np.flatnonzero(far).tolist():
             _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters)
     split_off = table.k - k
     merged = _merge_pairs(table.unit, np.concatenate([sizes, np.zeros(split_off)]), threshold)
