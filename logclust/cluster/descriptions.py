@@ -13,8 +13,6 @@ from typing import Any
 
 from logclust.text.privacy import scrub
 
-# The id of a row no cluster exists for yet (`SourceClusterer.predict` before any row).
-UNASSIGNED = -1
 _TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
 
 

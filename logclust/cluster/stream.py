@@ -42,9 +42,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logclust.cluster.clustering import nearest_centroid
 from logclust.cluster.config import StreamClusterConfig
-from logclust.cluster.descriptions import UNASSIGNED, ClusterStats, template_of
+from logclust.cluster.descriptions import ClusterStats, template_of
 from logclust.cluster.reservoir import Reservoir
 from logclust.cluster.threshold import Centroids, Consolidation, consolidate, place
 from logclust.embed.embedding_cache import Embedder, EmbeddingCache
@@ -206,17 +205,6 @@ class SourceClusterer:
                 )
             self.cap_hits += forced
         return self._ids[cidx], d
-
-    def predict(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and distances of embeddings under the current centroids; records nothing
-        and opens no cluster (a text beyond every cluster still gets its nearest id)."""
-        with self._lock:
-            if self._table.k == 0:
-                return np.full(len(emb), UNASSIGNED, np.int32), np.full(
-                    len(emb), np.nan, np.float32
-                )
-            cidx, d = nearest_centroid(emb, self._table.unit)
-            return self._ids[cidx], d
 
     def _grow(self, n: int) -> None:
         """Room in the per-id arrays for ids below `n`."""
