@@ -6,11 +6,13 @@ query strings, JSON, GraphQL, XML, plain text) with their latencies; k is never 
 `Client.label`, and reports the adjusted Rand index of cluster ids against the true kind
 (rows after the first `SCORED_AFTER`), the share of rows without a cluster, the
 per-cluster p99 from the `Latency` call next to the exact numpy p99 of the rows sent,
-and a p99-over-time plot.
+and a p99-over-time plot. With `otlp=True` the OpenTelemetry SDK sends the same traffic
+to the sidecar's OTLP/gRPC receiver instead (`logclust.cli.otlp_demo`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import tempfile
 import time
@@ -41,6 +43,20 @@ SCORED_AFTER = 1000
 MAX_UNASSIGNED = 0.001
 # Clusters listed in the printed table: those holding at least this share of the rows.
 SHOWN_SHARE = 0.005
+OTLP_EXTRA_MISSING = "demo --otlp needs the OpenTelemetry SDK: install logclust[otel]"
+# What the sidecar answers after the traffic: latency, latency per minute, clusters.
+Answers = tuple[pa.Table, pa.Table, pa.Table]
+
+
+def otlp_sdk_available() -> bool:
+    """Whether the OpenTelemetry SDK and its OTLP/gRPC exporter (the `otel` extra) import."""
+    try:
+        return all(
+            importlib.util.find_spec(m) is not None
+            for m in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grpc")
+        )
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 @dataclass
@@ -57,6 +73,7 @@ class DemoReport:
     checkout_cluster: int
     plot: Path | None
     notes: list[str] = field(default_factory=list)
+    sender: str = "the gRPC sidecar"  # how the rows reached the sidecar
 
     @property
     def max_rel_error(self) -> float:
@@ -76,7 +93,7 @@ class DemoReport:
     def render(self) -> str:
         lines = [
             f"labelled {self.rows} rows in {self.seconds:.2f} s "
-            f"({self.rows / max(self.seconds, 1e-9):,.0f} rows/s) through the gRPC sidecar",
+            f"({self.rows / max(self.seconds, 1e-9):,.0f} rows/s) through {self.sender}",
             f"{len(KINDS)} kinds of request, k never given: {self.clusters} clusters; "
             f"adjusted Rand index vs true kind (rows after the first {SCORED_AFTER}): "
             f"{self.ari:.4f}; rows without a cluster: {self.unassigned:.2%}",
@@ -124,6 +141,7 @@ def run_demo(
     labeler: Any = None,
     batch_size: int = 1000,
     seed: int = 0,
+    otlp: bool = False,
 ) -> DemoReport:
     """Runs the whole demo against an in-process sidecar on a real port.
 
@@ -134,23 +152,31 @@ def run_demo(
         labeler: an already loaded embedder (tests pass a fake); overrides `bundle`.
         batch_size: rows per streamed batch.
         seed: traffic seed.
+        otlp: send through the OpenTelemetry SDK to the OTLP/gRPC receiver (needs the
+            `otel` extra, see `otlp_sdk_available`) instead of `Client.label`.
+
+    Raises:
+        ValueError: `otlp` without the OpenTelemetry SDK installed.
     """
+    if otlp and not otlp_sdk_available():
+        raise ValueError(f"{OTLP_EXTRA_MISSING}. Received: otlp=True")
     if labeler is None:
         labeler = Labeler.load(bundle)
     traffic = generate_traffic(rows, seed=seed)
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="logclust-demo-") as store:
         config = ServerConfig(listen="127.0.0.1:0", store_dir=store)
-        server, port = create_server(config, labeler=labeler)
-        try:
-            with Client(f"127.0.0.1:{port}") as client:
-                t0 = time.perf_counter()
-                labelled = client.label(traffic, batch_size=batch_size)
-                seconds = time.perf_counter() - t0
-                latency = client.latency(quantiles=(0.99,))
-                over_time = client.latency(quantiles=(0.99,), window_s=60)
-                clusters = client.clusters()
-        finally:
-            server.stop(grace=None)
+        if otlp:
+            # Imported only here: the SDK is an optional extra, checked above.
+            from logclust.cli import otlp_demo
+
+            sender = otlp_demo.SENDER
+            labelled, seconds, answers, note = otlp_demo.send(traffic, config, labeler, batch_size)
+            notes.append(note)
+        else:
+            sender = "the gRPC sidecar"
+            labelled, seconds, answers = _send_label(traffic, config, labeler, batch_size)
+    latency, over_time, clusters = answers
     ids = labelled.column("cluster_id").to_numpy()
     kinds = labelled.column("kind").to_pylist()
     scored = ids[SCORED_AFTER:]
@@ -166,12 +192,36 @@ def run_demo(
         slowest_cluster=int(table.column("cluster_id")[0].as_py()),
         checkout_cluster=_majority_cluster(_as_merged(ids, clusters), kinds, "checkout"),
         plot=None,
+        notes=notes,
+        sender=sender,
     )
     if plot is not None and not plotting_available():
         report.notes.append(PLOT_EXTRA_MISSING)
     elif plot is not None:
         report.plot = write_p99_plot(over_time, clusters, plot)
     return report
+
+
+def query(client: Client) -> Answers:
+    """What the report needs from the sidecar once the traffic is in."""
+    latency = client.latency(quantiles=(0.99,))
+    over_time = client.latency(quantiles=(0.99,), window_s=60)
+    return latency, over_time, client.clusters()
+
+
+def _send_label(
+    traffic: pa.Table, config: ServerConfig, labeler: Any, batch_size: int
+) -> tuple[pa.Table, float, Answers]:
+    """The traffic through `Client.label`: (labelled rows, seconds, answers)."""
+    server, port = create_server(config, labeler=labeler)
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            t0 = time.perf_counter()
+            labelled = client.label(traffic, batch_size=batch_size)
+            seconds = time.perf_counter() - t0
+            return labelled, seconds, query(client)
+    finally:
+        server.stop(grace=None)
 
 
 def _as_merged(ids: np.ndarray, clusters: pa.Table) -> np.ndarray:

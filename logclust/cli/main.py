@@ -211,6 +211,11 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     p.add_argument("--plot", default="logclust-demo-p99.png", help="p99-over-time PNG")
     p.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument(
+        "--otlp",
+        action="store_true",
+        help="send with the OpenTelemetry SDK over OTLP/gRPC (needs logclust[otel])",
+    )
     p.set_defaults(func=service.cmd_demo)
 
 

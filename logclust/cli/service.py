@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from logclust.cli.demo import run_demo
+from logclust.cli.demo import OTLP_EXTRA_MISSING, otlp_sdk_available, run_demo
 from logclust.cli.io import format_table, read_input, write_table
 from logclust.client import Client, ClientTls
 from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
@@ -220,8 +220,15 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`logclust demo`: exits 1 when a demo check (ARI, p99 accuracy, slowest) fails."""
+    if args.otlp and not otlp_sdk_available():
+        print(OTLP_EXTRA_MISSING, file=sys.stderr)
+        return 2
     report = run_demo(
-        rows=args.rows, plot=args.plot, bundle=args.bundle, batch_size=args.batch_size
+        rows=args.rows,
+        plot=args.plot,
+        bundle=args.bundle,
+        batch_size=args.batch_size,
+        otlp=args.otlp,
     )
     print(report.render())
     return 0 if report.passed else 1

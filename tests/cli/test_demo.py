@@ -67,3 +67,33 @@ def test_latency_plot_without_matplotlib_is_one_line(
         assert main(args) == 0
     assert capsys.readouterr().err.strip() == "plot skipped: install logclust[plot]"
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.skipif(
+    not demo.otlp_sdk_available(), reason="the OpenTelemetry SDK (logclust[otel]) is not installed"
+)
+def test_otlp_demo_sends_through_the_sdk_and_counts_every_record() -> None:
+    report = run_demo(rows=1500, plot=None, labeler=FakeLabeler(), batch_size=250, otlp=True)
+    assert report.clusters >= len(KINDS) - 2  # the fake merges a few kinds at most
+    assert report.ari >= 0.95 and report.unassigned == 0.0
+    assert report.slowest_cluster == report.checkout_cluster
+    assert report.max_rel_error <= 0.01
+    assert sum(report.table.column("count").to_pylist()) == 1500  # latency of every record
+    text = report.render()
+    assert "through the OpenTelemetry SDK (OTLP/gRPC)" in text
+    assert "next hop (as after --otlp-forward): 1500 records for 1500 sent, 0 missing, " in text
+    assert "0 more than once" in text
+
+
+def test_otlp_demo_without_the_sdk_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(service, "otlp_sdk_available", lambda: False)
+    assert main(["demo", "--otlp", "--rows", "10"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "demo --otlp needs the OpenTelemetry SDK: install logclust[otel]"
+    )
+    monkeypatch.setattr(demo, "otlp_sdk_available", lambda: False)
+    with pytest.raises(ValueError, match=r"install logclust\[otel\]\. Received: otlp=True"):
+        run_demo(rows=10, labeler=FakeLabeler(), otlp=True)
