@@ -53,8 +53,6 @@ from logclust.wire.contract import LimitExceededError
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 2
-# Texts one source remembers the placement of (about 0.8 MB of dict and arrays).
-_MEMO_MAX = 16_384
 # A cluster short of template members looks again at least this often (rows).
 _MEMBERS_EVERY = 10_000
 # First/last seen of an id no row has reached yet.
@@ -165,25 +163,31 @@ class SourceClusterer:
     def _assign_known(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_place` through a memo of what the current model gave each text (cleared
-        when a consolidation changes the model; bounded by `cache_size` and `_MEMO_MAX`):
-        a steady stream's texts are placed once per model, not once per batch."""
-        if len(self._known) + len(keys) > min(self.config.cache_size, _MEMO_MAX):
+        """`_place` through a memo of the id each text was given (bounded by `cache_size`
+        and `memo_size`): a steady stream's texts are placed once, not once per batch. A
+        consolidation rewrites the memo's merged ids to their survivors and marks the
+        texts of split clusters (id -1) to be placed again."""
+        if len(self._known) + len(keys) > min(self.config.cache_size, self.config.memo_size):
             self._known.clear()
         slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
-        miss = np.flatnonzero(slot < 0)
+        held = slot >= 0
+        stale = np.zeros(len(keys), bool)
+        stale[held] = self._known_uid[slot[held]] < 0
+        miss = np.flatnonzero(~held | stale)
         if miss.size:
             uid, d = self._place(embed(miss))
+            new = miss[~stale[miss]]
             start = len(self._known)
-            if start + miss.size > self._known_uid.size:
-                grow = max(2 * self._known_uid.size, start + miss.size)
+            if start + new.size > self._known_uid.size:
+                grow = max(2 * self._known_uid.size, start + new.size)
                 self._known_uid = np.resize(self._known_uid, grow)
                 self._known_d = np.resize(self._known_d, grow)
-            self._known_uid[start : start + miss.size] = uid
-            self._known_d[start : start + miss.size] = d
-            slot[miss] = np.arange(start, start + miss.size)
-            new = [keys[i] for i in miss.tolist()]
-            self._known.update(zip(new, range(start, start + miss.size), strict=True))
+            slot[new] = np.arange(start, start + new.size)
+            self._known.update(
+                zip([keys[i] for i in new.tolist()], range(start, start + new.size), strict=True)
+            )
+            self._known_uid[slot[miss]] = uid
+            self._known_d[slot[miss]] = d
         return self._known_uid[slot], self._known_d[slot]
 
     def _place(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -342,8 +346,11 @@ class SourceClusterer:
             1 if changed else min(2 * self._backoff, self.config.consolidate_backoff_max)
         )
         if changed:
-            self._known.clear()  # the memo holds ids that may have moved
-            self._tried[:] = 0  # members are looked for again
+            was_split = old_ids[list(done.split)]
+            self._remap_memo(was_split)
+            survivors = [self.aliases.get(int(old_ids[s]), -1) for s in done.merged if s < snap.k]
+            touched = np.concatenate([was_split, np.array(survivors, np.int32)])
+            self._tried[touched[touched >= 0]] = 0  # these look for members again
             logger.info(
                 "source %r consolidated: %d merged, %d split off, k=%d",
                 self.source,
@@ -352,6 +359,18 @@ class SourceClusterer:
                 self._table.k,
             )
         self.dirty = True
+
+    def _remap_memo(self, split_ids: np.ndarray) -> None:
+        """Points the memo's merged ids at their survivors and marks the texts of split
+        clusters to be placed again."""
+        to = np.arange(max(self._next_id, 1), dtype=np.int32)
+        for gone, into in self.aliases.items():
+            to[gone] = into
+        to[split_ids] = -1
+        n = len(self._known)
+        held = self._known_uid[:n]
+        live = held >= 0
+        held[live] = to[held[live]]
 
     def _alias(self, gone: int, into: int | None) -> None:
         """Records that id `gone` was merged into `into` (sizes and members move)."""

@@ -154,6 +154,7 @@ class Consolidation:
         kept: `(r,)` index (into the input clusters) of each surviving input cluster.
         merged: input index -> input index of the cluster it was merged into.
         split_off: how many new clusters (at the end of `centroids`) were split off.
+        split: input indices of the clusters that new ones were split off from.
     """
 
     centroids: np.ndarray
@@ -161,6 +162,7 @@ class Consolidation:
     kept: np.ndarray
     merged: dict[int, int]
     split_off: int
+    split: tuple[int, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -196,6 +198,7 @@ def consolidate(
     """
     k = len(centroids)
     table = Centroids.of(centroids, counts)
+    split: list[int] = []
     if len(sample) and k:
         cidx, _ = nearest_centroid(sample, centroids)
         # Every cluster's sampled mean at once; only clusters with a member out of reach
@@ -212,7 +215,8 @@ def consolidate(
         table.counts[:k][ok] = n[ok]
         table.changed()
         for c in np.flatnonzero(far).tolist():
-            _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters)
+            if _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters):
+                split.append(c)
     split_off = table.k - k
     merged = _merge_pairs(table.unit, np.concatenate([sizes, np.zeros(split_off)]), threshold)
     for src, dst in merged.items():
@@ -227,32 +231,35 @@ def consolidate(
         kept=alive[alive < k],
         merged={s: d for s, d in merged.items()},
         split_off=int((alive >= k).sum()),
+        split=tuple(split),
     )
 
 
 def _recenter_or_split(
     table: Centroids, c: int, members: np.ndarray, threshold: float, max_clusters: int
-) -> None:
+) -> bool:
     """Cluster `c` takes the mean of its sampled `members`; when they do not all lie
     within `threshold` of it, the largest group of them keeps `c` and the other groups
-    open clusters (while the cap allows)."""
+    open clusters (while the cap allows). True when any cluster was opened."""
     n = max(int(table.counts[c]), len(members))
     mean = members.sum(0)
     unit = mean / max(float(np.linalg.norm(mean)), 1e-12)
     if (np.linalg.norm(members - unit, axis=1) <= threshold).all():
         table.sums[c], table.counts[c] = unit * n, n
         table.changed()
-        return
+        return False
     groups = Centroids.empty(members.shape[1])
     place(members, groups, threshold, max_clusters)
     order = np.argsort(-groups.counts[: groups.k], kind="stable")
     big = int(order[0])
     table.sums[c], table.counts[c] = groups.unit[big] * n, n
     table.changed()
+    k0 = table.k
     for g in order[1:].tolist():
         if table.k >= max_clusters:
             break
         table.open(groups.sums[g].copy(), int(groups.counts[g]))
+    return table.k > k0
 
 
 def _merge_pairs(unit: np.ndarray, sizes: np.ndarray, threshold: float) -> dict[int, int]:

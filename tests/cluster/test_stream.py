@@ -147,6 +147,21 @@ def test_close_clusters_merge_and_the_larger_keeps_its_id() -> None:
     assert stats[a_id].size == 23  # both clusters' 22 rows, then the "b" labelled after
 
 
+def test_texts_placed_before_a_merge_follow_the_survivor_without_being_placed_again() -> None:
+    vectors = {"a": _at(0.0), "b": _at(_angle(0.45)), "aa": _at(_angle(0.15))}
+    vectors["bb"] = _at(_angle(0.30))
+    sc = StreamClusters(VectorEmbedder(vectors), CFG)
+    ids = _run(sc, pa.table({"body": ["a"] * 10 + ["b", "aa", "bb"]}))
+    a_id, b_id = int(ids[0]), int(ids[10])
+    clusterer = sc.sources["default"]
+    assert clusterer.consolidate_now() and clusterer.aliases == {b_id: a_id}
+    members = int(clusterer._table.counts[: clusterer.k].sum())
+    again = _run(sc, pa.table({"body": ["bb", "b", "aa", "a"]}))
+    assert again.tolist() == [a_id] * 4
+    # Placing a text adds it to its centroid's running mean: nothing was placed again.
+    assert int(clusterer._table.counts[: clusterer.k].sum()) == members
+
+
 def test_state_round_trip_keeps_ids_and_aliases() -> None:
     vectors = {"a": _at(0.0), "b": _at(_angle(0.45)), "c": _at(np.pi / 2)}
     emb = VectorEmbedder(vectors)

@@ -58,7 +58,7 @@ def test_consolidate_splits_members_that_drifted_out_of_reach() -> None:
     # One centroid, its sample in two tight groups 1.4 apart: the mean lies 0.7 from each.
     sample = np.stack([a, a, _unit(a + 0.01 * b), b, _unit(b + 0.01 * a)])
     done = consolidate(_unit(a + b)[None], np.array([5]), np.array([5.0]), sample, 0.4, 100)
-    assert done.split_off == 1 and done.kept.tolist() == [0]
+    assert done.split_off == 1 and done.kept.tolist() == [0] and done.split == (0,)
     ids = np.argmin(np.linalg.norm(sample[:, None] - done.centroids[None], axis=2), axis=1)
     assert ids.tolist() == [0, 0, 0, 1, 1]  # the kept id follows the first (larger) group
 
