@@ -21,7 +21,8 @@ class StreamClusterConfig:
     threshold: float | None = None
     # Per-source overrides of `threshold` (source name -> threshold).
     source_thresholds: Mapping[str, float] = field(default_factory=dict)
-    # Clusters one source may hold: bounds memory (about 2 KB each plus descriptions).
+    # Clusters one source may hold: bounds memory (3-7 KB each at dim 384 with 16 members
+    # of 24-160 characters, `python -m bench.memory_costs`).
     # Past it, far lines join their nearest cluster (logged and counted).
     max_clusters: int = 4096
     # Rows kept (uniform reservoir sample) for consolidations.
@@ -41,9 +42,13 @@ class StreamClusterConfig:
     # Distinct masked members kept per cluster for its template; exemplars shown.
     template_members: int = 16
     max_exemplars: int = 3
-    # Masked texts whose embeddings are cached across batches (1.5 KB each: 24 MB when
-    # full; a steady stream repeats far fewer texts).
+    # Masked texts whose embeddings are cached across batches, shared by all sources
+    # (also the mask cache's capacity; 2.1-2.4 KB each at dim 384 for texts of 24-160
+    # characters: 34-39 MB when full; a steady stream repeats far fewer texts).
     cache_size: int = 16_384
+    # Texts whose placement one source remembers (at most `cache_size`), so a steady
+    # stream places each text once; 0.3-0.4 KB each for texts of 24-160 characters.
+    memo_size: int = 16_384
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,6 +59,7 @@ class StreamClusterConfig:
             "consolidate_backoff_max": self.consolidate_backoff_max,
             "template_members": self.template_members,
             "cache_size": self.cache_size,
+            "memo_size": self.memo_size,
         }
         for name, value in positive.items():
             if value < 1:
