@@ -4,8 +4,10 @@ A receiver *reserves* room for a request's records before labelling anything
 (`reserve`); a full queue raises `QueueFullError`, which the servers turn into
 RESOURCE_EXHAUSTED with RetryInfo (gRPC) or 429 with Retry-After (HTTP), so the sender
 retries and nothing is labelled twice. After labelling, the request is `put` in the
-reserved room; one thread sends queued requests, merged up to `forward_batch_records`,
-and frees their room only once the next hop accepted them. Retryable failures
+reserved room, serialized: parsed, 50,000 loghub records hold 23 MB against 9.6 MB on
+the wire (more once labelled), and the bytes are what the next hop gets anyway. One
+thread sends queued requests, merged up to `forward_batch_records`, and frees their
+room only once the next hop accepted them. Retryable failures
 (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ABORTED, CANCELLED) are retried
 with exponential backoff (the next hop's RetryInfo delay when it names a longer one);
 any other status drops the batch, logged and counted.
@@ -55,7 +57,7 @@ class QueueFullError(LimitExceededError):
 
 @dataclass
 class _Item:
-    request: ExportLogsServiceRequest
+    request: bytes  # a serialized ExportLogsServiceRequest
     records: int
     nbytes: int
 
@@ -145,8 +147,9 @@ class ForwardQueue:
 
     def put(self, request: ExportLogsServiceRequest, records: int, nbytes: int) -> None:
         """Queues a labelled request in the room reserved for it (`records`, `nbytes`)."""
+        item = _Item(request.SerializeToString(), records, nbytes)
         with self._cond:
-            self._items.append(_Item(request, records, nbytes))
+            self._items.append(item)
             self._cond.notify_all()
 
     # -- sender side -----------------------------------------------------------------------
@@ -168,7 +171,7 @@ class ForwardQueue:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            request = b"".join(item.request.SerializeToString() for item in batch)
+            request = b"".join(item.request for item in batch)
             records = sum(i.records for i in batch)
             outcome = self._send(request, records)
             self._outcomes.labels(outcome=outcome).inc(records)
@@ -210,8 +213,11 @@ class ForwardQueue:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
-        drained = not self._thread.is_alive()
-        if not drained:
+        # Judged by what is left, not by the thread: with nothing queued it may still be
+        # waking up to see `_closing` (a `timeout` of 0 gives it no time to).
+        with self._cond:
+            drained = self.records == 0
+        if self._thread.is_alive():
             self._abandon.set()
             with self._cond:
                 self._cond.notify_all()
