@@ -18,8 +18,9 @@ logger = logging.getLogger(__name__)
 
 # nearest_centroid recomputes distances directly where |x - c|^2 < this * (|x|^2 + |c|^2).
 _RECOMPUTE_BELOW = 1e-2
-# Largest (rows, centroids) distance block computed at once (4 MB of float32).
-_BLOCK_ELEMENTS = 1 << 20
+# Largest (rows, centroids) distance block computed at once (1 MB of float32; the
+# expression makes about three such temporaries).
+_BLOCK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)

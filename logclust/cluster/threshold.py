@@ -20,8 +20,9 @@ import numpy as np
 
 from logclust.cluster.clustering import nearest_centroid
 
-# Rows of the centroid matrix compared at once when looking for pairs to merge.
-_MERGE_BLOCK = 512
+# Rows compared at once (bounds the temporaries with thousands of clusters: a block of
+# 256 rows against 4,096 centroids is 4 MB of float32).
+_MERGE_BLOCK = 256
 
 
 @dataclass
@@ -208,11 +209,13 @@ def consolidate(
         np.add.at(means, cidx, sample)
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         far = np.zeros(k, bool)
-        far[cidx[np.linalg.norm(sample - means[cidx], axis=1) > threshold]] = True
+        far[cidx[_distances_to(sample, means, cidx) > threshold]] = True
         ok = (seen > 0) & ~far
         n = np.maximum(table.counts[:k], seen)
-        table.sums[:k][ok] = means[ok] * n[ok, None]
-        table.counts[:k][ok] = n[ok]
+        means *= n[:, None].astype(np.float32)  # in place: no (k, dim) temporaries
+        np.copyto(table.sums[:k], means, where=ok[:, None])
+        np.copyto(table.counts[:k], n, where=ok)
+        del means
         table.changed()
         for c in np.flatnonzero(far).tolist():
             if _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters):
@@ -233,6 +236,15 @@ def consolidate(
         split_off=int((alive >= k).sum()),
         split=tuple(split),
     )
+
+
+def _distances_to(x: np.ndarray, centroids: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """`|x[i] - centroids[idx[i]]|` per row, a block of rows at a time."""
+    out = np.empty(len(x), np.float32)
+    for lo in range(0, len(x), _MERGE_BLOCK):
+        hi = lo + _MERGE_BLOCK
+        out[lo:hi] = np.linalg.norm(x[lo:hi] - centroids[idx[lo:hi]], axis=1)
+    return out
 
 
 def _recenter_or_split(
