@@ -121,6 +121,22 @@ def _add_security_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-decompressed-bytes", type=int, default=256 * 1024 * 1024)
 
 
+def _add_memory_flags(p: argparse.ArgumentParser) -> None:
+    """`serve` flags of the memory budget and of the sizes it sets (README "Memory budget")."""
+    g = p.add_argument_group("memory")
+    g.add_argument(
+        "--memory-budget-mb",
+        type=int,
+        default=None,
+        help="RSS budget of the process in MiB: sizes the caches, reservoirs, clusters and "
+        "latency windows for --max-sources (default: 400; 0: no budget)",
+    )
+    g.add_argument("--max-sources", type=int, default=64, help="sources kept at once")
+    g.add_argument("--cache-size", type=int, default=None, help="texts (default: budget's)")
+    g.add_argument("--reservoir-size", type=int, default=None, help="rows a source")
+    g.add_argument("--max-clusters", type=int, default=None, help="per source (4096)")
+
+
 def _add_client_tls_flags(p: argparse.ArgumentParser) -> None:
     """`--tls-ca/--tls-cert/--tls-key` of the commands that talk to a sidecar."""
     p.add_argument("--tls-ca", default=None, help="connect with TLS, trusting this CA (PEM)")
@@ -160,7 +176,7 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
         metavar="SOURCE=X",
         help="clustering distance of one source (repeatable)",
     )
-    p.add_argument("--max-clusters", type=int, default=4096, help="clusters kept per source")
+    _add_memory_flags(p)
     p.add_argument(
         "--log-format",
         action="append",

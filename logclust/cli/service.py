@@ -18,8 +18,13 @@ from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
 from logclust.server.app import serve
-from logclust.server.config import ServerConfig, TlsConfig, check_listen
-from logclust.server.memory import lean_process_memory
+from logclust.server.config import (
+    DEFAULT_MEMORY_BUDGET_MB,
+    ServerConfig,
+    TlsConfig,
+    check_listen,
+)
+from logclust.server.memory import keep_pandas_out, lean_process_memory
 from logclust.server.otlp_config import OtlpConfig
 
 logger = logging.getLogger(__name__)
@@ -93,7 +98,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """`logclust serve`: runs until SIGTERM/SIGINT."""
     _setup_logging()
     lean_process_memory()
+    keep_pandas_out()
     metrics_host, metrics_port = metrics_address(args)
+    # Sizes given as flags win over the memory budget's.
+    sizes = {
+        "cache_size": args.cache_size,
+        "reservoir_size": args.reservoir_size,
+        "max_clusters": args.max_clusters,
+    }
+    given = {name: value for name, value in sizes.items() if value is not None}
+    budget = DEFAULT_MEMORY_BUDGET_MB if args.memory_budget_mb is None else args.memory_budget_mb
     config = ServerConfig(
         listen=args.listen,
         store_dir=args.store,
@@ -106,10 +120,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush_interval_s=args.flush_interval,
         window_s=int(args.window),
         retention_s=int(args.retention),
+        max_sources=args.max_sources,
+        memory_budget_mb=budget or None,  # 0: no budget
+        keep_sizes=frozenset(given) - {"max_clusters"},
         clusters=StreamClusterConfig(
             threshold=args.threshold,
             source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
-            max_clusters=args.max_clusters,
+            **given,
         ),
         log_formats=_log_formats(args.log_format),
         otlp=otlp_config(args),

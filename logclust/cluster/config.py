@@ -25,6 +25,11 @@ class StreamClusterConfig:
     # of 24-160 characters, `python -m bench.memory_costs`).
     # Past it, far lines join their nearest cluster (logged and counted).
     max_clusters: int = 4096
+    # Clusters over all sources (bounds memory with many sources); None: no shared bound.
+    # Each source may always open `reserved_clusters`, whatever the others hold; beyond
+    # that, sources take what is left first come first served, up to `max_clusters` each.
+    max_clusters_total: int | None = None
+    reserved_clusters: int = 64
     # Rows kept (uniform reservoir sample) for consolidations.
     reservoir_size: int = 4096
     # Rows between two scheduled consolidations.
@@ -60,10 +65,16 @@ class StreamClusterConfig:
             "template_members": self.template_members,
             "cache_size": self.cache_size,
             "memo_size": self.memo_size,
+            "reserved_clusters": self.reserved_clusters,
         }
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be positive. Received: {name}={value}")
+        if self.max_clusters_total is not None and self.max_clusters_total < 1:
+            raise ValueError(
+                "max_clusters_total must be positive. "
+                f"Received: max_clusters_total={self.max_clusters_total}"
+            )
         if self.consolidate_new_clusters < 0:
             raise ValueError(
                 "consolidate_new_clusters must be >= 0. "

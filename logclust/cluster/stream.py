@@ -9,8 +9,10 @@ Behaviour for each source (settings in `StreamClusterConfig`; the rule itself in
    to give and no -1 for a new kind of line. Centroids are running means of their
    distinct members. What the current model gave each text is remembered, so a steady
    stream places each text once.
-2. **Cap.** At most `max_clusters` clusters per source bound memory; past it a far text
-   joins its nearest cluster, logged and counted (`cap_hits`, exported as a metric).
+2. **Cap.** At most `max_clusters` clusters per source, and `max_clusters_total` over
+   all sources (each keeps `reserved_clusters`; the rest goes first come first served),
+   bound memory; past its cap a far text joins its nearest cluster, logged and counted
+   (`cap_hits`, exported as a metric).
 3. **Consolidation** (on a background thread unless `background_consolidation` is false),
    after `consolidate_every_rows` rows or `consolidate_new_clusters` new clusters, spaced
    so that it takes at most `consolidate_max_share` of the time: centroids are recomputed
@@ -36,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 
 import numpy as np
@@ -68,6 +71,7 @@ class _Snapshot:
     counts: np.ndarray
     sizes: np.ndarray
     k: int
+    cap: int  # clusters the source may hold (splits stop there)
 
 
 class SourceClusterer:
@@ -117,6 +121,9 @@ class SourceClusterer:
         self._known: dict[str, int] = {}
         self._known_uid = np.zeros(0, np.int32)
         self._known_d = np.zeros(0, np.float32)
+        # Clusters this source may still open under a bound shared by all sources (set by
+        # `StreamClusters` from `max_clusters_total`); None: up to `max_clusters`.
+        self.room: Callable[[], int] | None = None
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._after = 0.0  # time.monotonic() before which no consolidation starts
@@ -192,7 +199,8 @@ class SourceClusterer:
 
     def _place(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k0 = self._table.k
-        cidx, d, forced = place(emb, self._table, self.threshold, self.config.max_clusters)
+        cap = self._cap()
+        cidx, d, forced = place(emb, self._table, self.threshold, cap)
         opened = self._table.k - k0
         if opened:
             fresh = np.arange(self._next_id, self._next_id + opened, dtype=np.int32)
@@ -202,13 +210,24 @@ class SourceClusterer:
         if forced:
             if self.cap_hits == 0:
                 logger.warning(
-                    "source %r reached max_clusters=%d: far lines now join their nearest "
-                    "cluster (counted in logclust_cluster_cap_hits_total)",
+                    "source %r reached its cap of %d clusters (max_clusters=%d, "
+                    "max_clusters_total=%s): far lines now join their nearest cluster "
+                    "(counted in logclust_cluster_cap_hits_total)",
                     self.source,
+                    cap,
                     self.config.max_clusters,
+                    self.config.max_clusters_total,
                 )
             self.cap_hits += forced
         return self._ids[cidx], d
+
+    def _cap(self) -> int:
+        """Clusters this source may hold now: `max_clusters`, or fewer while the bound
+        shared with the other sources leaves no more room (never below 1)."""
+        cap = self.config.max_clusters
+        if self.room is not None:
+            cap = min(cap, self._table.k + max(self.room(), 0))
+        return max(cap, 1)
 
     def _grow(self, n: int) -> None:
         """Room in the per-id arrays for ids below `n`."""
@@ -300,7 +319,7 @@ class SourceClusterer:
         k = self._table.k
         self._grow(self._next_id)
         sizes = self._size[self._ids]
-        snap = _Snapshot(self._table.unit, self._table.counts[:k].copy(), sizes, k)
+        snap = _Snapshot(self._table.unit, self._table.counts[:k].copy(), sizes, k, self._cap())
         emb, texts = self._sample.contents(self.rows_seen)
         _, first = np.unique(texts, return_index=True)
         return snap, emb[np.sort(first)]
@@ -314,7 +333,7 @@ class SourceClusterer:
                 snap.sizes,
                 sample,
                 self.threshold,
-                self.config.max_clusters,
+                snap.cap,
             )
         except (ValueError, np.linalg.LinAlgError) as e:
             logger.error("consolidation of source %r failed, keeping the model: %s", self.source, e)
@@ -506,6 +525,10 @@ class StreamClusters:
         config: clustering settings shared by every source.
         max_sources: distinct sources kept; a batch adding more is refused.
         threshold: the bundle's calibrated threshold, used where the config sets none.
+
+    Raises:
+        ValueError: `config.max_clusters_total` cannot reserve `reserved_clusters` for
+            each of `max_sources`.
     """
 
     def __init__(
@@ -518,6 +541,13 @@ class StreamClusters:
         self.embedder = embedder
         self.config = config or StreamClusterConfig()
         self.max_sources = max_sources
+        total, reserved = self.config.max_clusters_total, self.config.reserved_clusters
+        if total is not None and total < reserved * max_sources:
+            raise ValueError(
+                "max_clusters_total must cover reserved_clusters for each source. Received: "
+                f"max_clusters_total={total}, reserved_clusters={reserved}, "
+                f"max_sources={max_sources}"
+            )
         self.default_threshold = threshold
         self.masks = MaskCache(embedder.masker, self.config.cache_size)
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
@@ -599,10 +629,27 @@ class StreamClusters:
     def _source(self, name: str) -> SourceClusterer:
         clus = self.sources.get(name)
         if clus is None:
-            clus = self.sources[name] = SourceClusterer(
-                name, self.config, self.embedder.dim, self.threshold_for(name)
+            clus = self.sources[name] = self._shared(
+                SourceClusterer(name, self.config, self.embedder.dim, self.threshold_for(name))
             )
         return clus
+
+    def _shared(self, clus: SourceClusterer) -> SourceClusterer:
+        """Puts `clus` under `max_clusters_total` (when set)."""
+        if self.config.max_clusters_total is not None:
+            clus.room = partial(self._room_of, clus)
+        return clus
+
+    def _room_of(self, clus: SourceClusterer) -> int:
+        """Clusters `clus` may still open under `max_clusters_total`: what is left of its
+        `reserved_clusters`, plus what no source claims. Every source, present or still to
+        come, keeps its reserve; the rest goes first come first served."""
+        total, reserved = self.config.max_clusters_total, self.config.reserved_clusters
+        assert total is not None  # only set as `room` when there is a total
+        present = list(self.sources.values())
+        claimed = sum(max(c.k, reserved) for c in present)
+        claimed += reserved * max(self.max_sources - len(present), 0)
+        return max(reserved - clus.k, 0) + max(total - claimed, 0)
 
     def describe(
         self, source: str | None = None, ids: set[int] | None = None
@@ -648,8 +695,10 @@ class StreamClusters:
         with self._lock:
             for name, data in states.items():
                 try:
-                    self.sources[name] = SourceClusterer.from_bytes(
-                        data, self.config, self.embedder.dim, self.threshold_for(name)
+                    self.sources[name] = self._shared(
+                        SourceClusterer.from_bytes(
+                            data, self.config, self.embedder.dim, self.threshold_for(name)
+                        )
                     )
                 except (ValueError, KeyError, OSError) as e:
                     logger.warning("ignoring stored cluster state of %r: %s", name, e)

@@ -30,6 +30,7 @@ from grpc_health.v1.health import aio as health_aio
 from logclust.embed.embedding_cache import Embedder
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server.config import UNIX_PREFIX, ServerConfig, TlsConfig, unix_path
+from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_bytes
 from logclust.server.otlp import OtlpEndpoints
 from logclust.server.service import Executors, LabelLimits, LogClustService
 from logclust.sidecar.core import Sidecar
@@ -211,7 +212,10 @@ def create_server(
 
     Raises:
         OSError: the address could not be bound, or a TLS file could not be read.
+        ValueError: `config.memory_budget_mb` is too small for `config.max_sources`.
     """
+    config = config.sized(labeler.dim)
+    _log_memory(config, labeler.dim)
     store = open_store(config) if store is None else store
     metrics = Metrics(config.metrics_max_series)
     sidecar = Sidecar(StreamLabeler(labeler, config.labeler_config()), store, metrics)
@@ -254,6 +258,35 @@ def create_server(
         server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp
     )
     return srv, port
+
+
+def _log_memory(config: ServerConfig, dim: int) -> None:
+    """Logs the sizes in force and the worst case they allow (a warning when explicit
+    settings take it past the budget)."""
+    c = config.clusters
+    latency = config.latency_max_bytes
+    worst = state_bytes(c, config.max_sources, dim, latency or 0) / MIB + BASE_MIB + HEADROOM_MIB
+    logger.info(
+        "memory: budget %s MiB, %d sources; cache %d texts; per source reservoir %d rows, "
+        "memo %d texts, %d to %d clusters (%s in all); latency windows %s MiB; worst case "
+        "about %.0f MiB (RSS now %.0f MiB)",
+        config.memory_budget_mb,
+        config.max_sources,
+        c.cache_size,
+        c.reservoir_size,
+        min(c.memo_size, c.cache_size),
+        c.reserved_clusters if c.max_clusters_total else c.max_clusters,
+        c.max_clusters,
+        c.max_clusters_total,
+        "unbounded" if latency is None else f"{latency / MIB:.0f}",
+        worst,
+        rss_mib(),
+    )
+    budget = config.memory_budget_mb
+    if budget is not None and worst > budget:
+        logger.warning(
+            "explicit sizes allow about %.0f MiB, over the memory budget of %d MiB", worst, budget
+        )
 
 
 def serve(config: ServerConfig, labeler: Embedder) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from logclust.cluster.config import StreamClusterConfig
+from logclust.server.memory import SIZED_FIELDS, sizes_for_budget
 from logclust.server.otlp_config import OtlpConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 from logclust.sidecar.stream_labeler import StreamLabelerConfig
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+# MiB of RSS for the whole process: the smallest round budget above the minimum for 64
+# sources (303 MiB with the shipped model: the process itself takes about 232 MiB).
+DEFAULT_MEMORY_BUDGET_MB = 400
 UNIX_PREFIX = "unix:"
 
 
@@ -72,6 +77,16 @@ class ServerConfig:
     max_rows_per_batch: int = 1_000_000
     # Distinct sources kept (each has its own clusters).
     max_sources: int = 64
+    # Memory budget of the whole process, MiB of RSS: `sized()` derives from it and
+    # `max_sources` the sizes of what grows with use, so that every source present with
+    # full caches fits (`logclust.server.memory.sizes_for_budget`). None: no budget.
+    memory_budget_mb: int | None = DEFAULT_MEMORY_BUDGET_MB
+    # Fields of `clusters` the budget leaves as given (the `serve` flags given), besides
+    # those set to other values than their defaults.
+    keep_sizes: frozenset[str] = frozenset()
+    # Resident bytes of the latency sketches (oldest windows leave memory past it); None:
+    # the budget's share, or no bound without a budget.
+    latency_max_bytes: int | None = None
     # Threads labelling batches (streams themselves are coroutines: open ones cost no
     # thread). Also the OTLP/gRPC receiver's pool size.
     max_workers: int = 8
@@ -124,6 +139,36 @@ class ServerConfig:
             raise ValueError(f"metrics_port must be a port. Received: {self.metrics_port}")
         if self.grace_s < 0:
             raise ValueError(f"grace_s must be >= 0. Received: grace_s={self.grace_s}")
+        budget_limits = {
+            "memory_budget_mb": self.memory_budget_mb,
+            "latency_max_bytes": self.latency_max_bytes,
+        }
+        for name, given in budget_limits.items():
+            if given is not None and given <= 0:
+                raise ValueError(f"{name} must be positive. Received: {name}={given}")
+        unknown = sorted(set(self.keep_sizes) - set(SIZED_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"keep_sizes names fields the budget sets ({', '.join(SIZED_FIELDS)}). "
+                f"Received: {unknown}"
+            )
+
+    def sized(self, dim: int) -> ServerConfig:
+        """This config with the sizes `memory_budget_mb` gives for embeddings of `dim`
+        (itself without a budget); explicit settings are kept (see `keep_sizes`).
+
+        Raises:
+            ValueError: the budget is too small for `max_sources` (the message names the
+                smallest budget that fits).
+        """
+        if self.memory_budget_mb is None:
+            return self
+        sizes = sizes_for_budget(self.memory_budget_mb, self.max_sources, dim)
+        return dataclasses.replace(
+            self,
+            clusters=sizes.apply(self.clusters, self.keep_sizes),
+            latency_max_bytes=self.latency_max_bytes or sizes.latency_max_bytes,
+        )
 
     def labeler_config(self) -> StreamLabelerConfig:
         """The settings of the sidecar's `StreamLabeler`."""
@@ -131,6 +176,7 @@ class ServerConfig:
             window_s=self.window_s,
             retention_s=self.retention_s,
             relative_accuracy=self.relative_accuracy,
+            latency_max_bytes=self.latency_max_bytes,
             max_sources=self.max_sources,
             max_rows_per_batch=self.max_rows_per_batch,
             clusters=self.clusters,

@@ -1,4 +1,13 @@
-"""Process memory settings for the sidecar: freed memory goes back to the system.
+"""The sidecar's memory: a budget that sizes what grows with use, and process settings.
+
+**Budget.** `sizes_for_budget(budget_mb, max_sources, dim)` sizes what grows with use so
+that the worst case (every source present, every cache and reservoir full, the latency
+book at its bound) fits the budget above the process itself (`BASE_MIB`, `HEADROOM_MIB`):
+the shared embedding and mask caches, each source's reservoir and placement memo, the
+clusters over all sources, and the latency windows kept in memory. The costs per item
+are named constants below, each saying how it was measured.
+
+**Process settings.** Freed memory goes back to the system.
 
 A sidecar's resident memory is what its host budgets for, and its allocations come in
 bursts (a batch's Arrow buffers, a refit's matrices) that the default allocators keep
@@ -13,16 +22,28 @@ after they are freed. `lean_process_memory` lowers the peak at no measured cost 
   made every batch pay for mapping: 25% slower), and trims above 4 MiB. (Limiting the
   arenas to 2 saved another 2-5 MB but cost the gRPC threads 10-30% of the throughput.)
 
-Other C libraries (musl) are left as they are.
+Other C libraries (musl) are left as they are. `keep_pandas_out` answers `import pandas`
+in the serving process as if it were not installed (see there).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
+import importlib.abc
 import logging
+import math
+import sys
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import pyarrow as pa
+
+from logclust.cluster.config import StreamClusterConfig
+from logclust.latency.book import SKETCH_BUCKET_BYTES, SKETCH_FIXED_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +64,229 @@ def lean_process_memory() -> dict[str, bool]:
     )
     logger.info("memory settings: %s", done)
     return done
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Answers `import pandas` as if it were not installed."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> Any:
+        if fullname == "pandas" or fullname.startswith("pandas."):
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r} (kept out of logclust serve)", name=fullname
+            )
+        return None
+
+
+def keep_pandas_out() -> bool:
+    """Keeps pandas out of this process; False when it is already imported.
+
+    pyarrow imports pandas, when it is installed, the first time `pa.array` converts a
+    Python list, only to check whether the list is a pandas object: 47 MB of RSS that the
+    sidecar never uses (measured: a process importing pyarrow went from 66 to 113 MB at its
+    first `pa.array`). pandas is no serving dependency, so a `serve` process behaves the
+    same whether or not an environment (the dev extra, pyspark) happens to hold it.
+    """
+    if "pandas" in sys.modules:
+        return False
+    if not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+    return True
+
+
+def rss_mib() -> float:
+    """VmRSS of this process in MiB (NaN where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
+
+
+# --- budget -------------------------------------------------------------------------------
+
+MIB = 1 << 20
+# RSS of `logclust serve` with the shipped model (f32, dim 384) once it has labelled lines
+# of every token width (16 to 128 tokens; the encoder's arenas and packed weights), with
+# no state to speak of: 188-200 MiB (`logclust serve` with pandas kept out, ~1,000
+# random-word lines of 2 to 60 words; VmRSS). Another bundle, or a platform with other
+# libraries, differs: `serve` logs its RSS at start.
+BASE_MIB = 200
+# Above the steady state, for a moment: a batch's request, table and answer, a
+# consolidation's copies, the label threads' allocator arenas. Measured as peak minus
+# steady RSS in tests/reliability/test_memory_budget.py (64 sources, 8 client threads).
+HEADROOM_MIB = 32
+# Characters of a distinct masked text the costs are sized for: above the 90th percentile
+# of loghub's (151; mean 84) and of the demo's traffic (mean 55). Streams of longer texts
+# take more than their budget, by the `per_char` costs below.
+TEXT_CHARS = 160
+
+
+@dataclass(frozen=True)
+class ItemCost:
+    """Resident bytes of one item: `fixed + per_dim * dim + per_char * chars`."""
+
+    fixed: float
+    per_dim: float
+    per_char: float
+
+    def bytes(self, dim: int, chars: int = TEXT_CHARS) -> float:
+        return self.fixed + self.per_dim * dim + self.per_char * chars
+
+
+# Costs measured by `python -m bench.memory_costs --chars 24 160` (VmRSS growth over 16,384
+# items, or 2,048 clusters, in a fresh process, at dim 384; strings held by the structure
+# alone), split into the float32 vectors (4 bytes a dimension) and the rest, fitted on the
+# two text lengths.
+# Embedding cache entry (a ring row, key, index) plus mask cache entry (shape, masked
+# text, two dict entries): 2,084 / 2,413 bytes at 24 / 160 characters.
+CACHE_ENTRY = ItemCost(fixed=490, per_dim=4, per_char=2.4)
+# Reservoir row (embedding and text): 1,700 / 1,852 bytes.
+RESERVOIR_ROW = ItemCost(fixed=137, per_dim=4, per_char=1.1)
+# Placement memo entry (dict entry, id, distance, text): 272 / 416 bytes.
+MEMO_ENTRY = ItemCost(fixed=247, per_dim=0, per_char=1.1)
+# Cluster with `template_members` (16) members: 2,938 / 5,692 bytes with its centroid row;
+# per_dim 8, not 4, because the centroid table grows by doubling (up to twice the rows).
+CLUSTER = ItemCost(fixed=916, per_dim=8, per_char=20.3)
+# A latency sketch of ~235 buckets (4.8 KB measured; the book bounds the exact estimate).
+SKETCH_BYTES = SKETCH_FIXED_BYTES + 235 * SKETCH_BUCKET_BYTES
+
+# What the budget left above the process goes to, after the minimums below.
+CACHE_SHARE = 0.10
+RESERVOIR_SHARE = 0.30
+MEMO_SHARE = 0.05
+CLUSTER_SHARE = 0.30
+LATENCY_SHARE = 0.25  # and whatever the others cannot use past their defaults
+# The smallest sizes that still work: a budget that cannot give them is refused.
+MIN_CACHE = 1024
+MIN_RESERVOIR = 256
+MIN_MEMO = 256
+MIN_CLUSTERS_PER_SOURCE = StreamClusterConfig().reserved_clusters
+MIN_LATENCY_MIB = 4
+# Fields of `StreamClusterConfig` a budget sets.
+SIZED_FIELDS = ("cache_size", "reservoir_size", "memo_size", "max_clusters_total")
+
+
+@dataclass(frozen=True)
+class MemorySizes:
+    """What a memory budget allows (see `sizes_for_budget`).
+
+    Attributes:
+        cache_size: texts of the shared embedding cache and mask cache.
+        reservoir_size: rows of each source's reservoir.
+        memo_size: texts of each source's placement memo.
+        max_clusters_total: clusters over all sources (each source may always open
+            `StreamClusterConfig.reserved_clusters` of them; `max_clusters` still caps one
+            source).
+        latency_max_bytes: resident bytes of the latency sketches.
+    """
+
+    cache_size: int
+    reservoir_size: int
+    memo_size: int
+    max_clusters_total: int
+    latency_max_bytes: int
+
+    def apply(
+        self, clusters: StreamClusterConfig, keep: Collection[str] = ()
+    ) -> StreamClusterConfig:
+        """`clusters` with these sizes, except fields named in `keep` and fields set to
+        other values than their defaults (an explicit setting wins)."""
+        default = StreamClusterConfig()
+        sized = {
+            name: getattr(self, name)
+            for name in SIZED_FIELDS
+            if name not in keep and getattr(clusters, name) == getattr(default, name)
+        }
+        if "memo_size" in sized:  # the memo is bounded by the cache too
+            sized["memo_size"] = min(sized["memo_size"], sized.get("cache_size", 1 << 62))
+        return dataclasses.replace(clusters, **sized)
+
+
+def state_bytes(
+    clusters: StreamClusterConfig,
+    max_sources: int,
+    dim: int,
+    latency_max_bytes: int,
+    chars: int = TEXT_CHARS,
+) -> float:
+    """Worst-case resident bytes of what grows with use: every source present, caches,
+    reservoirs and memos full, the clusters at their bound, the latency book at its."""
+    memo = min(clusters.memo_size, clusters.cache_size)
+    total = clusters.max_clusters_total
+    per_source_clusters = clusters.max_clusters * max_sources
+    n_clusters = per_source_clusters if total is None else min(total, per_source_clusters)
+    return (
+        clusters.cache_size * CACHE_ENTRY.bytes(dim, chars)
+        + max_sources * clusters.reservoir_size * RESERVOIR_ROW.bytes(dim, chars)
+        + max_sources * memo * MEMO_ENTRY.bytes(dim, chars)
+        + n_clusters * CLUSTER.bytes(dim, chars)
+        + latency_max_bytes
+    )
+
+
+def minimum_budget_mb(max_sources: int, dim: int) -> int:
+    """The smallest budget `sizes_for_budget` accepts for `max_sources` sources."""
+    least = StreamClusterConfig(
+        cache_size=MIN_CACHE,
+        reservoir_size=MIN_RESERVOIR,
+        memo_size=MIN_MEMO,
+        max_clusters_total=MIN_CLUSTERS_PER_SOURCE * max_sources,
+    )
+    state = state_bytes(least, max_sources, dim, MIN_LATENCY_MIB * MIB)
+    return BASE_MIB + HEADROOM_MIB + math.ceil(state / MIB)
+
+
+def sizes_for_budget(budget_mb: int, max_sources: int, dim: int) -> MemorySizes:
+    """Sizes of what grows with use such that the worst case fits `budget_mb`.
+
+    The budget less the process itself (`BASE_MIB + HEADROOM_MIB`) first gives every
+    structure its minimum (`MIN_*`); the rest is shared out by the `*_SHARE` constants at
+    the `ItemCost`s above for texts of `TEXT_CHARS` characters. No size exceeds its
+    default in `StreamClusterConfig` (more would not be faster); what that leaves over
+    goes to the latency windows.
+
+    Args:
+        budget_mb: resident memory of the whole process, MiB.
+        max_sources: sources kept at once.
+        dim: embedding width of the bundle.
+
+    Raises:
+        ValueError: the budget is below `minimum_budget_mb(max_sources, dim)`.
+    """
+    if max_sources < 1 or dim < 1:
+        raise ValueError(
+            f"max_sources and dim must be positive. Received: max_sources={max_sources}, dim={dim}"
+        )
+    least = minimum_budget_mb(max_sources, dim)
+    if budget_mb < least:
+        raise ValueError(
+            f"A memory budget of {budget_mb} MiB is too small for {max_sources} sources: "
+            f"the process itself takes about {BASE_MIB + HEADROOM_MIB} MiB (model loaded, "
+            f"with headroom) and the smallest caches, reservoirs and clusters of "
+            f"{max_sources} sources {least - BASE_MIB - HEADROOM_MIB} MiB more. Give at "
+            f"least {least} MiB (--memory-budget-mb) or fewer sources (--max-sources). "
+            f"Received: memory_budget_mb={budget_mb}, max_sources={max_sources}"
+        )
+    default = StreamClusterConfig()
+    rest = (budget_mb - least) * MIB
+    n = max_sources
+
+    def grown(least_count: int, share: float, cost: ItemCost, copies: int, most: int) -> int:
+        return min(least_count + int(rest * share / (copies * cost.bytes(dim))), most)
+
+    cache = grown(MIN_CACHE, CACHE_SHARE, CACHE_ENTRY, 1, default.cache_size)
+    reservoir = grown(MIN_RESERVOIR, RESERVOIR_SHARE, RESERVOIR_ROW, n, default.reservoir_size)
+    memo = grown(MIN_MEMO, MEMO_SHARE, MEMO_ENTRY, n, min(default.memo_size, cache))
+    clusters = grown(
+        MIN_CLUSTERS_PER_SOURCE * n, CLUSTER_SHARE, CLUSTER, 1, default.max_clusters * n
+    )
+    sized = StreamClusterConfig(
+        cache_size=cache, reservoir_size=reservoir, memo_size=memo, max_clusters_total=clusters
+    )
+    latency = int((budget_mb - BASE_MIB - HEADROOM_MIB) * MIB - state_bytes(sized, n, dim, 0))
+    return MemorySizes(cache, reservoir, memo, clusters, latency)

@@ -54,6 +54,11 @@ class Sidecar:
                 "Rows dated too far in the future (latency not recorded).",
                 lambda: book.early_rows,
             )
+            metrics.watch_counter(
+                "logclust_latency_sketches_evicted",
+                "Latency windows dropped from memory before their retention (memory bound).",
+                lambda: book.evicted_sketches,
+            )
         self._flush_lock = threading.Lock()
         self._forget_pending: list[str] = []
         snapshot = store.load_state()
@@ -135,7 +140,10 @@ class Sidecar:
         book, stream = self.labeler.book, self.labeler.stream
         with self._flush_lock:
             cutoff = book.expire(now_ms())
-            self._forget_pending += stream.evict_idle(cutoff)
+            evicted = stream.evict_idle(cutoff)
+            for name in evicted:  # windows dated ahead of their last batch may remain
+                self._drop_source(name)
+            self._forget_pending += evicted
             gone = list(dict.fromkeys(self._forget_pending))
             sketches = book.take_dirty()
             sources = {n: s for n, s in stream.take_dirty_states().items() if n not in gone}
@@ -157,7 +165,14 @@ class Sidecar:
         """Drops a source everywhere (clusters, latency, store); False when unknown."""
         with self._flush_lock:
             found = self.labeler.stream.forget(source)
-            self.labeler.book.forget(source)
+            self._drop_source(source)
             self.store.save_state(StoreDelta(forget_sources=[source]))
         logger.info("forgot source %r (known: %s)", source, found)
         return found
+
+    def _drop_source(self, source: str) -> None:
+        """Releases what the latency book and the metrics hold of `source` (its clusters
+        are already gone)."""
+        self.labeler.book.forget(source)
+        if self.metrics is not None:
+            self.metrics.forget_source(source)

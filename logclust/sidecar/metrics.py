@@ -104,6 +104,12 @@ class _ClusterLatencyCollector(Collector):
     def series(self) -> int:
         return len(self._series)
 
+    def forget(self, source: str) -> None:
+        """Drops every series of `source`."""
+        with self._lock:
+            for key in [k for k in self._series if k[0] == source]:
+                del self._series[key]
+
 
 class _ClusterCountCollector(Collector):
     """Clusters and cap hits per source, asked of the clusterer at scrape time."""
@@ -200,6 +206,12 @@ class Metrics:
     def watch_clusters(self, read: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
         """Exports `read()` (source -> (clusters, cap hits)) at every scrape."""
         self.registry.register(_ClusterCountCollector(read))
+
+    def forget_source(self, source: str) -> None:
+        """Drops the series of a forgotten or evicted source (a slot's metrics are not
+        held for good either)."""
+        self.rows.remove(source)  # a no-op when none was counted
+        self.cluster_latency.forget(source)
 
     def on_error(self, kind: str) -> None:
         self.errors.labels(kind=kind).inc()

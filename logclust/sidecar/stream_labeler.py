@@ -49,6 +49,9 @@ class StreamLabelerConfig:
     retention_s: int = 6 * 3600
     # Relative accuracy of the latency quantiles.
     relative_accuracy: float = 0.01
+    # Resident bytes the latency sketches may take; past it the oldest windows leave
+    # memory early (`LatencyBook.max_bytes`). None: bounded by the retention alone.
+    latency_max_bytes: int | None = None
     # Distinct sources kept (each has its own clusters).
     max_sources: int = 64
     # Rows allowed in one batch.
@@ -129,6 +132,7 @@ class StreamLabeler:
             window_ms=self.config.window_s * 1000,
             retention_ms=self.config.retention_s * 1000,
             relative_accuracy=self.config.relative_accuracy,
+            max_bytes=self.config.latency_max_bytes,
         )
 
     @classmethod
