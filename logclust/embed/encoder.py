@@ -5,10 +5,12 @@ Rows are sorted by token length and run in batches padded only to the bucket's w
 
 A call holds at most `max_tokens` tokens (rows x width): LiteRT sizes its arena for the
 largest input it has run and keeps it, and the attention scores grow with rows x width**2.
-Measured with the shipped float32 encoder, one thread, arena growth / lines/s:
-64 x 128 tokens +147 MB / 26, 8 x 128 +38 MB / 35; 64 x 64 +85 MB / 54, 16 x 64 +38 MB / 67;
-64 x 32 +53 MB / 138, 32 x 32 +38 MB / 158. So 1,024 tokens a call keeps the arena near
-38 MB at every width, at no cost in speed (the narrower blocks stay in cache).
+Measured with the shipped float32 encoder, one thread, growth of the process (arena and
+XNNPACK's packed weights) / lines/s: 64 x 128 tokens +147 MB / 26, 8 x 128 +38 MB / 35,
+4 x 128 +31 MB / 38; 64 x 64 +85 MB / 54, 8 x 64 +31 MB / 83; 64 x 32 +53 MB / 138,
+16 x 32 +31 MB / 173; 64 x 16 +37 MB / 337, 32 x 16 +31 MB / 354. So 512 tokens a call
+keeps the growth near 31 MB at every width, at no cost in speed (the narrower blocks
+stay in cache).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ logger = logging.getLogger(__name__)
 BUCKETS: tuple[int, ...] = (16, 32, 64, 128)
 _MADV_DONTNEED = 4
 # Tokens (rows x width) in one interpreter call (see the module docstring).
-MAX_TOKENS = 1024
+MAX_TOKENS = 512
 
 
 class Encoder:
