@@ -1,7 +1,8 @@
-"""Handlers of the sidecar commands: `serve`, `send`, `latency`, `clusters`, `demo`.
+"""Handlers of the commands that run a sidecar in this process: `serve`, `demo`.
 
 `logclust.cli.main` builds the one parser; each handler takes the parsed namespace and
-returns an exit code.
+returns an exit code. The commands that talk to a running sidecar are in
+`logclust.cli.remote`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
+from logclust.cli.defaults import SERVE_ENCODER_BATCH  # noqa: F401 - read by bench.hot_path
 from logclust.cli.demo import OTLP_EXTRA_MISSING, otlp_sdk_available, run_demo
-from logclust.cli.io import format_table, read_input, write_table
-from logclust.client import Client, ClientTls
-from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
 from logclust.server.app import serve
@@ -28,11 +26,6 @@ from logclust.server.memory import keep_pandas_out, lean_process_memory
 from logclust.server.otlp_config import OtlpConfig
 
 logger = logging.getLogger(__name__)
-
-# Rows per encoder call in the sidecar. Misses arrive a few at a time, and on one core
-# small batches were both faster and far lighter than 64 (BENCHMARKS.md: about 310 vs
-# 250-270 lines/s, and 110 MB less peak RSS, on loghub and cold lines).
-SERVE_ENCODER_BATCH = 8
 
 
 def _setup_logging() -> None:
@@ -73,13 +66,6 @@ def server_tls(args: argparse.Namespace) -> TlsConfig | None:
             f"{args.tls_key!r}"
         )
     return TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
-
-
-def client_tls(args: argparse.Namespace) -> ClientTls | None:
-    """`--tls-ca/--tls-cert/--tls-key` of a client command; None: plaintext."""
-    if args.tls_ca is None and args.tls_cert is None and args.tls_key is None:
-        return None
-    return ClientTls(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
 
 
 def metrics_address(args: argparse.Namespace) -> tuple[str, int | None]:
@@ -164,75 +150,6 @@ def _log_formats(items: list[str]) -> dict[str, str]:
         else:
             out["*"] = item
     return out
-
-
-class _Progress:
-    """One self-overwriting progress line on stderr."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.t0 = time.perf_counter()
-
-    def __call__(self, done: int) -> None:
-        rate = done / max(time.perf_counter() - self.t0, 1e-9)
-        sys.stderr.write(f"\rlabelled {done:,}/{self.total:,} rows ({rate:,.0f} rows/s)")
-        sys.stderr.flush()
-        if done >= self.total:
-            sys.stderr.write("\n")
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    """`logclust send`: streams a file, writes or summarises the labelled rows."""
-    table = read_input(args.input, args.log_format)
-    with Client(args.addr, tls=client_tls(args)) as client:
-        labelled = client.label(table, args.batch_size, progress=_Progress(table.num_rows))
-    if args.out:
-        write_table(labelled, args.out)
-        print(f"wrote {labelled.num_rows} labelled rows to {args.out}")
-    else:
-        counts = labelled.group_by("cluster_id").aggregate([("cluster_id", "count")])
-        print(format_table(counts.sort_by("cluster_id"), "table"))
-    return 0
-
-
-def cmd_latency(args: argparse.Namespace) -> int:
-    """`logclust latency`: quantiles per cluster (and window), optional p99 plot."""
-    with Client(args.addr, tls=client_tls(args)) as client:
-        table = client.latency(
-            quantiles=args.quantiles,
-            since_s=args.since,
-            window_s=args.window,
-            source=args.source,
-        )
-        if args.plot and not plotting_available():
-            print(PLOT_EXTRA_MISSING, file=sys.stderr)
-        elif args.plot:
-            over_time = client.latency(
-                quantiles=[0.99],
-                since_s=args.since,
-                window_s=args.window or 60.0,
-                source=args.source,
-            )
-            path = write_p99_plot(over_time, client.clusters(args.source), args.plot)
-            print(f"wrote {path}", file=sys.stderr)
-    print(format_table(table, args.format))
-    return 0
-
-
-def cmd_clusters(args: argparse.Namespace) -> int:
-    """`logclust clusters`: every cluster with its template and exemplars."""
-    with Client(args.addr, tls=client_tls(args)) as client:
-        table = client.clusters(args.source)
-    print(format_table(table, args.format))
-    return 0
-
-
-def cmd_forget(args: argparse.Namespace) -> int:
-    """`logclust forget`: exits 1 when the sidecar did not know the source."""
-    with Client(args.addr, tls=client_tls(args)) as client:
-        found = client.forget(args.source)
-    print(f"forgot source {args.source!r}" if found else f"no source {args.source!r}")
-    return 0 if found else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

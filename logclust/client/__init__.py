@@ -3,6 +3,6 @@
 Depends on the wire contract and the generated gRPC code only, never on server code.
 """
 
-from logclust.client.client import Client, ClientTls
+from logclust.client.client import DEFAULT_ADDR, Client, ClientTls
 
-__all__ = ["Client", "ClientTls"]
+__all__ = ["DEFAULT_ADDR", "Client", "ClientTls"]

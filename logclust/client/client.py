@@ -32,6 +32,9 @@ from logclust.wire import ipc
 from logclust.wire.contract import DEFAULT_QUANTILES
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# Where `logclust serve` listens unless told otherwise (the server's `DEFAULT_LISTEN`;
+# the client does not import server code).
+DEFAULT_ADDR = "127.0.0.1:50051"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logclust.cli import demo, service
+from logclust.cli import demo, remote, service
 from logclust.cli.demo import KINDS, generate_traffic, run_demo
 from logclust.cli.main import main
 from logclust.server import ServerConfig, create_server
@@ -59,7 +59,7 @@ def test_demo_without_matplotlib_skips_the_plot_in_one_line(
 def test_latency_plot_without_matplotlib_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(service, "plotting_available", lambda: False)
+    monkeypatch.setattr(remote, "plotting_available", lambda: False)
     config = ServerConfig(listen="127.0.0.1:0")
     server, port = create_server(config, labeler=FakeLabeler())
     with server:

@@ -1,5 +1,7 @@
 """`logclust embed` / `logclust label` on real files, through the console entry point."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -7,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from logclust.cli import service
-from logclust.cli.main import main
+from logclust.cli.main import build_parser, main
 from logclust.embed.bundle import Bundle
 from tests.conftest import synthetic_lines
 
@@ -103,3 +105,16 @@ def test_serve_flags_for_thresholds_and_log_formats() -> None:
     assert service._pairs(["a=0.3"]) == {"a": "0.3"}
     with pytest.raises(ValueError, match="NAME=VALUE"):
         service._pairs(["0.3"])
+
+
+def test_client_commands_start_without_the_server_or_the_model_runtime() -> None:
+    heavy = ["logclust.server", "logclust.cluster.labeler", "ai_edge_litert"]
+    code = (
+        "import sys; from logclust.cli import main, remote; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # The handlers are found when their command runs.
+    args = build_parser().parse_args(["send", "x.log"])
+    assert args.func.__name__ == "cmd_send"

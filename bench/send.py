@@ -1,0 +1,225 @@
+"""End to end as a user runs it: `logclust send FILE --out OUT.parquet` from another process.
+
+    python -m bench.send [--rows 960000] [--bundle DIR] [--batch-size 10000] [--runs 2]
+                         [--send-code DIR]
+
+`logclust serve` (default bundle, a temporary `--store`) runs pinned to core 0 and is
+warmed with one pass over the loghub train systems (not timed; then its CPU goes idle).
+The replay (`bench.workloads.replay`, fields re-drawn every pass) is written to a text
+file, one line per record, and `logclust send FILE --addr ... --out OUT.parquet` runs as
+a child process pinned to core 1: wall time from its start to its exit (start-up, reading
+the file, the stream, writing Parquet), its own CPU (`wait4` rusage) and the sidecar's
+(`/proc/PID/stat` utime + stime) over that wall time. Drain3 (`TemplateMiner`, default
+config, core 0, best of two) takes the same lines after the same warm-up pass.
+
+`--send-code DIR` also times `send` from another checkout of the package (`git archive
+<commit> logclust | tar -x -C DIR`) against the same sidecar, in the same run.
+
+Also printed: how many batches `Client.label_stream` keeps in flight (handed to gRPC and
+not answered yet, at each answer) and its rows/s in this process against one batch at a
+time, which shows whether the gRPC request iterator pipelines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.sidecar import (
+    CLIENT_CORE,
+    SERVER_CORE,
+    Sidecar,
+    _drain3_rate,
+    body_table,
+    bundle_summary,
+    in_process,
+    machine,
+    proc_cpu_s,
+    wait_idle,
+)
+from bench.workloads import loghub_lines, replay
+from logclust.client import Client
+from logclust.wire import ipc
+
+
+@dataclass
+class SendRun:
+    code: str
+    wall_s: float
+    send_cpu_s: float
+    sidecar_cpu_s: float
+    rows: int
+
+
+def send_command(code: str | None) -> tuple[list[str], dict[str, str]]:
+    """The `logclust` command line and environment (another checkout via PYTHONPATH)."""
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # The console script: `python -m` from the repository root would put this checkout
+    # first on sys.path, ahead of PYTHONPATH.
+    exe = shutil.which("logclust", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise SystemExit("the logclust console script is not installed next to python")
+    return [exe], env
+
+
+def time_send(side: Sidecar, path: Path, out: Path, batch: int, code: str | None) -> SendRun:
+    """One `logclust send` child pinned to the client core; its wall and CPU times."""
+    cmd, env = send_command(code)
+    cmd += ["send", str(path), "--addr", side.addr, "--out", str(out), "--batch-size", str(batch)]
+    cpu0 = proc_cpu_s(side.proc.pid)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CORE}),
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()  # drained so the progress line never blocks the child
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"logclust send failed ({proc.returncode}): {err.decode()[-2000:]}")
+    rows = pq.read_metadata(out).num_rows
+    sidecar = proc_cpu_s(side.proc.pid) - cpu0
+    return SendRun(code or "this checkout", wall, usage.ru_utime + usage.ru_stime, sidecar, rows)
+
+
+def in_flight(client: Client, table: pa.Table, batch: int) -> tuple[np.ndarray, float]:
+    """Batches handed to gRPC and not answered at each answer of `label_stream`, and its
+    rows/s (this process, no file reading or writing)."""
+    handed = [0]
+    depth: list[int] = []
+
+    def counted() -> Iterator[pa.Table]:
+        for piece in ipc.iter_slices(table, batch):
+            handed[0] += 1
+            yield piece
+
+    start = time.perf_counter()
+    for n, _ in enumerate(client.label_stream(counted())):
+        depth.append(handed[0] - n - 1)
+    return np.array(depth), table.num_rows / (time.perf_counter() - start)
+
+
+def one_at_a_time(client: Client, table: pa.Table, batch: int) -> float:
+    """Rows/s of `label_stream` when the next batch waits for the previous answer."""
+    answered = threading.Semaphore(0)
+
+    def gated() -> Iterator[pa.Table]:
+        for i, piece in enumerate(ipc.iter_slices(table, batch)):
+            if i:
+                answered.acquire()
+            yield piece
+
+    start = time.perf_counter()
+    for _ in client.label_stream(gated()):
+        answered.release()
+    return table.num_rows / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--bundle", default=None, help="model bundle (default: models/default)")
+    p.add_argument("--rows", type=int, default=960_000, help="replay lines in the file")
+    p.add_argument("--batch-size", type=int, default=10_000, help="send's --batch-size")
+    p.add_argument("--runs", type=int, default=2, help="send runs per checkout")
+    p.add_argument("--send-code", default=None, help="also time send from this checkout")
+    args = p.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs two cores: one for the sidecar, one for send")
+    os.sched_setaffinity(0, {CLIENT_CORE})
+
+    print(f"machine: {machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"command: python -m bench.send {' '.join(sys.argv[1:])}".rstrip())
+    print(f"bundle: {bundle_summary(args.bundle)}")
+    one_pass = len(loghub_lines())
+    lines = replay(one_pass + args.rows, seed=0)
+    warm, measured = lines[:one_pass], lines[one_pass:]
+    work = Path(tempfile.mkdtemp(prefix="logclust-send-"))
+    path, out = work / "replay.log", work / "out.parquet"
+    path.write_text("\n".join(measured) + "\n")
+    tiny = work / "one.log"
+    tiny.write_text(measured[0] + "\n")
+    print(f"file: {len(measured):,} lines, {path.stat().st_size / 1e6:.1f} MB")
+
+    side = Sidecar(args.bundle, SERVER_CORE)
+    runs: list[SendRun] = []
+    try:
+        with Client(side.addr, timeout_s=600) as client:
+            client.wait_ready(120)
+            client.label(body_table(warm), 1000)
+            wait_idle(side.proc.pid)
+            startup = time_send(side, tiny, work / "one.parquet", args.batch_size, None)
+            codes = [None] + ([args.send_code] if args.send_code else [])
+            for _ in range(args.runs):
+                for code in codes:  # interleaved, so both see the same machine
+                    runs.append(time_send(side, path, out, args.batch_size, code))
+            table = body_table(measured)
+            depth, piped = in_flight(client, table, args.batch_size)
+            serial = one_at_a_time(client, table, args.batch_size)
+    finally:
+        side.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    drain_rate, _ = in_process(_drain3_rate, warm, measured)
+    report(args, runs, startup, drain_rate, depth, piped, serial)
+
+
+def report(
+    args: argparse.Namespace,
+    runs: list[SendRun],
+    startup: SendRun,
+    drain_rate: float,
+    depth: np.ndarray,
+    piped: float,
+    serial: float,
+) -> None:
+    print(f"\n## `logclust send FILE --out OUT.parquet`, {args.rows:,} replay lines\n")
+    print(
+        f"send on core {CLIENT_CORE} (`--batch-size {args.batch_size}`), sidecar on core "
+        f"{SERVER_CORE} (warm); Drain3 {drain_rate:,.0f} lines/s on the same lines."
+    )
+    print(
+        "\n| send from | wall s | rows/s | vs Drain3 | send CPU s | sidecar CPU s "
+        "| sidecar CPU share |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in runs:
+        if r.rows != args.rows:
+            raise RuntimeError(f"{r.rows} rows written for {args.rows}")
+        rate = r.rows / r.wall_s
+        print(
+            f"| {r.code} | {r.wall_s:.2f} | {rate:,.0f} | {rate / drain_rate:.1f}x | "
+            f"{r.send_cpu_s:.2f} | {r.sidecar_cpu_s:.2f} | {r.sidecar_cpu_s / r.wall_s:.0%} |"
+        )
+    print(
+        f"\nStart-up (send of a one-line file, this checkout): {startup.wall_s:.2f} s wall, "
+        f"{startup.send_cpu_s:.2f} s CPU."
+    )
+    print(
+        f"`Client.label_stream` in this process: batches in flight at each answer median "
+        f"{np.median(depth):.0f}, max {depth.max()} (first answer: {depth[0]}); "
+        f"{piped:,.0f} rows/s, against {serial:,.0f} rows/s one batch at a time."
+    )
+
+
+if __name__ == "__main__":
+    main()
