@@ -53,6 +53,8 @@ class StreamClusterConfig:
     cache_size: int = 16_384
     # Texts whose placement one source remembers (at most `cache_size`), so a steady
     # stream places each text once; 0.3-0.4 KB each for texts of 24-160 characters.
+    # Under `StreamClusters` this is each source's share when all of its `max_sources`
+    # are present: fewer sources share the same total.
     memo_size: int = 16_384
     seed: int = 0
 

@@ -127,6 +127,9 @@ class SourceClusterer:
         # Clusters this source may still open under a bound shared by all sources (set by
         # `StreamClusters` from `max_clusters_total`); None: up to `max_clusters`.
         self.room: Callable[[], int] | None = None
+        # Texts the memo may hold now (set by `StreamClusters`: a share of the memo of
+        # every source, so one busy source is not held to the worst case's share).
+        self.memo_limit: Callable[[], int] = lambda: min(config.cache_size, config.memo_size)
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._after = 0.0  # time.monotonic() before which no consolidation starts
@@ -173,8 +176,8 @@ class SourceClusterer:
     def _assign_known(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_place` through a memo of the id each text was given (bounded by `cache_size`
-        and `memo_size`): a steady stream's texts are placed once, not once per batch.
+        """`_place` through a memo of the id each text was given (bounded by
+        `memo_limit`): a steady stream's texts are placed once, not once per batch.
 
         A consolidation that changes clusters rewrites the memo's merged ids to their
         survivors, marks the texts of split clusters (id -1) to be placed again, and
@@ -182,7 +185,7 @@ class SourceClusterer:
         cluster of the new model when one is within the threshold (without moving its
         centroid or opening a cluster), else keeps its rewritten id. So early placements
         heal as the model settles, while a steady stream opens nothing new."""
-        if len(self._known) + len(keys) > min(self.config.cache_size, self.config.memo_size):
+        if len(self._known) + len(keys) > self.memo_limit():
             self._known.clear()
         slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
         held = slot >= 0
@@ -665,10 +668,19 @@ class StreamClusters:
         return clus
 
     def _shared(self, clus: SourceClusterer) -> SourceClusterer:
-        """Puts `clus` under `max_clusters_total` (when set)."""
+        """Puts `clus` under `max_clusters_total` (when set) and the shared memo."""
         if self.config.max_clusters_total is not None:
             clus.room = partial(self._room_of, clus)
+        clus.memo_limit = self._memo_limit
         return clus
+
+    def _memo_limit(self) -> int:
+        """Memo entries a source may hold: `memo_size` for each of `max_sources` is what
+        the memory budget allows, shared by the sources present (at most `cache_size`
+        each: an older text's embedding must still be cached to place it again)."""
+        cfg = self.config
+        share = cfg.memo_size * self.max_sources // max(len(self.sources), 1)
+        return min(cfg.cache_size, share)
 
     def _room_of(self, clus: SourceClusterer) -> int:
         """Clusters `clus` may still open under `max_clusters_total`: what is left of its

@@ -306,3 +306,18 @@ def test_source_limit_holds_under_concurrent_batches() -> None:
     with ThreadPoolExecutor(16) as pool:
         accepted = sum(pool.map(one, range(80)))
     assert len(sc.sources) == accepted == 64
+
+
+def test_the_memo_is_shared_by_the_sources_present() -> None:
+    cfg = StreamClusterConfig(memo_size=100, cache_size=1000, background_consolidation=False)
+    sc = StreamClusters(FakeLabeler(), cfg, max_sources=4)
+    t = fake_traffic(200, seed=6)
+    one = t.set_column(t.column_names.index("source"), "source", pa.array(["a"] * len(t)))
+    _run(sc, one)
+    assert sc.sources["a"].memo_limit() == 400  # alone: the memo of all 4 sources
+    two = one.set_column(one.column_names.index("source"), "source", pa.array(["b"] * len(t)))
+    _run(sc, two)
+    assert sc.sources["a"].memo_limit() == 200 == sc.sources["b"].memo_limit()
+    small = StreamClusters(FakeLabeler(), StreamClusterConfig(memo_size=100, cache_size=150))
+    _run(small, one)
+    assert small.sources["a"].memo_limit() == 150  # never past the embedding cache
