@@ -45,7 +45,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logclust.cluster.clustering import nearest_centroid
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats, template_of
 from logclust.cluster.reservoir import Reservoir
@@ -122,8 +121,6 @@ class SourceClusterer:
         self._known: dict[str, int] = {}
         self._known_uid = np.zeros(0, np.int32)
         self._known_d = np.zeros(0, np.float32)
-        self._known_gen = np.zeros(0, np.int64)  # model generation each entry is from
-        self._gen = 0  # bumped by each consolidation that changes clusters
         # Clusters this source may still open under a bound shared by all sources (set by
         # `StreamClusters` from `max_clusters_total`); None: up to `max_clusters`.
         self.room: Callable[[], int] | None = None
@@ -177,25 +174,15 @@ class SourceClusterer:
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """`_place` through a memo of the id each text was given (bounded by
-        `memo_limit`): a steady stream's texts are placed once, not once per batch.
-
-        A consolidation that changes clusters rewrites the memo's merged ids to their
-        survivors, marks the texts of split clusters (id -1) to be placed again, and
-        starts a new generation: a text remembered from an older one goes to its nearest
-        cluster of the new model when one is within the threshold (without moving its
-        centroid or opening a cluster), else keeps its rewritten id. So early placements
-        heal as the model settles, while a steady stream opens nothing new."""
+        `memo_limit`): a steady stream's texts are placed once, not once per batch. A
+        consolidation rewrites the memo's merged ids to their survivors and marks the
+        texts of split clusters (id -1) to be placed again."""
         if len(self._known) + len(keys) > self.memo_limit():
             self._known.clear()
         slot = np.fromiter(map(self._known.get, keys, repeat(-1)), np.int64, len(keys))
         held = slot >= 0
         stale = np.zeros(len(keys), bool)
         stale[held] = self._known_uid[slot[held]] < 0
-        older = np.zeros(len(keys), bool)
-        older[held] = self._known_gen[slot[held]] != self._gen
-        older &= ~stale
-        if older.any():
-            self._refresh(slot, np.flatnonzero(older), embed)
         miss = np.flatnonzero(~held | stale)
         if miss.size:
             uid, d = self._place(embed(miss))
@@ -205,29 +192,13 @@ class SourceClusterer:
                 grow = max(2 * self._known_uid.size, start + new.size)
                 self._known_uid = np.resize(self._known_uid, grow)
                 self._known_d = np.resize(self._known_d, grow)
-                self._known_gen = np.resize(self._known_gen, grow)
             slot[new] = np.arange(start, start + new.size)
             self._known.update(
                 zip([keys[i] for i in new.tolist()], range(start, start + new.size), strict=True)
             )
             self._known_uid[slot[miss]] = uid
             self._known_d[slot[miss]] = d
-            self._known_gen[slot[miss]] = self._gen
         return self._known_uid[slot], self._known_d[slot]
-
-    def _refresh(
-        self, slot: np.ndarray, idx: np.ndarray, embed: Callable[[np.ndarray], np.ndarray]
-    ) -> None:
-        """Memo entries `slot[idx]` of an older generation take the nearest cluster within
-        the threshold (see `_assign_known`)."""
-        s = slot[idx]
-        self._known_gen[s] = self._gen
-        if self._table.k == 0:
-            return
-        cidx, d = nearest_centroid(embed(idx), self._table.unit)
-        near = d <= self.threshold
-        self._known_uid[s[near]] = self._ids[cidx[near]]
-        self._known_d[s[near]] = d[near]
 
     def _place(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k0 = self._table.k
@@ -422,7 +393,6 @@ class SourceClusterer:
         held = self._known_uid[:n]
         live = held >= 0
         held[live] = to[held[live]]
-        self._gen += 1
 
     def _alias(self, gone: int, into: int | None) -> None:
         """Records that id `gone` was merged into `into` (sizes and members move)."""
