@@ -19,8 +19,8 @@ default budget derives (`sizes_for_budget`):
 
 Distinct texts per source are the memo's size, not more, and most come from the shared
 pool: a text costs one embedding however many sources send it, so the run embeds about
-6,300 texts (about 70 s on the 2-core test machine) where 64 sources of their own would
-need 28,000 (several minutes). Shared texts share their strings too, so memos and
+6,000 texts (about a minute on the 2-core test machine) where 64 sources of their own
+would need 27,000 (several minutes). Shared texts share their strings too, so memos and
 members hold fewer bytes than the worst-case `ItemCost`s count; every other part is filled
 as distinct texts would fill it.
 
