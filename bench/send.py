@@ -83,20 +83,22 @@ def time_send(side: Sidecar, path: Path, out: Path, batch: int, code: str | None
     cmd += ["send", str(path), "--addr", side.addr, "--out", str(out), "--batch-size", str(batch)]
     cpu0 = proc_cpu_s(side.proc.pid)
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CORE}),
-    )
+    # Pinned to the client core by inheritance (this thread is). No `preexec_fn`: it makes
+    # Popen fork() with this process's gRPC threads alive, and gRPC's fork handler can
+    # crash the child before exec (epoll_wait on a descriptor close_fds closed, SIGABRT;
+    # grpc/grpc#43055); without it Python starts the child by vfork.
+    assert os.sched_getaffinity(0) == {CLIENT_CORE}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     err = proc.stderr.read()  # drained so the progress line never blocks the child
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"logclust send failed ({proc.returncode}): {err.decode()[-2000:]}")
+        raise RuntimeError(
+            f"logclust send ({code or 'this checkout'}) failed ({proc.returncode}): "
+            f"{err.decode()[-2000:]}"
+        )
     rows = pq.read_metadata(out).num_rows
     sidecar = proc_cpu_s(side.proc.pid) - cpu0
     return SendRun(code or "this checkout", wall, usage.ru_utime + usage.ru_stime, sidecar, rows)
