@@ -321,3 +321,38 @@ def test_the_memo_is_shared_by_the_sources_present() -> None:
     small = StreamClusters(FakeLabeler(), StreamClusterConfig(memo_size=100, cache_size=150))
     _run(small, one)
     assert small.sources["a"].memo_limit() == 150  # never past the embedding cache
+
+
+class SlowLabeler(FakeLabeler):
+    """A model that takes `per_text` seconds per text (the GIL is free while it waits)."""
+
+    def __init__(self, per_text: float) -> None:
+        super().__init__()
+        self.per_text = per_text
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        time.sleep(self.per_text * len(masked))
+        return super().embed_masked(masked)
+
+
+def test_a_burst_of_new_texts_on_one_source_does_not_hold_up_another() -> None:
+    sc = StreamClusters(SlowLabeler(per_text=0.005), CFG)
+    steady = pa.table({"body": [f"GET /cart item {i} ok" for i in range(50)], "source": ["b"] * 50})
+    _run(sc, steady)  # placed: later batches of these texts need no model
+
+    def word(i: int) -> str:  # letters only: masking keeps every text apart
+        return "".join(chr(97 + int(d)) for d in np.base_repr(i, 10))
+
+    burst = pa.table(
+        {"body": [f"user {word(i)} wrote a note" for i in range(400)], "source": ["a"] * 400}
+    )
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_run, sc, burst, 400)  # 400 new texts: about 2 s of model
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        again = _run(sc, steady)
+        waited = time.perf_counter() - t0
+        assert not running.done()  # the burst was still being encoded
+        running.result()
+    assert waited < 0.6  # one slice of 16 texts (0.08 s) and the batch's own work
+    assert len(set(again.tolist())) >= 1
