@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from logclust.text.masking import MaskingConfig
-from training.config import ModelConfig, SemanticConfig, TrainConfig, from_dict
+from training.config import DataConfig, ModelConfig, SemanticConfig, TrainConfig, from_dict
 from training.distributed import cluster_from
 from training.pipeline import STEPS, PipelineConfig, run
 from training.tokenizer import TokenizerConfig
@@ -26,11 +26,15 @@ def _load_toml(path: Path | None) -> dict[str, Any]:
 
 
 def config_from(args: argparse.Namespace) -> PipelineConfig:
-    """The pipeline's settings: defaults, then the TOML file, then `--epochs`."""
+    """The pipeline's settings: defaults, then the TOML file, then `--epochs` and
+    `--input-files`."""
     conf = _load_toml(args.config)
     train_d = dict(conf.get("train", {}))
     if args.epochs is not None:
         train_d["epochs"] = args.epochs
+    data_d = dict(conf.get("data", {}))
+    if args.input_files is not None:
+        data_d["files"] = args.input_files
     return PipelineConfig(
         data_dir=args.data,
         out_dir=args.out,
@@ -39,6 +43,7 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         train=from_dict(TrainConfig, train_d),
         tokenizer=from_dict(TokenizerConfig, conf.get("tokenizer", {})),
         semantic=from_dict(SemanticConfig, conf.get("semantic", {})),
+        data=from_dict(DataConfig, data_d),
         masking=MaskingConfig.from_dict(conf["masking"]) if "masking" in conf else MaskingConfig(),
     )
 
@@ -54,9 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--work", type=Path, default=DEFAULT_WORK, help="checkpoints, logs and caches (resumable)"
     )
     p.add_argument(
-        "--config", type=Path, help="TOML with [model] [train] [tokenizer] [semantic] tables"
+        "--config",
+        type=Path,
+        help="TOML with [model] [train] [tokenizer] [semantic] [data] tables",
     )
     p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument(
+        "--input-files",
+        metavar="GLOB",
+        help="train on these log files (a folder or glob, .gz too), streamed; overrides "
+        "data.files (--data then serves calibrate and evaluate only)",
+    )
     p.add_argument(
         "--steps",
         help="comma list of tokenizer,teacher,train,finetune,semantic,export,calibrate,evaluate",

@@ -105,6 +105,31 @@ class SemanticConfig:
             raise ValueError(f"ridge_grid must hold positive values. Received: {self.ridge_grid}")
 
 
+@dataclass(frozen=True)
+class DataConfig:
+    """Training from a user's own log files, streamed by `training/stream.py`.
+
+    Memory is bounded by these settings, never by the size of the input.
+    """
+
+    # A folder or glob of plain log files (`.gz` too). Empty: the in-memory lines of
+    # `--data` (the loghub systems, or plain files read whole).
+    files: str = ""
+    # The stream has no end: an epoch is this many steps, on every worker alike (each
+    # step is a collective that all workers join).
+    steps_per_epoch: int = 1000
+    shuffle_buffer: int = 10000  # masked lines held for shuffling
+    read_files: int = 4  # files read at once, their lines interleaved
+    # Lines read from the files, spread over them, for the tokenizer, validation and the
+    # bundle's default clusters.
+    sample_lines: int = 300_000
+
+    def __post_init__(self) -> None:
+        for name in ("steps_per_epoch", "shuffle_buffer", "read_files", "sample_lines"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

@@ -9,8 +9,11 @@ per raw line, same order). A user's own logs are plain files with one record per
 from __future__ import annotations
 
 import csv
+import glob
+import gzip
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,8 @@ TRAIN_SYSTEMS: tuple[str, ...] = (
 )
 # Held out from every training step, as in the original study.
 TEST_SYSTEMS: tuple[str, ...] = ("Android",)
+# A large file's sample is read at this many evenly spaced places (a stride sample).
+SAMPLE_WINDOWS = 32
 
 
 @dataclass(frozen=True)
@@ -119,3 +124,66 @@ def load_training_lines(data_dir: str | Path) -> dict[str, LogSet]:
     if not files:
         raise FileNotFoundError(f"No loghub systems or *.log/*.txt files in {data_dir}")
     return {f.stem: read_plain(f) for f in files}
+
+
+def list_log_files(pattern: str | Path) -> list[Path]:
+    """The files of a folder (hidden ones left out) or of a glob (`**` recurses), sorted."""
+    root = Path(pattern)
+    if root.is_dir():
+        found = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+    else:
+        found = [Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file()]
+    if not found:
+        raise FileNotFoundError(f"No log files in the folder or glob. Received: {pattern}")
+    return sorted(found)
+
+
+def _lines(raw: Iterable[bytes]) -> Iterator[str]:
+    """Records as `read_plain` keeps them: decoded with replacement, blank ones dropped."""
+    for b in raw:
+        line = b.decode("utf-8", "replace").rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def _file_sample(path: Path, limit: int) -> list[str]:
+    """At most `limit` lines of one file, read in `SAMPLE_WINDOWS` evenly spaced windows
+    so that a large file is sampled through its whole length, not only its head.
+
+    A gzip file cannot be entered in the middle: its first `limit` lines are taken.
+    """
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as g:
+            return list(itertools.islice(_lines(g), limit))
+    size, windows = path.stat().st_size, max(1, min(limit, SAMPLE_WINDOWS))
+    out: list[str] = []
+    with path.open("rb") as f:
+        for w in range(windows):
+            start = size * w // windows
+            if start:
+                f.seek(start - 1)
+                if f.read(1) != b"\n":
+                    f.readline()  # the rest of the line the window starts inside
+            end, target = size * (w + 1) // windows, limit * (w + 1) // windows
+            while len(out) < target and f.tell() < end:
+                raw = f.readline()
+                if not raw:
+                    break
+                out.extend(_lines([raw]))
+    return out
+
+
+def sample_lines(paths: Sequence[Path], limit: int) -> list[str]:
+    """A bounded sample of the files' lines: at most `limit` lines read, spread over the
+    files (equal shares) and over each file's length, whatever the files' size."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive. Received: limit={limit}")
+    out: list[str] = []
+    n = len(paths)
+    for i, path in enumerate(paths):
+        # Equal shares; with more files than lines, one line from every (n / limit)-th file.
+        share = limit * (i + 1) // n - limit * i // n
+        if share:
+            out += _file_sample(path, share)
+    logger.info("sampled %d lines from %d files", len(out), len(paths))
+    return out

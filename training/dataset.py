@@ -60,15 +60,16 @@ def make_examples(
     return out, label_names
 
 
+def val_bucket(text: str) -> float:
+    """A stable number in [0, 1) for a masked text; below `val_fraction` means validation."""
+    h = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2**64
+
+
 def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
     """Stable split by a hash of the text: the same line is always on the same side."""
-
-    def bucket(e: Example) -> float:
-        h = hashlib.blake2b(e.text.encode("utf-8", "replace"), digest_size=8).digest()
-        return int.from_bytes(h, "little") / 2**64
-
-    val = [e for e in examples if bucket(e) < val_fraction]
-    train = [e for e in examples if bucket(e) >= val_fraction]
+    val = [e for e in examples if val_bucket(e.text) < val_fraction]
+    train = [e for e in examples if val_bucket(e.text) >= val_fraction]
     return train, val
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from logclust.text.masking import Masker, MaskingConfig
 from logclust.text.tokenizer import Tokenizer
 from training import data as data_mod
 from training import semantic, teacher
-from training.config import ModelConfig, SemanticConfig, TrainConfig, to_dict
+from training.config import DataConfig, ModelConfig, SemanticConfig, TrainConfig, to_dict
 from training.corpus import python_messages
 from training.dataset import Example, make_examples, split
 from training.distributed import ONE_WORKER, Cluster, make_strategy
@@ -38,6 +39,9 @@ from training.evaluate.report import threshold_section, write_section
 from training.evaluate.streaming import calibrate
 from training.semantic import SemanticTable
 from training.tokenizer import TokenizerConfig, train_tokenizer
+
+if TYPE_CHECKING:  # training.train needs TensorFlow; the steps import it when they run
+    from training.train import Feed
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class PipelineConfig:
     tokenizer: TokenizerConfig = TokenizerConfig()
     masking: MaskingConfig = MaskingConfig()
     semantic: SemanticConfig = SemanticConfig()
+    data: DataConfig = DataConfig()  # data.files: train on streamed files, not on data_dir
 
 
 @dataclass
@@ -79,8 +84,17 @@ class Prepared:
 
 
 def prepare(cfg: PipelineConfig) -> Prepared:
-    """Distinct masked training lines, split into training and validation."""
-    sets = data_mod.load_training_lines(cfg.data_dir)
+    """Distinct masked training lines, split into training and validation.
+
+    With `data.files`, these are a bounded sample of the files (tokenizer, validation,
+    default clusters); `train` and `finetune` then stream the files themselves.
+    """
+    if cfg.data.files:
+        paths = data_mod.list_log_files(cfg.data.files)
+        lines = data_mod.sample_lines(paths, cfg.data.sample_lines)
+        sets = {cfg.data.files: data_mod.LogSet(cfg.data.files, lines, lines)}
+    else:
+        sets = data_mod.load_training_lines(cfg.data_dir)
     masker = Masker(cfg.masking)
     examples, names = make_examples(sets, masker, cfg.train.include_content)
     if cfg.train.corpus_lines:
@@ -120,24 +134,54 @@ def resolved_model_config(cfg: PipelineConfig, tok: Tokenizer) -> ModelConfig:
     return ModelConfig(**d)
 
 
+def make_feed(
+    cfg: PipelineConfig,
+    tcfg: TrainConfig,
+    tok: Tokenizer,
+    prep: Prepared,
+    teacher_emb: np.ndarray | None,
+    cluster: Cluster,
+) -> tuple[Feed, int, int]:
+    """The training batches, steps per epoch and teacher width: streamed from
+    `data.files` when set, else the in-memory distinct lines."""
+    from training.train import MemoryFeed
+
+    worker = (cluster.index, cluster.size)
+    if not cfg.data.files:
+        assert teacher_emb is not None  # `run` computes it for in-memory training
+        steps = max(1, len(prep.train) // tcfg.batch_size // cluster.size)
+        return MemoryFeed(tok, prep.train, teacher_emb, tcfg, worker), steps, teacher_emb.shape[1]
+    from training.stream import Stream, training_stream
+
+    if tcfg.distill_weight or tcfg.contrastive_weight:
+        logger.info("streamed lines have no teacher targets nor templates: next-token only")
+    paths = data_mod.list_log_files(cfg.data.files)
+    ds = training_stream(paths, tok, Masker(cfg.masking), tcfg, cfg.data, worker)
+    return Stream(ds, cfg.data.steps_per_epoch), cfg.data.steps_per_epoch, 1
+
+
 def step_train(
-    cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray, cluster: Cluster = ONE_WORKER
+    cfg: PipelineConfig,
+    prep: Prepared,
+    teacher_emb: np.ndarray | None,
+    cluster: Cluster = ONE_WORKER,
 ) -> dict[str, object]:
     from training.train import Trainer, fit
 
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
     mcfg = resolved_model_config(cfg, tok)
-    steps = max(1, len(prep.train) // cfg.train.batch_size // cluster.size)
+    strategy = make_strategy(cluster)  # first: collectives are set up before any TF op
+    feed, steps, teacher_dim = make_feed(cfg, cfg.train, tok, prep, teacher_emb, cluster)
     trainer = Trainer(
         mcfg,
         cfg.train,
         cfg.work_dir,
         steps,
-        teacher_emb.shape[1],
-        strategy=make_strategy(cluster),
+        teacher_dim,
+        strategy=strategy,
         worker=(cluster.index, cluster.size),
     )
-    hist = fit(trainer, tok, prep.train, prep.val, teacher_emb)
+    hist = fit(trainer, tok, feed, prep.val)
     return hist.__dict__
 
 
@@ -153,7 +197,10 @@ def best_stage_dir(work_dir: Path) -> Path:
 
 
 def step_finetune(
-    cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray, cluster: Cluster = ONE_WORKER
+    cfg: PipelineConfig,
+    prep: Prepared,
+    teacher_emb: np.ndarray | None,
+    cluster: Cluster = ONE_WORKER,
 ) -> None:
     """Distillation-heavy second stage from the first stage's best weights."""
     from training.train import Trainer, fit
@@ -170,18 +217,19 @@ def step_finetune(
         warmup_steps=50,
     )
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
-    steps = max(1, len(prep.train) // t.batch_size // cluster.size)
+    strategy = make_strategy(cluster)  # first: collectives are set up before any TF op
+    feed, steps, teacher_dim = make_feed(cfg, tcfg, tok, prep, teacher_emb, cluster)
     trainer = Trainer(
         resolved_model_config(cfg, tok),
         tcfg,
         finetune_dir(cfg.work_dir),
         steps,
-        teacher_emb.shape[1],
+        teacher_dim,
         init_weights=cfg.work_dir / "best.weights.h5",
-        strategy=make_strategy(cluster),
+        strategy=strategy,
         worker=(cluster.index, cluster.size),
     )
-    fit(trainer, tok, prep.train, prep.val, teacher_emb)
+    fit(trainer, tok, feed, prep.val)
 
 
 def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray | None) -> None:
@@ -230,6 +278,7 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
         "model_config": to_dict(mcfg),
         "train_config": to_dict(cfg.train),
         "tokenizer_config": to_dict(cfg.tokenizer),
+        "data_config": to_dict(cfg.data),
         "masking": cfg.masking.to_dict(),
         "semantic": None
         if channel is None
@@ -318,13 +367,13 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS, cluster: Cluster = 
     if "tokenizer" in steps:
         tok = step_tokenizer(cfg, prep)
         print(f"tokenizer: {tok.vocab_size} pieces (asked for {cfg.tokenizer.vocab_size})")
-    needs_teacher = {"teacher", "train", "finetune", "semantic"} & set(steps)
+    # Streamed training uses no teacher targets: then only the semantic step needs them.
+    uses_teacher = {"teacher", "semantic"} | (set() if cfg.data.files else {"train", "finetune"})
+    needs_teacher = uses_teacher & set(steps)
     teacher_emb = step_teacher(cfg, prep) if needs_teacher else None
     if "train" in steps:
-        assert teacher_emb is not None
         step_train(cfg, prep, teacher_emb, cluster)
     if "finetune" in steps:
-        assert teacher_emb is not None
         step_finetune(cfg, prep, teacher_emb, cluster)
     if "semantic" in steps:
         step_semantic(cfg, prep, teacher_emb)

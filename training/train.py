@@ -19,8 +19,10 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -246,30 +248,55 @@ def next_token_accuracy(
     return hits / max(cnts, 1.0)
 
 
-def fit(
-    trainer: Trainer,
-    tok: Tokenizer,
-    train: list[Example],
-    val: list[Example],
-    teacher_train: np.ndarray,
-) -> History:
+Batch = tuple[Any, Any, Any]  # seq (B, W) int32, labels (B,) int32, teacher (B, T) float32
+
+
+class Feed(Protocol):
+    """Where an epoch's batches come from: `MemoryFeed`, or `training.stream.Stream`."""
+
+    def epoch(self, epoch: int) -> tuple[int, Iterator[Batch]]:
+        """The number of steps of `epoch` and its batches."""
+        ...
+
+
+class MemoryFeed:
+    """The distinct in-memory training lines, reshuffled into batches every epoch."""
+
+    def __init__(
+        self,
+        tok: Tokenizer,
+        train: list[Example],
+        teacher_train: np.ndarray,
+        tcfg: TrainConfig,
+        worker: tuple[int, int] = (0, 1),
+    ) -> None:
+        self.seq = lm_arrays(tok, [e.text for e in train], tcfg.train_max_len + 1)
+        self.lengths = (self.seq != PAD_ID).sum(1)
+        self.labels = np.array([e.label for e in train], np.int32)
+        self.teacher, self.tcfg, self.worker = teacher_train, tcfg, worker
+
+    def epoch(self, epoch: int) -> tuple[int, Iterator[Batch]]:
+        c = self.tcfg
+        rng = np.random.default_rng(c.seed + epoch)
+        groups = shard(batches(len(self.seq), c.batch_size, self.lengths, rng), *self.worker)
+        return len(groups), (
+            (self.seq[g, : int(self.lengths[g].max())], self.labels[g], self.teacher[g])
+            for g in groups
+        )
+
+
+def fit(trainer: Trainer, tok: Tokenizer, feed: Feed, val: list[Example]) -> History:
     """Runs the remaining epochs; keeps the best weights in `work_dir/best.weights.h5`."""
     c, work = trainer.tcfg, trainer.work
     hist_path = work / "history.json"
     hist = History(**json.loads(hist_path.read_text())) if hist_path.exists() else History()
-    seq = lm_arrays(tok, [e.text for e in train], c.train_max_len + 1)
-    lengths = (seq != PAD_ID).sum(1)
-    labels = np.array([e.label for e in train], np.int32)
     for epoch in range(int(trainer.epoch.numpy()), c.epochs):
-        rng = np.random.default_rng(c.seed + epoch)
-        groups = shard(batches(len(train), c.batch_size, lengths, rng), *trainer.worker)
-        bar = keras.utils.Progbar(len(groups), stateful_metrics=["lm", "acc", "con", "dis"])
+        steps, epoch_batches = feed.epoch(epoch)
+        bar = keras.utils.Progbar(steps, stateful_metrics=["lm", "acc", "con", "dis"])
         t0, tot_hit, tot_cnt = time.time(), 0.0, 0.0
-        for i, g in enumerate(groups):
-            width = int(lengths[g].max())
-            out = trainer.train_step(
-                tf.constant(seq[g, :width]), tf.constant(labels[g]), tf.constant(teacher_train[g])
-            )
+        for i, (seq, labels, teacher) in enumerate(epoch_batches):
+            as_tensors = [tf.convert_to_tensor(x) for x in (seq, labels, teacher)]
+            out = trainer.train_step(*as_tensors)
             tot_hit += float(out["hit"])
             tot_cnt += float(out["cnt"])
             bar.update(

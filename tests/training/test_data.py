@@ -1,9 +1,17 @@
+import gzip
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import LOGHUB, need_loghub
-from training.data import load_loghub, load_training_lines, read_loghub_system, read_plain
+from training.data import (
+    list_log_files,
+    load_loghub,
+    load_training_lines,
+    read_loghub_system,
+    read_plain,
+    sample_lines,
+)
 
 
 def test_plain_file_non_utf8_and_blank_lines(tmp_path: Path) -> None:
@@ -34,3 +42,39 @@ def test_loghub_layout() -> None:
     assert ls.content[0] in ls.raw[0]
     train = load_training_lines(LOGHUB)
     assert "Android" not in train and len(train) == 12
+
+
+def test_log_files_of_a_folder_or_glob(tmp_path: Path) -> None:
+    for name in ("b.log", "a.log.gz", ".hidden", "c.txt"):
+        (tmp_path / name).write_text("x\n")
+    assert [p.name for p in list_log_files(tmp_path)] == ["a.log.gz", "b.log", "c.txt"]
+    assert [p.name for p in list_log_files(tmp_path / "*.log")] == ["b.log"]
+    with pytest.raises(FileNotFoundError, match="Received"):
+        list_log_files(tmp_path / "*.nothing")
+
+
+def test_sample_is_bounded_and_spread_over_a_large_file(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_text("".join(f"event {i:06d} happened\n\n" for i in range(20000)))
+    sample = sample_lines([big], 500)
+    assert len(sample) == 500 and len(set(sample)) == 500
+    numbers = sorted(int(s.split()[1]) for s in sample)
+    # Read in windows along the whole file, not its first 500 lines.
+    assert numbers[0] < 700 and numbers[-1] > 19000
+    assert len(sample_lines([big], 7)) == 7
+
+
+def test_sample_shares_and_gzip(tmp_path: Path) -> None:
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"f{i}.log.gz"
+        with gzip.open(p, "wt") as f:
+            f.write("".join(f"file {i} line {j}\n" for j in range(100)))
+        paths.append(p)
+    sample = sample_lines(paths, 3)  # more files than lines: one line from three files
+    assert len(sample) == 3 and len({s.split()[1] for s in sample}) == 3
+    sample = sample_lines(paths, 50)
+    assert len(sample) == 50 and sample[:10] == [f"file 0 line {j}" for j in range(10)]
+    small = tmp_path / "small.log"
+    small.write_text("a\r\n\n   \nb\n")
+    assert sample_lines([small], 100) == ["a", "b"]
