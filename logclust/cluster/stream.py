@@ -631,8 +631,12 @@ class StreamClusters:
         holds up another stream's batch for one slice, not for the whole burst (10,000
         new texts took 13.4 s of another stream's batch latency when they were encoded
         under the lock). The embeddings land in the cache, where `assign` finds them."""
-        known = [c.known_texts() for c in clusterers if c is not None]
-        new = [k for k in keys if not any(k in m for m in known)]
+        miss = np.ones(len(keys), bool)
+        for c in clusterers:  # one dict probe per text in C (a Python loop cost 0.6 ms)
+            if c is not None:
+                known = c.known_texts()
+                miss &= np.fromiter(map(known.get, keys, repeat(-1)), np.int64, len(keys)) < 0
+        new = [keys[i] for i in np.flatnonzero(miss).tolist()]
         for start in range(0, len(new), _EMBED_SLICE):
             with self._embed_lock:
                 self.cache.embed(new[start : start + _EMBED_SLICE])
