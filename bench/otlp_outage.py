@@ -48,6 +48,7 @@ from bench.sidecar import (
     free_port,
     machine,
     peak_rss_mb,
+    rss_mb,
     wait_idle,
 )
 from bench.workloads import loghub_lines, replay
@@ -55,15 +56,6 @@ from logclust.client import Client
 
 # Replay lines cycled through by the senders (record ids stay unique).
 POOL_LINES = 100_000
-
-
-def rss_mb(pid: int) -> float:
-    """Current resident set (`VmRSS`) of `pid`."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def payload(lines: list[str], first_id: int, n: int) -> bytes:

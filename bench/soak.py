@@ -18,18 +18,9 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from bench.sidecar import SERVER_CORE, Sidecar, proc_cpu_s
+from bench.sidecar import SERVER_CORE, Sidecar, proc_cpu_s, rss_mb
 from logclust.cli.traffic import generate_traffic
 from logclust.client import Client
-
-
-def rss_mb(pid: int) -> float:
-    """Current resident set size of `pid` (VmRSS)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def paced(table: pa.Table, batch: int, rate: float, until: float) -> Iterator[pa.Table]:

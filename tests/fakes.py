@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 
 import numpy as np
@@ -68,3 +69,17 @@ class FakeLabeler:
     def embed(self, texts: list[str] | pa.Array) -> np.ndarray:
         arr = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
         return self.embed_masked(self.masker.mask(arr))
+
+
+class SlowLabeler(FakeLabeler):
+    """`FakeLabeler` that takes `delay_s` per model call plus `per_text_s` per text (the
+    GIL is free while it waits): batches stay in flight, bursts take time."""
+
+    def __init__(self, delay_s: float = 0.0, per_text_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.per_text_s = per_text_s
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        time.sleep(self.delay_s + self.per_text_s * len(masked))
+        return super().embed_masked(masked)

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
-import numpy as np
 import pyarrow as pa
 
 from logclust.client import Client
 from logclust.cluster.config import StreamClusterConfig
 from logclust.server import ServerConfig, create_server
-from tests.fakes import FakeLabeler
-
-
-class SlowLabeler(FakeLabeler):
-    """Takes `delay_s` per model call: the client has time to send ahead."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__()
-        self.delay_s = delay_s
-
-    def embed_masked(self, masked: pa.Array) -> np.ndarray:
-        time.sleep(self.delay_s)
-        return super().embed_masked(masked)
+from tests.fakes import SlowLabeler
 
 
 def _new_texts(batch: int, rows: int) -> pa.Table:

@@ -22,7 +22,7 @@ from logclust.embed.embedding_cache import EmbeddingCache
 from logclust.text.masking import Masker
 from logclust.wire import contract, ipc
 from logclust.wire.contract import LimitExceededError
-from tests.fakes import FakeLabeler, fake_traffic
+from tests.fakes import FakeLabeler, SlowLabeler, fake_traffic
 
 CFG = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
 
@@ -323,20 +323,8 @@ def test_the_memo_is_shared_by_the_sources_present() -> None:
     assert small.sources["a"].memo_limit() == 150  # never past the embedding cache
 
 
-class SlowLabeler(FakeLabeler):
-    """A model that takes `per_text` seconds per text (the GIL is free while it waits)."""
-
-    def __init__(self, per_text: float) -> None:
-        super().__init__()
-        self.per_text = per_text
-
-    def embed_masked(self, masked: pa.Array) -> np.ndarray:
-        time.sleep(self.per_text * len(masked))
-        return super().embed_masked(masked)
-
-
 def test_a_burst_of_new_texts_on_one_source_does_not_hold_up_another() -> None:
-    sc = StreamClusters(SlowLabeler(per_text=0.005), CFG)
+    sc = StreamClusters(SlowLabeler(per_text_s=0.005), CFG)
     steady = pa.table({"body": [f"GET /cart item {i} ok" for i in range(50)], "source": ["b"] * 50})
     _run(sc, steady)  # placed: later batches of these texts need no model
 

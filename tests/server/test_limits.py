@@ -20,22 +20,10 @@ from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.wire import ipc
-from tests.fakes import FakeLabeler
+from tests.fakes import FakeLabeler, SlowLabeler
 
 CLUSTERS = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class SlowLabeler(FakeLabeler):
-    """Takes `delay_s` per embedding call, so batches stay in flight."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__()
-        self.delay_s = delay_s
-
-    def embed_masked(self, masked: pa.Array) -> np.ndarray:
-        time.sleep(self.delay_s)
-        return super().embed_masked(masked)
 
 
 class BrokenLabeler(FakeLabeler):
