@@ -55,8 +55,15 @@ class ClusterModel:
         return nearest_centroid(embeddings, self.centroids)
 
 
-def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of and distance to the nearest row of `centroids` for each row of `x`."""
+def nearest_centroid(
+    x: np.ndarray, centroids: np.ndarray, scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and distance to the nearest row of `centroids` for each row of `x`.
+
+    Args:
+        scale: `(k,)` factors: the centroids are `centroids * scale[:, None]` (row sums
+            and their inverse norms, without making the unit rows).
+    """
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
         raise ValueError(f"Embeddings must be (n, {centroids.shape[1]}). Received: shape={x.shape}")
     if x.shape[0] == 0:
@@ -66,21 +73,33 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     # otherwise take hundreds of MB for an instant).
     xx = np.einsum("ij,ij->i", x, x)
     cc = np.einsum("ij,ij->i", centroids, centroids)
+    if scale is not None:
+        cc *= scale * scale
     step = max(1, _BLOCK_ELEMENTS // max(1, len(centroids)))
     ids = np.empty(len(x), np.int64)
     best = np.empty(len(x), xx.dtype)
     for lo in range(0, len(x), step):
-        d2 = sq_distances(x[lo : lo + step], centroids, xx[lo : lo + step], cc)
+        xb = x[lo : lo + step]
+        if scale is None:
+            d2 = sq_distances(xb, centroids, xx[lo : lo + step], cc)
+        else:
+            d2 = xb @ centroids.T
+            d2 *= -2.0 * scale[None, :]
+            d2 += xx[lo : lo + step, None]
+            d2 += cc[None, :]
         ids[lo : lo + step] = np.argmin(d2, axis=1)
         best[lo : lo + step] = d2[np.arange(len(d2)), ids[lo : lo + step]]
     # The expanded form loses precision near zero (float32 cancellation: an absolute error
     # of a few ulps of |x|^2 + |c|^2). Where the result is not far above that, the
     # distance is recomputed directly; elsewhere its relative error is below 1e-4.
-    scale = xx + cc[ids]
-    near = np.flatnonzero(best < _RECOMPUTE_BELOW * scale)
+    scale_sq = xx + cc[ids]
+    near = np.flatnonzero(best < _RECOMPUTE_BELOW * scale_sq)
     dist = np.sqrt(np.maximum(best, 0.0))
     if near.size:
-        dist[near] = np.linalg.norm(x[near] - centroids[ids[near]], axis=1)
+        c = centroids[ids[near]]
+        if scale is not None:
+            c = c * scale[ids[near], None]
+        dist[near] = np.linalg.norm(x[near] - c, axis=1)
     return ids.astype(np.int32), dist.astype(np.float32)
 
 

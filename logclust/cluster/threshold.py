@@ -21,13 +21,17 @@ import numpy as np
 from logclust.cluster.clustering import nearest_centroid
 
 # Rows compared at once (bounds the temporaries with thousands of clusters: a block of
-# 256 rows against 4,096 centroids is 4 MB of float32).
-_MERGE_BLOCK = 256
+# 64 rows against 4,096 centroids is 1 MB of float32).
+_MERGE_BLOCK = 64
 
 
 @dataclass
 class Centroids:
     """Growable centroid table: `sums` of the distinct members placed in each cluster.
+
+    Unit centroids are not kept beside the sums: with thousands of clusters each
+    `(k, dim)` float32 array is several MB of resident memory, so distances are computed
+    from the sums and their norms (`nearest`), and `unit` builds a new array when asked.
 
     Attributes:
         sums: `(capacity, dim)` float32; the first `k` rows are in use.
@@ -38,57 +42,79 @@ class Centroids:
     sums: np.ndarray
     counts: np.ndarray
     k: int = 0
-    # `unit` as last computed; dropped whenever the sums change.
-    _unit: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Norms of the first k sums as last computed; dropped whenever the sums change.
+    _norms: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, dim: int, capacity: int = 64) -> Centroids:
         return cls(np.zeros((capacity, dim), np.float32), np.zeros(capacity, np.int64))
 
     @classmethod
-    def of(cls, centroids: np.ndarray, counts: np.ndarray) -> Centroids:
-        """A table whose clusters have these (unit) centroids and member counts."""
+    def of(cls, centroids: np.ndarray, counts: np.ndarray, own: bool = False) -> Centroids:
+        """A table whose clusters have these (unit) centroids and member counts.
+
+        Args:
+            own: `centroids` (float32, C-contiguous) becomes the table's `sums` and is
+                overwritten, instead of being copied (no second `(k, dim)` array).
+        """
         k = len(centroids)
-        table = cls.empty(centroids.shape[1], max(64, k))
         n = np.maximum(counts, 1)
-        table.sums[:k] = centroids * n[:, None]
+        weights = n[:, None].astype(np.float32)
+        if own and centroids.dtype == np.float32 and centroids.flags.c_contiguous:
+            centroids *= weights
+            return cls(centroids, n.astype(np.int64), k)
+        table = cls.empty(centroids.shape[1], max(64, k))
+        np.multiply(centroids, weights, out=table.sums[:k])
         table.counts[:k] = n
         table.k = k
         return table
 
     @property
     def unit(self) -> np.ndarray:
-        """`(k, dim)` float32 unit-length centroids (do not modify: it is cached)."""
-        if self._unit is None or len(self._unit) != self.k:
-            s = self.sums[: self.k]
-            norm = np.linalg.norm(s, axis=1, keepdims=True)
-            self._unit = (s / np.maximum(norm, 1e-12)).astype(np.float32)
-        return self._unit
+        """`(k, dim)` float32 unit-length centroids: a new array at each call."""
+        return _normalised(self.sums[: self.k])
+
+    def unit_rows(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Unit-length centroids of some rows (of the first `k`)."""
+        return _normalised(self.sums[: self.k][rows])
+
+    def norms(self) -> np.ndarray:
+        """`(k,)` norms of the sums (at least 1e-12), cached until the sums change."""
+        if self._norms is None or len(self._norms) != self.k:
+            self._norms = _norms(self.sums[: self.k])
+        return self._norms
+
+    def nearest(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index of and distance to the nearest unit centroid for each row of `x`."""
+        return nearest_centroid(x, self.sums[: self.k], scale=1.0 / self.norms())
 
     def changed(self) -> None:
         """Call after writing `sums` directly."""
-        self._unit = None
+        self._norms = None
 
     def add(self, cidx: np.ndarray, x: np.ndarray) -> None:
         """Adds members `x` to clusters `cidx` (the running means move)."""
         if len(cidx):
             np.add.at(self.sums, cidx, x)
             np.add.at(self.counts, cidx, 1)
-            self._unit = None
+            self._norms = None
 
     def open(self, x: np.ndarray, count: int = 1) -> int:
         """A new cluster whose members sum to `x` (one member by default); returns its
         index."""
         if self.k == len(self.counts):
-            grow = 2 * len(self.counts)
-            self.sums = np.resize(self.sums, (grow, self.sums.shape[1]))
-            self.sums[self.k :] = 0.0
-            self.counts = np.resize(self.counts, grow)
-            self.counts[self.k :] = 0
+            # A quarter more, not double: with thousands of clusters the old and the new
+            # table are resident together while the rows are copied.
+            grow = len(self.counts) + max(64, len(self.counts) // 4)
+            sums = np.zeros((grow, self.sums.shape[1]), np.float32)
+            sums[: self.k] = self.sums[: self.k]
+            counts = np.zeros(grow, np.int64)
+            counts[: self.k] = self.counts[: self.k]
+            self.sums, self.counts = sums, counts
         self.sums[self.k] = x
         self.counts[self.k] = count
         self.k += 1
-        self._unit = None
+        self._norms = None
         return self.k - 1
 
 
@@ -118,7 +144,7 @@ def place(
     if m == 0:
         return cidx, dist, 0
     if table.k:
-        cidx, dist = nearest_centroid(x, table.unit)
+        cidx, dist = table.nearest(x)
         cidx = cidx.astype(np.int64)
         far = np.flatnonzero(dist > threshold)
     else:
@@ -138,7 +164,7 @@ def place(
             table.add(np.full(members.size, c), x[members])
         rest = rest[~join]
     if rest.size:  # the cap is reached: the nearest cluster, however far
-        cidx[rest], dist[rest] = nearest_centroid(x[rest], table.unit)
+        cidx[rest], dist[rest] = table.nearest(x[rest])
         table.add(cidx[rest], x[rest])
         forced = int(rest.size)
     return cidx, dist, forced
@@ -177,6 +203,7 @@ def consolidate(
     sample: np.ndarray,
     threshold: float,
     max_clusters: int,
+    own: bool = False,
 ) -> Consolidation:
     """Recomputes centroids from a sample, splits off drifted members, merges close ones.
 
@@ -196,46 +223,59 @@ def consolidate(
         sample: `(u, dim)` distinct embeddings of recent rows.
         threshold: the clustering threshold.
         max_clusters: cap on clusters.
+        own: `centroids` (float32) may be overwritten (no copy of it is made).
     """
     k = len(centroids)
-    table = Centroids.of(centroids, counts)
+    table = Centroids.of(centroids, counts, own=own)
     split: list[int] = []
     if len(sample) and k:
-        cidx, _ = nearest_centroid(sample, centroids)
-        # Every cluster's sampled mean at once; only clusters with a member out of reach
-        # of it go through `_recenter_or_split` one by one.
-        seen = np.bincount(cidx, minlength=k)
-        means = np.zeros_like(centroids)
-        np.add.at(means, cidx, sample)
-        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        far = np.zeros(k, bool)
-        far[cidx[_distances_to(sample, means, cidx) > threshold]] = True
-        ok = (seen > 0) & ~far
-        n = np.maximum(table.counts[:k], seen)
-        means *= n[:, None].astype(np.float32)  # in place: no (k, dim) temporaries
-        np.copyto(table.sums[:k], means, where=ok[:, None])
-        np.copyto(table.counts[:k], n, where=ok)
-        del means
+        cidx, _ = table.nearest(sample)
+        # The sampled mean of every cluster the sample reaches, at once (a sample of a few
+        # hundred rows reaches at most that many of thousands of clusters); only clusters
+        # with a member out of reach of it go through `_recenter_or_split` one by one.
+        touched, inv = np.unique(cidx, return_inverse=True)
+        inv = inv.ravel()
+        means = np.zeros((len(touched), table.sums.shape[1]), np.float32)
+        np.add.at(means, inv, sample)
+        means /= _norms(means)[:, None]
+        far = np.zeros(len(touched), bool)
+        far[inv[_distances_to(sample, means, inv) > threshold]] = True
+        ok = ~far
+        n = np.maximum(table.counts[touched], np.bincount(inv))
+        table.sums[touched[ok]] = means[ok] * n[ok, None].astype(np.float32)
+        table.counts[touched[ok]] = n[ok]
         table.changed()
-        for c in np.flatnonzero(far).tolist():
+        for c in touched[far].tolist():
             if _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters):
                 split.append(c)
     split_off = table.k - k
-    merged = _merge_pairs(table.unit, np.concatenate([sizes, np.zeros(split_off)]), threshold)
+    merged = _merge_pairs(table, np.concatenate([sizes, np.zeros(split_off)]), threshold)
     for src, dst in merged.items():
         table.sums[dst] += table.sums[src]
         table.counts[dst] += table.counts[src]
-    table.changed()
     alive = np.array([i for i in range(table.k) if i not in merged], np.int64)
-    unit = table.unit[alive]
+    # The table is this function's own: its sums become the unit centroids in place.
+    out = table.sums[alive] if merged else table.sums[: table.k]
+    out /= _norms(out)[:, None]
     return Consolidation(
-        centroids=unit,
+        centroids=out,
         counts=table.counts[alive].copy(),
         kept=alive[alive < k],
         merged={s: d for s, d in merged.items()},
         split_off=int((alive >= k).sum()),
         split=tuple(split),
     )
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    """Row norms of `x` (at least 1e-12), without an `x`-sized temporary."""
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    """`x` with unit rows, in `x`'s dtype: one new array of `x`'s size, no other (with
+    thousands of clusters each `(k, dim)` temporary is several MB of peak RSS)."""
+    return np.divide(x, _norms(x)[:, None].astype(x.dtype, copy=False))
 
 
 def _distances_to(x: np.ndarray, centroids: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -274,9 +314,10 @@ def _recenter_or_split(
     return table.k > k0
 
 
-def _merge_pairs(unit: np.ndarray, sizes: np.ndarray, threshold: float) -> dict[int, int]:
+def _merge_pairs(table: Centroids, sizes: np.ndarray, threshold: float) -> dict[int, int]:
     """Union of clusters whose centroids are within `threshold`: index -> survivor."""
-    k = len(unit)
+    k = table.k
+    sums, scale = table.sums[:k], 1.0 / table.norms()
     parent = np.arange(k)
 
     def root(a: int) -> int:
@@ -288,7 +329,9 @@ def _merge_pairs(unit: np.ndarray, sizes: np.ndarray, threshold: float) -> dict[
     # |a - b|^2 = 2 - 2 a.b for unit vectors: within the threshold <=> a.b >= this.
     min_dot = 1.0 - threshold * threshold / 2.0
     for start in range(0, k, _MERGE_BLOCK):
-        dots = unit[start : start + _MERGE_BLOCK] @ unit.T
+        block = sums[start : start + _MERGE_BLOCK] * scale[start : start + _MERGE_BLOCK, None]
+        dots = block @ sums.T
+        dots *= scale[None, :]
         rows, cols = np.nonzero(dots >= min_dot)
         for r, c in zip((rows + start).tolist(), cols.tolist(), strict=True):
             if r >= c:

@@ -3,6 +3,8 @@ aliases, the cap, persistence."""
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ from logclust.cli.traffic import generate_traffic
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import template_of
 from logclust.cluster.quality import ari
-from logclust.cluster.stream import SourceClusterer, StreamClusters
+from logclust.cluster.stream import SourceClusterer, StreamClusters, unpack_state
 from logclust.embed.embedding_cache import EmbeddingCache
 from logclust.text.masking import Masker
 from logclust.wire import contract, ipc
@@ -207,7 +209,7 @@ def test_state_of_another_dimension_is_ignored() -> None:
     other = StreamClusters(FakeLabeler(dim=32), CFG)
     other.load_states(sc.take_dirty_states())
     assert other.sources == {}
-    with pytest.raises(ValueError, match="Received: version=2, dim=256"):
+    with pytest.raises(ValueError, match="Received: version=3, dim=256"):
         SourceClusterer.from_bytes(sc.sources["frontend"].to_bytes(), CFG, dim=32, threshold=0.5)
 
 
@@ -344,3 +346,27 @@ def test_a_burst_of_new_texts_on_one_source_does_not_hold_up_another() -> None:
         running.result()
     assert waited < 0.6  # one slice of 16 texts (0.08 s) and the batch's own work
     assert len(set(again.tolist())) >= 1
+
+
+def test_state_of_format_2_still_loads_and_a_truncated_one_is_refused() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG)
+    _run(sc, fake_traffic(300))
+    src = sc.sources["frontend"]
+    meta, arrays = unpack_state(src.to_bytes())
+    # Format 2 (before pack_state): the same document, unit centroids, in an .npz.
+    buf = io.BytesIO()
+    doc = json.dumps({**meta, "version": 2}).encode()
+    unit = src._table.unit
+    np.savez(
+        buf,
+        meta=np.frombuffer(doc, np.uint8),
+        centroids=unit,
+        counts=arrays["counts"],
+        ids=arrays["ids"],
+    )
+    old = SourceClusterer.from_bytes(buf.getvalue(), CFG, dim=256, threshold=src.threshold)
+    assert old.dirty  # written again in the current format at the next flush
+    assert old.describe() == src.describe()
+    np.testing.assert_allclose(old._table.unit, src._table.unit, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="lies outside"):
+        SourceClusterer.from_bytes(src.to_bytes()[:-5], CFG, dim=256, threshold=src.threshold)
