@@ -1,11 +1,17 @@
 """Archive labelling on Apache Spark (the `spark` extra; needs a Java runtime).
 
-`label_dataframe` adds `cluster_id` and `cluster_distance` to a DataFrame with
-`mapInArrow`: batches stay Arrow from the executor's reader to its writer, and each
-task runs `logclust.archive.tasks` (LiteRT, no TensorFlow). Clusters are decided once,
-on the driver, from the bundle's centroids or by `Labeler.fit` on a sample, and the
-arrays are broadcast, so every partition assigns against the same centroids and the ids
-mean the same thing across the whole archive.
+`label_dataframe` adds `cluster_id` and `cluster_distance` to a DataFrame with two
+`mapInArrow` steps (`logclust.archive.tasks`: LiteRT, no TensorFlow; batches stay Arrow
+in every task): the first masks the text column, then the rows are shuffled by masked
+text so that every distinct masked text lives in one partition, and the second embeds
+each distinct masked text of its partition once and assigns it. The encoder (~5 ms a
+distinct text) is the cost of the job, so each distinct text is encoded once over the
+whole job and the encoder work is split between the executors; one shuffle of the rows
+is cheaper than masking twice (for a `distinct()` and a join) or caching the masked rows.
+
+Clusters are decided once, on the driver, from the bundle's centroids or by
+`Labeler.fit` on a sample, and the arrays are broadcast, so every partition assigns
+against the same centroids and the ids mean the same thing across the whole archive.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import FloatType, IntegerType, StructField, StructType
+from pyspark.sql.types import FloatType, IntegerType, StringType, StructField, StructType
 
-from logclust.archive.tasks import TaskSpec, label_batches
+from logclust.archive.tasks import MASKED, TaskSpec, assign_batches, mask_batches
 from logclust.cluster.clustering import ClusterModel
 from logclust.cluster.labeler import Labeler
 from logclust.wire.contract import BODY, CLUSTER_DISTANCE, CLUSTER_ID
@@ -30,6 +36,10 @@ from logclust.wire.contract import BODY, CLUSTER_DISTANCE, CLUSTER_ID
 logger = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[*]"
+# Partitions of the shuffle by masked text, per core of the default parallelism: several
+# per core so that the distinct texts (the encoder's work) spread evenly, and a slow task
+# does not leave the other cores idle at the end of the stage.
+PARTITIONS_PER_CORE = 4
 
 
 @dataclass(frozen=True)
@@ -76,11 +86,21 @@ def _collect_strings(df: DataFrame, column: str) -> pa.Array:
     return pa.array([r[0] for r in df.collect()], pa.string())
 
 
-def output_struct(df: DataFrame) -> StructType:
-    """The DataFrame's schema plus `cluster_id` (int) and `cluster_distance` (float)."""
-    for name in (CLUSTER_ID, CLUSTER_DISTANCE):
+def _check_new(df: DataFrame, names: tuple[str, ...]) -> None:
+    for name in names:
         if name in df.columns:
             raise ValueError(f"Input already has a {name} column. Received: {df.columns}")
+
+
+def masked_struct(df: DataFrame) -> StructType:
+    """The DataFrame's schema plus the helper column `MASKED` (string, nullable)."""
+    _check_new(df, (MASKED,))
+    return StructType([*df.schema.fields, StructField(MASKED, StringType(), True)])
+
+
+def output_struct(df: DataFrame) -> StructType:
+    """The DataFrame's schema plus `cluster_id` (int) and `cluster_distance` (float)."""
+    _check_new(df, (CLUSTER_ID, CLUSTER_DISTANCE))
     return StructType(
         [
             *df.schema.fields,
@@ -108,7 +128,10 @@ def label_dataframe(
         variant: encoder variant (None: the bundle's default).
 
     Returns:
-        A DataFrame in `df`'s partitioning; nothing runs until it is written or collected.
+        A DataFrame with `df`'s columns and rows, repartitioned by masked text (rows of
+        one masked text together; `df`'s row order is not kept: sort by a key column
+        when order matters). Nothing runs until it is written or collected, except the
+        sample and fit when `fit` asks for one.
     """
     if text_column not in df.columns:
         raise ValueError(f"No column {text_column!r}. Received: columns={df.columns}")
@@ -119,12 +142,29 @@ def label_dataframe(
         (clusters.centroids.astype(np.float32), clusters.radii.astype(np.float32))
     )
     spec = TaskSpec(path, variant, text_column)
+    out_struct = output_struct(df)
 
-    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def mask(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return mask_batches(batches, spec)
+
+    def assign(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         centroids, radii = shared.value
-        return label_batches(batches, spec, centroids, radii)
+        return assign_batches(batches, spec, centroids, radii)
 
-    return df.mapInArrow(task, output_struct(df))
+    masked = df.mapInArrow(mask, masked_struct(df))
+    # Hash partitioning: all rows of a masked text meet in one task, so the text is
+    # embedded once for the whole job (row counts per partition may be skewed by a few
+    # frequent texts; the per-row work after the shuffle is small next to the encoder).
+    by_text = masked.repartition(shuffle_partitions(df), MASKED)
+    return by_text.mapInArrow(assign, out_struct)
+
+
+def shuffle_partitions(df: DataFrame) -> int:
+    """Partitions of the shuffle by masked text: `PARTITIONS_PER_CORE` per core of the
+    default parallelism, and no fewer than the input has (large archives keep their
+    partition sizes)."""
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    return max(PARTITIONS_PER_CORE * cores, df.rdd.getNumPartitions())
 
 
 def session(master: str | None = None, app_name: str = "logclust-label") -> SparkSession:

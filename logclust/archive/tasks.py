@@ -1,10 +1,21 @@
-"""What one Spark task runs: Arrow record batches in, the same batches with `cluster_id`
-and `cluster_distance` out (pyarrow, numpy and LiteRT only; no pyspark, no TensorFlow).
+"""What the Spark tasks run: Arrow record batches in, Arrow record batches out (pyarrow,
+numpy and LiteRT only; no pyspark, no TensorFlow).
+
+Labelling runs in two steps so that each distinct masked text is encoded once over the
+whole job (an archive repeats a few thousand masked texts millions of times, and the
+encoder, ~5 ms a text, is the cost):
+
+1. `mask_batches` adds a `MASKED` column (cheap, any partitioning);
+2. the driver shuffles rows by that column, so every distinct masked text lives in one
+   partition only; `assign_batches` then embeds each distinct text of its partition once
+   (the process's embedding cache carries across batches and tasks), assigns it against
+   the driver's centroids and drops the helper column.
+
+`label_batches` chains both in one process (no shuffle): the same ids, for tests and
+single-partition use.
 
 A Python worker process keeps one labeler per bundle in a module-level cache, so the
-bundle is loaded once per process, not once per task or batch; its embedding cache
-carries across batches, so each distinct masked text is encoded once per process (an
-archive repeats a few thousand masked texts millions of times). Centroids come from the
+bundle is loaded once per process, not once per task or batch. Centroids come from the
 driver, never from the worker's own fit, so every partition uses the same ids.
 """
 
@@ -25,6 +36,8 @@ from logclust.wire.contract import CLUSTER_DISTANCE, CLUSTER_ID
 # Masked texts kept per worker process (x embedding_dim float32: 384 -> ~150 MB at most,
 # touched only as it fills).
 CACHE_TEXTS = 100_000
+# The helper column between the two steps; dropped before the output.
+MASKED = "_logclust_masked"
 
 
 @dataclass(frozen=True)
@@ -60,44 +73,90 @@ def worker(bundle: str | None, variant: str | None) -> _Worker:
     return _WORKERS[key]
 
 
-def output_schema(schema: pa.Schema) -> pa.Schema:
-    """`schema` plus `cluster_id` (int32) and `cluster_distance` (float32)."""
-    for name in (CLUSTER_ID, CLUSTER_DISTANCE):
+def _check_new(schema: pa.Schema, names: tuple[str, ...]) -> None:
+    for name in names:
         if name in schema.names:
             raise ValueError(f"Input already has a {name} column. Received: {schema.names}")
+
+
+def masked_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` plus the helper column `MASKED` (string, null where the text is null)."""
+    _check_new(schema, (MASKED,))
+    return schema.append(pa.field(MASKED, pa.string()))
+
+
+def output_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` plus `cluster_id` (int32) and `cluster_distance` (float32)."""
+    _check_new(schema, (CLUSTER_ID, CLUSTER_DISTANCE))
     return schema.append(pa.field(CLUSTER_ID, pa.int32())).append(
         pa.field(CLUSTER_DISTANCE, pa.float32())
     )
 
 
-def label_batch(batch: pa.RecordBatch, spec: TaskSpec, clusters: ClusterModel) -> pa.RecordBatch:
-    """One batch with the two columns added; null texts get id -1 and distance NaN."""
-    idx = batch.schema.get_field_index(spec.text_column)
+def _strings(batch: pa.RecordBatch, column: str) -> pa.Array:
+    idx = batch.schema.get_field_index(column)
     if idx < 0:
-        raise ValueError(
-            f"No text column {spec.text_column!r} in the batch. Received: {batch.schema.names}"
-        )
+        raise ValueError(f"No text column {column!r} in the batch. Received: {batch.schema.names}")
     texts = batch.column(idx)
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         raise TypeError(f"The text column must hold strings. Received: type={texts.type}")
+    return texts
+
+
+def mask_batch(batch: pa.RecordBatch, spec: TaskSpec) -> pa.RecordBatch:
+    """One batch with the `MASKED` column added (null texts stay null)."""
+    texts = _strings(batch, spec.text_column)
+    masker = worker(spec.bundle, spec.variant).labeler.masker
+    if texts.null_count:
+        valid = pc.is_valid(texts)
+        # Masked valid texts scattered back to their rows; nulls stay null.
+        masked = pc.replace_with_mask(
+            pa.nulls(len(texts), pa.string()), valid, masker.mask(texts.filter(valid))
+        )
+    else:
+        masked = masker.mask(texts)
+    masked = masked.cast(pa.string())
+    return pa.RecordBatch.from_arrays([*batch.columns, masked], schema=masked_schema(batch.schema))
+
+
+def assign_batch(batch: pa.RecordBatch, spec: TaskSpec, clusters: ClusterModel) -> pa.RecordBatch:
+    """A masked batch with `MASKED` replaced by the two label columns; each distinct
+    masked text is embedded once (and only if the process has not embedded it before).
+    Null masked texts get id -1 and distance NaN."""
+    masked = _strings(batch, MASKED)
     w = worker(spec.bundle, spec.variant)
-    valid = pc.is_valid(texts).to_numpy(zero_copy_only=False)
-    masked = w.labeler.masker.mask(texts.filter(pc.is_valid(texts)) if texts.null_count else texts)
-    enc = masked.dictionary_encode()
+    valid = pc.is_valid(masked).to_numpy(zero_copy_only=False)
+    enc = (masked.filter(pc.is_valid(masked)) if masked.null_count else masked).dictionary_encode()
     emb = w.cache.embed(enc.dictionary.to_pylist())
     ids_u, dist_u = clusters.assign(emb)  # per distinct text, then gathered per row
     rows = enc.indices.to_numpy(zero_copy_only=False)
-    ids = np.full(len(texts), -1, np.int32)
-    dist = np.full(len(texts), np.nan, np.float32)
+    ids = np.full(len(masked), -1, np.int32)
+    dist = np.full(len(masked), np.nan, np.float32)
     ids[valid], dist[valid] = ids_u[rows], dist_u[rows]
-    arrays = [*batch.columns, pa.array(ids, pa.int32()), pa.array(dist, pa.float32())]
-    return pa.RecordBatch.from_arrays(arrays, schema=output_schema(batch.schema))
+    keep = batch.drop_columns([MASKED])
+    arrays = [*keep.columns, pa.array(ids, pa.int32()), pa.array(dist, pa.float32())]
+    return pa.RecordBatch.from_arrays(arrays, schema=output_schema(keep.schema))
+
+
+def mask_batches(batches: Iterator[pa.RecordBatch], spec: TaskSpec) -> Iterator[pa.RecordBatch]:
+    """The body of the first `mapInArrow` task: each batch with `MASKED` added."""
+    for batch in batches:
+        yield mask_batch(batch, spec)
+
+
+def assign_batches(
+    batches: Iterator[pa.RecordBatch], spec: TaskSpec, centroids: np.ndarray, radii: np.ndarray
+) -> Iterator[pa.RecordBatch]:
+    """The body of the second `mapInArrow` task: masked batches labelled against the
+    driver's centroids, `MASKED` dropped."""
+    clusters = ClusterModel(centroids, radii)
+    for batch in batches:
+        yield assign_batch(batch, spec, clusters)
 
 
 def label_batches(
     batches: Iterator[pa.RecordBatch], spec: TaskSpec, centroids: np.ndarray, radii: np.ndarray
 ) -> Iterator[pa.RecordBatch]:
-    """The body of a `mapInArrow` task: each batch labelled against the driver's centroids."""
-    clusters = ClusterModel(centroids, radii)
-    for batch in batches:
-        yield label_batch(batch, spec, clusters)
+    """Both steps in one process, row order kept: each batch labelled against the
+    driver's centroids."""
+    return assign_batches(mask_batches(batches, spec), spec, centroids, radii)

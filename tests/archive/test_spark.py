@@ -66,6 +66,20 @@ def test_ids_equal_labeler_label(
     np.testing.assert_array_equal(out.column("cluster_id").to_numpy(), ids)
     np.testing.assert_allclose(out.column("cluster_distance").to_numpy(), dist, atol=1e-5)
     assert out.column("body").to_pylist() == texts
+    assert out.column_names == ["n", "body", "cluster_id", "cluster_distance"]
+
+
+def test_null_texts_get_minus_one_and_nan(spark: SparkSession, tiny_bundle: Path) -> None:
+    texts = [t for t, _ in synthetic_lines(40, seed=4)]
+    body = [None if i % 7 == 0 else t for i, t in enumerate(texts)]
+    df = spark.createDataFrame(pa.table({"n": np.arange(40), "body": pa.array(body, pa.string())}))
+    out = _sorted(label_dataframe(df, tiny_bundle).toArrow())
+    ids = out.column("cluster_id").to_numpy()
+    dist = out.column("cluster_distance").to_numpy()
+    null = np.array([b is None for b in body])
+    assert (ids[null] == -1).all() and np.isnan(dist[null]).all()
+    kept = [t for t in body if t is not None]
+    np.testing.assert_array_equal(ids[~null], Labeler.load(tiny_bundle).label(kept))
 
 
 def test_fitted_clusters_are_shared_by_every_partition(
