@@ -87,6 +87,12 @@ def _add_security_flags(p: argparse.ArgumentParser) -> None:
         "--metrics-listen", default=None, metavar="HOST:PORT", help="Prometheus endpoint"
     )
     g.add_argument("--max-inflight-batches", type=int, default=32, help="then RESOURCE_EXHAUSTED")
+    g.add_argument(
+        "--label-threads",
+        type=int,
+        default=None,
+        help="threads labelling batches, shared fairly by streams (default: cores, at least 2)",
+    )
     g.add_argument("--stream-idle-timeout", type=parse_duration, default=300.0)
     g.add_argument("--max-decompressed-bytes", type=int, default=256 * 1024 * 1024)
 

@@ -30,6 +30,7 @@ from grpc_health.v1.health import aio as health_aio
 from logclust.embed.embedding_cache import Embedder
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server.config import UNIX_PREFIX, ServerConfig, TlsConfig, unix_path
+from logclust.server.fair import FairExecutor
 from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_bytes
 from logclust.server.otlp import OtlpEndpoints
 from logclust.server.service import Executors, LabelLimits, LogClustService
@@ -220,7 +221,7 @@ def create_server(
     metrics = Metrics(config.metrics_max_series)
     sidecar = Sidecar(StreamLabeler(labeler, config.labeler_config()), store, metrics)
     executors = Executors(
-        label=futures.ThreadPoolExecutor(config.max_workers, thread_name_prefix="logclust"),
+        label=FairExecutor(config.label_pool_size(), thread_name_prefix="logclust"),
         query=futures.ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="logclust-query"),
     )
     limits = LabelLimits(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -90,6 +91,10 @@ class ServerConfig:
     # Threads labelling batches (streams themselves are coroutines: open ones cost no
     # thread). Also the OTLP/gRPC receiver's pool size.
     max_workers: int = 8
+    # Threads labelling Label batches, shared fairly between streams; None: the cores this
+    # process may run on, at least 2 (more threads than cores only interleave batches, and
+    # a light stream's batch then waits for several heavy ones), at most `max_workers`.
+    label_threads: int | None = None
     # Label batches in flight over all streams; one more is refused RESOURCE_EXHAUSTED at
     # once rather than queued without bound.
     max_inflight_batches: int = 32
@@ -127,6 +132,7 @@ class ServerConfig:
             "max_rows_per_batch": self.max_rows_per_batch,
             "max_sources": self.max_sources,
             "max_workers": self.max_workers,
+            "label_threads": self.label_threads or 1,
             "metrics_max_series": self.metrics_max_series,
             "max_inflight_batches": self.max_inflight_batches,
             "max_decompressed_bytes": self.max_decompressed_bytes,
@@ -152,6 +158,13 @@ class ServerConfig:
                 f"keep_sizes names fields the budget sets ({', '.join(SIZED_FIELDS)}). "
                 f"Received: {unknown}"
             )
+
+    def label_pool_size(self) -> int:
+        """Threads of the Label pool (see `label_threads`)."""
+        if self.label_threads is not None:
+            return self.label_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return min(self.max_workers, max(2, cores or 1))
 
     def sized(self, dim: int) -> ServerConfig:
         """This config with the sizes `memory_budget_mb` gives for embeddings of `dim`

@@ -2,8 +2,9 @@
 
 It runs on the asyncio gRPC server (`logclust.server.app`): an open stream costs a
 coroutine, not a thread, so idle streams cannot starve health checks or queries. The
-blocking domain calls run in `Executors`: Label batches in a bounded pool, queries in a
-pool of their own so they never wait behind labelling.
+blocking domain calls run in `Executors`: Label batches in a pool shared fairly between
+streams (`FairExecutor`: a light stream does not queue behind every heavy batch), queries
+in a pool of their own so they never wait behind labelling.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import grpc
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server import errors
+from logclust.server.fair import FairExecutor
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import ipc
@@ -45,7 +47,7 @@ class LabelLimits:
 class Executors:
     """Thread pools of the blocking work: labelling, and queries apart from it."""
 
-    label: futures.ThreadPoolExecutor
+    label: FairExecutor
     query: futures.ThreadPoolExecutor
 
     def shutdown(self) -> None:
@@ -108,6 +110,7 @@ class LogClustService(pb_grpc.LogClustServicer):
         self, request_iterator: AsyncIterator[pb.LabelRequest], context: Context
     ) -> AsyncIterator[pb.LabelResponse]:
         requests = aiter(request_iterator)
+        stream = object()  # this stream's turn in the label pool (see `FairExecutor`)
         while (request := await self._next(requests, context)) is not None:
             if self.inflight >= self.limits.max_inflight_batches:
                 raise LimitExceededError(
@@ -117,12 +120,15 @@ class LogClustService(pb_grpc.LogClustServicer):
                 )
             self.inflight += 1
             try:
-                data, rows = await self._run(
-                    self.executors.label,
-                    self.sidecar.label_ipc,
-                    request.arrow_ipc,
-                    self.limits.max_response_bytes,
-                    self.limits.max_decompressed_bytes,
+                data, rows = await asyncio.wrap_future(
+                    self.executors.label.submit(
+                        stream,
+                        len(request.arrow_ipc),
+                        self.sidecar.label_ipc,
+                        request.arrow_ipc,
+                        self.limits.max_response_bytes,
+                        self.limits.max_decompressed_bytes,
+                    )
                 )
             finally:
                 self.inflight -= 1
