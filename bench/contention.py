@@ -366,6 +366,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help='more flags of `logclust serve`, e.g. "--max-inflight-batches 64"',
     )
+    p.add_argument("--code", default=None, help="another checkout of the package to serve")
     args = p.parse_args(argv)
     args.heavy_sources = args.heavy_sources or args.heavy
     if not 1 <= args.heavy_sources <= min(args.heavy, MAX_SOURCES - 1):
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     pools = [rotate(sources[i % len(sources)], i) for i in range(args.heavy)]
     ctx = mp.get_context("spawn")
-    side = Sidecar(args.bundle, SERVER_CORE, extra=shlex.split(args.serve_args))
+    side = Sidecar(args.bundle, SERVER_CORE, code=args.code, extra=shlex.split(args.serve_args))
     heavy: HeavyClients | None = None
     try:
         heavy = HeavyClients.spawn(ctx, side.addr, pools, args.heavy_nice)

@@ -86,7 +86,13 @@ def _add_security_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--metrics-listen", default=None, metavar="HOST:PORT", help="Prometheus endpoint"
     )
-    g.add_argument("--max-inflight-batches", type=int, default=32, help="then RESOURCE_EXHAUSTED")
+    g.add_argument("--max-inflight-batches", type=int, default=256, help="then RESOURCE_EXHAUSTED")
+    g.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="request bytes in flight over all streams, then RESOURCE_EXHAUSTED",
+    )
     g.add_argument(
         "--label-threads",
         type=int,

@@ -101,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metrics_host=metrics_host,
         tls=server_tls(args),
         max_inflight_batches=args.max_inflight_batches,
+        max_inflight_bytes=args.max_inflight_bytes,
         label_threads=args.label_threads,
         stream_idle_timeout_s=args.stream_idle_timeout,
         max_decompressed_bytes=args.max_decompressed_bytes,

@@ -226,6 +226,7 @@ def create_server(
     )
     limits = LabelLimits(
         max_inflight_batches=config.max_inflight_batches,
+        max_inflight_bytes=config.max_inflight_bytes,
         stream_idle_timeout_s=config.stream_idle_timeout_s,
         max_response_bytes=config.max_message_bytes,
         max_decompressed_bytes=config.max_decompressed_bytes,

@@ -97,7 +97,11 @@ class ServerConfig:
     label_threads: int | None = None
     # Label batches in flight over all streams; one more is refused RESOURCE_EXHAUSTED at
     # once rather than queued without bound.
-    max_inflight_batches: int = 32
+    max_inflight_batches: int = 256
+    # Request bytes (Arrow IPC, as sent) in flight over all streams; one more is refused
+    # RESOURCE_EXHAUSTED at once. Bounds what queued batches hold, whatever their number
+    # and size (a request alone is always taken, up to `max_message_bytes`).
+    max_inflight_bytes: int = 64 * 1024 * 1024
     # A Label stream with no request for this long is ended (DEADLINE_EXCEEDED).
     stream_idle_timeout_s: float = 300.0
     # Bytes one Label payload may decode to (a compressed payload is checked before it is
@@ -135,6 +139,7 @@ class ServerConfig:
             "label_threads": self.label_threads or 1,
             "metrics_max_series": self.metrics_max_series,
             "max_inflight_batches": self.max_inflight_batches,
+            "max_inflight_bytes": self.max_inflight_bytes,
             "max_decompressed_bytes": self.max_decompressed_bytes,
             "stream_idle_timeout_s": self.stream_idle_timeout_s,
         }

@@ -37,7 +37,8 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 class LabelLimits:
     """Bounds of the Label path (see `ServerConfig` for the why of each)."""
 
-    max_inflight_batches: int = 32
+    max_inflight_batches: int = 256
+    max_inflight_bytes: int = 64 * 1024 * 1024
     stream_idle_timeout_s: float = 300.0
     max_response_bytes: int = 64 * 1024 * 1024
     max_decompressed_bytes: int = 256 * 1024 * 1024
@@ -60,8 +61,10 @@ class LogClustService(pb_grpc.LogClustServicer):
 
     A bad request inside a Label stream ends that stream with its status; the batches
     answered before it were fully processed and stay recorded. More than
-    `limits.max_inflight_batches` batches in flight over all streams: the new one is
-    refused at once (RESOURCE_EXHAUSTED) instead of queued.
+    `limits.max_inflight_batches` batches, or `limits.max_inflight_bytes` request bytes,
+    in flight over all streams: the new one is refused at once (RESOURCE_EXHAUSTED)
+    instead of queued. (A request alone in flight is taken whatever its size, up to the
+    message limit.) Batches in flight wait their stream's turn (`FairExecutor`).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class LogClustService(pb_grpc.LogClustServicer):
         # Batches handed to the label pool and not answered yet. Only the event loop's
         # thread touches it, so no lock.
         self.inflight = 0
+        self.inflight_bytes = 0
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -112,13 +116,18 @@ class LogClustService(pb_grpc.LogClustServicer):
         requests = aiter(request_iterator)
         stream = object()  # this stream's turn in the label pool (see `FairExecutor`)
         while (request := await self._next(requests, context)) is not None:
-            if self.inflight >= self.limits.max_inflight_batches:
+            size = len(request.arrow_ipc)
+            if self.inflight >= self.limits.max_inflight_batches or (
+                self.inflight and self.inflight_bytes + size > self.limits.max_inflight_bytes
+            ):
                 raise LimitExceededError(
-                    f"Server overloaded: {self.inflight} batches in flight "
-                    f"(max_inflight_batches={self.limits.max_inflight_batches}); retry later. "
-                    "Received: one more"
+                    f"Server overloaded: {self.inflight} batches of {self.inflight_bytes} bytes "
+                    f"in flight (max_inflight_batches={self.limits.max_inflight_batches}, "
+                    f"max_inflight_bytes={self.limits.max_inflight_bytes}); retry later. "
+                    f"Received: one more of {size} bytes"
                 )
             self.inflight += 1
+            self.inflight_bytes += size
             try:
                 data, rows = await asyncio.wrap_future(
                     self.executors.label.submit(
@@ -132,6 +141,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 )
             finally:
                 self.inflight -= 1
+                self.inflight_bytes -= size
             yield pb.LabelResponse(batch_id=request.batch_id, arrow_ipc=data, num_rows=rows)
 
     @errors.aio_unary

@@ -107,6 +107,40 @@ def test_overload_is_refused_at_once_not_queued() -> None:
             assert c.health() == "SERVING"
 
 
+def test_request_bytes_in_flight_are_bounded_but_a_request_alone_is_taken() -> None:
+    big = bytes(_batch(400, body="user_id=7 action=login"))  # a miss: the slow embedder runs
+    srv, port = _server(SlowLabeler(0.8), max_inflight_bytes=len(big) // 2)
+    results: list[grpc.StatusCode | None] = []
+    details: list[str] = []
+    lock = threading.Lock()
+
+    def send(batch_id: int) -> None:
+        try:
+            list(
+                stub.Label(
+                    iter([pb.LabelRequest(batch_id=str(batch_id), arrow_ipc=big)]), timeout=30
+                )
+            )
+            code = None
+        except grpc.RpcError as e:
+            code = e.code()
+            details.append(e.details() or "")
+        with lock:
+            results.append(code)
+
+    with srv, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.LogClustStub(channel)
+        threads = [threading.Thread(target=send, args=(i,)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+            time.sleep(0.2)
+        for t in threads:
+            t.join(30)
+    # The first, alone, is taken although it is over the bound; the second is not.
+    assert sorted(results, key=str) == sorted([None, EXHAUSTED], key=str)
+    assert "max_inflight_bytes" in details[0]
+
+
 def test_internal_error_is_internal_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     srv, port = _server(BrokenLabeler())
     with srv, Client(f"127.0.0.1:{port}") as client:
