@@ -68,7 +68,7 @@ def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--otlp-http-listen", default=None, help="OTLP/HTTP host:port (/v1/logs)")
     g.add_argument("--otlp-forward", default=None, help="next hop, OTLP/gRPC host:port")
     g.add_argument(
-        "--otlp-queue-records", type=int, default=50_000, help="forwarding queue bound (records)"
+        "--otlp-queue-records", type=int, default=20_000, help="forwarding queue bound (records)"
     )
     g.add_argument("--otlp-body-attribute", default=None, help="attribute with the text")
     g.add_argument("--otlp-source-attribute", default="service.name", help="resource attribute")
