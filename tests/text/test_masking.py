@@ -73,3 +73,14 @@ def test_bad_config_is_named() -> None:
 def test_max_chars_bounds_work() -> None:
     out = mask_texts(["x" * 10_000], MaskingConfig(max_chars=100))
     assert len(out[0]) == 100
+
+
+def test_an_offsets_buffer_longer_than_needed_is_read() -> None:
+    # Valid Arrow (a buffer may be longer than its array needs), as a fuzzed IPC payload
+    # had it: 2 bytes past the last offset made the length check fail with a ValueError.
+    offsets = pa.array([0, 3, 9], pa.int32()).buffers()[1].to_pybytes() + b"\x00\x00"
+    arr = pa.Array.from_buffers(
+        pa.string(), 2, [None, pa.py_buffer(offsets), pa.py_buffer(b"id=12345678")]
+    )
+    arr.validate(full=True)
+    assert Masker(MaskingConfig(max_chars=4)).mask(arr).to_pylist() == ["id=", "<NUM"]
