@@ -112,7 +112,8 @@ def digit_shape(texts: pa.Array, digit: str, guards: tuple[str, ...] = ()) -> pa
     out = raw - is_digit * (raw - np.uint8(ord(digit)))
     if guards:
         width = 8 if pa.types.is_large_string(texts.type) else 4
-        offs = np.frombuffer(offsets, f"<i{width}")[texts.offset : texts.offset + len(texts) + 1]
+        # Only the offsets in use (a valid buffer may be longer, by part of an offset).
+        offs = np.frombuffer(offsets, f"<i{width}", texts.offset + len(texts) + 1)[texts.offset :]
         kept = _in_guards(raw, offs, guards)
         out[kept] = raw[kept]
     return pa.Array.from_buffers(

@@ -206,3 +206,17 @@ def test_request_bodies_mask_exactly_as_rule_by_rule() -> None:
     cache = MaskCache(Masker(MaskingConfig()), 500)
     assert cache.plan.exact
     _assert_same(cache, texts)
+
+
+def test_an_offsets_buffer_longer_than_needed_is_read() -> None:
+    # Valid Arrow (a buffer may be longer than its array needs), as a fuzzed IPC payload
+    # had it: 2 bytes past the last offset made the digit shapes fail with a ValueError.
+    texts = ["addr 0x1f2e id=123", "id=4567 took 12ms"]
+    plain = pa.array(texts)
+    offsets = plain.buffers()[1].to_pybytes() + b"\x00\x00"
+    odd = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(offsets), plain.buffers()[2]])
+    odd.validate(full=True)
+    masker = Masker(MaskingConfig())
+    keys, inv = MaskCache(masker, 100).distinct_keys(odd)
+    want, want_inv = MaskCache(masker, 100).distinct_keys(plain)
+    assert keys == want and inv.tolist() == want_inv.tolist()
