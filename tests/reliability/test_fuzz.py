@@ -92,7 +92,12 @@ def _expected_rows(payload: bytes) -> pa.Table | None:
 
 
 def _rows(table: pa.Table) -> list[tuple[object, ...]]:
-    """Rows with NaN made comparable (NaN != NaN)."""
+    """Rows with NaN made comparable (NaN != NaN), temporal values as their integers (a
+    passed-through timestamp may lie outside what Python's datetime holds)."""
+    for i, col in enumerate(table.columns):
+        if pa.types.is_temporal(col.type):
+            ints = pa.int64() if col.type.bit_width == 64 else pa.int32()
+            table = table.set_column(i, table.field(i).with_type(ints), col.cast(ints))
     return [
         tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in row.values())
         for row in table.to_pylist()
