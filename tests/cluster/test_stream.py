@@ -370,3 +370,26 @@ def test_state_of_format_2_still_loads_and_a_truncated_one_is_refused() -> None:
     np.testing.assert_allclose(old._table.unit, src._table.unit, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="lies outside"):
         SourceClusterer.from_bytes(src.to_bytes()[:-5], CFG, dim=256, threshold=src.threshold)
+
+
+def test_a_flush_encoding_one_source_does_not_hold_up_another() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG)
+    t = fake_traffic(300)
+    _run(sc, t.set_column(t.column_names.index("source"), "source", pa.array(["slow"] * len(t))))
+    _run(sc, t)  # source "frontend"
+    slow = sc.sources["slow"]
+    encode = slow.to_bytes
+
+    def slow_to_bytes() -> bytes:
+        time.sleep(1.5)
+        return encode()
+
+    slow.to_bytes = slow_to_bytes  # type: ignore[method-assign]
+    with ThreadPoolExecutor(1) as pool:
+        flush = pool.submit(sc.take_dirty_states)
+        time.sleep(0.2)  # the flush is encoding "slow"
+        t0 = time.monotonic()
+        _run(sc, t.slice(0, 50))
+        waited = time.monotonic() - t0
+        assert set(flush.result(10)) == {"slow", "frontend"}
+    assert waited < 1.0, f"the other source's batch waited {waited:.2f} s for the flush"
