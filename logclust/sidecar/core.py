@@ -63,7 +63,7 @@ class Sidecar:
         self._forget_pending: list[str] = []
         snapshot = store.load_state()
         labeler.book.load(snapshot.sketches)
-        labeler.stream.load_states(snapshot.sources)
+        labeler.stream.load_states(snapshot.sources, snapshot.counters)
         logger.info(
             "restored %d latency windows and %d sources",
             len(snapshot.sketches),
@@ -146,16 +146,19 @@ class Sidecar:
             self._forget_pending += evicted
             gone = list(dict.fromkeys(self._forget_pending))
             sketches = book.take_dirty()
-            sources = {n: s for n, s in stream.take_dirty_states().items() if n not in gone}
+            parts = {n: p for n, p in stream.take_dirty_parts().items() if n not in gone}
+            sources = {n: model for n, (model, _) in parts.items() if model is not None}
+            counters = {n: counts for n, (_, counts) in parts.items()}
             try:
-                self.store.save_state(StoreDelta(sketches, sources, cutoff, gone))
+                self.store.save_state(StoreDelta(sketches, sources, cutoff, gone, counters))
             except Exception:
                 # Keep the changes for the next attempt.
                 book.mark_dirty(sketches)
-                for name in sources:
+                for name in parts:
                     clusterer = stream.sources.get(name)
                     if clusterer is not None:
                         clusterer.dirty = True
+                        clusterer.model_dirty |= name in sources
                 raise
             if gone:
                 logger.info("evicted idle sources %s", gone)

@@ -37,20 +37,24 @@ class StoreDelta:
 
     Attributes:
         sketches: full encoded sketch per key (an upsert replaces the stored one).
-        sources: encoded cluster state per source.
+        sources: encoded cluster state per source (when more than its counters changed).
         expire_before_ms: sketches whose window starts before this are deleted.
         forget_sources: sources deleted with their sketches (after the upserts).
+        counters: encoded counters per source (`SourceClusterer.counters_bytes`), applied
+            over the stored state at load.
     """
 
     sketches: dict[SketchKey, bytes] = field(default_factory=dict)
     sources: dict[str, bytes] = field(default_factory=dict)
     expire_before_ms: int | None = None
     forget_sources: list[str] = field(default_factory=list)
+    counters: dict[str, bytes] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
             self.sketches
             or self.sources
+            or self.counters
             or self.expire_before_ms is not None
             or self.forget_sources
         )
@@ -62,6 +66,7 @@ class StoreSnapshot:
 
     sketches: dict[SketchKey, bytes] = field(default_factory=dict)
     sources: dict[str, bytes] = field(default_factory=dict)
+    counters: dict[str, bytes] = field(default_factory=dict)
 
 
 class StateStore(Protocol):
@@ -88,6 +93,7 @@ class MemoryStore:
         with self._lock:
             self._snapshot.sketches.update(delta.sketches)
             self._snapshot.sources.update(delta.sources)
+            self._snapshot.counters.update(delta.counters)
             if delta.expire_before_ms is not None:
                 cutoff = delta.expire_before_ms
                 for key in [k for k in self._snapshot.sketches if k[2] < cutoff]:
@@ -97,11 +103,13 @@ class MemoryStore:
                 del self._snapshot.sketches[key]
             for name in gone:
                 self._snapshot.sources.pop(name, None)
+                self._snapshot.counters.pop(name, None)
             self.saves += 1
 
     def load_state(self) -> StoreSnapshot:
         with self._lock:
-            return StoreSnapshot(dict(self._snapshot.sketches), dict(self._snapshot.sources))
+            snap = self._snapshot
+            return StoreSnapshot(dict(snap.sketches), dict(snap.sources), dict(snap.counters))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -150,6 +158,11 @@ class SqliteStore:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, data BLOB NOT NULL)"
             )
+            # Added beside `sources` (same schema version: a store without it has none).
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS source_counters "
+                "(source TEXT PRIMARY KEY, data BLOB NOT NULL)"
+            )
             c.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -166,11 +179,16 @@ class SqliteStore:
                 c.executemany(
                     "INSERT OR REPLACE INTO sources VALUES (?, ?)", list(delta.sources.items())
                 )
+                c.executemany(
+                    "INSERT OR REPLACE INTO source_counters VALUES (?, ?)",
+                    list(delta.counters.items()),
+                )
                 if delta.expire_before_ms is not None:
                     c.execute("DELETE FROM sketches WHERE window_ms < ?", (delta.expire_before_ms,))
                 gone = [(name,) for name in delta.forget_sources]
                 c.executemany("DELETE FROM sketches WHERE source = ?", gone)
                 c.executemany("DELETE FROM sources WHERE source = ?", gone)
+                c.executemany("DELETE FROM source_counters WHERE source = ?", gone)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -183,7 +201,8 @@ class SqliteStore:
                 for s, cid, w, data in self._conn.execute("SELECT * FROM sketches")
             }
             sources = {s: bytes(d) for s, d in self._conn.execute("SELECT * FROM sources")}
-        return StoreSnapshot(sketches, sources)
+            counters = {s: bytes(d) for s, d in self._conn.execute("SELECT * FROM source_counters")}
+        return StoreSnapshot(sketches, sources, counters)
 
     def close(self) -> None:
         """Checkpoints the WAL into the main file and closes the connection."""

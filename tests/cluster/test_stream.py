@@ -393,3 +393,24 @@ def test_a_flush_encoding_one_source_does_not_hold_up_another() -> None:
         waited = time.monotonic() - t0
         assert set(flush.result(10)) == {"slow", "frontend"}
     assert waited < 1.0, f"the other source's batch waited {waited:.2f} s for the flush"
+
+
+def test_a_steady_stream_saves_counters_only_and_restores_them() -> None:
+    sc = StreamClusters(FakeLabeler(), CFG)
+    t = fake_traffic(300)
+    _run(sc, t)
+    first = sc.take_dirty_parts()["frontend"]
+    assert first[0] is not None  # new clusters: the whole state
+    _run(sc, t)  # the same texts again: only sizes and times move
+    model, counters = sc.take_dirty_parts()["frontend"]
+    assert model is None and len(counters) < len(first[0]) / 4
+    assert sc.take_dirty_parts() == {}  # nothing since
+    restored = StreamClusters(FakeLabeler(), CFG)
+    restored.load_states({"frontend": first[0]}, {"frontend": counters})
+    got, want = restored.sources["frontend"], sc.sources["frontend"]
+    assert got.describe() == want.describe()
+    assert got.rows_seen == want.rows_seen == 2 * len(t)
+    # Counters of ids the state does not have are refused, the state kept.
+    other = StreamClusters(FakeLabeler(), CFG)
+    other.load_states({"frontend": first[0]}, {"frontend": b"junk"})
+    assert other.sources["frontend"].rows_seen == len(t)

@@ -95,3 +95,18 @@ def test_store_files_are_owner_only(tmp_path: Path) -> None:
     assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files), files
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
     s.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_counters_are_kept_beside_the_state_and_forgotten_with_it(
+    kind: str, tmp_path: Path
+) -> None:
+    s = MemoryStore() if kind == "memory" else SqliteStore(tmp_path)
+    s.save_state(StoreDelta(sources={"a": b"state", "b": b"other"}, counters={"a": b"c1"}))
+    s.save_state(StoreDelta(counters={"a": b"c2", "b": b"c3"}))  # counters alone
+    snap = s.load_state()
+    assert snap.sources == {"a": b"state", "b": b"other"}
+    assert snap.counters == {"a": b"c2", "b": b"c3"}
+    s.save_state(StoreDelta(forget_sources=["a"]))
+    snap = s.load_state()
+    assert snap.sources == {"b": b"other"} and snap.counters == {"b": b"c3"}
