@@ -3,11 +3,14 @@
 With a FIFO pool, a light client's 20-row batch queued behind every heavy batch already
 waiting: with 32 heavy streams its p99 went from 6.7 ms idle to 264 ms (`python -m
 bench.contention`). Here each stream (a `key`) has its own queue and a virtual time, the
-cost of the work it has been served (the request's bytes). A free thread takes the oldest
-item of the stream with the least virtual time, so a stream that sends little goes ahead
-of one that sends much, and no stream waits behind more than one item of each other
-stream. A stream that arrives, or comes back after a pause, starts at the virtual time
-of the work now being served, so it gets no credit for the time it was away.
+cost of the work it has been served (the request's bytes), which is the start tag of its
+next item. A free thread takes the item with the smallest start tag, the cheaper first on
+a tie, so a stream that sends little goes ahead of one that sends much. A stream that
+arrives, or comes back after a pause, starts at the smallest start tag waiting: it gets
+no credit for the time it was away, and a small item goes ahead of every item waiting.
+(Each Label stream holds one batch in flight, so heavy streams keep coming back from
+"idle": starting them at the largest tag begun, with ties in arrival order, left a light
+client's batch behind 6-20 heavy ones; finish tags instead, behind a whole round of them.)
 
 `FairExecutor.submit` returns a `concurrent.futures.Future`, like `ThreadPoolExecutor`.
 """
@@ -27,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class FairExecutor:
-    """`threads` workers serving the streams' queues by least virtual time.
+    """`threads` workers serving the streams' queues by least start tag.
 
     Args:
         threads: worker threads.
@@ -40,9 +43,10 @@ class FairExecutor:
         self._cond = threading.Condition()
         self._queues: dict[Hashable, deque[tuple[float, Future[Any], Callable[[], Any]]]] = {}
         self._vtime: dict[Hashable, float] = {}  # virtual start of a stream's next item
-        self._ready: list[tuple[float, int, Hashable]] = []  # (vtime, seq, key) with work
+        # (start tag, cost, seq, key) of the next item of each stream with work
+        self._ready: list[tuple[float, float, int, Hashable]] = []
         self._seq = itertools.count()
-        self._now = 0.0  # virtual time of the item last started
+        self._now = 0.0  # start tag of the item last started
         self._shutdown = False
         self._threads = [
             threading.Thread(target=self._work, name=f"{thread_name_prefix}-{i}", daemon=True)
@@ -62,13 +66,15 @@ class FairExecutor:
         with self._cond:
             if self._shutdown:
                 raise RuntimeError("cannot submit after shutdown")
+            cost = max(float(cost), 1.0)
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = deque()
                 # Back from idle (or new): no credit for the time away.
-                self._vtime[key] = max(self._vtime.get(key, 0.0), self._now)
-                heapq.heappush(self._ready, (self._vtime[key], next(self._seq), key))
-            queue.append((max(float(cost), 1.0), fut, lambda: fn(*args)))
+                now = self._ready[0][0] if self._ready else self._now
+                self._vtime[key] = max(self._vtime.get(key, 0.0), now)
+                heapq.heappush(self._ready, (self._vtime[key], cost, next(self._seq), key))
+            queue.append((cost, fut, lambda: fn(*args)))
             self._cond.notify()
         return fut
 
@@ -79,13 +85,13 @@ class FairExecutor:
                 if self._shutdown:
                     return None
                 self._cond.wait()
-            vtime, _, key = heapq.heappop(self._ready)
+            start, cost, _, key = heapq.heappop(self._ready)
             queue = self._queues[key]
-            cost, fut, call = queue.popleft()
-            self._now = max(self._now, vtime)
-            self._vtime[key] = vtime + cost
+            _, fut, call = queue.popleft()
+            self._now = max(self._now, start)
+            self._vtime[key] = start + cost
             if queue:
-                heapq.heappush(self._ready, (self._vtime[key], next(self._seq), key))
+                heapq.heappush(self._ready, (start + cost, queue[0][0], next(self._seq), key))
             else:
                 del self._queues[key]
                 if len(self._vtime) > 4 * len(self._queues) + 1024:  # forget idle streams

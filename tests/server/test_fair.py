@@ -37,6 +37,23 @@ def test_a_light_stream_goes_ahead_of_a_heavy_backlog() -> None:
     assert order.index("light") <= 1
 
 
+def test_a_new_light_stream_goes_ahead_of_streams_with_one_heavy_item_each() -> None:
+    # Each Label stream holds one batch in flight, so heavy streams come back from idle
+    # at every batch; a light stream arriving after them ties on the start tag and must
+    # not queue behind all of them.
+    pool = FairExecutor(1)
+    order: list[str] = []
+    gate = _gated(pool)
+    heavy = [pool.submit(f"heavy{i}", 60_000, order.append, f"h{i}") for i in range(8)]
+    light = pool.submit("light", 2_000, order.append, "light")
+    gate.set()
+    light.result(10)
+    for f in heavy:
+        f.result(10)
+    pool.shutdown()
+    assert order[0] == "light", order
+
+
 def test_equal_streams_take_turns_and_each_keeps_its_order() -> None:
     pool = FairExecutor(1)
     order: list[str] = []
