@@ -47,7 +47,6 @@ import multiprocessing as mp
 import os
 import queue
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -63,9 +62,8 @@ from bench.sidecar import (
     CLIENT_CORE,
     SERVER_CORE,
     Sidecar,
-    bundle_summary,
-    machine,
     peak_rss_mb,
+    print_header,
     stream,
     wait_idle,
 )
@@ -383,10 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: one for the sidecar, one for the clients")
     os.sched_setaffinity(0, {CLIENT_CORE})  # the spawned clients inherit it
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"command: python -m bench.contention {' '.join(sys.argv[1:])}".rstrip())
-    print(f"bundle: {bundle_summary(args.bundle)}")
+    print_header("contention", args.bundle)
     print(f"serve flags: {args.serve_args or '(defaults)'}")
     light = pool(args.light_rows, args.light_pool, "light", seed=1)
     sources = [

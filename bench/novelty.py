@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,13 +44,12 @@ from bench.sidecar import (
     CLIENT_CORE,
     SERVER_CORE,
     Sidecar,
-    _drain3_rate,
     batches,
     body_table,
-    bundle_summary,
+    drain3_rate,
     in_process,
-    machine,
     peak_rss_mb,
+    print_header,
     proc_cpu_s,
     stream,
     wait_idle,
@@ -317,10 +315,7 @@ def main() -> None:
     os.sched_setaffinity(0, {CLIENT_CORE})
     extra = [] if args.encoder_batch is None else ["--encoder-batch", str(args.encoder_batch)]
 
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"command: python -m bench.novelty {' '.join(sys.argv[1:])}".rstrip())
-    print(f"bundle: {bundle_summary(args.bundle)}")
+    print_header("novelty", args.bundle)
     w = build(args)
     n = args.rows
     novel = w.novel
@@ -337,7 +332,7 @@ def main() -> None:
     if not args.skip_steady:
         steady = run_replay("steady replay", extra, w.warm, w.steady, n, 0, args)[0]
         results.append(steady)
-        drain.append(in_process(_drain3_rate, w.warm, w.steady[:n])[0])
+        drain.append(in_process(drain3_rate, w.warm, w.steady[:n])[0])
     new_rows = int((novel.rows < n).sum())
     phase, burst = run_replay(
         f"replay, {args.share:.0%} of rows new",
@@ -350,7 +345,7 @@ def main() -> None:
         (w.light, w.burst.lines),
     )
     results.append(phase)
-    drain.append(in_process(_drain3_rate, w.warm, novel.lines[:n])[0])
+    drain.append(in_process(drain3_rate, w.warm, novel.lines[:n])[0])
     encoder = in_process(_encoder_rates, args.bundle, w.burst.lines[:ENCODER_SAMPLE])
     report(args, results, drain, burst, encoder)
     probe: Any = in_process(_encoder_calls, args.bundle, w.warm, w.burst.lines, args.batch)

@@ -40,9 +40,9 @@ from bench.sidecar import (
     CLIENT_CORE,
     SERVER_CORE,
     Sidecar,
-    _drain3_rate,
     batches,
     body_table,
+    drain3_rate,
     free_port,
     in_process,
     machine,
@@ -185,7 +185,7 @@ def main() -> None:
         "OTLP/gRPC": run_otlp(warm, measured, args, forward=False),
         "OTLP/gRPC + forward": run_otlp(warm, measured, args, forward=True),
     }
-    drain3, _ = in_process(_drain3_rate, warm, measured)
+    drain3, _ = in_process(drain3_rate, warm, measured)
     label_rate = results["Label (Arrow IPC)"][0]
     print(f"\n{args.rows:,} loghub replay lines, {args.batch} records per request\n")
     print("| path | records/s | vs Label | vs Drain3 | sidecar CPU s | peak RSS MB |")

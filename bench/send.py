@@ -42,11 +42,10 @@ from bench.sidecar import (
     CLIENT_CORE,
     SERVER_CORE,
     Sidecar,
-    _drain3_rate,
     body_table,
-    bundle_summary,
+    drain3_rate,
     in_process,
-    machine,
+    print_header,
     proc_cpu_s,
     wait_idle,
 )
@@ -149,10 +148,7 @@ def main() -> None:
         raise SystemExit("needs two cores: one for the sidecar, one for send")
     os.sched_setaffinity(0, {CLIENT_CORE})
 
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"command: python -m bench.send {' '.join(sys.argv[1:])}".rstrip())
-    print(f"bundle: {bundle_summary(args.bundle)}")
+    print_header("send", args.bundle)
     one_pass = len(loghub_lines())
     lines = replay(one_pass + args.rows, seed=0)
     warm, measured = lines[:one_pass], lines[one_pass:]
@@ -181,7 +177,7 @@ def main() -> None:
     finally:
         side.stop()
         shutil.rmtree(work, ignore_errors=True)
-    drain_rate, _ = in_process(_drain3_rate, warm, measured)
+    drain_rate, _ = in_process(drain3_rate, warm, measured)
     report(args, runs, startup, drain_rate, depth, piped, serial)
 
 

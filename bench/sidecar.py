@@ -233,7 +233,7 @@ def run_sidecar(work: Workload, bundle: str | None, code: str | None) -> RunResu
         side.stop()
 
 
-def _drain3_rate(warmup: list[str], lines: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
+def drain3_rate(warmup: list[str], lines: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
     os.sched_setaffinity(0, {SERVER_CORE})
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
@@ -298,6 +298,17 @@ def bundle_summary(path: str | None) -> str:
     return f"{bundle.path} ({name}, sha256 {sha[:12]})"
 
 
+def print_header(module: str, bundle: str | None, **before_bundle: str) -> None:
+    """What every benchmark prints first: machine, date, the command, what ran (each
+    keyword as a `key words: value` line), the bundle."""
+    print(f"machine: {machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"command: python -m bench.{module} {' '.join(sys.argv[1:])}".rstrip())
+    for key, value in before_bundle.items():
+        print(f"{key.replace('_', ' ')}: {value}")
+    print(f"bundle: {bundle_summary(bundle)}")
+
+
 def workloads(
     args: argparse.Namespace,
 ) -> tuple[list[Workload], list[str], list[str], list[str]]:
@@ -360,11 +371,7 @@ def main() -> None:
         raise SystemExit("needs two cores: one for the sidecar, one for the client")
     os.sched_setaffinity(0, {CLIENT_CORE})
 
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"command: python -m bench.sidecar {' '.join(sys.argv[1:])}".rstrip())
-    print(f"sidecar code: {args.code or 'this checkout'}")
-    print(f"bundle: {bundle_summary(args.bundle)}")
+    print_header("sidecar", args.bundle, sidecar_code=args.code or "this checkout")
     work, replay_warm, replay_measured, cold_measured = workloads(args)
     results = [run_sidecar(w, args.bundle, args.code) for w in work]
     print("\n## Sidecar end to end\n")
@@ -382,7 +389,7 @@ def main() -> None:
             f"| {r.name} | {r.rows:,} | {r.rows_per_s:,.0f} | {r.p50_ms:.2f} | "
             f"{r.p99_ms:.2f} | {r.server_cpu_s:.2f} | {r.peak_rss_mb:.0f} |"
         )
-    drain_rate, drain_clusters = in_process(_drain3_rate, replay_warm, replay_measured)
+    drain_rate, drain_clusters = in_process(drain3_rate, replay_warm, replay_measured)
     enc_rate, enc_batch, mean_tokens = in_process(_encoder_rate, args.bundle, cold_measured)
     ours, cold_e2e = results[0].rows_per_s, results[2].rows_per_s
     print("\n## Peer: Drain3\n")

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from logclust.cluster.kmeans import kmeans, sq_distances
+from logclust.cluster.kmeans import kmeans
 
 logger = logging.getLogger(__name__)
 
 # nearest_centroid recomputes distances directly where |x - c|^2 < this * (|x|^2 + |c|^2).
 _RECOMPUTE_BELOW = 1e-2
-# Largest (rows, centroids) distance block computed at once (1 MB of float32; the
-# expression makes about three such temporaries).
+# Largest (rows, centroids) distance block computed at once (1 MB of float32, computed
+# in place: one such array).
 _BLOCK_ELEMENTS = 1 << 18
 
 
@@ -75,25 +75,22 @@ def nearest_centroid(
     cc = np.einsum("ij,ij->i", centroids, centroids)
     if scale is not None:
         cc *= scale * scale
+    factor = -2.0 if scale is None else -2.0 * scale[None, :]
     step = max(1, _BLOCK_ELEMENTS // max(1, len(centroids)))
     ids = np.empty(len(x), np.int64)
     best = np.empty(len(x), xx.dtype)
     for lo in range(0, len(x), step):
-        xb = x[lo : lo + step]
-        if scale is None:
-            d2 = sq_distances(xb, centroids, xx[lo : lo + step], cc)
-        else:
-            d2 = xb @ centroids.T
-            d2 *= -2.0 * scale[None, :]
-            d2 += xx[lo : lo + step, None]
-            d2 += cc[None, :]
+        d2 = x[lo : lo + step] @ centroids.T  # then in place: one (rows, k) array a block
+        d2 *= factor
+        d2 += xx[lo : lo + step, None]
+        d2 += cc[None, :]
         ids[lo : lo + step] = np.argmin(d2, axis=1)
         best[lo : lo + step] = d2[np.arange(len(d2)), ids[lo : lo + step]]
     # The expanded form loses precision near zero (float32 cancellation: an absolute error
     # of a few ulps of |x|^2 + |c|^2). Where the result is not far above that, the
     # distance is recomputed directly; elsewhere its relative error is below 1e-4.
-    scale_sq = xx + cc[ids]
-    near = np.flatnonzero(best < _RECOMPUTE_BELOW * scale_sq)
+    magnitude = xx + cc[ids]
+    near = np.flatnonzero(best < _RECOMPUTE_BELOW * magnitude)
     dist = np.sqrt(np.maximum(best, 0.0))
     if near.size:
         c = centroids[ids[near]]

@@ -839,21 +839,14 @@ class StreamClusters:
         return gone
 
     def take_dirty_parts(self) -> dict[str, tuple[bytes | None, bytes]]:
-        """`SourceClusterer.take_state` of each source changed since the last call, each
-        under its own lock only (see `take_dirty_states`)."""
-        with self._lock:
-            dirty = [(name, c) for name, c in self.sources.items() if c.dirty]
-        return {name: c.take_state() for name, c in dirty}
-
-    def take_dirty_states(self) -> dict[str, bytes]:
-        """Encoded state of each source changed since the last call.
+        """`SourceClusterer.take_state` of each source changed since the last call.
 
         Each source is encoded under its own lock only: holding the lock of every source
         while all of them were encoded stalled every stream for the whole flush (33 busy
         sources: a light client's batches waited up to 170 ms once a second)."""
         with self._lock:
             dirty = [(name, c) for name, c in self.sources.items() if c.dirty]
-        return {name: c.to_bytes() for name, c in dirty}
+        return {name: c.take_state() for name, c in dirty}
 
     def load_states(
         self, states: dict[str, bytes], counters: dict[str, bytes] | None = None

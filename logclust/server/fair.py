@@ -110,11 +110,6 @@ class FairExecutor:
             else:
                 fut.set_result(result)
 
-    def pending(self) -> int:
-        """Items queued and not started."""
-        with self._cond:
-            return sum(len(q) for q in self._queues.values())
-
     def shutdown(self, wait: bool = True) -> None:
         """Runs what is queued, then stops the workers (joined when `wait`)."""
         with self._cond:

@@ -41,6 +41,13 @@ def _run(sc: StreamClusters, table: pa.Table, batch: int = 250) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _saved(sc: StreamClusters) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """`(states, counters)` as a flush saves them (`load_states` arguments)."""
+    parts = sc.take_dirty_parts()
+    states = {name: model for name, (model, _) in parts.items() if model is not None}
+    return states, {name: counts for name, (_, counts) in parts.items()}
+
+
 class VectorEmbedder:
     """Embeds a masked text by a table lookup: tests place texts exactly where they want."""
 
@@ -172,7 +179,7 @@ def test_state_round_trip_keeps_ids_and_aliases() -> None:
     src = sc.sources["default"]
     src.aliases[int(ids[1])] = int(ids[0])
     restored = StreamClusters(emb, CFG)
-    restored.load_states(sc.take_dirty_states())
+    restored.load_states(*_saved(sc))
     again = restored.sources["default"]
     assert again.aliases == src.aliases and again.k == src.k
     assert _run(restored, pa.table({"body": ["c", "a"]})).tolist() == [ids[2], ids[0]]
@@ -207,7 +214,7 @@ def test_state_of_another_dimension_is_ignored() -> None:
     sc = StreamClusters(FakeLabeler(), CFG)
     _run(sc, fake_traffic(300))
     other = StreamClusters(FakeLabeler(dim=32), CFG)
-    other.load_states(sc.take_dirty_states())
+    other.load_states(*_saved(sc))
     assert other.sources == {}
     with pytest.raises(ValueError, match="Received: version=3, dim=256"):
         SourceClusterer.from_bytes(sc.sources["frontend"].to_bytes(), CFG, dim=32, threshold=0.5)
@@ -386,7 +393,7 @@ def test_a_flush_encoding_one_source_does_not_hold_up_another() -> None:
 
     slow.to_bytes = slow_to_bytes  # type: ignore[method-assign]
     with ThreadPoolExecutor(1) as pool:
-        flush = pool.submit(sc.take_dirty_states)
+        flush = pool.submit(sc.take_dirty_parts)
         time.sleep(0.2)  # the flush is encoding "slow"
         t0 = time.monotonic()
         _run(sc, t.slice(0, 50))

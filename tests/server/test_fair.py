@@ -22,17 +22,22 @@ def _gated(pool: FairExecutor) -> threading.Event:
     return gate
 
 
-def test_a_light_stream_goes_ahead_of_a_heavy_backlog() -> None:
+def _order(items: list[tuple[str, int, str]]) -> list[str]:
+    """The order in which a one-thread pool runs `(key, cost, label)` items submitted
+    while its thread is held (so all of them wait together)."""
     pool = FairExecutor(1)
     order: list[str] = []
     gate = _gated(pool)
-    heavy = [pool.submit("heavy", 100_000, order.append, f"h{i}") for i in range(10)]
-    light = pool.submit("light", 2_000, order.append, "light")
+    for key, cost, label in items:
+        pool.submit(key, cost, order.append, label)
     gate.set()
-    light.result(10)
-    for f in heavy:
-        f.result(10)
-    pool.shutdown()
+    pool.shutdown()  # runs everything queued
+    return order
+
+
+def test_a_light_stream_goes_ahead_of_a_heavy_backlog() -> None:
+    heavy = [("heavy", 100_000, f"h{i}") for i in range(10)]
+    order = _order([*heavy, ("light", 2_000, "light")])
     # A FIFO pool would run it last; here at most one heavy item goes first.
     assert order.index("light") <= 1
 
@@ -41,28 +46,13 @@ def test_a_new_light_stream_goes_ahead_of_streams_with_one_heavy_item_each() -> 
     # Each Label stream holds one batch in flight, so heavy streams come back from idle
     # at every batch; a light stream arriving after them ties on the start tag and must
     # not queue behind all of them.
-    pool = FairExecutor(1)
-    order: list[str] = []
-    gate = _gated(pool)
-    heavy = [pool.submit(f"heavy{i}", 60_000, order.append, f"h{i}") for i in range(8)]
-    light = pool.submit("light", 2_000, order.append, "light")
-    gate.set()
-    light.result(10)
-    for f in heavy:
-        f.result(10)
-    pool.shutdown()
+    heavy = [(f"heavy{i}", 60_000, f"h{i}") for i in range(8)]
+    order = _order([*heavy, ("light", 2_000, "light")])
     assert order[0] == "light", order
 
 
 def test_equal_streams_take_turns_and_each_keeps_its_order() -> None:
-    pool = FairExecutor(1)
-    order: list[str] = []
-    gate = _gated(pool)
-    futures = [pool.submit(k, 1_000, order.append, f"{k}{i}") for k in "ab" for i in range(4)]
-    gate.set()
-    for f in futures:
-        f.result(10)
-    pool.shutdown()
+    order = _order([(k, 1_000, f"{k}{i}") for k in "ab" for i in range(4)])
     assert order == ["a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3"]
 
 
