@@ -97,7 +97,7 @@ def _add_security_flags(p: argparse.ArgumentParser) -> None:
         "--label-threads",
         type=int,
         default=None,
-        help="threads labelling batches, shared fairly by streams (default: cores, at least 2)",
+        help="batches labelled at once, shared fairly by streams (default: usable cores)",
     )
     g.add_argument("--stream-idle-timeout", type=parse_duration, default=300.0)
     g.add_argument("--max-decompressed-bytes", type=int, default=256 * 1024 * 1024)

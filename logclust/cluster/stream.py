@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from logclust import turns
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats, template_of
 from logclust.cluster.reservoir import Reservoir
@@ -743,16 +744,21 @@ class StreamClusters:
         clustering lock and a slice at a time: a burst of new texts on one stream then
         holds up another stream's batch for one slice, not for the whole burst (10,000
         new texts took 13.4 s of another stream's batch latency when they were encoded
-        under the lock). The embeddings land in the cache, where `assign` finds them."""
+        under the lock). Each slice is a `turns.checkpoint`: in the server's Label pool
+        the burst gives its slot to waiting streams there. The embeddings land in the
+        cache, where `assign` finds them."""
         miss = np.ones(len(keys), bool)
         for c in clusterers:  # one dict probe per text in C (a Python loop cost 0.6 ms)
             if c is not None:
                 known = c.known_texts()
                 miss &= np.fromiter(map(known.get, keys, repeat(-1)), np.int64, len(keys)) < 0
         new = [keys[i] for i in np.flatnonzero(miss).tolist()]
+        turns.checkpoint()  # masked and probed: a waiting stream with a smaller tag goes first
         for start in range(0, len(new), _EMBED_SLICE):
             with self._embed_lock:
                 self.cache.embed(new[start : start + _EMBED_SLICE])
+            # Charged to this stream: a burst yields to the others after each slice.
+            turns.checkpoint(turns.EMBED_COST * len(new[start : start + _EMBED_SLICE]))
 
     def _embedder_of(self, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
         """Embeddings of `keys[idx]` through the embedding cache, computed when first

@@ -13,9 +13,11 @@ the state is flushed to the store a last time and the store is closed.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Coroutine
 from concurrent import futures
@@ -45,6 +47,11 @@ SERVICE_NAME = "logclust.v1.LogClust"
 # Threads answering Latency and Clusters: apart from labelling, so queries never queue
 # behind batches.
 QUERY_WORKERS = 2
+# Nice added to the Label pool's threads (see `lower_thread_priority`).
+LABEL_NICE = 5
+# glibc malloc arenas while serving (see `limit_malloc_arenas`); M_ARENA_MAX's number.
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8
 T = TypeVar("T")
 
 
@@ -221,7 +228,11 @@ def create_server(
     metrics = Metrics(config.metrics_max_series)
     sidecar = Sidecar(StreamLabeler(labeler, config.labeler_config()), store, metrics)
     executors = Executors(
-        label=FairExecutor(config.label_pool_size(), thread_name_prefix="logclust"),
+        label=FairExecutor(
+            config.label_pool_size(),
+            thread_name_prefix="logclust",
+            initializer=lower_thread_priority,
+        ),
         query=futures.ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="logclust-query"),
     )
     limits = LabelLimits(
@@ -291,8 +302,37 @@ def _log_memory(config: ServerConfig, dim: int) -> None:
         )
 
 
+def lower_thread_priority() -> None:
+    """Lowers the calling (Label pool) thread's CPU priority by `LABEL_NICE`: on a busy
+    core the event loop, which takes requests in and answers out, then runs as soon as it
+    has work instead of after a labelling thread's time slice (a light client's p99 beside
+    32 heavy ones, `bench.contention`: 14.0 -> 11.9 ms). Linux only (a thread's nice)."""
+    if sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + LABEL_NICE)
+        except OSError as e:
+            logger.debug("label thread priority unchanged: %s", e)
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Caps glibc's malloc arenas (`mallopt(M_ARENA_MAX)`) unless `MALLOC_ARENA_MAX` is
+    set: each thread that allocates may otherwise get an arena of its own (up to 8 per
+    core), each keeping freed memory. With the Label pool's spare threads the replay's
+    peak RSS was 199 MB, 179 MB with 2 arenas, at the same speed (`bench.sidecar`).
+    Call it before threads start. Returns whether the cap was set (glibc only)."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(arenas)))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def serve(config: ServerConfig, labeler: Embedder) -> None:
     """Runs the sidecar until SIGTERM or SIGINT, then shuts down gracefully."""
+    limit_malloc_arenas()
     server, port = create_server(config, labeler)
     stop = threading.Event()
 

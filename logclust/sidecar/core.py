@@ -13,6 +13,7 @@ import time
 
 import pyarrow as pa
 
+from logclust import turns
 from logclust.cluster.descriptions import ClusterStats
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import StateStore, StoreDelta
@@ -98,6 +99,7 @@ class Sidecar:
                     f"{len(data)} bytes, {table.num_rows} rows (answer ~{estimate} bytes)"
                 )
         out = self.label(table, t0)
+        turns.checkpoint()  # labelled: a waiting cheaper batch goes before the encoding
         return ipc.encode_ipc(out), out.num_rows
 
     def label(self, table: pa.Table, started: float | None = None) -> pa.Table:

@@ -21,6 +21,7 @@ from logclust.cluster.descriptions import template_of
 from logclust.cluster.quality import ari
 from logclust.cluster.stream import SourceClusterer, StreamClusters, unpack_state
 from logclust.embed.embedding_cache import EmbeddingCache
+from logclust.server.fair import FairExecutor
 from logclust.text.masking import Masker
 from logclust.wire import contract, ipc
 from logclust.wire.contract import LimitExceededError
@@ -332,16 +333,18 @@ def test_the_memo_is_shared_by_the_sources_present() -> None:
     assert small.sources["a"].memo_limit() == 150  # never past the embedding cache
 
 
+def _word(i: int) -> str:
+    """Letters only: masking keeps every text apart."""
+    return "".join(chr(97 + int(d)) for d in np.base_repr(i, 10))
+
+
 def test_a_burst_of_new_texts_on_one_source_does_not_hold_up_another() -> None:
     sc = StreamClusters(SlowLabeler(per_text_s=0.005), CFG)
     steady = pa.table({"body": [f"GET /cart item {i} ok" for i in range(50)], "source": ["b"] * 50})
     _run(sc, steady)  # placed: later batches of these texts need no model
 
-    def word(i: int) -> str:  # letters only: masking keeps every text apart
-        return "".join(chr(97 + int(d)) for d in np.base_repr(i, 10))
-
     burst = pa.table(
-        {"body": [f"user {word(i)} wrote a note" for i in range(400)], "source": ["a"] * 400}
+        {"body": [f"user {_word(i)} wrote a note" for i in range(400)], "source": ["a"] * 400}
     )
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(_run, sc, burst, 400)  # 400 new texts: about 2 s of model
@@ -353,6 +356,29 @@ def test_a_burst_of_new_texts_on_one_source_does_not_hold_up_another() -> None:
         running.result()
     assert waited < 0.6  # one slice of 16 texts (0.08 s) and the batch's own work
     assert len(set(again.tolist())) >= 1
+
+
+def test_a_burst_yields_the_only_slot_of_the_label_pool_between_slices() -> None:
+    # The server's pool on a one-core sidecar: one batch at a time. The burst's slices are
+    # checkpoints, so the other stream's batch runs before the burst ends.
+    sc = StreamClusters(SlowLabeler(per_text_s=0.005), CFG)
+    steady = pa.table({"body": [f"GET /cart item {i} ok" for i in range(50)], "source": ["b"] * 50})
+    _run(sc, steady)
+    burst = pa.table(
+        {"body": [f"user {_word(i)} wrote a note" for i in range(400)], "source": ["a"] * 400}
+    )
+    pool = FairExecutor(1)
+    try:
+        running = pool.submit("a", 1_000, _run, sc, burst, 400)  # about 2 s of model
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        pool.submit("b", 1_000, _run, sc, steady).result(10)
+        waited = time.perf_counter() - t0
+        assert not running.done()
+        running.result(30)
+    finally:
+        pool.shutdown()
+    assert waited < 0.6  # one slice, not the 1.7 s left of the burst
 
 
 def test_state_of_format_2_still_loads_and_a_truncated_one_is_refused() -> None:

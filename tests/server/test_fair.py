@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
 
 import pytest
 
+from logclust import turns
+from logclust.server.app import LABEL_NICE, lower_thread_priority
+from logclust.server.config import ServerConfig, usable_cores
 from logclust.server.fair import FairExecutor
 
 
 def _gated(pool: FairExecutor) -> threading.Event:
-    """Holds the pool's only thread until the returned event is set."""
+    """Holds the pool's only slot until the returned event is set."""
     gate, started = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -88,5 +96,109 @@ def test_errors_reach_the_caller_and_shutdown_drains_the_queue() -> None:
     assert [f.result(0) for f in done] == list(range(20))
     with pytest.raises(RuntimeError, match="after shutdown"):
         pool.submit("s", 10, print)
-    with pytest.raises(ValueError, match="Received: threads=0"):
+    with pytest.raises(ValueError, match="Received: slots=0"):
         FairExecutor(0)
+
+
+def _burst(
+    pool: FairExecutor, order: list[str], steps: int
+) -> tuple[Future[None], threading.Event]:
+    """Submits a long item on stream "burst" that records each step and calls a
+    checkpoint between steps (as `_embed_new` does between slices); returns its future
+    and an event set once it ran its first step."""
+    first = threading.Event()
+
+    def run() -> None:
+        for i in range(steps):
+            order.append(f"burst{i}")
+            first.set()
+            time.sleep(0.005)
+            turns.checkpoint(turns.EMBED_COST)
+
+    return pool.submit("burst", 1_000, run), first
+
+
+def test_a_long_item_yields_its_slot_at_checkpoints() -> None:
+    pool = FairExecutor(1)
+    order: list[str] = []
+    done, first = _burst(pool, order, 20)
+    assert first.wait(10)
+    pool.submit("light", 1_000, order.append, "light").result(10)
+    done.result(10)
+    pool.shutdown()
+    # Without the yield, "light" would wait for all 20 steps.
+    assert order.index("light") <= 3, order
+
+
+def test_a_checkpoint_never_parks_without_a_thread_to_take_over() -> None:
+    pool = FairExecutor(1, spare=0)
+    order: list[str] = []
+    done, first = _burst(pool, order, 5)
+    assert first.wait(10)
+    light = pool.submit("light", 1_000, order.append, "light")
+    done.result(10)  # would hang if the only thread parked
+    light.result(10)
+    pool.shutdown()
+    assert order[-1] == "light", order
+
+
+def test_parked_items_all_finish_and_slots_are_respected() -> None:
+    pool = FairExecutor(2, spare=3)
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def step_work(key: str) -> str:
+        for _ in range(5):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.001)
+            with lock:
+                running[0] -= 1
+            turns.checkpoint(turns.EMBED_COST)
+        return key
+
+    keys = [f"s{i}" for i in range(12)]
+    futs = [pool.submit(k, 1_000 * (i + 1), step_work, k) for i, k in enumerate(keys)]
+    assert [f.result(30) for f in futs] == keys
+    pool.shutdown()
+    assert peak[0] <= 2  # never more work at once than slots
+
+
+def test_a_checkpoint_outside_the_pool_does_nothing() -> None:
+    turns.checkpoint(10**9)  # no pool: returns at once
+
+
+def test_the_initializer_runs_in_every_worker() -> None:
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def init() -> None:
+        with lock:
+            names.append(threading.current_thread().name)
+
+    pool = FairExecutor(2, thread_name_prefix="t", spare=1, initializer=init)
+    pool.shutdown()
+    assert sorted(names) == ["t-0", "t-1", "t-2"]
+
+
+def test_slots_follow_the_cgroup_quota_and_affinity(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # 1.5 cores: 2 slots
+    assert usable_cores(str(quota)) == min(affinity, 2)
+    quota.write_text("50000 100000\n")  # half a core: still 1
+    assert usable_cores(str(quota)) == 1
+    quota.write_text("max 100000\n")
+    assert usable_cores(str(quota)) == affinity
+    assert usable_cores(str(tmp_path / "absent")) == affinity
+    assert ServerConfig(label_threads=3).label_pool_size() == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's nice is Linux's")
+def test_label_threads_run_at_alower_thread_priority() -> None:
+    pool = FairExecutor(1, initializer=lower_thread_priority)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    worker = pool.submit("s", 1, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert worker.result(10) == min(own + LABEL_NICE, 19)
+    pool.shutdown()
