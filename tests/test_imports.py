@@ -34,6 +34,16 @@ def test_server_client_and_cli_import_no_training_stack() -> None:
     )
 
 
+def test_the_serve_path_loads_no_file_readers() -> None:
+    # pyarrow's Parquet and CSV modules are 4.4 MB of RSS a sidecar never uses.
+    _run(
+        "import sys\n"
+        "import logclust.cli.main, logclust.cli.service, logclust.server\n"
+        "bad = sorted(m for m in ('pyarrow.parquet', 'pyarrow.csv') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+
+
 def test_client_imports_no_server_code() -> None:
     _run(
         "import sys\n"

@@ -5,3 +5,8 @@ every start, also of the commands that never load a model."""
 # small batches were both faster and far lighter than 64 (BENCHMARKS.md: about 310 vs
 # 250-270 lines/s, and 110 MB less peak RSS, on loghub and cold lines).
 SERVE_ENCODER_BATCH = 8
+
+# Output formats of the query commands (`logclust clusters`, `logclust latency`). Here,
+# not in `cli.io`: importing that loads pyarrow's Parquet and CSV modules, 4.4 MB of RSS
+# in a `serve` process that never reads a file.
+FORMATS = ("table", "json", "csv")

@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import csv
 
+from logclust.cli.defaults import FORMATS
 from logclust.text.log_format import LogFormat, apply_log_format
 from logclust.wire.contract import BODY, SOURCE, validate_schema
 
-FORMATS = ("table", "json", "csv")
 # Rows per Parquet row group written by `TableWriter` (a stream's batches are gathered).
 ROW_GROUP_ROWS = 128 * 1024
 # Bytes of text scanned for newlines at a time by `text_lines`.

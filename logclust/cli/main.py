@@ -11,8 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from logclust.cli.defaults import SERVE_ENCODER_BATCH
-from logclust.cli.io import FORMATS
+from logclust.cli.defaults import FORMATS, SERVE_ENCODER_BATCH
 from logclust.client import DEFAULT_ADDR
 
 TRAIN_MOVED = (

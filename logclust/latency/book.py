@@ -266,20 +266,29 @@ def _bin_groups(
     np.minimum.at(lo, g, values)
     np.maximum.at(hi, g, values)
     # Bucket counts of every group from one sort of (group, bucket) pairs.
-    out = []
+    starts_l = [0] * (n_groups + 1)
     if indexed.any():
         pairs, pinv = group_rows(g[indexed], idx[indexed])
         pair_counts = np.bincount(pinv, minlength=len(pairs))
-        starts = np.searchsorted(pairs[:, 0], np.arange(n_groups + 1))
-    for i in range(n_groups):
-        counts, offset = np.zeros(0, np.int64), 0
-        if indexed.any() and starts[i] < starts[i + 1]:
-            b, c = pairs[starts[i] : starts[i + 1], 1], pair_counts[starts[i] : starts[i + 1]]
-            offset = int(b[0])
-            counts = np.zeros(int(b[-1]) - offset + 1, np.int64)
-            counts[b - offset] = c
-        summary = (int(zero[i]), int(count[i]), float(total[i]), float(lo[i]), float(hi[i]))
-        out.append((offset, counts, *summary))
+        starts_l = np.searchsorted(pairs[:, 0], np.arange(n_groups + 1)).tolist()
+        buckets_l, counts_l = pairs[:, 1].tolist(), pair_counts.tolist()
+    empty = np.zeros(0, np.int64)
+    out = []
+    # Plain Python numbers per group: numpy scalars cost a conversion each, and most
+    # groups (a cluster's rows of one batch in one window) fall in one bucket.
+    for i, (z, n, t, a, b) in enumerate(
+        zip(zero.tolist(), count.tolist(), total.tolist(), lo.tolist(), hi.tolist(), strict=True)
+    ):
+        s0, s1 = starts_l[i], starts_l[i + 1]
+        if s1 - s0 == 1:
+            counts, offset = np.array(counts_l[s0 : s0 + 1], np.int64), buckets_l[s0]
+        elif s1 > s0:
+            offset = buckets_l[s0]
+            counts = np.zeros(buckets_l[s1 - 1] - offset + 1, np.int64)
+            counts[np.asarray(buckets_l[s0:s1]) - offset] = counts_l[s0:s1]
+        else:
+            counts, offset = empty, 0
+        out.append((offset, counts, z, n, t, a, b))
     return out
 
 

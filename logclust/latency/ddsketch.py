@@ -101,11 +101,18 @@ class DDSketch:
         """Adds already-binned values: `counts[i]` values in bucket `offset + i`."""
         if count == 0:
             return
-        if counts.size:
-            self._cover(offset, offset + counts.size - 1)
+        size = counts.size
+        if size:
             start = offset - self.offset
-            self.counts[start : start + counts.size] += counts
-            self._collapse()
+            if start < 0 or start + size > self.counts.size:
+                self._cover(offset, offset + size - 1)
+                start = offset - self.offset
+            if size == 1:
+                self.counts[start] += counts[0]
+            else:
+                self.counts[start : start + size] += counts
+            if self.counts.size > self.max_bins:
+                self._collapse()
         self.zero_count += zero_count
         self.count += count
         self.sum += total

@@ -13,7 +13,6 @@ the state is flushed to the store a last time and the store is closed.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -49,9 +48,6 @@ SERVICE_NAME = "logclust.v1.LogClust"
 QUERY_WORKERS = 2
 # Nice added to the Label pool's threads (see `lower_thread_priority`).
 LABEL_NICE = 5
-# glibc malloc arenas while serving (see `limit_malloc_arenas`); M_ARENA_MAX's number.
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8
 T = TypeVar("T")
 
 
@@ -251,7 +247,7 @@ def create_server(
             raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
         otlp = None
         if config.otlp is not None:
-            otlp = OtlpEndpoints(config.otlp, sidecar, metrics, config.max_workers)
+            otlp = OtlpEndpoints(config.otlp, sidecar, metrics, config.max_workers, executors.label)
     except BaseException:
         loop.close()
         executors.shutdown()
@@ -315,24 +311,8 @@ def lower_thread_priority() -> None:
             logger.debug("label thread priority unchanged: %s", e)
 
 
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Caps glibc's malloc arenas (`mallopt(M_ARENA_MAX)`) unless `MALLOC_ARENA_MAX` is
-    set: each thread that allocates may otherwise get an arena of its own (up to 8 per
-    core), each keeping freed memory. With the Label pool's spare threads the replay's
-    peak RSS was 199 MB, 179 MB with 2 arenas, at the same speed (`bench.sidecar`).
-    Call it before threads start. Returns whether the cap was set (glibc only)."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        return bool(libc.mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(arenas)))
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
 def serve(config: ServerConfig, labeler: Embedder) -> None:
     """Runs the sidecar until SIGTERM or SIGINT, then shuts down gracefully."""
-    limit_malloc_arenas()
     server, port = create_server(config, labeler)
     stop = threading.Event()
 

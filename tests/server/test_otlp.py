@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -414,6 +415,13 @@ def test_mapping_body_source_latency_time() -> None:
     assert m2.table.column("latency_ms").to_pylist() == [5.0]
     assert m2.table.column("source").to_pylist() == [None]  # -> "default" in the contract
     assert np.isclose(m2.table.column("latency_ms")[0].as_py(), 5.0)
+    # The inline double path and the checked one agree: 0 is a latency, NaN and inf not.
+    odd = [0.0, math.nan, math.inf, 1e-300, 7.5]
+    m3 = RecordMapper(OTLP).map(
+        _request([_record(i, latency_ms=AnyValue(double_value=v)) for i, v in enumerate(odd)])
+    )
+    assert m3.table.column("latency_ms").to_pylist() == [0.0, 1e-300, 7.5]
+    assert [i for _, i in m3.rejected] == [1, 2]
 
 
 def test_config_and_flags() -> None:
