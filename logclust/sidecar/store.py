@@ -29,6 +29,8 @@ SCHEMA_VERSION = 1
 DB_NAME = "logclust.sqlite3"
 # A crash loses at most one interval of data, so the interval stays short.
 MAX_FLUSH_INTERVAL_S = 5.0
+# Bytes of a source's state written at a time (see `_write_blob`).
+BLOB_CHUNK = 1 << 20
 
 
 @dataclass
@@ -115,6 +117,22 @@ class MemoryStore:
         """Nothing to release."""
 
 
+def _write_blob(conn: sqlite3.Connection, source: str, data: bytes) -> None:
+    """Upserts a source's state through SQLite's incremental blob I/O, `BLOB_CHUNK` at a
+    time from `data` itself. Bound as a parameter, the blob is copied whole first
+    (`SQLITE_TRANSIENT`): with 3,933 clusters an 11 MB state made the flush's RSS spike
+    11 MB higher (`bench.many_clusters`)."""
+    cur = conn.execute(
+        "INSERT OR REPLACE INTO sources VALUES (?, zeroblob(?))", (source, len(data))
+    )
+    if not data:
+        return
+    view = memoryview(data)
+    with conn.blobopen("sources", "data", cur.lastrowid) as blob:  # type: ignore[arg-type]
+        for start in range(0, len(data), BLOB_CHUNK):
+            blob.write(view[start : start + BLOB_CHUNK])
+
+
 class SqliteStore:
     """`StateStore` in `<directory>/logclust.sqlite3` (WAL journal, NORMAL sync).
 
@@ -176,9 +194,8 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
                     [(s, cid, w, data) for (s, cid, w), data in delta.sketches.items()],
                 )
-                c.executemany(
-                    "INSERT OR REPLACE INTO sources VALUES (?, ?)", list(delta.sources.items())
-                )
+                for name, data in delta.sources.items():
+                    _write_blob(c, name, data)
                 c.executemany(
                     "INSERT OR REPLACE INTO source_counters VALUES (?, ?)",
                     list(delta.counters.items()),

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StoreDelta
+from logclust.sidecar.store import (
+    BLOB_CHUNK,
+    MemoryStore,
+    PeriodicFlusher,
+    SqliteStore,
+    StoreDelta,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -110,3 +117,13 @@ def test_counters_are_kept_beside_the_state_and_forgotten_with_it(
     s.save_state(StoreDelta(forget_sources=["a"]))
     snap = s.load_state()
     assert snap.sources == {"b": b"other"} and snap.counters == {"b": b"c3"}
+
+
+def test_sqlite_writes_large_states_in_chunks_and_replaces_them(tmp_path: Path) -> None:
+    big = os.urandom(2 * BLOB_CHUNK + 12345)  # three chunks, the last one partial
+    s = SqliteStore(tmp_path)
+    s.save_state(StoreDelta(sources={"a": big, "b": b"", "c": b"x"}))
+    s.save_state(StoreDelta(sources={"c": big[:100]}))  # replaced, shorter
+    s.close()
+    snap = SqliteStore(tmp_path).load_state()
+    assert snap.sources == {"a": big, "b": b"", "c": big[:100]}
