@@ -755,10 +755,11 @@ class StreamClusters:
         new = [keys[i] for i in np.flatnonzero(miss).tolist()]
         turns.checkpoint()  # masked and probed: a waiting stream with a smaller tag goes first
         for start in range(0, len(new), _EMBED_SLICE):
+            part = new[start : start + _EMBED_SLICE]
             with self._embed_lock:
-                self.cache.embed(new[start : start + _EMBED_SLICE])
+                self.cache.embed(part)
             # Charged to this stream: a burst yields to the others after each slice.
-            turns.checkpoint(turns.EMBED_COST * len(new[start : start + _EMBED_SLICE]))
+            turns.checkpoint(turns.EMBED_COST * len(part))
 
     def _embedder_of(self, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
         """Embeddings of `keys[idx]` through the embedding cache, computed when first

@@ -6,17 +6,20 @@ bench.contention`). Here each stream (a `key`) has its own queue and a virtual t
 cost of the work it has been served (the request's bytes), which is the start tag of its
 next item. A free slot goes to the item with the smallest start tag, the cheaper first on
 a tie, so a stream that sends little goes ahead of one that sends much. A stream that
-arrives, or comes back after a pause, starts at the smallest start tag waiting: it gets
-no credit for the time it was away, and a small item goes ahead of every item waiting.
+arrives, or comes back after a pause, starts at the start tag of the item last started
+(or the smallest waiting, if smaller): it gets no credit for the time it was away, and a
+small item goes ahead of every item waiting.
 (Each Label stream holds one batch in flight, so heavy streams keep coming back from
 "idle": starting them at the largest tag begun, with ties in arrival order, left a light
 client's batch behind 6-20 heavy ones; finish tags instead, behind a whole round of them.)
 
 **Slots and yield points.** At most `slots` items run at once (the cores: more only share
 a core and the GIL, and every batch then takes longer). A running item may call
-`logclust.turns.checkpoint(cost)`: `cost` is charged to its stream, and when an item with
-a smaller start tag waits, the running one parks (its thread waits, holding its work) and
-its slot goes to the waiting one; it resumes when it is again the least. So a long item (a
+`logclust.turns.checkpoint(cost)`: `cost` is charged to its stream, and the running item
+counts as its start tag plus what its checkpoints charged, then its cost. When a waiting
+item is less (a cheaper one at the same tag, or any once the charges add up), the running
+one parks (its thread waits, holding its work) and its slot goes to the waiting one; it
+resumes when it is again the least. So a long item (a
 burst of new texts to embed) holds the others up for one step, not for its length, and one
 slot is enough on a one-core sidecar. The pool has `slots + spare` threads, so that parked
 items leave threads to start others; with none spare, a checkpoint does not park.

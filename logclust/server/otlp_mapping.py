@@ -137,8 +137,8 @@ class RecordMapper:
         out = MappedRecords(pa.table({}), [])
         # The hot loop reads protobuf fields inline (a string body, one attribute scan):
         # about three times faster than a call per field.
-        # The latency attribute is read inline too: a double (or int) that is finite and
-        # >= 0 needs no call; anything else goes through `latency`, which refuses it.
+        # The latency attribute is read inline too: a double that is finite and > 0 needs
+        # no call; anything else (an int, zero, a bad value) goes through `latency`.
         plain_body = self.body_attribute is None
         name, scale = self.latency_name, self.latency_scale
         for rl in request.resource_logs:
