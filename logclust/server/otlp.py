@@ -129,7 +129,7 @@ class OtlpReceiver:
         return self._in_turn(len(data), self._export_bytes, data, labelled_before)
 
     def _export_bytes(self, data: bytes, labelled_before: bool) -> ExportLogsServiceResponse:
-        return self._export(parse_request(data), len(data), labelled_before)
+        return self._export(parse_request(data), len(data), labelled_before, data)
 
     def export(
         self, request: ExportLogsServiceRequest, nbytes: int, labelled_before: bool = True
@@ -152,7 +152,11 @@ class OtlpReceiver:
         return self.pool.submit(OTLP_STREAM, nbytes, fn, *args).result()  # type: ignore[no-any-return]
 
     def _export(
-        self, request: ExportLogsServiceRequest, nbytes: int, labelled_before: bool
+        self,
+        request: ExportLogsServiceRequest,
+        nbytes: int,
+        labelled_before: bool,
+        data: bytes | None = None,
     ) -> ExportLogsServiceResponse:
         n = count_records(request)
         if n == 0:
@@ -161,8 +165,8 @@ class OtlpReceiver:
             self.queue.reserve(n, nbytes)
         accepted = 0
         try:
-            mapped = self.mapper.map(request)
-            accepted = len(mapped.records)
+            mapped = self.mapper.map(request, data, keep_records=self.queue is not None)
+            accepted = mapped.accepted
             if accepted:
                 ids = self._label(mapped.table)
                 if self.queue is not None:

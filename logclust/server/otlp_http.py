@@ -29,7 +29,6 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from logclust.server import errors
 from logclust.server.forward import QueueFullError
-from logclust.server.otlp_mapping import parse_request
 from logclust.sidecar.metrics import Metrics
 from logclust.wire.contract import ContractError, LimitExceededError
 
@@ -44,6 +43,8 @@ class Receiver(Protocol):
     def export(
         self, request: ExportLogsServiceRequest, nbytes: int
     ) -> ExportLogsServiceResponse: ...
+
+    def export_bytes(self, data: bytes) -> ExportLogsServiceResponse: ...
 
 
 class TooLargeError(LimitExceededError):
@@ -131,8 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = gunzip(data, limit)
         ctype = self.headers.get_content_type()
         if ctype == PROTOBUF:
-            request = parse_request(data)
-        elif ctype == JSON:
+            return self.server.receiver.export_bytes(data)  # parsed, and read as columns
+        if ctype == JSON:
             request = parse_json(data)
         else:
             raise ContractError(f"Content-Type must be {PROTOBUF} or {JSON}. Received: {ctype}")
