@@ -110,7 +110,7 @@ class CountingReceiver(logs_service_pb2_grpc.LogsServiceServicer):
 def run_label(warm: list[str], lines: list[str], args: argparse.Namespace) -> tuple[float, ...]:
     from logclust.client import Client
 
-    side = Sidecar(args.bundle, SERVER_CORE)
+    side = Sidecar(args.bundle, SERVER_CORE, args.code)
     try:
         with Client(side.addr, timeout_s=600) as client:
             client.wait_ready(120)
@@ -139,7 +139,7 @@ def run_otlp(
         port = downstream.add_insecure_port("127.0.0.1:0")
         downstream.start()
         extra += ["--otlp-forward", f"127.0.0.1:{port}"]
-    side = Sidecar(args.bundle, SERVER_CORE, extra=extra)
+    side = Sidecar(args.bundle, SERVER_CORE, args.code, extra=extra)
     try:
         with Client(side.addr, timeout_s=600) as client:
             client.wait_ready(120)
@@ -174,6 +174,9 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=1000, help="records per request")
     p.add_argument("--depth", type=int, default=4, help="requests in flight")
+    p.add_argument(
+        "--code", default=None, help="serve another checkout of the package (PYTHONPATH)"
+    )
     args = p.parse_args()
     os.sched_setaffinity(0, {CLIENT_CORE})
     print(f"machine: {machine()}")

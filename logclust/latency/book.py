@@ -2,9 +2,14 @@
 
 `LatencyBook` keeps one `DDSketch` (`logclust/latency/ddsketch.py`: every quantile within 1% of
 `np.quantile` of the same values, exact merges) per (source, cluster id, base window)
-with bounded retention, and answers range queries as Arrow tables. A batch is recorded
-with numpy over all its rows at once: one grouping, one binning, then one bucket-count
-update per (source, cluster, window) group.
+with bounded retention, and answers range queries as Arrow tables.
+
+Recorded rows wait as arrays until `pending_rows` of them have come, or until anything
+reads the book (a query, the flush, a forget, an expiry), and then enter the sketches
+together: one grouping and one binning with numpy, then one bucket-count update per
+(source, cluster, window) group. That update is a Python step; a batch of 1,000 replay
+lines holds ~210 groups, but 16,384 rows hold only a few times more (a cluster's rows of
+one window span many batches), so merging them together costs a fraction per row.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ MAX_QUANTILES = 64
 # 4.8 KB a sketch holding 235 buckets (64 log-normal latencies around 20 ms).
 SKETCH_FIXED_BYTES = 2_900
 SKETCH_BUCKET_BYTES = 8
+# Rows recorded before they enter the sketches together (32 bytes a row while they wait).
+PENDING_ROWS = 16_384
 # Once over `max_bytes`, the oldest windows go until the sketches take this share of it
 # (a sort of the keys per eviction round, not per batch).
 _EVICT_TO = 0.9
@@ -51,6 +58,8 @@ class LatencyBook:
             `SKETCH_FIXED_BYTES` plus `SKETCH_BUCKET_BYTES` a bucket); past it the oldest
             windows leave memory before their retention (counted in `evicted_sketches`;
             the store keeps them until the retention). None: no bound.
+        pending_rows: rows recorded before they enter the sketches together (every
+            reader of the book merges them first).
     """
 
     def __init__(
@@ -60,6 +69,7 @@ class LatencyBook:
         relative_accuracy: float = 0.01,
         max_skew_ms: int = 300_000,
         max_bytes: int | None = None,
+        pending_rows: int = PENDING_ROWS,
     ) -> None:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be positive. Received: max_bytes={max_bytes}")
@@ -82,6 +92,12 @@ class LatencyBook:
         self._sketches: dict[SketchKey, DDSketch] = {}
         self._dirty: set[SketchKey] = set()
         self._lock = threading.Lock()
+        # Rows not yet in the sketches: (source, cluster id, window, latency) arrays per
+        # batch, sources numbered in `_pending_names` (cleared at each merge).
+        self.pending_rows = max(1, pending_rows)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_count = 0
+        self._pending_names: dict[str, int] = {}
 
     def record(
         self,
@@ -110,21 +126,44 @@ class LatencyBook:
         if not (np.all(values >= 0.0) and np.all(np.isfinite(values))):
             raise ValueError(f"Values must be finite and >= 0. Received: min={values.min()}")
         window = time_ms[keep] // self.window_ms * self.window_ms
-        groups, g = group_rows(source_codes[keep], cluster_ids[keep], window)
-        binned = _bin_groups(DDSketch(self.relative_accuracy), g, len(groups), values)
+        clusters = np.asarray(cluster_ids[keep], np.int64)
+        codes = np.asarray(source_codes[keep], np.int64)
         with self._lock:
-            for (code, cid, win), summary in zip(groups.tolist(), binned, strict=True):
-                key = (source_names[code], cid, win)
-                sketch = self._sketches.get(key)
-                if sketch is None:
-                    sketch = self._sketches[key] = DDSketch(self.relative_accuracy)
-                    self.bytes += SKETCH_FIXED_BYTES
-                buckets = sketch.counts.size
-                sketch.add_summary(*summary)
-                self.bytes += SKETCH_BUCKET_BYTES * (sketch.counts.size - buckets)
-                self._dirty.add(key)
-            self._bound()
+            names = self._pending_names
+            ids = np.array([names.setdefault(n, len(names)) for n in source_names], np.int64)
+            self._pending.append((ids[codes], clusters, window.astype(np.int64), values))
+            self._pending_count += values.size
+            if self._pending_count >= self.pending_rows:
+                self._merge_pending()
         return int(values.size)
+
+    def _merge_pending(self) -> None:
+        """Adds the waiting rows to the sketches (lock held)."""
+        if not self._pending:
+            return
+        src, cid, win, values = (np.concatenate(c) for c in zip(*self._pending, strict=True))
+        names = list(self._pending_names)
+        self._pending.clear()
+        self._pending_count = 0
+        self._pending_names = {}
+        groups, g = group_rows(src, cid, win)
+        binned = _bin_groups(DDSketch(self.relative_accuracy), g, len(groups), values)
+        for (code, c, w), summary in zip(groups.tolist(), binned, strict=True):
+            key = (names[code], c, w)
+            sketch = self._sketches.get(key)
+            if sketch is None:
+                sketch = self._sketches[key] = DDSketch(self.relative_accuracy)
+                self.bytes += SKETCH_FIXED_BYTES
+            buckets = sketch.counts.size
+            sketch.add_summary(*summary)
+            self.bytes += SKETCH_BUCKET_BYTES * (sketch.counts.size - buckets)
+            self._dirty.add(key)
+        self._bound()
+
+    def merge_pending(self) -> None:
+        """Adds the rows recorded so far to the sketches now (readers do it themselves)."""
+        with self._lock:
+            self._merge_pending()
 
     def _bound(self) -> None:
         """Drops the oldest windows while the sketches exceed `max_bytes` (lock held)."""
@@ -145,6 +184,7 @@ class LatencyBook:
     def forget(self, source: str) -> None:
         """Drops every sketch of `source`."""
         with self._lock:
+            self._merge_pending()
             for key in [k for k in self._sketches if k[0] == source]:
                 self._drop(key)
 
@@ -152,6 +192,7 @@ class LatencyBook:
         """Drops windows past retention; returns the cutoff (window starts below it go)."""
         cutoff = now_ms - self.retention_ms
         with self._lock:
+            self._merge_pending()
             for key in [k for k in self._sketches if k[2] + self.window_ms <= cutoff]:
                 self._drop(key)
         return cutoff
@@ -159,6 +200,7 @@ class LatencyBook:
     def take_dirty(self) -> dict[SketchKey, bytes]:
         """Encodes and clears the sketches changed since the last call."""
         with self._lock:
+            self._merge_pending()
             out = {k: self._sketches[k].to_bytes() for k in self._dirty if k in self._sketches}
             self._dirty.clear()
         return out
@@ -172,6 +214,7 @@ class LatencyBook:
         """Restores persisted sketches (replacing same keys); past `max_bytes` the
         newest windows are kept."""
         with self._lock:
+            self._merge_pending()
             for key, data in items.items():
                 if key in self._sketches:
                     self._drop(key)
@@ -214,6 +257,7 @@ class LatencyBook:
             )
         merged: dict[tuple[str, int, int], DDSketch] = {}
         with self._lock:
+            self._merge_pending()
             for (src, cid, win), sketch in self._sketches.items():
                 if source is not None and src != source:
                     continue

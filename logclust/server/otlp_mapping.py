@@ -327,8 +327,8 @@ class RecordMapper:
         first = list(keys[:m])
         if len(set(first)) != m or list(keys) != first * n:
             return None  # not the same keys on every record
-        raw = list(values)[first.index(name) :: m]
-        if any(len(v) != _DOUBLE_BYTES for v in raw):
+        raw = values[first.index(name) :: m]
+        if set(map(len, raw)) != {_DOUBLE_BYTES}:
             return None
         wire = np.frombuffer(b"".join(raw), np.uint8).reshape(n, _DOUBLE_BYTES)
         if not np.all(wire[:, 0] == _DOUBLE_TAG):

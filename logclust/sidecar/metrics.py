@@ -57,34 +57,56 @@ OTHER = "other"
 
 
 class _ClusterLatencyCollector(Collector):
+    """Bucket counts and sums of every (source, cluster) series, one row each of a
+    table, so that a batch's series are added with one `np.add.at`."""
+
     def __init__(self, max_series: int) -> None:
         self.max_series = max_series
         self._bounds = np.asarray(LATENCY_BUCKETS_MS)
-        self._series: dict[tuple[str, str], tuple[np.ndarray, list[float]]] = {}
+        self._rows: dict[tuple[str, str], int] = {}
+        self._counts = np.zeros((0, len(self._bounds) + 1), np.int64)
+        self._totals = np.zeros(0)
         self._lock = threading.Lock()
 
     def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
         """Adds the values of one series."""
         counts = np.bincount(self.bucket(values), minlength=len(self._bounds) + 1)
-        self.observe_counts([(source, cluster, counts, float(values.sum()))])
+        self.observe_counts([(source, cluster)], counts[None, :], np.array([values.sum()]))
 
     def bucket(self, values: np.ndarray) -> np.ndarray:
         # Bucket i counts values <= bounds[i] (Prometheus "le"); the last is +Inf.
         return np.searchsorted(self._bounds, values, side="left")
 
-    def observe_counts(self, series: Sequence[tuple[str, int, np.ndarray, float]]) -> None:
-        """Adds already-bucketed `(source, cluster, bucket counts, sum)` of many series."""
+    def observe_counts(
+        self, series: Sequence[tuple[str, int]], counts: np.ndarray, totals: np.ndarray
+    ) -> None:
+        """Adds already-bucketed series: `counts[i]` (bucket counts) and `totals[i]` (sum
+        of the values) to series `series[i]` (source, cluster)."""
         with self._lock:
-            for source, cluster, add, add_total in series:
-                key = (source, str(cluster))
-                if key not in self._series and len(self._series) >= self.max_series:
-                    # Over the cap: one overflow series per source (sources are capped too).
-                    key = (source, OTHER)
-                counts, total = self._series.setdefault(
-                    key, (np.zeros(len(self._bounds) + 1, np.int64), [0.0])
-                )
-                counts += add
-                total[0] += add_total
+            rows = [self._row(source, cluster) for source, cluster in series]
+            np.add.at(self._counts, rows, counts)
+            np.add.at(self._totals, rows, totals)
+
+    def _row(self, source: str, cluster: int) -> int:
+        """The table row of a series, added if new (lock held)."""
+        key = (source, str(cluster))
+        row = self._rows.get(key)
+        if row is not None:
+            return row
+        if len(self._rows) >= self.max_series:
+            # Over the cap: one overflow series per source (sources are capped too).
+            key = (source, OTHER)
+            row = self._rows.get(key)
+            if row is not None:
+                return row
+        row = self._rows[key] = len(self._rows)
+        if row >= len(self._counts):
+            grow = max(64, len(self._counts))
+            self._counts = np.concatenate(
+                [self._counts, np.zeros((grow, self._counts.shape[1]), np.int64)]
+            )
+            self._totals = np.concatenate([self._totals, np.zeros(grow)])
+        return row
 
     def collect(self) -> Iterator[Metric]:
         fam = HistogramMetricFamily(
@@ -93,22 +115,25 @@ class _ClusterLatencyCollector(Collector):
             labels=["source", "cluster"],
         )
         with self._lock:
-            for (source, cluster), (counts, total) in sorted(self._series.items()):
-                cum = np.cumsum(counts)
+            for (source, cluster), row in sorted(self._rows.items()):
+                cum = np.cumsum(self._counts[row])
                 buckets = [(f"{b:g}", float(c)) for b, c in zip(self._bounds, cum, strict=False)]
                 buckets.append(("+Inf", float(cum[-1])))
-                fam.add_metric([source, cluster], buckets, total[0])
+                fam.add_metric([source, cluster], buckets, float(self._totals[row]))
         yield fam
 
     @property
     def series(self) -> int:
-        return len(self._series)
+        return len(self._rows)
 
     def forget(self, source: str) -> None:
         """Drops every series of `source`."""
         with self._lock:
-            for key in [k for k in self._series if k[0] == source]:
-                del self._series[key]
+            kept = [(key, row) for key, row in self._rows.items() if key[0] != source]
+            rows = [row for _, row in kept]
+            self._counts = self._counts[rows]
+            self._totals = self._totals[rows]
+            self._rows = {key: i for i, (key, _) in enumerate(kept)}
 
 
 class _ClusterCountCollector(Collector):
@@ -193,10 +218,7 @@ class Metrics:
         ).reshape(len(groups), width)
         totals = np.bincount(g, weights=values, minlength=len(groups))
         self.cluster_latency.observe_counts(
-            [
-                (source_names[code], cid, counts[i], float(totals[i]))
-                for i, (code, cid) in enumerate(groups.tolist())
-            ]
+            [(source_names[code], cid) for code, cid in groups.tolist()], counts, totals
         )
 
     def watch_counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from logclust.latency.book import LatencyBook, quantile_column_name
+from logclust.latency.book import PENDING_ROWS, LatencyBook, quantile_column_name
 from logclust.latency.ddsketch import DDSketch
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
@@ -159,9 +159,12 @@ def test_book_retention_and_dirty_tracking() -> None:
         assert got.column(col).equals(again.column(col))
 
 
-def test_book_record_bins_all_groups_at_once_like_per_group_adds() -> None:
+@pytest.mark.parametrize("pending_rows", [1, 1000, PENDING_ROWS])
+def test_book_record_bins_all_groups_at_once_like_per_group_adds(pending_rows: int) -> None:
     # The vectorized record must build the very sketches that adding each
-    # (source, cluster, window) group's values one group at a time builds.
+    # (source, cluster, window) group's values one group at a time builds, whether each
+    # call enters the sketches at once (1), some calls wait for others (1000), or all
+    # wait for the first reader (the default).
     rng = np.random.default_rng(5)
     n = 5000
     codes = rng.integers(0, 3, n)
@@ -170,7 +173,7 @@ def test_book_record_bins_all_groups_at_once_like_per_group_adds() -> None:
     lat = rng.lognormal(1.0, 2.0, n)
     lat[rng.random(n) < 0.05] = 0.0  # zero bucket
     lat[rng.random(n) < 0.05] = np.nan  # not measured
-    book = LatencyBook(window_ms=10_000, retention_ms=10**9)
+    book = LatencyBook(window_ms=10_000, retention_ms=10**9, pending_rows=pending_rows)
     names = ["a", "b", "c"]
     # Three calls: later rows land in sketches that exist, inside and outside their range.
     recorded = 0
@@ -184,6 +187,7 @@ def test_book_record_bins_all_groups_at_once_like_per_group_adds() -> None:
     for i in np.flatnonzero(measured):
         key = (names[codes[i]], int(ids[i]), int(times[i] // 10_000 * 10_000))
         expected.setdefault(key, DDSketch(0.01)).add([lat[i]])
+    book.merge_pending()
     got = book._sketches
     assert set(got) == set(expected)
     for key, want in expected.items():
@@ -213,3 +217,19 @@ def test_quantile_count_is_capped() -> None:
     book = LatencyBook()
     with pytest.raises(ValueError, match="At most 64 quantiles"):
         book.query(quantiles=[0.5] * 1_000_000)
+
+
+def test_rows_waiting_to_enter_the_sketches_are_seen_by_every_reader() -> None:
+    book = LatencyBook(window_ms=10_000, retention_ms=10**9)
+    now = 2_000_000
+    t = np.full(3, now - 5_000, np.int64)
+    lat = np.array([1.0, 2.0, 4.0])
+    book.record(["a", "b"], np.array([0, 1, 0]), np.array([3, 3, 3]), t, lat, now)
+    assert book._sketches == {}  # noqa: SLF001 - waiting
+    assert book.query([0.5]).column("count").to_pylist() == [2, 1]
+    book.record(["b", "a"], np.array([0, 1]), np.array([3, 3]), t[:2], lat[:2], now)
+    assert set(book.take_dirty()) == {("a", 3, now - 10_000), ("b", 3, now - 10_000)}
+    book.record(["a"], np.array([0]), np.array([3]), t[:1], lat[:1], now)
+    book.forget("a")  # its waiting row too
+    assert book.query([0.5]).column("source").to_pylist() == ["b"]
+    assert book.query([0.5]).column("count").to_pylist() == [2]

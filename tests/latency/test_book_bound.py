@@ -17,6 +17,7 @@ def _record(book: LatencyBook, windows: range, clusters: int = 4, source: str = 
     cid = np.tile(np.arange(clusters), len(windows))
     lat = np.random.default_rng(len(t)).uniform(1.0, 1000.0, len(t))
     book.record([source], np.zeros(len(t), np.int64), cid, t, lat, now_ms=int(t.max()))
+    book.merge_pending()  # into the sketches, where the bound applies
 
 
 def _exact(book: LatencyBook) -> int:

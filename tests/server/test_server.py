@@ -216,6 +216,22 @@ def test_metrics_label_cardinality_is_capped() -> None:
     assert m.cluster_latency.series == 3  # two clusters plus the overflow series
     text = "\n".join(str(s) for f in m.registry.collect() for s in f.samples)
     assert "'cluster': 'other'" in text
+    # Over many batches and sources the table grows; a forgotten source's series go and
+    # the others keep their counts.
+    big = Metrics(max_series=1000)
+    for i in range(300):
+        big.observe_batch(0.01, ["a", "b"], np.array([0, 1], np.int32), np.full(2, i), np.ones(2))
+    big.observe_batch(0.01, ["b"], np.zeros(1, np.int32), np.array([7]), np.full(1, 3.0))
+    big.forget_source("a")
+    assert big.cluster_latency.series == 300
+    sums = {
+        s.labels["cluster"]: s.value
+        for f in big.registry.collect()
+        if f.name == "logclust_request_latency_ms"
+        for s in f.samples
+        if s.name.endswith("_sum")
+    }
+    assert len(sums) == 300 and sums["7"] == 4.0 and sums["299"] == 1.0
 
 
 def test_metrics_histogram_of_a_batch_equals_per_series_observations() -> None:
