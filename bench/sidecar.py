@@ -367,6 +367,11 @@ def main() -> None:
     p.add_argument("--cold-batches", type=int, default=3)
     p.add_argument("--latency-batches", type=int, default=200)
     args = p.parse_args()
+    if args.cold_batches < 1:
+        p.error(
+            f"--cold-batches must be at least 1 (the cold stream is timed over them). "
+            f"Received: {args.cold_batches}"
+        )
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: one for the sidecar, one for the client")
     os.sched_setaffinity(0, {CLIENT_CORE})
