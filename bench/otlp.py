@@ -45,8 +45,8 @@ from bench.sidecar import (
     drain3_rate,
     free_port,
     in_process,
-    machine,
     peak_rss_mb,
+    print_header,
     proc_cpu_s,
     stream,
     wait_idle,
@@ -179,7 +179,7 @@ def main() -> None:
     )
     args = p.parse_args()
     os.sched_setaffinity(0, {CLIENT_CORE})
-    print(f"machine: {machine()}")
+    print_header("otlp", args.bundle, sidecar_code=args.code or "this checkout")
     one_pass = len(loghub_lines())
     lines = replay(one_pass + args.rows, seed=0)
     warm, measured = lines[:one_pass], lines[one_pass:]

@@ -131,7 +131,7 @@ class FairExecutor:
         """Whether the least waiting item is a parked one (under the lock)."""
         return bool(self._parked) and (not self._ready or self._parked[0][:3] < self._ready[0][:3])
 
-    def _take(self) -> tuple[tuple[Hashable, float, float], Future[Any], Callable[[], Any]] | None:
+    def _take(self) -> tuple[_Running, Future[Any], Callable[[], Any]] | None:
         """The next item by least start tag, once a slot is free (None once shut down and
         drained)."""
         with self._cond:
@@ -154,7 +154,7 @@ class FairExecutor:
                 if len(self._vtime) > 4 * len(self._queues) + 1024:  # forget idle streams
                     keep = set(self._queues) | {p[3] for p in self._parked}
                     self._vtime = {k: v for k, v in self._vtime.items() if k in keep}
-            return (key, start, cost), fut, call
+            return _Running(key, start, cost), fut, call
 
     def _checkpoint(self, cost: float) -> None:
         """`turns.checkpoint` in a worker: charges `cost`, parks while others go first.
@@ -192,11 +192,11 @@ class FairExecutor:
             self._initializer()
         turns.install(self._checkpoint)
         while (item := self._take()) is not None:
-            (key, start, cost), fut, call = item
+            run, fut, call = item
             try:
                 if not fut.set_running_or_notify_cancel():
                     continue
-                self._current.run = _Running(key, start, cost)
+                self._current.run = run
                 try:
                     result = call()
                 except BaseException as e:  # handed to the caller, like ThreadPoolExecutor

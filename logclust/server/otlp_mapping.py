@@ -167,17 +167,18 @@ class _Rows:
         )
 
 
-def _columns(request: ExportLogsServiceRequest, data: bytes) -> Any:
-    """The scopes of `request`, parsed from `data`, as columns (`otlp_columns.proto`);
-    None when `data` is not in canonical form (its size re-encoded differs: a field
-    given twice in one record, which the columns would count twice) or does not parse
-    that way: the record loop reads it then."""
+def _column_views(request: ExportLogsServiceRequest, data: bytes) -> Any:
+    """The resources of `request`, parsed again from `data` as columns
+    (`otlp_columns.proto`); None when `data` is not in canonical form (its size
+    re-encoded differs: a field given twice in one record, which the columns would count
+    twice) or does not parse that way: the record loop reads it then."""
     if request.ByteSize() != len(data):
         return None
     try:
-        return LogsColumns.FromString(data).resource_logs
+        views = LogsColumns.FromString(data).resource_logs
     except DecodeError:
         return None
+    return views if len(views) == len(request.resource_logs) else None
 
 
 def _times(cols: RecordColumns, n: int) -> list[int | None] | None:
@@ -221,24 +222,22 @@ class RecordMapper:
         out = MappedRecords(pa.table({}), [])
         views = None
         if data is not None and self.body_attribute is None:
-            views = _columns(request, data)
+            views = _column_views(request, data)
         for r, rl in enumerate(request.resource_logs):
             src = _attribute(rl.resource.attributes, self.source_attribute)
             source = None if src is None or not src.string_value else src.string_value
-            scope_views = None
-            if views is not None and r < len(views):
-                scope_views = views[r].scope_logs
-                if len(scope_views) != len(rl.scope_logs):
-                    scope_views = None
+            scope_views = None if views is None else views[r].scope_logs
+            if scope_views is not None and len(scope_views) != len(rl.scope_logs):
+                scope_views = None
             for s, sl in enumerate(rl.scope_logs):
                 n = len(sl.log_records)
-                if scope_views is None or not self._columns(scope_views[s].log_records, n, rows):
-                    self._records(sl, rows, out, keep_records)
-                else:
+                if scope_views is not None and self._columns(scope_views[s].log_records, n, rows):
                     if keep_records:
                         out.records.extend(sl.log_records)
                     out.accepted += n
-                rows.sources.extend([source] * (len(rows.texts) - len(rows.sources)))
+                else:
+                    self._records(sl, rows, out, keep_records)
+            rows.sources.extend([source] * (len(rows.texts) - len(rows.sources)))
         out.table = rows.table()
         return out
 
