@@ -4,12 +4,10 @@
 `np.quantile` of the same values, exact merges) per (source, cluster id, base window)
 with bounded retention, and answers range queries as Arrow tables.
 
-Recorded rows wait as arrays until `pending_rows` of them have come, or until anything
-reads the book (a query, the flush, a forget, an expiry), and then enter the sketches
-together: one grouping and one binning with numpy, then one bucket-count update per
-(source, cluster, window) group. That update is a Python step; a batch of 1,000 replay
-lines holds ~210 groups, but 16,384 rows hold only a few times more (a cluster's rows of
-one window span many batches), so merging them together costs a fraction per row.
+Recorded rows wait as arrays (`logclust.latency.pending`) until `pending_rows` of them
+have come, or until anything reads the book (a query, the flush, a forget, an expiry),
+and then enter the sketches together: one grouping and one binning with numpy, then one
+bucket-count update per (source, cluster, window) group.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from logclust.latency.ddsketch import ZERO_BUCKET, DDSketch
+from logclust.latency.pending import PENDING_ROWS, PendingRows
 from logclust.wire.contract import DEFAULT_QUANTILES, ContractError
 
 SketchKey = tuple[str, int, int]  # (source, cluster id, window start in Unix ms)
@@ -39,8 +38,6 @@ MAX_QUANTILES = 64
 # 4.8 KB a sketch holding 235 buckets (64 log-normal latencies around 20 ms).
 SKETCH_FIXED_BYTES = 2_900
 SKETCH_BUCKET_BYTES = 8
-# Rows recorded before they enter the sketches together (32 bytes a row while they wait).
-PENDING_ROWS = 16_384
 # Once over `max_bytes`, the oldest windows go until the sketches take this share of it
 # (a sort of the keys per eviction round, not per batch).
 _EVICT_TO = 0.9
@@ -92,12 +89,8 @@ class LatencyBook:
         self._sketches: dict[SketchKey, DDSketch] = {}
         self._dirty: set[SketchKey] = set()
         self._lock = threading.Lock()
-        # Rows not yet in the sketches: (source, cluster id, window, latency) arrays per
-        # batch, sources numbered in `_pending_names` (cleared at each merge).
-        self.pending_rows = max(1, pending_rows)
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending_count = 0
-        self._pending_names: dict[str, int] = {}
+        # Rows not yet in the sketches: source, cluster id, window, latency.
+        self._pending = PendingRows(pending_rows)
 
     def record(
         self,
@@ -126,26 +119,19 @@ class LatencyBook:
         if not (np.all(values >= 0.0) and np.all(np.isfinite(values))):
             raise ValueError(f"Values must be finite and >= 0. Received: min={values.min()}")
         window = time_ms[keep] // self.window_ms * self.window_ms
-        clusters = np.asarray(cluster_ids[keep], np.int64)
-        codes = np.asarray(source_codes[keep], np.int64)
         with self._lock:
-            names = self._pending_names
-            ids = np.array([names.setdefault(n, len(names)) for n in source_names], np.int64)
-            self._pending.append((ids[codes], clusters, window.astype(np.int64), values))
-            self._pending_count += values.size
-            if self._pending_count >= self.pending_rows:
+            if self._pending.add(
+                source_names, source_codes[keep], values, cluster_ids[keep], window
+            ):
                 self._merge_pending()
         return int(values.size)
 
     def _merge_pending(self) -> None:
         """Adds the waiting rows to the sketches (lock held)."""
-        if not self._pending:
+        taken = self._pending.take()
+        if taken is None:
             return
-        src, cid, win, values = (np.concatenate(c) for c in zip(*self._pending, strict=True))
-        names = list(self._pending_names)
-        self._pending.clear()
-        self._pending_count = 0
-        self._pending_names = {}
+        names, (src, cid, win, values) = taken
         groups, g = group_rows(src, cid, win)
         binned = _bin_groups(DDSketch(self.relative_accuracy), g, len(groups), values)
         for (code, c, w), summary in zip(groups.tolist(), binned, strict=True):

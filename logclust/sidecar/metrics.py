@@ -13,7 +13,8 @@
   its `max_clusters` (read from the clusterer at scrape time).
 
 The per-cluster histogram is filled with numpy (one `searchsorted` and one `bincount` for
-all the clusters of a batch) and exposed by a custom collector, because the client library's
+all the clusters of many batches: rows wait as arrays until 16,384 have come or a scrape
+reads them) and exposed by a custom collector, because the client library's
 `Histogram.observe` takes one value at a time.
 """
 
@@ -33,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from logclust.latency.book import group_rows
+from logclust.latency.pending import PENDING_ROWS, PendingRows
 
 # Request latency buckets (ms): 0.1 ms to 10 s, roughly x2.5 apart.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
@@ -58,34 +60,52 @@ OTHER = "other"
 
 class _ClusterLatencyCollector(Collector):
     """Bucket counts and sums of every (source, cluster) series, one row each of a
-    table, so that a batch's series are added with one `np.add.at`."""
+    table. Rows wait as arrays (`PendingRows`) until many have come or the series are
+    read, then are bucketed together and added with one `np.add.at`."""
 
-    def __init__(self, max_series: int) -> None:
+    def __init__(self, max_series: int, pending_rows: int = PENDING_ROWS) -> None:
         self.max_series = max_series
         self._bounds = np.asarray(LATENCY_BUCKETS_MS)
         self._rows: dict[tuple[str, str], int] = {}
         self._counts = np.zeros((0, len(self._bounds) + 1), np.int64)
         self._totals = np.zeros(0)
+        self._pending = PendingRows(pending_rows)  # source, cluster id, latency
         self._lock = threading.Lock()
 
     def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
         """Adds the values of one series."""
-        counts = np.bincount(self.bucket(values), minlength=len(self._bounds) + 1)
-        self.observe_counts([(source, cluster)], counts[None, :], np.array([values.sum()]))
+        n = len(values)
+        self.observe_rows([source], np.zeros(n, np.int64), np.full(n, cluster), values)
 
-    def bucket(self, values: np.ndarray) -> np.ndarray:
-        # Bucket i counts values <= bounds[i] (Prometheus "le"); the last is +Inf.
-        return np.searchsorted(self._bounds, values, side="left")
-
-    def observe_counts(
-        self, series: Sequence[tuple[str, int]], counts: np.ndarray, totals: np.ndarray
+    def observe_rows(
+        self,
+        source_names: Sequence[str],
+        source_codes: np.ndarray,
+        cluster_ids: np.ndarray,
+        values: np.ndarray,
     ) -> None:
-        """Adds already-bucketed series: `counts[i]` (bucket counts) and `totals[i]` (sum
-        of the values) to series `series[i]` (source, cluster)."""
+        """Adds one value per row to series (`source_names[source_codes[i]]`,
+        `cluster_ids[i]`)."""
         with self._lock:
-            rows = [self._row(source, cluster) for source, cluster in series]
-            np.add.at(self._counts, rows, counts)
-            np.add.at(self._totals, rows, totals)
+            if self._pending.add(source_names, source_codes, values, cluster_ids):
+                self._merge_pending()
+
+    def _merge_pending(self) -> None:
+        """Adds the waiting rows to the table (lock held): bucket counts of every
+        (source, cluster) at once, one bincount over group * width + bucket."""
+        taken = self._pending.take()
+        if taken is None:
+            return
+        names, (src, cid, values) = taken
+        groups, g = group_rows(src, cid)
+        width = len(self._bounds) + 1
+        # Bucket i counts values <= bounds[i] (Prometheus "le"); the last is +Inf.
+        buckets = np.searchsorted(self._bounds, values, side="left")
+        counts = np.bincount(g * width + buckets, minlength=len(groups) * width)
+        totals = np.bincount(g, weights=values, minlength=len(groups))
+        rows = [self._row(names[code], c) for code, c in groups.tolist()]
+        np.add.at(self._counts, rows, counts.reshape(len(groups), width))
+        np.add.at(self._totals, rows, totals)
 
     def _row(self, source: str, cluster: int) -> int:
         """The table row of a series, added if new (lock held)."""
@@ -115,6 +135,7 @@ class _ClusterLatencyCollector(Collector):
             labels=["source", "cluster"],
         )
         with self._lock:
+            self._merge_pending()
             for (source, cluster), row in sorted(self._rows.items()):
                 cum = np.cumsum(self._counts[row])
                 buckets = [(f"{b:g}", float(c)) for b, c in zip(self._bounds, cum, strict=False)]
@@ -124,11 +145,14 @@ class _ClusterLatencyCollector(Collector):
 
     @property
     def series(self) -> int:
-        return len(self._rows)
+        with self._lock:
+            self._merge_pending()
+            return len(self._rows)
 
     def forget(self, source: str) -> None:
         """Drops every series of `source`."""
         with self._lock:
+            self._merge_pending()
             kept = [(key, row) for key, row in self._rows.items() if key[0] != source]
             rows = [row for _, row in kept]
             self._counts = self._counts[rows]
@@ -207,19 +231,13 @@ class Metrics:
             if n:
                 self.rows.labels(source=name).inc(n)
         measured = ~np.isnan(latency_ms)
-        if not measured.any():
-            return
-        groups, g = group_rows(source_codes[measured], cluster_ids[measured])
-        values = latency_ms[measured]
-        width = len(LATENCY_BUCKETS_MS) + 1
-        # Bucket counts of every (source, cluster) at once: one bincount over g * width + b.
-        counts = np.bincount(
-            g * width + self.cluster_latency.bucket(values), minlength=len(groups) * width
-        ).reshape(len(groups), width)
-        totals = np.bincount(g, weights=values, minlength=len(groups))
-        self.cluster_latency.observe_counts(
-            [(source_names[code], cid) for code, cid in groups.tolist()], counts, totals
-        )
+        if measured.any():
+            self.cluster_latency.observe_rows(
+                source_names,
+                source_codes[measured],
+                cluster_ids[measured],
+                latency_ms[measured],
+            )
 
     def watch_counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Exports counter `name` (`<name>_total`) whose value `read()` gives at scrape time."""

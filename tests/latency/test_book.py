@@ -7,6 +7,7 @@ import pytest
 
 from logclust.latency.book import PENDING_ROWS, LatencyBook, quantile_column_name
 from logclust.latency.ddsketch import DDSketch
+from logclust.latency.pending import PendingRows
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -233,3 +234,15 @@ def test_rows_waiting_to_enter_the_sketches_are_seen_by_every_reader() -> None:
     book.forget("a")  # its waiting row too
     assert book.query([0.5]).column("source").to_pylist() == ["b"]
     assert book.query([0.5]).column("count").to_pylist() == [2]
+
+
+def test_pending_rows_number_sources_across_batches_and_say_when_full() -> None:
+    pending = PendingRows(limit=5)
+    assert not pending.add(["x", "y"], np.array([1, 0, 1]), np.array([1.0, 2.0, 3.0]), [7, 8, 9])
+    assert pending.add(["y"], np.array([0, 0]), np.array([4.0, 5.0]), np.array([1, 2]))
+    taken = pending.take()
+    assert taken is not None
+    names, (sources, column, values) = taken
+    assert [names[i] for i in sources] == ["y", "x", "y", "y", "y"]
+    assert column.tolist() == [7, 8, 9, 1, 2] and values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert pending.take() is None and pending.rows == 0
