@@ -1,4 +1,4 @@
-"""`Labeler.fit` without k: the sidecar's distance rule, offline."""
+"""`Labeler.fit` without k: the sidecar's distance rule, offline; `label` per distinct text."""
 
 from __future__ import annotations
 
@@ -32,3 +32,25 @@ def test_fit_without_k_uses_the_threshold(tiny_bundle: Path) -> None:
         assert len(set(ids[same == text].tolist())) == 1
     with pytest.raises(ValueError, match="at least one text"):
         lab.fit([])
+
+
+def test_label_embeds_each_distinct_masked_text_once(tiny_bundle: Path) -> None:
+    lab = Labeler.load(tiny_bundle)
+    lines = [t for t, _ in synthetic_lines(300, seed=6)] * 3
+    lab.fit(lines)
+    seen: list[int] = []
+    embed_masked = lab.embed_masked
+
+    def spy(masked: object) -> np.ndarray:
+        out = embed_masked(masked)  # type: ignore[arg-type]
+        seen.append(len(out))
+        return out
+
+    lab.embed_masked = spy  # type: ignore[method-assign]
+    ids = lab.label(lines)
+    assert seen == [len(set(lab.masker.mask_texts(lines)))]
+    # The same ids as every row embedded and assigned on its own.
+    assert lab.clusters is not None
+    per_row, _ = lab.clusters.assign(embed_masked(lab.masker.mask_texts(lines)))
+    assert ids.dtype == np.int32 and np.array_equal(ids, per_row)
+    assert lab.label([]).shape == (0,)
