@@ -1,12 +1,17 @@
 """Archive labelling on Spark next to the single-process `logclust label`, and training
 steps/s with one and two workers.
 
-    python -m bench.spark_label [--rows 1000000] [--skip-training]
+    python -m bench.spark_label [--rows 1000000] [--skip-training] [--steps]
 
 Labelling: a Parquet file of loghub replay lines (fields re-drawn, `bench.workloads`) with
 a row number `n`, labelled end to end by `logclust label` (one process) and by
 `logclust label --engine spark --master local[2]` (JVM start, Parquet read and write
 included in both), the shipped bundle's centroids; the ids must be identical.
+`--steps` also times the Spark job cut short after each of its steps, each in a fresh
+process (JVM start included), with the CPU the whole machine spent meanwhile (from
+/proc/stat; run it on an otherwise idle machine): Parquet copied as it is, plus a
+`mapInArrow` that passes batches through, plus masking, plus the shuffle by masked text,
+and the whole labelling.
 Training: one epoch of a tiny model (d_model 64, 2 blocks) on loghub-2k, `python -m
 training --steps train`, with one worker and with two local workers (127.0.0.1).
 """
@@ -27,9 +32,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.workloads import replay
-from training.config import TrainConfig
-from training.data import default_data_dir
-from training.pipeline import PipelineConfig, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONF = """
@@ -74,8 +76,62 @@ def bench_label(rows: int, tmp: Path) -> dict[str, float]:
     return {"rows": rows, "single_s": single, "spark_s": spark, "identical": same}
 
 
+STEPS = ("copy", "pass", "mask", "shuffle", "label")
+
+
+def _busy_jiffies() -> int:
+    """Busy time of all CPUs since boot, in clock ticks (user, nice, system, irq, softirq,
+    steal)."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    return sum(cpu[:3]) + sum(cpu[5:8])
+
+
+def run_step(step: str, src: str, out: str) -> None:
+    """One Spark job, cut short after `step` (of `STEPS`), written to `out` (Parquet)."""
+    from logclust.archive import spark as S
+    from logclust.archive.tasks import MASKED, TaskSpec, mask_batches
+
+    session = S.session("local[2]")
+    df = session.read.parquet(src)
+    spec = TaskSpec(None, None, "body")
+    res = df
+    if step == "pass":
+        res = df.mapInArrow(lambda it: it, df.schema)
+    elif step in ("mask", "shuffle"):
+        res = df.mapInArrow(lambda it: mask_batches(it, spec), S.masked_struct(df))
+        if step == "shuffle":
+            res = res.repartition(S.shuffle_partitions(df), MASKED)
+    elif step == "label":
+        res = S.label_dataframe(df)
+    res.write.parquet(out)
+    session.stop()
+
+
+def bench_steps(tmp: Path) -> dict[str, float]:
+    src = tmp / "archive.parquet"
+    ticks = os.sysconf("SC_CLK_TCK")
+    res: dict[str, float] = {}
+    rows: list[str] = []
+    for step in STEPS:
+        cmd = [sys.executable, "-m", "bench.spark_label", "--run-step", step, "--input", str(src)]
+        busy = _busy_jiffies()
+        wall = _run([*cmd, "--output", str(tmp / f"step-{step}")])
+        cpu = (_busy_jiffies() - busy) / ticks
+        res[f"step_{step}_s"], res[f"step_{step}_cpu_s"] = wall, cpu
+        rows.append(f"| {step} | {wall:.1f} | {cpu:.1f} |")
+    # After the jobs: Spark's progress bars share the terminal while they run.
+    print("\n".join(["| Spark job up to | wall s | machine CPU s |", "| --- | --- | --- |", *rows]))
+    return res
+
+
 def bench_train(tmp: Path) -> dict[str, float]:
+    # Imported here: the training pipeline loads TensorFlow (2 s), which the labelling
+    # steps, each timed in a fresh process, must not pay.
     from tests.training.test_multiworker import free_ports
+    from training.config import TrainConfig
+    from training.data import default_data_dir
+    from training.pipeline import PipelineConfig, prepare
 
     data = default_data_dir()
     conf = tmp / "tiny.toml"
@@ -124,12 +180,21 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--skip-label", action="store_true")
+    p.add_argument("--steps", action="store_true", help="also time the Spark job step by step")
+    p.add_argument("--run-step", choices=STEPS, help=argparse.SUPPRESS)
+    p.add_argument("--input", help=argparse.SUPPRESS)
+    p.add_argument("--output", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.run_step:
+        run_step(args.run_step, args.input, args.output)
+        return
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         res: dict[str, object] = {}
         if not args.skip_label:
             res.update(bench_label(args.rows, tmp))
+            if args.steps:
+                res.update(bench_steps(tmp))
         if not args.skip_training:
             res.update(bench_train(tmp))
         print(json.dumps(res))

@@ -106,16 +106,13 @@ def _strings(batch: pa.RecordBatch, column: str) -> pa.Array:
 def mask_batch(batch: pa.RecordBatch, spec: TaskSpec) -> pa.RecordBatch:
     """One batch with the `MASKED` column added (null texts stay null)."""
     texts = _strings(batch, spec.text_column)
-    masker = worker(spec.bundle, spec.variant).labeler.masker
-    if texts.null_count:
-        valid = pc.is_valid(texts)
-        # Masked valid texts scattered back to their rows; nulls stay null.
-        masked = pc.replace_with_mask(
-            pa.nulls(len(texts), pa.string()), valid, masker.mask(texts.filter(valid))
-        )
-    else:
-        masked = masker.mask(texts)
-    masked = masked.cast(pa.string())
+    labeler = worker(spec.bundle, spec.variant).labeler
+    valid = pc.is_valid(texts) if texts.null_count else None
+    # Through the worker's digit-shape cache (exact; each shape masked once per process).
+    distinct, rows = labeler.mask_distinct(texts.filter(valid) if valid is not None else texts)
+    masked = distinct.take(pa.array(rows)).cast(pa.string())
+    if valid is not None:  # masked valid texts scattered back to their rows; nulls stay null
+        masked = pc.replace_with_mask(pa.nulls(len(texts), pa.string()), valid, masked)
     return pa.RecordBatch.from_arrays([*batch.columns, masked], schema=masked_schema(batch.schema))
 
 

@@ -4,7 +4,7 @@ Rows are sorted by token length and run in batches padded only to the bucket's w
 (a multiple of 8 tokens), instead of padding everything to the longest row. Buckets of 8
 rather than powers of two (16, 32, 64, 128): loghub's 1,539 distinct masked texts of the
 replay (45 tokens on average) ran at 100 / 97 / 100 lines/s against 76 / 82 / 80, three
-rounds interleaved, one thread (`python -m bench.encoder_buckets`); each call is
+rounds interleaved, one thread (`python -m bench.label_costs`); each call is
 small (see below), so the extra shapes cost less than the padding did.
 
 A call holds at most `max_tokens` tokens (rows x width): LiteRT sizes its arena for the

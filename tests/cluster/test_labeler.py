@@ -53,4 +53,6 @@ def test_label_embeds_each_distinct_masked_text_once(tiny_bundle: Path) -> None:
     assert lab.clusters is not None
     per_row, _ = lab.clusters.assign(embed_masked(lab.masker.mask_texts(lines)))
     assert ids.dtype == np.int32 and np.array_equal(ids, per_row)
+    # `embed` masks through the shape cache too: the same rows as masking row by row.
+    np.testing.assert_allclose(lab.embed(lines), embed_masked(lab.masker.mask_texts(lines)))
     assert lab.label([]).shape == (0,)

@@ -1,11 +1,13 @@
-"""Encoder length buckets: powers of two against steps of 8 tokens, and the token cap.
+"""What labelling a loghub replay costs, part by part: masking, and the encoder's buckets.
 
-The distinct masked texts of a loghub replay (what `logclust label` and a cold sidecar
-encode) run through the bundle's encoder, one thread, with each bucket set and cap in
-turn, rounds interleaved; prints lines/s per round and the largest difference of the
-embeddings from the first setting (padding is masked, so it should be float noise).
+1. Masking `--rows` replay lines row by row (`Masker.mask`) against through the digit-shape
+   cache (`MaskCache`, as `Labeler` and the sidecar mask), with the outputs compared.
+2. The distinct masked texts (what `logclust label` and a cold sidecar encode) through the
+   bundle's encoder, one thread, with each length-bucket set and token cap in turn, rounds
+   interleaved; lines/s per round and the largest difference of the embeddings from the
+   first setting (padding is masked, so it should be float noise).
 
-    python -m bench.encoder_buckets [--rows 200000] [--rounds 3] [--variant f32]
+    python -m bench.label_costs [--rows 1000000] [--rounds 3] [--variant f32]
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import logclust.embed.encoder as encoder_module
 from bench.workloads import replay
 from logclust.cluster.labeler import Labeler
+from logclust.text.mask_cache import MaskCache
 
 SETTINGS: tuple[tuple[str, tuple[int, ...], int], ...] = (
     ("16/32/64/128, 128 a call", (16, 32, 64, 128), 128),
@@ -30,13 +34,26 @@ SETTINGS: tuple[tuple[str, tuple[int, ...], int], ...] = (
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--rows", type=int, default=200_000, help="replay rows; their distinct texts")
+    p.add_argument("--rows", type=int, default=1_000_000, help="replay rows")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--variant", default=None)
     args = p.parse_args()
     lab = Labeler.load(None, variant=args.variant)
-    masked = lab.masker.mask(pa.array(replay(args.rows, seed=0), pa.string()))
-    texts = masked.unique().to_pylist()
+    lines = pa.array(replay(args.rows, seed=0), pa.string())
+    t0 = time.perf_counter()
+    enc = pc.dictionary_encode(lab.masker.mask(lines))
+    by_row = time.perf_counter() - t0
+    cache = MaskCache(lab.masker)
+    t0 = time.perf_counter()
+    distinct, rows_of = cache.mask_distinct(lines)
+    by_shape = time.perf_counter() - t0
+    same = distinct.equals(enc.dictionary) and np.array_equal(rows_of, enc.indices.to_numpy())
+    print(
+        f"masking {len(lines):,} lines: row by row {by_row:.2f} s, through the shape cache "
+        f"{by_shape:.2f} s ({cache.misses:,} shapes, {cache.direct_rows} rows one by one), "
+        f"same output: {same}"
+    )
+    texts = distinct.to_pylist()
     rows = lab.tokenizer.encode(texts, lab.bundle.max_len)
     lengths = np.array([min(len(r), lab.bundle.max_len) for r in rows])
     print(
