@@ -721,11 +721,11 @@ class StreamClusters:
                 self._source(name)
         # (u,) distinct masked texts (the mask cache's own strings), (n,) row -> text
         keys, inv = self.masks.distinct_keys(body)
-        fresh = self._embed_new(keys, [self.sources.get(n) for n in names])
+        self._embed_new(keys, [self.sources.get(n) for n in names])
         with self._lock:
             if len(names) == 1:  # one source: every distinct text is its own
                 ids, dist = self._source(names[0]).assign(
-                    keys, self._embedder_of(keys, fresh), inv, time_ms
+                    keys, self._embedder_of(keys), inv, time_ms
                 )
                 return ids, dist, names, codes
             ids = np.empty(inv.size, np.int32)
@@ -735,22 +735,19 @@ class StreamClusters:
                 u_s, local = np.unique(inv[rows], return_inverse=True)
                 keys_s = [keys[i] for i in u_s.tolist()]
                 ids[rows], dist[rows] = self._source(name).assign(
-                    keys_s, self._embedder_of(keys_s, fresh[u_s]), local.ravel(), time_ms[rows]
+                    keys_s, self._embedder_of(keys_s), local.ravel(), time_ms[rows]
                 )
         return ids, dist, names, codes
 
-    def _embed_new(self, keys: list[str], clusterers: list[SourceClusterer | None]) -> np.ndarray:
+    def _embed_new(self, keys: list[str], clusterers: list[SourceClusterer | None]) -> None:
         """Embeds the texts that none of the batch's sources has placed yet, before the
         clustering lock and a slice at a time: a burst of new texts on one stream then
         holds up another stream's batch for one slice, not for the whole burst (10,000
         new texts took 13.4 s of another stream's batch latency when they were encoded
         under the lock). Each slice is a `turns.checkpoint`: in the server's Label pool
         the burst gives its slot to waiting streams there. The embeddings land in the
-        cache, where `assign` finds them.
-
-        Returns:
-            Which of `keys` were looked up here (`assign`'s look-up of them is then not
-            a second use for the cache's eviction)."""
+        cache, where `assign` finds them. Every text of the batch counts here as one use
+        for the cache's eviction: looked up if new to the sources, else touched."""
         miss = np.ones(len(keys), bool)
         for c in clusterers:  # one dict probe per text in C (a Python loop cost 0.6 ms)
             if c is not None:
@@ -767,14 +764,11 @@ class StreamClusters:
                 self.cache.embed(part)
             # Charged to this stream: a burst yields to the others after each slice.
             turns.checkpoint(turns.EMBED_COST * len(part))
-        return miss
 
-    def _embedder_of(
-        self, keys: list[str], fresh: np.ndarray
-    ) -> Callable[[np.ndarray], np.ndarray]:
+    def _embedder_of(self, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
         """Embeddings of `keys[idx]` through the embedding cache, computed when first
-        asked (each text of the batch at most once); `fresh[i]`: `keys[i]` was looked up
-        by `_embed_new` in this batch already."""
+        asked (each text of the batch at most once). Not a use for the eviction again:
+        `_embed_new` counted every text of the batch."""
         done = np.zeros(len(keys), bool)
         rows = np.empty((len(keys), self.embedder.dim), np.float32)  # touched when filled
 
@@ -782,9 +776,7 @@ class StreamClusters:
             need = np.unique(idx[~done[idx]])
             if need.size:
                 with self._embed_lock:
-                    for part, touch in ((need[~fresh[need]], True), (need[fresh[need]], False)):
-                        if part.size:
-                            rows[part] = self.cache.embed([keys[i] for i in part.tolist()], touch)
+                    rows[need] = self.cache.embed([keys[i] for i in need.tolist()], touch=False)
                 done[need] = True
             return rows[idx]
 

@@ -72,8 +72,8 @@ class EmbeddingCache:
         Args:
             keys: the distinct texts as Python strings (an Arrow array is built for the
                 misses only).
-            touch: hits count as a use for the eviction (False for a second look-up, in
-                the same batch, of texts that batch stored: not a use again).
+            touch: hits count as a use for the eviction (False for a second look-up of
+                a batch's texts: not a use again).
         """
         slots = np.fromiter(map(self._index.get, keys, repeat(-1)), np.int64, len(keys))
         miss_idx = np.flatnonzero(slots < 0)
