@@ -2,7 +2,7 @@
 
 Shapes: B batch, T tokens, C = d_model. Attention builds its causal mask with
 `tf.linalg.band_part` and avoids `x[..., None]` so that the model converts to TFLite with
-a dynamic batch AND length (see the toolchain notes).
+a dynamic batch AND length (see "Export" in training/README.md).
 """
 
 from __future__ import annotations

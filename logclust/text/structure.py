@@ -1,4 +1,4 @@
-"""Structure-aware masking of request bodies: form data, query strings and JSON.
+"""Structure-aware masking of request bodies: form data, query strings, JSON and XML.
 
 Request bodies carry free text in their *values* (street names, search words, user
 names) that the plain masking rules leave alone, so one kind of request yields hundreds
@@ -101,7 +101,7 @@ _STRING_WS = re.compile(r"(\\[^ntr])|(?:\\[ntr]|\s)+")
 
 
 def mask_structure(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Rewrites form data, query strings and JSON into key-keeping canonical texts.
+    """Rewrites form data, query strings, JSON and XML into key-keeping canonical texts.
 
     Rows that are not one of these formats are returned unchanged. Formats, tried in
     this order:
@@ -113,7 +113,11 @@ def mask_structure(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
        keys kept in their order, each value typed (empty, `<NUM>`, `<BOOL>`, a compact
        JSON value masked as in 1, else `<*>`). Space-separated `a=b c=d` pairs in log
        lines are not form data and stay unchanged.
-    3. A log line with an embedded JSON object: the first `{` from which an object
+    3. An XML document (the whole row: an optional declaration, then elements): element
+       and attribute names kept, text and attribute values typed (`<NUM>`, `<BOOL>`,
+       else `<*>`), the whitespace between tags dropped, runs of identical sibling
+       elements kept once.
+    4. A log line with an embedded JSON object: the first `{` from which an object
        parses is replaced by its masked form; the text around it is kept.
 
     Args:
