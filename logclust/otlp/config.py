@@ -21,7 +21,7 @@ def _check_addr(name: str, addr: str | None, schemes: bool = False) -> None:
     if addr is None:
         return
     host, sep, port = (_without_scheme(addr) if schemes else addr).rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not port.isdigit() or (schemes and "/" in host):
         form = "[https://|http://]HOST:PORT" if schemes else "HOST:PORT"
         raise ValueError(f"{name} must be {form}. Received: {name}={addr!r}")
 

@@ -230,6 +230,7 @@ def create_server(
     )
     service = LogClustService(sidecar, metrics, executors, limits)
     loop = _EventLoop()
+    server: grpc.aio.Server | None = None
     try:
         health_servicer = health_aio.HealthServicer()
         server, port = loop.run(_start_grpc(config, service, health_servicer))
@@ -241,6 +242,8 @@ def create_server(
                 config.otlp, sidecar, metrics, config.max_workers, executors.label, config.tls
             )
     except BaseException:
+        if server is not None:
+            loop.run(server.stop(None))  # before its loop goes
         loop.close()
         executors.shutdown()
         _close_store(store)
