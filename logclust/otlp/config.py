@@ -48,16 +48,6 @@ class OtlpConfig:
     # `https://host:port` dials TLS (the system's roots unless `forward_ca_file`), and so
     # does a plain host:port with `forward_ca_file`; otherwise plaintext.
     forward: str | None = None
-    # PEM CA bundle the next hop's certificate must chain to (dials TLS).
-    forward_ca_file: str | None = None
-    # PEM client certificate chain and key shown to the next hop (mutual TLS; both or
-    # neither, and only over TLS).
-    forward_cert_file: str | None = None
-    forward_key_file: str | None = None
-    # Serve the OTLP/gRPC receiver in plaintext even when the server has TLS.
-    grpc_plaintext: bool = False
-    # Serve the OTLP/HTTP receiver in plaintext even when the server has TLS.
-    http_plaintext: bool = False
     # Records waiting for the next hop; past this, Export answers RESOURCE_EXHAUSTED and
     # the senders keep the records and retry. A queued loghub record holds about 460 bytes
     # of RSS (50,000 took a warmed sidecar from 184 to 207 MB, `bench.otlp_outage`): the
@@ -85,6 +75,17 @@ class OtlpConfig:
     retry_max_s: float = 5.0
     # Delay suggested to senders (RetryInfo, Retry-After) when the queue is full.
     retry_after_s: float = 1.0
+    # -- TLS (the receivers' own is the server's: `ServerConfig.tls`) --
+    # PEM CA bundle the next hop's certificate must chain to (dials TLS).
+    forward_ca_file: str | None = None
+    # PEM client certificate chain and key shown to the next hop (mutual TLS; both or
+    # neither, and only over TLS).
+    forward_cert_file: str | None = None
+    forward_key_file: str | None = None
+    # Serve the OTLP/gRPC receiver in plaintext even when the server has TLS.
+    grpc_plaintext: bool = False
+    # Serve the OTLP/HTTP receiver in plaintext even when the server has TLS.
+    http_plaintext: bool = False
 
     def __post_init__(self) -> None:
         _check_addr("listen", self.listen)

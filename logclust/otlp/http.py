@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 PATH = "/v1/logs"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+# Seconds a client has to finish the TLS handshake.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class Receiver(Protocol):
@@ -101,7 +103,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()  # here, in this connection's thread
+            # Here, in this connection's thread; bounded, so that a client that never
+            # finishes it cannot hold `stop()` (which waits for every connection).
+            self.request.settimeout(HANDSHAKE_TIMEOUT_S)
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name

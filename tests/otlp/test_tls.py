@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -36,6 +37,7 @@ from logclust.cli import main as cli
 from logclust.cli.service import otlp_config
 from logclust.client import Client, ClientTls
 from logclust.cluster.config import StreamClusterConfig
+from logclust.otlp import http as otlp_http
 from logclust.otlp.config import OtlpConfig
 from logclust.otlp.mapping import CLUSTER_ID_ATTRIBUTE
 from logclust.rpc.tls import TlsConfig
@@ -246,6 +248,16 @@ def test_a_listener_opted_out_serves_plaintext_the_others_keep_tls(pki: Pki, opt
         with Client(f"127.0.0.1:{port}", timeout_s=10) as plain:
             with pytest.raises(grpc.RpcError):
                 plain.health()
+
+
+def test_a_client_silent_in_the_handshake_is_dropped(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otlp_http, "HANDSHAKE_TIMEOUT_S", 0.2)
+    srv, _ = _sidecar(TlsConfig(pki.server_cert, pki.server_key))
+    with srv, socket.create_connection(("127.0.0.1", srv.otlp.http_port), timeout=10) as sock:  # type: ignore[union-attr]
+        assert sock.recv(1) == b""  # closed by the server, not by our timeout
+        assert _http_post(srv.otlp.http_port, _client_context(pki, False), "after") == 200  # type: ignore[union-attr]
 
 
 # -- the forwarder ----------------------------------------------------------------------------
