@@ -66,3 +66,17 @@ def test_logclust_train_points_to_the_checkout_command(capsys: pytest.CaptureFix
     assert main(["train", "--data", "x"]) == 2
     err = capsys.readouterr().err
     assert "python -m training" in err and len(err.strip().splitlines()) == 1
+
+
+def test_otlp_and_the_shared_rpc_code_import_no_server_code() -> None:
+    # The arrow points one way: the server wires the OTLP listeners, never the reverse.
+    _run(
+        "import pkgutil, sys, importlib\n"
+        "import logclust.otlp, logclust.rpc\n"
+        "for pkg in (logclust.otlp, logclust.rpc):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+        "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        "assert 'logclust.otlp.endpoints' in sys.modules\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('logclust.server'))\n"
+        "assert not bad, bad\n"
+    )

@@ -65,7 +65,7 @@ def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("OpenTelemetry (OTLP) logs")
     g.add_argument("--otlp-listen", default=None, help="OTLP/gRPC host:port (default: off)")
     g.add_argument("--otlp-http-listen", default=None, help="OTLP/HTTP host:port (/v1/logs)")
-    g.add_argument("--otlp-forward", default=None, help="next hop, OTLP/gRPC host:port")
+    g.add_argument("--otlp-forward", default=None, help="next hop, OTLP/gRPC [https://]host:port")
     g.add_argument(
         "--otlp-queue-records", type=int, default=20_000, help="forwarding queue bound (records)"
     )
@@ -74,6 +74,24 @@ def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--otlp-latency-attribute", default="latency_ms", help="NAME or NAME:UNIT (ns, us, ms, s)"
     )
+    g.add_argument(
+        "--otlp-plaintext",
+        action="store_true",
+        help="serve OTLP/gRPC in plaintext even with --tls-cert (default: the server's TLS)",
+    )
+    g.add_argument(
+        "--otlp-http-plaintext",
+        action="store_true",
+        help="serve OTLP/HTTP in plaintext even with --tls-cert (default: the server's TLS)",
+    )
+    g.add_argument(
+        "--otlp-forward-ca",
+        default=None,
+        help="dial the next hop with TLS, trusting this CA (PEM); an https:// --otlp-forward "
+        "dials TLS with the system's roots",
+    )
+    g.add_argument("--otlp-forward-cert", default=None, help="client cert for the next hop (PEM)")
+    g.add_argument("--otlp-forward-key", default=None, help="client key for the next hop (PEM)")
 
 
 def _add_security_flags(p: argparse.ArgumentParser) -> None:

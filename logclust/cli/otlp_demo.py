@@ -37,10 +37,10 @@ from opentelemetry.sdk.resources import Resource
 
 from logclust.cli.demo import Answers, query
 from logclust.client import Client
+from logclust.otlp.config import OtlpConfig
+from logclust.otlp.mapping import CLUSTER_ID_ATTRIBUTE
 from logclust.server.app import create_server
 from logclust.server.config import ServerConfig
-from logclust.server.otlp_config import OtlpConfig
-from logclust.server.otlp_mapping import CLUSTER_ID_ATTRIBUTE
 
 SENDER = "the OpenTelemetry SDK (OTLP/gRPC)"
 RECORD_ID = "record_id"

@@ -15,6 +15,7 @@ from logclust.cli.defaults import SERVE_ENCODER_BATCH  # noqa: F401 - read by be
 from logclust.cli.demo import OTLP_EXTRA_MISSING, otlp_sdk_available, run_demo
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
+from logclust.otlp.config import OtlpConfig
 from logclust.server.app import serve
 from logclust.server.config import (
     DEFAULT_MEMORY_BUDGET_MB,
@@ -23,7 +24,6 @@ from logclust.server.config import (
     check_listen,
 )
 from logclust.server.memory import keep_pandas_out, lean_process_memory
-from logclust.server.otlp_config import OtlpConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,20 @@ def _setup_logging() -> None:
 def otlp_config(args: argparse.Namespace) -> OtlpConfig | None:
     """The OTLP settings of `serve`'s flags; None when no OTLP receiver is asked for."""
     if args.otlp_listen is None and args.otlp_http_listen is None:
-        if args.otlp_forward is not None:
-            raise ValueError("--otlp-forward needs --otlp-listen or --otlp-http-listen")
+        for flag in ("otlp_forward", "otlp_forward_ca", "otlp_forward_cert", "otlp_forward_key"):
+            if getattr(args, flag) is not None:
+                name = "--" + flag.replace("_", "-")
+                raise ValueError(f"{name} needs --otlp-listen or --otlp-http-listen")
         return None
     return OtlpConfig(
         listen=args.otlp_listen,
         http_listen=args.otlp_http_listen,
         forward=args.otlp_forward,
+        forward_ca_file=args.otlp_forward_ca,
+        forward_cert_file=args.otlp_forward_cert,
+        forward_key_file=args.otlp_forward_key,
+        grpc_plaintext=args.otlp_plaintext,
+        http_plaintext=args.otlp_http_plaintext,
         queue_records=args.otlp_queue_records,
         body_attribute=args.otlp_body_attribute,
         source_attribute=args.otlp_source_attribute,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -28,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from logclust.client.tables import clusters_to_table
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
+from logclust.rpc.tls import channel_credentials
 from logclust.wire import ipc
 from logclust.wire.contract import DEFAULT_QUANTILES
 
@@ -56,15 +56,7 @@ class ClientTls:
 
     def credentials(self) -> grpc.ChannelCredentials:
         """gRPC channel credentials (reads the PEM files)."""
-
-        def read(path: str | None) -> bytes | None:
-            return None if path is None else Path(path).read_bytes()
-
-        return grpc.ssl_channel_credentials(
-            root_certificates=read(self.ca_file),
-            private_key=read(self.key_file),
-            certificate_chain=read(self.cert_file),
-        )
+        return channel_credentials(self.ca_file, self.cert_file, self.key_file)
 
 
 class Client:

@@ -1,5 +1,9 @@
 """Server assembly: `create_server(config, labeler) -> (server, port)` and blocking `serve()`.
 
+The one place where the listeners are wired together: the `LogClust` gRPC server and,
+when `config.otlp` asks for them, the OTLP receivers (`logclust.otlp`), all serving
+`config.tls` (see `logclust.rpc.tls`).
+
 The gRPC server is grpc's asyncio server, on an event loop of its own thread: health
 checks run on the loop and never wait for a thread, open Label streams are coroutines
 (hundreds cost no threads), and the blocking work runs in bounded pools (see
@@ -20,7 +24,6 @@ import sys
 import threading
 from collections.abc import Coroutine
 from concurrent import futures
-from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
@@ -29,11 +32,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from logclust.embed.embedding_cache import Embedder
+from logclust.otlp.endpoints import OtlpEndpoints
 from logclust.proto import logclust_pb2_grpc as pb_grpc
-from logclust.server.config import UNIX_PREFIX, ServerConfig, TlsConfig, unix_path
+from logclust.rpc.tls import server_credentials
+from logclust.server.config import UNIX_PREFIX, ServerConfig, unix_path
 from logclust.server.fair import FairExecutor
 from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_bytes
-from logclust.server.otlp import OtlpEndpoints
 from logclust.server.service import Executors, LabelLimits, LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
@@ -151,20 +155,6 @@ def _close_store(store: StateStore) -> None:
         close()
 
 
-def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
-    """TLS credentials; client certificates are required when `client_ca_file` is set.
-
-    Raises:
-        OSError: a PEM file cannot be read.
-    """
-    key = Path(tls.key_file).read_bytes()
-    cert = Path(tls.cert_file).read_bytes()
-    ca = None if tls.client_ca_file is None else Path(tls.client_ca_file).read_bytes()
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-    )
-
-
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     """Binds `config.listen` (TCP or Unix socket, TLS or not); returns the port, 0 on failure."""
     path = unix_path(config.listen) if config.listen.startswith(UNIX_PREFIX) else None
@@ -240,6 +230,7 @@ def create_server(
     )
     service = LogClustService(sidecar, metrics, executors, limits)
     loop = _EventLoop()
+    server: grpc.aio.Server | None = None
     try:
         health_servicer = health_aio.HealthServicer()
         server, port = loop.run(_start_grpc(config, service, health_servicer))
@@ -247,8 +238,12 @@ def create_server(
             raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
         otlp = None
         if config.otlp is not None:
-            otlp = OtlpEndpoints(config.otlp, sidecar, metrics, config.max_workers, executors.label)
+            otlp = OtlpEndpoints(
+                config.otlp, sidecar, metrics, config.max_workers, executors.label, config.tls
+            )
     except BaseException:
+        if server is not None:
+            loop.run(server.stop(None))  # before its loop goes
         loop.close()
         executors.shutdown()
         _close_store(store)

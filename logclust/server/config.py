@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logclust.cluster.config import StreamClusterConfig
+from logclust.otlp.config import OtlpConfig
+from logclust.rpc.tls import TlsConfig
 from logclust.server.memory import SIZED_FIELDS, sizes_for_budget
-from logclust.server.otlp_config import OtlpConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 from logclust.sidecar.stream_labeler import StreamLabelerConfig
 
@@ -55,17 +56,6 @@ def usable_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     except (OSError, ValueError):
         pass  # no cgroup v2 quota readable: the affinity stands
     return max(1, cores)
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """TLS of the gRPC server; with `client_ca_file`, mutual TLS (client certs required)."""
-
-    # PEM certificate chain and private key of the server.
-    cert_file: str
-    key_file: str
-    # PEM CA bundle that client certificates must chain to; None: no client certs asked.
-    client_ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +116,8 @@ class ServerConfig:
     # Bytes one Label payload may decode to (a compressed payload is checked before it is
     # decompressed: a 34 KB zstd bomb can claim gigabytes).
     max_decompressed_bytes: int = 256 * 1024 * 1024
-    # TLS (and mTLS) of the gRPC server; None: plaintext.
+    # TLS (and mTLS) of every listener: the gRPC server and the OTLP receivers (unless
+    # `otlp` opts one out); None: plaintext.
     tls: TlsConfig | None = None
     # On SIGTERM, in-flight calls get this long to finish.
     grace_s: float = 5.0

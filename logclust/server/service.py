@@ -20,7 +20,7 @@ import grpc
 
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
-from logclust.server import errors
+from logclust.rpc import errors
 from logclust.server.fair import FairExecutor
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics

@@ -2,7 +2,7 @@
 
 Wire types stay out of here: the gRPC servicer (`logclust.server.service`) converts
 requests into these calls, and errors raised here are mapped to status codes in
-`logclust.server.errors`.
+`logclust.rpc.errors`.
 """
 
 from __future__ import annotations

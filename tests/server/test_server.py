@@ -23,8 +23,8 @@ from logclust.client import Client
 from logclust.cluster.config import StreamClusterConfig
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
+from logclust.rpc.errors import status_for
 from logclust.server import ServerConfig, SidecarServer, create_server
-from logclust.server.errors import status_for
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import SqliteStore
 from logclust.wire import ipc

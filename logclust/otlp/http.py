@@ -4,7 +4,13 @@ Statuses (OTLP/HTTP): 200 with an `ExportLogsServiceResponse` (partial success i
 400 on a malformed body or a request the contract refuses; 404 on another path; 411
 without Content-Length; 413 over `max_request_bytes` (before or after gunzip); 415 on
 another content type; 429 with Retry-After when the forwarding queue is full; 500 on an
-internal error (logged). Error bodies are a `google.rpc.Status` in the request's format.
+internal error (logged). Error bodies are a `google.rpc.Status` in the request's format;
+the statuses come from `logclust.rpc.errors`, as the gRPC servers' do.
+
+With an `ssl.SSLContext` (the server's TLS, `logclust.rpc.tls.server_ssl_context`) every
+connection is TLS: the handshake runs in the connection's own thread, so a client that
+never finishes it holds no other; a plaintext client or, under mutual TLS, one without a
+certificate fails it and is disconnected before any request is read (logged).
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import base64
 import json
 import logging
 import math
+import socket
+import ssl
+import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -27,16 +35,18 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from logclust.server import errors
-from logclust.server.forward import QueueFullError
+from logclust.rpc import errors
+from logclust.rpc.errors import RetryLaterError, TooLargeError
 from logclust.sidecar.metrics import Metrics
-from logclust.wire.contract import ContractError, LimitExceededError
+from logclust.wire.contract import ContractError
 
 logger = logging.getLogger(__name__)
 
 PATH = "/v1/logs"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+# Seconds a client has to finish the TLS handshake.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class Receiver(Protocol):
@@ -45,10 +55,6 @@ class Receiver(Protocol):
     ) -> ExportLogsServiceResponse: ...
 
     def export_bytes(self, data: bytes) -> ExportLogsServiceResponse: ...
-
-
-class TooLargeError(LimitExceededError):
-    """The body is over the size cap (413)."""
 
 
 def _hex_ids_to_base64(doc: Any) -> None:
@@ -95,6 +101,15 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            # Here, in this connection's thread; bounded, so that a client that never
+            # finishes it cannot hold `stop()` (which waits for every connection).
+            self.request.settimeout(HANDSHAKE_TIMEOUT_S)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         logger.debug("%s " + format, self.address_string(), *args)
 
@@ -113,19 +128,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(413, msg, json_out)
         try:
             response = self._export(self.rfile.read(int(length)), limit)
-        except QueueFullError as e:
-            retry = str(max(1, math.ceil(e.retry_after_s)))
-            return self._error(429, str(e), json_out, {"Retry-After": retry})
-        except TooLargeError as e:
-            return self._error(413, str(e), json_out)
         except Exception as e:  # noqa: BLE001 - every error becomes a status here
-            code = errors.status_for(e)
-            self.server.on_error(code.name.lower())
-            if code is grpc.StatusCode.INTERNAL:
-                logger.exception("internal error")
-                return self._error(500, f"internal error: {type(e).__name__}", json_out)
-            return self._error(400, str(e), json_out)
+            return self._refuse(e, json_out)
         self._reply(200, response, json_out)
+
+    def _refuse(self, error: Exception, json_out: bool) -> None:
+        """Answers the status `error` maps to (`errors.http_status_for`)."""
+        code = errors.http_status_for(error)
+        if isinstance(error, RetryLaterError):
+            retry = str(max(1, math.ceil(error.retry_after_s)))
+            return self._error(code, str(error), json_out, {"Retry-After": retry})
+        if code == 413:
+            return self._error(code, str(error), json_out)
+        self.server.on_error(errors.status_for(error).name.lower())
+        if code == 500:
+            logger.error("internal error", exc_info=error)
+            return self._error(code, f"internal error: {type(error).__name__}", json_out)
+        return self._error(code, str(error), json_out)
 
     def _export(self, data: bytes, limit: int) -> ExportLogsServiceResponse:
         if self.headers.get("Content-Encoding", "identity").lower() == "gzip":
@@ -163,6 +182,24 @@ class _Server(ThreadingHTTPServer):
     receiver: Receiver
     max_request_bytes: int
     metrics: Metrics | None
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.ssl_context is None:
+            return sock, addr
+        # The handshake waits for `_Handler.setup`, in the connection's thread.
+        return self.ssl_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        ), addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError, TimeoutError)):
+            # A failed handshake (plaintext, no client certificate) or a dropped peer.
+            logger.info("OTLP/HTTP connection from %s closed: %s", client_address, error)
+            return
+        logger.error("OTLP/HTTP connection from %s failed", client_address, exc_info=error)
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -171,6 +208,14 @@ class _Server(ThreadingHTTPServer):
 
 class OtlpHttpServer:
     """`/v1/logs` on `listen` (port 0: a free one), served from a thread until `stop()`.
+
+    Args:
+        listen: host:port to bind.
+        receiver: labels the requests.
+        max_request_bytes: the largest body taken (413 past it, before or after gunzip).
+        metrics: counts errors by kind; None counts none.
+        ssl_context: serve HTTPS with it (`logclust.rpc.tls.server_ssl_context`); None:
+            plaintext.
 
     Raises:
         OSError: the address could not be bound.
@@ -182,18 +227,21 @@ class OtlpHttpServer:
         receiver: Receiver,
         max_request_bytes: int,
         metrics: Metrics | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         host, _, port = listen.rpartition(":")
         self.server = _Server((host.strip("[]"), int(port)), _Handler)
         self.server.receiver = receiver
         self.server.max_request_bytes = max_request_bytes
         self.server.metrics = metrics
+        self.server.ssl_context = ssl_context
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="logclust-otlp-http", daemon=True
         )
         self._thread.start()
-        logger.info("OTLP/HTTP logs on http://%s:%d%s", host, self.port, PATH)
+        scheme = "http" if ssl_context is None else "https"
+        logger.info("OTLP/HTTP logs on %s://%s:%d%s", scheme, host, self.port, PATH)
 
     def stop(self) -> None:
         """Stops accepting, waits for requests in flight, closes the socket."""

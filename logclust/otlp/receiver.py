@@ -1,9 +1,9 @@
-"""OTLP logs in: `LogsService/Export` over gRPC (and `/v1/logs`, `otlp_http`), labelled
+"""OTLP logs in: `LogsService/Export` over gRPC (and `/v1/logs`, `http`), labelled
 through the same path as `Label`, then forwarded to the next hop (`forward`).
 
 Every Export: room in the forwarding queue is taken first (a full queue refuses the
 whole request before any labelling, so a retried request is never counted twice), the
-records are mapped to a contract table (`otlp_mapping`; unmappable records are refused
+records are mapped to a contract table (`mapping`; unmappable records are refused
 alone and reported in `partial_success`), the table is checked with
 `contract.validate_batch` and labelled by `Sidecar.label`, exactly as a `Label` batch
 (same clusters, same latency sketches), and the records, with `logclust.cluster_id` and
@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent import futures
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -31,18 +31,16 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from prometheus_client import CollectorRegistry, Counter
 
 from logclust.cluster.descriptions import ClusterStats
-from logclust.server import errors
-from logclust.server.fair import FairExecutor
-from logclust.server.forward import ForwardQueue
-from logclust.server.otlp_config import OtlpConfig
-from logclust.server.otlp_http import OtlpHttpServer
-from logclust.server.otlp_mapping import (
+from logclust.otlp.config import OtlpConfig
+from logclust.otlp.forward import ForwardQueue
+from logclust.otlp.mapping import (
     CLUSTER_ID_ATTRIBUTE,
     RecordMapper,
     annotate,
     count_records,
     parse_request,
 )
+from logclust.rpc import errors
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import contract
@@ -53,6 +51,14 @@ logger = logging.getLogger(__name__)
 OTLP_STREAM = "logclust-otlp"
 T = TypeVar("T")
 LOGS_SERVICE = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name
+
+
+class LabelPool(Protocol):
+    """Where requests are labelled in turns (the server's `FairExecutor`)."""
+
+    def submit(
+        self, key: Hashable, cost: float, fn: Callable[..., Any], *args: Any
+    ) -> futures.Future[Any]: ...
 
 
 class TemplateCache:
@@ -107,7 +113,7 @@ class OtlpReceiver:
         sidecar: Sidecar,
         queue: ForwardQueue | None = None,
         registry: CollectorRegistry | None = None,
-        pool: FairExecutor | None = None,
+        pool: LabelPool | None = None,
     ) -> None:
         self.config = config
         self.sidecar = sidecar
@@ -233,78 +239,3 @@ class OtlpLogsService(logs_service_pb2_grpc.LogsServiceServicer):
             },
         )
         server.add_generic_rpc_handlers((handler,))
-
-
-class OtlpEndpoints:
-    """The started OTLP receivers (gRPC, HTTP) and the forwarding queue.
-
-    Args:
-        config: what to start.
-        sidecar: the labelling path shared with `Label`.
-        metrics: the server's metrics (counters are added to its registry).
-        max_workers: Export calls served at once over gRPC (taken in; labelled in `pool`).
-        pool: the Label pool (see `OtlpReceiver`); None: in the receivers' threads.
-
-    Raises:
-        OSError: an address could not be bound (whatever started is stopped).
-    """
-
-    def __init__(
-        self,
-        config: OtlpConfig,
-        sidecar: Sidecar,
-        metrics: Metrics,
-        max_workers: int = 8,
-        pool: FairExecutor | None = None,
-    ) -> None:
-        self.config = config
-        registry = metrics.registry
-        self.queue = None if config.forward is None else ForwardQueue(config, registry)
-        self.receiver = OtlpReceiver(config, sidecar, self.queue, registry, pool)
-        self.grpc_server: grpc.Server | None = None
-        self.http: OtlpHttpServer | None = None
-        self.port = self.http_port = 0
-        try:
-            if config.listen is not None:
-                self.grpc_server, self.port = self._start_grpc(config.listen, metrics, max_workers)
-            if config.http_listen is not None:
-                self.http = OtlpHttpServer(
-                    config.http_listen, self.receiver, config.max_request_bytes, metrics
-                )
-                self.http_port = self.http.port
-        except BaseException:
-            self.stop(0)
-            raise
-        if self.queue is not None:
-            logger.info("forwarding OTLP logs to %s", config.forward)
-
-    def _start_grpc(self, listen: str, metrics: Metrics, workers: int) -> tuple[grpc.Server, int]:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logclust-otlp"),
-            options=[
-                ("grpc.max_receive_message_length", self.config.max_request_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        OtlpLogsService(self.receiver, metrics).add_to_server(server)
-        try:
-            port = server.add_insecure_port(listen)
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise OSError(f"Could not bind the OTLP gRPC receiver. Received: listen={listen!r}")
-        server.start()
-        logger.info("OTLP/gRPC logs on %s:%d", listen.rpartition(":")[0], port)
-        return server, port
-
-    def stop(self, grace: float | None) -> None:
-        """Stops the receivers (in-flight calls get `grace`), then sends what is queued
-        for up to `grace` seconds more; what is left is dropped and logged."""
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace).wait()
-        if self.http is not None:
-            self.http.stop()
-        if self.queue is not None:
-            drained = self.queue.close(grace or 0.0)
-            if not drained:
-                logger.error("OTLP forwarding queue not drained within %s s", grace)

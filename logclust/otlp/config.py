@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Schemes `forward` may start with: https dials TLS, http plaintext.
+HTTPS, HTTP = "https://", "http://"
 # Latency attribute units (`name:unit`) and their factor to milliseconds.
 LATENCY_UNITS: dict[str, float] = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def _check_addr(name: str, addr: str | None) -> None:
+def _without_scheme(addr: str) -> str:
+    for scheme in (HTTPS, HTTP):
+        if addr.startswith(scheme):
+            return addr[len(scheme) :]
+    return addr
+
+
+def _check_addr(name: str, addr: str | None, schemes: bool = False) -> None:
     if addr is None:
         return
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"{name} must be HOST:PORT. Received: {name}={addr!r}")
+    host, sep, port = (_without_scheme(addr) if schemes else addr).rpartition(":")
+    if not sep or not host or not port.isdigit() or (schemes and "/" in host):
+        form = "[https://|http://]HOST:PORT" if schemes else "HOST:PORT"
+        raise ValueError(f"{name} must be {form}. Received: {name}={addr!r}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,10 @@ class OtlpConfig:
     ("OpenTelemetry (OTLP)"): text from the body (or `body_attribute`), source from the
     resource attribute `source_attribute`, latency from the record attribute
     `latency_attribute`, time from `time_unix_nano` (observed time when unset).
+
+    The receivers serve the TLS of the server they are part of (`ServerConfig.tls`),
+    mutual TLS included, unless `grpc_plaintext`/`http_plaintext` opt one out. The
+    forwarder has TLS settings of its own (`forward_ca_file` and the client pair).
     """
 
     # OTLP/gRPC host:port (LogsService/Export); None: no gRPC receiver.
@@ -31,6 +45,8 @@ class OtlpConfig:
     # OTLP/HTTP host:port (POST /v1/logs, protobuf or JSON); None: no HTTP receiver.
     http_listen: str | None = None
     # Next hop (OTLP/gRPC host:port) for labelled records; None: label and record only.
+    # `https://host:port` dials TLS (the system's roots unless `forward_ca_file`), and so
+    # does a plain host:port with `forward_ca_file`; otherwise plaintext.
     forward: str | None = None
     # Records waiting for the next hop; past this, Export answers RESOURCE_EXHAUSTED and
     # the senders keep the records and retry. A queued loghub record holds about 460 bytes
@@ -59,11 +75,22 @@ class OtlpConfig:
     retry_max_s: float = 5.0
     # Delay suggested to senders (RetryInfo, Retry-After) when the queue is full.
     retry_after_s: float = 1.0
+    # -- TLS (the receivers' own is the server's: `ServerConfig.tls`) --
+    # PEM CA bundle the next hop's certificate must chain to (dials TLS).
+    forward_ca_file: str | None = None
+    # PEM client certificate chain and key shown to the next hop (mutual TLS; both or
+    # neither, and only over TLS).
+    forward_cert_file: str | None = None
+    forward_key_file: str | None = None
+    # Serve the OTLP/gRPC receiver in plaintext even when the server has TLS.
+    grpc_plaintext: bool = False
+    # Serve the OTLP/HTTP receiver in plaintext even when the server has TLS.
+    http_plaintext: bool = False
 
     def __post_init__(self) -> None:
         _check_addr("listen", self.listen)
         _check_addr("http_listen", self.http_listen)
-        _check_addr("forward", self.forward)
+        _check_addr("forward", self.forward, schemes=True)
         if self.listen is None and self.http_listen is None:
             raise ValueError(
                 "An OTLP config needs listen or http_listen. "
@@ -78,6 +105,49 @@ class OtlpConfig:
         if not self.source_attribute:
             raise ValueError("source_attribute must not be empty. Received: ''")
         self.latency_key()  # raises on an unknown unit
+        self._check_plaintext()
+        self._check_forward_tls()
+
+    def _check_plaintext(self) -> None:
+        for name, listener in (("grpc_plaintext", "listen"), ("http_plaintext", "http_listen")):
+            if getattr(self, name) and getattr(self, listener) is None:
+                raise ValueError(f"{name} needs {listener}. Received: {name}=True, {listener}=None")
+
+    def _check_forward_tls(self) -> None:
+        files = {
+            "forward_ca_file": self.forward_ca_file,
+            "forward_cert_file": self.forward_cert_file,
+            "forward_key_file": self.forward_key_file,
+        }
+        given = {name: path for name, path in files.items() if path is not None}
+        if given and self.forward is None:
+            raise ValueError(f"{', '.join(given)} needs forward. Received: forward=None")
+        if (self.forward_cert_file is None) != (self.forward_key_file is None):
+            raise ValueError(
+                "A forward client certificate needs both forward_cert_file and "
+                f"forward_key_file. Received: forward_cert_file={self.forward_cert_file!r}, "
+                f"forward_key_file={self.forward_key_file!r}"
+            )
+        if self.forward is not None and self.forward.startswith(HTTP) and given:
+            raise ValueError(
+                f"An http:// forward dials plaintext and takes no {', '.join(given)}. "
+                f"Received: forward={self.forward!r}"
+            )
+        if self.forward_cert_file is not None and not self.forward_tls():
+            raise ValueError(
+                "A forward client certificate needs TLS: give forward_ca_file or an "
+                f"https:// forward. Received: forward={self.forward!r}, forward_ca_file=None"
+            )
+
+    def forward_target(self) -> str | None:
+        """`forward` as gRPC dials it (host:port, without a scheme); None without one."""
+        return None if self.forward is None else _without_scheme(self.forward)
+
+    def forward_tls(self) -> bool:
+        """Whether the forwarder dials TLS: an `https://` forward or a forward CA."""
+        if self.forward is None:
+            return False
+        return self.forward.startswith(HTTPS) or self.forward_ca_file is not None
 
     def latency_key(self) -> tuple[str, float]:
         """`(attribute name, factor to ms)` of `latency_attribute`."""

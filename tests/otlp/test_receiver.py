@@ -41,9 +41,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from logclust.cli import main as cli
 from logclust.cluster.config import StreamClusterConfig
+from logclust.otlp.config import OtlpConfig
+from logclust.otlp.mapping import CLUSTER_ATTRIBUTE, CLUSTER_ID_ATTRIBUTE, RecordMapper
 from logclust.server import ServerConfig, SidecarServer, create_server
-from logclust.server.otlp_config import OtlpConfig
-from logclust.server.otlp_mapping import CLUSTER_ATTRIBUTE, CLUSTER_ID_ATTRIBUTE, RecordMapper
 from tests.fakes import FakeLabeler, fake_traffic
 
 INVALID, EXHAUSTED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED

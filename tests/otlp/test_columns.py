@@ -18,8 +18,8 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from logclust.server.otlp_config import OtlpConfig
-from logclust.server.otlp_mapping import MappedRecords, RecordMapper, parse_request
+from logclust.otlp.config import OtlpConfig
+from logclust.otlp.mapping import MappedRecords, RecordMapper, parse_request
 
 CONFIG = OtlpConfig(listen="127.0.0.1:0")
 NOW = 1_796_000_000_000_000_000

@@ -1,20 +1,21 @@
-"""Domain errors to gRPC status codes, in one place.
+"""Domain errors to gRPC status codes and HTTP statuses, in one place.
 
-| error                                   | status             |
-|-----------------------------------------|--------------------|
-| `forward.QueueFullError`                | RESOURCE_EXHAUSTED |
-|                                         | + RetryInfo        |
-| `contract.LimitExceededError` (rows,    | RESOURCE_EXHAUSTED |
-| sizes, sources, server overloaded)      |                    |
-| `contract.ContractError` (bad input or  | INVALID_ARGUMENT   |
-| query arguments)                        |                    |
-| anything else, a bare `ValueError` or   | INTERNAL (logged   |
-| `TypeError` of an internal bug included | with a traceback)  |
+| error                                   | gRPC status        | HTTP |
+|-----------------------------------------|--------------------|------|
+| `RetryLaterError` (the OTLP forwarding  | RESOURCE_EXHAUSTED | 429 + Retry-After |
+| queue full)                             | + RetryInfo        |      |
+| `TooLargeError` (a body over its cap)   | RESOURCE_EXHAUSTED | 413  |
+| `contract.LimitExceededError` (rows,    | RESOURCE_EXHAUSTED | 400  |
+| sizes, sources, server overloaded)      |                    |      |
+| `contract.ContractError` (bad input or  | INVALID_ARGUMENT   | 400  |
+| query arguments)                        |                    |      |
+| anything else, a bare `ValueError` or   | INTERNAL (logged   | 500  |
+| `TypeError` of an internal bug included | with a traceback)  |      |
 
 Caller mistakes are raised as `ContractError` (a `ValueError`) by the domain code; a
 plain `ValueError` from deeper down is a bug of ours and is not blamed on the caller.
 `unary`/`streaming` wrap the thread-pool servicers (OTLP), `aio_unary`/`aio_streaming`
-the asyncio servicer of `LogClust`.
+the asyncio servicer of `LogClust`; `http_status_for` serves OTLP/HTTP.
 """
 
 from __future__ import annotations
@@ -25,13 +26,44 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
-from logclust.server.forward import QueueFullError, retry_info_status
 from logclust.wire.contract import ContractError, LimitExceededError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class RetryLaterError(LimitExceededError):
+    """No room now: the sender should retry after `retry_after_s` (RetryInfo, Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooLargeError(LimitExceededError):
+    """A request body over its size cap (HTTP 413)."""
+
+
+def retry_info_status(code: grpc.StatusCode, message: str, delay_s: float) -> grpc.Status:
+    """A rich status carrying a `google.rpc.RetryInfo` with `delay_s` (for `abort_with_status`)."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(int(delay_s * 1e9))
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(info)
+    return rpc_status.to_status(status)
+
+
+def http_status_for(error: BaseException) -> int:
+    """The HTTP status a domain error maps to (the gRPC code's counterpart above)."""
+    if isinstance(error, RetryLaterError):
+        return 429
+    if isinstance(error, TooLargeError):
+        return 413
+    return 500 if status_for(error) is grpc.StatusCode.INTERNAL else 400
 
 
 def status_for(error: BaseException) -> grpc.StatusCode:
@@ -57,7 +89,7 @@ def _abort(context: grpc.ServicerContext, error: Exception, owner: ErrorRecorder
     if code is grpc.StatusCode.INTERNAL:
         logger.exception("internal error")
         context.abort(code, f"internal error: {type(error).__name__}")
-    if isinstance(error, QueueFullError):
+    if isinstance(error, RetryLaterError):
         # OTLP back-pressure: RESOURCE_EXHAUSTED is retried only with a RetryInfo.
         context.abort_with_status(retry_info_status(code, str(error), error.retry_after_s))
     context.abort(code, str(error))

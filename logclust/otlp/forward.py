@@ -10,7 +10,10 @@ thread sends queued requests, merged up to `forward_batch_records`, and frees th
 room only once the next hop accepted them. Retryable failures
 (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ABORTED, CANCELLED) are retried
 with exponential backoff (the next hop's RetryInfo delay when it names a longer one);
-any other status drops the batch, logged and counted.
+any other status drops the batch, logged and counted. The next hop is dialled in
+plaintext unless the config asks for TLS (`OtlpConfig.forward_tls`): then a next hop
+whose certificate does not chain to the forward CA is UNAVAILABLE, retried and logged
+with gRPC's handshake message like any outage.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import threading
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -30,8 +33,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from logclust.server.otlp_config import OtlpConfig
-from logclust.wire.contract import LimitExceededError
+from logclust.otlp.config import OtlpConfig
+from logclust.rpc.errors import RetryLaterError
+from logclust.rpc.tls import channel_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +51,8 @@ RETRYABLE = frozenset(
 )
 
 
-class QueueFullError(LimitExceededError):
+class QueueFullError(RetryLaterError):
     """The forwarding queue has no room for a request: retry after `retry_after_s`."""
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -79,17 +79,7 @@ class ForwardQueue:
         self._cond = threading.Condition()
         self._closing = False  # no more puts; drain what is queued
         self._abandon = threading.Event()  # stop now, even with records queued
-        backoff_ms = int(config.retry_max_s * 1000)
-        self._channel = grpc.insecure_channel(
-            config.forward,
-            options=[
-                # Reconnect as soon as our own backoff asks, not after gRPC's (up to 120 s).
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", backoff_ms),
-                ("grpc.max_send_message_length", -1),
-            ],
-        )
+        self._channel = _dial(config)
         # Requests go out as bytes: serialized requests concatenated are one merged request
         # (its only field is repeated), cheaper than copying messages into a new one.
         self._export = self._channel.unary_unary(
@@ -189,7 +179,13 @@ class ForwardQueue:
                     logger.error("next hop refused %d records (%s): dropped", records, code)
                     return "dropped"
                 wait = max(delay, _retry_delay(e) or 0.0) * random.uniform(0.8, 1.2)
-                logger.info("next hop %s (%s): retrying in %.2f s", self.config.forward, code, wait)
+                logger.info(
+                    "next hop %s (%s: %s): retrying in %.2f s",
+                    self.config.forward,
+                    code,
+                    e.details(),  # type: ignore[attr-defined]
+                    wait,
+                )
                 self._retries.inc()
                 if self._abandon.wait(wait):
                     logger.error("shutdown: %d queued records not forwarded", self.records)
@@ -226,6 +222,30 @@ class ForwardQueue:
         return drained
 
 
+def _dial(config: OtlpConfig) -> grpc.Channel:
+    """The channel to `config.forward`: TLS when `config.forward_tls()` (the forward CA,
+    client certificate and key), else plaintext.
+
+    Raises:
+        OSError: a PEM file cannot be read.
+    """
+    options = [
+        # Reconnect as soon as our own backoff asks, not after gRPC's (up to 120 s).
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", int(config.retry_max_s * 1000)),
+        ("grpc.max_send_message_length", -1),
+    ]
+    target = config.forward_target()
+    assert target is not None  # a ForwardQueue is made only with a forward
+    if not config.forward_tls():
+        return grpc.insecure_channel(target, options=options)
+    credentials = channel_credentials(
+        config.forward_ca_file, config.forward_cert_file, config.forward_key_file
+    )
+    return grpc.secure_channel(target, credentials, options=options)
+
+
 def _retry_delay(error: grpc.RpcError) -> float | None:
     """The RetryInfo delay of a failed call, if the next hop sent one."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
@@ -237,12 +257,3 @@ def _retry_delay(error: grpc.RpcError) -> float | None:
             detail.Unpack(info)
             return info.retry_delay.ToTimedelta().total_seconds()
     return None
-
-
-def retry_info_status(code: grpc.StatusCode, message: str, delay_s: float) -> grpc.Status:
-    """A rich status carrying a `google.rpc.RetryInfo` with `delay_s` (for `abort_with_status`)."""
-    info = error_details_pb2.RetryInfo()
-    info.retry_delay.FromNanoseconds(int(delay_s * 1e9))
-    status = status_pb2.Status(code=code.value[0], message=message)
-    status.details.add().Pack(info)
-    return rpc_status.to_status(status)

@@ -1,4 +1,5 @@
-"""OTLP log records to the Arrow contract and back: the one place that reads OTLP fields.
+"""OTLP log records to the Arrow contract and back: with `columns`, the one place that
+reads OTLP fields.
 
 | Arrow column | from the log record |
 |---|---|
@@ -11,24 +12,8 @@
 A record that cannot be mapped (no body, a bytes body, a non-numeric or negative
 latency) is refused on its own; the others go on.
 
-**Columns.** Reading a record's fields from Python costs about 5 us a record (wrapper
-objects, one attribute scan), more than labelling it. When the request's bytes are at
-hand, each scope is first read a second way, through `otlp_columns.proto`: there a
-scope's records parse into one message whose repeated fields hold every record's body
-string, times and attributes in order, converted to Python lists in C (under 1 us a
-record). A scope is taken from those lists only when their counts show each record has
-exactly what the loop would read: one string body (and no other kind), a time (else all
-an observed time, else none), and either no latency attribute anywhere or the same
-attribute keys in the same order on every record with the latency a finite double > 0.
-Any other scope (a map body, a missing body or time, records with different attributes,
-an int latency) goes through the loop, as does every scope when `body_attribute` is set.
-A request whose size re-encoded differs from its bytes (a field given twice in one
-record) is read by the loop alone.
-
-Two readings differ from the loop's, both for input no OTLP encoder writes: the same keys
-on every record are taken as one record's attributes each (OTLP forbids a key twice in
-one record), and a time written in packed form, which the loop ignores as an unknown
-field, is read as the record's time (and checked like any other).
+**Columns.** When the request's bytes are at hand, regular scopes are read as columns
+first (`logclust.otlp.columns`); the record loop here reads the others.
 """
 
 from __future__ import annotations
@@ -46,8 +31,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from logclust.proto.otlp_columns_pb2 import LogsColumns, RecordColumns
-from logclust.server.otlp_config import OtlpConfig
+from logclust.otlp.columns import MAX_NS, column_views, read_scope
+from logclust.otlp.config import OtlpConfig
+from logclust.proto.otlp_columns_pb2 import RecordColumns
 from logclust.wire import contract
 from logclust.wire.contract import ContractError
 
@@ -55,10 +41,6 @@ CLUSTER_ID_ATTRIBUTE = "logclust.cluster_id"
 CLUSTER_ATTRIBUTE = "logclust.cluster"
 # Reasons quoted in `partial_success.error_message` (the count covers them all).
 MAX_REASONS = 3
-# A double-valued AnyValue on the wire: field 4, wire type 1, then 8 bytes.
-_DOUBLE_TAG = 0x21
-_DOUBLE_BYTES = 9
-_MAX_NS = (1 << 63) - 1
 
 
 class RecordError(ContractError):
@@ -167,34 +149,6 @@ class _Rows:
         )
 
 
-def _column_views(request: ExportLogsServiceRequest, data: bytes) -> Any:
-    """The resources of `request`, parsed again from `data` as columns
-    (`otlp_columns.proto`); None when `data` is not in canonical form (its size
-    re-encoded differs: a field given twice in one record, which the columns would count
-    twice) or does not parse that way: the record loop reads it then."""
-    if request.ByteSize() != len(data):
-        return None
-    try:
-        views = LogsColumns.FromString(data).resource_logs
-    except DecodeError:
-        return None
-    return views if len(views) == len(request.resource_logs) else None
-
-
-def _times(cols: RecordColumns, n: int) -> list[int | None] | None:
-    """Each record's time as the loop reads it (`time_unix_nano`, else the observed
-    time, else None) when every record has the same kind; None otherwise."""
-    for column in (cols.time_unix_nano, cols.observed_time_unix_nano):
-        if len(column) == n:
-            times = np.array(column, np.uint64)
-            if not np.all((times > 0) & (times <= _MAX_NS)):
-                return None
-            return times.tolist()  # type: ignore[no-any-return]
-        if column:
-            return None
-    return [None] * n
-
-
 class RecordMapper:
     """Maps OTLP log records to contract rows, as `config` says."""
 
@@ -222,7 +176,7 @@ class RecordMapper:
         out = MappedRecords(pa.table({}), [])
         views = None
         if data is not None and self.body_attribute is None:
-            views = _column_views(request, data)
+            views = column_views(request, data)
         for r, rl in enumerate(request.resource_logs):
             src = _attribute(rl.resource.attributes, self.source_attribute)
             source = None if src is None or not src.string_value else src.string_value
@@ -258,7 +212,7 @@ class RecordMapper:
                 else:
                     text = self.text(rec)
                 time_ns = rec.time_unix_nano or rec.observed_time_unix_nano or None
-                if time_ns is not None and time_ns > _MAX_NS:
+                if time_ns is not None and time_ns > MAX_NS:
                     raise RecordError(
                         f"time must be before 2262 (int64 nanoseconds). Received: {time_ns}"
                     )
@@ -284,58 +238,15 @@ class RecordMapper:
             out.accepted += 1
 
     def _columns(self, cols: RecordColumns, n: int, rows: _Rows) -> bool:
-        """Appends a scope's `n` records to `rows` from their columns, when the columns
-        show that the record loop would read the same (see the module docstring); False
-        (nothing appended) otherwise."""
-        if n == 0:
-            return True
-        body = cols.body
-        if len(body.string_value) != n:
+        """Appends a scope's `n` records to `rows` from their columns when they read as
+        the record loop would (`columns.read_scope`); False (nothing appended) otherwise."""
+        read = read_scope(cols, n, self.latency_name, self.latency_scale)
+        if read is None:
             return False
-        if (
-            body.bool_value
-            or body.int_value
-            or body.double_value
-            or body.array_value
-            or body.kvlist_value
-            or body.bytes_value
-        ):
-            return False
-        times = _times(cols, n)
-        if times is None:
-            return False
-        latencies = self._latencies(cols, n)
-        if latencies is None:
-            return False
-        rows.texts.extend(body.string_value)
-        rows.latencies.extend(latencies)
-        rows.times.extend(times)
+        rows.texts.extend(read.texts)
+        rows.latencies.extend(read.latencies)
+        rows.times.extend(read.times)
         return True
-
-    def _latencies(self, cols: RecordColumns, n: int) -> list[float | None] | None:
-        """Each record's latency from the attribute columns; None when they do not tell
-        which record an attribute belongs to, or a value needs the record loop."""
-        keys = cols.attributes.key
-        name = self.latency_name
-        if name not in keys:
-            return [None] * n
-        values = cols.attributes.value
-        m, extra = divmod(len(keys), n)
-        if extra or len(values) != len(keys):
-            return None
-        first = list(keys[:m])
-        if len(set(first)) != m or list(keys) != first * n:
-            return None  # not the same keys on every record
-        raw = values[first.index(name) :: m]
-        if set(map(len, raw)) != {_DOUBLE_BYTES}:
-            return None
-        wire = np.frombuffer(b"".join(raw), np.uint8).reshape(n, _DOUBLE_BYTES)
-        if not np.all(wire[:, 0] == _DOUBLE_TAG):
-            return None
-        ms = wire[:, 1:].copy().view("<f8").ravel() * self.latency_scale
-        if not np.all((ms > 0.0) & (ms < math.inf)):
-            return None  # zero or a value to refuse: the loop says which
-        return ms.tolist()  # type: ignore[no-any-return]
 
     def text(self, rec: LogRecord) -> str:
         if self.body_attribute is not None:
