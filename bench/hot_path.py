@@ -69,9 +69,7 @@ def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, fl
     # The encoder batch `logclust serve` uses (64, the Labeler default, in older code).
     batch = getattr(cli_service, "SERVE_ENCODER_BATCH", 64)
     labeler = Labeler(Bundle.load(bundle), batch_size=batch)
-    side = Sidecar(
-        StreamLabeler(labeler, ServerConfig().labeler_config()), MemoryStore(), Metrics()
-    )
+    side = Sidecar(StreamLabeler(labeler, ServerConfig().labeler), MemoryStore(), Metrics())
     for data in payloads[:warm]:
         side.label_ipc(data)
     side.wait_for_refits()

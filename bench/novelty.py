@@ -252,7 +252,7 @@ def _encoder_calls(
     from logclust.sidecar.stream_labeler import StreamLabeler
 
     labeler = Labeler.load(bundle, batch_size=SERVE_ENCODER_BATCH)
-    core = Core(StreamLabeler(labeler, ServerConfig().labeler_config()), MemoryStore())
+    core = Core(StreamLabeler(labeler, ServerConfig().labeler), MemoryStore())
     for t in batches(body_table(warm), batch):
         core.label(t)
     core.wait_for_consolidations()

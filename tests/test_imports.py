@@ -66,3 +66,15 @@ def test_logclust_train_points_to_the_checkout_command(capsys: pytest.CaptureFix
     assert main(["train", "--data", "x"]) == 2
     err = capsys.readouterr().err
     assert "python -m training" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_config_dataclasses_are_light() -> None:
+    # The parser reads its defaults from them at every start, also of the client commands.
+    _run(
+        "import sys\n"
+        "import logclust.server.config, logclust.sidecar.config, logclust.cli.settings\n"
+        "heavy = ('logclust.server.app', 'logclust.sidecar.core', 'logclust.cluster.stream',\n"
+        "         'logclust.embed', 'ai_edge_litert', 'sentencepiece', 'prometheus_client')\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(heavy))\n"
+        "assert not bad, bad\n"
+    )
