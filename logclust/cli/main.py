@@ -19,6 +19,7 @@ from logclust.server.config import ServerConfig, TlsConfig
 from logclust.server.otlp_config import OtlpConfig
 from logclust.sidecar.config import StreamLabelerConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
+from logclust.wire.contract import DEFAULT_QUANTILES
 
 TRAIN_MOVED = (
     "logclust train: training is not part of the installed package; from a checkout run "
@@ -207,7 +208,7 @@ def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument("--addr", default=DEFAULT_ADDR)
     p.add_argument("--since", type=parse_duration, default=900.0, help="e.g. 15m (default)")
     p.add_argument("--window", type=parse_duration, default=None, help="e.g. 10s, 1m")
-    p.add_argument("--quantiles", type=parse_quantiles, default=[0.5, 0.9, 0.99])
+    p.add_argument("--quantiles", type=parse_quantiles, default=list(DEFAULT_QUANTILES))
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", default=None, help="PNG of p99 per cluster over time")

@@ -57,8 +57,11 @@ def field_docs(config: type) -> dict[str, str]:
     """The doc of every field of the dataclass `config`: its comment lines, joined."""
     names = {f.name for f in dataclasses.fields(config)}
     lines = linecache.getlines(inspect.getfile(config))
-    start = next(i for i, line in enumerate(lines) if re.match(rf"class {config.__name__}\b", line))
+    heads = (i for i, line in enumerate(lines) if re.match(rf"class {config.__name__}\b", line))
+    start = next(heads, None)
     docs: dict[str, str] = {}
+    if start is None:  # no source at hand: no docs
+        return docs
     comment: list[str] = []
     previous: str | None = None  # doc of the field on the line above
     for line in lines[start + 1 :]:
