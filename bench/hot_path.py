@@ -59,7 +59,6 @@ def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, fl
     from logclust.cluster.stream import SourceClusterer
     from logclust.embed.bundle import Bundle
     from logclust.latency.book import LatencyBook
-    from logclust.server.config import ServerConfig
     from logclust.sidecar.core import Sidecar
     from logclust.sidecar.metrics import Metrics
     from logclust.sidecar.store import MemoryStore
@@ -69,9 +68,8 @@ def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, fl
     # The encoder batch `logclust serve` uses (64, the Labeler default, in older code).
     batch = getattr(cli_service, "SERVE_ENCODER_BATCH", 64)
     labeler = Labeler(Bundle.load(bundle), batch_size=batch)
-    side = Sidecar(
-        StreamLabeler(labeler, ServerConfig().labeler_config()), MemoryStore(), Metrics()
-    )
+    # The default config is the server's (`ServerConfig().labeler`), in older code too.
+    side = Sidecar(StreamLabeler(labeler), MemoryStore(), Metrics())
     for data in payloads[:warm]:
         side.label_ipc(data)
     side.wait_for_refits()

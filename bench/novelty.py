@@ -246,13 +246,12 @@ def _encoder_calls(
     os.sched_setaffinity(0, {SERVER_CORE})
     from logclust.cli.service import SERVE_ENCODER_BATCH
     from logclust.cluster.labeler import Labeler
-    from logclust.server.config import ServerConfig
     from logclust.sidecar.core import Sidecar as Core
     from logclust.sidecar.store import MemoryStore
     from logclust.sidecar.stream_labeler import StreamLabeler
 
     labeler = Labeler.load(bundle, batch_size=SERVE_ENCODER_BATCH)
-    core = Core(StreamLabeler(labeler, ServerConfig().labeler_config()), MemoryStore())
+    core = Core(StreamLabeler(labeler), MemoryStore())  # the server's default config
     for t in batches(body_table(warm), batch):
         core.label(t)
     core.wait_for_consolidations()

@@ -30,6 +30,7 @@ from logclust.cluster.labeler import Labeler
 from logclust.cluster.quality import ari
 from logclust.server.app import create_server
 from logclust.server.config import ServerConfig
+from logclust.sidecar.config import StreamLabelerConfig
 from logclust.text.log_format import LogFormat, apply_log_format
 from training.data import default_data_dir, load_loghub
 from training.evaluate.report import write_section
@@ -70,7 +71,7 @@ def stream_system(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sets = load_loghub(args.data)
     labeler = Labeler.load(args.bundle)
-    config = ServerConfig(listen="127.0.0.1:0", max_sources=64)
+    config = ServerConfig(listen="127.0.0.1:0", labeler=StreamLabelerConfig(max_sources=64))
     server, port = create_server(config, labeler)
     rows: dict[str, dict[str, float]] = {}
     try:

@@ -80,3 +80,15 @@ def test_otlp_and_the_shared_rpc_code_import_no_server_code() -> None:
         "bad = sorted(m for m in sys.modules if m.startswith('logclust.server'))\n"
         "assert not bad, bad\n"
     )
+
+
+def test_the_config_dataclasses_are_light() -> None:
+    # The parser reads its defaults from them at every start, also of the client commands.
+    _run(
+        "import sys\n"
+        "import logclust.server.config, logclust.sidecar.config, logclust.cli.settings\n"
+        "heavy = ('logclust.server.app', 'logclust.sidecar.core', 'logclust.cluster.stream',\n"
+        "         'logclust.embed', 'ai_edge_litert', 'sentencepiece', 'prometheus_client')\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(heavy))\n"
+        "assert not bad, bad\n"
+    )

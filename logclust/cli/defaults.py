@@ -1,5 +1,7 @@
-"""Defaults the parser shows, in a module that imports nothing: the parser is built at
-every start, also of the commands that never load a model."""
+"""Defaults of the flags that set no config field, in a module that imports nothing: the
+parser is built at every start, also of the commands that never load a model. A flag
+that sets a field of a config dataclass takes the field's default instead
+(`logclust.cli.settings`), from modules kept as light (`tests/test_imports.py`)."""
 
 # Rows per encoder call in the sidecar. Misses arrive a few at a time, and on one core
 # small batches were both faster and far lighter than 64 (BENCHMARKS.md: about 310 vs

@@ -12,7 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from logclust.cli.defaults import FORMATS, SERVE_ENCODER_BATCH
+from logclust.cli.settings import FieldFlags, bind_prefixed
 from logclust.client import DEFAULT_ADDR
+from logclust.cluster.config import StreamClusterConfig
+from logclust.otlp.config import OtlpConfig
+from logclust.rpc.tls import TlsConfig
+from logclust.server.config import ServerConfig
+from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
+from logclust.wire.contract import DEFAULT_QUANTILES
 
 TRAIN_MOVED = (
     "logclust train: training is not part of the installed package; from a checkout run "
@@ -61,79 +69,111 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
-    """`serve` flags of the OTLP logs endpoints (README "OpenTelemetry (OTLP)")."""
+    """`serve` flags of the OTLP logs endpoints (README "OpenTelemetry (OTLP)"); each
+    `--otlp-X` sets `OtlpConfig.X` and takes its default."""
     g = p.add_argument_group("OpenTelemetry (OTLP) logs")
     g.add_argument("--otlp-listen", default=None, help="OTLP/gRPC host:port (default: off)")
     g.add_argument("--otlp-http-listen", default=None, help="OTLP/HTTP host:port (/v1/logs)")
     g.add_argument("--otlp-forward", default=None, help="next hop, OTLP/gRPC [https://]host:port")
-    g.add_argument(
-        "--otlp-queue-records", type=int, default=20_000, help="forwarding queue bound (records)"
-    )
+    g.add_argument("--otlp-queue-records", type=int, help="forwarding queue bound (records)")
     g.add_argument("--otlp-body-attribute", default=None, help="attribute with the text")
-    g.add_argument("--otlp-source-attribute", default="service.name", help="resource attribute")
-    g.add_argument(
-        "--otlp-latency-attribute", default="latency_ms", help="NAME or NAME:UNIT (ns, us, ms, s)"
-    )
-    g.add_argument(
+    g.add_argument("--otlp-source-attribute", help="resource attribute")
+    g.add_argument("--otlp-latency-attribute", help="NAME or NAME:UNIT (ns, us, ms, s)")
+    otlp = FieldFlags(g, OtlpConfig)
+    otlp(
         "--otlp-plaintext",
+        "grpc_plaintext",
         action="store_true",
         help="serve OTLP/gRPC in plaintext even with --tls-cert (default: the server's TLS)",
     )
-    g.add_argument(
+    otlp(
         "--otlp-http-plaintext",
+        "http_plaintext",
         action="store_true",
         help="serve OTLP/HTTP in plaintext even with --tls-cert (default: the server's TLS)",
     )
-    g.add_argument(
+    otlp(
         "--otlp-forward-ca",
-        default=None,
+        "forward_ca_file",
         help="dial the next hop with TLS, trusting this CA (PEM); an https:// --otlp-forward "
         "dials TLS with the system's roots",
     )
-    g.add_argument("--otlp-forward-cert", default=None, help="client cert for the next hop (PEM)")
-    g.add_argument("--otlp-forward-key", default=None, help="client key for the next hop (PEM)")
+    otlp("--otlp-forward-cert", "forward_cert_file", help="client cert for the next hop (PEM)")
+    otlp("--otlp-forward-key", "forward_key_file", help="client key for the next hop (PEM)")
+    bind_prefixed(g, OtlpConfig, prefix="otlp_")
 
 
 def _add_security_flags(p: argparse.ArgumentParser) -> None:
     """`serve` flags of TLS, limits and the metrics address (README "Security")."""
     g = p.add_argument_group("security and limits")
-    g.add_argument("--tls-cert", default=None, help="server certificate chain (PEM)")
-    g.add_argument("--tls-key", default=None, help="server private key (PEM)")
-    g.add_argument("--tls-client-ca", default=None, help="CA of client certs: requires mTLS")
-    g.add_argument(
-        "--metrics-listen", default=None, metavar="HOST:PORT", help="Prometheus endpoint"
-    )
-    g.add_argument("--max-inflight-batches", type=int, default=256, help="then RESOURCE_EXHAUSTED")
-    g.add_argument(
-        "--max-inflight-bytes",
-        type=int,
-        default=64 * 1024 * 1024,
-        help="request bytes in flight over all streams, then RESOURCE_EXHAUSTED",
-    )
-    g.add_argument(
-        "--label-threads",
-        type=int,
+    tls, server = FieldFlags(g, TlsConfig), FieldFlags(g, ServerConfig)
+    tls("--tls-cert", "cert_file", default=None, help="server certificate chain (PEM)")
+    tls("--tls-key", "key_file", default=None, help="server private key (PEM)")
+    tls("--tls-client-ca", "client_ca_file", help="CA of client certs: requires mTLS")
+    server(
+        "--metrics-listen",
+        "metrics_host",
         default=None,
+        metavar="HOST:PORT",
+        help="Prometheus endpoint",
+    )
+    server("--max-inflight-batches", "max_inflight_batches", type=int)
+    server("--max-inflight-bytes", "max_inflight_bytes", type=int)
+    server(
+        "--label-threads",
+        "label_threads",
+        type=int,
         help="batches labelled at once, shared fairly by streams (default: usable cores)",
     )
-    g.add_argument("--stream-idle-timeout", type=parse_duration, default=300.0)
-    g.add_argument("--max-decompressed-bytes", type=int, default=256 * 1024 * 1024)
+    server("--stream-idle-timeout", "stream_idle_timeout_s", type=parse_duration)
+    server("--max-decompressed-bytes", "max_decompressed_bytes", type=int)
+
+
+def _add_clustering_flags(p: argparse.ArgumentParser) -> None:
+    """`serve` flags of the clustering distance and of raw log formats."""
+    clusters = FieldFlags(p, StreamClusterConfig)
+    clusters(
+        "--threshold",
+        "threshold",
+        type=float,
+        help="clustering distance for every source (default: the bundle's calibrated one; "
+        "larger gives coarser groups)",
+    )
+    clusters(
+        "--source-threshold",
+        "source_thresholds",
+        action="append",
+        default=[],
+        metavar="SOURCE=X",
+        help="clustering distance of one source (repeatable)",
+    )
+    FieldFlags(p, StreamLabelerConfig)(
+        "--log-format",
+        "log_formats",
+        action="append",
+        default=[],
+        metavar="[SOURCE=]FORMAT",
+        help="raw log lines with headers: a preset (hdfs, openstack, syslog, ...) or a format "
+        "such as '<Date> <Time> <Level> <Content>', for one source or all (repeatable)",
+    )
 
 
 def _add_memory_flags(p: argparse.ArgumentParser) -> None:
     """`serve` flags of the memory budget and of the sizes it sets (README "Memory budget")."""
     g = p.add_argument_group("memory")
-    g.add_argument(
+    FieldFlags(g, ServerConfig)(
         "--memory-budget-mb",
+        "memory_budget_mb",
         type=int,
-        default=None,
         help="RSS budget of the process in MiB: sizes the caches, reservoirs, clusters and "
-        "latency windows for --max-sources (default: 400; 0: no budget)",
+        "latency windows for --max-sources (default: %(default)s; 0: no budget)",
     )
-    g.add_argument("--max-sources", type=int, default=64, help="sources kept at once")
-    g.add_argument("--cache-size", type=int, default=None, help="texts (default: budget's)")
-    g.add_argument("--reservoir-size", type=int, default=None, help="rows a source")
-    g.add_argument("--max-clusters", type=int, default=None, help="per source (4096)")
+    FieldFlags(g, StreamLabelerConfig)("--max-sources", "max_sources", type=int)
+    clusters = FieldFlags(g, StreamClusterConfig)
+    # None: the size the budget gives (the field's default without a budget).
+    clusters("--cache-size", "cache_size", type=int, default=None, help="texts (default: budget's)")
+    clusters("--reservoir-size", "reservoir_size", type=int, default=None, help="rows a source")
+    clusters("--max-clusters", "max_clusters", type=int, help="per source")
 
 
 def _add_client_tls_flags(p: argparse.ArgumentParser) -> None:
@@ -143,51 +183,37 @@ def _add_client_tls_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", default=None, help="client key for mTLS (PEM)")
 
 
-def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Registers `serve`, `send`, `latency`, `clusters` and `demo` on `subparsers`."""
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`logclust serve`: its flags set the fields of `ServerConfig` (and of the configs
+    inside it), whose defaults they take."""
     p = subparsers.add_parser("serve", help="run the sidecar (gRPC)")
-    p.add_argument(
-        "--listen", default=DEFAULT_ADDR, help="host:port or unix:///path (default %(default)s)"
-    )
+    server, labeler = FieldFlags(p, ServerConfig), FieldFlags(p, StreamLabelerConfig)
+    server("--listen", "listen", help="host:port or unix:///path")
     p.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
-    p.add_argument("--store", default=None, help="state directory (default: memory only)")
-    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus HTTP port")
-    p.add_argument("--flush-interval", type=float, default=1.0, help="seconds (max 5)")
-    p.add_argument("--window", type=parse_duration, default=10.0, help="base latency window")
-    p.add_argument("--retention", type=parse_duration, default=6 * 3600.0)
+    server("--store", "store_dir", help="state directory (default: memory only)")
+    server("--metrics-port", "metrics_port", type=int, help="Prometheus HTTP port")
+    server(
+        "--flush-interval",
+        "flush_interval_s",
+        type=float,
+        help=f"seconds between flushes to the store, at most {MAX_FLUSH_INTERVAL_S:g}",
+    )
+    labeler("--window", "window_s", type=parse_duration)
+    labeler("--retention", "retention_s", type=parse_duration)
     p.add_argument(
         "--encoder-batch",
         type=int,
         default=SERVE_ENCODER_BATCH,
         help="rows per encoder call (default %(default)s)",
     )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="clustering distance for every source (default: the bundle's calibrated one; "
-        "larger gives coarser groups)",
-    )
-    p.add_argument(
-        "--source-threshold",
-        action="append",
-        default=[],
-        metavar="SOURCE=X",
-        help="clustering distance of one source (repeatable)",
-    )
+    _add_clustering_flags(p)
     _add_memory_flags(p)
-    p.add_argument(
-        "--log-format",
-        action="append",
-        default=[],
-        metavar="[SOURCE=]FORMAT",
-        help="raw log lines with headers: a preset (hdfs, openstack, syslog, ...) or a format "
-        "such as '<Date> <Time> <Level> <Content>', for one source or all (repeatable)",
-    )
     _add_otlp_flags(p)
     _add_security_flags(p)
     p.set_defaults(func=handler("service", "cmd_serve"))
 
+
+def _add_send(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("send", help="label a file through a sidecar")
     p.add_argument("input", help="text (one record per line), .csv, .parquet or .arrow file")
     p.add_argument("--addr", default=DEFAULT_ADDR)
@@ -197,11 +223,14 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     _add_client_tls_flags(p)
     p.set_defaults(func=handler("remote", "cmd_send"))
 
+
+def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`latency`, `clusters` and `forget`: the queries of a running sidecar."""
     p = subparsers.add_parser("latency", help="per-cluster latency quantiles")
     p.add_argument("--addr", default=DEFAULT_ADDR)
     p.add_argument("--since", type=parse_duration, default=900.0, help="e.g. 15m (default)")
     p.add_argument("--window", type=parse_duration, default=None, help="e.g. 10s, 1m")
-    p.add_argument("--quantiles", type=parse_quantiles, default=[0.5, 0.9, 0.99])
+    p.add_argument("--quantiles", type=parse_quantiles, default=list(DEFAULT_QUANTILES))
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", default=None, help="PNG of p99 per cluster over time")
@@ -221,6 +250,8 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     _add_client_tls_flags(p)
     p.set_defaults(func=handler("remote", "cmd_forget"))
 
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("demo", help="Online Boutique-like traffic through a sidecar")
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--plot", default="logclust-demo-p99.png", help="p99-over-time PNG")
@@ -232,6 +263,14 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
         help="send with the OpenTelemetry SDK over OTLP/gRPC (needs logclust[otel])",
     )
     p.set_defaults(func=handler("service", "cmd_demo"))
+
+
+def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Registers `serve`, `send`, `latency`, `clusters`, `forget` and `demo`."""
+    _add_serve(subparsers)
+    _add_send(subparsers)
+    _add_queries(subparsers)
+    _add_demo(subparsers)
 
 
 def _add_log_format(p: argparse.ArgumentParser) -> None:

@@ -13,17 +13,14 @@ import sys
 
 from logclust.cli.defaults import SERVE_ENCODER_BATCH  # noqa: F401 - read by bench.hot_path
 from logclust.cli.demo import OTLP_EXTRA_MISSING, otlp_sdk_available, run_demo
+from logclust.cli.settings import default_of
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
 from logclust.otlp.config import OtlpConfig
 from logclust.server.app import serve
-from logclust.server.config import (
-    DEFAULT_MEMORY_BUDGET_MB,
-    ServerConfig,
-    TlsConfig,
-    check_listen,
-)
+from logclust.server.config import ServerConfig, TlsConfig, check_listen
 from logclust.server.memory import keep_pandas_out, lean_process_memory
+from logclust.sidecar.config import StreamLabelerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +74,9 @@ def server_tls(args: argparse.Namespace) -> TlsConfig | None:
 
 def metrics_address(args: argparse.Namespace) -> tuple[str, int | None]:
     """(host, port) of the metrics endpoint: `--metrics-listen`, else `--metrics-port`
-    on 127.0.0.1."""
+    on `ServerConfig.metrics_host` (loopback)."""
     if args.metrics_listen is None:
-        return "127.0.0.1", args.metrics_port
+        return default_of(ServerConfig, "metrics_host"), args.metrics_port
     check_listen(args.metrics_listen, "--metrics-listen")
     if args.metrics_listen.startswith("unix:"):
         raise ValueError(f"--metrics-listen must be HOST:PORT. Received: {args.metrics_listen!r}")
@@ -94,13 +91,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     keep_pandas_out()
     metrics_host, metrics_port = metrics_address(args)
     # Sizes given as flags win over the memory budget's.
-    sizes = {
-        "cache_size": args.cache_size,
-        "reservoir_size": args.reservoir_size,
-        "max_clusters": args.max_clusters,
-    }
+    sizes = {"cache_size": args.cache_size, "reservoir_size": args.reservoir_size}
     given = {name: value for name, value in sizes.items() if value is not None}
-    budget = DEFAULT_MEMORY_BUDGET_MB if args.memory_budget_mb is None else args.memory_budget_mb
+    labeler = StreamLabelerConfig(
+        window_s=int(args.window),
+        retention_s=int(args.retention),
+        max_sources=args.max_sources,
+        clusters=StreamClusterConfig(
+            threshold=args.threshold,
+            source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
+            max_clusters=args.max_clusters,
+            **given,
+        ),
+        log_formats=_log_formats(args.log_format),
+    )
     config = ServerConfig(
         listen=args.listen,
         store_dir=args.store,
@@ -113,17 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream_idle_timeout_s=args.stream_idle_timeout,
         max_decompressed_bytes=args.max_decompressed_bytes,
         flush_interval_s=args.flush_interval,
-        window_s=int(args.window),
-        retention_s=int(args.retention),
-        max_sources=args.max_sources,
-        memory_budget_mb=budget or None,  # 0: no budget
-        keep_sizes=frozenset(given) - {"max_clusters"},
-        clusters=StreamClusterConfig(
-            threshold=args.threshold,
-            source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
-            **given,
-        ),
-        log_formats=_log_formats(args.log_format),
+        memory_budget_mb=args.memory_budget_mb or None,  # 0: no budget
+        keep_sizes=frozenset(given),
+        labeler=labeler,
         otlp=otlp_config(args),
     )
     serve(config, Labeler.load(args.bundle, batch_size=args.encoder_batch))

@@ -56,6 +56,7 @@ class StreamClusterConfig:
     # Under `StreamClusters` this is each source's share when all of its `max_sources`
     # are present: fewer sources share the same total.
     memo_size: int = 16_384
+    # Seed of the reservoir sampling (the same stream keeps the same sample).
     seed: int = 0
 
     def __post_init__(self) -> None:

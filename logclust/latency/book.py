@@ -43,6 +43,20 @@ SKETCH_BUCKET_BYTES = 8
 _EVICT_TO = 0.9
 
 
+def check_window(window: int, retention: int, unit: str = "s") -> None:
+    """The check of a base latency window and its retention, in `unit` (the names in the
+    message are `window_<unit>` and `retention_<unit>`).
+
+    Raises:
+        ValueError: the window is not positive, or the retention is shorter than it.
+    """
+    if window < 1 or retention < window:
+        raise ValueError(
+            f"window_{unit} must be positive and retention_{unit} at least one window. "
+            f"Received: window_{unit}={window}, retention_{unit}={retention}"
+        )
+
+
 class LatencyBook:
     """Sketches per (source, cluster id, base window), thread-safe, with bounded retention.
 
@@ -70,12 +84,9 @@ class LatencyBook:
     ) -> None:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be positive. Received: max_bytes={max_bytes}")
-        if window_ms < 1 or retention_ms < window_ms or max_skew_ms < 0:
-            raise ValueError(
-                "window_ms must be positive, retention_ms at least one window and "
-                f"max_skew_ms >= 0. Received: window_ms={window_ms}, "
-                f"retention_ms={retention_ms}, max_skew_ms={max_skew_ms}"
-            )
+        check_window(window_ms, retention_ms, unit="ms")
+        if max_skew_ms < 0:
+            raise ValueError(f"max_skew_ms must be >= 0. Received: max_skew_ms={max_skew_ms}")
         self.window_ms = window_ms
         self.retention_ms = retention_ms
         self.relative_accuracy = relative_accuracy

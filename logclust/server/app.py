@@ -38,7 +38,7 @@ from logclust.rpc.tls import server_credentials
 from logclust.server.config import UNIX_PREFIX, ServerConfig, unix_path
 from logclust.server.fair import FairExecutor
 from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_bytes
-from logclust.server.service import Executors, LabelLimits, LogClustService
+from logclust.server.service import Executors, LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
@@ -206,13 +206,14 @@ def create_server(
 
     Raises:
         OSError: the address could not be bound, or a TLS file could not be read.
-        ValueError: `config.memory_budget_mb` is too small for `config.max_sources`.
+        ValueError: `config.memory_budget_mb` is too small for
+            `config.labeler.max_sources`.
     """
     config = config.sized(labeler.dim)
     _log_memory(config, labeler.dim)
     store = open_store(config) if store is None else store
     metrics = Metrics(config.metrics_max_series)
-    sidecar = Sidecar(StreamLabeler(labeler, config.labeler_config()), store, metrics)
+    sidecar = Sidecar(StreamLabeler(labeler, config.labeler), store, metrics)
     executors = Executors(
         label=FairExecutor(
             config.label_pool_size(),
@@ -221,14 +222,7 @@ def create_server(
         ),
         query=futures.ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="logclust-query"),
     )
-    limits = LabelLimits(
-        max_inflight_batches=config.max_inflight_batches,
-        max_inflight_bytes=config.max_inflight_bytes,
-        stream_idle_timeout_s=config.stream_idle_timeout_s,
-        max_response_bytes=config.max_message_bytes,
-        max_decompressed_bytes=config.max_decompressed_bytes,
-    )
-    service = LogClustService(sidecar, metrics, executors, limits)
+    service = LogClustService(sidecar, metrics, executors, config.label_limits())
     loop = _EventLoop()
     server: grpc.aio.Server | None = None
     try:
@@ -267,15 +261,15 @@ def create_server(
 def _log_memory(config: ServerConfig, dim: int) -> None:
     """Logs the sizes in force and the worst case they allow (a warning when explicit
     settings take it past the budget)."""
-    c = config.clusters
-    latency = config.latency_max_bytes
-    worst = state_bytes(c, config.max_sources, dim, latency or 0) / MIB + BASE_MIB + HEADROOM_MIB
+    c, sources = config.labeler.clusters, config.labeler.max_sources
+    latency = config.labeler.latency_max_bytes
+    worst = state_bytes(c, sources, dim, latency or 0) / MIB + BASE_MIB + HEADROOM_MIB
     logger.info(
         "memory: budget %s MiB, %d sources; cache %d texts; per source reservoir %d rows, "
         "memo %d texts, %d to %d clusters (%s in all); latency windows %s MiB; worst case "
         "about %.0f MiB (RSS now %.0f MiB)",
         config.memory_budget_mb,
-        config.max_sources,
+        sources,
         c.cache_size,
         c.reservoir_size,
         min(c.memo_size, c.cache_size),

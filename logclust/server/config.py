@@ -1,20 +1,19 @@
-"""Settings of the sidecar server."""
+"""Settings of the sidecar server, in a module light to import: the CLI parser reads
+their defaults at every start (`logclust.cli.settings`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logclust.cluster.config import StreamClusterConfig
 from logclust.otlp.config import OtlpConfig
 from logclust.rpc.tls import TlsConfig
 from logclust.server.memory import SIZED_FIELDS, sizes_for_budget
+from logclust.sidecar.config import StreamLabelerConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
-from logclust.sidecar.stream_labeler import StreamLabelerConfig
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # MiB of RSS for the whole process: a round budget above the minimum for 64 sources
@@ -59,6 +58,18 @@ def usable_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
 
 
 @dataclass(frozen=True)
+class LabelLimits:
+    """Bounds of the Label path, taken from a `ServerConfig` (`label_limits()`), where
+    each is set and explained."""
+
+    max_inflight_batches: int
+    max_inflight_bytes: int
+    stream_idle_timeout_s: float
+    max_response_bytes: int
+    max_decompressed_bytes: int
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything `create_server` needs besides the embedder."""
 
@@ -72,28 +83,15 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     # Seconds between flushes to the store: a crash loses at most this much.
     flush_interval_s: float = 1.0
-    # Base latency window; query windows are multiples of it.
-    window_s: int = 10
-    # How long latency windows are kept (memory and store).
-    retention_s: int = 6 * 3600
-    # Relative accuracy of the latency quantiles.
-    relative_accuracy: float = 0.01
     # gRPC message size limit in both directions (a larger request: RESOURCE_EXHAUSTED).
     max_message_bytes: int = 64 * 1024 * 1024
-    # Rows allowed in one Label request.
-    max_rows_per_batch: int = 1_000_000
-    # Distinct sources kept (each has its own clusters).
-    max_sources: int = 64
     # Memory budget of the whole process, MiB of RSS: `sized()` derives from it and
-    # `max_sources` the sizes of what grows with use, so that every source present with
-    # full caches fits (`logclust.server.memory.sizes_for_budget`). None: no budget.
+    # `labeler.max_sources` the sizes of what grows with use, so that every source present
+    # with full caches fits (`logclust.server.memory.sizes_for_budget`). None: no budget.
     memory_budget_mb: int | None = DEFAULT_MEMORY_BUDGET_MB
-    # Fields of `clusters` the budget leaves as given (the `serve` flags given), besides
-    # those set to other values than their defaults.
+    # Fields of `labeler.clusters` the budget leaves as given (the `serve` flags given),
+    # besides those set to other values than their defaults.
     keep_sizes: frozenset[str] = frozenset()
-    # Resident bytes of the latency sketches (oldest windows leave memory past it); None:
-    # the budget's share, or no bound without a budget.
-    latency_max_bytes: int | None = None
     # Threads labelling batches (streams themselves are coroutines: open ones cost no
     # thread). Also the OTLP/gRPC receiver's pool size.
     max_workers: int = 8
@@ -123,11 +121,11 @@ class ServerConfig:
     grace_s: float = 5.0
     # Distinct (source, cluster) label pairs in the latency histogram metric.
     metrics_max_series: int = 200
-    clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
+    # What the sidecar keeps and accepts: latency windows, sources, rows a batch, the
+    # clustering, log formats.
+    labeler: StreamLabelerConfig = field(default_factory=StreamLabelerConfig)
     # OTLP logs receivers and forwarding (README "OpenTelemetry (OTLP)"); None: off.
     otlp: OtlpConfig | None = None
-    # Raw log lines per source (see `StreamLabelerConfig.log_formats`).
-    log_formats: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_listen(self.listen)
@@ -136,15 +134,8 @@ class ServerConfig:
                 f"flush_interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. "
                 f"Received: flush_interval_s={self.flush_interval_s}"
             )
-        if self.window_s < 1 or self.retention_s < self.window_s:
-            raise ValueError(
-                "window_s must be positive and retention_s at least one window. "
-                f"Received: window_s={self.window_s}, retention_s={self.retention_s}"
-            )
         limits = {
             "max_message_bytes": self.max_message_bytes,
-            "max_rows_per_batch": self.max_rows_per_batch,
-            "max_sources": self.max_sources,
             "max_workers": self.max_workers,
             "label_threads": self.label_threads or 1,
             "metrics_max_series": self.metrics_max_series,
@@ -160,13 +151,11 @@ class ServerConfig:
             raise ValueError(f"metrics_port must be a port. Received: {self.metrics_port}")
         if self.grace_s < 0:
             raise ValueError(f"grace_s must be >= 0. Received: grace_s={self.grace_s}")
-        budget_limits = {
-            "memory_budget_mb": self.memory_budget_mb,
-            "latency_max_bytes": self.latency_max_bytes,
-        }
-        for name, given in budget_limits.items():
-            if given is not None and given <= 0:
-                raise ValueError(f"{name} must be positive. Received: {name}={given}")
+        budget = self.memory_budget_mb
+        if budget is not None and budget <= 0:
+            raise ValueError(
+                f"memory_budget_mb must be positive. Received: memory_budget_mb={budget}"
+            )
         unknown = sorted(set(self.keep_sizes) - set(SIZED_FIELDS))
         if unknown:
             raise ValueError(
@@ -185,27 +174,26 @@ class ServerConfig:
         (itself without a budget); explicit settings are kept (see `keep_sizes`).
 
         Raises:
-            ValueError: the budget is too small for `max_sources` (the message names the
-                smallest budget that fits).
+            ValueError: the budget is too small for `labeler.max_sources` (the message
+                names the smallest budget that fits).
         """
         if self.memory_budget_mb is None:
             return self
-        sizes = sizes_for_budget(self.memory_budget_mb, self.max_sources, dim)
-        return dataclasses.replace(
-            self,
-            clusters=sizes.apply(self.clusters, self.keep_sizes),
-            latency_max_bytes=self.latency_max_bytes or sizes.latency_max_bytes,
+        labeler = self.labeler
+        sizes = sizes_for_budget(self.memory_budget_mb, labeler.max_sources, dim)
+        labeler = dataclasses.replace(
+            labeler,
+            clusters=sizes.apply(labeler.clusters, self.keep_sizes),
+            latency_max_bytes=labeler.latency_max_bytes or sizes.latency_max_bytes,
         )
+        return dataclasses.replace(self, labeler=labeler)
 
-    def labeler_config(self) -> StreamLabelerConfig:
-        """The settings of the sidecar's `StreamLabeler`."""
-        return StreamLabelerConfig(
-            window_s=self.window_s,
-            retention_s=self.retention_s,
-            relative_accuracy=self.relative_accuracy,
-            latency_max_bytes=self.latency_max_bytes,
-            max_sources=self.max_sources,
-            max_rows_per_batch=self.max_rows_per_batch,
-            clusters=self.clusters,
-            log_formats=self.log_formats,
+    def label_limits(self) -> LabelLimits:
+        """The bounds of the Label path, as the servicer takes them."""
+        return LabelLimits(
+            max_inflight_batches=self.max_inflight_batches,
+            max_inflight_bytes=self.max_inflight_bytes,
+            stream_idle_timeout_s=self.stream_idle_timeout_s,
+            max_response_bytes=self.max_message_bytes,
+            max_decompressed_bytes=self.max_decompressed_bytes,
         )

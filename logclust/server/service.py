@@ -21,6 +21,7 @@ import grpc
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.rpc import errors
+from logclust.server.config import LabelLimits
 from logclust.server.fair import FairExecutor
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
@@ -31,17 +32,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-
-
-@dataclass(frozen=True)
-class LabelLimits:
-    """Bounds of the Label path (see `ServerConfig` for the why of each)."""
-
-    max_inflight_batches: int = 256
-    max_inflight_bytes: int = 64 * 1024 * 1024
-    stream_idle_timeout_s: float = 300.0
-    max_response_bytes: int = 64 * 1024 * 1024
-    max_decompressed_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass

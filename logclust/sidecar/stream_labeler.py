@@ -16,7 +16,7 @@ labeler.clusters("frontend")                         # templates, sizes, exempla
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.labeler import Labeler
 from logclust.cluster.stream import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.latency.book import LatencyBook
+from logclust.sidecar.config import StreamLabelerConfig
 from logclust.text.log_format import LogFormat
 from logclust.wire import contract
 from logclust.wire.contract import DEFAULT_QUANTILES, DEFAULT_SOURCE, ContractError
@@ -37,43 +37,6 @@ from logclust.wire.contract import DEFAULT_QUANTILES, DEFAULT_SOURCE, ContractEr
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True)
-class StreamLabelerConfig:
-    """What a `StreamLabeler` keeps and how much it accepts."""
-
-    # Base latency window; query windows are multiples of it.
-    window_s: int = 10
-    # How long latency windows are kept.
-    retention_s: int = 6 * 3600
-    # Relative accuracy of the latency quantiles.
-    relative_accuracy: float = 0.01
-    # Resident bytes the latency sketches may take; past it the oldest windows leave
-    # memory early (`LatencyBook.max_bytes`). None: bounded by the retention alone.
-    latency_max_bytes: int | None = None
-    # Distinct sources kept (each has its own clusters).
-    max_sources: int = 64
-    # Rows allowed in one batch.
-    max_rows_per_batch: int = 1_000_000
-    # Per-source online clustering.
-    clusters: StreamClusterConfig = field(default_factory=StreamClusterConfig)
-    # Raw log lines with headers, per source: source name (or "*" for every source) ->
-    # a `LogFormat` preset name or format string. The content is clustered; the header
-    # fields come back as `log_<field>` columns; `body` is returned as sent.
-    log_formats: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for fmt in self.log_formats.values():
-            LogFormat.resolve(fmt)  # raises ValueError naming what is wrong
-        if self.window_s < 1 or self.retention_s < self.window_s:
-            raise ValueError(
-                "window_s must be positive and retention_s at least one window. "
-                f"Received: window_s={self.window_s}, retention_s={self.retention_s}"
-            )
-        for name in ("max_sources", "max_rows_per_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from logclust.cli.main import main
 from logclust.cluster.config import StreamClusterConfig
 from logclust.server import ServerConfig, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.conftest import synthetic_lines
 from tests.fakes import FakeLabeler
 
@@ -21,7 +22,9 @@ def addr() -> Iterator[str]:
     config = ServerConfig(
         listen="127.0.0.1:0",
         max_message_bytes=64 * 1024,
-        clusters=StreamClusterConfig(reservoir_size=100, background_consolidation=False),
+        labeler=StreamLabelerConfig(
+            clusters=StreamClusterConfig(reservoir_size=100, background_consolidation=False)
+        ),
     )
     server, port = create_server(config, labeler=FakeLabeler())
     with server:

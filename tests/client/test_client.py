@@ -9,6 +9,7 @@ import pyarrow as pa
 from logclust.client import Client
 from logclust.cluster.config import StreamClusterConfig
 from logclust.server import ServerConfig, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import SlowLabeler
 
 
@@ -21,7 +22,9 @@ def _new_texts(batch: int, rows: int) -> pa.Table:
 def test_label_stream_sends_batches_before_the_first_answer() -> None:
     config = ServerConfig(
         listen="127.0.0.1:0",
-        clusters=StreamClusterConfig(reservoir_size=100, background_consolidation=False),
+        labeler=StreamLabelerConfig(
+            clusters=StreamClusterConfig(reservoir_size=100, background_consolidation=False)
+        ),
     )
     server, port = create_server(config, labeler=SlowLabeler(delay_s=0.3))
     handed: list[int] = []  # batches taken from the iterator, at each answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from logclust.latency.book import PENDING_ROWS, LatencyBook, quantile_column_name
+from logclust.latency.book import PENDING_ROWS, LatencyBook, check_window, quantile_column_name
 from logclust.latency.ddsketch import DDSketch
 from logclust.latency.pending import PendingRows
 
@@ -246,3 +246,13 @@ def test_pending_rows_number_sources_across_batches_and_say_when_full() -> None:
     assert [names[i] for i in sources] == ["y", "x", "y", "y", "y"]
     assert column.tolist() == [7, 8, 9, 1, 2] and values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert pending.take() is None and pending.rows == 0
+
+
+def test_one_check_of_the_window_and_its_retention() -> None:
+    check_window(10, 10)
+    with pytest.raises(ValueError, match="Received: window_s=0, retention_s=60"):
+        check_window(0, 60)
+    with pytest.raises(ValueError, match="Received: window_ms=10000, retention_ms=5000"):
+        LatencyBook(window_ms=10_000, retention_ms=5_000)
+    with pytest.raises(ValueError, match="max_skew_ms=-1"):
+        LatencyBook(max_skew_ms=-1)

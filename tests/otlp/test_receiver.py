@@ -44,6 +44,7 @@ from logclust.cluster.config import StreamClusterConfig
 from logclust.otlp.config import OtlpConfig
 from logclust.otlp.mapping import CLUSTER_ATTRIBUTE, CLUSTER_ID_ATTRIBUTE, RecordMapper
 from logclust.server import ServerConfig, SidecarServer, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FakeLabeler, fake_traffic
 
 INVALID, EXHAUSTED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -123,7 +124,8 @@ def downstream() -> Iterator[Downstream]:
 
 
 def _sidecar(otlp: OtlpConfig) -> tuple[SidecarServer, int]:
-    cfg = ServerConfig(listen="127.0.0.1:0", flush_interval_s=0.2, clusters=CLUSTERS, otlp=otlp)
+    labeler = StreamLabelerConfig(clusters=CLUSTERS)
+    cfg = ServerConfig(listen="127.0.0.1:0", flush_interval_s=0.2, labeler=labeler, otlp=otlp)
     return create_server(cfg, labeler=FakeLabeler())
 
 

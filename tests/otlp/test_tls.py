@@ -42,6 +42,7 @@ from logclust.otlp.config import OtlpConfig
 from logclust.otlp.mapping import CLUSTER_ID_ATTRIBUTE
 from logclust.rpc.tls import TlsConfig
 from logclust.server import ServerConfig, SidecarServer, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FakeLabeler
 from tests.pki import Pki, make_pki
 
@@ -66,7 +67,8 @@ def _wait(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 def _sidecar(tls: TlsConfig | None, otlp: OtlpConfig = OTLP) -> tuple[SidecarServer, int]:
-    cfg = ServerConfig(listen="127.0.0.1:0", clusters=CLUSTERS, tls=tls, otlp=otlp)
+    labeler = StreamLabelerConfig(clusters=CLUSTERS)
+    cfg = ServerConfig(listen="127.0.0.1:0", labeler=labeler, tls=tls, otlp=otlp)
     return create_server(cfg, labeler=FakeLabeler())
 
 

@@ -8,13 +8,15 @@ import pytest
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.server import ServerConfig, SidecarServer, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FakeLabeler
 
 CLUSTERS = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
+LABELER = StreamLabelerConfig(clusters=CLUSTERS)
 
 
 def start(**kwargs: object) -> tuple[SidecarServer, int]:
-    cfg = ServerConfig(listen="127.0.0.1:0", clusters=CLUSTERS, **kwargs)  # type: ignore[arg-type]
+    cfg = ServerConfig(listen="127.0.0.1:0", labeler=LABELER, **kwargs)  # type: ignore[arg-type]
     return create_server(cfg, labeler=FakeLabeler())
 
 

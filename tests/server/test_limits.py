@@ -19,10 +19,12 @@ from logclust.cluster.config import StreamClusterConfig
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.server import ServerConfig, SidecarServer, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from logclust.wire import ipc
 from tests.fakes import FakeLabeler, SlowLabeler
 
 CLUSTERS = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
+LABELER = StreamLabelerConfig(clusters=CLUSTERS)
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
@@ -34,7 +36,7 @@ class BrokenLabeler(FakeLabeler):
 
 
 def _server(labeler: FakeLabeler, **kwargs: object) -> tuple[SidecarServer, int]:
-    cfg = ServerConfig(listen="127.0.0.1:0", clusters=CLUSTERS, **kwargs)  # type: ignore[arg-type]
+    cfg = ServerConfig(listen="127.0.0.1:0", labeler=LABELER, **kwargs)  # type: ignore[arg-type]
     return create_server(cfg, labeler=labeler)
 
 

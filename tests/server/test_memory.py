@@ -12,6 +12,7 @@ from logclust.cluster.config import StreamClusterConfig
 from logclust.server import memory
 from logclust.server.config import ServerConfig
 from logclust.server.memory import lean_process_memory
+from logclust.sidecar.config import StreamLabelerConfig
 
 
 def test_lean_process_memory_switches_arrow_to_the_system_allocator() -> None:
@@ -73,13 +74,16 @@ def test_explicit_sizes_win_over_the_budget() -> None:
     budget = ServerConfig().memory_budget_mb
     assert budget is not None
     s = memory.sizes_for_budget(budget, 64, DIM)
-    sized = ServerConfig(clusters=StreamClusterConfig(reservoir_size=1000)).sized(DIM)
-    assert sized.clusters.reservoir_size == 1000  # not a default: kept
-    assert sized.clusters.cache_size == s.cache_size
-    assert sized.latency_max_bytes == s.latency_max_bytes
+    sized = ServerConfig(
+        labeler=StreamLabelerConfig(clusters=StreamClusterConfig(reservoir_size=1000))
+    )
+    sized = sized.sized(DIM)
+    assert sized.labeler.clusters.reservoir_size == 1000  # not a default: kept
+    assert sized.labeler.clusters.cache_size == s.cache_size
+    assert sized.labeler.latency_max_bytes == s.latency_max_bytes
     # A flag given with the default's value is kept too (`keep_sizes`).
     kept = ServerConfig(keep_sizes=frozenset({"cache_size"})).sized(DIM)
-    assert kept.clusters.cache_size == StreamClusterConfig().cache_size
+    assert kept.labeler.clusters.cache_size == StreamClusterConfig().cache_size
     assert ServerConfig(memory_budget_mb=None).sized(DIM) == ServerConfig(memory_budget_mb=None)
     assert sized.sized(DIM) == sized  # idempotent
     with pytest.raises(ValueError, match="keep_sizes"):
@@ -97,9 +101,11 @@ def test_serve_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.main(["serve", "--max-sources", "8", "--cache-size", "16384"]) == 0
     assert cli.main(["serve", "--memory-budget-mb", "0", "--max-clusters", "10"]) == 0
     first, second = seen
-    assert first.max_sources == 8 and first.memory_budget_mb == ServerConfig().memory_budget_mb
-    assert first.keep_sizes == {"cache_size"} and first.clusters.cache_size == 16_384
-    assert second.memory_budget_mb is None and second.clusters.max_clusters == 10
+    assert (
+        first.labeler.max_sources == 8 and first.memory_budget_mb == ServerConfig().memory_budget_mb
+    )
+    assert first.keep_sizes == {"cache_size"} and first.labeler.clusters.cache_size == 16_384
+    assert second.memory_budget_mb is None and second.labeler.clusters.max_clusters == 10
     help_text = cli.build_parser().format_help() + _serve_help(cli)
     assert f"default: {ServerConfig().memory_budget_mb}" in help_text
 

@@ -17,6 +17,7 @@ from logclust.client import Client, ClientTls
 from logclust.cluster.config import StreamClusterConfig
 from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.server.config import TlsConfig
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FakeLabeler
 from tests.pki import Pki, make_pki
 
@@ -32,7 +33,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def _serve(**kwargs: object) -> tuple[SidecarServer, int]:
     kwargs.setdefault("listen", "127.0.0.1:0")
-    cfg = ServerConfig(clusters=CLUSTERS, **kwargs)  # type: ignore[arg-type]
+    cfg = ServerConfig(labeler=StreamLabelerConfig(clusters=CLUSTERS), **kwargs)  # type: ignore[arg-type]
     return create_server(cfg, labeler=FakeLabeler())
 
 

@@ -25,6 +25,7 @@ from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.rpc.errors import status_for
 from logclust.server import ServerConfig, SidecarServer, create_server
+from logclust.sidecar.config import StreamLabelerConfig
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import SqliteStore
 from logclust.wire import ipc
@@ -37,9 +38,8 @@ CLUSTERS = StreamClusterConfig(reservoir_size=1000, background_consolidation=Fal
 CFG = ServerConfig(
     listen="127.0.0.1:0",
     max_message_bytes=2 * 1024 * 1024,
-    max_rows_per_batch=20_000,
     flush_interval_s=0.2,
-    clusters=CLUSTERS,
+    labeler=StreamLabelerConfig(max_rows_per_batch=20_000, clusters=CLUSTERS),
 )
 INVALID, EXHAUSTED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -189,7 +189,9 @@ def test_error_mapping() -> None:
 
 
 def test_health_and_metrics(traffic: pa.Table) -> None:
-    cfg = ServerConfig(listen="127.0.0.1:0", metrics_port=0, clusters=CLUSTERS)
+    cfg = ServerConfig(
+        listen="127.0.0.1:0", metrics_port=0, labeler=StreamLabelerConfig(clusters=CLUSTERS)
+    )
     srv, port = create_server(cfg, labeler=FakeLabeler())
     with srv, Client(f"127.0.0.1:{port}") as client:
         assert client.health() == "SERVING"
@@ -272,11 +274,13 @@ import logging, sys
 from logclust.server.app import serve
 from logclust.server.config import ServerConfig
 from logclust.cluster.config import StreamClusterConfig
+from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FAKE_KINDS, FakeLabeler, fake_traffic
 logging.basicConfig(level=logging.INFO)
 clusters = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
 serve(ServerConfig(listen="127.0.0.1:0", store_dir=sys.argv[1],
-      flush_interval_s=float(sys.argv[2]), grace_s=2.0, clusters=clusters), FakeLabeler())
+      flush_interval_s=float(sys.argv[2]), grace_s=2.0,
+      labeler=StreamLabelerConfig(clusters=clusters)), FakeLabeler())
 """
 
 
@@ -443,7 +447,9 @@ def test_real_labeler_through_logclust_serve(
 
 
 def test_bind_failure_is_a_clear_error(server: tuple[SidecarServer, int]) -> None:
-    cfg = ServerConfig(listen=f"127.0.0.1:{server[1]}", clusters=CLUSTERS)
+    cfg = ServerConfig(
+        listen=f"127.0.0.1:{server[1]}", labeler=StreamLabelerConfig(clusters=CLUSTERS)
+    )
     with pytest.raises(OSError, match="Could not bind"):
         create_server(cfg, labeler=FakeLabeler())
 
