@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from logclust.cluster.source import ConsolidationJob, SourceClusterer
+from logclust.cluster.source import SourceClusterer
+from logclust.cluster.threshold import ConsolidationJob
 
 logger = logging.getLogger(__name__)
 

@@ -4,31 +4,26 @@ Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.clust
 
 1. **Placement.** Each distinct masked text joins the nearest cluster whose centroid is
    within the threshold (the bundle's calibrated value, or a per-source override), and
-   otherwise opens a new cluster at once, in the same batch: there is no warm-up, no k
-   to give and no -1 for a new kind of line. Centroids are running means of their
-   distinct members. What the current model gave each text is remembered
-   (`PlacementMemo`), so a steady stream places each text once.
-2. **Cap.** At most `max_clusters` clusters per source, and `max_clusters_total` over
-   all sources (each keeps `reserved_clusters`; the rest goes first come first served:
-   the `room` the router gives), bound memory; past its cap a far text joins its nearest
-   cluster, logged and counted (`cap_hits`, exported as a metric).
+   otherwise opens a new cluster at once, in the same batch: no warm-up, no k to give, no
+   -1 for a new kind of line. Centroids are running means of their distinct members. A
+   memo (`PlacementMemo`) keeps what the current model gave each text, so a steady stream
+   places each text once.
+2. **Cap.** At most `max_clusters` clusters per source, and `max_clusters_total` over all
+   sources (the `room` the router gives), bound memory; past its cap a far text joins its
+   nearest cluster, logged and counted (`cap_hits`, exported as a metric).
 3. **Consolidation** (`consolidation_job`, then `apply_consolidation` of its result):
    centroids are recomputed from a reservoir sample of the rows, members that drifted out
    of reach are placed again (the larger part keeps the id), and clusters whose centroids
    came within the threshold of each other are merged: the one with more rows keeps its
    id and the other becomes its alias (`ClusterStats.merged_into`; latency queries merge
-   the two). When and on which thread is the `ConsolidationRunner`'s business.
-4. **State** (centroids, counts, ids, aliases, descriptions) is exported as a
-   `SourceState` and its counters as `SourceCounters`, which `logclust.cluster.state`
-   encodes without pickle, so ids survive restarts. The clusterer counts its changes
-   (`revision`); a save confirmed with `mark_saved` tells it what the store holds.
+   the two). When, and on which thread, is the `ConsolidationRunner`'s business.
+4. **State** is exported as a `SourceState` and `SourceCounters`, which
+   `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
+   counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
 
-Each cluster is described by a template over its distinct masked members and a few
-exemplars. Only masked text is kept, never raw bodies.
-
-The clusterer knows nothing of threads or files: its caller serialises the calls (the
-`ConsolidationRunner` holds each source's lock). The one clock it reads is the wall clock
-stamped on the last batch (`last_batch_ms`), by which idle sources are evicted.
+Only masked text is kept, never raw bodies. The clusterer knows nothing of threads or
+files: its caller serialises the calls (the `ConsolidationRunner` holds the source's lock).
+The one clock it reads stamps the last batch (`last_batch_ms`: idle sources are evicted).
 """
 
 from __future__ import annotations
@@ -45,32 +40,9 @@ from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
-from logclust.cluster.threshold import Centroids, Consolidation, consolidate, place
+from logclust.cluster.threshold import Centroids, Consolidation, ConsolidationJob, place
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ConsolidationJob:
-    """What a consolidation starts from: copies, so it can run apart from the clusterer."""
-
-    centroids: np.ndarray  # (k, dim) unit centroids, a copy the job may overwrite
-    counts: np.ndarray  # (k,) distinct members behind each
-    sizes: np.ndarray  # (k,) rows seen per cluster
-    sample: np.ndarray  # (u, dim) distinct sampled embeddings
-    k: int
-    cap: int  # clusters the source may hold (splits stop there)
-    threshold: float
-
-    def run(self) -> Consolidation:
-        """Computes the consolidation (pure: touches no clusterer).
-
-        Raises:
-            ValueError, numpy.linalg.LinAlgError: from `threshold.consolidate`.
-        """
-        return consolidate(
-            self.centroids, self.counts, self.sizes, self.sample, self.threshold, self.cap, own=True
-        )
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import pytest
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.router import StreamClusters
 from logclust.cluster.runner import ConsolidationRunner
-from logclust.cluster.source import ConsolidationJob, SourceClusterer
-from logclust.cluster.threshold import Consolidation
+from logclust.cluster.source import SourceClusterer
+from logclust.cluster.threshold import Consolidation, ConsolidationJob
 from tests.cluster.streams import run
 from tests.fakes import FakeLabeler, fake_traffic
 
