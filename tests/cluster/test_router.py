@@ -3,6 +3,7 @@ per distinct text, a burst or a flush on one source not holding up another."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import threading
@@ -220,3 +221,24 @@ def test_a_flush_encoding_one_source_does_not_hold_up_another(
         finally:
             release.set()
         assert set(flush.result(30)) == {"slow", "frontend"}
+
+
+def test_the_cluster_package_imports_no_layer_above_it() -> None:
+    # Imports run one way (text -> embed -> cluster -> sidecar -> server): nothing here
+    # imports the sidecar, the server or the package `logclust` itself (whose lazy
+    # attributes lead to the sidecar).
+    package = Path(router_module.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert name != "logclust", f"{path.name}: from logclust import ..."
+                assert name.split(".")[:2] not in (
+                    ["logclust", "sidecar"],
+                    ["logclust", "server"],
+                ), f"{path.name} imports {name}"
