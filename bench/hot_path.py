@@ -56,7 +56,7 @@ class Timers:
 def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, float]:
     from logclust.cli import service as cli_service
     from logclust.cluster.labeler import Labeler
-    from logclust.cluster.stream import SourceClusterer
+    from logclust.cluster.source import SourceClusterer
     from logclust.embed.bundle import Bundle
     from logclust.latency.book import LatencyBook
     from logclust.sidecar.core import Sidecar

@@ -26,7 +26,9 @@ import pyarrow as pa
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.reservoir import Reservoir
-from logclust.cluster.stream import SourceClusterer, StreamClusters
+from logclust.cluster.router import StreamClusters
+from logclust.cluster.runner import ConsolidationRunner
+from logclust.cluster.source import SourceClusterer
 from logclust.latency.book import LatencyBook
 from logclust.server.memory import lean_process_memory
 from logclust.text.masking import Masker
@@ -115,13 +117,13 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
             background_consolidation=False,
             consolidate_new_clusters=0,
         )
-        clus = SourceClusterer("s", config, dim, 0.4)
+        clus = ConsolidationRunner(SourceClusterer("s", config, dim, 0.4))
         for lo in range(0, len(data), 1000):
             chunk = data[lo : lo + 1000]
             vecs = emb.embed_masked(pa.array(chunk))
             inv = np.arange(len(chunk))
             clus.assign(chunk, lambda idx, v=vecs: v[idx], inv, np.zeros(len(chunk), np.int64))
-        assert item != "cluster" or clus.k == n, clus.k
+        assert item != "cluster" or clus.clusterer.k == n, clus.clusterer.k
         return clus
     book = LatencyBook(window_ms=10_000, retention_ms=10**12)
     rows = 64 * n

@@ -1,4 +1,4 @@
-"""Settings of per-source online clustering (`logclust.cluster.stream`)."""
+"""Settings of per-source online clustering (`logclust.cluster.source`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ FALLBACK_THRESHOLD = 0.4
 
 @dataclass(frozen=True)
 class StreamClusterConfig:
-    """Settings of per-source online clustering (see `logclust.cluster.stream`)."""
+    """Settings of per-source online clustering (see `logclust.cluster.source`)."""
 
     # Euclidean distance between unit embeddings within which a line joins a cluster
     # (cosine distance = threshold**2 / 2). None: the bundle's calibrated threshold.

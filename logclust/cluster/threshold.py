@@ -267,6 +267,25 @@ def consolidate(
     )
 
 
+@dataclass(frozen=True)
+class ConsolidationJob:
+    """What a consolidation starts from: copies, so it can run apart from the clusterer."""
+
+    centroids: np.ndarray  # (k, dim) unit centroids, a copy the job may overwrite
+    counts: np.ndarray  # (k,) distinct members behind each
+    sizes: np.ndarray  # (k,) rows seen per cluster
+    sample: np.ndarray  # (u, dim) distinct sampled embeddings
+    k: int
+    cap: int  # clusters the source may hold (splits stop there)
+    threshold: float
+
+    def run(self) -> Consolidation:
+        """`consolidate` of these inputs (touches no clusterer)."""
+        return consolidate(
+            self.centroids, self.counts, self.sizes, self.sample, self.threshold, self.cap, own=True
+        )
+
+
 def _norms(x: np.ndarray) -> np.ndarray:
     """Row norms of `x` (at least 1e-12), without an `x`-sized temporary."""
     return np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)

@@ -148,20 +148,16 @@ class Sidecar:
             self._forget_pending += evicted
             gone = list(dict.fromkeys(self._forget_pending))
             sketches = book.take_dirty()
-            parts = {n: p for n, p in stream.take_dirty_parts().items() if n not in gone}
-            sources = {n: model for n, (model, _) in parts.items() if model is not None}
-            counters = {n: counts for n, (_, counts) in parts.items()}
+            # Sources count as saved only once the store holds them (`mark_saved`).
+            parts = {n: p for n, p in stream.dirty_parts().items() if n not in gone}
+            sources = {n: p.model for n, p in parts.items() if p.model is not None}
+            counters = {n: p.counters for n, p in parts.items()}
             try:
                 self.store.save_state(StoreDelta(sketches, sources, cutoff, gone, counters))
             except Exception:
-                # Keep the changes for the next attempt.
-                book.mark_dirty(sketches)
-                for name in parts:
-                    clusterer = stream.sources.get(name)
-                    if clusterer is not None:
-                        clusterer.dirty = True
-                        clusterer.model_dirty |= name in sources
+                book.mark_dirty(sketches)  # kept for the next attempt
                 raise
+            stream.mark_saved(parts)
             if gone:
                 logger.info("evicted idle sources %s", gone)
             self._forget_pending = []

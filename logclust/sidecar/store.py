@@ -7,7 +7,7 @@ atomically, so after `kill -9` the store holds every flush that finished and at 
 last interval is lost. `MemoryStore` keeps the same data in dicts and is the test fake.
 
 Values are opaque bytes produced by their owners (`DDSketch.to_bytes`,
-`SourceClusterer.to_bytes`); neither format uses pickle.
+`logclust.cluster.state.to_bytes`); neither format uses pickle.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class StoreDelta:
         sources: encoded cluster state per source (when more than its counters changed).
         expire_before_ms: sketches whose window starts before this are deleted.
         forget_sources: sources deleted with their sketches (after the upserts).
-        counters: encoded counters per source (`SourceClusterer.counters_bytes`), applied
-            over the stored state at load.
+        counters: encoded counters per source (`logclust.cluster.state.counters_bytes`),
+            applied over the stored state at load.
     """
 
     sketches: dict[SketchKey, bytes] = field(default_factory=dict)

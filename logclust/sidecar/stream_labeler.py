@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.labeler import Labeler
-from logclust.cluster.stream import StreamClusters
+from logclust.cluster.router import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.latency.book import LatencyBook
 from logclust.sidecar.config import StreamLabelerConfig

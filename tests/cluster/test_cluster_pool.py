@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from logclust.cluster.config import StreamClusterConfig
-from logclust.cluster.stream import StreamClusters
+from logclust.cluster.router import StreamClusters
 from logclust.text.masking import Masker
 
 
@@ -71,7 +71,7 @@ def test_consolidation_splits_stop_at_the_source_cap() -> None:
     _send(sc, "a", 100)
     clus = sc.sources["a"]
     k = clus.k
-    clus.consolidate_now()  # far members could be split off, but the pool is full
+    sc.consolidate_now("a")  # far members could be split off, but the pool is full
     assert clus.k <= k
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from logclust.cluster.config import StreamClusterConfig
-from logclust.cluster.stream import StreamClusters
+from logclust.cluster.router import StreamClusters
 from logclust.cluster.threshold import Centroids, place
 from tests.conftest import LOGHUB, synthetic_lines
 from tests.fakes import FakeLabeler, fake_traffic

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from logclust.cluster.config import StreamClusterConfig
-from logclust.cluster.stream import StreamClusters
+from logclust.cluster.router import StreamClusters
 from logclust.text.masking import Masker
 from logclust.text.privacy import scrub
 from tests.fakes import FakeLabeler

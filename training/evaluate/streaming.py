@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.quality import ari, grouping_accuracy
-from logclust.cluster.stream import StreamClusters
+from logclust.cluster.router import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.text.masking import Masker
 

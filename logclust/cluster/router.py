@@ -1,0 +1,338 @@
+"""Online clustering of a stream, per source: the router in front of each source's
+clusterer (`logclust.cluster.source` says how one source is clustered).
+
+A batch is masked, deduplicated and embedded once, then its rows go to the clusterer of
+their source (`SourceClusterer`, behind its `ConsolidationRunner`). The router bounds the
+sources (`max_sources`), shares the cluster pool (`max_clusters_total`) and the placement
+memo among them, evicts idle ones, and hands the flush their changed state
+(`dirty_parts`, then `mark_saved` once the store holds it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from functools import partial
+from itertools import repeat
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.runner import ConsolidationRunner
+from logclust.cluster.source import SourceClusterer
+from logclust.cluster.state import SourceParts, encode_parts, from_bytes, load_counters
+from logclust.embed.embedding_cache import Embedder, EmbeddingCache
+from logclust.text.mask_cache import MaskCache
+from logclust.turns import EMBED_COST, checkpoint
+from logclust.wire.contract import LimitExceededError
+
+logger = logging.getLogger(__name__)
+
+# New texts embedded per hold of the model before the clustering lock (about 0.1-0.2 s
+# of one core with the shipped encoder): what another stream may wait for in a burst.
+_EMBED_SLICE = 16
+
+
+class StreamClusters:
+    """Masks, dedupes and embeds a batch once, then clusters its rows per source.
+
+    The hot path works on distinct values, never on rows in Python: `MaskCache` masks
+    each digit shape once (exact), `EmbeddingCache` embeds each masked text once, and each
+    source places each distinct text once per model (a memo cleared when a consolidation
+    changes the model); the distinct texts travel as the mask cache's own strings.
+
+    Args:
+        embedder: provides `masker`, `dim` and `embed_masked`.
+        config: clustering settings shared by every source.
+        max_sources: distinct sources kept; a batch adding more is refused.
+        threshold: the bundle's calibrated threshold, used where the config sets none.
+
+    Raises:
+        ValueError: `config.max_clusters_total` cannot reserve `reserved_clusters` for
+            each of `max_sources`.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        config: StreamClusterConfig | None = None,
+        max_sources: int = 64,
+        threshold: float | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.config = config or StreamClusterConfig()
+        self.max_sources = max_sources
+        total, reserved = self.config.max_clusters_total, self.config.reserved_clusters
+        if total is not None and total < reserved * max_sources:
+            raise ValueError(
+                "max_clusters_total must cover reserved_clusters for each source. Received: "
+                f"max_clusters_total={total}, reserved_clusters={reserved}, "
+                f"max_sources={max_sources}"
+            )
+        self.default_threshold = threshold
+        self.masks = MaskCache(embedder.masker, self.config.cache_size)
+        self.cache = EmbeddingCache(embedder, self.config.cache_size)
+        self._runners: dict[str, ConsolidationRunner] = {}
+        self._lock = threading.Lock()
+        # The embedding cache and the model, taken apart from `_lock` (see `_embed_new`).
+        self._embed_lock = threading.Lock()
+
+    @property
+    def sources(self) -> dict[str, SourceClusterer]:
+        """Each source's clusterer, in a new dict (for tools and tests: a clusterer is
+        changed by batches and consolidations while it is read)."""
+        with self._lock:
+            return {name: r.clusterer for name, r in self._runners.items()}
+
+    def threshold_for(self, source: str) -> float:
+        """The threshold a source clusters with (per-source override, config, bundle)."""
+        return self.config.threshold_for(source, self.default_threshold)
+
+    def label(
+        self, body: pa.Array, source: pa.Array, time_ms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """Cluster ids and distances of every row.
+
+        Returns:
+            `(ids, distances, source_names, source_codes)`; the last two describe the
+            `source` column dictionary-encoded, for per-source bookkeeping by the caller.
+
+        Raises:
+            LimitExceededError: the batch would exceed `max_sources`.
+        """
+        names, codes = _encoded(source)
+        runners = self._admit(names)
+        # (u,) distinct masked texts (the mask cache's own strings), (n,) row -> text
+        keys, inv = self.masks.distinct_keys(body)
+        self._embed_new(keys, [r.clusterer for r in runners])
+        with self._lock:
+            if len(names) == 1:  # one source: every distinct text is its own
+                ids, dist = self._runner(names[0]).assign(
+                    keys, self._embedder_of(keys), inv, time_ms
+                )
+                return ids, dist, names, codes
+            ids = np.empty(inv.size, np.int32)
+            dist = np.empty(inv.size, np.float32)
+            for code, name in enumerate(names):
+                rows = np.flatnonzero(codes == code)
+                u_s, local = np.unique(inv[rows], return_inverse=True)
+                keys_s = [keys[i] for i in u_s.tolist()]
+                ids[rows], dist[rows] = self._runner(name).assign(
+                    keys_s, self._embedder_of(keys_s), local.ravel(), time_ms[rows]
+                )
+        return ids, dist, names, codes
+
+    def _admit(self, names: list[str]) -> list[ConsolidationRunner]:
+        """The runners of the batch's sources, new ones created.
+
+        Raises:
+            LimitExceededError: the batch would exceed `max_sources`.
+        """
+        with self._lock:
+            new = [s for s in names if s not in self._runners]
+            if len(self._runners) + len(new) > self.max_sources:
+                raise LimitExceededError(
+                    f"Too many distinct sources (limit {self.max_sources}). "
+                    f"Received: {len(new)} new sources, e.g. {new[:3]}"
+                )
+            # Created under the same lock as the check: concurrent batches cannot all pass
+            # it and overshoot the limit together.
+            return [self._runner(name) for name in names]
+
+    def _embed_new(self, keys: list[str], clusterers: list[SourceClusterer]) -> None:
+        """Embeds the texts that none of the batch's sources has placed yet, before the
+        clustering lock and a slice at a time: a burst of new texts on one stream then
+        holds up another stream's batch for one slice, not for the whole burst. Each slice
+        is a `turns.checkpoint`: in the server's Label pool the burst gives its slot to
+        waiting streams there. The embeddings land in the cache, where `assign` finds
+        them. Every text of the batch counts here as one use for the cache's eviction:
+        looked up if new to the sources, else touched."""
+        miss = np.ones(len(keys), bool)
+        for c in clusterers:  # one dict probe per text in C, not a Python loop
+            known = c.known_texts()
+            miss &= np.fromiter(map(known.get, keys, repeat(-1)), np.int64, len(keys)) < 0
+        new = [keys[i] for i in np.flatnonzero(miss).tolist()]
+        if len(new) < len(keys):  # placed from the memo: still a use of their embeddings
+            with self._embed_lock:
+                self.cache.touch([keys[i] for i in np.flatnonzero(~miss).tolist()])
+        checkpoint()  # masked and probed: a waiting stream with a smaller tag goes first
+        for start in range(0, len(new), _EMBED_SLICE):
+            part = new[start : start + _EMBED_SLICE]
+            with self._embed_lock:
+                self.cache.embed(part)
+            # Charged to this stream: a burst yields to the others after each slice.
+            checkpoint(EMBED_COST * len(part))
+
+    def _embedder_of(self, keys: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+        """Embeddings of `keys[idx]` through the embedding cache, computed when first
+        asked (each text of the batch at most once). Not a use for the eviction again:
+        `_embed_new` counted every text of the batch."""
+        done = np.zeros(len(keys), bool)
+        rows = np.empty((len(keys), self.embedder.dim), np.float32)  # touched when filled
+
+        def embed(idx: np.ndarray) -> np.ndarray:
+            need = np.unique(idx[~done[idx]])
+            if need.size:
+                with self._embed_lock:
+                    rows[need] = self.cache.embed([keys[i] for i in need.tolist()], touch=False)
+                done[need] = True
+            return rows[idx]
+
+        return embed
+
+    def _runner(self, name: str) -> ConsolidationRunner:
+        """The runner of source `name`, created when new (call with `_lock` held)."""
+        runner = self._runners.get(name)
+        if runner is None:
+            clus = SourceClusterer(name, self.config, self.embedder.dim, self.threshold_for(name))
+            runner = self._runners[name] = self._shared(clus)
+        return runner
+
+    def _shared(self, clus: SourceClusterer) -> ConsolidationRunner:
+        """Puts `clus` under `max_clusters_total` (when set) and the shared memo."""
+        if self.config.max_clusters_total is not None:
+            clus.room = partial(self._room_of, clus)
+        clus.memo_limit = self._memo_limit
+        return ConsolidationRunner(clus)
+
+    def _memo_limit(self) -> int:
+        """Memo entries a source may hold: `memo_size` for each of `max_sources` is what
+        the memory budget allows, shared by the sources present (at most `cache_size`
+        each: an older text's embedding must still be cached to place it again)."""
+        cfg = self.config
+        share = cfg.memo_size * self.max_sources // max(len(self._runners), 1)
+        return min(cfg.cache_size, share)
+
+    def _room_of(self, clus: SourceClusterer) -> int:
+        """Clusters `clus` may still open under `max_clusters_total`: what is left of its
+        `reserved_clusters`, plus what no source claims. Every source, present or still to
+        come, keeps its reserve; the rest goes first come first served."""
+        total, reserved = self.config.max_clusters_total, self.config.reserved_clusters
+        assert total is not None  # only set as `room` when there is a total
+        present = [r.clusterer for r in self._runners.values()]
+        claimed = sum(max(c.k, reserved) for c in present)
+        claimed += reserved * max(self.max_sources - len(present), 0)
+        return max(reserved - clus.k, 0) + max(total - claimed, 0)
+
+    def describe(
+        self, source: str | None = None, ids: set[int] | None = None
+    ) -> list[tuple[str, ClusterStats]]:
+        """`(source, stats)` of every cluster (or of `ids` only), sorted by source then id."""
+        with self._lock:
+            chosen = sorted(s for s in self._runners if source is None or s == source)
+            runners = [self._runners[s] for s in chosen]
+        out: list[tuple[str, ClusterStats]] = []
+        for r in runners:
+            with r.lock:
+                out += [(r.clusterer.source, st) for st in r.clusterer.describe(ids)]
+        return out
+
+    def aliases(self) -> dict[tuple[str, int], int]:
+        """`(source, merged id) -> surviving id` of every source."""
+        with self._lock:
+            clusterers = [r.clusterer for r in self._runners.values()]
+        return {(c.source, g): t for c in clusterers for g, t in dict(c.aliases).items()}
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Per source: clusters held, and rows forced into a cluster past `max_clusters`
+        (cumulative)."""
+        with self._lock:
+            return {
+                name: (r.clusterer.k, r.clusterer.cap_hits) for name, r in self._runners.items()
+            }
+
+    def forget(self, source: str) -> bool:
+        """Drops a source's clusters (its slot is free again); False when unknown."""
+        with self._lock:
+            return self._runners.pop(source, None) is not None
+
+    def evict_idle(self, before_ms: int) -> list[str]:
+        """Drops the sources whose last batch came before `before_ms`; returns them."""
+        with self._lock:
+            gone = [n for n, r in self._runners.items() if r.clusterer.last_batch_ms < before_ms]
+            for name in gone:
+                del self._runners[name]
+        return gone
+
+    def consolidate_now(self, source: str) -> bool:
+        """Runs one consolidation of `source` in this thread; True when it changed any
+        cluster.
+
+        Raises:
+            KeyError: an unknown source.
+        """
+        with self._lock:
+            runner = self._runners[source]
+        return runner.consolidate_now()
+
+    def wait_for_consolidations(self, timeout: float | None = None) -> None:
+        """Blocks until background consolidations of every source finish."""
+        with self._lock:
+            runners = list(self._runners.values())
+        for r in runners:
+            r.wait_for_consolidation(timeout)
+
+    # -- saving and restoring ------------------------------------------------------------
+
+    def dirty_parts(self) -> dict[str, SourceParts]:
+        """What to save of each source changed since its last confirmed save: the whole
+        state where its clusters changed, its counters always. Nothing is marked saved:
+        give the parts the store holds to `mark_saved`; a failed save needs nothing.
+
+        Each source is encoded under its own lock only: holding the lock of every source
+        while all of them were encoded stalled every stream for the whole flush."""
+        with self._lock:
+            dirty = [(name, r) for name, r in self._runners.items() if r.clusterer.dirty]
+        parts = {}
+        for name, r in dirty:
+            with r.lock:
+                parts[name] = encode_parts(r.clusterer)
+        return parts
+
+    @staticmethod
+    def mark_saved(parts: Mapping[str, SourceParts]) -> None:
+        """The store holds `parts` (from `dirty_parts`): changes made since they were
+        encoded stay unsaved, and a source dropped since is not affected."""
+        for part in parts.values():
+            part.mark_saved()
+
+    def load_states(
+        self, states: dict[str, bytes], counters: dict[str, bytes] | None = None
+    ) -> None:
+        """Restores sources, with their counters saved since; a state that does not fit
+        (other bundle) is skipped, logged."""
+        counters = counters or {}
+        with self._lock:
+            for name, data in states.items():
+                try:
+                    clus = from_bytes(
+                        data, self.config, self.embedder.dim, self.threshold_for(name)
+                    )
+                except (ValueError, KeyError, OSError) as e:
+                    logger.warning("ignoring stored cluster state of %r: %s", name, e)
+                    continue
+                if name in counters:
+                    try:
+                        load_counters(clus, counters[name])
+                    except (ValueError, KeyError) as e:
+                        logger.warning("ignoring stored counters of %r: %s", name, e)
+                self._runners[name] = self._shared(clus)
+
+
+def _encoded(source: pa.Array) -> tuple[list[str], np.ndarray]:
+    """`(names, codes)` of the `source` column dictionary-encoded."""
+    # One source for every row (`arrow_io.source_column` of a batch without a source
+    # column) is already encoded as `dictionary_encode` would encode it.
+    single = (
+        isinstance(source, pa.DictionaryArray)
+        and len(source.dictionary) == 1
+        and len(source) > 0
+        and source.null_count == 0
+    )
+    src = source if single else pc.dictionary_encode(source)
+    names: list[str] = src.dictionary.to_pylist()
+    return names, src.indices.to_numpy(zero_copy_only=False)

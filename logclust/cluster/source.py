@@ -1,0 +1,395 @@
+"""Online clustering of one source's stream, by distance, with ids that stay stable.
+
+Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.cluster.threshold`):
+
+1. **Placement.** Each distinct masked text joins the nearest cluster whose centroid is
+   within the threshold (the bundle's calibrated value, or a per-source override), and
+   otherwise opens a new cluster at once, in the same batch: no warm-up, no k to give, no
+   -1 for a new kind of line. Centroids are running means of their distinct members. A
+   memo (`PlacementMemo`) keeps what the current model gave each text, so a steady stream
+   places each text once.
+2. **Cap.** At most `max_clusters` clusters per source, and `max_clusters_total` over all
+   sources (the `room` the router gives), bound memory; past its cap a far text joins its
+   nearest cluster, logged and counted (`cap_hits`, exported as a metric).
+3. **Consolidation** (`consolidation_job`, then `apply_consolidation` of its result):
+   centroids are recomputed from a reservoir sample of the rows, members that drifted out
+   of reach are placed again (the larger part keeps the id), and clusters whose centroids
+   came within the threshold of each other are merged: the one with more rows keeps its
+   id and the other becomes its alias (`ClusterStats.merged_into`; latency queries merge
+   the two). When, and on which thread, is the `ConsolidationRunner`'s business.
+4. **State** is exported as a `SourceState` and `SourceCounters`, which
+   `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
+   counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
+
+Only masked text is kept, never raw bodies. The clusterer knows nothing of threads or
+files: its caller serialises the calls (the `ConsolidationRunner` holds the source's lock).
+The one clock it reads stamps the last batch (`last_batch_ms`: idle sources are evicted).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.id_stats import IdStats
+from logclust.cluster.memo import PlacementMemo
+from logclust.cluster.reservoir import Reservoir
+from logclust.cluster.threshold import Centroids, Consolidation, ConsolidationJob, place
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """The clusters of a source as a state saves them. Arrays are the clusterer's own
+    (no copy): encode them while no other call can change the clusterer."""
+
+    source: str
+    dim: int
+    threshold: float | None  # None: not recorded (format 1); a restored source takes its own
+    next_id: int
+    rows_seen: int
+    last_batch_ms: int | None  # None: unknown (older formats), the clusterer's own stamp
+    cap_hits: int
+    consolidations: int
+    aliases: dict[int, int]
+    stats: list[ClusterStats]  # with sizes and times
+    table: Centroids
+    ids: np.ndarray  # (k,) int32 stable id of each row of `table`
+
+
+@dataclass(frozen=True)
+class SourceCounters:
+    """What a steady stream changes: rows seen and each id's size and first/last time."""
+
+    rows_seen: int
+    last_batch_ms: int
+    cap_hits: int
+    next_id: int
+    size: np.ndarray  # (next_id,) int64
+    first: np.ndarray  # (next_id,) int64
+    last: np.ndarray  # (next_id,) int64
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SourceClusterer:
+    """Online clustering state of one source (see the module docstring). Not thread-safe.
+
+    Args:
+        source: the source's name.
+        config: clustering settings.
+        dim: embedding dimension.
+        threshold: distance within which a text joins a cluster (see
+            `StreamClusterConfig.threshold_for`).
+    """
+
+    def __init__(
+        self, source: str, config: StreamClusterConfig, dim: int, threshold: float
+    ) -> None:
+        if not threshold > 0:
+            raise ValueError(f"threshold must be positive. Received: threshold={threshold}")
+        self.source = source
+        self.config = config
+        self.dim = dim
+        self.threshold = float(threshold)
+        self._table = Centroids.empty(dim)
+        self._ids = np.zeros(0, np.int32)  # stable id of each row of the table
+        self._next_id = 0
+        self.aliases: dict[int, int] = {}  # merged id -> the id it was merged into
+        self._stats = IdStats(config.template_members)
+        self._sample = Reservoir(config.reservoir_size, dim, config.seed)
+        self._memo = PlacementMemo()
+        self.rows_seen = 0
+        # Wall-clock time of the last batch (Unix ms): idle sources are evicted by it.
+        self.last_batch_ms = _wall_ms()
+        self.cap_hits = 0
+        self.consolidations = 0
+        # Clusters this source may still open under a bound shared by all sources (set by
+        # `StreamClusters` from `max_clusters_total`); None: up to `max_clusters`.
+        self.room: Callable[[], int] | None = None
+        # Texts the memo may hold now (set by `StreamClusters`: a share of the memo of
+        # every source, so one busy source is not held to the worst case's share).
+        self.memo_limit: Callable[[], int] = lambda: min(config.cache_size, config.memo_size)
+        # Changes, counted: `_revision` grows with every change; `_model_revision` is the
+        # revision of the last change to the clusters themselves (centroids, ids, aliases,
+        # members), not only to their counters (sizes, times). A steady stream changes
+        # counters alone, and a flush then writes the counters (a few bytes a cluster),
+        # not the whole state. `_saved*`: the revisions the store confirmed holding.
+        self._revision = self._model_revision = 1
+        self._saved = self._saved_model = 0
+
+    @property
+    def k(self) -> int:
+        """Clusters in use (aliases not counted)."""
+        return self._table.k
+
+    @property
+    def stats(self) -> dict[int, ClusterStats]:
+        """Templates, members and state per id (sizes and times: `describe`)."""
+        return self._stats.stats
+
+    # -- placement -----------------------------------------------------------------------
+
+    def assign(
+        self,
+        keys: list[str],
+        embed: Callable[[np.ndarray], np.ndarray],
+        inv: np.ndarray,
+        time_ms: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels rows given their distinct masked texts.
+
+        Args:
+            keys: distinct masked texts `(u,)` of this source's rows.
+            embed: embeddings `(m, dim)` of `keys[idx]` for an index array `idx`; asked
+                only for texts this model has not placed yet and for sampled rows.
+            inv: `(n,)` index into `keys` of each row.
+            time_ms: `(n,)` event times.
+
+        Returns:
+            `(ids, distances)` per row: int32 stable ids and float32 Euclidean distances
+            to the centroid of the cluster when the text was placed.
+        """
+        self.last_batch_ms = _wall_ms()
+        self._sample.offer(self.rows_seen, keys, embed, inv)
+        self.rows_seen += inv.size
+        uid, d = self._assign_known(keys, embed)
+        ids, dist = uid[inv], d[inv]
+        members_changed = self._stats.add_batch(keys, uid, ids, time_ms)
+        self._touch(model=members_changed)
+        return ids, dist
+
+    def _assign_known(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_place` through the memo (bounded by `memo_limit`)."""
+        slot, miss = self._memo.find(keys, self.memo_limit())
+        if miss.size:
+            uid, d = self._place(embed(miss))
+            self._touch(model=True)
+            self._memo.store(keys, slot, miss, uid, d)
+        return self._memo.values(slot)
+
+    def known_texts(self) -> dict[str, int]:
+        """The memo (text -> slot); read without the lock, only to skip work (a text
+        found here may still be placed again by `assign`)."""
+        return self._memo.texts()
+
+    def _place(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k0 = self._table.k
+        cap = self._cap()
+        cidx, d, forced = place(emb, self._table, self.threshold, cap)
+        opened = self._table.k - k0
+        if opened:
+            fresh = np.arange(self._next_id, self._next_id + opened, dtype=np.int32)
+            self._next_id += opened
+            self._ids = np.concatenate([self._ids, fresh])
+        if forced:
+            if self.cap_hits == 0:
+                logger.warning(
+                    "source %r reached its cap of %d clusters (max_clusters=%d, "
+                    "max_clusters_total=%s): far lines now join their nearest cluster "
+                    "(counted in logclust_cluster_cap_hits_total)",
+                    self.source,
+                    cap,
+                    self.config.max_clusters,
+                    self.config.max_clusters_total,
+                )
+            self.cap_hits += forced
+        return self._ids[cidx], d
+
+    def _cap(self) -> int:
+        """Clusters this source may hold now: `max_clusters`, or fewer while the bound
+        shared with the other sources leaves no more room (never below 1)."""
+        cap = self.config.max_clusters
+        if self.room is not None:
+            cap = min(cap, self._table.k + max(self.room(), 0))
+        return max(cap, 1)
+
+    # -- consolidation -------------------------------------------------------------------
+
+    def consolidation_job(self) -> ConsolidationJob | None:
+        """What a consolidation of the clusters now starts from; None without clusters."""
+        k = self._table.k
+        if k == 0:
+            return None
+        self._stats.grow(self._next_id)
+        sizes = self._stats.size[self._ids]
+        emb, texts = self._sample.contents(self.rows_seen)
+        _, first = np.unique(texts, return_index=True)
+        return ConsolidationJob(
+            self._table.unit,
+            self._table.counts[:k].copy(),
+            sizes,
+            emb[np.sort(first)],
+            k,
+            self._cap(),
+            self.threshold,
+        )
+
+    def apply_consolidation(self, job: ConsolidationJob, done: Consolidation) -> None:
+        """Swaps in the result `done` of `job`; clusters opened since `job` was made stay
+        as they are."""
+        k_now = self._table.k
+        old_ids = self._ids
+        later = slice(job.k, k_now)
+        split_ids = np.arange(self._next_id, self._next_id + done.split_off, dtype=np.int32)
+        self._next_id += done.split_off
+        if k_now > job.k:
+            centroids = np.concatenate([done.centroids, self._table.unit_rows(later)])
+            counts = np.concatenate([done.counts, self._table.counts[later]])
+        else:  # nothing opened meanwhile: no (k, dim) copy
+            centroids, counts = done.centroids, done.counts
+        self._table = Centroids.of(centroids, counts, own=True)
+        self._ids = np.concatenate([old_ids[done.kept], split_ids, old_ids[later]])
+        for src, dst in done.merged.items():
+            if src < job.k:
+                self._alias(int(old_ids[src]), int(old_ids[dst]) if dst < job.k else None)
+        self.consolidations += 1
+        self._touch(model=True)
+        if done.changed:
+            was_split = old_ids[list(done.split)]
+            self._remap_memo(was_split)
+            survivors = [self.aliases.get(int(old_ids[s]), -1) for s in done.merged if s < job.k]
+            self._stats.look_again(np.concatenate([was_split, np.array(survivors, np.int32)]))
+            logger.info(
+                "source %r consolidated: %d merged, %d split off, k=%d",
+                self.source,
+                len(done.merged),
+                done.split_off,
+                self._table.k,
+            )
+
+    def _remap_memo(self, split_ids: np.ndarray) -> None:
+        """Points the memo's merged ids at their survivors and marks the texts of split
+        clusters to be placed again."""
+        to = np.arange(max(self._next_id, 1), dtype=np.int32)
+        for gone, into in self.aliases.items():
+            to[gone] = into
+        to[split_ids] = -1
+        self._memo.remap(to)
+
+    def _alias(self, gone: int, into: int | None) -> None:
+        """Records that id `gone` was merged into `into` (sizes and members move)."""
+        if into is None:
+            return
+        self.aliases[gone] = into
+        for g, t in list(self.aliases.items()):  # keep every alias pointing at a live id
+            if t == gone:
+                self.aliases[g] = into
+        self._stats.merge(gone, into)
+
+    # -- description and changes ---------------------------------------------------------
+
+    def describe(self, ids: set[int] | None = None) -> list[ClusterStats]:
+        """Copies of every cluster's stats (or of `ids` only), merged ones included
+        (`merged_into` set)."""
+        return self._stats.describe(ids)
+
+    def _touch(self, model: bool) -> None:
+        self._revision += 1
+        if model:
+            self._model_revision = self._revision
+
+    @property
+    def revision(self) -> int:
+        """Grows with every change; what `mark_saved` is given back."""
+        return self._revision
+
+    @property
+    def dirty(self) -> bool:
+        """Anything changed since the last save the store confirmed."""
+        return self._revision > self._saved
+
+    @property
+    def model_dirty(self) -> bool:
+        """The clusters themselves changed since the last confirmed save, not only their
+        counters: the whole state must be saved, not only `counters()`."""
+        return self._model_revision > self._saved_model
+
+    def mark_saved(self, revision: int, model: bool) -> None:
+        """The store holds this source as of `revision` (its counters; its whole state
+        too when `model`): changes made since stay unsaved."""
+        self._saved = max(self._saved, revision)
+        if model:
+            self._saved_model = max(self._saved_model, revision)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def state(self) -> SourceState:
+        """The clusters as a state saves them (no reservoir, no memo)."""
+        return SourceState(
+            source=self.source,
+            dim=self.dim,
+            threshold=self.threshold,
+            next_id=self._next_id,
+            rows_seen=self.rows_seen,
+            last_batch_ms=self.last_batch_ms,
+            cap_hits=self.cap_hits,
+            consolidations=self.consolidations,
+            aliases=self.aliases,
+            stats=[self._stats.copy_of(s) for s in self._stats.stats.values()],
+            table=self._table,
+            ids=self._ids,
+        )
+
+    def counters(self) -> SourceCounters:
+        """The counters of every id (views of the clusterer's arrays)."""
+        n = self._next_id
+        self._stats.grow(n)
+        s = self._stats
+        return SourceCounters(
+            self.rows_seen,
+            self.last_batch_ms,
+            self.cap_hits,
+            n,
+            s.size[:n],
+            s.first[:n],
+            s.last[:n],
+        )
+
+    @classmethod
+    def restored(
+        cls, state: SourceState, config: StreamClusterConfig, threshold: float, saved: bool
+    ) -> SourceClusterer:
+        """A clusterer holding `state`, clustering at `threshold` from now on (a changed
+        setting applies); `saved`: the store holds `state` as it is (not an older format
+        to write again)."""
+        self = cls(state.source, config, state.dim, threshold)
+        self._next_id, self.rows_seen = state.next_id, state.rows_seen
+        self.consolidations = state.consolidations
+        self.cap_hits = state.cap_hits
+        if state.last_batch_ms is not None:
+            self.last_batch_ms = state.last_batch_ms
+        self.aliases = dict(state.aliases)
+        self._stats.restore(state.stats, state.next_id)
+        self._table, self._ids = state.table, state.ids
+        if saved:
+            self.mark_saved(self._revision, model=True)
+        return self
+
+    def set_counters(self, counters: SourceCounters) -> None:
+        """Applies counters saved after (or with) the state this clusterer holds.
+
+        Raises:
+            ValueError: counters of ids this state does not have.
+        """
+        c, n = counters, counters.next_id
+        if n > self._next_id or any(len(a) != n for a in (c.size, c.first, c.last)):
+            raise ValueError(
+                f"Counters do not fit the state of source {self.source!r}. "
+                f"Received: next_id={n} for a state with {self._next_id}"
+            )
+        self._stats.set_counters(c.size, c.first, c.last, n)
+        self.rows_seen = c.rows_seen
+        self.last_batch_ms = c.last_batch_ms
+        self.cap_hits = c.cap_hits
