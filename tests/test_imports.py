@@ -87,7 +87,7 @@ def test_the_config_dataclasses_are_light() -> None:
     _run(
         "import sys\n"
         "import logclust.server.config, logclust.sidecar.config, logclust.cli.settings\n"
-        "heavy = ('logclust.server.app', 'logclust.sidecar.core', 'logclust.cluster.stream',\n"
+        "heavy = ('logclust.server.app', 'logclust.sidecar.core', 'logclust.cluster.router',\n"
         "         'logclust.embed', 'ai_edge_litert', 'sentencepiece', 'prometheus_client')\n"
         "bad = sorted(m for m in sys.modules if m.startswith(heavy))\n"
         "assert not bad, bad\n"

@@ -111,7 +111,7 @@ def test_client_commands_start_without_the_server_or_the_model_runtime() -> None
     # The parser reads its defaults from the config dataclasses (`logclust.server.config`
     # and the configs it holds), which are light; the server itself stays out.
     heavy = ["logclust.server.app", "logclust.sidecar.core", "logclust.cluster.labeler"]
-    heavy += ["logclust.cluster.stream", "logclust.embed", "ai_edge_litert", "sentencepiece"]
+    heavy += ["logclust.cluster.router", "logclust.embed", "ai_edge_litert", "sentencepiece"]
     code = (
         "import sys; from logclust.cli import main, remote; "
         f"print([m for m in {heavy!r} if m in sys.modules])"
