@@ -182,10 +182,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.quiet_s, args.repeats = 1.0, PEER_REPEATS
     cli.smoke(
         args,
-        batch=200,
-        replay_rows=1000,
-        boutique_warmup=400,
-        boutique_rows=1000,
+        batch=100,
+        replay_rows=500,
+        boutique_warmup=200,
+        boutique_rows=500,
         cold_batches=1,
         latency_batches=3,
         quiet_s=0.2,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system, redraw_digits
+from training.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system, shuffled_passes
 
 # Lines per train system in a smoke run's replay base.
-SMOKE_LINES = 100
+SMOKE_LINES = 25
 
 
 def has_loghub(data_dir: Path | None = None) -> bool:
@@ -53,13 +53,7 @@ def synthetic_lines(n: int, seed: int = 0) -> list[str]:
 
 def replay(n: int, seed: int = 0, data_dir: Path | None = None, smoke: bool = False) -> list[str]:
     """`n` lines: passes over the shuffled loghub train systems, fields re-drawn each pass."""
-    base = loghub_lines(data_dir, smoke)
-    rng = np.random.default_rng(seed)
-    out: list[str] = []
-    while len(out) < n:
-        order = rng.permutation(len(base))
-        out += redraw_digits([base[i] for i in order], rng)
-    return out[:n]
+    return shuffled_passes(loghub_lines(data_dir, smoke), n, seed)
 
 
 def cold(n: int, seed: int = 0, words: int = 8) -> list[str]:

@@ -88,6 +88,17 @@ def redraw_digits(texts: Sequence[str], rng: np.random.Generator | int) -> list[
     return [out[end - len(e) - 1 : end - 1].decode("utf-8") for e, end in zip(encoded, ends, strict=True)]
 
 
+def shuffled_passes(base: Sequence[str], n: int, seed: int = 0) -> list[str]:
+    """`n` lines: passes over `base`, each in a new random order with its digits re-drawn
+    (`redraw_digits`), all from one generator seeded with `seed` (a replay of a log)."""
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    while len(out) < n:
+        order = rng.permutation(len(base))
+        out += redraw_digits([base[i] for i in order], rng)
+    return out[:n]
+
+
 def default_data_dir() -> Path:
     """`../shared/data/loghub-2k` relative to the project root (may not exist)."""
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "loghub-2k"

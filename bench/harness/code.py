@@ -36,10 +36,13 @@ def code_env(code: str | None, env: dict[str, str] | None = None) -> dict[str, s
     return out
 
 
-def logclust_command() -> list[str]:
-    """The `logclust` console script next to this Python: with `python -m` run from the
-    repository root, this checkout would come first on sys.path, ahead of PYTHONPATH."""
+def logclust_command(code: str | None = None) -> list[str]:
+    """The `logclust` console script next to this Python (`python -m` when there is none
+    and no `code`: run from the repository root, it puts this checkout first on sys.path,
+    ahead of PYTHONPATH)."""
     exe = shutil.which("logclust", path=str(Path(sys.executable).parent))
+    if exe is None and code:
+        raise SystemExit("--code needs the logclust console script installed next to python")
     return [exe] if exe else [sys.executable, "-m", "logclust.cli.main"]
 
 

@@ -47,7 +47,7 @@ class Sidecar:
         self.store = tempfile.mkdtemp(prefix="logclust-bench-")
         self.port = free_port()
         self.quiet_s = quiet_s
-        cmd = logclust_command()
+        cmd = logclust_command(code)
         cmd += ["serve", "--listen", f"127.0.0.1:{self.port}", "--store", self.store]
         if bundle:
             cmd += ["--bundle", str(bundle)]
