@@ -154,7 +154,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.shapes = SHAPES
     # The baseline against itself, one small shape, once.
-    cli.smoke(args, candidate=args.candidate or args.baseline, rounds=1, seconds=0.02, shapes=((8, 16),))
+    cli.smoke(
+        args, candidate=args.candidate or args.baseline, rounds=1, seconds=0.02, shapes=((8, 16),)
+    )
     if args.candidate is None:
         p.error("--candidate is required (a bundle folder). Received: none")
     if args.smoke and args.quality:

@@ -57,9 +57,7 @@ class Timers:
         setattr(owner, name, timed)
 
 
-def stages(
-    bundle: str | None, payloads: list[bytes], warm: int, batch: int
-) -> dict[str, float]:
+def stages(bundle: str | None, payloads: list[bytes], warm: int, batch: int) -> dict[str, float]:
     """Milliseconds per batch of each stage over `payloads[warm:]`, after the others."""
     from logclust.cli.defaults import SERVE_ENCODER_BATCH
     from logclust.cluster.labeler import Labeler
@@ -92,7 +90,7 @@ def stages(
     t.wrap(side.labeler.book, "record", "latency sketches")
     t.wrap(side.metrics, "observe_batch", "metrics")
     measured = payloads[warm:]
-    caches = {"digit-shape cache": stream.masks, "embedding cache": stream.cache}
+    caches: dict[str, Any] = {"digit-shape cache": stream.masks, "embedding cache": stream.cache}
     before = {name: (c.hits, c.misses) for name, c in caches.items()}
     start = time.perf_counter()
     for data in measured:

@@ -12,7 +12,6 @@ once more (every text already placed) to time the steady state with that many cl
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
 import urllib.request

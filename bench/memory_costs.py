@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -92,6 +93,11 @@ def _alpha(i: int) -> str:
             return s
 
 
+def rows_of(vecs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The embedder callback of `Reservoir.offer` and `SourceClusterer.assign`."""
+    return lambda idx: vecs[idx]
+
+
 def fill(item: str, n: int, data: list[str], dim: int) -> object:
     """The structure of `item` holding `n` items made of `data`."""
     emb = RandomEmbedder(dim)
@@ -106,7 +112,7 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
         for lo in range(0, len(data), 1000):
             chunk = data[lo : lo + 1000]
             vecs = emb.embed_masked(pa.array(chunk))
-            res.offer(lo, chunk, lambda idx, v=vecs: v[idx], np.arange(len(chunk)))
+            res.offer(lo, chunk, rows_of(vecs), np.arange(len(chunk)))
         return res
     if item in ("memo_entry", "cluster"):
         config = StreamClusterConfig(
@@ -122,7 +128,7 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
             chunk = data[lo : lo + 1000]
             vecs = emb.embed_masked(pa.array(chunk))
             inv = np.arange(len(chunk))
-            clus.assign(chunk, lambda idx, v=vecs: v[idx], inv, np.zeros(len(chunk), np.int64))
+            clus.assign(chunk, rows_of(vecs), inv, np.zeros(len(chunk), np.int64))
         assert item != "cluster" or clus.k == n, clus.k
         return clus
     book = LatencyBook(window_ms=10_000, retention_ms=10**12)

@@ -21,7 +21,6 @@ Drain3 (`TemplateMiner`, defaults) is timed on the same lines in its own process
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 from collections.abc import Callable

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
 import threading
 import time
@@ -255,9 +254,7 @@ def report(out: Output, args: argparse.Namespace, r: Outage) -> None:
         note=f"{args.senders} senders, {args.batch} records per request, next hop down "
         f"{args.down_s:g} s, queue {args.queue_records or 'default'}",
     )
-    table.add(
-        "sidecar RSS / peak after the warm-up", f"{r.rss_start:.0f} / {r.hwm_start:.0f} MB"
-    )
+    table.add("sidecar RSS / peak after the warm-up", f"{r.rss_start:.0f} / {r.hwm_start:.0f} MB")
     table.add("records accepted while the next hop was down", fmt(r.accepted_down, ","))
     table.add("Export calls refused while down (retried)", fmt(r.refused_down, ","))
     table.add(
@@ -266,9 +263,7 @@ def report(out: Output, args: argparse.Namespace, r: Outage) -> None:
     )
     table.add("sidecar peak RSS (VmHWM), whole run", fmt(r.hwm, ".0f", " MB"))
     table.add("records accepted in all", fmt(len(expected), ","))
-    table.add(
-        "next hop: distinct ids / records received", f"{len(got):,} / {sum(got.values()):,}"
-    )
+    table.add("next hop: distinct ids / records received", f"{len(got):,} / {sum(got.values()):,}")
     table.add(
         "missing / duplicated / unexpected ids",
         f"{len(expected - set(got)):,} / {sum(1 for c in got.values() if c > 1):,} / "

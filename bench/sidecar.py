@@ -258,7 +258,11 @@ def main(argv: list[str] | None = None) -> None:
             fmt(enc_rate, ",.0f"),
             "100%",
         )
-        enc.add("sidecar end to end, cold stream", fmt(cold_e2e, ",.0f"), fmt(cold_e2e / enc_rate, ".0%"))
+        enc.add(
+            "sidecar end to end, cold stream",
+            fmt(cold_e2e, ",.0f"),
+            fmt(cold_e2e / enc_rate, ".0%"),
+        )
         out.show(enc)
 
 

@@ -151,12 +151,12 @@ def bench_train(out: Output, tmp: Path) -> dict[str, float]:
     data = default_data_dir()
     conf = tmp / "tiny.toml"
     conf.write_text(TRAIN_CONF)
-    out = tmp / "bundle"
-    base = [sys.executable, "-m", "training", "--data", str(data), "--out", str(out)]
+    bundle = tmp / "bundle"
+    base = [sys.executable, "-m", "training", "--data", str(data), "--out", str(bundle)]
     base += ["--config", str(conf)]
     _run([*base, "--work", str(tmp / "w0"), "--steps", "tokenizer"])
     n_train = len(
-        prepare(PipelineConfig(data, out, tmp / "w0", train=TrainConfig(corpus_lines=0))).train
+        prepare(PipelineConfig(data, bundle, tmp / "w0", train=TrainConfig(corpus_lines=0))).train
     )
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     res: dict[str, float] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -160,7 +159,9 @@ def http_stream(client: Client, n: int, seed: int) -> dict[str, float]:
     return got
 
 
-def results_table(out: Output, rows: dict[str, dict[str, float]], args: argparse.Namespace) -> Table:
+def results_table(
+    out: Output, rows: dict[str, dict[str, float]], args: argparse.Namespace
+) -> Table:
     """The results as a table (its note says how they were made)."""
     note = (
         f"Streamed through a real sidecar, k never given, {args.passes} passes (digits "

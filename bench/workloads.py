@@ -46,9 +46,7 @@ def synthetic_lines(n: int, seed: int = 0) -> list[str]:
         "ERROR disk: block blk_{} lost on node {}",
         "INFO http: GET /api/items/{} answered 200 in {} ms",
     )
-    return [
-        kinds[i % len(kinds)].format(*rng.integers(1, 10_000, 2).tolist()) for i in range(n)
-    ]
+    return [kinds[i % len(kinds)].format(*rng.integers(1, 10_000, 2).tolist()) for i in range(n)]
 
 
 def replay(n: int, seed: int = 0, data_dir: Path | None = None, smoke: bool = False) -> list[str]:

@@ -84,8 +84,8 @@ def redraw_digits(texts: Sequence[str], rng: np.random.Generator | int) -> list[
     digits[:-1] &= ~hex_prefix
     buf[digits] = gen.integers(ord("0"), ord("9") + 1, int(digits.sum()), dtype=np.uint8)
     out = buf.tobytes()
-    ends = np.cumsum([len(e) + 1 for e in encoded]).tolist()
-    return [out[end - len(e) - 1 : end - 1].decode("utf-8") for e, end in zip(encoded, ends, strict=True)]
+    starts = np.cumsum([0] + [len(e) + 1 for e in encoded[:-1]]).tolist()
+    return [out[a : a + len(e)].decode("utf-8") for e, a in zip(encoded, starts, strict=True)]
 
 
 def shuffled_passes(base: Sequence[str], n: int, seed: int = 0) -> list[str]:

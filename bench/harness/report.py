@@ -86,7 +86,12 @@ class Table:
 
     def _head(self) -> str:
         return (
-            "| " + " | ".join(self.columns) + " |\n" + "| " + " | ".join("---" for _ in self.columns) + " |"
+            "| "
+            + " | ".join(self.columns)
+            + " |\n"
+            + "| "
+            + " | ".join("---" for _ in self.columns)
+            + " |"
         )
 
     def add(self, *cells: Cell) -> None:
@@ -163,7 +168,9 @@ class Output:
         self.header_lines[key] = value
         print(f"{key}: {value}", flush=True)
 
-    def header(self, bundle: str | Path | None = None, with_bundle: bool = True, **facts: str) -> None:
+    def header(
+        self, bundle: str | Path | None = None, with_bundle: bool = True, **facts: str
+    ) -> None:
         """What every benchmark prints first: machine, date, the command, what ran (each
         keyword as a `key words: value` line), the bundle."""
         self.fact("machine", machine())
