@@ -213,7 +213,7 @@ def run_replay(
 
 def _encoder_rates(bundle: str | None, lines: list[str], out: Any) -> None:
     """Encoder alone on the masked, tokenized `lines`: lines/s per batch size."""
-    os.sched_setaffinity(0, {SERVER_CORE})
+    pin(SERVER_CORE)
     from logclust.cluster.labeler import Labeler
     from logclust.embed.encoder import Encoder
 
@@ -235,7 +235,7 @@ def _encoder_calls(
     """In one process as `logclust serve` builds it: after the warm-up pass, labels one
     batch of new texts and records what reaches the model (texts per `embed_masked`
     call, rows and width of each interpreter call)."""
-    os.sched_setaffinity(0, {SERVER_CORE})
+    pin(SERVER_CORE)
     from logclust.cli.defaults import SERVE_ENCODER_BATCH
     from logclust.cluster.labeler import Labeler
     from logclust.server.config import ServerConfig

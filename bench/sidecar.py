@@ -109,7 +109,7 @@ def run_sidecar(work: Workload, args: argparse.Namespace) -> RunResult:
 
 
 def _encoder_rate(bundle: str | None, lines: list[str], repeats: int, out: Any) -> None:
-    os.sched_setaffinity(0, {SERVER_CORE})
+    pin(SERVER_CORE)
     from logclust.cluster.labeler import Labeler
     from logclust.embed.encoder import Encoder
 
