@@ -30,7 +30,6 @@ Setup as `bench.sidecar` (`bench.harness`: `Sidecar`, `stream`, `peak_rss_mb`): 
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator

@@ -27,7 +27,6 @@ and tokenized, so its rate is the model's own.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
