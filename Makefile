@@ -22,7 +22,7 @@ test: $(BIN)/python
 lint: $(BIN)/python
 	$(BIN)/ruff check logclust tests bench training
 	$(BIN)/ruff format --check logclust tests bench training
-	$(BIN)/mypy logclust training
+	$(BIN)/mypy logclust training bench
 
 # Retrain the shipped model from this checkout (needs ../shared/data/loghub-2k and the
 # distill extra); `training/` is not part of the installed package.

@@ -5,7 +5,7 @@ within 2x of its idle value while 32 heavy clients stream; health checks under 1
                                [--light-rows 20] [--light-every-ms 50] [--heavy-sources 0]
                                [--serve-args "--max-inflight-batches 64"]
 
-Setup as `bench.sidecar` (its `Sidecar`, `stream`, `wait_idle`, `peak_rss_mb`): one
+Setup as `bench.sidecar` (`bench.harness`: `Sidecar`, `stream`, `peak_rss_mb`): one
 `logclust serve` (default bundle, a temporary `--store`, default limits unless
 `--serve-args`) pinned to core 0. Every client runs on core 1 (this process pins itself
 there and the spawned clients inherit it): this process (warm-up and the health prober),
@@ -58,15 +58,12 @@ import grpc
 import numpy as np
 import pyarrow as pa
 
-from bench.sidecar import (
-    CLIENT_CORE,
-    SERVER_CORE,
-    Sidecar,
-    peak_rss_mb,
-    print_header,
-    stream,
-    wait_idle,
-)
+from bench.harness import cli
+from bench.harness.code import add_code_arg
+from bench.harness.procs import CLIENT_CORE, SERVER_CORE, need_two_cores, peak_rss_mb, pin
+from bench.harness.report import Output, fmt
+from bench.harness.sidecar import Sidecar, stream
+from bench.harness.stats import pct
 from logclust.cli.traffic import generate_traffic
 from logclust.client import Client
 from logclust.proto import logclust_pb2 as pb
@@ -312,35 +309,48 @@ def measure(
     return Phase(name, light, rows_s, refused, np.array(health), failed[0], rss)
 
 
-def pct(a: np.ndarray, q: float) -> float:
-    return float(np.percentile(a, q)) if a.size else float("nan")
-
-
-def report(phases: list[Phase], args: argparse.Namespace) -> None:
-    print(
-        f"\n## Light client ({args.light_rows} rows every {args.light_every_ms:g} ms) "
-        f"alone, then with {args.heavy} heavy clients ({args.heavy_rows:,}-row batches)\n"
+def report(out: Output, phases: list[Phase], args: argparse.Namespace) -> None:
+    table = out.table(
+        [
+            "phase",
+            "light batches",
+            "light p50 ms",
+            "light p99 ms",
+            "light max ms",
+            "light refused",
+            "light failed",
+            "heavy rows/s",
+            "heavy refused",
+            "health max ms",
+            "sidecar peak RSS MB",
+        ],
+        f"Light client ({args.light_rows} rows every {args.light_every_ms:g} ms) "
+        f"alone, then with {args.heavy} heavy clients ({args.heavy_rows:,}-row batches)",
     )
-    print(
-        "| phase | light batches | light p50 ms | light p99 ms | light max ms | light refused "
-        "| light failed | heavy rows/s | heavy refused | health max ms | sidecar peak RSS MB |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for p in phases:
         lat, h = p.light.lat_ms, p.health_ms
         sent = lat.size + p.light.refused + p.light.failed
         health = f"{pct(h, 100):.1f}" + (f" ({p.health_failed} failed)" if p.health_failed else "")
-        print(
-            f"| {p.name} | {sent} | {pct(lat, 50):.2f} | {pct(lat, 99):.2f} | {pct(lat, 100):.2f} "
-            f"| {p.light.refused} | {p.light.failed} | {p.heavy_rows_s:,.0f} | {p.heavy_refused} "
-            f"| {health} | {p.peak_rss_mb:.0f} |"
+        table.add(
+            p.name,
+            sent,
+            fmt(pct(lat, 50), ".2f"),
+            fmt(pct(lat, 99), ".2f"),
+            fmt(pct(lat, 100), ".2f"),
+            p.light.refused,
+            p.light.failed,
+            fmt(p.heavy_rows_s, ",.0f"),
+            p.heavy_refused,
+            health if p.health_failed else fmt(pct(h, 100), ".1f"),
+            fmt(p.peak_rss_mb, ".0f"),
         )
+    out.show(table)
     idle, loaded = phases
     ratio = pct(loaded.light.lat_ms, 99) / pct(idle.light.lat_ms, 99)
     lost = loaded.light.refused + loaded.light.failed
     health_ok = pct(loaded.health_ms, 100) < TARGET_HEALTH_MS and not loaded.health_failed
     met = ratio <= TARGET_RATIO and lost == 0 and health_ok
-    print(
+    out.line(
         f"\nloaded p99 / idle p99: {ratio:.2f}x (target <= {TARGET_RATIO:g}x); light batches "
         f"refused or failed under load: {lost}; health max {pct(loaded.health_ms, 100):.1f} ms "
         f"(target < {TARGET_HEALTH_MS:g}); target {'met' if met else 'NOT met'}"
@@ -348,7 +358,7 @@ def report(phases: list[Phase], args: argparse.Namespace) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = cli.parser(__doc__, "contention")
     p.add_argument("--bundle", default=None, help="model bundle (default: models/default)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     p.add_argument("--heavy", type=int, default=32, help="heavy clients (processes)")
@@ -364,8 +374,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help='more flags of `logclust serve`, e.g. "--max-inflight-batches 64"',
     )
-    p.add_argument("--code", default=None, help="another checkout of the package to serve")
+    add_code_arg(p)
     args = p.parse_args(argv)
+    args.quiet_s = 1.0
+    cli.smoke(
+        args,
+        seconds=1.0,
+        heavy=2,
+        heavy_rows=100,
+        heavy_pool=2,
+        light_pool=5,
+        light_every_ms=100.0,
+        quiet_s=0.2,
+    )
     args.heavy_sources = args.heavy_sources or args.heavy
     if not 1 <= args.heavy_sources <= min(args.heavy, MAX_SOURCES - 1):
         p.error(
@@ -378,36 +399,36 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    if (os.cpu_count() or 1) < 2:
-        raise SystemExit("needs two cores: one for the sidecar, one for the clients")
-    os.sched_setaffinity(0, {CLIENT_CORE})  # the spawned clients inherit it
-    print_header("contention", args.bundle)
-    print(f"serve flags: {args.serve_args or '(defaults)'}")
-    light = pool(args.light_rows, args.light_pool, "light", seed=1)
-    sources = [
-        pool(args.heavy_rows, args.heavy_pool, f"heavy-{s}", seed=2)
-        for s in range(args.heavy_sources)
-    ]
-    pools = [rotate(sources[i % len(sources)], i) for i in range(args.heavy)]
-    ctx = mp.get_context("spawn")
-    side = Sidecar(args.bundle, SERVER_CORE, code=args.code, extra=shlex.split(args.serve_args))
-    heavy: HeavyClients | None = None
-    try:
-        heavy = HeavyClients.spawn(ctx, side.addr, pools, args.heavy_nice)
-        with Client(side.addr, timeout_s=600) as client:
-            client.wait_ready(120)
-            stream(client, light + [b for s in sources for b in s], depth=4)
-        heavy.collect(args.heavy, 300)  # all connected
-        wait_idle(side.proc.pid)
-        idle = measure("idle", ctx, side, light, args, None)
-        heavy.go.set()
-        heavy.collect(args.heavy, 120)  # each has had an answer: the load is on
-        loaded = measure(f"{args.heavy} heavy", ctx, side, light, args, heavy)
-    finally:
-        if heavy is not None:
-            heavy.close()
-        side.stop()
-    report([idle, loaded], args)
+    need_two_cores("one for the sidecar, one for the clients")
+    pin(CLIENT_CORE)  # the spawned clients inherit it
+    with cli.output(args, "contention") as out:
+        out.header(args.bundle)
+        out.fact("serve flags", args.serve_args or "(defaults)")
+        light = pool(args.light_rows, args.light_pool, "light", seed=1)
+        sources = [
+            pool(args.heavy_rows, args.heavy_pool, f"heavy-{s}", seed=2)
+            for s in range(args.heavy_sources)
+        ]
+        pools = [rotate(sources[i % len(sources)], i) for i in range(args.heavy)]
+        ctx = mp.get_context("spawn")
+        extra = shlex.split(args.serve_args)
+        heavy: HeavyClients | None = None
+        with Sidecar(args.bundle, SERVER_CORE, args.code, extra, args.quiet_s) as side:
+            try:
+                heavy = HeavyClients.spawn(ctx, side.addr, pools, args.heavy_nice)
+                with Client(side.addr, timeout_s=600) as client:
+                    client.wait_ready(120)
+                    stream(client, light + [b for s in sources for b in s], depth=4)
+                heavy.collect(args.heavy, 300)  # all connected
+                side.wait_idle()
+                idle = measure("idle", ctx, side, light, args, None)
+                heavy.go.set()
+                heavy.collect(args.heavy, 120)  # each has had an answer: the load is on
+                loaded = measure(f"{args.heavy} heavy", ctx, side, light, args, heavy)
+            finally:
+                if heavy is not None:
+                    heavy.close()
+        report(out, [idle, loaded], args)
 
 
 if __name__ == "__main__":

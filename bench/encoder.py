@@ -15,8 +15,12 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from bench.harness import cli
+from bench.harness.report import fmt
 
 LENGTHS = (16, 32, 64, 128)
 BATCHES = (1, 8, 32, 64, 128)
@@ -79,11 +83,11 @@ def encoder_flops(cfg: dict[str, int], length: int) -> float:
     return float(cfg["n_blocks"] * per_block)
 
 
-def lines_per_s(enc: object, batch: int, length: int, vocab: int, seconds: float) -> float:
+def lines_per_s(enc: Any, batch: int, length: int, vocab: int, seconds: float) -> float:
     rng = np.random.default_rng(0)
     ids = rng.integers(4, vocab, (batch, length), dtype=np.int32)
     ids[:, 0] = 2
-    run = enc.run  # type: ignore[attr-defined]
+    run = enc.run
     run(ids)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -92,58 +96,81 @@ def lines_per_s(enc: object, batch: int, length: int, vocab: int, seconds: float
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.parser(__doc__, "encoder")
     p.add_argument("--bundle", type=Path, default=None)
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--threads", type=int, nargs="*", default=[1, os.cpu_count() or 1])
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    args.lengths, args.batches, args.ceiling = LENGTHS, BATCHES, True
+    # The LiteRT ceiling (TensorFlow's converter) is left to `bench.encoder_export --smoke`.
+    cli.smoke(args, seconds=0.05, threads=[1], lengths=(16, 32), batches=(1, 8), ceiling=False)
+    return args
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     from logclust.embed.bundle import Bundle
     from logclust.embed.encoder import Encoder
 
     bundle = Bundle.load(args.bundle)
     cfg = bundle.manifest["model_config"]
-    peak = matmul_peak(args.seconds)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}"
-    )
-    print(f"numpy float32 matmul peak, one thread: {peak:.1f} GFLOP/s")
-    rt = runtime_gemm_peak(args.seconds)
-    if rt is None:
-        print("LiteRT float32 matmul ceiling: not measured (needs logclust[train])\n")
-    else:
-        print(
-            f"LiteRT float32 matmul ceiling, one thread (1024^3 products, nothing else): "
-            f"{rt:.1f} GFLOP/s = {rt / peak:.0%} of numpy's\n"
+    with cli.output(args, "encoder") as out:
+        peak = matmul_peak(args.seconds)
+        out.fact(
+            "machine",
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}",
         )
-    print(
-        "| variant | threads | length | best batch | lines/s | GFLOP/s | share of peak "
-        "| share of LiteRT ceiling x threads |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    best: dict[tuple[str, int], float] = {}
-    for variant in ("f32", "int8"):
-        for threads in args.threads:
-            enc = Encoder(bundle.encoder_path(variant), num_threads=threads)
-            for length in LENGTHS:
-                rates = {
-                    b: lines_per_s(enc, b, length, cfg["vocab_size"], args.seconds) for b in BATCHES
-                }
-                b = max(rates, key=rates.__getitem__)
-                gflops = rates[b] * encoder_flops(cfg, length) / 1e9
-                best[(variant, threads, length)] = rates[b]  # type: ignore[index]
-                print(
-                    f"| {variant} | {threads} | {length} | {b} | {rates[b]:,.0f} | "
-                    f"{gflops:.1f} | {gflops / peak:.0%} | "
-                    f"{'-' if rt is None else format(gflops / (rt * threads), '.0%')} |",
-                    flush=True,
-                )
-    print()
-    for length in LENGTHS:
-        f, i = best[("f32", 1, length)], best[("int8", 1, length)]  # type: ignore[index]
-        print(f"int8 / float32 at {length} tokens, one thread: {i / f:.2f}x")
+        out.fact("numpy float32 matmul peak, one thread", f"{peak:.1f} GFLOP/s")
+        rt = runtime_gemm_peak(args.seconds) if args.ceiling else None
+        if rt is None:
+            why = "needs logclust[train]" if args.ceiling else "--smoke"
+            out.fact("LiteRT float32 matmul ceiling", f"not measured ({why})")
+        else:
+            out.fact(
+                "LiteRT float32 matmul ceiling, one thread (1024^3 products, nothing else)",
+                f"{rt:.1f} GFLOP/s = {rt / peak:.0%} of numpy's",
+            )
+        table = out.table(
+            [
+                "variant",
+                "threads",
+                "length",
+                "best batch",
+                "lines/s",
+                "GFLOP/s",
+                "share of peak",
+                "share of LiteRT ceiling x threads",
+            ],
+            live=True,
+        )
+        best: dict[tuple[str, int, int], float] = {}
+        for variant in ("f32", "int8"):
+            for threads in args.threads:
+                enc = Encoder(bundle.encoder_path(variant), num_threads=threads)
+                for length in args.lengths:
+                    rates = {
+                        b: lines_per_s(enc, b, length, cfg["vocab_size"], args.seconds)
+                        for b in args.batches
+                    }
+                    b = max(rates, key=rates.__getitem__)
+                    gflops = rates[b] * encoder_flops(cfg, length) / 1e9
+                    best[(variant, threads, length)] = rates[b]
+                    table.add(
+                        variant,
+                        threads,
+                        length,
+                        b,
+                        fmt(rates[b], ",.0f"),
+                        fmt(gflops, ".1f"),
+                        fmt(gflops / peak, ".0%"),
+                        "-" if rt is None else fmt(gflops / (rt * threads), ".0%"),
+                    )
+        out.line()
+        for length in args.lengths:
+            f, i = best[("f32", 1, length)], best[("int8", 1, length)]
+            out.line(f"int8 / float32 at {length} tokens, one thread: {i / f:.2f}x")
 
 
 if __name__ == "__main__":

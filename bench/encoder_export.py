@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import importlib.util
 import io
+import json
 import os
 import re
 import subprocess
@@ -34,6 +36,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from bench.encoder import encoder_flops, runtime_gemm_peak
+from bench.harness import cli
+from bench.harness.report import Output, fmt
 
 SHAPES = ((32, 16), (32, 40), (8, 128))  # (batch, tokens)
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +92,7 @@ QUALITY_SYSTEMS = ("Android", "BGL", "HDFS", "Hadoop", "Linux", "Spark")
 
 
 def parity_and_quality(
-    baseline: Path, candidate: Path, systems: list[str], n_lines: int = 2000
+    out: Output, baseline: Path, candidate: Path, systems: list[str], n_lines: int = 2000
 ) -> None:
     """Min cosine of the candidate's encoders against the baseline's float32 on `n_lines`
     distinct masked loghub lines (all systems, Android first), and the ARI of KMeans with
@@ -116,17 +120,16 @@ def parity_and_quality(
         return _unit(encs[name].encode(lab.tokenizer.encode(texts, bundle.max_len), bundle.max_len))
 
     ref = {name: embed(name, distinct) for name in ("baseline f32", "candidate f32")}
-    print(f"\nparity on {len(distinct):,} distinct masked lines (min / mean cosine):", flush=True)
+    out.line(f"\nparity on {len(distinct):,} distinct masked lines (min / mean cosine):")
     for name, against in (
         ("candidate f32", "baseline f32"),
         ("candidate int8", "candidate f32"),
         ("baseline int8", "baseline f32"),
     ):
         cos = (ref.get(name, embed(name, distinct)) * ref[against]).sum(1)
-        print(f"- {name} vs {against}: {cos.min():.6f} / {cos.mean():.6f}")
-    print(f"\nKMeans, k given, 5 seeds; train systems: {', '.join(systems[1:])}")
-    print("\n| encoder | Android ARI | train systems mean ARI |")
-    print("| --- | --- | --- |")
+        out.line(f"- {name} vs {against}: {cos.min():.6f} / {cos.mean():.6f}")
+    out.line(f"\nKMeans, k given, 5 seeds; train systems: {', '.join(systems[1:])}\n")
+    table = out.table(["encoder", "Android ARI", "train systems mean ARI"], live=True)
     for name in encs:
         scores = {}
         for n in systems:
@@ -136,28 +139,45 @@ def parity_and_quality(
             x = embed(name, masked[n])
             scores[n] = float(np.mean([ari(truth, list(kmeans_ids(x, k, s))) for s in range(5)]))
         train = float(np.mean([v for n, v in scores.items() if n != "Android"]))
-        print(f"| {name} | {scores['Android']:.4f} | {train:.4f} |", flush=True)
+        table.add(name, fmt(scores["Android"], ".4f"), fmt(train, ".4f"))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.parser(__doc__, "encoder_export")
     p.add_argument("--baseline", type=Path, default=ROOT / "models" / "default")
     p.add_argument("--baseline-rev", default=None, help="models/default at this git commit")
-    p.add_argument("--candidate", type=Path, required=True, help="bundle folder")
+    p.add_argument("--candidate", type=Path, default=None, help="bundle folder (required)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per shape")
     p.add_argument("--seconds", type=float, default=0.4, help="per encoder per round")
     p.add_argument("--quality", action="store_true", help="parity and ARI instead of speed")
     p.add_argument("--systems", nargs="+", default=list(QUALITY_SYSTEMS), help="Android first")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    args.shapes = SHAPES
+    # The baseline against itself, one small shape, once.
+    cli.smoke(
+        args, candidate=args.candidate or args.baseline, rounds=1, seconds=0.02, shapes=((8, 16),)
+    )
+    if args.candidate is None:
+        p.error("--candidate is required (a bundle folder). Received: none")
+    if args.smoke and args.quality:
+        p.error("--quality needs loghub and minutes; it has no --smoke mode")
+    return args
 
-    import json
 
+def has_tensorflow() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    # Without TensorFlow a smoke run skips the op counts and the GEMM ceiling.
+    with_tf = has_tensorflow() or not args.smoke
     cfg = json.loads((args.candidate / "manifest.json").read_text())["model_config"]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, cli.output(args, "encoder_export") as out:
         rev = args.baseline_rev
         base_dir = from_git(rev, Path(tmp)) if rev else args.baseline
         base_name = f"models/default at git {rev}" if rev else str(args.baseline)
-        print(
+        out.line(
             f"{os.cpu_count()} cores, one thread; OPENBLAS_CORETYPE="
             f"{os.environ.get('OPENBLAS_CORETYPE', '-')}; baseline: {base_name}; "
             f"candidate: {args.candidate}"
@@ -167,42 +187,72 @@ def main() -> None:
             for who, d in (("baseline", base_dir), ("candidate", args.candidate))
             for v in ("f32", "int8")
         }
-        for (who, v), path in paths.items():
+        for (who, v), path in paths.items() if with_tf else ():
             ops = op_counts(path)
             shape_ops = sum(
                 ops[k] for k in ("SHAPE", "GATHER", "REDUCE_PROD", "STRIDED_SLICE", "PACK")
             )
-            print(f"{who} {v}: {sum(ops.values())} ops ({shape_ops} shape/gather/slice/pack)")
+            out.line(f"{who} {v}: {sum(ops.values())} ops ({shape_ops} shape/gather/slice/pack)")
         if args.quality:  # timing apart: the machine's load differs between the two
-            parity_and_quality(base_dir, args.candidate, args.systems)
+            parity_and_quality(out, base_dir, args.candidate, args.systems)
             return
         runners = {k: Runner(path) for k, path in paths.items()}
         rng = np.random.default_rng(0)
         rates: dict[tuple[str, str, int], float] = {}
-        ceiling = 0.0
-        for batch, tokens in SHAPES:
+        ceiling = 0.0 if with_tf else float("nan")
+        for batch, tokens in args.shapes:
             ids = rng.integers(4, cfg["vocab_size"], (batch, tokens), dtype=np.int32)
             ids[:, 0] = 2
             for _ in range(args.rounds):
                 # The ceiling is timed inside every round too: the load moves on a shared box.
-                ceiling = max(ceiling, runtime_gemm_peak(args.seconds) or float("nan"))
+                if with_tf:
+                    ceiling = max(ceiling, runtime_gemm_peak(args.seconds) or float("nan"))
                 for (who, v), r in runners.items():
                     key = (who, v, tokens)
                     rates[key] = max(rates.get(key, 0.0), r.best(ids, args.seconds))
-    print(f"\nLiteRT float32 GEMM ceiling (1024^3 products, best): {ceiling:.1f} GFLOP/s")
-    print(
-        "\n| tokens | batch | f32 baseline | f32 candidate | f32 x | f32 candidate share of "
-        "ceiling | int8 baseline | int8 candidate | int8 x | int8 candidate / f32 baseline |"
+        report(out, args, cfg, rates, ceiling)
+
+
+def report(
+    out: Output,
+    args: argparse.Namespace,
+    cfg: dict[str, int],
+    rates: dict[tuple[str, str, int], float],
+    ceiling: float,
+) -> None:
+    out.line(f"\nLiteRT float32 GEMM ceiling (1024^3 products, best): {ceiling:.1f} GFLOP/s")
+    table = out.table(
+        [
+            "tokens",
+            "batch",
+            "f32 baseline",
+            "f32 candidate",
+            "f32 x",
+            "f32 candidate share of ceiling",
+            "int8 baseline",
+            "int8 candidate",
+            "int8 x",
+            "int8 candidate / f32 baseline",
+        ]
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for batch, tokens in SHAPES:
+    for batch, tokens in args.shapes:
         fb, fc = rates[("baseline", "f32", tokens)], rates[("candidate", "f32", tokens)]
         ib, ic = rates[("baseline", "int8", tokens)], rates[("candidate", "int8", tokens)]
         share = fc * encoder_flops(cfg, tokens) / 1e9 / ceiling
-        print(
-            f"| {tokens} | {batch} | {fb:,.0f} | {fc:,.0f} | {fc / fb:.2f}x | {share:.0%} | "
-            f"{ib:,.0f} | {ic:,.0f} | {ic / ib:.2f}x | {ic / fb:.2f}x |"
+        table.add(
+            tokens,
+            batch,
+            fmt(fb, ",.0f"),
+            fmt(fc, ",.0f"),
+            fmt(fc / fb, ".2f", "x"),
+            fmt(share, ".0%"),
+            fmt(ib, ",.0f"),
+            fmt(ic, ",.0f"),
+            fmt(ic / ib, ".2f", "x"),
+            fmt(ic / fb, ".2f", "x"),
         )
+    out.line()
+    out.show(table)
 
 
 if __name__ == "__main__":

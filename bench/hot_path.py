@@ -1,28 +1,32 @@
 """Where a sidecar batch's time goes, stage by stage, in one process on one core.
 
-    python -m bench.hot_path [--code DIR] [--bundle DIR]
+    python -m bench.hot_path [--code DIR] [--bundle DIR] [--batches 40] [--cold-batches 2]
+                             [--batch 1000]
 
 Runs `Sidecar.label_ipc` (decode, label, record, encode: what one `Label` request does,
 without gRPC) over 1,000-row batches of the loghub replay, the Online Boutique traffic and
 a cold stream, after a warm-up (one replay pass; 20 boutique batches; one cold batch) and
-after refits end,
-and prints milliseconds per batch for each stage, the cache hit rates and what one refit
-costs. `--code DIR` runs another checkout of
-the package instead (one with this layout, `logclust/sidecar/` and the rest: `git archive
-<commit> | tar -x -C /tmp/base`, then `--code /tmp/base`), so the two can be compared
+after consolidations end, and prints milliseconds per batch for each stage, the cache hit
+rates and what one consolidation of the source costs (timed after the batches).
+`--code DIR` runs the `logclust` package of another checkout instead (one with this
+layout, `logclust/sidecar/` and the rest: `git archive <commit> | tar -x -C /tmp/base`,
+then `--code /tmp/base`); the workloads stay this checkout's, so the two can be compared
 stage by stage on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.harness import cli
+from bench.harness.code import add_code_arg, use_code
+from bench.harness.procs import pin
+from bench.harness.report import Output, fmt
 
 CORE = 0
 
@@ -53,117 +57,124 @@ class Timers:
         setattr(owner, name, timed)
 
 
-def stages(bundle: str | None, payloads: list[bytes], warm: int) -> dict[str, float]:
-    from logclust.cli import service as cli_service
+def stages(bundle: str | None, payloads: list[bytes], warm: int, batch: int) -> dict[str, float]:
+    """Milliseconds per batch of each stage over `payloads[warm:]`, after the others."""
+    from logclust.cli.defaults import SERVE_ENCODER_BATCH
     from logclust.cluster.labeler import Labeler
-    from logclust.cluster.source import SourceClusterer
     from logclust.embed.bundle import Bundle
-    from logclust.latency.book import LatencyBook
     from logclust.sidecar.core import Sidecar
     from logclust.sidecar.metrics import Metrics
     from logclust.sidecar.store import MemoryStore
     from logclust.sidecar.stream_labeler import StreamLabeler
     from logclust.wire import ipc
 
-    # The encoder batch `logclust serve` uses (64, the Labeler default, in older code).
-    batch = getattr(cli_service, "SERVE_ENCODER_BATCH", 64)
-    labeler = Labeler(Bundle.load(bundle), batch_size=batch)
+    labeler = Labeler(Bundle.load(bundle), batch_size=SERVE_ENCODER_BATCH)
     # The default config is the server's (`ServerConfig().labeler`), in older code too.
     side = Sidecar(StreamLabeler(labeler), MemoryStore(), Metrics())
     for data in payloads[:warm]:
         side.label_ipc(data)
-    side.wait_for_refits()
-    clusterer = next(iter(side.labeler.stream.sources.values()))
-    start = time.perf_counter()
-    clusterer._compute_fit(*clusterer._reservoir())
-    fit_s = time.perf_counter() - start
+    side.wait_for_consolidations()
+    stream = side.labeler.stream
+    clusterer = next(iter(stream.sources.values()))
     t = Timers()
+    # Module functions and instances (found from the running sidecar, not imported by
+    # name), so that another checkout's layout of the same parts is timed alike.
     t.wrap(ipc, "decode_ipc", "decode + validate")
     t.wrap(ipc, "encode_ipc", "encode response")
-    masks = getattr(side.labeler.stream, "masks", None)
-    if masks is not None:
-        name = "distinct_keys" if hasattr(masks, "distinct_keys") else "mask_distinct"
-        t.wrap(masks, name, "mask + dedupe")
-    else:
-        t.wrap(side.labeler.stream.embedder.masker, "mask", "mask + dedupe")
-    t.wrap(side.labeler.stream.embedder, "embed_masked", "model (cache misses)")
-    t.wrap(side.labeler.stream.cache, "embed", "embedding cache")
-    t.wrap(SourceClusterer, "assign", "assign + stats")
-    t.wrap(LatencyBook, "record", "latency sketches")
-    t.wrap(Metrics, "observe_batch", "metrics")
+    t.wrap(stream.masks, "distinct_keys", "mask + dedupe")
+    t.wrap(stream.embedder, "embed_masked", "model (cache misses)")
+    t.wrap(stream.cache, "embed", "embedding cache")
+    t.wrap(type(clusterer), "assign", "assign + stats")
+    t.wrap(side.labeler.book, "record", "latency sketches")
+    t.wrap(side.metrics, "observe_batch", "metrics")
     measured = payloads[warm:]
-    caches = [c for c in (masks, side.labeler.stream.cache) if c is not None]
-    before = [(c.hits, c.misses) for c in caches]
+    caches: dict[str, Any] = {"digit-shape cache": stream.masks, "embedding cache": stream.cache}
+    before = {name: (c.hits, c.misses) for name, c in caches.items()}
     start = time.perf_counter()
     for data in measured:
         side.label_ipc(data)
     total = time.perf_counter() - start
     hit_rates = {}
-    for cache, (hits, misses) in zip(caches, before, strict=True):
-        h, m = cache.hits - hits, cache.misses - misses
-        name = "digit-shape cache" if cache is masks else "embedding cache"
+    for name, cache in caches.items():
+        h, m = cache.hits - before[name][0], cache.misses - before[name][1]
         hit_rates[f"{name} hits (of distinct values)"] = h / max(h + m, 1)
     out = {k: v / len(measured) * 1e3 for k, v in t.seconds.items()}
     out["other"] = total / len(measured) * 1e3 - sum(out.values())
     out["total"] = total / len(measured) * 1e3
-    out["rows/s"] = len(measured) * 1000 / total
-    return out | hit_rates | {"one refit (k search + KMeans), s": fit_s}
+    out["rows/s"] = len(measured) * batch / total
+    start = time.perf_counter()
+    # After the timing: it may change the model. The router runs it (older code: the
+    # clusterer itself).
+    if hasattr(stream, "consolidate_now"):
+        stream.consolidate_now(next(iter(stream.sources)))
+    else:
+        clusterer.consolidate_now()  # type: ignore[attr-defined]
+    fit_s = time.perf_counter() - start
+    return out | hit_rates | {"one consolidation (k search + KMeans), s": fit_s}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--code", default=None, help="directory holding another `logclust` package")
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.parser(__doc__, "hot_path")
+    add_code_arg(p)
     p.add_argument("--bundle", default=None, help="model bundle (default: models/default)")
     p.add_argument("--batches", type=int, default=40, help="timed batches per workload")
     p.add_argument("--cold-batches", type=int, default=2, help="timed cold-stream batches")
     p.add_argument(
         "--data",
         type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub-2k",
-        help="loghub-2k folder (default: %(default)s)",
+        default=None,
+        help="loghub-2k folder (default: training.data.default_data_dir())",
     )
-    args = p.parse_args()
-    os.sched_setaffinity(0, {CORE})
-    if args.code:
-        sys.path.insert(0, args.code)
+    p.add_argument("--boutique-warmup", type=int, default=20, help="untimed boutique batches")
+    p.add_argument("--batch", type=int, default=1000, help="rows per batch")
+    args = p.parse_args(argv)
+    cli.smoke(args, batches=2, cold_batches=1, boutique_warmup=2, batch=100)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    pin(CORE)
+    package = use_code(args.code)  # before anything below imports logclust
     from bench.workloads import cold, loghub_lines, replay
     from logclust.cli.traffic import BOUTIQUE_KINDS, generate_traffic
-    from logclust.wire import contract
 
-    print(f"code: {os.path.dirname(os.path.dirname(contract.__file__))}")
-    one_pass = len(loghub_lines(args.data))
-    lines = replay(one_pass + args.batches * 1000, data_dir=args.data)
-    import pyarrow as pa
+    with Output("hot_path", args.json) as out:
+        out.fact("code", package)
+        one_pass = len(loghub_lines(args.data, smoke=args.smoke))
+        b = args.batch
+        n = args.batches * b
+        lines = replay(one_pass + n, data_dir=args.data, smoke=args.smoke)
+        shop = generate_traffic(args.boutique_warmup * b + n, kinds=BOUTIQUE_KINDS)
+        chill = cold((1 + args.cold_batches) * b)
+        runs = {
+            "replay": stages(args.bundle, _ipc(lines, b), one_pass // b, b),
+            "boutique": stages(args.bundle, _ipc(shop, b), args.boutique_warmup, b),
+            "cold": stages(args.bundle, _ipc(chill, b), 1, b),
+        }
+        report(out, runs, b)
 
-    rep = pa.table({"body": pa.array(lines, pa.string())})
-    shop = generate_traffic(20_000 + args.batches * 1000, kinds=BOUTIQUE_KINDS)
-    chill = pa.table({"body": pa.array(cold((1 + args.cold_batches) * 1000), pa.string())})
-    runs = {
-        "replay": stages(args.bundle, _ipc(rep), one_pass // 1000),
-        "boutique": stages(args.bundle, _ipc(shop), 20),
-        "cold": stages(args.bundle, _ipc(chill), 1),
-    }
-    print("\n| stage (ms per 1,000-row batch) | " + " | ".join(runs) + " |")
-    print("| --- |" + " --- |" * len(runs))
+
+def report(out: Output, runs: dict[str, dict[str, float]], batch: int) -> None:
+    table = out.table([f"stage (ms per {batch:,}-row batch)", *runs])
     keys = dict.fromkeys(k for r in runs.values() for k in r)  # every stage any run had
     for key in keys:
         if key == "rows/s":
             continue
-        cells = [_cell(key, r.get(key, 0.0)) for r in runs.values()]
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    print("| rows/s (no gRPC) | " + " | ".join(f"{r['rows/s']:,.0f}" for r in runs.values()) + " |")
+        spec = ".2%" if "hits" in key else ".2f"
+        table.add(key, *(fmt(r.get(key, 0.0), spec) for r in runs.values()))
+    table.add("rows/s (no gRPC)", *(fmt(r["rows/s"], ",.0f") for r in runs.values()))
+    out.show(table)
 
 
-def _cell(key: str, value: float) -> str:
-    if "hits" in key:
-        return f"{value:.2%}"
-    return f"{value:.2f}"
+def _ipc(rows: Any, batch: int) -> list[bytes]:
+    """IPC payloads of `batch` rows of a table or of a list of lines (a `body` column)."""
+    import pyarrow as pa
 
-
-def _ipc(table: Any) -> list[bytes]:
     from logclust.wire import ipc
 
-    return [ipc.encode_ipc(t) for t in ipc.iter_slices(table, 1000)]
+    table = pa.table({"body": pa.array(rows, pa.string())}) if isinstance(rows, list) else rows
+    return [ipc.encode_ipc(t) for t in ipc.iter_slices(table, batch)]
 
 
 if __name__ == "__main__":

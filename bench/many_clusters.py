@@ -12,7 +12,6 @@ once more (every text already placed) to time the steady state with that many cl
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
 import urllib.request
@@ -20,7 +19,11 @@ import urllib.request
 import numpy as np
 import pyarrow as pa
 
-from bench.sidecar import SERVER_CORE, Sidecar, free_port, peak_rss_mb, wait_idle
+from bench.harness import cli
+from bench.harness.ports import free_port
+from bench.harness.procs import SERVER_CORE, peak_rss_mb
+from bench.harness.report import fmt
+from bench.harness.sidecar import Sidecar
 from logclust.client import Client
 
 _WORDS = (
@@ -53,43 +56,56 @@ def metric(port: int, name: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.parser(__doc__.split("\n\n")[0], "many_clusters")
     p.add_argument("--lines", type=int, default=12_000)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--max-clusters", type=int, default=4096)
     p.add_argument("--bundle", default=None)
     args = p.parse_args(argv)
+    args.quiet_s = 1.0
+    cli.smoke(args, lines=300, batch=100, max_clusters=128, quiet_s=0.2)
     texts = lines(args.lines, seed=0)
     metrics_port = free_port()
     extra = ["--max-clusters", str(args.max_clusters), "--metrics-port", str(metrics_port)]
-    side = Sidecar(args.bundle, SERVER_CORE, extra=extra)
-    try:
-        with Client(f"127.0.0.1:{side.port}") as client:
+    with Sidecar(args.bundle, SERVER_CORE, extra=extra, quiet_s=args.quiet_s) as side:
+        with Client(side.addr) as client:
             client.wait_ready(120)
             times = []
             for start in range(0, len(texts), args.batch):
                 t0 = time.perf_counter()
                 client.label(pa.table({"body": texts[start : start + args.batch]}))
                 times.append(time.perf_counter() - t0)
-            wait_idle(side.proc.pid)
+            side.wait_idle()
             t0 = time.perf_counter()
             client.label(pa.table({"body": texts}), batch_size=args.batch)
             replay_s = time.perf_counter() - t0
             clusters = client.clusters()
             active = int(np.asarray(clusters.column("active")).sum())
             cap_hits = metric(metrics_port, "logclust_cluster_cap_hits_total")
-            rss = peak_rss_mb(side.proc.pid)
-    finally:
-        side.stop()
+            rss = peak_rss_mb(side.pid)
     t = np.asarray(times)
-    print(
-        "| lines | clusters held | cap | cap hits | new-line batches p50 / max s "
-        "| replay (all placed) lines/s | peak RSS MB |\n| --- | --- | --- | --- | --- | --- | --- |"
-    )
-    print(
-        f"| {len(texts):,} | {active:,} | {args.max_clusters:,} | {cap_hits:,.0f} "
-        f"| {np.median(t):.2f} / {t.max():.2f} | {len(texts) / replay_s:,.0f} | {rss:.0f} |"
-    )
+    with cli.output(args, "many_clusters") as out:
+        table = out.table(
+            [
+                "lines",
+                "clusters held",
+                "cap",
+                "cap hits",
+                "new-line batches p50 / max s",
+                "replay (all placed) lines/s",
+                "peak RSS MB",
+            ]
+        )
+        table.add(
+            fmt(len(texts), ","),
+            fmt(active, ","),
+            fmt(args.max_clusters, ","),
+            fmt(cap_hits, ",.0f"),
+            f"{np.median(t):.2f} / {t.max():.2f}",
+            fmt(len(texts) / replay_s, ",.0f"),
+            fmt(rss, ".0f"),
+        )
+        out.show(table)
     return 0
 
 

@@ -20,10 +20,13 @@ import json
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
 
+from bench.harness import cli
+from bench.harness.report import fmt
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.reservoir import Reservoir
 from logclust.cluster.router import StreamClusters
@@ -92,6 +95,11 @@ def _alpha(i: int) -> str:
             return s
 
 
+def rows_of(vecs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The embedder callback of `Reservoir.offer` and `SourceClusterer.assign`."""
+    return lambda idx: vecs[idx]
+
+
 def fill(item: str, n: int, data: list[str], dim: int) -> object:
     """The structure of `item` holding `n` items made of `data`."""
     emb = RandomEmbedder(dim)
@@ -106,7 +114,7 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
         for lo in range(0, len(data), 1000):
             chunk = data[lo : lo + 1000]
             vecs = emb.embed_masked(pa.array(chunk))
-            res.offer(lo, chunk, lambda idx, v=vecs: v[idx], np.arange(len(chunk)))
+            res.offer(lo, chunk, rows_of(vecs), np.arange(len(chunk)))
         return res
     if item in ("memo_entry", "cluster"):
         config = StreamClusterConfig(
@@ -122,7 +130,7 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
             chunk = data[lo : lo + 1000]
             vecs = emb.embed_masked(pa.array(chunk))
             inv = np.arange(len(chunk))
-            clus.assign(chunk, lambda idx, v=vecs: v[idx], inv, np.zeros(len(chunk), np.int64))
+            clus.assign(chunk, rows_of(vecs), inv, np.zeros(len(chunk), np.int64))
         assert item != "cluster" or clus.clusterer.k == n, clus.clusterer.k
         return clus
     book = LatencyBook(window_ms=10_000, retention_ms=10**12)
@@ -166,27 +174,29 @@ def measure(item: str, n: int, chars: int, dim: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.parser(__doc__.splitlines()[0], "memory_costs")
     p.add_argument("--chars", type=int, nargs="+", default=[24, 160])
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--n", type=int, default=16_384)
     p.add_argument("--child", nargs=3, metavar=("ITEM", "N", "CHARS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    cli.smoke(args, chars=[24], n=512)
     if args.child:
         item, n, chars = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(measure(item, n, chars, args.dim)))
         return 0
-    print("| item | text chars | bytes per item |\n|---|---|---|")
     plan = [("sketch", 0)] + [
         (item, c)
         for c in args.chars
         for item in ("cache_entry", "reservoir_row", "memo_entry", "cluster")
     ]
-    for item, chars in plan:
-        n = args.n // 8 if item == "cluster" else args.n
-        cmd = [sys.executable, "-m", _CHILD, "--dim", str(args.dim), "--child", item, str(n)]
-        out = subprocess.run([*cmd, str(chars)], check=True, capture_output=True, text=True)
-        print(f"| {item} | {chars or '-'} | {json.loads(out.stdout):,.0f} |")
+    with cli.output(args, "memory_costs") as out:
+        table = out.table(["item", "text chars", "bytes per item"], live=True)
+        for item, chars in plan:
+            n = args.n // 8 if item == "cluster" else args.n
+            cmd = [sys.executable, "-m", _CHILD, "--dim", str(args.dim), "--child", item, str(n)]
+            res = subprocess.run([*cmd, str(chars)], check=True, capture_output=True, text=True)
+            table.add(item, chars or "-", fmt(json.loads(res.stdout), ",.0f"))
     return 0
 
 

@@ -12,7 +12,7 @@ placeholder. A candidate whose masked text was already seen (masking can turn a 
 into a known text) is drawn again; the share of new rows that are truly new is checked
 afterwards, in stream order, and printed.
 
-Setup as `bench.sidecar` (its `Sidecar`, `stream`, `wait_idle`, `peak_rss_mb`): a fresh
+Setup as `bench.sidecar` (`bench.harness`: `Sidecar`, `stream`, `peak_rss_mb`): a fresh
 `logclust serve` per workload pinned to core 0, this process the client on core 1,
 1,000-row batches, one untimed pass over the train systems first.
 
@@ -30,7 +30,6 @@ Setup as `bench.sidecar` (its `Sidecar`, `stream`, `wait_idle`, `peak_rss_mb`): 
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,20 +39,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench.sidecar import (
+from bench.harness import cli
+from bench.harness.peers import drain3_rate
+from bench.harness.procs import (
     CLIENT_CORE,
     SERVER_CORE,
-    Sidecar,
-    batches,
-    body_table,
-    drain3_rate,
     in_process,
+    need_two_cores,
     peak_rss_mb,
-    print_header,
+    pin,
     proc_cpu_s,
-    stream,
-    wait_idle,
 )
+from bench.harness.report import Output, fmt
+from bench.harness.sidecar import Sidecar, batches, body_table, stream
+from bench.harness.stats import pct
 from bench.workloads import (
     NewTexts,
     NoveltyReplay,
@@ -64,6 +63,8 @@ from bench.workloads import (
     replay,
     vocabulary,
 )
+from logclust.client import Client
+from logclust.proto import logclust_pb2 as pb
 from logclust.wire import ipc
 
 # Encoder-alone batch sizes: the sidecar's default (8) and a wide one.
@@ -124,12 +125,10 @@ def masker_of(bundle: str | None) -> Callable[[list[str]], list[str]]:
 
 
 def light_stream(
-    client: object, payloads: list[bytes], stop: threading.Event, out: list[tuple[float, float]]
+    client: Client, payloads: list[bytes], stop: threading.Event, out: list[tuple[float, float]]
 ) -> None:
     """Sends `payloads` round and round, one batch in flight, until `stop`; appends
     (start time, seconds) of each batch to `out`."""
-    from logclust.proto import logclust_pb2 as pb
-
     slot = threading.Semaphore(1)
     sent = [0.0]
 
@@ -143,15 +142,16 @@ def light_stream(
             yield pb.LabelRequest(batch_id=str(i), arrow_ipc=payloads[i % len(payloads)])
             i += 1
 
-    for _ in client._stub.Label(requests()):  # type: ignore[attr-defined]
+    for _ in client._stub.Label(requests()):
         out.append((sent[0], time.perf_counter() - sent[0]))
         slot.release()
 
 
-def run_burst(client_addr: str, light: list[bytes], burst: list[bytes], depth: int) -> Burst:
-    """The burst over one stream while a light client streams `light` over another."""
-    from logclust.client import Client
-
+def run_burst(
+    client_addr: str, light: list[bytes], burst: list[bytes], depth: int, baseline: int
+) -> Burst:
+    """The burst over one stream while a light client streams `light` over another
+    (after `baseline` of its batches)."""
     stop = threading.Event()
     times: list[tuple[float, float]] = []
     with Client(client_addr, timeout_s=600) as c1, Client(client_addr, timeout_s=600) as c2:
@@ -159,7 +159,7 @@ def run_burst(client_addr: str, light: list[bytes], burst: list[bytes], depth: i
         c2.wait_ready(30)
         worker = threading.Thread(target=light_stream, args=(c1, light, stop, times))
         worker.start()
-        while len(times) < BASELINE_BATCHES and worker.is_alive():
+        while len(times) < baseline and worker.is_alive():
             time.sleep(0.05)
         time.sleep(0.5)
         t0 = time.perf_counter()
@@ -186,42 +186,33 @@ def run_replay(
     burst: tuple[list[str], list[str]] | None = None,
 ) -> tuple[Phase, Burst | None]:
     """One fresh sidecar: warm-up pass, throughput, latency (and the burst when given)."""
-    from logclust.client import Client
-
-    side = Sidecar(args.bundle, SERVER_CORE, None, extra)
     encode = ipc.encode_ipc
-    try:
+    with Sidecar(args.bundle, SERVER_CORE, None, extra, args.quiet_s) as side:
         with Client(side.addr, timeout_s=600) as client:
             client.wait_ready(120)
             stream(client, [encode(t) for t in batches(body_table(warm), args.batch)], args.depth)
-            wait_idle(side.proc.pid)
+            side.wait_idle()
             timed = lines[:n_timed]
             payloads = [encode(t) for t in batches(body_table(timed), args.batch)]
-            cpu0 = proc_cpu_s(side.proc.pid)
+            cpu0 = proc_cpu_s(side.pid)
             wall, _ = stream(client, payloads, args.depth)
-            cpu = proc_cpu_s(side.proc.pid) - cpu0
+            cpu = proc_cpu_s(side.pid) - cpu0
             lat_payloads = [encode(t) for t in batches(body_table(lines[n_timed:]), args.batch)]
             _, lat = stream(client, lat_payloads, 1)
         phase = Phase(name, len(timed), new_rows, len(timed) / wall, lat * 1e3, cpu, 0.0)
         result = None
         if burst is not None:
-            wait_idle(side.proc.pid)
+            side.wait_idle()
             light = [encode(t) for t in batches(body_table(burst[0]), args.batch)]
             heavy = [encode(t) for t in batches(body_table(burst[1]), args.batch)]
-            result = run_burst(side.addr, light, heavy, args.depth)
-        phase.peak_rss_mb = peak_rss_mb(side.proc.pid)
+            result = run_burst(side.addr, light, heavy, args.depth, args.baseline_batches)
+        phase.peak_rss_mb = peak_rss_mb(side.pid)
         return phase, result
-    finally:
-        side.stop()
 
 
-def _encoder_rates(
-    bundle: str | None,
-    lines: list[str],
-    out: object,
-) -> None:
+def _encoder_rates(bundle: str | None, lines: list[str], out: Any) -> None:
     """Encoder alone on the masked, tokenized `lines`: lines/s per batch size."""
-    os.sched_setaffinity(0, {SERVER_CORE})
+    pin(SERVER_CORE)
     from logclust.cluster.labeler import Labeler
     from logclust.embed.encoder import Encoder
 
@@ -234,17 +225,17 @@ def _encoder_rates(
         start = time.perf_counter()
         enc.encode(rows, lab.bundle.max_len)
         rates.append(len(rows) / (time.perf_counter() - start))
-    out.put((*rates, float(np.mean([len(r) for r in rows]))))  # type: ignore[attr-defined]
+    out.put((*rates, float(np.mean([len(r) for r in rows]))))
 
 
 def _encoder_calls(
-    bundle: str | None, warm: list[str], burst: list[str], batch: int, out: object
+    bundle: str | None, warm: list[str], burst: list[str], batch: int, out: Any
 ) -> None:
     """In one process as `logclust serve` builds it: after the warm-up pass, labels one
     batch of new texts and records what reaches the model (texts per `embed_masked`
     call, rows and width of each interpreter call)."""
-    os.sched_setaffinity(0, {SERVER_CORE})
-    from logclust.cli.service import SERVE_ENCODER_BATCH
+    pin(SERVER_CORE)
+    from logclust.cli.defaults import SERVE_ENCODER_BATCH
     from logclust.cluster.labeler import Labeler
     from logclust.sidecar.core import Sidecar as Core
     from logclust.sidecar.store import MemoryStore
@@ -270,22 +261,18 @@ def _encoder_calls(
     labeler.embed_masked = counted_embed  # type: ignore[method-assign]
     labeler.encoder.run = counted_run  # type: ignore[method-assign]
     core.label(body_table(burst[:batch]))
-    out.put((SERVE_ENCODER_BATCH, texts, blocks))  # type: ignore[attr-defined]
-
-
-def pct(a: np.ndarray, q: float) -> float:
-    return float(np.percentile(a, q)) if a.size else float("nan")
+    out.put((SERVE_ENCODER_BATCH, texts, blocks))
 
 
 def build(args: argparse.Namespace) -> Lines:
     """Lines of every phase, and the checks of the new texts."""
     mask = masker_of(args.bundle)
-    vocab = vocabulary()
+    vocab = vocabulary(smoke=args.smoke)
     b = args.batch
-    one_pass = len(loghub_lines())
+    one_pass = len(loghub_lines(smoke=args.smoke))
     n_lat = args.latency_batches * b
     n_light = 50 * b
-    lines = replay(one_pass + args.rows + n_lat + n_light + args.burst, seed=0)
+    lines = replay(one_pass + args.rows + n_lat + n_light + args.burst, seed=0, smoke=args.smoke)
     warm = lines[:one_pass]
     measured = lines[one_pass : one_pass + args.rows + n_lat]
     rest = lines[one_pass + args.rows + n_lat :]
@@ -297,8 +284,8 @@ def build(args: argparse.Namespace) -> Lines:
     return Lines(warm, measured, novel, share_new, rest[:n_light], burst)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.parser(__doc__, "novelty")
     p.add_argument("--bundle", default=None, help="model bundle (default: models/default)")
     p.add_argument("--rows", type=int, default=200_000, help="rows timed per replay")
     p.add_argument("--share", type=float, default=0.01, help="share of rows made new")
@@ -308,56 +295,76 @@ def main() -> None:
     p.add_argument("--latency-batches", type=int, default=100)
     p.add_argument("--encoder-batch", type=int, default=None, help="the sidecar's --encoder-batch")
     p.add_argument("--skip-steady", action="store_true", help="only the replay with new rows")
-    args = p.parse_args()
-    if (os.cpu_count() or 1) < 2:
-        raise SystemExit("needs two cores: one for the sidecar, one for the client")
-    os.sched_setaffinity(0, {CLIENT_CORE})
-    extra = [] if args.encoder_batch is None else ["--encoder-batch", str(args.encoder_batch)]
-
-    print_header("novelty", args.bundle)
-    w = build(args)
-    n = args.rows
-    novel = w.novel
-    print(
-        f"new rows: {len(novel.rows):,} of {len(w.steady):,} ({args.share:.1%}); candidates "
-        f"{novel.made.tried:,}, refused as already seen after masking {novel.made.refused:,}; "
-        f"new rows truly new in stream order: {w.share_new:.2%}"
-    )
-    print(
-        f"burst: {len(w.burst.lines):,} new texts; candidates {w.burst.tried:,}, refused "
-        f"{w.burst.refused:,}"
-    )
-    results, drain = [], []
-    if not args.skip_steady:
-        steady = run_replay("steady replay", extra, w.warm, w.steady, n, 0, args)[0]
-        results.append(steady)
-        drain.append(in_process(drain3_rate, w.warm, w.steady[:n])[0])
-    new_rows = int((novel.rows < n).sum())
-    phase, burst = run_replay(
-        f"replay, {args.share:.0%} of rows new",
-        extra,
-        w.warm,
-        novel.lines,
-        n,
-        new_rows,
+    args = p.parse_args(argv)
+    args.quiet_s, args.baseline_batches = 1.0, BASELINE_BATCHES
+    args.encoder_sample, args.repeats = ENCODER_SAMPLE, 2
+    cli.smoke(
         args,
-        (w.light, w.burst.lines),
+        rows=1000,
+        share=0.05,
+        burst=100,
+        batch=100,
+        latency_batches=2,
+        skip_steady=True,
+        quiet_s=0.2,
+        baseline_batches=3,
+        encoder_sample=50,
+        repeats=1,
     )
-    results.append(phase)
-    drain.append(in_process(drain3_rate, w.warm, novel.lines[:n])[0])
-    encoder = in_process(_encoder_rates, args.bundle, w.burst.lines[:ENCODER_SAMPLE])
-    report(args, results, drain, burst, encoder)
-    probe: Any = in_process(_encoder_calls, args.bundle, w.warm, w.burst.lines, args.batch)
-    calls(*probe)
+    return args
 
 
-def calls(serve_batch: int, texts: list[int], blocks: list[tuple[int, int]]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    need_two_cores()
+    pin(CLIENT_CORE)
+    extra = [] if args.encoder_batch is None else ["--encoder-batch", str(args.encoder_batch)]
+    with cli.output(args, "novelty") as out:
+        out.header(args.bundle)
+        w = build(args)
+        n = args.rows
+        novel = w.novel
+        out.line(
+            f"new rows: {len(novel.rows):,} of {len(w.steady):,} ({args.share:.1%}); candidates "
+            f"{novel.made.tried:,}, refused as already seen after masking "
+            f"{novel.made.refused:,}; new rows truly new in stream order: {w.share_new:.2%}"
+        )
+        out.line(
+            f"burst: {len(w.burst.lines):,} new texts; candidates {w.burst.tried:,}, refused "
+            f"{w.burst.refused:,}"
+        )
+        results, drain = [], []
+        if not args.skip_steady:
+            steady = run_replay("steady replay", extra, w.warm, w.steady, n, 0, args)[0]
+            results.append(steady)
+            drain.append(drain3_rate(w.warm, w.steady[:n], args.repeats, args.smoke)[0])
+        new_rows = int((novel.rows < n).sum())
+        phase, burst = run_replay(
+            f"replay, {args.share:.0%} of rows new",
+            extra,
+            w.warm,
+            novel.lines,
+            n,
+            new_rows,
+            args,
+            (w.light, w.burst.lines),
+        )
+        results.append(phase)
+        drain.append(drain3_rate(w.warm, novel.lines[:n], args.repeats, args.smoke)[0])
+        sample = w.burst.lines[: args.encoder_sample]
+        encoder = in_process(_encoder_rates, args.bundle, sample)
+        report(out, args, results, drain, burst, encoder)
+        probe: Any = in_process(_encoder_calls, args.bundle, w.warm, w.burst.lines, args.batch)
+        calls(out, *probe)
+
+
+def calls(out: Output, serve_batch: int, texts: list[int], blocks: list[tuple[int, int]]) -> None:
     """What one batch of new texts sends to the model, in one process."""
     rows = np.array([b[0] for b in blocks])
     widths, counts = np.unique([b[1] for b in blocks], return_counts=True)
-    print(f"\n## One batch of {sum(texts):,} new texts, in one process\n")
-    print(f"- `embed_masked` calls: {len(texts)}, texts per call {texts}")
-    print(
+    out.line(f"\n## One batch of {sum(texts):,} new texts, in one process\n")
+    out.line(f"- `embed_masked` calls: {len(texts)}, texts per call {texts}")
+    out.line(
         f"- interpreter calls (encoder batch {serve_batch}): {len(blocks)}, rows per call "
         f"mean {rows.mean():.1f}, max {rows.max()}; token widths "
         + ", ".join(f"{w}: {c} calls" for w, c in zip(widths, counts, strict=True))
@@ -365,6 +372,7 @@ def calls(serve_batch: int, texts: list[int], blocks: list[tuple[int, int]]) -> 
 
 
 def report(
+    out: Output,
     args: argparse.Namespace,
     results: list[Phase],
     drain: list[float],
@@ -372,47 +380,64 @@ def report(
     encoder: tuple[float, ...],
 ) -> None:
     side = f"encoder batch {args.encoder_batch}" if args.encoder_batch else "serve defaults"
-    print(f"\n## Replay with new texts ({side})\n")
-    print(
+    table = out.table(
+        [
+            "workload",
+            "rows timed",
+            "new rows",
+            "records/s",
+            "Drain3 lines/s",
+            "vs Drain3",
+            "batch p50 / p99 / max ms",
+            "sidecar CPU s",
+            "peak RSS MB",
+        ],
+        f"Replay with new texts ({side})",
         f"{args.batch:,}-row batches, sidecar on core {SERVER_CORE}, client on core "
-        f"{CLIENT_CORE}; records/s with {args.depth} in flight, latency with one in flight."
+        f"{CLIENT_CORE}; records/s with {args.depth} in flight, latency with one in flight.",
     )
-    print(
-        "\n| workload | rows timed | new rows | records/s | Drain3 lines/s | vs Drain3 "
-        "| batch p50 / p99 / max ms | sidecar CPU s | peak RSS MB |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r, d in zip(results, drain, strict=True):
-        print(
-            f"| {r.name} | {r.rows:,} | {r.new_rows:,} | {r.rows_per_s:,.0f} | {d:,.0f} | "
-            f"{r.rows_per_s / d:.1f}x | {pct(r.lat_ms, 50):.1f} / {pct(r.lat_ms, 99):.1f} / "
-            f"{r.lat_ms.max():.1f} | {r.server_cpu_s:.2f} | {r.peak_rss_mb:.0f} |"
+        table.add(
+            r.name,
+            fmt(r.rows, ","),
+            fmt(r.new_rows, ","),
+            fmt(r.rows_per_s, ",.0f"),
+            fmt(d, ",.0f"),
+            fmt(r.rows_per_s / d, ".1f", "x"),
+            f"{pct(r.lat_ms, 50):.1f} / {pct(r.lat_ms, 99):.1f} / {pct(r.lat_ms, 100):.1f}",
+            fmt(r.server_cpu_s, ".2f"),
+            fmt(r.peak_rss_mb, ".0f"),
         )
-    if burst is None:
-        return
+    out.show(table)
+    if burst is not None:
+        show_burst(out, args, burst, encoder)
+
+
+def show_burst(
+    out: Output, args: argparse.Namespace, burst: Burst, encoder: tuple[float, ...]
+) -> None:
     enc8, enc64, tokens = encoder
     rate = burst.texts / burst.wall_s
-    print(f"\n## Burst: {burst.texts:,} new texts at once\n")
-    print("| | figure |")
-    print("| --- | --- |")
-    print(f"| burst labelled in | {burst.wall_s:.1f} s ({rate:,.0f} new texts/s) |")
-    print(
-        f"| encoder alone, same texts ({tokens:.1f} tokens on average, one thread) | "
-        f"batch 8: {enc8:,.0f} lines/s; batch 64: {enc64:,.0f} lines/s |"
+    t = out.table(["", "figure"], f"Burst: {burst.texts:,} new texts at once")
+    t.add("burst labelled in", f"{burst.wall_s:.1f} s ({rate:,.0f} new texts/s)")
+    t.add(
+        f"encoder alone, same texts ({tokens:.1f} tokens on average, one thread)",
+        f"batch 8: {enc8:,.0f} lines/s; batch 64: {enc64:,.0f} lines/s",
     )
-    print(
-        f"| burst batches ({args.batch:,} rows, {args.depth} in flight) p50 / max | "
-        f"{pct(burst.burst_lat_ms, 50):,.0f} / {burst.burst_lat_ms.max():,.0f} ms |"
+    t.add(
+        f"burst batches ({args.batch:,} rows, {args.depth} in flight) p50 / max",
+        f"{pct(burst.burst_lat_ms, 50):,.0f} / {pct(burst.burst_lat_ms, 100):,.0f} ms",
     )
-    print(
-        f"| light client before the burst ({burst.before_ms.size} batches) p50 / max | "
-        f"{pct(burst.before_ms, 50):.1f} / {burst.before_ms.max():.1f} ms |"
+    t.add(
+        f"light client before the burst ({burst.before_ms.size} batches) p50 / max",
+        f"{pct(burst.before_ms, 50):.1f} / {pct(burst.before_ms, 100):.1f} ms",
     )
-    print(
-        f"| light client during the burst ({burst.during_ms.size} batches) p50 / p99 / "
-        f"**max** | {pct(burst.during_ms, 50):,.1f} / {pct(burst.during_ms, 99):,.1f} / "
-        f"**{burst.during_ms.max() if burst.during_ms.size else float('nan'):,.1f}** ms |"
+    t.add(
+        f"light client during the burst ({burst.during_ms.size} batches) p50 / p99 / **max**",
+        f"{pct(burst.during_ms, 50):,.1f} / {pct(burst.during_ms, 99):,.1f} / "
+        f"**{pct(burst.during_ms, 100):,.1f}** ms",
     )
+    out.show(t)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ Drain3 (`TemplateMiner`, defaults) is timed on the same lines in its own process
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
@@ -36,23 +36,15 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from bench.sidecar import (
-    CLIENT_CORE,
-    SERVER_CORE,
-    Sidecar,
-    batches,
-    body_table,
-    drain3_rate,
-    free_port,
-    in_process,
-    peak_rss_mb,
-    print_header,
-    proc_cpu_s,
-    stream,
-    wait_idle,
-)
+from bench.harness import cli
+from bench.harness.code import add_code_arg
+from bench.harness.peers import drain3_rate
+from bench.harness.ports import free_port
+from bench.harness.procs import CLIENT_CORE, SERVER_CORE, peak_rss_mb, pin, proc_cpu_s
+from bench.harness.report import fmt
+from bench.harness.sidecar import Sidecar, payloads, stream
 from bench.workloads import loghub_lines, replay
-from logclust.wire import ipc
+from logclust.client import Client
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
@@ -108,28 +100,21 @@ class CountingReceiver(logs_service_pb2_grpc.LogsServiceServicer):
 
 
 def run_label(warm: list[str], lines: list[str], args: argparse.Namespace) -> tuple[float, ...]:
-    from logclust.client import Client
-
-    side = Sidecar(args.bundle, SERVER_CORE, args.code)
-    try:
+    with Sidecar(args.bundle, SERVER_CORE, args.code, quiet_s=args.quiet_s) as side:
         with Client(side.addr, timeout_s=600) as client:
             client.wait_ready(120)
-            stream(client, [ipc.encode_ipc(t) for t in batches(body_table(warm), args.batch)], 4)
-            wait_idle(side.proc.pid)
-            payloads = [ipc.encode_ipc(t) for t in batches(body_table(lines), args.batch)]
-            cpu0 = proc_cpu_s(side.proc.pid)
-            wall, _ = stream(client, payloads, args.depth)
-            cpu = proc_cpu_s(side.proc.pid) - cpu0
-        return len(lines) / wall, cpu, peak_rss_mb(side.proc.pid)
-    finally:
-        side.stop()
+            stream(client, payloads(warm, args.batch), 4)
+            side.wait_idle()
+            data = payloads(lines, args.batch)
+            cpu0 = proc_cpu_s(side.pid)
+            wall, _ = stream(client, data, args.depth)
+            cpu = proc_cpu_s(side.pid) - cpu0
+        return len(lines) / wall, cpu, peak_rss_mb(side.pid)
 
 
 def run_otlp(
     warm: list[str], lines: list[str], args: argparse.Namespace, forward: bool
 ) -> tuple[float, ...]:
-    from logclust.client import Client
-
     otlp = f"127.0.0.1:{free_port()}"
     extra = ["--otlp-listen", otlp]
     receiver, downstream = CountingReceiver(), None
@@ -139,66 +124,73 @@ def run_otlp(
         port = downstream.add_insecure_port("127.0.0.1:0")
         downstream.start()
         extra += ["--otlp-forward", f"127.0.0.1:{port}"]
-    side = Sidecar(args.bundle, SERVER_CORE, args.code, extra=extra)
     try:
-        with Client(side.addr, timeout_s=600) as client:
-            client.wait_ready(120)
-        send_exports(otlp, export_payloads(warm, args.batch), 4)
-        _wait_for(lambda: receiver.records >= len(warm) or not forward)
-        wait_idle(side.proc.pid)
-        payloads = export_payloads(lines, args.batch)
-        cpu0 = proc_cpu_s(side.proc.pid)
-        start = time.perf_counter()
-        send_exports(otlp, payloads, args.depth)
-        _wait_for(lambda: receiver.records >= len(warm) + len(lines) or not forward)
-        wall = time.perf_counter() - start
-        cpu = proc_cpu_s(side.proc.pid) - cpu0
-        return len(lines) / wall, cpu, peak_rss_mb(side.proc.pid)
+        with Sidecar(args.bundle, SERVER_CORE, args.code, extra, args.quiet_s) as side:
+            with Client(side.addr, timeout_s=600) as client:
+                client.wait_ready(120)
+            send_exports(otlp, export_payloads(warm, args.batch), 4)
+            _wait_for(lambda: receiver.records >= len(warm) or not forward)
+            side.wait_idle()
+            data = export_payloads(lines, args.batch)
+            cpu0 = proc_cpu_s(side.pid)
+            start = time.perf_counter()
+            send_exports(otlp, data, args.depth)
+            _wait_for(lambda: receiver.records >= len(warm) + len(lines) or not forward)
+            wall = time.perf_counter() - start
+            cpu = proc_cpu_s(side.pid) - cpu0
+            return len(lines) / wall, cpu, peak_rss_mb(side.pid)
     finally:
-        side.stop()
         if downstream is not None:
             downstream.stop(None)
 
 
-def _wait_for(check: object, timeout_s: float = 300.0) -> None:
+def _wait_for(check: Callable[[], bool], timeout_s: float = 300.0) -> None:
     end = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > end:
             raise RuntimeError("records did not arrive downstream")
         time.sleep(0.01)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__.split("\n")[0], "otlp")
     p.add_argument("--bundle", default=None)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=1000, help="records per request")
     p.add_argument("--depth", type=int, default=4, help="requests in flight")
-    p.add_argument(
-        "--code", default=None, help="serve another checkout of the package (PYTHONPATH)"
-    )
-    args = p.parse_args()
-    os.sched_setaffinity(0, {CLIENT_CORE})
-    print_header("otlp", args.bundle, sidecar_code=args.code or "this checkout")
-    one_pass = len(loghub_lines())
-    lines = replay(one_pass + args.rows, seed=0)
-    warm, measured = lines[:one_pass], lines[one_pass:]
-    results = {
-        "Label (Arrow IPC)": run_label(warm, measured, args),
-        "OTLP/gRPC": run_otlp(warm, measured, args, forward=False),
-        "OTLP/gRPC + forward": run_otlp(warm, measured, args, forward=True),
-    }
-    drain3, _ = in_process(drain3_rate, warm, measured)
-    label_rate = results["Label (Arrow IPC)"][0]
-    print(f"\n{args.rows:,} loghub replay lines, {args.batch} records per request\n")
-    print("| path | records/s | vs Label | vs Drain3 | sidecar CPU s | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, (rate, cpu, rss) in results.items():
-        print(
-            f"| {name} | {rate:,.0f} | {rate / label_rate:.2f}x | {rate / drain3:.1f}x "
-            f"| {cpu:.2f} | {rss:.0f} |"
+    add_code_arg(p)
+    args = p.parse_args(argv)
+    args.quiet_s, args.repeats = 1.0, 2
+    cli.smoke(args, rows=1000, batch=200, quiet_s=0.2, repeats=1)
+    pin(CLIENT_CORE)
+    with cli.output(args, "otlp") as out:
+        out.header(args.bundle, sidecar_code=args.code or "this checkout")
+        one_pass = len(loghub_lines(smoke=args.smoke))
+        lines = replay(one_pass + args.rows, seed=0, smoke=args.smoke)
+        warm, measured = lines[:one_pass], lines[one_pass:]
+        results = {
+            "Label (Arrow IPC)": run_label(warm, measured, args),
+            "OTLP/gRPC": run_otlp(warm, measured, args, forward=False),
+            "OTLP/gRPC + forward": run_otlp(warm, measured, args, forward=True),
+        }
+        drain3, _ = drain3_rate(warm, measured, args.repeats, optional=args.smoke)
+        label_rate = results["Label (Arrow IPC)"][0]
+        table = out.table(
+            ["path", "records/s", "vs Label", "vs Drain3", "sidecar CPU s", "peak RSS MB"],
+            note=f"{args.rows:,} loghub replay lines, {args.batch} records per request",
         )
-    print(f"| Drain3 (in-process) | {drain3:,.0f} | | 1.0x | | |")
+        for name, (rate, cpu, rss) in results.items():
+            table.add(
+                name,
+                fmt(rate, ",.0f"),
+                fmt(rate / label_rate, ".2f", "x"),
+                fmt(rate / drain3, ".1f", "x"),
+                fmt(cpu, ".2f"),
+                fmt(rss, ".0f"),
+            )
+        table.add("Drain3 (in-process)", fmt(drain3, ",.0f"), None, "1.0x", None, None)
+        out.line()
+        out.show(table)
 
 
 if __name__ == "__main__":

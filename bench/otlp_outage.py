@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
 import threading
 import time
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 import pyarrow as pa
@@ -40,17 +40,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from bench.harness import cli
+from bench.harness.code import add_code_arg
+from bench.harness.ports import free_ports
+from bench.harness.procs import CLIENT_CORE, SERVER_CORE, peak_rss_mb, pin, rss_mb
+from bench.harness.report import Output, fmt, machine
+from bench.harness.sidecar import Sidecar
 from bench.otlp import EXPORT
-from bench.sidecar import (
-    CLIENT_CORE,
-    SERVER_CORE,
-    Sidecar,
-    free_port,
-    machine,
-    peak_rss_mb,
-    rss_mb,
-    wait_idle,
-)
 from bench.workloads import loghub_lines, replay
 from logclust.client import Client
 
@@ -176,89 +172,125 @@ class Senders:
             t.join()
 
 
-def run(args: argparse.Namespace) -> None:
-    otlp, down_port = f"127.0.0.1:{free_port()}", free_port()
+@dataclass
+class Outage:
+    """What the sidecar and the next hop went through."""
+
+    rss_start: float
+    hwm_start: float
+    accepted_down: int
+    refused_down: int
+    rss_down: float
+    hwm_down: float
+    hwm: float
+    expected: set[int]
+    got: collections.Counter[int]
+    drain_s: float
+    refused: dict[str, int]
+
+
+def run(args: argparse.Namespace) -> Outage:
+    listen_port, down_port = free_ports(2)
+    otlp = f"127.0.0.1:{listen_port}"
     extra = ["--otlp-listen", otlp, "--otlp-forward", f"127.0.0.1:{down_port}"]
     if args.queue_records is not None:
         extra += ["--otlp-queue-records", str(args.queue_records)]
-    side = Sidecar(args.bundle, SERVER_CORE, code=args.code, extra=extra)
     receiver, downstream = IdReceiver(), None
     try:
-        pid = side.proc.pid
-        with Client(side.addr, timeout_s=600) as client:
-            client.wait_ready(120)
-            warm = loghub_lines()
-            client.label(
-                pa.table({"body": warm, "source": ["bench"] * len(warm)}), batch_size=args.batch
-            )
-        wait_idle(pid)
-        rss_start, hwm_start = rss_mb(pid), peak_rss_mb(pid)
-        senders = Senders(otlp, replay(POOL_LINES, seed=0), args.batch, args.senders)
-        time.sleep(args.down_s)
-        with senders.lock:
-            accepted_down = len(senders.accepted) * args.batch
-            refused_down = sum(senders.refused.values())
-        rss_down, hwm_down = rss_mb(pid), peak_rss_mb(pid)
-        senders.stop.set()
-        downstream = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(receiver, downstream)
-        assert downstream.add_insecure_port(f"127.0.0.1:{down_port}") == down_port
-        up = time.monotonic()
-        downstream.start()
-        senders.join()
-        expected = {first + j for first in senders.accepted for j in range(args.batch)}
-        deadline = time.monotonic() + 600
-        while receiver.total() < len(expected) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        drain_s = time.monotonic() - up
-        time.sleep(2.0)  # late duplicates, if any, would arrive now
-        hwm = peak_rss_mb(pid)
+        with Sidecar(args.bundle, SERVER_CORE, args.code, extra, args.quiet_s) as side:
+            pid = side.pid
+            with Client(side.addr, timeout_s=600) as client:
+                client.wait_ready(120)
+                warm = loghub_lines(smoke=args.smoke)
+                client.label(
+                    pa.table({"body": warm, "source": ["bench"] * len(warm)}),
+                    batch_size=args.batch,
+                )
+            side.wait_idle()
+            rss_start, hwm_start = rss_mb(pid), peak_rss_mb(pid)
+            pool = replay(args.pool_lines, seed=0, smoke=args.smoke)
+            senders = Senders(otlp, pool, args.batch, args.senders)
+            time.sleep(args.down_s)
+            with senders.lock:
+                accepted_down = len(senders.accepted) * args.batch
+                refused_down = sum(senders.refused.values())
+            rss_down, hwm_down = rss_mb(pid), peak_rss_mb(pid)
+            senders.stop.set()
+            downstream = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(receiver, downstream)
+            assert downstream.add_insecure_port(f"127.0.0.1:{down_port}") == down_port
+            up = time.monotonic()
+            downstream.start()
+            senders.join()
+            expected = {first + j for first in senders.accepted for j in range(args.batch)}
+            deadline = time.monotonic() + 600
+            while receiver.total() < len(expected) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            drain_s = time.monotonic() - up
+            time.sleep(args.late_s)  # late duplicates, if any, would arrive now
+            hwm = peak_rss_mb(pid)
     finally:
-        side.stop()
         if downstream is not None:
             downstream.stop(None)
-    got = receiver.ids
-    print(f"machine: {machine()}")
-    print(
-        f"\n{args.senders} senders, {args.batch} records per request, next hop down "
-        f"{args.down_s:g} s, queue {args.queue_records or 'default'}\n"
+    return Outage(
+        rss_start,
+        hwm_start,
+        accepted_down,
+        refused_down,
+        rss_down,
+        hwm_down,
+        hwm,
+        expected,
+        receiver.ids,
+        drain_s,
+        dict(senders.refused),
     )
-    print("| phase | figure |")
-    print("| --- | --- |")
-    print(f"| sidecar RSS / peak after the warm-up | {rss_start:.0f} / {hwm_start:.0f} MB |")
-    print(f"| records accepted while the next hop was down | {accepted_down:,} |")
-    print(f"| Export calls refused while down (retried) | {refused_down:,} |")
-    print(
-        f"| sidecar RSS at the end of the outage / peak until then | {rss_down:.0f} / "
-        f"{hwm_down:.0f} MB |"
-    )
-    print(f"| sidecar peak RSS (VmHWM), whole run | {hwm:.0f} MB |")
-    print(f"| records accepted in all | {len(expected):,} |")
-    print(f"| next hop: distinct ids / records received | {len(got):,} / {sum(got.values()):,} |")
-    print(
-        f"| missing / duplicated / unexpected ids | {len(expected - set(got)):,} / "
-        f"{sum(1 for c in got.values() if c > 1):,} / {len(set(got) - expected):,} |"
-    )
-    print(f"| next hop up to the last record | {drain_s:.1f} s |")
-    print(f"| refusals by status | {dict(senders.refused)} |")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def report(out: Output, args: argparse.Namespace, r: Outage) -> None:
+    got, expected = r.got, r.expected
+    table = out.table(
+        ["phase", "figure"],
+        note=f"{args.senders} senders, {args.batch} records per request, next hop down "
+        f"{args.down_s:g} s, queue {args.queue_records or 'default'}",
+    )
+    table.add("sidecar RSS / peak after the warm-up", f"{r.rss_start:.0f} / {r.hwm_start:.0f} MB")
+    table.add("records accepted while the next hop was down", fmt(r.accepted_down, ","))
+    table.add("Export calls refused while down (retried)", fmt(r.refused_down, ","))
+    table.add(
+        "sidecar RSS at the end of the outage / peak until then",
+        f"{r.rss_down:.0f} / {r.hwm_down:.0f} MB",
+    )
+    table.add("sidecar peak RSS (VmHWM), whole run", fmt(r.hwm, ".0f", " MB"))
+    table.add("records accepted in all", fmt(len(expected), ","))
+    table.add("next hop: distinct ids / records received", f"{len(got):,} / {sum(got.values()):,}")
+    table.add(
+        "missing / duplicated / unexpected ids",
+        f"{len(expected - set(got)):,} / {sum(1 for c in got.values() if c > 1):,} / "
+        f"{len(set(got) - expected):,}",
+    )
+    table.add("next hop up to the last record", fmt(r.drain_s, ".1f", " s"))
+    table.add("refusals by status", str(r.refused))
+    out.line()
+    out.show(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__.split("\n")[0], "otlp_outage")
     p.add_argument("--bundle", default=None)
     p.add_argument("--down-s", type=float, default=60.0, help="seconds the next hop is down")
     p.add_argument("--senders", type=int, default=4)
     p.add_argument("--batch", type=int, default=1000, help="records per request")
     p.add_argument("--queue-records", type=int, default=None, help="--otlp-queue-records")
-    p.add_argument(
-        "--code",
-        default=None,
-        help="run the sidecar from another checkout of the package, e.g. a commit without "
-        "uncommitted edits: git archive HEAD | tar -x -C /tmp/head; --code /tmp/head",
-    )
-    args = p.parse_args()
-    os.sched_setaffinity(0, {CLIENT_CORE})
-    run(args)
+    add_code_arg(p)
+    args = p.parse_args(argv)
+    args.quiet_s, args.pool_lines, args.late_s = 1.0, POOL_LINES, 2.0
+    cli.smoke(args, down_s=1.0, senders=2, batch=100, quiet_s=0.2, pool_lines=1000, late_s=0.2)
+    pin(CLIENT_CORE)
+    result = run(args)
+    with cli.output(args, "otlp_outage") as out:
+        out.fact("machine", machine())
+        report(out, args, result)
 
 
 if __name__ == "__main__":

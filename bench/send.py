@@ -26,7 +26,6 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,17 +37,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.sidecar import (
-    CLIENT_CORE,
-    SERVER_CORE,
-    Sidecar,
-    body_table,
-    drain3_rate,
-    in_process,
-    print_header,
-    proc_cpu_s,
-    wait_idle,
-)
+from bench.harness import cli
+from bench.harness.code import add_code_arg, code_env, logclust_command
+from bench.harness.peers import drain3_rate
+from bench.harness.procs import CLIENT_CORE, SERVER_CORE, need_two_cores, pin, proc_cpu_s
+from bench.harness.report import Output, fmt
+from bench.harness.sidecar import Sidecar, body_table
 from bench.workloads import loghub_lines, replay
 from logclust.client import Client
 from logclust.wire import ipc
@@ -63,24 +57,11 @@ class SendRun:
     rows: int
 
 
-def send_command(code: str | None) -> tuple[list[str], dict[str, str]]:
-    """The `logclust` command line and environment (another checkout via PYTHONPATH)."""
-    env = dict(os.environ)
-    if code:
-        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    # The console script: `python -m` from the repository root would put this checkout
-    # first on sys.path, ahead of PYTHONPATH.
-    exe = shutil.which("logclust", path=str(Path(sys.executable).parent))
-    if exe is None:
-        raise SystemExit("the logclust console script is not installed next to python")
-    return [exe], env
-
-
 def time_send(side: Sidecar, path: Path, out: Path, batch: int, code: str | None) -> SendRun:
     """One `logclust send` child pinned to the client core; its wall and CPU times."""
-    cmd, env = send_command(code)
+    cmd, env = logclust_command(code), code_env(code)
     cmd += ["send", str(path), "--addr", side.addr, "--out", str(out), "--batch-size", str(batch)]
-    cpu0 = proc_cpu_s(side.proc.pid)
+    cpu0 = proc_cpu_s(side.pid)
     start = time.perf_counter()
     # Pinned to the client core by inheritance (this thread is). No `preexec_fn`: it makes
     # Popen fork() with this process's gRPC threads alive, and gRPC's fork handler can
@@ -99,7 +80,7 @@ def time_send(side: Sidecar, path: Path, out: Path, batch: int, code: str | None
             f"{err.decode()[-2000:]}"
         )
     rows = pq.read_metadata(out).num_rows
-    sidecar = proc_cpu_s(side.proc.pid) - cpu0
+    sidecar = proc_cpu_s(side.pid) - cpu0
     return SendRun(code or "this checkout", wall, usage.ru_utime + usage.ru_stime, sidecar, rows)
 
 
@@ -136,52 +117,60 @@ def one_at_a_time(client: Client, table: pa.Table, batch: int) -> float:
     return table.num_rows / (time.perf_counter() - start)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__, "send")
     p.add_argument("--bundle", default=None, help="model bundle (default: models/default)")
     p.add_argument("--rows", type=int, default=960_000, help="replay lines in the file")
     p.add_argument("--batch-size", type=int, default=10_000, help="send's --batch-size")
     p.add_argument("--runs", type=int, default=2, help="send runs per checkout")
-    p.add_argument("--send-code", default=None, help="also time send from this checkout")
-    args = p.parse_args()
-    if (os.cpu_count() or 1) < 2:
-        raise SystemExit("needs two cores: one for the sidecar, one for send")
-    os.sched_setaffinity(0, {CLIENT_CORE})
+    add_code_arg(p, "--send-code", "also time send from this checkout")
+    args = p.parse_args(argv)
+    args.quiet_s, args.repeats = 1.0, 2
+    cli.smoke(args, rows=2000, batch_size=500, runs=1, quiet_s=0.2, repeats=1)
+    need_two_cores("one for the sidecar, one for send")
+    pin(CLIENT_CORE)
+    with cli.output(args, "send") as out:
+        out.header(args.bundle)
+        one_pass = len(loghub_lines(smoke=args.smoke))
+        lines = replay(one_pass + args.rows, seed=0, smoke=args.smoke)
+        warm, measured = lines[:one_pass], lines[one_pass:]
+        work = Path(tempfile.mkdtemp(prefix="logclust-send-"))
+        try:
+            runs, startup, depth, piped, serial = send_runs(out, args, warm, measured, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        drain_rate, _ = drain3_rate(warm, measured, args.repeats, optional=args.smoke)
+        report(out, args, runs, startup, drain_rate, depth, piped, serial)
 
-    print_header("send", args.bundle)
-    one_pass = len(loghub_lines())
-    lines = replay(one_pass + args.rows, seed=0)
-    warm, measured = lines[:one_pass], lines[one_pass:]
-    work = Path(tempfile.mkdtemp(prefix="logclust-send-"))
-    path, out = work / "replay.log", work / "out.parquet"
+
+def send_runs(
+    out: Output, args: argparse.Namespace, warm: list[str], measured: list[str], work: Path
+) -> tuple[list[SendRun], SendRun, np.ndarray, float, float]:
+    """Every `send` run against one warm sidecar, then `label_stream` in this process."""
+    path, parquet = work / "replay.log", work / "out.parquet"
     path.write_text("\n".join(measured) + "\n")
     tiny = work / "one.log"
     tiny.write_text(measured[0] + "\n")
-    print(f"file: {len(measured):,} lines, {path.stat().st_size / 1e6:.1f} MB")
-
-    side = Sidecar(args.bundle, SERVER_CORE)
+    out.fact("file", f"{len(measured):,} lines, {path.stat().st_size / 1e6:.1f} MB")
     runs: list[SendRun] = []
-    try:
+    with Sidecar(args.bundle, SERVER_CORE, quiet_s=args.quiet_s) as side:
         with Client(side.addr, timeout_s=600) as client:
             client.wait_ready(120)
             client.label(body_table(warm), 1000)
-            wait_idle(side.proc.pid)
+            side.wait_idle()
             startup = time_send(side, tiny, work / "one.parquet", args.batch_size, None)
             codes = [None] + ([args.send_code] if args.send_code else [])
             for _ in range(args.runs):
                 for code in codes:  # interleaved, so both see the same machine
-                    runs.append(time_send(side, path, out, args.batch_size, code))
+                    runs.append(time_send(side, path, parquet, args.batch_size, code))
             table = body_table(measured)
             depth, piped = in_flight(client, table, args.batch_size)
             serial = one_at_a_time(client, table, args.batch_size)
-    finally:
-        side.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    drain_rate, _ = in_process(drain3_rate, warm, measured)
-    report(args, runs, startup, drain_rate, depth, piped, serial)
+    return runs, startup, depth, piped, serial
 
 
 def report(
+    out: Output,
     args: argparse.Namespace,
     runs: list[SendRun],
     startup: SendRun,
@@ -190,29 +179,39 @@ def report(
     piped: float,
     serial: float,
 ) -> None:
-    print(f"\n## `logclust send FILE --out OUT.parquet`, {args.rows:,} replay lines\n")
-    print(
+    table = out.table(
+        [
+            "send from",
+            "wall s",
+            "rows/s",
+            "vs Drain3",
+            "send CPU s",
+            "sidecar CPU s",
+            "sidecar CPU share",
+        ],
+        f"`logclust send FILE --out OUT.parquet`, {args.rows:,} replay lines",
         f"send on core {CLIENT_CORE} (`--batch-size {args.batch_size}`), sidecar on core "
-        f"{SERVER_CORE} (warm); Drain3 {drain_rate:,.0f} lines/s on the same lines."
+        f"{SERVER_CORE} (warm); Drain3 {drain_rate:,.0f} lines/s on the same lines.",
     )
-    print(
-        "\n| send from | wall s | rows/s | vs Drain3 | send CPU s | sidecar CPU s "
-        "| sidecar CPU share |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
         if r.rows != args.rows:
             raise RuntimeError(f"{r.rows} rows written for {args.rows}")
         rate = r.rows / r.wall_s
-        print(
-            f"| {r.code} | {r.wall_s:.2f} | {rate:,.0f} | {rate / drain_rate:.1f}x | "
-            f"{r.send_cpu_s:.2f} | {r.sidecar_cpu_s:.2f} | {r.sidecar_cpu_s / r.wall_s:.0%} |"
+        table.add(
+            r.code,
+            fmt(r.wall_s, ".2f"),
+            fmt(rate, ",.0f"),
+            fmt(rate / drain_rate, ".1f", "x"),
+            fmt(r.send_cpu_s, ".2f"),
+            fmt(r.sidecar_cpu_s, ".2f"),
+            fmt(r.sidecar_cpu_s / r.wall_s, ".0%"),
         )
-    print(
+    out.show(table)
+    out.line(
         f"\nStart-up (send of a one-line file, this checkout): {startup.wall_s:.2f} s wall, "
         f"{startup.send_cpu_s:.2f} s CPU."
     )
-    print(
+    out.line(
         f"`Client.label_stream` in this process: batches in flight at each answer median "
         f"{np.median(depth):.0f}, max {depth.max()} (first answer: {depth[0]}); "
         f"{piped:,.0f} rows/s, against {serial:,.0f} rows/s one batch at a time."

@@ -27,32 +27,34 @@ and tokenized, so its rate is the model's own.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import platform
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from bench.harness import cli
+from bench.harness.code import add_code_arg
+from bench.harness.peers import drain3_rate
+from bench.harness.procs import (
+    CLIENT_CORE,
+    SERVER_CORE,
+    in_process,
+    need_two_cores,
+    peak_rss_mb,
+    pin,
+    proc_cpu_s,
+)
+from bench.harness.report import fmt
+from bench.harness.sidecar import Sidecar, batches, body_table, stream
 from bench.workloads import cold, loghub_lines, replay
+from logclust.client import Client
 from logclust.wire import ipc
 
-SERVER_CORE = 0
-CLIENT_CORE = 1
 # Encoder-alone batch sizes tried; the fastest is the yardstick.
 ENCODER_BATCHES = (8, 64)
-# The peers are timed this many times and their best run is kept (a strict yardstick).
+# The encoder alone is timed this many times and its best run is kept.
 PEER_REPEATS = 2
 
 
@@ -77,145 +79,19 @@ class RunResult:
     server_cpu_s: float
 
 
-def batches(table: pa.Table, size: int) -> list[pa.Table]:
-    return list(ipc.iter_slices(table, size))
-
-
-def body_table(lines: list[str]) -> pa.Table:
-    return pa.table({"body": pa.array(lines, pa.string())})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of every thread of `pid`."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    """Current resident set size of `pid` (VmRSS)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def wait_idle(pid: int, quiet_s: float = 1.0, timeout_s: float = 120.0) -> None:
-    """Returns once `pid` used under 5% of a core for `quiet_s` (refits finished)."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        before = proc_cpu_s(pid)
-        time.sleep(quiet_s)
-        if proc_cpu_s(pid) - before < 0.05 * quiet_s:
-            return
-
-
-class Sidecar:
-    """`logclust serve` in a child process pinned to one core, with a temporary store."""
-
-    def __init__(
-        self,
-        bundle: str | None,
-        core: int,
-        code: str | None = None,
-        extra: list[str] | None = None,
-    ) -> None:
-        self.store = tempfile.mkdtemp(prefix="logclust-bench-")
-        self.port = free_port()
-        exe = shutil.which("logclust", path=str(Path(sys.executable).parent))
-        cmd = [exe] if exe else [sys.executable, "-m", "logclust.cli.main"]
-        cmd += ["serve", "--listen", f"127.0.0.1:{self.port}", "--store", self.store]
-        if bundle:
-            cmd += ["--bundle", bundle]
-        cmd += extra or []
-        env = dict(os.environ)
-        if code:  # another checkout of the package (see --code)
-            env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(
-                os.pathsep
-            )
-        self.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # Set before exec, so every thread the server starts inherits it.
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-        )
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.store, ignore_errors=True)
-
-
-def stream(client: object, payloads: list[bytes], depth: int) -> tuple[float, np.ndarray]:
-    """Sends IPC payloads over one Label stream with at most `depth` in flight.
-
-    Returns the phase's wall time and each batch's send-to-response seconds.
-    """
-    from logclust.proto import logclust_pb2 as pb
-
-    if not payloads:
-        return 0.0, np.zeros(0)
-    slots = threading.Semaphore(depth)
-    sent = np.zeros(len(payloads))
-    done = np.zeros(len(payloads))
-
-    def requests() -> Iterator[pb.LabelRequest]:
-        for i, data in enumerate(payloads):
-            slots.acquire()
-            sent[i] = time.perf_counter()
-            yield pb.LabelRequest(batch_id=str(i), arrow_ipc=data)
-
-    start = time.perf_counter()
-    n = 0
-    for n, response in enumerate(client._stub.Label(requests())):  # type: ignore[attr-defined]
-        done[n] = time.perf_counter()
-        slots.release()
-        if response.batch_id != str(n):
-            raise RuntimeError(f"response {response.batch_id} out of order (expected {n})")
-    if n != len(payloads) - 1:
-        raise RuntimeError(f"{n + 1} responses for {len(payloads)} batches")
-    return done[-1] - start, done - sent
-
-
-def run_sidecar(work: Workload, bundle: str | None, code: str | None) -> RunResult:
-    from logclust.client import Client
-
-    side = Sidecar(bundle, SERVER_CORE, code)
-    try:
+def run_sidecar(work: Workload, args: argparse.Namespace) -> RunResult:
+    with Sidecar(args.bundle, SERVER_CORE, args.code, quiet_s=args.quiet_s) as side:
         with Client(side.addr, timeout_s=600) as client:
             client.wait_ready(120)
             check = client.label(work.warmup[0])
             assert check.num_rows == work.warmup[0].num_rows and "cluster_id" in check.column_names
             encode = ipc.encode_ipc
             stream(client, [encode(t) for t in work.warmup[1:]], work.depth)
-            wait_idle(side.proc.pid)
+            side.wait_idle()
             payloads = [encode(t) for t in work.measured]
-            cpu0 = proc_cpu_s(side.proc.pid)
+            cpu0 = proc_cpu_s(side.pid)
             wall, lat = stream(client, payloads, work.depth)
-            cpu = proc_cpu_s(side.proc.pid) - cpu0
+            cpu = proc_cpu_s(side.pid) - cpu0
             if work.latency:
                 _, lat = stream(client, [encode(t) for t in work.latency], 1)
         rows = sum(t.num_rows for t in work.measured)
@@ -226,33 +102,13 @@ def run_sidecar(work: Workload, bundle: str | None, code: str | None) -> RunResu
             float(np.percentile(lat, 50) * 1e3),
             float(np.percentile(lat, 99) * 1e3),
             len(lat),
-            peak_rss_mb(side.proc.pid),
+            peak_rss_mb(side.pid),
             cpu,
         )
-    finally:
-        side.stop()
 
 
-def drain3_rate(warmup: list[str], lines: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
-    os.sched_setaffinity(0, {SERVER_CORE})
-    from drain3 import TemplateMiner
-    from drain3.template_miner_config import TemplateMinerConfig
-
-    best = (0.0, 0)
-    for _ in range(PEER_REPEATS):
-        miner = TemplateMiner(config=TemplateMinerConfig())  # the defaults, no drain3.ini read
-        for line in warmup:
-            miner.add_log_message(line)
-        start = time.perf_counter()
-        for line in lines:
-            miner.add_log_message(line)
-        rate = len(lines) / (time.perf_counter() - start)
-        best = max(best, (rate, len(miner.drain.clusters)))
-    out.put(best)
-
-
-def _encoder_rate(bundle: str | None, lines: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
-    os.sched_setaffinity(0, {SERVER_CORE})
+def _encoder_rate(bundle: str | None, lines: list[str], repeats: int, out: Any) -> None:
+    pin(SERVER_CORE)
     from logclust.cluster.labeler import Labeler
     from logclust.embed.encoder import Encoder
 
@@ -262,51 +118,11 @@ def _encoder_rate(bundle: str | None, lines: list[str], out: mp.Queue) -> None: 
     for batch in ENCODER_BATCHES:
         enc = Encoder(lab.bundle.encoder_path(), num_threads=1, batch_size=batch)
         enc.encode(rows, lab.bundle.max_len)  # every shape set up once, out of the timing
-        for _ in range(PEER_REPEATS):
+        for _ in range(repeats):
             start = time.perf_counter()
             enc.encode(rows, lab.bundle.max_len)
             best = max(best, (len(rows) / (time.perf_counter() - start), batch))
     out.put((*best, float(np.mean([len(r) for r in rows]))))
-
-
-def in_process(target: object, *args: object) -> tuple[float, ...]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))  # type: ignore[arg-type]
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result  # type: ignore[no-any-return]
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "")
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    return (
-        f"{os.cpu_count()} cores, {model or platform.processor()}, Python "
-        f"{platform.python_version()}, load average before the run {' '.join(load)}"
-    )
-
-
-def bundle_summary(path: str | None) -> str:
-    from logclust.embed.bundle import Bundle
-
-    bundle = Bundle.load(path)
-    name = bundle.encoder_path().name
-    sha = bundle.manifest["files"][name]["sha256"]
-    return f"{bundle.path} ({name}, sha256 {sha[:12]})"
-
-
-def print_header(module: str, bundle: str | None, **before_bundle: str) -> None:
-    """What every benchmark prints first: machine, date, the command, what ran (each
-    keyword as a `key words: value` line), the bundle."""
-    print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"command: python -m bench.{module} {' '.join(sys.argv[1:])}".rstrip())
-    for key, value in before_bundle.items():
-        print(f"{key.replace('_', ' ')}: {value}")
-    print(f"bundle: {bundle_summary(bundle)}")
 
 
 def workloads(
@@ -315,9 +131,9 @@ def workloads(
     from logclust.cli.traffic import BOUTIQUE_KINDS, generate_traffic
 
     b = args.batch
-    one_pass = len(loghub_lines())
+    one_pass = len(loghub_lines(smoke=args.smoke))
     n_lat = args.latency_batches * b
-    lines = replay(one_pass + args.replay_rows + n_lat, seed=0)
+    lines = replay(one_pass + args.replay_rows + n_lat, seed=0, smoke=args.smoke)
     warm, measured = lines[:one_pass], lines[one_pass : one_pass + args.replay_rows]
     rep = Workload(
         "(a) loghub replay, fields re-drawn every pass",
@@ -350,15 +166,10 @@ def workloads(
     return [rep, boutique, cold_work], warm, measured, cold_lines[b:]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.parser(__doc__, "sidecar")
     p.add_argument("--bundle", default=None, help="model bundle (default: models/default)")
-    p.add_argument(
-        "--code",
-        default=None,
-        help="run the sidecar from another checkout of the package, e.g. the code before\n"
-        "the speed work: git archive b6d6ede | tar -x -C /tmp/base; --code /tmp/base",
-    )
+    add_code_arg(p)
     p.add_argument("--batch", type=int, default=1000, help="rows per batch")
     p.add_argument("--depth", type=int, default=4, help="batches in flight (throughput)")
     p.add_argument("--replay-rows", type=int, default=300_000)
@@ -366,54 +177,92 @@ def main() -> None:
     p.add_argument("--boutique-rows", type=int, default=200_000)
     p.add_argument("--cold-batches", type=int, default=3)
     p.add_argument("--latency-batches", type=int, default=200)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    args.quiet_s, args.repeats = 1.0, PEER_REPEATS
+    cli.smoke(
+        args,
+        batch=100,
+        replay_rows=500,
+        boutique_warmup=200,
+        boutique_rows=500,
+        cold_batches=1,
+        latency_batches=3,
+        quiet_s=0.2,
+        repeats=1,
+    )
     if args.cold_batches < 1:
         p.error(
             f"--cold-batches must be at least 1 (the cold stream is timed over them). "
             f"Received: {args.cold_batches}"
         )
-    if (os.cpu_count() or 1) < 2:
-        raise SystemExit("needs two cores: one for the sidecar, one for the client")
-    os.sched_setaffinity(0, {CLIENT_CORE})
+    return args
 
-    print_header("sidecar", args.bundle, sidecar_code=args.code or "this checkout")
-    work, replay_warm, replay_measured, cold_measured = workloads(args)
-    results = [run_sidecar(w, args.bundle, args.code) for w in work]
-    print("\n## Sidecar end to end\n")
-    print(
-        f"{args.batch:,}-row batches over loopback gRPC; sidecar pinned to core "
-        f"{SERVER_CORE}, client to core {CLIENT_CORE}; warm-up excluded (see above)."
-    )
-    print(
-        "\n| workload | rows timed | records/s | batch p50 ms | batch p99 ms "
-        "| sidecar CPU s | peak RSS MB |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(
-            f"| {r.name} | {r.rows:,} | {r.rows_per_s:,.0f} | {r.p50_ms:.2f} | "
-            f"{r.p99_ms:.2f} | {r.server_cpu_s:.2f} | {r.peak_rss_mb:.0f} |"
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    need_two_cores()
+    pin(CLIENT_CORE)
+    with cli.output(args, "sidecar") as out:
+        out.header(args.bundle, sidecar_code=args.code or "this checkout")
+        work, replay_warm, replay_measured, cold_measured = workloads(args)
+        results = [run_sidecar(w, args) for w in work]
+        table = out.table(
+            [
+                "workload",
+                "rows timed",
+                "records/s",
+                "batch p50 ms",
+                "batch p99 ms",
+                "sidecar CPU s",
+                "peak RSS MB",
+            ],
+            "Sidecar end to end",
+            f"{args.batch:,}-row batches over loopback gRPC; sidecar pinned to core "
+            f"{SERVER_CORE}, client to core {CLIENT_CORE}; warm-up excluded (see above).",
         )
-    drain_rate, drain_clusters = in_process(drain3_rate, replay_warm, replay_measured)
-    enc_rate, enc_batch, mean_tokens = in_process(_encoder_rate, args.bundle, cold_measured)
-    ours, cold_e2e = results[0].rows_per_s, results[2].rows_per_s
-    print("\n## Peer: Drain3\n")
-    print("| system | lines/s on the replay | logclust / Drain3 |")
-    print("| --- | --- | --- |")
-    print(
-        f"| Drain3 `TemplateMiner` (default config, {drain_clusters} clusters) | "
-        f"{drain_rate:,.0f} | |"
-    )
-    print(f"| logclust sidecar, end to end over gRPC | {ours:,.0f} | {ours / drain_rate:.1f}x |")
-    print("\n## Cold stream vs encoder alone\n")
-    print("| | lines/s | share |")
-    print("| --- | --- | --- |")
-    print(
-        f"| encoder alone (`Encoder.encode`, one thread, batch {enc_batch:.0f}), same cold lines "
-        f"({mean_tokens:.1f} tokens on average) | "
-        f"{enc_rate:,.0f} | 100% |"
-    )
-    print(f"| sidecar end to end, cold stream | {cold_e2e:,.0f} | {cold_e2e / enc_rate:.0%} |")
+        for r in results:
+            table.add(
+                r.name,
+                fmt(r.rows, ","),
+                fmt(r.rows_per_s, ",.0f"),
+                fmt(r.p50_ms, ".2f"),
+                fmt(r.p99_ms, ".2f"),
+                fmt(r.server_cpu_s, ".2f"),
+                fmt(r.peak_rss_mb, ".0f"),
+            )
+        out.show(table)
+        drain_rate, drain_clusters = drain3_rate(
+            replay_warm, replay_measured, args.repeats, optional=args.smoke
+        )
+        enc_rate, enc_batch, mean_tokens = in_process(
+            _encoder_rate, args.bundle, cold_measured, args.repeats
+        )
+        ours, cold_e2e = results[0].rows_per_s, results[2].rows_per_s
+        peer = out.table(["system", "lines/s on the replay", "logclust / Drain3"], "Peer: Drain3")
+        peer.add(
+            f"Drain3 `TemplateMiner` (default config, {drain_clusters} clusters)",
+            fmt(drain_rate, ",.0f"),
+            None,
+        )
+        peer.add(
+            "logclust sidecar, end to end over gRPC",
+            fmt(ours, ",.0f"),
+            fmt(ours / drain_rate, ".1f", "x"),
+        )
+        out.show(peer)
+        enc = out.table(["", "lines/s", "share"], "Cold stream vs encoder alone")
+        enc.add(
+            f"encoder alone (`Encoder.encode`, one thread, batch {enc_batch:.0f}), same cold "
+            f"lines ({mean_tokens:.1f} tokens on average)",
+            fmt(enc_rate, ",.0f"),
+            "100%",
+        )
+        enc.add(
+            "sidecar end to end, cold stream",
+            fmt(cold_e2e, ",.0f"),
+            fmt(cold_e2e / enc_rate, ".0%"),
+        )
+        out.show(enc)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,15 @@ and Latency round trips.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterator
 
 import pyarrow as pa
 
-from bench.sidecar import SERVER_CORE, Sidecar, proc_cpu_s, rss_mb
+from bench.harness import cli
+from bench.harness.procs import SERVER_CORE, proc_cpu_s, rss_mb
+from bench.harness.report import fmt
+from bench.harness.sidecar import Sidecar
 from logclust.cli.traffic import generate_traffic
 from logclust.client import Client
 
@@ -36,26 +38,33 @@ def paced(table: pa.Table, batch: int, rate: float, until: float) -> Iterator[pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.parser(__doc__.splitlines()[0], "soak")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=200.0, help="rows per second")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--sample", type=float, default=20.0, help="seconds between samples")
     p.add_argument("--bundle", default=None)
     args = p.parse_args(argv)
+    cli.smoke(args, minutes=0.03, rate=500.0, sample=0.5)
     traffic = generate_traffic(int(args.rate * args.minutes * 60) + args.batch, seed=7)
-    side = Sidecar(args.bundle, SERVER_CORE)
-    try:
+    with Sidecar(args.bundle, SERVER_CORE) as side, cli.output(args, "soak") as out:
         with Client(side.addr) as client:
             client.wait_ready(120)
             client.label(traffic.slice(0, args.batch))  # model loaded, first batch done
             t0 = time.monotonic()
             until = t0 + args.minutes * 60
-            print(
-                "| t (s) | rows sent | RSS (MB) | CPU (% of a core) | health (ms) | Latency (ms) |"
+            table = out.table(
+                [
+                    "t (s)",
+                    "rows sent",
+                    "RSS (MB)",
+                    "CPU (% of a core)",
+                    "health (ms)",
+                    "Latency (ms)",
+                ],
+                live=True,
             )
-            print("|---|---|---|---|---|---|")
-            cpu0, last, sent = proc_cpu_s(side.proc.pid), t0, 0
+            cpu0, last, sent = proc_cpu_s(side.pid), t0, 0
             for labelled in client.label_stream(paced(traffic, args.batch, args.rate, until)):
                 sent += labelled.num_rows
                 now = time.monotonic()
@@ -66,16 +75,16 @@ def main(argv: list[str] | None = None) -> int:
                 h1 = time.perf_counter()
                 client.latency(since_s=300)
                 h2 = time.perf_counter()
-                cpu = proc_cpu_s(side.proc.pid)
-                print(
-                    f"| {now - t0:.0f} | {sent:,} | {rss_mb(side.proc.pid):.0f} | "
-                    f"{100 * (cpu - cpu0) / (now - last):.0f} | {1000 * (h1 - h0):.1f} | "
-                    f"{1000 * (h2 - h1):.1f} |",
-                    flush=True,
+                cpu = proc_cpu_s(side.pid)
+                table.add(
+                    fmt(now - t0, ".0f"),
+                    fmt(sent, ","),
+                    fmt(rss_mb(side.pid), ".0f"),
+                    fmt(100 * (cpu - cpu0) / (now - last), ".0f"),
+                    fmt(1000 * (h1 - h0), ".1f"),
+                    fmt(1000 * (h2 - h1), ".1f"),
                 )
                 cpu0, last = cpu, now
-    finally:
-        side.stop()
     return 0
 
 

@@ -19,28 +19,37 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from bench.harness import cli
+from bench.harness.peers import has_drain3
+from bench.harness.report import Output, Table, fmt
+from bench.harness.sidecar import in_process_server
+from bench.workloads import has_loghub
 from logclust.cli.traffic import generate_traffic
 from logclust.client import Client
 from logclust.cluster.labeler import Labeler
 from logclust.cluster.quality import ari
-from logclust.server.app import create_server
 from logclust.server.config import ServerConfig
 from logclust.sidecar.config import StreamLabelerConfig
 from logclust.text.log_format import LogFormat, apply_log_format
-from training.data import default_data_dir, load_loghub
+from training.data import LogSet, default_data_dir, load_loghub
 from training.evaluate.report import write_section
 from training.evaluate.streaming import passes, score, template_accuracy
 
 HELD_OUT = "Android"
+# A smoke run streams these systems' first `SMOKE_LINES` lines.
+SMOKE_SYSTEMS = ("HDFS", "Android")
+SMOKE_LINES = 150
 
 
 def drain_stream(lines_by_pass: list[list[str]]) -> tuple[list[int], dict[int, str]]:
-    """Drain3 (default settings) over every pass; ids of the last pass and templates."""
+    """Drain3 (default settings) over every pass; ids of the last pass and templates
+    (every line its own cluster, no templates, in a smoke run without drain3)."""
+    if not has_drain3():
+        return list(range(len(lines_by_pass[-1]))), {}
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
 
@@ -68,46 +77,64 @@ def stream_system(
     return ids
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    sets = load_loghub(args.data)
+def log_sets(args: argparse.Namespace) -> dict[str, LogSet]:
+    """The loghub systems to stream (a few lines of two in a smoke run; none there
+    without loghub)."""
+    if args.smoke:
+        if not has_loghub(args.data):
+            return {}
+        sets = load_loghub(args.data)
+        return {
+            n: LogSet(
+                n,
+                ls.raw[:SMOKE_LINES],
+                ls.content[:SMOKE_LINES],
+                (ls.templates or [])[:SMOKE_LINES],
+                (ls.template_texts or [])[:SMOKE_LINES],
+            )
+            for n, ls in sets.items()
+            if n in SMOKE_SYSTEMS
+        }
+    return load_loghub(args.data)
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    sets = log_sets(args)
     labeler = Labeler.load(args.bundle)
     config = ServerConfig(listen="127.0.0.1:0", labeler=StreamLabelerConfig(max_sources=64))
-    server, port = create_server(config, labeler)
     rows: dict[str, dict[str, float]] = {}
-    try:
-        with Client(f"127.0.0.1:{port}") as client:
-            for name, ls in sets.items():
-                lines = ls.raw if args.format == "raw" else ls.content
-                by_pass = passes(lines, args.passes, seed=args.seed)
-                t0 = time.perf_counter()
-                ids = stream_system(
-                    client, name, by_pass, args.batch, name if args.format == "raw" else None
-                )
-                seconds = time.perf_counter() - t0
-                templates = {
-                    r["cluster_id"]: r["template"] for r in client.clusters(source=name).to_pylist()
-                }
-                truth, texts = ls.templates or [], ls.template_texts or []
-                mine = score(truth, ids.tolist())
-                # Drain3 gets the message part either way (it has no header parser).
-                d_ids, d_templates = drain_stream(passes(ls.content, args.passes, args.seed))
-                drain = score(truth, d_ids)
-                rows[name] = {
-                    **{f"logclust_{k}": v for k, v in mine.to_dict().items()},
-                    "logclust_ta": template_accuracy(texts, ids.tolist(), templates),
-                    **{f"drain3_{k}": v for k, v in drain.to_dict().items()},
-                    "drain3_ta": template_accuracy(texts, d_ids, d_templates),
-                    "seconds": seconds,
-                }
-                print(
-                    f"{name:10s} ARI {mine.ari:.3f} (Drain3 {drain.ari:.3f})  clusters "
-                    f"{mine.clusters}/{mine.templates}  -1 {mine.unassigned:.2%}",
-                    flush=True,
-                )
-            rows["HTTP"] = http_stream(client, args.http_rows, args.seed)
-    finally:
-        server.stop(grace=None)
+    with in_process_server(config, labeler) as addr, Client(addr) as client:
+        for name, ls in sets.items():
+            rows[name] = stream_one(client, name, ls, args)
+        rows["HTTP"] = http_stream(client, args.http_rows, args.seed)
     return rows
+
+
+def stream_one(client: Client, name: str, ls: LogSet, args: argparse.Namespace) -> dict[str, float]:
+    """One system through the sidecar and through Drain3: the scores of the last pass."""
+    lines = ls.raw if args.format == "raw" else ls.content
+    by_pass = passes(lines, args.passes, seed=args.seed)
+    t0 = time.perf_counter()
+    ids = stream_system(client, name, by_pass, args.batch, name if args.format == "raw" else None)
+    seconds = time.perf_counter() - t0
+    templates = {r["cluster_id"]: r["template"] for r in client.clusters(source=name).to_pylist()}
+    truth, texts = ls.templates or [], ls.template_texts or []
+    mine = score(truth, ids.tolist())
+    # Drain3 gets the message part either way (it has no header parser).
+    d_ids, d_templates = drain_stream(passes(ls.content, args.passes, args.seed))
+    drain = score(truth, d_ids)
+    print(
+        f"{name:10s} ARI {mine.ari:.3f} (Drain3 {drain.ari:.3f})  clusters "
+        f"{mine.clusters}/{mine.templates}  -1 {mine.unassigned:.2%}",
+        flush=True,
+    )
+    return {
+        **{f"logclust_{k}": v for k, v in mine.to_dict().items()},
+        "logclust_ta": template_accuracy(texts, ids.tolist(), templates),
+        **{f"drain3_{k}": v for k, v in drain.to_dict().items()},
+        "drain3_ta": template_accuracy(texts, d_ids, d_templates),
+        "seconds": seconds,
+    }
 
 
 def http_stream(client: Client, n: int, seed: int) -> dict[str, float]:
@@ -133,26 +160,45 @@ def http_stream(client: Client, n: int, seed: int) -> dict[str, float]:
     return got
 
 
-def render(rows: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    head = (
+def results_table(
+    out: Output, rows: dict[str, dict[str, float]], args: argparse.Namespace
+) -> Table:
+    """The results as a table (its note says how they were made)."""
+    note = (
         f"Streamed through a real sidecar, k never given, {args.passes} passes (digits "
         f"re-drawn after the first), `--format {args.format}`, last pass scored; Drain3 "
         "(default settings) streams the same lines. Command: `python -m bench.stream_quality"
-        f" --format {args.format}`.\n\n"
-        "| stream | templates | clusters | ARI | Drain3 ARI | GA | Drain3 GA "
-        "| template acc. | Drain3 template acc. | rows -1 |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        f" --format {args.format}`."
     )
-    lines = []
+    t = out.table(
+        [
+            "stream",
+            "templates",
+            "clusters",
+            "ARI",
+            "Drain3 ARI",
+            "GA",
+            "Drain3 GA",
+            "template acc.",
+            "Drain3 template acc.",
+            "rows -1",
+        ],
+        note=note,
+    )
     logs = [n for n in rows if n != "HTTP"]
     for n in logs:
         r = rows[n]
-        label = f"{n} (held out)" if n == HELD_OUT else n
-        lines.append(
-            f"| {label} | {r['logclust_templates']:.0f} | {r['logclust_clusters']:.0f} "
-            f"| {r['logclust_ari']:.3f} | {r['drain3_ari']:.3f} | {r['logclust_ga']:.3f} "
-            f"| {r['drain3_ga']:.3f} | {r['logclust_ta']:.3f} | {r['drain3_ta']:.3f} "
-            f"| {r['logclust_unassigned']:.2%} |"
+        t.add(
+            f"{n} (held out)" if n == HELD_OUT else n,
+            fmt(r["logclust_templates"], ".0f"),
+            fmt(r["logclust_clusters"], ".0f"),
+            fmt(r["logclust_ari"], ".3f"),
+            fmt(r["drain3_ari"], ".3f"),
+            fmt(r["logclust_ga"], ".3f"),
+            fmt(r["drain3_ga"], ".3f"),
+            fmt(r["logclust_ta"], ".3f"),
+            fmt(r["drain3_ta"], ".3f"),
+            fmt(r["logclust_unassigned"], ".2%"),
         )
     train = [rows[n] for n in logs if n != HELD_OUT]
     if train:
@@ -160,23 +206,37 @@ def render(rows: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
         def mean(key: str) -> float:
             return float(np.mean([r[key] for r in train]))
 
-        lines.append(
-            f"| **train mean** | | | **{mean('logclust_ari'):.3f}** | {mean('drain3_ari'):.3f} "
-            f"| {mean('logclust_ga'):.3f} | {mean('drain3_ga'):.3f} | {mean('logclust_ta'):.3f} "
-            f"| {mean('drain3_ta'):.3f} | |"
+        t.add(
+            "**train mean**",
+            None,
+            None,
+            f"**{mean('logclust_ari'):.3f}**",
+            fmt(mean("drain3_ari"), ".3f"),
+            fmt(mean("logclust_ga"), ".3f"),
+            fmt(mean("drain3_ga"), ".3f"),
+            fmt(mean("logclust_ta"), ".3f"),
+            fmt(mean("drain3_ta"), ".3f"),
+            None,
         )
     if "HTTP" in rows:
         r = rows["HTTP"]
-        lines.append(
-            f"| HTTP demo traffic (after 1,000 rows) | {r['logclust_templates']:.0f} "
-            f"| {r['logclust_clusters']:.0f} | {r['logclust_ari']:.3f} | - | | | | "
-            f"| {r['logclust_unassigned']:.3%} |"
+        t.add(
+            "HTTP demo traffic (after 1,000 rows)",
+            fmt(r["logclust_templates"], ".0f"),
+            fmt(r["logclust_clusters"], ".0f"),
+            fmt(r["logclust_ari"], ".3f"),
+            "-",
+            None,
+            None,
+            None,
+            None,
+            fmt(r["logclust_unassigned"], ".3%"),
         )
-    return head + "\n".join(lines) + "\n"
+    return t
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.parser(__doc__.split("\n\n")[0], "stream_quality")
     p.add_argument("--data", type=Path, default=default_data_dir())
     p.add_argument("--bundle", type=Path, default=None)
     p.add_argument("--passes", type=int, default=3)
@@ -186,10 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=("content", "raw"), default="content")
     p.add_argument("--report", type=Path, default=None, help="write the table into this file")
     args = p.parse_args(argv)
-    rows = run(args)
-    text = render(rows, args)
-    print(text)
+    cli.smoke(args, passes=2, batch=100, http_rows=1500)
+    with cli.output(args, "stream_quality") as out:
+        t = results_table(out, run(args), args)
+        out.line()
+        out.show(t)
     if args.report is not None:
+        text = f"{t.note}\n\n{t.markdown()}\n"
         title = f"## Streaming quality, k never given (`--format {args.format}`)\n\n"
         write_section(args.report, f"stream-{args.format}", title + text)
     return 0

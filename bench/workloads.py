@@ -1,5 +1,9 @@
 """Workloads for the benchmarks: loghub replay with re-drawn fields, a cold stream, and
-new texts made from real lines (a word swapped for another real word)."""
+new texts made from real lines (a word swapped for another real word).
+
+With `smoke=True` the replay's base is small: the first `SMOKE_LINES` lines of each
+train system, or synthetic log lines when loghub-2k is absent (a `--smoke` run needs no
+data)."""
 
 from __future__ import annotations
 
@@ -10,38 +14,44 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system
+from training.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system, shuffled_passes
+
+# Lines per train system in a smoke run's replay base.
+SMOKE_LINES = 25
 
 
-def loghub_lines(data_dir: Path | None = None) -> list[str]:
+def has_loghub(data_dir: Path | None = None) -> bool:
+    return ((data_dir or default_data_dir()) / "HDFS").is_dir()
+
+
+def loghub_lines(data_dir: Path | None = None, smoke: bool = False) -> list[str]:
+    """The raw lines of the loghub train systems (the replay's base, one pass)."""
     root = data_dir or default_data_dir()
-    if not (root / "HDFS").is_dir():
+    if smoke and not has_loghub(root):
+        return synthetic_lines(SMOKE_LINES * 6)
+    if not has_loghub(root):
         raise SystemExit(f"loghub-2k not found at {root}: the replay needs it")
-    return [ln for s in TRAIN_SYSTEMS for ln in read_loghub_system(root, s).raw]
+    per = SMOKE_LINES if smoke else None
+    return [ln for s in TRAIN_SYSTEMS for ln in read_loghub_system(root, s).raw[:per]]
 
 
-def redraw_digits(lines: list[str], rng: np.random.Generator) -> list[str]:
-    """Every ASCII digit replaced by a random one: new ids, numbers, addresses, times,
-    same kinds of lines (vectorised over the joined bytes). The `0` of a `0x` prefix stays:
-    a new hex value is still a hex value (redrawing it made `7x0b85` tokens that no real
-    field holds, and a new masked text on most passes)."""
-    buf = np.frombuffer("\n".join(lines).encode("utf-8"), np.uint8).copy()
-    digits = (buf >= 48) & (buf <= 57)
-    hex_prefix = (buf[:-1] == ord("0")) & ((buf[1:] == ord("x")) | (buf[1:] == ord("X")))
-    digits[:-1] &= ~hex_prefix
-    buf[digits] = rng.integers(48, 58, int(digits.sum()), dtype=np.uint8)
-    return buf.tobytes().decode("utf-8").split("\n")
-
-
-def replay(n: int, seed: int = 0, data_dir: Path | None = None) -> list[str]:
-    """`n` lines: passes over the shuffled loghub train systems, fields re-drawn each pass."""
-    base = loghub_lines(data_dir)
+def synthetic_lines(n: int, seed: int = 0) -> list[str]:
+    """`n` log-like lines of a few kinds with random fields (no data needed)."""
     rng = np.random.default_rng(seed)
-    out: list[str] = []
-    while len(out) < n:
-        order = rng.permutation(len(base))
-        out += redraw_digits([base[i] for i in order], rng)
-    return out[:n]
+    kinds = (
+        "INFO fs: opened file /var/data/{}.bin size {} bytes",
+        "WARN net: connection from 10.0.{}.{}:4711 refused",
+        "INFO auth: user u{} logged in after {} ms",
+        "DEBUG jvm: garbage collection took {} ms freed {} MB",
+        "ERROR disk: block blk_{} lost on node {}",
+        "INFO http: GET /api/items/{} answered 200 in {} ms",
+    )
+    return [kinds[i % len(kinds)].format(*rng.integers(1, 10_000, 2).tolist()) for i in range(n)]
+
+
+def replay(n: int, seed: int = 0, data_dir: Path | None = None, smoke: bool = False) -> list[str]:
+    """`n` lines: passes over the shuffled loghub train systems, fields re-drawn each pass."""
+    return shuffled_passes(loghub_lines(data_dir, smoke), n, seed)
 
 
 def cold(n: int, seed: int = 0, words: int = 8) -> list[str]:
@@ -66,10 +76,13 @@ _CALENDAR = frozenset(
 )
 
 
-def vocabulary(data_dir: Path | None = None) -> list[str]:
+def vocabulary(data_dir: Path | None = None, smoke: bool = False) -> list[str]:
     """The standalone words of every loghub-2k system's lines (held-out Android included),
-    lowercased and sorted: real words of real logs (`connection`, `scoreboard`, ...)."""
+    lowercased and sorted: real words of real logs (`connection`, `scoreboard`, ...); in
+    a smoke run without loghub, those of the synthetic lines."""
     root = data_dir or default_data_dir()
+    if smoke and not has_loghub(root):
+        return sorted({w.lower() for ln in synthetic_lines(600) for w in _WORD.findall(ln)})
     systems = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.log")))
     words = {
         w.lower()

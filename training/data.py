@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 TRAIN_SYSTEMS: tuple[str, ...] = (
@@ -52,6 +54,49 @@ class LogSet:
 
     def __len__(self) -> int:
         return len(self.raw)
+
+
+def redraw_digits(texts: Sequence[str], rng: np.random.Generator | int) -> list[str]:
+    """`texts` with every ASCII digit replaced by a random one: new ids, numbers,
+    addresses and times in the same kinds of lines (what a live stream repeats).
+
+    The `0` of a `0x`/`0X` prefix stays: a new hex value is still a hex value (redrawing
+    it made `7x0b85` tokens that no real field holds, and a new masked text on most
+    passes). Vectorised over the texts' joined bytes; a digit is one byte in UTF-8 and no
+    byte of a multi-byte character, so every text keeps its length and its other bytes.
+
+    Args:
+        texts: the lines to change (any characters, newlines included).
+        rng: the random source, or a seed for one (`np.random.default_rng`); a generator
+            goes on from where it is, so successive calls draw new digits.
+
+    Returns:
+        One text per text of `texts`, in order.
+    """
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    encoded = [t.encode("utf-8") for t in texts]
+    if not encoded:
+        return []
+    # Joined with a separator, so a text's last `0` and the next one's `x` are no prefix.
+    buf = np.frombuffer(b"\n".join(encoded), np.uint8).copy()
+    digits = (buf >= ord("0")) & (buf <= ord("9"))
+    hex_prefix = (buf[:-1] == ord("0")) & ((buf[1:] == ord("x")) | (buf[1:] == ord("X")))
+    digits[:-1] &= ~hex_prefix
+    buf[digits] = gen.integers(ord("0"), ord("9") + 1, int(digits.sum()), dtype=np.uint8)
+    out = buf.tobytes()
+    starts = np.cumsum([0] + [len(e) + 1 for e in encoded[:-1]]).tolist()
+    return [out[a : a + len(e)].decode("utf-8") for e, a in zip(encoded, starts, strict=True)]
+
+
+def shuffled_passes(base: Sequence[str], n: int, seed: int = 0) -> list[str]:
+    """`n` lines: passes over `base`, each in a new random order with its digits re-drawn
+    (`redraw_digits`), all from one generator seeded with `seed` (a replay of a log)."""
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    while len(out) < n:
+        order = rng.permutation(len(base))
+        out += redraw_digits([base[i] for i in order], rng)
+    return out[:n]
 
 
 def default_data_dir() -> Path:

@@ -17,8 +17,9 @@ import pytest
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.router import StreamClusters
 from logclust.cluster.threshold import Centroids, place
-from tests.conftest import LOGHUB, synthetic_lines
+from tests.conftest import synthetic_lines
 from tests.fakes import FakeLabeler, fake_traffic
+from tests.support.replay import has_loghub, loghub_replay
 
 # No consolidation while comparing (the plain path applies the placement rule alone);
 # caches large enough that the memo of placements is never cleared mid-stream.
@@ -32,10 +33,8 @@ CONFIG = StreamClusterConfig(
 
 def _lines(n: int) -> list[str]:
     """Loghub replay (digits re-drawn each pass) when present, else synthetic lines."""
-    if (LOGHUB / "HDFS").is_dir():
-        from bench.workloads import replay
-
-        return replay(n, seed=3)
+    if has_loghub():
+        return loghub_replay(n, seed=3)
     return [t for t, _ in synthetic_lines(n, seed=3)]
 
 

@@ -1,6 +1,7 @@
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import LOGHUB, need_loghub
@@ -10,7 +11,9 @@ from training.data import (
     load_training_lines,
     read_loghub_system,
     read_plain,
+    redraw_digits,
     sample_lines,
+    shuffled_passes,
 )
 
 
@@ -78,3 +81,38 @@ def test_sample_shares_and_gzip(tmp_path: Path) -> None:
     small = tmp_path / "small.log"
     small.write_text("a\r\n\n   \nb\n")
     assert sample_lines([small], 100) == ["a", "b"]
+
+
+def test_redraw_digits_keeps_everything_but_the_digits() -> None:
+    texts = ["id 123 at 0x1f ok", "x", "", "déjà 7\nnext 42", "ends with 0", "x0 starts"]
+    out = redraw_digits(texts, 1)
+    assert len(out) == len(texts)
+    for before, after in zip(texts, out, strict=True):
+        assert len(after) == len(before)
+        for a, b in zip(before, after, strict=True):
+            assert b.isdigit() if a.isdigit() else a == b
+    # A hex prefix stays a hex prefix; digits elsewhere are drawn anew.
+    assert out[0].split()[3].startswith("0x") and out[0] != texts[0]
+    # A text's last `0` followed by the next text's `x` is no prefix: it is re-drawn too.
+    assert {redraw_digits(["a0", "xb"], seed)[0] for seed in range(20)} != {"a0"}
+
+
+def test_redraw_digits_seed_and_generator() -> None:
+    texts = ["a 1 b 22 c 333"] * 3
+    assert redraw_digits(texts, 5) == redraw_digits(texts, 5)
+    assert redraw_digits(texts, 5) != redraw_digits(texts, 6)
+    # A generator goes on where it was: the next call draws new digits.
+    rng = np.random.default_rng(0)
+    assert redraw_digits(texts, rng) != redraw_digits(texts, rng)
+
+
+def test_shuffled_passes_repeat_the_base_with_new_digits() -> None:
+    base = [f"line {i} kind {i % 3}" for i in range(10)]
+    out = shuffled_passes(base, 25, seed=0)
+    assert len(out) == 25 and out == shuffled_passes(base, 25, seed=0)
+
+    def shape(t: str) -> str:
+        return " ".join("N" if w.isdigit() else w for w in t.split())
+
+    # The first pass is the base in another order, every number re-drawn.
+    assert sorted(map(shape, out[:10])) == sorted(map(shape, base))

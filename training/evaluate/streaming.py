@@ -9,7 +9,6 @@ pipeline step (in process, over a grid of thresholds) and by `bench/stream_quali
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -24,16 +23,10 @@ from logclust.cluster.quality import ari, grouping_accuracy
 from logclust.cluster.router import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.text.masking import Masker
+from training.data import redraw_digits
 
-_DIGIT = re.compile(r"[0-9]")
 _PLACEHOLDER = re.compile(r"<[A-Z*]+>")
 _WILDCARDS = re.compile(r"<\*>(?:\s*<\*>)+")
-
-
-def redraw_digits(texts: Sequence[str], seed: int) -> list[str]:
-    """`texts` with every ASCII digit replaced by a random one."""
-    rng = random.Random(seed)
-    return [_DIGIT.sub(lambda _: str(rng.randrange(10)), t) for t in texts]
 
 
 def passes(texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
