@@ -9,7 +9,6 @@ pipeline step (in process, over a grid of thresholds) and by `bench/stream_quali
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,26 +18,17 @@ import numpy as np
 import pyarrow as pa
 
 from logclust.cluster.config import StreamClusterConfig
-from logclust.cluster.quality import ari, grouping_accuracy
+from logclust.cluster.quality import ari
 from logclust.cluster.router import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.text.masking import Masker
 from training.data import redraw_digits
-
-_PLACEHOLDER = re.compile(r"<[A-Z*]+>")
-_WILDCARDS = re.compile(r"<\*>(?:\s*<\*>)+")
+from training.evaluate.grouping import fga, ga, normalise_template
 
 
 def passes(texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
     """`n` passes over `texts`: the first as is, the others with digits re-drawn."""
     return [list(texts)] + [redraw_digits(texts, seed + i) for i in range(1, n)]
-
-
-def normalise_template(template: str) -> str:
-    """Placeholders of either kind (`<NUM>`, `<*>`) as `<*>`, runs of them as one, and
-    whitespace collapsed: how a template is compared with the ground truth."""
-    t = _PLACEHOLDER.sub("<*>", template)
-    return " ".join(_WILDCARDS.sub("<*>", t).split())
 
 
 def template_accuracy(
@@ -69,7 +59,8 @@ class StreamScore:
     """Scores of one stream's last pass."""
 
     ari: float
-    grouping_accuracy: float
+    grouping_accuracy: float  # GA (`training.evaluate.grouping.ga`)
+    fga: float  # F1 of template-level grouping (`training.evaluate.grouping.fga`)
     clusters: int
     templates: int
     unassigned: float  # share of rows labelled -1
@@ -78,6 +69,7 @@ class StreamScore:
         return {
             "ari": self.ari,
             "ga": self.grouping_accuracy,
+            "fga": self.fga,
             "clusters": self.clusters,
             "templates": self.templates,
             "unassigned": self.unassigned,
@@ -85,11 +77,13 @@ class StreamScore:
 
 
 def score(truth: Sequence[str], ids: Sequence[int]) -> StreamScore:
-    """ARI, grouping accuracy and counts of one pass's ids against the truth."""
+    """ARI, GA, FGA and counts of one pass's ids against the truth."""
     arr = np.asarray(ids)
+    pred = arr.tolist()
     return StreamScore(
-        ari=ari(truth, list(arr)),
-        grouping_accuracy=grouping_accuracy(truth, list(arr)),
+        ari=ari(truth, pred),
+        grouping_accuracy=ga(truth, pred),
+        fga=fga(truth, pred),
         clusters=len(set(arr.tolist()) - {-1}),
         templates=len(set(truth)),
         unassigned=float((arr == -1).mean()) if arr.size else 0.0,
