@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.fakes import FakeLabeler, fake_traffic
+from training.evaluate import streaming
+from training.evaluate.report import threshold_section
 from training.evaluate.streaming import (
+    StreamScore,
     calibrate,
     normalise_template,
     passes,
@@ -35,6 +42,39 @@ def test_calibrate_picks_the_best_train_threshold_and_reports_held_out() -> None
     assert set(result["per_system"]) == {"0.05", "0.6", "1.9"}
     assert set(result["held_out"]["0.6"]) == {"held"}
     assert result["train_mean_ari"][1] == max(result["train_mean_ari"])
+    assert result["train_score"][1] == max(result["train_score"])
+    assert set(result["per_system_ga"]["0.6"]) == {"a", "b"}
+    assert set(result["held_out_ga"]["0.6"]) == {"held"}
+
+
+def _scored(ari: float, ga: float) -> StreamScore:
+    return StreamScore(ari=ari, grouping_accuracy=ga, fga=ga, clusters=1, templates=1, unassigned=0)
+
+
+def test_calibrate_chooses_by_ga_and_ari_together_never_by_held_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Threshold 1: the best ARI, poor GA; threshold 2: both good; the held-out system
+    # is best at threshold 3 and must not sway the choice.
+    table = {
+        ("train", 1.0): _scored(0.99, 0.50),
+        ("train", 2.0): _scored(0.95, 0.95),
+        ("train", 3.0): _scored(0.60, 0.40),
+        ("held", 1.0): _scored(0.1, 0.1),
+        ("held", 2.0): _scored(0.1, 0.1),
+        ("held", 3.0): _scored(1.0, 1.0),
+    }
+
+    def fake_stream(_: Any, systems: dict[str, Any], t: float, *a: Any) -> dict[str, Any]:
+        return {n: table[(n, t)] for n in systems}
+
+    monkeypatch.setattr(streaming, "stream_in_process", fake_stream)
+    result = calibrate(FakeLabeler(), {"train": ([], [])}, {"held": ([], [])}, grid=(1, 2, 3))
+    assert result["threshold"] == 2.0
+    assert result["train_mean_ari"] == [0.99, 0.95, 0.60]  # ARI alone would pick 1
+    assert result["train_score"] == pytest.approx([0.745, 0.95, 0.5])
+    section = threshold_section({"threshold": 2.0, "calibration": result})
+    assert "| 2 | 0.950 | 0.950 | 0.950 | 0.100 | 0.100 | **yes** |" in section
 
 
 def test_template_accuracy_needs_the_group_and_the_text() -> None:

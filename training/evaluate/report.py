@@ -184,9 +184,12 @@ def kept_sections(report: Path) -> str:
 
 
 def threshold_section(clustering: dict[str, Any]) -> str:
-    """The calibration of the clustering threshold, as a report section."""
+    """The calibration of the clustering threshold, as a report section (a calibration
+    made before GA was scored shows ARI alone)."""
     cal = clustering["calibration"]
     held = next(iter(next(iter(cal["held_out"].values()))), None)
+    with_ga = "train_mean_ga" in cal
+    rule = "the best mean (GA + ARI) / 2" if with_ga else "the best mean ARI"
     lines = [
         "## Clustering threshold (k never given)",
         "",
@@ -194,18 +197,27 @@ def threshold_section(clustering: dict[str, Any]) -> str:
         "cluster within the threshold, else opens one (`logclust/cluster/threshold.py`). The "
         "`calibrate` step streams each train system's `Content` through the serving clusterer "
         "(3 passes, digits re-drawn after the first, last pass scored) at each threshold and "
-        f"keeps the best mean ARI: **{clustering['threshold']:g}** (Euclidean between unit "
+        f"keeps {rule}: **{clustering['threshold']:g}** (Euclidean between unit "
         f"embeddings; cosine distance {clustering['threshold'] ** 2 / 2:.3f}). "
         + (f"{held} is held out: reported, never used to choose." if held else ""),
         "",
-        "| threshold | train mean ARI | " + (f"{held} ARI |" if held else "") + " chosen |",
-        "| --- | --- | " + ("--- | " if held else "") + "--- |",
     ]
-    for t, mean in zip(cal["grid"], cal["train_mean_ari"], strict=True):
+    heads = ["threshold", "train mean ARI"]
+    if with_ga:
+        heads += ["train mean GA", "train (GA + ARI) / 2"]
+    if held:
+        heads += [f"{held} ARI"] + ([f"{held} GA"] if with_ga else [])
+    heads.append("chosen")
+    lines += ["| " + " | ".join(heads) + " |", "| " + " | ".join("---" for _ in heads) + " |"]
+    for i, t in enumerate(cal["grid"]):
         key = f"{t:g}"
-        cells = [key, f"{mean:.3f}"]
+        cells = [key, f"{cal['train_mean_ari'][i]:.3f}"]
+        if with_ga:
+            cells += [f"{cal['train_mean_ga'][i]:.3f}", f"{cal['train_score'][i]:.3f}"]
         if held:
             cells.append(f"{cal['held_out'][key][held]:.3f}")
+            if with_ga:
+                cells.append(f"{cal['held_out_ga'][key][held]:.3f}")
         cells.append("**yes**" if t == clustering["threshold"] else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
