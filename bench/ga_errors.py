@@ -57,15 +57,15 @@ def split_table(
         rows_of[(truth, cid)].append(i)
     text_of = dict(zip(ls.templates or [], ls.template_texts or [], strict=True))
     for e in errors[: args.top]:
-        for j, (cid, n) in enumerate(e.parts):
+        for j, (piece, n) in enumerate(e.parts):
             t.add(
                 f"{e.key} {cell(text_of.get(str(e.key), ''))}" if j == 0 else "",
                 fmt(e.lines, "d") if j == 0 else None,
-                str(cid),
+                str(piece),
                 fmt(n, "d"),
-                cell(got.templates.get(int(str(cid)), "")),
+                cell(got.templates.get(int(str(piece)), "")),
                 "<br>".join(
-                    cell(x) for x in examples(rows_of[(e.key, cid)], ls.content, args.examples)
+                    cell(x) for x in examples(rows_of[(e.key, piece)], ls.content, args.examples)
                 ),
             )
     out.show(t)
@@ -84,15 +84,15 @@ def merge_table(
         rows_of[(cid, truth)].append(i)
     text_of = dict(zip(ls.templates or [], ls.template_texts or [], strict=True))
     for e in errors[: args.top]:
-        for j, (truth, n) in enumerate(e.parts):
+        for j, (kind, n) in enumerate(e.parts):
             t.add(
                 str(e.key) if j == 0 else "",
                 fmt(e.lines, "d") if j == 0 else None,
                 cell(got.templates.get(int(str(e.key)), "")) if j == 0 else "",
-                f"{truth} {cell(text_of.get(str(truth), ''))}",
+                f"{kind} {cell(text_of.get(str(kind), ''))}",
                 fmt(n, "d"),
                 "<br>".join(
-                    cell(x) for x in examples(rows_of[(e.key, truth)], ls.content, args.examples)
+                    cell(x) for x in examples(rows_of[(e.key, kind)], ls.content, args.examples)
                 ),
             )
     out.show(t)

@@ -156,11 +156,12 @@ def scores(
 ) -> dict[str, float | None]:
     """Every score of one method's last pass."""
     s = score(truth, got.ids).to_dict()
-    has_text = truth_texts is not None and bool(got.templates)
+    if truth_texts is None or not got.templates:
+        return {**s, "pa": None, "ta": None}
     return {
         **s,
-        "pa": parsing_accuracy(truth_texts, got.ids, got.templates) if has_text else None,
-        "ta": template_accuracy(truth_texts, got.ids, got.templates) if has_text else None,
+        "pa": parsing_accuracy(truth_texts, got.ids, got.templates),
+        "ta": template_accuracy(truth_texts, got.ids, got.templates),
     }
 
 
@@ -215,10 +216,15 @@ def http_stream(client: Client, n: int, seed: int, masking: str) -> dict[str, An
 def run(args: argparse.Namespace, out: Output) -> dict[str, dict[str, Any]]:
     sets = log_sets(args)
     out.header(
-        args.bundle, passes=str(args.passes), format=args.format, drain3_masking=args.drain3_masking
+        args.bundle,
+        passes=str(args.passes),
+        format=args.format,
+        drain3_masking=args.drain3_masking,
+        encoder_variant=args.encoder_variant,
     )
     rows: dict[str, dict[str, Any]] = {}
-    with Sidecar(args.bundle, SERVER_CORE) as side, Client(side.addr) as client:
+    extra = ["--encoder-variant", args.encoder_variant]
+    with Sidecar(args.bundle, SERVER_CORE, extra=extra) as side, Client(side.addr) as client:
         client.wait_ready(120)
         for name, ls in sets.items():
             rows[name] = stream_one(client, name, ls, args)
@@ -261,10 +267,12 @@ def results_table(out: Output, rows: dict[str, dict[str, Any]], args: argparse.N
         f"Streamed through a real sidecar (`logclust serve`, default settings), k never "
         f"given, every system its own source, {args.passes} passes (digits re-drawn after "
         f"the first), `--format {args.format}`, last pass scored; Drain3 (default "
-        f"settings, masking: `{args.drain3_masking}`) gets the same passes. HTTP: the demo traffic, {args.http_rows:,} rows, "
+        f"settings, masking: `{args.drain3_masking}`) gets the same passes. HTTP: the "
+        f"demo traffic, {args.http_rows:,} rows, "
         f"scored after the first {HTTP_SKIP:,} (true groups: the 13 request kinds). "
         f"Command: `python -m bench.stream_quality --passes {args.passes} --format "
-        f"{args.format} --drain3-masking {args.drain3_masking}`."
+        f"{args.format} --drain3-masking {args.drain3_masking} --encoder-variant "
+        f"{args.encoder_variant}`."
     )
     heads = [f"{p}{h}" for _, h, _ in SCORES for p in ("", "Drain3 ")]
     t = out.table(
@@ -295,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http-rows", type=int, default=20_000)
     p.add_argument("--systems", default="", help="comma list of loghub systems (default: all)")
     p.add_argument("--format", choices=("content", "raw"), default="content")
+    p.add_argument(
+        "--encoder-variant",
+        choices=("auto", "float32", "int8"),
+        default="auto",
+        help="the sidecar's `--encoder-variant` (default: auto, as `logclust serve`)",
+    )
     p.add_argument(
         "--drain3-masking",
         choices=("example", "none"),

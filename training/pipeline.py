@@ -317,7 +317,8 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
 
 def step_calibrate(cfg: PipelineConfig) -> float | None:
     """Chooses the bundle's clustering threshold on the train systems (stream GA and ARI
-    of the serving clusterer, `training.evaluate.streaming.calibration_score`); writes it, with the curve, into the manifest and the report.
+    of the serving clusterer, `training.evaluate.streaming.calibration_score`); writes
+    it, with the curve, into the manifest and the report.
 
     Returns:
         The threshold, or None when `data_dir` holds no ground-truth templates (the

@@ -29,10 +29,11 @@ def add_code_arg(p: argparse.ArgumentParser, flag: str = "--code", help: str = C
 
 def code_env(code: str | None, env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a child that imports `logclust` from `code` (this checkout's
-    when None)."""
+    when None: the console script of a shared virtualenv would otherwise import the
+    package it was installed from, another checkout's)."""
     out = dict(os.environ if env is None else env)
-    if code:
-        out["PYTHONPATH"] = os.pathsep.join([code, out.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    first = code or str(Path(__file__).resolve().parents[2])
+    out["PYTHONPATH"] = os.pathsep.join([first, out.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return out
 
 

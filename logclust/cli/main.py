@@ -17,7 +17,7 @@ from logclust.client import DEFAULT_ADDR
 from logclust.cluster.config import StreamClusterConfig
 from logclust.otlp.config import OtlpConfig
 from logclust.rpc.tls import TlsConfig
-from logclust.server.config import ServerConfig
+from logclust.server.config import ENCODER_VARIANTS, ServerConfig
 from logclust.sidecar.config import StreamLabelerConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 from logclust.wire.contract import DEFAULT_QUANTILES
@@ -200,6 +200,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     labeler("--window", "window_s", type=parse_duration)
     labeler("--retention", "retention_s", type=parse_duration)
+    server("--encoder-variant", "encoder_variant", choices=ENCODER_VARIANTS)
     p.add_argument(
         "--encoder-batch",
         type=int,

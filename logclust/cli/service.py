@@ -16,6 +16,8 @@ from logclust.cli.demo import OTLP_EXTRA_MISSING, otlp_sdk_available, run_demo
 from logclust.cli.settings import default_of
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
+from logclust.embed.bundle import Bundle
+from logclust.embed.variant import choose_variant
 from logclust.otlp.config import OtlpConfig
 from logclust.server.app import serve
 from logclust.server.config import ServerConfig, TlsConfig, check_listen
@@ -121,9 +123,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_sizes=frozenset(given),
         labeler=labeler,
         otlp=otlp_config(args),
+        encoder_variant=args.encoder_variant,
     )
-    serve(config, Labeler.load(args.bundle, batch_size=args.encoder_batch))
+    serve(config, serving_labeler(args.bundle, config.encoder_variant, args.encoder_batch))
     return 0
+
+
+def serving_labeler(bundle_path: str | None, variant: str, batch_size: int) -> Labeler:
+    """The bundle's `Labeler` with the encoder variant `variant` (`auto`: the faster
+    here, timed at start); logs the variant and, when timed, the timings."""
+    bundle = Bundle.load(bundle_path)
+    chosen = choose_variant(bundle, variant)
+    logger.info("%s", chosen.describe())
+    return Labeler(bundle, chosen.variant, batch_size=batch_size)
 
 
 def _pairs(items: list[str]) -> dict[str, str]:

@@ -20,6 +20,9 @@ DEFAULT_LISTEN = "127.0.0.1:50051"
 # (311 MiB with the shipped model: the process itself is counted as 240 MiB).
 DEFAULT_MEMORY_BUDGET_MB = 400
 UNIX_PREFIX = "unix:"
+# `encoder_variant` values (`logclust.embed.variant.CHOICES`; kept here, where the CLI
+# parser reads them without importing the encoder).
+ENCODER_VARIANTS = ("auto", "float32", "int8")
 
 
 def check_listen(listen: str, name: str = "listen") -> None:
@@ -121,6 +124,10 @@ class ServerConfig:
     grace_s: float = 5.0
     # Distinct (source, cluster) label pairs in the latency histogram metric.
     metrics_max_series: int = 200
+    # Encoder variant `logclust serve` loads: auto times both of the bundle's (float32,
+    # int8) on a few batches at start, within 2 s, and keeps the faster; int8 pays on CPUs
+    # with AVX-512 VNNI only (`logclust.embed.variant`). float32 or int8 force one.
+    encoder_variant: str = "auto"
     # What the sidecar keeps and accepts: latency windows, sources, rows a batch, the
     # clustering, log formats.
     labeler: StreamLabelerConfig = field(default_factory=StreamLabelerConfig)
@@ -147,6 +154,11 @@ class ServerConfig:
         for name, value in limits.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive. Received: {name}={value}")
+        if self.encoder_variant not in ENCODER_VARIANTS:
+            raise ValueError(
+                f"encoder_variant must be one of {ENCODER_VARIANTS}. "
+                f"Received: encoder_variant={self.encoder_variant!r}"
+            )
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ValueError(f"metrics_port must be a port. Received: {self.metrics_port}")
         if self.grace_s < 0:

@@ -97,7 +97,7 @@ def test_serve_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(service, "serve", lambda config, labeler: seen.append(config))
     monkeypatch.setattr(service, "lean_process_memory", lambda: {})
     monkeypatch.setattr(service, "keep_pandas_out", lambda: True)
-    monkeypatch.setattr(service.Labeler, "load", staticmethod(lambda *a, **k: None))
+    monkeypatch.setattr(service, "serving_labeler", lambda *a, **k: None)
     assert cli.main(["serve", "--max-sources", "8", "--cache-size", "16384"]) == 0
     assert cli.main(["serve", "--memory-budget-mb", "0", "--max-clusters", "10"]) == 0
     first, second = seen

@@ -22,6 +22,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 NOISE = -1
 
@@ -120,7 +121,7 @@ def normalise_template(template: str) -> str:
 
 
 def pa(
-    truth_templates: Sequence[str], pred: Sequence[Hashable], templates: Mapping[Hashable, str]
+    truth_templates: Sequence[str], pred: Sequence[Hashable], templates: Mapping[Any, str]
 ) -> float:
     """Parsing accuracy: share of lines whose group's template (`templates[group]`)
     reads as their true template, after `normalise_template` on both (0.0 for none)."""
