@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from logclust.cli.demo_answers import Answers, query
 from logclust.cli.traffic import KINDS, generate_traffic
 from logclust.client import Client
 from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
@@ -44,8 +45,6 @@ MAX_UNASSIGNED = 0.001
 # Clusters listed in the printed table: those holding at least this share of the rows.
 SHOWN_SHARE = 0.005
 OTLP_EXTRA_MISSING = "demo --otlp needs the OpenTelemetry SDK: install logclust[otel]"
-# What the sidecar answers after the traffic: latency, latency per minute, clusters.
-Answers = tuple[pa.Table, pa.Table, pa.Table]
 
 
 def otlp_sdk_available() -> bool:
@@ -200,13 +199,6 @@ def run_demo(
     elif plot is not None:
         report.plot = write_p99_plot(over_time, clusters, plot)
     return report
-
-
-def query(client: Client) -> Answers:
-    """What the report needs from the sidecar once the traffic is in."""
-    latency = client.latency(quantiles=(0.99,))
-    over_time = client.latency(quantiles=(0.99,), window_s=60)
-    return latency, over_time, client.clusters()
 
 
 def _send_label(

@@ -35,7 +35,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from logclust.cli.demo import Answers, query
+from logclust.cli.demo_answers import Answers, query
 from logclust.client import Client
 from logclust.otlp.config import OtlpConfig
 from logclust.otlp.mapping import CLUSTER_ID_ATTRIBUTE
@@ -161,8 +161,8 @@ def send(
 
     Returns:
         The traffic with the `cluster_id` each row had at the next hop, the seconds the
-        SDK took to deliver everything, the sidecar's answers (`demo.query`), and one
-        line on what arrived at the next hop.
+        SDK took to deliver everything, the sidecar's answers (`demo_answers.query`), and
+        one line on what arrived at the next hop.
     """
     hop = NextHop()
     try:

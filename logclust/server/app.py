@@ -243,6 +243,9 @@ def create_server(
         _close_store(store)
         raise
     flusher = PeriodicFlusher(sidecar.flush, config.flush_interval_s)
+    metrics.watch_counter(
+        "logclust_flushes", "Flushes of the state to the store.", lambda: flusher.flushes
+    )
     if config.metrics_port is not None:
         metrics.start_http(config.metrics_port, addr=config.metrics_host)
     flusher.start()

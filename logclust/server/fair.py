@@ -39,7 +39,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from logclust import turns
+import logclust.turns as turns
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import time
 
 import pyarrow as pa
 
-from logclust import turns
+import logclust.turns as turns
 from logclust.cluster.descriptions import ClusterStats
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import StateStore, StoreDelta

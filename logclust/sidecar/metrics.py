@@ -11,6 +11,8 @@
 * `logclust_clusters{source}` (gauge) and `logclust_cluster_cap_hits_total{source}`: the
   clusters each source holds, and rows forced into a cluster because the source reached
   its `max_clusters` (read from the clusterer at scrape time).
+* `logclust_flushes_total`: flushes of the state to the store that finished (a failing
+  store shows as a counter that stops).
 
 The per-cluster histogram is filled with numpy (one `searchsorted` and one `bincount` for
 all the clusters of many batches: rows wait as arrays until 16,384 have come or a scrape

@@ -234,7 +234,12 @@ class PeriodicFlusher:
     """Calls `flush` every `interval_s` on a daemon thread, and once more on `stop()`.
 
     A failing flush is logged and retried at the next tick; the caller's flush is
-    responsible for keeping unsaved changes (see `LatencyBook.mark_dirty`).
+    responsible for keeping unsaved changes (see `LatencyBook.mark_dirty`). Flushes never
+    overlap (the periodic one, `flush_now()` and the one of `stop()`).
+
+    `flushes` counts the flushes that finished without error (`logclust_flushes_total`),
+    and `wait_for_next_flush()` returns once a flush that began after the call has saved:
+    a caller waits for the save instead of sleeping past the interval.
     """
 
     def __init__(self, flush: Callable[[], None], interval_s: float = 1.0) -> None:
@@ -245,6 +250,12 @@ class PeriodicFlusher:
             )
         self._flush = flush
         self.interval_s = interval_s
+        # Flushes that finished without error.
+        self.flushes = 0
+        self._begun = 0  # flushes begun (their sequence numbers)
+        self._saved = 0  # sequence number of the last flush that finished without error
+        self._one_at_a_time = threading.Lock()
+        self._flushed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logclust-flush", daemon=True)
 
@@ -257,9 +268,28 @@ class PeriodicFlusher:
 
     def _safe_flush(self) -> None:
         try:
-            self._flush()
+            self.flush_now()
         except (sqlite3.Error, OSError, ValueError) as e:
             logger.error("flush failed, retrying next interval: %s", e)
+
+    def flush_now(self) -> None:
+        """Flushes in the calling thread, after any flush under way; errors propagate."""
+        with self._one_at_a_time:
+            with self._flushed:
+                self._begun += 1
+                sequence = self._begun
+            self._flush()
+            with self._flushed:
+                self.flushes += 1
+                self._saved = sequence
+                self._flushed.notify_all()
+
+    def wait_for_next_flush(self, timeout: float | None = None) -> bool:
+        """Blocks until a flush that began after this call has finished without error
+        (what was recorded before the call is then saved); False on timeout."""
+        with self._flushed:
+            after = self._begun
+            return self._flushed.wait_for(lambda: self._saved > after, timeout)
 
     def stop(self) -> None:
         """Stops the thread and flushes a last time."""

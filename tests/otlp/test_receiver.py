@@ -64,7 +64,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def _wait(check: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"

@@ -102,42 +102,46 @@ def test_errors_reach_the_caller_and_shutdown_drains_the_queue() -> None:
 
 def _burst(
     pool: FairExecutor, order: list[str], steps: int
-) -> tuple[Future[None], threading.Event]:
+) -> tuple[Future[None], threading.Event, threading.Event]:
     """Submits a long item on stream "burst" that records each step and calls a
-    checkpoint between steps (as `_embed_new` does between slices); returns its future
-    and an event set once it ran its first step."""
-    first = threading.Event()
+    checkpoint between steps (as `_embed_new` does between slices); returns its future,
+    an event set once it ran its first step, and an event it waits for before its first
+    checkpoint (set it once the competing work is submitted: no sleep decides the race)."""
+    first, go = threading.Event(), threading.Event()
 
     def run() -> None:
         for i in range(steps):
             order.append(f"burst{i}")
             first.set()
-            time.sleep(0.005)
+            assert go.wait(30), "the test never let the burst go on"
             turns.checkpoint(turns.EMBED_COST)
 
-    return pool.submit("burst", 1_000, run), first
+    return pool.submit("burst", 1_000, run), first, go
 
 
 def test_a_long_item_yields_its_slot_at_checkpoints() -> None:
     pool = FairExecutor(1)
     order: list[str] = []
-    done, first = _burst(pool, order, 20)
-    assert first.wait(10)
-    pool.submit("light", 1_000, order.append, "light").result(10)
-    done.result(10)
+    done, first, go = _burst(pool, order, 20)
+    assert first.wait(30)
+    light = pool.submit("light", 1_000, order.append, "light")  # queued: the slot is taken
+    go.set()
+    light.result(30)
+    done.result(30)
     pool.shutdown()
-    # Without the yield, "light" would wait for all 20 steps.
-    assert order.index("light") <= 3, order
+    # It goes at the burst's first checkpoint; without the yield it would wait 20 steps.
+    assert order.index("light") == 1, order
 
 
 def test_a_checkpoint_never_parks_without_a_thread_to_take_over() -> None:
     pool = FairExecutor(1, spare=0)
     order: list[str] = []
-    done, first = _burst(pool, order, 5)
-    assert first.wait(10)
+    done, first, go = _burst(pool, order, 5)
+    assert first.wait(30)
     light = pool.submit("light", 1_000, order.append, "light")
-    done.result(10)  # would hang if the only thread parked
-    light.result(10)
+    go.set()
+    done.result(30)  # would hang if the only thread parked
+    light.result(30)
     pool.shutdown()
     assert order[-1] == "light", order
 

@@ -55,7 +55,7 @@ def test_tls_client_with_the_ca_is_served_plaintext_is_not(tls_server: int, pki:
     with Client(f"127.0.0.1:{tls_server}", tls=ClientTls(ca_file=pki.ca)) as client:
         assert client.label(ROWS).num_rows == 2
         assert client.health() == "SERVING"
-    with Client(f"127.0.0.1:{tls_server}", timeout_s=3) as plain:
+    with Client(f"127.0.0.1:{tls_server}", timeout_s=30) as plain:
         with pytest.raises(grpc.RpcError) as info:
             plain.health()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -66,7 +66,7 @@ def test_mtls_needs_a_client_certificate(mtls_server: int, pki: Pki) -> None:
     tls = ClientTls(ca_file=pki.ca, cert_file=pki.client_cert, key_file=pki.client_key)
     with Client(addr, tls=tls) as client:
         assert client.label(ROWS).num_rows == 2
-    with Client(addr, timeout_s=3, tls=ClientTls(ca_file=pki.ca)) as anonymous:
+    with Client(addr, timeout_s=30, tls=ClientTls(ca_file=pki.ca)) as anonymous:
         with pytest.raises(grpc.RpcError) as info:
             anonymous.health()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE

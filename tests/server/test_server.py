@@ -27,7 +27,7 @@ from logclust.rpc.errors import status_for
 from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.sidecar.config import StreamLabelerConfig
 from logclust.sidecar.metrics import Metrics
-from logclust.sidecar.store import SqliteStore
+from logclust.sidecar.store import MemoryStore, SqliteStore
 from logclust.wire import ipc
 from logclust.wire.contract import ContractError, LimitExceededError
 from tests.fakes import FakeLabeler, fake_traffic
@@ -211,6 +211,18 @@ def test_health_and_metrics(traffic: pa.Table) -> None:
         assert srv.wait_for_termination(0)
 
 
+def test_a_periodic_flush_saves_what_came_before_and_is_counted(traffic: pa.Table) -> None:
+    store = MemoryStore()
+    srv, port = create_server(CFG, labeler=FakeLabeler(), store=store)
+    with srv, Client(f"127.0.0.1:{port}") as client:
+        client.label(traffic.slice(0, 300))
+        assert srv.flusher.wait_for_next_flush(120)
+        snapshot = store.load_state()
+        assert set(snapshot.sources) == {"frontend"} and snapshot.sketches
+        flushes = srv.metrics.registry.get_sample_value("logclust_flushes_total")
+        assert flushes is not None and flushes >= 1
+
+
 def test_metrics_label_cardinality_is_capped() -> None:
     m = Metrics(max_series=2)
     ids = np.arange(5, dtype=np.int32)
@@ -269,48 +281,70 @@ def test_config_checks() -> None:
 
 # --- subprocesses: kill -9 recovery, SIGTERM, the CLI -------------------------------------
 
-LAUNCH = """
+CONFIG = """
 import logging, sys
-from logclust.server.app import serve
+from logclust.server.app import create_server, serve
 from logclust.server.config import ServerConfig
 from logclust.cluster.config import StreamClusterConfig
 from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FAKE_KINDS, FakeLabeler, fake_traffic
 logging.basicConfig(level=logging.INFO)
 clusters = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
-serve(ServerConfig(listen="127.0.0.1:0", store_dir=sys.argv[1],
-      flush_interval_s=float(sys.argv[2]), grace_s=2.0,
-      labeler=StreamLabelerConfig(clusters=clusters)), FakeLabeler())
+config = ServerConfig(listen="127.0.0.1:0", store_dir=sys.argv[1],
+                      flush_interval_s=float(sys.argv[2]), grace_s=2.0,
+                      labeler=StreamLabelerConfig(clusters=clusters))
 """
+LAUNCH = CONFIG + "serve(config, FakeLabeler())\n"
+# The sidecar, answering each line on stdin once a periodic flush that began after the
+# line has saved ("flushed"): the test waits for the save, not for a time.
+LAUNCH_FLUSH_ON_ASK = (
+    CONFIG
+    + """
+srv, _ = create_server(config, FakeLabeler())
+for _ in sys.stdin:
+    assert srv.flusher.wait_for_next_flush(120)
+    print("flushed", flush=True)
+"""
+)
+
+
+def _wait_for_log(proc: subprocess.Popen[bytes], log: Path, pattern: str) -> re.Match[str]:
+    """The first match of `pattern` in `log`, once the process wrote it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        m = re.search(pattern, log.read_text(), re.M)
+        if m:
+            return m
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()}")
+        time.sleep(0.05)  # polls the file; the deadline only catches a hang
+    proc.kill()
+    raise AssertionError(f"{pattern!r} not in the log: {log.read_text()}")
 
 
 def _start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = re.search(r"listening on [\d.]+:(\d+)", log.read_text())
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"server did not start: {log.read_text()}")
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=f, stderr=subprocess.STDOUT
+        )
+    return proc, int(_wait_for_log(proc, log, r"listening on [\d.]+:(\d+)").group(1))
 
 
 def test_restart_after_kill_9_keeps_latency_and_cluster_ids(
     tmp_path: Path, traffic: pa.Table
 ) -> None:
     store = tmp_path / "store"
-    cmd = [sys.executable, "-c", LAUNCH, str(store), "0.2"]
+    cmd = [sys.executable, "-c", LAUNCH_FLUSH_ON_ASK, str(store), "0.2"]
     proc, port = _start(cmd, tmp_path / "first.log")
     try:
         with Client(f"127.0.0.1:{port}") as client:
             first = client.label(traffic, batch_size=1000)
             before = client.latency(quantiles=[0.5, 0.99])
             clusters_before = client.clusters()
-        time.sleep(0.8)  # past the flush interval
+        assert proc.stdin is not None
+        proc.stdin.write(b"flush?\n")
+        proc.stdin.flush()
+        _wait_for_log(proc, tmp_path / "first.log", r"^flushed$")  # a periodic flush saved
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -344,7 +378,7 @@ def test_sigterm_drains_and_flushes(tmp_path: Path, traffic: pa.Table) -> None:
         with Client(f"127.0.0.1:{port}") as client:
             client.label(traffic.slice(0, 500))
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert proc.wait(120) == 0  # grace 2 s, then the last flush; a hang fails here
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -439,7 +473,7 @@ def test_real_labeler_through_logclust_serve(
             assert (out.column("cluster_id").to_numpy() >= 0).all()
             assert client.clusters().num_rows >= 1
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(120) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

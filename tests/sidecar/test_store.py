@@ -89,6 +89,56 @@ def test_flusher_survives_a_failing_flush() -> None:
     assert calls
 
 
+def test_flush_now_counts_saves_and_lets_errors_through() -> None:
+    fail = [False]
+
+    def flush() -> None:
+        if fail[0]:
+            raise OSError("disk full")
+
+    f = PeriodicFlusher(flush, interval_s=5.0)  # never started: only flush_now flushes
+    f.flush_now()
+    assert f.flushes == 1
+    fail[0] = True
+    with pytest.raises(OSError, match="disk full"):
+        f.flush_now()
+    assert f.flushes == 1 and not f.wait_for_next_flush(timeout=0)
+
+
+def test_waiting_for_the_next_flush_skips_the_one_under_way() -> None:
+    entered, gate = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def flush() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            entered.set()
+            assert gate.wait(30)
+
+    f = PeriodicFlusher(flush, interval_s=5.0)
+    first = threading.Thread(target=f.flush_now)
+    first.start()
+    assert entered.wait(30)  # flush 1 is under way: it began before the waiter asks
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(f.wait_for_next_flush(30)))
+    waiter.start()
+    gate.set()
+    first.join(30)
+    assert f.flushes == 1 and not waited  # flush 1 may have missed what came before
+    f.flush_now()
+    waiter.join(30)
+    assert waited == [True] and f.flushes == 2
+
+
+def test_the_periodic_flush_is_waited_for() -> None:
+    f = PeriodicFlusher(lambda: None, interval_s=0.05)
+    f.start()
+    try:
+        assert f.wait_for_next_flush(60) and f.flushes >= 1
+    finally:
+        f.stop()
+
+
 @pytest.mark.parametrize("interval", [0.0, -1.0, 60.0])
 def test_flusher_interval_is_bounded(interval: float) -> None:
     with pytest.raises(ValueError, match="Received: interval_s="):
