@@ -125,6 +125,9 @@ class SourceClusterer:
         # Form bodies' field names -> the cluster the first such body joined.
         self._forms: dict[tuple[str, ...], int] = {}
         self.rows_seen = 0
+        # Rows offered to the reservoir: every row, or with templates the rows of
+        # structured bodies only (what consolidation may still change).
+        self._sampled = 0
         # Wall-clock time of the last batch (Unix ms): idle sources are evicted by it.
         self.last_batch_ms = _wall_ms()
         self.cap_hits = 0
@@ -176,13 +179,27 @@ class SourceClusterer:
             to the centroid of the cluster when the text was placed.
         """
         self.last_batch_ms = _wall_ms()
-        self._sample.offer(self.rows_seen, keys, embed, inv)
+        self._offer_sample(keys, embed, inv)
         self.rows_seen += inv.size
         uid, d = self._assign_known(keys, embed)
         ids, dist = uid[inv], d[inv]
         members_changed = self._stats.add_batch(keys, uid, ids, time_ms)
         self._touch(model=members_changed)
         return ids, dist
+
+    def _offer_sample(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+    ) -> None:
+        """Offers the batch's rows to the reservoir. Clusters that templates own are
+        never merged nor split, so with templates only structured bodies are sampled (a
+        line is not embedded to be sampled)."""
+        if self._templates is not None:
+            bodies = np.fromiter(map(is_structured, keys), bool, len(keys))
+            if not bodies.any():
+                return
+            inv = inv[bodies[inv]]
+        self._sample.offer(self._sampled, keys, embed, inv)
+        self._sampled += inv.size
 
     def _assign_known(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
@@ -368,7 +385,7 @@ class SourceClusterer:
             return None
         self._stats.grow(self._next_id)
         sizes = self._stats.size[self._ids]
-        emb, texts = self._sample.contents(self.rows_seen)
+        emb, texts = self._sample.contents(self._sampled)
         _, first = np.unique(texts, return_index=True)
         return ConsolidationJob(
             self._table.unit,
