@@ -58,6 +58,15 @@ class StreamClusterConfig:
     memo_size: int = 16_384
     # Seed of the reservoir sampling (the same stream keeps the same sample).
     seed: int = 0
+    # Place lines by their word templates first (`logclust.cluster.templates`): a line
+    # that fits a known template needs no embedding, and word positions decide which
+    # words are variables. False: every new text is placed by its embedding alone.
+    templates: bool = True
+    # Distinct words one position takes before it is a variable (user names); a
+    # position of few values, each often (Paused, Resumed), keeps distinct templates.
+    template_family_values: int = 4
+    # The same after a word that names a slot (`user`, `host`, `file`, ...).
+    template_slot_values: int = 2
 
     def __post_init__(self) -> None:
         positive = {
@@ -69,6 +78,8 @@ class StreamClusterConfig:
             "cache_size": self.cache_size,
             "memo_size": self.memo_size,
             "reserved_clusters": self.reserved_clusters,
+            "template_family_values": self.template_family_values,
+            "template_slot_values": self.template_slot_values,
         }
         for name, value in positive.items():
             if value < 1:

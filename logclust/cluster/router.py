@@ -155,6 +155,9 @@ class StreamClusters:
         for c in clusterers:  # one dict probe per text in C, not a Python loop
             known = c.known_texts()
             miss &= np.fromiter(map(known.get, keys, repeat(-1)), np.int64, len(keys)) < 0
+        for i in np.flatnonzero(miss).tolist():  # new texts of known templates: no embedding
+            if all(c.fits(keys[i]) for c in clusterers):
+                miss[i] = False
         new = [keys[i] for i in np.flatnonzero(miss).tolist()]
         if len(new) < len(keys):  # placed from the memo: still a use of their embeddings
             with self._embed_lock:

@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,14 @@ from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
+from logclust.cluster.templates import (
+    Match,
+    TemplateIndex,
+    TemplateSettings,
+    form_keys,
+    is_structured,
+    shape_of,
+)
 from logclust.cluster.threshold import Centroids, Consolidation, ConsolidationJob, place
 
 logger = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ class SourceState:
     stats: list[ClusterStats]  # with sizes and times
     table: Centroids
     ids: np.ndarray  # (k,) int32 stable id of each row of `table`
+    templates: dict[str, Any] | None = None  # `TemplateIndex.to_doc()`; None: none kept
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,16 @@ class SourceClusterer:
         self._stats = IdStats(config.template_members)
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self._memo = PlacementMemo()
+        self._templates = TemplateIndex(template_settings(config)) if config.templates else None
+        # Clusters that templates own: consolidation never merges or splits them
+        # (templates merge them when a word position turns out to be a variable).
+        self._templated: set[int] = set()
+        # Form bodies' field names -> the cluster the first such body joined.
+        self._forms: dict[tuple[str, ...], int] = {}
         self.rows_seen = 0
+        # Rows offered to the reservoir: every row, or with templates the rows of
+        # structured bodies only (what consolidation may still change).
+        self._sampled = 0
         # Wall-clock time of the last batch (Unix ms): idle sources are evicted by it.
         self.last_batch_ms = _wall_ms()
         self.cap_hits = 0
@@ -160,7 +179,7 @@ class SourceClusterer:
             to the centroid of the cluster when the text was placed.
         """
         self.last_batch_ms = _wall_ms()
-        self._sample.offer(self.rows_seen, keys, embed, inv)
+        self._offer_sample(keys, embed, inv)
         self.rows_seen += inv.size
         uid, d = self._assign_known(keys, embed)
         ids, dist = uid[inv], d[inv]
@@ -168,16 +187,155 @@ class SourceClusterer:
         self._touch(model=members_changed)
         return ids, dist
 
+    def _offer_sample(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+    ) -> None:
+        """Offers the batch's rows to the reservoir. Clusters that templates own are
+        never merged nor split, so with templates only structured bodies are sampled (a
+        line is not embedded to be sampled)."""
+        if self._templates is not None:
+            bodies = np.fromiter(map(is_structured, keys), bool, len(keys))
+            if not bodies.any():
+                return
+            inv = inv[bodies[inv]]
+        self._sample.offer(self._sampled, keys, embed, inv)
+        self._sampled += inv.size
+
     def _assign_known(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_place` through the memo (bounded by `memo_limit`)."""
+        """Placement through the memo (bounded by `memo_limit`): templates first, then
+        the embedding for new forms."""
         slot, miss = self._memo.find(keys, self.memo_limit())
         if miss.size:
-            uid, d = self._place(embed(miss))
+            if self._templates is None:
+                uid, d = self._place(embed(miss))
+            else:
+                uid, d = self._place_by_templates(keys, miss, embed)
             self._touch(model=True)
             self._memo.store(keys, slot, miss, uid, d)
         return self._memo.values(slot)
+
+    def _place_by_templates(
+        self, keys: list[str], miss: np.ndarray, embed: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and distances of the texts `keys[miss]`. Lines, in order: a line that fits
+        a template takes its cluster (distance 0, no embedding); a new form opens a
+        cluster at once and becomes a template the next lines can match. Structured
+        bodies (JSON, XML, forms) are placed by their embeddings, as without templates."""
+        assert self._templates is not None
+        uid = np.empty(miss.size, np.int32)
+        dist = np.zeros(miss.size, np.float32)
+        bodies: list[int] = []
+        for j, i in enumerate(miss.tolist()):
+            if is_structured(keys[i]):
+                bodies.append(j)
+                continue
+            shape = shape_of(keys[i])
+            found = self._templates.match(shape)
+            self._merge_all(found)
+            if found.cid is not None:
+                uid[j] = self._live(found.cid)
+                continue
+            uid[j], dist[j] = self._open_for_template(embed(miss[j : j + 1])[0])
+            self._templates.add(shape, int(uid[j]))
+        if bodies:
+            texts = [keys[i] for i in miss[bodies].tolist()]
+            self._place_bodies(texts, bodies, (uid, dist), lambda idx: embed(miss[idx]))
+        return uid, dist
+
+    def _place_bodies(
+        self,
+        texts: list[str],
+        rows: list[int],
+        out: tuple[np.ndarray, np.ndarray],
+        embed: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
+        """Structured bodies `texts` (at `rows` of `out`, `(ids, distances)`): a form
+        with the fields of one already placed takes its cluster; the others are placed
+        by their embeddings (fields may be optional), one body per set of fields."""
+        uid, dist = out
+        first: dict[tuple[str, ...], int] = {}  # fields -> the row placed for them
+        left: list[int] = []
+        later: list[tuple[int, int]] = []  # (row, row placed for its fields)
+        for text, j in zip(texts, rows, strict=True):
+            keys = form_keys(text)
+            known = None if keys is None else self._form_of(keys)
+            if known is not None:
+                uid[j] = self._live(known)
+            elif keys is not None and (lead := _form_in(keys, first)) is not None:
+                later.append((j, lead))
+            else:
+                left.append(j)
+                if keys is not None:
+                    first[keys] = j
+        if left:
+            idx = np.array(left, np.int64)
+            uid[idx], dist[idx] = self._place(embed(idx))
+        for j, lead in later:
+            uid[j], dist[j] = uid[lead], dist[lead]
+        if len(self._forms) + len(first) > self._max_shapes():
+            self._forms.clear()  # a cache: forms are placed by their embedding again
+        self._forms.update((keys, int(uid[j])) for keys, j in first.items())
+
+    def _form_of(self, keys: tuple[str, ...]) -> int | None:
+        """The cluster of a form with these fields (see `_form_in`)."""
+        return _form_in(keys, self._forms)
+
+    def _max_shapes(self) -> int:
+        return min(self.config.cache_size, self.config.memo_size)
+
+    def _open_for_template(self, x: np.ndarray) -> tuple[int, float]:
+        """The cluster of a new form: the nearest within the threshold when templates
+        do not own it yet (a cluster of a state saved without templates, so that ids
+        survive the upgrade), else a new one (the nearest, counted, at the cap)."""
+        cap = self._cap()
+        if self._table.k:
+            row, dist = self._table.nearest(x[None, :])
+            r, d = int(row[0]), float(dist[0])
+            cid = int(self._ids[r])
+            joins = d <= self.threshold and cid not in self._templated
+            if joins or self._table.k >= cap:
+                if not joins:
+                    self._log_cap(cap)
+                    self.cap_hits += 1
+                self._table.add(np.array([r]), x[None, :])
+                self._templated.add(cid)
+                return cid, d
+        self._table.open(x)
+        cid = self._next_id
+        self._next_id += 1
+        self._ids = np.append(self._ids, np.int32(cid))
+        self._templated.add(cid)
+        return cid, 0.0
+
+    def _merge_all(self, found: Match) -> None:
+        """Records the merges a template change caused (see `_merge`)."""
+        for gone, into in found.merged:
+            self._merge(self._live(gone), self._live(into))
+
+    def _merge(self, gone: int, into: int) -> None:
+        """Cluster `gone` becomes an alias of `into` (its centroid rows give `into`)."""
+        if gone == into:
+            return
+        self._alias(gone, into)
+        self._templated.discard(gone)
+        self._ids[self._ids == gone] = into
+        self._remap_memo(np.zeros(0, np.int32))
+        if self._templates is not None:
+            self._templates.remap({gone: into})
+        self._touch(model=True)
+
+    def _live(self, cid: int) -> int:
+        """The id a cluster id lives on as (itself unless merged)."""
+        return self.aliases.get(cid, cid)
+
+    def fits(self, text: str) -> bool:
+        """Whether `text` is placed without its embedding: in the memo, or fitting a
+        template. Reads only (no lock needed): a stale answer costs an embedding."""
+        if text in self._memo.texts():
+            return True
+        return self._templates is not None and self._templates.fits(text)
 
     def known_texts(self) -> dict[str, int]:
         """The memo (text -> slot); read without the lock, only to skip work (a text
@@ -194,18 +352,21 @@ class SourceClusterer:
             self._next_id += opened
             self._ids = np.concatenate([self._ids, fresh])
         if forced:
-            if self.cap_hits == 0:
-                logger.warning(
-                    "source %r reached its cap of %d clusters (max_clusters=%d, "
-                    "max_clusters_total=%s): far lines now join their nearest cluster "
-                    "(counted in logclust_cluster_cap_hits_total)",
-                    self.source,
-                    cap,
-                    self.config.max_clusters,
-                    self.config.max_clusters_total,
-                )
+            self._log_cap(cap)
             self.cap_hits += forced
         return self._ids[cidx], d
+
+    def _log_cap(self, cap: int) -> None:
+        if self.cap_hits == 0:
+            logger.warning(
+                "source %r reached its cap of %d clusters (max_clusters=%d, "
+                "max_clusters_total=%s): far lines now join their nearest cluster "
+                "(counted in logclust_cluster_cap_hits_total)",
+                self.source,
+                cap,
+                self.config.max_clusters,
+                self.config.max_clusters_total,
+            )
 
     def _cap(self) -> int:
         """Clusters this source may hold now: `max_clusters`, or fewer while the bound
@@ -224,7 +385,7 @@ class SourceClusterer:
             return None
         self._stats.grow(self._next_id)
         sizes = self._stats.size[self._ids]
-        emb, texts = self._sample.contents(self.rows_seen)
+        emb, texts = self._sample.contents(self._sampled)
         _, first = np.unique(texts, return_index=True)
         return ConsolidationJob(
             self._table.unit,
@@ -234,7 +395,14 @@ class SourceClusterer:
             k,
             self._cap(),
             self.threshold,
+            self._fixed_rows(),
         )
+
+    def _fixed_rows(self) -> np.ndarray:
+        """`(k,)` rows of clusters that templates own (never merged or split)."""
+        if not self._templated:
+            return np.zeros(self._table.k, bool)
+        return np.isin(self._ids, np.fromiter(self._templated, np.int32))
 
     def apply_consolidation(self, job: ConsolidationJob, done: Consolidation) -> None:
         """Swaps in the result `done` of `job`; clusters opened since `job` was made stay
@@ -254,6 +422,9 @@ class SourceClusterer:
         for src, dst in done.merged.items():
             if src < job.k:
                 self._alias(int(old_ids[src]), int(old_ids[dst]) if dst < job.k else None)
+        if self._templates is not None and done.merged:
+            self._templates.remap(dict(self.aliases))
+            self._templated -= set(self.aliases)
         self.consolidations += 1
         self._touch(model=True)
         if done.changed:
@@ -280,7 +451,7 @@ class SourceClusterer:
 
     def _alias(self, gone: int, into: int | None) -> None:
         """Records that id `gone` was merged into `into` (sizes and members move)."""
-        if into is None:
+        if into is None or gone == into:
             return
         self.aliases[gone] = into
         for g, t in list(self.aliases.items()):  # keep every alias pointing at a live id
@@ -340,6 +511,7 @@ class SourceClusterer:
             stats=[self._stats.copy_of(s) for s in self._stats.stats.values()],
             table=self._table,
             ids=self._ids,
+            templates=self._templates.to_doc() if self._templates else None,
         )
 
     def counters(self) -> SourceCounters:
@@ -373,6 +545,9 @@ class SourceClusterer:
         self.aliases = dict(state.aliases)
         self._stats.restore(state.stats, state.next_id)
         self._table, self._ids = state.table, state.ids
+        if config.templates and state.templates:
+            self._templates = TemplateIndex.from_doc(state.templates, template_settings(config))
+            self._templated = self._templates.cluster_ids()
         if saved:
             self.mark_saved(self._revision, model=True)
         return self
@@ -393,3 +568,27 @@ class SourceClusterer:
         self.rows_seen = c.rows_seen
         self.last_batch_ms = c.last_batch_ms
         self.cap_hits = c.cap_hits
+
+
+def _form_in(keys: tuple[str, ...], forms: dict[tuple[str, ...], int]) -> int | None:
+    """The value of `keys` in `forms`, or of a form with one field more or less (an
+    optional field; both forms with at least two fields)."""
+    found = forms.get(keys)
+    if found is not None or len(keys) < 3:
+        return found
+    mine = set(keys[1:])
+    for other, value in forms.items():
+        if abs(len(other) - len(keys)) == 1 and min(len(other), len(keys)) >= 3:
+            if len(mine.symmetric_difference(other[1:])) == 1:
+                return value
+    return None
+
+
+def template_settings(config: StreamClusterConfig) -> TemplateSettings:
+    """The template rules `config` sets (bounded like the clusters and the memo)."""
+    return TemplateSettings(
+        family_values=config.template_family_values,
+        slot_values=config.template_slot_values,
+        max_templates=2 * config.max_clusters,
+        max_shapes=min(config.cache_size, config.memo_size),
+    )

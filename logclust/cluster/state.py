@@ -84,6 +84,8 @@ def encode_state(state: SourceState) -> bytes:
         "aliases": [[g, t] for g, t in state.aliases.items()],
         "stats": [s.to_dict() for s in state.stats],
     }
+    if state.templates and state.templates.get("templates"):
+        meta["templates"] = state.templates  # absent: a state with no templates (older)
     table = state.table
     arrays = {  # the sums, not unit rows: no (k, dim) array made for a flush
         "sums": table.sums[: table.k],
@@ -127,6 +129,7 @@ def decode_state(data: bytes, dim: int) -> tuple[SourceState, int]:
         stats=stats,
         table=table,
         ids=ids,
+        templates=meta.get("templates"),
     )
     return state, version
 

@@ -204,6 +204,7 @@ def consolidate(
     threshold: float,
     max_clusters: int,
     own: bool = False,
+    fixed: np.ndarray | None = None,
 ) -> Consolidation:
     """Recomputes centroids from a sample, splits off drifted members, merges close ones.
 
@@ -224,6 +225,7 @@ def consolidate(
         threshold: the clustering threshold.
         max_clusters: cap on clusters.
         own: `centroids` (float32) may be overwritten (no copy of it is made).
+        fixed: `(k,)` clusters never merged nor split (their centroids are recomputed).
     """
     k = len(centroids)
     table = Centroids.of(centroids, counts, own=own)
@@ -246,10 +248,13 @@ def consolidate(
         table.counts[touched[ok]] = n[ok]
         table.changed()
         for c in touched[far].tolist():
+            if fixed is not None and fixed[c]:
+                continue
             if _recenter_or_split(table, c, sample[cidx == c], threshold, max_clusters):
                 split.append(c)
     split_off = table.k - k
-    merged = _merge_pairs(table, np.concatenate([sizes, np.zeros(split_off)]), threshold)
+    frozen = None if fixed is None else np.concatenate([fixed, np.zeros(split_off, bool)])
+    merged = _merge_pairs(table, np.concatenate([sizes, np.zeros(split_off)]), threshold, frozen)
     for src, dst in merged.items():
         table.sums[dst] += table.sums[src]
         table.counts[dst] += table.counts[src]
@@ -278,11 +283,19 @@ class ConsolidationJob:
     k: int
     cap: int  # clusters the source may hold (splits stop there)
     threshold: float
+    fixed: np.ndarray | None = None  # (k,) clusters never merged nor split
 
     def run(self) -> Consolidation:
         """`consolidate` of these inputs (touches no clusterer)."""
         return consolidate(
-            self.centroids, self.counts, self.sizes, self.sample, self.threshold, self.cap, own=True
+            self.centroids,
+            self.counts,
+            self.sizes,
+            self.sample,
+            self.threshold,
+            self.cap,
+            own=True,
+            fixed=self.fixed,
         )
 
 
@@ -333,8 +346,14 @@ def _recenter_or_split(
     return table.k > k0
 
 
-def _merge_pairs(table: Centroids, sizes: np.ndarray, threshold: float) -> dict[int, int]:
-    """Union of clusters whose centroids are within `threshold`: index -> survivor."""
+def _merge_pairs(
+    table: Centroids,
+    sizes: np.ndarray,
+    threshold: float,
+    fixed: np.ndarray | None = None,
+) -> dict[int, int]:
+    """Union of clusters whose centroids are within `threshold` (`fixed` ones never):
+    index -> survivor."""
     k = table.k
     sums, scale = table.sums[:k], 1.0 / table.norms()
     parent = np.arange(k)
@@ -353,7 +372,7 @@ def _merge_pairs(table: Centroids, sizes: np.ndarray, threshold: float) -> dict[
         dots *= scale[None, :]
         rows, cols = np.nonzero(dots >= min_dot)
         for r, c in zip((rows + start).tolist(), cols.tolist(), strict=True):
-            if r >= c:
+            if r >= c or (fixed is not None and (fixed[r] or fixed[c])):
                 continue
             a, b = root(r), root(c)
             if a == b:

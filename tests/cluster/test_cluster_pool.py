@@ -35,6 +35,7 @@ class FarEmbedder:
 
 
 POOL = StreamClusterConfig(
+    templates=False,  # the pool bounds clusters whoever opens them; vectors decide here
     max_clusters=50,
     max_clusters_total=40,
     reserved_clusters=5,

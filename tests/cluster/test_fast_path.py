@@ -24,6 +24,7 @@ from tests.support.replay import has_loghub, loghub_replay
 # No consolidation while comparing (the plain path applies the placement rule alone);
 # caches large enough that the memo of placements is never cleared mid-stream.
 CONFIG = StreamClusterConfig(
+    templates=False,  # the embedding rule; the templates' plain path is in test_templates
     consolidate_every_rows=10**9,
     consolidate_new_clusters=0,
     background_consolidation=False,

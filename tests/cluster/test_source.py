@@ -15,7 +15,8 @@ from logclust.cluster.source import SourceClusterer
 from tests.cluster.streams import VectorEmbedder, angle, at, merging_vectors, run, with_source
 from tests.fakes import FakeLabeler, fake_traffic
 
-CFG = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
+# The embedding rule alone (templates off): these tests pin how vectors place texts.
+CFG = StreamClusterConfig(reservoir_size=1000, background_consolidation=False, templates=False)
 
 
 def test_template_keeps_agreeing_tokens() -> None:

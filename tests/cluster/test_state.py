@@ -37,7 +37,7 @@ def _sha(data: bytes) -> str:
 def test_states_written_by_earlier_code_load_as_they_did(name: str) -> None:
     want = EXPECTED[name]
     cfg = StreamClusterConfig(
-        background_consolidation=False, reservoir_size=300, template_members=4
+        background_consolidation=False, reservoir_size=300, template_members=4, templates=False
     )
     sc = StreamClusters(FakeLabeler(dim=32), cfg, threshold=want["threshold"])
     counters = {"frontend": (DATA / "counters_v3.bin").read_bytes()} if "v3" in name else {}
