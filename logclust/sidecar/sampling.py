@@ -37,10 +37,11 @@ from logclust.sidecar.config import SamplingConfig
 # while a source is young (its counts change fast), then `SEGMENT_ROWS`.
 FIRST_SEGMENT_ROWS = 16
 SEGMENT_ROWS = 2048
-# The controller's gain on F * N stays in this range, and moves by this much per window
-# and unit of relative error.
+# The controller: its proportional factor on F * N stays in CONTROL_RANGE; its slow gain
+# in GAIN_RANGE, moved by CONTROL_RATE per window of rows and unit of relative error.
 CONTROL_RANGE = (0.25, 2.0)
-CONTROL_RATE = 2.0
+CONTROL_RATE = 1.0
+GAIN_RANGE = (0.5, 2.0)
 # Rows above their cluster's running latency quantile TAIL_QUANTILE are kept TAIL_BOOST
 # times as often as the others (same expected kept rows); the quantile follows each
 # segment's, weighted by the cluster's rows there over TAIL_MEMORY_ROWS.
@@ -175,6 +176,7 @@ class SourceBudget:
         self.key = key
         self._index: dict[int, int] = {}  # cluster id -> index into the arrays
         self.counts = np.zeros(0)  # (k,) decayed rows per cluster
+        self.in_segment = np.zeros(0)  # (k,) rows per cluster in the current segment
         # (k,) time and position of each cluster's last row kept for certain
         self.sure_ms = np.zeros(0, np.int64)
         self.sure_row = np.zeros(0, np.int64)
@@ -232,13 +234,14 @@ class SourceBudget:
             self._segment_end = segment_end(self.rows)
             self._decay(self._segment_end - self.rows, int(time_ms[0]))
             self.tau = water_level(self.counts, self._target())
+            self.in_segment[:] = 0.0
         self.clock_ms = max(self.clock_ms or 0, int(time_ms.max()))
         g = _Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
-        # (m,) rows of the row's cluster counted before it: the window's, then the
-        # segment's own in order (a new cluster's first rows are kept until its count
-        # reaches the level).
-        seen = self.counts[cix][g.inv] + g.rank
+        # (m,) the row's cluster's rows in the window, or its rows so far in the segment
+        # when more (a new or bursting kind is thinned as it grows, its first rows kept).
+        before = self.in_segment[cix][g.inv]  # rows of earlier parts of the segment
+        seen = np.maximum(self.counts[cix][g.inv] - before, before + g.rank)
         with np.errstate(divide="ignore"):
             p = np.minimum(1.0, self.tau / seen)  # nothing counted yet: 1
         at = self.tail_at[cix][g.inv]
@@ -248,6 +251,7 @@ class SourceBudget:
         keep = self._draw(p, cix, g, tail)
         weight = np.where(keep, 1.0 / p, 0.0)
         self.counts[cix] += g.per
+        self.in_segment[cix] += g.per
         self.rows += m
         expected = float(p.sum())
         self.total += m
@@ -327,6 +331,7 @@ class SourceBudget:
         if k > self.counts.size:
             grow = max(k - self.counts.size, 16, self.counts.size // 2)
             self.counts = np.concatenate([self.counts, np.zeros(grow)])
+            self.in_segment = np.concatenate([self.in_segment, np.zeros(grow)])
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
             self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
@@ -368,16 +373,23 @@ class SourceBudget:
             self.expected *= factor
 
     def _target(self) -> float:
-        """Rows the level shares out: F * N times the controller's gain."""
-        return max(self.gain * self.fraction * self.total, 1e-9)
+        """Rows the level shares out: F * N, corrected by what was expected kept over the
+        window above or below it (proportional), times the slow gain (integral)."""
+        fair = self.fraction * self.total
+        if fair <= 0.0:
+            return 1e-9
+        lo, hi = CONTROL_RANGE
+        err = min(1.0, max(-1.0, (fair - self.expected) / fair))
+        return max(fair * self.gain * min(hi, max(lo, 1.0 + err)), 1e-9)
 
     def _account(self, rows: int, expected: float) -> None:
-        """Moves the gain by the share of the window a segment took times the relative
-        error of the rows expected kept (integral control: what the rule keeps beyond
-        the level, first rows and cix, is paid back)."""
+        """Moves the slow gain by the segment's share of the window's rows times the
+        window's relative error: what the rule keeps beyond the level (first rows, sure
+        rows, a long tail of kinds near it) is paid back over a few windows."""
         fair = self.fraction * self.total
-        step = CONTROL_RATE * rows / self.total * (fair - self.expected) / fair
-        lo, hi = CONTROL_RANGE
+        err = min(1.0, max(-1.0, (fair - self.expected) / fair))
+        step = CONTROL_RATE * rows / self.config.window_rows * err
+        lo, hi = GAIN_RANGE
         self.gain = min(hi, max(lo, self.gain * math.exp(step)))
 
 
