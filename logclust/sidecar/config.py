@@ -34,7 +34,7 @@ class SamplingConfig:
     # named here that never sends a row costs nothing.
     source_fractions: Mapping[str, float] = field(default_factory=dict)
     # The window a budget holds over spans at least this many rows of a source...
-    window_rows: int = 20_000
+    window_rows: int = 5_000
     # ... and at least this many seconds of its row times (the longer of the two).
     window_s: float = 300.0
     # Each cluster keeps its first row of every slot of this many seconds of row time
