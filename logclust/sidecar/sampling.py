@@ -36,7 +36,7 @@ from logclust.sidecar.config import SamplingConfig
 # Rows of one source decided with one water level and one decay step: short segments
 # while a source is young (its counts change fast), then `SEGMENT_ROWS`.
 FIRST_SEGMENT_ROWS = 16
-SEGMENT_ROWS = 2048
+SEGMENT_ROWS = 4096
 # The controller: its proportional factor on F * N stays in CONTROL_RANGE; its slow gain
 # in GAIN_RANGE, moved by CONTROL_RATE per window of rows and unit of relative error.
 CONTROL_RANGE = (0.25, 2.0)
@@ -175,8 +175,11 @@ class SourceBudget:
         self.config = config
         self.key = key
         self._index: dict[int, int] = {}  # cluster id -> index into the arrays
+        self._lut = np.full(0, -1, np.int64)  # the same as a table: id -> index, -1
         self.counts = np.zeros(0)  # (k,) decayed rows per cluster
         self.in_segment = np.zeros(0)  # (k,) rows per cluster in the current segment
+        self.last_segment = np.zeros(0, np.int64)  # (k,) the last segment with its rows
+        self.segments = 0  # segments begun
         # (k,) time and position of each cluster's last row kept for certain
         self.sure_ms = np.zeros(0, np.int64)
         self.sure_row = np.zeros(0, np.int64)
@@ -233,8 +236,12 @@ class SourceBudget:
             self._close_segment()
             self._segment_end = segment_end(self.rows)
             self._decay(self._segment_end - self.rows, int(time_ms[0]))
-            self.tau = water_level(self.counts, self._target())
+            # Kinds that sent no row in the last segment send none now: their counts
+            # would hold the level down for the others until they decay.
+            active = self.last_segment >= self.segments - 1
+            self.tau = water_level(self.counts[active], self._target())
             self.in_segment[:] = 0.0
+            self.segments += 1
         self.clock_ms = max(self.clock_ms or 0, int(time_ms.max()))
         g = _Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
@@ -252,6 +259,7 @@ class SourceBudget:
         weight = np.where(keep, 1.0 / p, 0.0)
         self.counts[cix] += g.per
         self.in_segment[cix] += g.per
+        self.last_segment[cix] = self.segments
         self.rows += m
         expected = float(p.sum())
         self.total += m
@@ -269,6 +277,9 @@ class SourceBudget:
         rows = sum(part[2] for part in self._pending)
         expected = sum(part[3] for part in self._pending)
         self._pending = []
+        self._account(rows, expected)
+        if np.isnan(latency).all():
+            return
         g = _Groups(rows_cix)
         q = self._segment_quantiles(latency, g)  # (u,) NaN where no latency
         known = ~np.isnan(q)
@@ -276,7 +287,6 @@ class SourceBudget:
         old = self.tail_at[at]
         blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
         self.tail_at[at] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
-        self._account(rows, expected)
 
     def _segment_quantiles(self, latency: np.ndarray, g: _Groups) -> np.ndarray:
         """The `TAIL_QUANTILE` of each cluster's latencies in the segment (NaN if none)."""
@@ -300,16 +310,21 @@ class SourceBudget:
         count is within one weight of the truth."""
         ps = p[g.order]  # (m,) grouped by cluster, stream order within
         in_tail = tail[g.order]
+        group = g.inv[g.order]
         end = np.empty(p.size)
-        for stratum, rows in ((0, ~in_tail), (1, in_tail)):
-            cs = np.cumsum(np.where(rows, ps, 0.0))
-            before = np.concatenate([[0.0], cs])[g.starts]  # (u,) sum before each cluster
-            group = g.inv[g.order]
-            run = self.phase[cix, stratum][group] + cs - before[group]
-            end[rows] = run[rows]
-            self.phase[cix, stratum] = np.mod(
-                self.phase[cix, stratum] + np.append(before[1:], cs[-1]) - before, 1.0
-            )
+        strata = ((0, ~in_tail), (1, in_tail)) if in_tail.any() else ((0, None),)
+        for stratum, rows in strata:
+            cs = np.cumsum(ps if rows is None else np.where(rows, ps, 0.0))
+            edges = np.zeros(g.starts.size + 1)
+            edges[:-1] = np.concatenate([[0.0], cs])[g.starts]  # sum before each cluster
+            edges[-1] = cs[-1]
+            phase = self.phase[cix, stratum]
+            run = phase[group] + cs - edges[group]
+            if rows is None:
+                end = run
+            else:
+                end[rows] = run[rows]
+            self.phase[cix, stratum] = np.mod(phase + np.diff(edges), 1.0)
         keep = np.empty(p.size, bool)
         keep[g.order] = np.floor(end) > np.floor(end - ps)
         return keep
@@ -317,21 +332,22 @@ class SourceBudget:
     def _index_of(self, ids: np.ndarray) -> np.ndarray:
         """The cix of cluster ids; clusters not seen before get one (count 0, their
         own seeded phases)."""
-        cix = np.empty(len(ids), np.int64)
-        new: list[int] = []
-        for i, cid in enumerate(ids.tolist()):
-            s = self._index.get(cid)
-            if s is None:
-                s = self._index[cid] = len(self._index)
-                new.append(i)
-            cix[i] = s
-        if not new:
+        top = int(ids.max()) + 1
+        if top > self._lut.size:  # ids are small non-negative ints: a dense table
+            self._lut = np.concatenate([self._lut, np.full(max(top, 2 * self._lut.size), -1)])
+        cix = self._lut[ids]
+        new = np.flatnonzero(cix < 0)
+        if not new.size:
             return cix
+        for i in new.tolist():
+            cix[i] = self._lut[ids[i]] = len(self._index)
+            self._index[int(ids[i])] = int(cix[i])
         k = len(self._index)
         if k > self.counts.size:
             grow = max(k - self.counts.size, 16, self.counts.size // 2)
             self.counts = np.concatenate([self.counts, np.zeros(grow)])
             self.in_segment = np.concatenate([self.in_segment, np.zeros(grow)])
+            self.last_segment = np.concatenate([self.last_segment, np.full(grow, -1)])
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
             self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
@@ -348,7 +364,7 @@ class SourceBudget:
         first row ever included); at most one per cluster and segment."""
         i = cix[g.inv]
         due = (time_ms - self.sure_ms[i] >= self.slot_ms) & (
-            self.rows + g.rank - self.sure_row[i] >= self.slot_rows
+            self.rows + np.arange(time_ms.size) - self.sure_row[i] >= self.slot_rows
         )
         sure = np.zeros(time_ms.size, bool)
         if due.any():
@@ -426,9 +442,14 @@ class Sampler:
         keep = np.ones(ids.size, bool)
         weight = np.ones(ids.size, np.float64)
         with self._lock:
+            if len(source_names) == 1:  # the common case: no copies
+                budget = self._budget(source_names[0])
+                if budget is not None:
+                    return budget.decide(ids, time_ms, latency)
+                self._whole[source_names[0]] = self._whole.get(source_names[0], 0) + ids.size
+                return Decisions(keep, weight)
             for code, name in enumerate(source_names):
-                one = len(source_names) == 1
-                rows = np.arange(ids.size) if one else np.flatnonzero(source_codes == code)
+                rows = np.flatnonzero(source_codes == code)
                 budget = self._budget(name)
                 if budget is None:
                     self._whole[name] = self._whole.get(name, 0) + rows.size

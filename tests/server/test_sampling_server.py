@@ -21,7 +21,15 @@ from logclust.otlp.sampled import SAMPLE_WEIGHT_ATTRIBUTE
 from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
 from tests.fakes import FakeLabeler, fake_traffic
-from tests.otlp.test_receiver import Downstream, _attrs, _export, _free_port, _record, _request, _wait
+from tests.otlp.test_receiver import (
+    Downstream,
+    _attrs,
+    _export,
+    _free_port,
+    _record,
+    _request,
+    _wait,
+)
 
 CLUSTERS = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
 BUDGET = SamplingConfig(fraction=0.1)

@@ -43,8 +43,8 @@ def test_water_level() -> None:
 
 
 def test_segments_have_fixed_positions() -> None:
-    assert [segment_end(r) for r in (0, 15, 16, 31, 2047, 2048, 5000)] == [
-        16, 16, 32, 32, 2048, 4096, 6144
+    assert [segment_end(r) for r in (0, 15, 16, 31, 4095, 4096, 9000)] == [
+        16, 16, 32, 32, 4096, 8192, 12288
     ]  # fmt: skip
 
 
@@ -81,9 +81,7 @@ def test_decisions_do_not_depend_on_batches_nor_on_other_sources() -> None:
         n = ids[part].size
         both_ids = np.concatenate([other[part], ids[part]])
         codes = np.repeat([0, 1], n)
-        d = sampler.decide(
-            ["x", "s"], codes, both_ids, np.tile(t[part], 2), np.tile(lat[part], 2)
-        )
+        d = sampler.decide(["x", "s"], codes, both_ids, np.tile(t[part], 2), np.tile(lat[part], 2))
         keep.append(d.keep[n:])
     assert np.array_equal(np.concatenate(keep), one[0])
 
@@ -199,3 +197,13 @@ def test_enabled_and_fraction_for() -> None:
     assert not SamplingConfig().enabled
     cfg = SamplingConfig(fraction=0.2, source_fractions={"a": 0.5})
     assert cfg.enabled and cfg.fraction_for("a") == 0.5 and cfg.fraction_for("z") == 0.2
+
+
+def test_a_shift_of_kinds_keeps_the_budget() -> None:
+    """Ten kinds, then three (two of them new): the kinds gone no longer hold the level."""
+    ids, t, lat = _stream(60_000, k=10, expo=0.5)
+    rng = np.random.default_rng(5)
+    ids[30_000:] = rng.choice([0, 20, 21], 30_000, p=[0.6, 0.3, 0.1])
+    keep, weight = _decide(Sampler(SamplingConfig(fraction=0.1)), ids, t, lat)
+    assert 0.08 <= keep[40_000:].mean() <= 0.12
+    assert weight[30_000:].sum() == pytest.approx(30_000, rel=0.03)
