@@ -37,11 +37,12 @@ from logclust.sidecar.config import SamplingConfig
 # while a source is young (its counts change fast), then `SEGMENT_ROWS`.
 FIRST_SEGMENT_ROWS = 16
 SEGMENT_ROWS = 4096
-# The controller: its proportional factor on F * N stays in CONTROL_RANGE; its slow gain
-# in GAIN_RANGE, moved by CONTROL_RATE per window of rows and unit of relative error.
-CONTROL_RANGE = (0.25, 2.0)
+# The controller: a gain on F * N in GAIN_RANGE, moved by CONTROL_RATE per window of rows
+# and unit of a segment's relative error, times one plus the window's relative error
+# (both errors clipped to CONTROL_CLIP).
 CONTROL_RATE = 1.0
-GAIN_RANGE = (0.5, 2.0)
+CONTROL_CLIP = 0.5
+GAIN_RANGE = (0.25, 4.0)
 # Rows above their cluster's running latency quantile TAIL_QUANTILE are kept TAIL_BOOST
 # times as often as the others (same expected kept rows); the quantile follows each
 # segment's, weighted by the cluster's rows there over TAIL_MEMORY_ROWS.
@@ -389,21 +390,22 @@ class SourceBudget:
             self.expected *= factor
 
     def _target(self) -> float:
-        """Rows the level shares out: F * N, corrected by what was expected kept over the
-        window above or below it (proportional), times the slow gain (integral)."""
+        """Rows the level shares out: F * N times the controller's gain, and times one
+        plus the window's relative error (clipped): rows kept above or below F over the
+        window are paid back, within `CONTROL_CLIP`."""
         fair = self.fraction * self.total
         if fair <= 0.0:
             return 1e-9
-        lo, hi = CONTROL_RANGE
-        err = min(1.0, max(-1.0, (fair - self.expected) / fair))
-        return max(fair * self.gain * min(hi, max(lo, 1.0 + err)), 1e-9)
+        err = min(CONTROL_CLIP, max(-CONTROL_CLIP, (fair - self.expected) / fair))
+        return max(self.gain * fair * (1.0 + err), 1e-9)
 
     def _account(self, rows: int, expected: float) -> None:
-        """Moves the slow gain by the segment's share of the window's rows times the
-        window's relative error: what the rule keeps beyond the level (first rows, sure
-        rows, a long tail of kinds near it) is paid back over a few windows."""
-        fair = self.fraction * self.total
-        err = min(1.0, max(-1.0, (fair - self.expected) / fair))
+        """Moves the gain by the segment's share of the window's rows times its relative
+        error (the rows expected kept against F of its rows, clipped): it learns what
+        the rule keeps beyond the level (first rows, sure rows, a long tail of kinds
+        near it) and corrects for it, without paying back a burst later."""
+        fair = self.fraction * rows
+        err = min(CONTROL_CLIP, max(-CONTROL_CLIP, (fair - expected) / fair))
         step = CONTROL_RATE * rows / self.config.window_rows * err
         lo, hi = GAIN_RANGE
         self.gain = min(hi, max(lo, self.gain * math.exp(step)))

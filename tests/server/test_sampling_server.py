@@ -28,7 +28,6 @@ from tests.otlp.test_receiver import (
     _free_port,
     _record,
     _request,
-    _wait,
 )
 
 CLUSTERS = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
@@ -70,7 +69,7 @@ def test_answers_carry_keep_and_weight(sampled: tuple[SidecarServer, int]) -> No
         text = r.read().decode()
     kept = int(keep.sum())
     assert f'logclust_sampled_rows_total{{outcome="kept",source="frontend"}} {kept}.0' in text
-    dropped = f'logclust_sampled_rows_total{{outcome="dropped",source="frontend"}} '
+    dropped = 'logclust_sampled_rows_total{outcome="dropped",source="frontend"} '
     assert f"{dropped}{out.num_rows - kept}.0" in text
 
 
