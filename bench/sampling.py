@@ -29,6 +29,7 @@ phases: a warm pass, then the timed pass with 4 batches in flight).
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,9 @@ from bench.harness.sidecar import Sidecar, payloads, stream
 from bench.workloads import has_loghub, replay, synthetic_lines
 from logclust.cli.traffic import BOUTIQUE_KINDS, KINDS, generate_traffic
 from logclust.client import Client
+from logclust.cluster.labeler import Labeler
+from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
+from logclust.sidecar.stream_labeler import StreamLabeler
 from training.data import default_data_dir, read_loghub_system, redraw_digits
 
 # The sidecars run this checkout's package (the one this process imports), whatever the
@@ -260,6 +264,39 @@ def speed(args: argparse.Namespace, out: Output) -> None:
     out.line(f"Sampling on / off, mean of {args.rounds}: {on / off:.3f}")
 
 
+def cpu_ab(args: argparse.Namespace, out: Output) -> None:
+    """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
+    on alternating batch by batch (two `StreamLabeler`s over one encoder, both warmed with
+    the same pass): the load of a shared machine moves both alike."""
+    lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
+    tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
+    encoder = Labeler.load(args.bundle)
+    on_cfg = StreamLabelerConfig(sampling=SamplingConfig(fraction=args.fraction))
+    labelers = {"off": StreamLabeler(encoder), "on": StreamLabeler(encoder, on_cfg)}
+    half = len(tables) // 2
+    for lab in labelers.values():
+        for t in tables[:half]:
+            lab.label_table(t)
+        lab.wait_for_consolidations()
+    ms: dict[str, list[float]] = {"off": [], "on": []}
+    for t in tables[half:]:
+        for mode, lab in labelers.items():
+            start = time.thread_time()
+            lab.label_table(t)
+            ms[mode].append(1000 * (time.thread_time() - start))
+    table = out.table(
+        ["budget", "batches", "CPU ms per batch, median", "mean"],
+        title="Speed in one process: label_table, 1,000-row replay batches",
+    )
+    for mode in ("off", "on"):
+        table.add(
+            mode, len(ms[mode]), fmt(np.median(ms[mode]), ".2f"), fmt(np.mean(ms[mode]), ".2f")
+        )
+    out.show(table)
+    ratio = np.median(ms["on"]) / np.median(ms["off"])
+    out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser(__doc__, "sampling")
     p.add_argument("--bundle", default=None)
@@ -287,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         report_windows(out, run, judged, "whole, then 1,000 rows" if per else "5 minutes")
         out.line(f"{run.name}: kept fraction overall {run.keep.mean():.3f}")
         report_clusters(out, run, args.top)
+    cpu_ab(args, out)
     speed(args, out)
     out.close()
     return 0
