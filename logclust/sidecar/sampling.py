@@ -7,18 +7,21 @@ for each source with a budget F:
 * Counts per cluster decay over a window of at least `window_rows` rows and at least
   `window_s` seconds of row time (the longer of the two): `n_c` estimates how many rows
   cluster c sends per window, `N` all of them.
-* A water level `tau` shares the budget fairly: `sum_c min(n_c, tau) = G`, with G about
-  F * N (a controller corrects G by what was kept too much or too little). A cluster
-  below the level is kept whole; one above it is kept with probability `p_c = tau / n_c`.
-* A cluster's first row in each `slot_s` of row time is kept for certain, and so is every
-  row of a cluster the window has not counted yet: a new or rare kind is never lost.
-* A row is kept when a seeded hash of the row (seed, source, its position in its source's
-  stream, its time) falls below its p; its weight is 1/p (0 when dropped). p is fixed
-  before the row's own hash is drawn, so the summed weights are a Horvitz-Thompson
-  estimate of the true count: unbiased whatever the rule did before.
+* A water level `tau` shares the budget fairly: `sum_c min(n_c, tau) = G` over the
+  clusters active in the last segment, with G about F * N (a controller corrects it). A
+  cluster below the level is kept whole; one above it with probability `p_c = tau / n_c`.
+* A new cluster is kept row by row until its rows reach the level, and each cluster keeps
+  a sure row every `slot_s` of row time (and a fifth of the row window): a new or rare
+  kind is never lost.
+* Rows in a cluster's latency tail are kept `TAIL_BOOST` times as often (same expected
+  rows), so weighted percentiles rest on many tail rows.
+* The draw is systematic per cluster and stratum, from a phase seeded by (seed, source,
+  cluster): each row is kept with probability exactly p, and weight 1/p (0 when dropped).
+  p is fixed before the row is drawn, so summed weights estimate true counts without bias.
 
-Rows are decided in segments of `SEGMENT_ROWS` rows aligned on each source's row count, so
-decisions do not depend on how rows were split into batches nor on how sources interleave.
+Rows are decided in segments at fixed positions of each source's stream, with the level
+and estimates set at a segment's start: decisions do not depend on how rows were split
+into batches nor on how sources interleave.
 """
 
 from __future__ import annotations
