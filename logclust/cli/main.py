@@ -18,7 +18,7 @@ from logclust.cluster.config import StreamClusterConfig
 from logclust.otlp.config import OtlpConfig
 from logclust.rpc.tls import TlsConfig
 from logclust.server.config import ENCODER_VARIANTS, ServerConfig
-from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
 from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 from logclust.wire.contract import DEFAULT_QUANTILES
 
@@ -98,6 +98,13 @@ def _add_otlp_flags(p: argparse.ArgumentParser) -> None:
         help="dial the next hop with TLS, trusting this CA (PEM); an https:// --otlp-forward "
         "dials TLS with the system's roots",
     )
+    otlp(
+        "--otlp-forward-sampled",
+        "forward_sampled",
+        action="store_true",
+        help="forward only the rows the storage budget keeps, with logclust.sample_weight "
+        "(needs --sample-fraction or --sample)",
+    )
     otlp("--otlp-forward-cert", "forward_cert_file", help="client cert for the next hop (PEM)")
     otlp("--otlp-forward-key", "forward_key_file", help="client key for the next hop (PEM)")
     bind_prefixed(g, OtlpConfig, prefix="otlp_")
@@ -176,6 +183,32 @@ def _add_memory_flags(p: argparse.ArgumentParser) -> None:
     clusters("--max-clusters", "max_clusters", type=int, help="per source")
 
 
+def _add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    """`serve` flags of the storage budget (docs/sampling.md)."""
+    g = p.add_argument_group("sampling by cluster (docs/sampling.md)")
+    sampling = FieldFlags(g, SamplingConfig)
+    sampling(
+        "--sample-fraction",
+        "fraction",
+        type=float,
+        metavar="F",
+        help="share of rows to keep on average, every source, in (0, 1]: answers get keep "
+        "and sample_weight (default: off)",
+    )
+    sampling(
+        "--sample",
+        "source_fractions",
+        action="append",
+        default=[],
+        metavar="SOURCE=F",
+        help="share of rows to keep for one source, over --sample-fraction (repeatable)",
+    )
+    sampling("--sample-window-rows", "window_rows", type=int)
+    sampling("--sample-window", "window_s", type=parse_duration)
+    sampling("--sample-slot", "slot_s", type=parse_duration)
+    sampling("--sample-seed", "seed", type=int)
+
+
 def _add_client_tls_flags(p: argparse.ArgumentParser) -> None:
     """`--tls-ca/--tls-cert/--tls-key` of the commands that talk to a sidecar."""
     p.add_argument("--tls-ca", default=None, help="connect with TLS, trusting this CA (PEM)")
@@ -209,6 +242,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     _add_clustering_flags(p)
     _add_memory_flags(p)
+    _add_sampling_flags(p)
     _add_otlp_flags(p)
     _add_security_flags(p)
     p.set_defaults(func=handler("service", "cmd_serve"))

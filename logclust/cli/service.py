@@ -22,7 +22,7 @@ from logclust.otlp.config import OtlpConfig
 from logclust.server.app import serve
 from logclust.server.config import ServerConfig, TlsConfig, check_listen
 from logclust.server.memory import keep_pandas_out, lean_process_memory
-from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def otlp_config(args: argparse.Namespace) -> OtlpConfig | None:
             if getattr(args, flag) is not None:
                 name = "--" + flag.replace("_", "-")
                 raise ValueError(f"{name} needs --otlp-listen or --otlp-http-listen")
+        if args.otlp_forward_sampled:
+            raise ValueError("--otlp-forward-sampled needs --otlp-forward")
         return None
     return OtlpConfig(
         listen=args.otlp_listen,
@@ -51,6 +53,7 @@ def otlp_config(args: argparse.Namespace) -> OtlpConfig | None:
         forward_ca_file=args.otlp_forward_ca,
         forward_cert_file=args.otlp_forward_cert,
         forward_key_file=args.otlp_forward_key,
+        forward_sampled=args.otlp_forward_sampled,
         grpc_plaintext=args.otlp_plaintext,
         http_plaintext=args.otlp_http_plaintext,
         queue_records=args.otlp_queue_records,
@@ -106,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             **given,
         ),
         log_formats=_log_formats(args.log_format),
+        sampling=sampling_config(args),
     )
     config = ServerConfig(
         listen=args.listen,
@@ -136,6 +140,31 @@ def serving_labeler(bundle_path: str | None, variant: str, batch_size: int) -> L
     chosen = choose_variant(bundle, variant)
     logger.info("%s", chosen.describe())
     return Labeler(bundle, chosen.variant, batch_size=batch_size)
+
+
+def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+    """The storage budget of `--sample-fraction`, `--sample SOURCE=F` and the window flags.
+
+    Raises:
+        ValueError: a `--sample` item that is not SOURCE=F with F a number (the range of F
+            is checked by `SamplingConfig`).
+    """
+    fractions = {}
+    for source, value in _pairs(args.sample).items():
+        try:
+            fractions[source] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"--sample needs SOURCE=F with F a number. Received: {source}={value}"
+            ) from None
+    return SamplingConfig(
+        fraction=args.sample_fraction,
+        source_fractions=fractions,
+        window_rows=args.sample_window_rows,
+        window_s=float(args.sample_window),
+        slot_s=float(args.sample_slot),
+        seed=args.sample_seed,
+    )
 
 
 def _pairs(items: list[str]) -> dict[str, str]:

@@ -75,6 +75,9 @@ class OtlpConfig:
     retry_max_s: float = 5.0
     # Delay suggested to senders (RetryInfo, Retry-After) when the queue is full.
     retry_after_s: float = 1.0
+    # Forward only the records the storage budget keeps, each with the attribute
+    # `logclust.sample_weight` (docs/sampling.md); needs `forward` and a budget.
+    forward_sampled: bool = False
     # -- TLS (the receivers' own is the server's: `ServerConfig.tls`) --
     # PEM CA bundle the next hop's certificate must chain to (dials TLS).
     forward_ca_file: str | None = None
@@ -105,6 +108,8 @@ class OtlpConfig:
         if not self.source_attribute:
             raise ValueError("source_attribute must not be empty. Received: ''")
         self.latency_key()  # raises on an unknown unit
+        if self.forward_sampled and self.forward is None:
+            raise ValueError("forward_sampled needs forward. Received: forward=None")
         self._check_plaintext()
         self._check_forward_tls()
 

@@ -40,6 +40,7 @@ from logclust.otlp.mapping import (
     count_records,
     parse_request,
 )
+from logclust.otlp.sampled import thin
 from logclust.rpc import errors
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
@@ -169,26 +170,29 @@ class OtlpReceiver:
             return ExportLogsServiceResponse()
         if self.queue is not None:
             self.queue.reserve(n, nbytes)
-        accepted = 0
+        accepted = forwarded = 0
         try:
             mapped = self.mapper.map(request, data, keep_records=self.queue is not None)
-            accepted = mapped.accepted
+            accepted = forwarded = mapped.accepted
             if accepted:
-                ids = self._label(mapped.table)
+                labelled = self._label(mapped.table)
+                ids = contract.column_array(labelled, contract.CLUSTER_ID).to_numpy()
                 if self.queue is not None:
                     sources = contract.source_column(mapped.table).to_pylist()
                     templates = self.templates.lookup(sources, ids.tolist())
                     annotate(mapped.records, ids, templates, labelled_before)
             if self.queue is not None and mapped.rejected:
                 mapped.drop_rejected()
+            if accepted and self.queue is not None and self.config.forward_sampled:
+                forwarded = thin(request, *_sample_of(labelled), labelled_before)
         except BaseException:
             if self.queue is not None:
                 self.queue.release(n, nbytes)
             raise
         if self.queue is not None:
-            if accepted:
-                self.queue.put(request, accepted, nbytes)
-                self.queue.release(n - accepted, 0)
+            if forwarded:
+                self.queue.put(request, forwarded, nbytes)
+                self.queue.release(n - forwarded, 0)
             else:
                 self.queue.release(n, nbytes)
         self._records.labels(outcome="accepted").inc(accepted)
@@ -201,12 +205,19 @@ class OtlpReceiver:
             )
         )
 
-    def _label(self, table: pa.Table) -> np.ndarray:
-        """The `Label` path: contract check, then the sidecar; the cluster id per row."""
+    def _label(self, table: pa.Table) -> pa.Table:
+        """The `Label` path: contract check, then the sidecar; the labelled table."""
         started = time.perf_counter()
         contract.validate_batch(table, self.sidecar.config.max_rows_per_batch)
-        labelled = self.sidecar.label(table, started)
-        return np.asarray(contract.column_array(labelled, contract.CLUSTER_ID).to_numpy())
+        return self.sidecar.label(table, started)
+
+
+def _sample_of(labelled: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """`keep` and `sample_weight` of a labelled table (`forward_sampled` needs a budget,
+    so they are there)."""
+    keep = contract.column_array(labelled, contract.KEEP).to_numpy(zero_copy_only=False)
+    weight = contract.column_array(labelled, contract.SAMPLE_WEIGHT).to_numpy()
+    return np.asarray(keep, bool), np.asarray(weight, np.float64)
 
 
 class OtlpLogsService(logs_service_pb2_grpc.LogsServiceServicer):

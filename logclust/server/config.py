@@ -168,6 +168,12 @@ class ServerConfig:
             raise ValueError(
                 f"memory_budget_mb must be positive. Received: memory_budget_mb={budget}"
             )
+        sampled = self.otlp is not None and self.otlp.forward_sampled
+        if sampled and not self.labeler.sampling.enabled:
+            raise ValueError(
+                "otlp.forward_sampled needs a storage budget (labeler.sampling: "
+                "--sample-fraction or --sample). Received: no budget"
+            )
         unknown = sorted(set(self.keep_sizes) - set(SIZED_FIELDS))
         if unknown:
             raise ValueError(

@@ -11,6 +11,61 @@ from logclust.latency.book import check_window
 from logclust.text.log_format import LogFormat
 
 
+def check_fraction(name: str, value: float) -> None:
+    """A share of rows to keep: in (0, 1].
+
+    Raises:
+        ValueError: outside (0, 1] (NaN included), naming `name`.
+    """
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise ValueError(f"{name} must be in (0, 1]. Received: {name}={value}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """A storage budget per source: which rows the answers mark `keep`, and their weight
+    (`logclust.sidecar.sampling`, docs/sampling.md). Every row still counts in the
+    sidecar's own statistics."""
+
+    # Share of rows to keep on average, for every source (e.g. 0.1); None: no budget
+    # (then the answers have no `keep` and `sample_weight` columns).
+    fraction: float | None = None
+    # Per-source budgets, source name -> share kept; they override `fraction`. A source
+    # named here that never sends a row costs nothing.
+    source_fractions: Mapping[str, float] = field(default_factory=dict)
+    # The window a budget holds over spans at least this many rows of a source...
+    window_rows: int = 5_000
+    # ... and at least this many seconds of its row times (the longer of the two).
+    window_s: float = 300.0
+    # Each cluster keeps its first row of every slot of this many seconds of row time
+    # (weight 1), so a kind seen in a window is never lost from it.
+    slot_s: float = 60.0
+    # Seed of the row hash: the same stream with the same seed keeps the same rows.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fraction is not None:
+            check_fraction("fraction", self.fraction)
+        for source, value in self.source_fractions.items():
+            if not isinstance(source, str) or not source:
+                raise ValueError(f"A sampled source needs a name. Received: {source!r}")
+            check_fraction(f"the fraction of source {source!r}", value)
+        if self.window_rows < 1:
+            raise ValueError(f"window_rows must be positive. Received: {self.window_rows}")
+        for name in ("window_s", "slot_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0. Received: {name}={getattr(self, name)}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any source has a budget (the answers then carry the sample columns)."""
+        return self.fraction is not None or bool(self.source_fractions)
+
+    def fraction_for(self, source: str) -> float | None:
+        """The budget of `source`; None: kept whole."""
+        return self.source_fractions.get(source, self.fraction)
+
+
 @dataclass(frozen=True)
 class StreamLabelerConfig:
     """What a `StreamLabeler` keeps and how much it accepts."""
@@ -35,6 +90,8 @@ class StreamLabelerConfig:
     # a `LogFormat` preset name or format string. The content is clustered; the header
     # fields come back as `log_<field>` columns; `body` is returned as sent.
     log_formats: Mapping[str, str] = field(default_factory=dict)
+    # Sampling by cluster under a storage budget (docs/sampling.md); off by default.
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
         for fmt in self.log_formats.values():

@@ -16,6 +16,7 @@ import pyarrow as pa
 import logclust.turns as turns
 from logclust.cluster.descriptions import ClusterStats
 from logclust.sidecar.metrics import Metrics
+from logclust.sidecar.sample_metrics import SampledRowsCollector
 from logclust.sidecar.store import StateStore, StoreDelta
 from logclust.sidecar.stream_labeler import StreamLabeler, now_ms
 from logclust.wire import contract, ipc
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 # Bytes a labelled row adds to the answer: int32 + float32 and their share of padding.
 RESPONSE_BYTES_PER_ROW = 16
+# And with a storage budget: a bit of `keep` and the float64 `sample_weight`, rounded up.
+SAMPLE_BYTES_PER_ROW = 9
 
 
 class Sidecar:
@@ -60,6 +63,8 @@ class Sidecar:
                 "Latency windows dropped from memory before their retention (memory bound).",
                 lambda: book.evicted_sketches,
             )
+            if labeler.sampler is not None:
+                metrics.registry.register(SampledRowsCollector(labeler.sampler.totals))
         self._flush_lock = threading.Lock()
         self._forget_pending: list[str] = []
         snapshot = store.load_state()
@@ -91,7 +96,10 @@ class Sidecar:
         t0 = time.perf_counter()
         table = ipc.decode_ipc(data, self.config.max_rows_per_batch, max_decoded_bytes)
         if max_response_bytes is not None:
-            estimate = len(data) + RESPONSE_BYTES_PER_ROW * table.num_rows
+            per_row = RESPONSE_BYTES_PER_ROW
+            if self.labeler.sampler is not None:
+                per_row += SAMPLE_BYTES_PER_ROW
+            estimate = len(data) + per_row * table.num_rows
             if estimate > max_response_bytes:
                 raise contract.LimitExceededError(
                     f"The answer would exceed the message limit of {max_response_bytes} "
@@ -113,6 +121,8 @@ class Sidecar:
         out = contract.with_labels(table, b.ids, b.distances)
         for name, column in b.headers.items():
             out = out.append_column(name, column)
+        if b.keep is not None and b.weight is not None:
+            out = contract.with_sample(out, b.keep, b.weight)
         return out
 
     def latency(
@@ -175,5 +185,6 @@ class Sidecar:
         """Releases what the latency book and the metrics hold of `source` (its clusters
         are already gone)."""
         self.labeler.book.forget(source)
+        self.labeler.forget_sample(source)
         if self.metrics is not None:
             self.metrics.forget_source(source)

@@ -30,6 +30,7 @@ from logclust.cluster.router import StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.latency.book import LatencyBook
 from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.sampling import Sampler
 from logclust.text.log_format import LogFormat
 from logclust.wire import contract
 from logclust.wire.contract import DEFAULT_QUANTILES, DEFAULT_SOURCE, ContractError
@@ -58,6 +59,9 @@ class BatchLabels:
     latency_ms: np.ndarray
     # `log_<field>` columns of sources with a log format (empty when none applies).
     headers: dict[str, pa.Array] = field(default_factory=dict)
+    # `(n,)` bool and float64: the sample (`keep`, `sample_weight`); None without a budget.
+    keep: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class LabelResult:
     ids: np.ndarray
     distances: np.ndarray
     clusters: dict[int, ClusterStats]
+    # `(n,)` bool and float64: kept rows and what each stands for; None without a budget.
+    keep: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
 
 class StreamLabeler:
@@ -97,6 +104,8 @@ class StreamLabeler:
             relative_accuracy=self.config.relative_accuracy,
             max_bytes=self.config.latency_max_bytes,
         )
+        sampling = self.config.sampling
+        self.sampler = Sampler(sampling) if sampling.enabled else None
 
     @classmethod
     def load(
@@ -148,7 +157,11 @@ class StreamLabeler:
         present = set(labels.ids.tolist())
         stats = {st.cluster_id: st for _, st in self.stream.describe(source, present)}
         return LabelResult(
-            labels.ids, labels.distances, {c: stats[c] for c in sorted(present) if c in stats}
+            labels.ids,
+            labels.distances,
+            {c: stats[c] for c in sorted(present) if c in stats},
+            labels.keep,
+            labels.weight,
         )
 
     def label_table(self, table: pa.Table, now: int | None = None) -> BatchLabels:
@@ -159,6 +172,8 @@ class StreamLabeler:
             now: receive time in Unix ms (rows without a time); None means now.
         """
         now = now_ms() if now is None else now
+        if self.sampler is not None:
+            contract.check_sample_columns(table.schema)
         body = contract.column_array(table, contract.BODY)
         time_ms = contract.time_ms_column(table, now)
         latency = contract.latency_column(table)
@@ -168,7 +183,10 @@ class StreamLabeler:
             body, headers = self._split_headers(table, body, source)
         ids, dist, names, codes = self.stream.label(body, source, time_ms)
         self.book.record(names, codes, ids, time_ms, latency, now)
-        return BatchLabels(ids, dist, names, codes, latency, headers)
+        if self.sampler is None:
+            return BatchLabels(ids, dist, names, codes, latency, headers)
+        sample = self.sampler.decide(names, codes, ids, time_ms, latency)
+        return BatchLabels(ids, dist, names, codes, latency, headers, sample.keep, sample.weight)
 
     def _split_headers(
         self, table: pa.Table, body: pa.Array, source: pa.Array
@@ -225,6 +243,11 @@ class StreamLabeler:
     def clusters(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """`(source, stats)` of every cluster of `source` (all sources when None)."""
         return self.stream.describe(source)
+
+    def forget_sample(self, source: str) -> None:
+        """Drops the sampling state of a forgotten or evicted source."""
+        if self.sampler is not None:
+            self.sampler.forget(source)
 
     def wait_for_consolidations(self, timeout: float | None = None) -> None:
         """Blocks until background consolidations finish (tests, shutdown)."""

@@ -13,7 +13,8 @@ and may have, with these meanings:
   missing column) mean `"default"`.
 
 Every other column passes through untouched. `cluster_id` and `cluster_distance` are
-added by the sidecar, so an input that already has them is rejected.
+added by the sidecar, so an input that already has them is rejected; so are `keep` and
+`sample_weight` when a storage budget is set (docs/sampling.md).
 
 Bytes on the wire are Arrow IPC streams (`logclust.wire.ipc`). The sidecar, the server,
 the client and the CLI all speak this one contract, and nothing else of each other.
@@ -36,6 +37,14 @@ SOURCE = "source"
 CLUSTER_ID = "cluster_id"
 CLUSTER_DISTANCE = "cluster_distance"
 DEFAULT_SOURCE = "default"
+# Added with a storage budget (docs/sampling.md): whether a row is kept, and the rows a
+# kept row stands for (0 for dropped rows).
+KEEP = "keep"
+SAMPLE_WEIGHT = "sample_weight"
+SAMPLE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field(KEEP, pa.bool_()),
+    pa.field(SAMPLE_WEIGHT, pa.float64()),
+)
 # Latest event time accepted (9999-12-31T23:59:59Z, Unix seconds).
 MAX_TIME_S = 253_402_300_799
 # Quantiles a latency query reports when the caller names none.
@@ -181,6 +190,25 @@ def latency_column(table: pa.Table) -> np.ndarray:
         return np.full(table.num_rows, np.nan)
     col = column_array(table, LATENCY_MS).cast(pa.float64(), safe=False)
     return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
+
+
+def check_sample_columns(schema: pa.Schema) -> None:
+    """With a storage budget the sidecar adds `keep` and `sample_weight`.
+
+    Raises:
+        ContractError: the input has either already.
+    """
+    taken = [f.name for f in SAMPLE_FIELDS if f.name in schema.names]
+    if taken:
+        raise ContractError(
+            f"Columns added by the sidecar's sampling; drop or rename them first. Received: {taken}"
+        )
+
+
+def with_sample(table: pa.Table, keep: np.ndarray, weight: np.ndarray) -> pa.Table:
+    """`table` with `keep` and `sample_weight` appended."""
+    table = table.append_column(SAMPLE_FIELDS[0], pa.array(keep, pa.bool_()))
+    return table.append_column(SAMPLE_FIELDS[1], pa.array(weight, pa.float64()))
 
 
 def with_labels(table: pa.Table, ids: np.ndarray, distances: np.ndarray) -> pa.Table:

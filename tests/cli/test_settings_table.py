@@ -58,7 +58,7 @@ def test_every_setting_is_documented() -> None:
         for f in dataclasses.fields(config):
             assert docs.get(f.name), f"{path}{f.name} has no comment"
     paths = [path for path, _ in settings_table.sections()]
-    assert paths == ["", "tls.", "labeler.", "labeler.clusters.", "otlp."]
+    assert paths == ["", "tls.", "labeler.", "labeler.clusters.", "labeler.sampling.", "otlp."]
 
 
 def test_flag_help_comes_from_the_field_doc() -> None:

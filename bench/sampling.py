@@ -1,0 +1,334 @@
+"""Sampling by cluster under a storage budget (`serve --sample-fraction F`), against the
+truth: every row is labelled, so the answers hold both the sample and what it stands for.
+
+    python -m bench.sampling [--bundle DIR] [--fraction 0.1] [--http-rows 12000]
+                             [--speed-rows 60000]
+
+Setup as `bench.sidecar`: `logclust serve` in a child process pinned to core 0 (a fresh
+one per workload), this process the client on core 1, 1,000-row batches over one stream.
+
+Workloads:
+
+1. **Replay**: loghub's Android stream, 5 passes (10,000 rows), each pass shuffled with
+   its digits re-drawn (`training.data.redraw_digits`), all dated within one second (a
+   replay at line rate); latencies lognormal with a median per ground-truth template.
+2. **Shifting HTTP**: `logclust.cli.traffic` over 30 minutes, three 10-minute phases of
+   `--http-rows` rows each: the three demo kinds; all thirteen kinds (ten new); cart,
+   search and XML orders only (a shift in shares).
+
+Reported: the kept fraction per 5-minute window of row time (the replay: per 1,000 rows);
+per cluster and window with at least 1,000 rows, the weighted count (sum of
+`sample_weight`) and the weighted p99 of latency from kept rows against the exact ones;
+the worst window of the rare clusters (under 0.1% of a window's rows: share of their rows
+kept) and clusters that lost every row of a window; the per-cluster table of the largest
+and rarest clusters. **Speed**: records/s of the loghub replay (train systems) with and
+without a budget, on fresh sidecars, alternated twice in one run (`bench.sidecar`'s
+phases: a warm pass, then the timed pass with 4 batches in flight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from bench.harness import cli
+from bench.harness.procs import CLIENT_CORE, SERVER_CORE, need_two_cores, pin
+from bench.harness.report import Output, fmt
+from bench.harness.sidecar import Sidecar, payloads, stream
+from bench.workloads import has_loghub, replay, synthetic_lines
+from logclust.cli.traffic import BOUTIQUE_KINDS, KINDS, generate_traffic
+from logclust.client import Client
+from logclust.cluster.labeler import Labeler
+from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
+from logclust.sidecar.stream_labeler import StreamLabeler
+from training.data import default_data_dir, read_loghub_system, redraw_digits
+
+# The sidecars run this checkout's package (the one this process imports), whatever the
+# `logclust` console script was installed from.
+HERE = str(Path(__file__).resolve().parents[1])
+WINDOW_MS = 5 * 60 * 1000
+T0_MS = 1_780_000_000_000
+PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("demo kinds", BOUTIQUE_KINDS),
+    ("all kinds", KINDS),
+    ("shifted", ("add_to_cart", "search", "xml_order")),
+)
+
+
+@dataclass
+class Labelled:
+    """A workload's answers: per row its cluster, time, latency, keep and weight."""
+
+    name: str
+    cluster: np.ndarray
+    time_ms: np.ndarray
+    latency: np.ndarray
+    keep: np.ndarray
+    weight: np.ndarray
+
+
+def android_replay(passes: int, smoke: bool) -> pa.Table:
+    """Android's lines, `passes` shuffled passes with digits re-drawn (as
+    `shuffled_passes`, keeping each line's template), in one second, with latencies."""
+    if has_loghub() and not smoke:
+        logs = read_loghub_system(default_data_dir(), "Android")
+        base, events = logs.raw, logs.templates or logs.raw
+    else:
+        base = synthetic_lines(200)
+        events = [ln.split(":")[0] for ln in base]
+    rng = np.random.default_rng(0)
+    lines: list[str] = []
+    kinds: list[str] = []
+    for _ in range(passes):
+        order = rng.permutation(len(base))
+        lines += redraw_digits([base[i] for i in order], rng)
+        kinds += [events[i] for i in order]
+    names, kind = np.unique(np.asarray(kinds), return_inverse=True)
+    median = np.exp(np.random.default_rng(1).uniform(0, 5, names.size))  # 1 to 150 ms
+    latency = median[kind] * np.exp(np.random.default_rng(2).normal(0, 0.3, kind.size))
+    n = len(lines)
+    return pa.table(
+        {
+            "body": pa.array(lines, pa.string()),
+            "latency_ms": pa.array(latency),
+            "time": pa.array(T0_MS + np.arange(n) * 1000 // n, pa.int64()).cast(
+                pa.timestamp("ms", tz="UTC")
+            ),
+            "source": pa.array(["android"] * n),
+        }
+    )
+
+
+def shifting_http(rows: int) -> pa.Table:
+    """Three 10-minute phases of `rows` requests each (`PHASES`), back to back."""
+    parts = [
+        generate_traffic(rows, seed=i, end_ms=T0_MS + (i + 1) * 600_000, kinds=kinds)
+        for i, (_, kinds) in enumerate(PHASES)
+    ]
+    return pa.concat_tables(parts).drop_columns(["kind"])
+
+
+def label(args: argparse.Namespace, name: str, table: pa.Table) -> Labelled:
+    """Labels `table` on a fresh sidecar with the budget; the answers as arrays."""
+    extra = ["--sample-fraction", str(args.fraction)]
+    with Sidecar(args.bundle, SERVER_CORE, HERE, extra=extra) as side, Client(side.addr) as client:
+        client.wait_ready(60)
+        out = client.label(table, batch_size=1000)
+    col = out.column
+    return Labelled(
+        name,
+        col("cluster_id").to_numpy(),
+        col("time").cast(pa.int64()).to_numpy(),
+        col("latency_ms").to_numpy(),
+        col("keep").to_numpy(zero_copy_only=False),
+        col("sample_weight").to_numpy(),
+    )
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The `q` quantile of `values` with `weights` (the first value whose cumulative
+    weight reaches `q` of the total)."""
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][min(order.size - 1, np.searchsorted(cum, q * cum[-1]))])
+
+
+def windows(run: Labelled, rows_per_window: int | None) -> list[np.ndarray]:
+    """Row masks of the windows: 5 minutes of row time, or `rows_per_window` rows."""
+    if rows_per_window is not None:
+        n = run.cluster.size
+        return [np.arange(n) // rows_per_window == w for w in range(-(-n // rows_per_window))]
+    w = (run.time_ms - run.time_ms.min()) // WINDOW_MS
+    return [w == i for i in range(int(w.max()) + 1)]
+
+
+@dataclass
+class Window:
+    kept: float  # fraction of rows kept
+    lost: int  # clusters with rows and none kept
+    rare_share: float  # share kept of the rows of clusters under 0.1% of the window
+    count_err: float  # worst |weighted / true - 1| of clusters with >= 1,000 rows
+    p99_err: float  # worst |weighted p99 / exact p99 - 1| of those clusters
+    big: int  # clusters with >= 1,000 rows
+
+
+def judge(run: Labelled, mask: np.ndarray) -> Window:
+    c, keep, w, lat = run.cluster[mask], run.keep[mask], run.weight[mask], run.latency[mask]
+    ids, inv, rows = np.unique(c, return_inverse=True, return_counts=True)
+    kept = np.bincount(inv, weights=keep, minlength=ids.size)
+    est = np.bincount(inv, weights=w, minlength=ids.size)
+    rare = rows < 0.001 * c.size
+    count_err = p99_err = 0.0
+    big = np.flatnonzero(rows >= 1000)
+    for g in big.tolist():
+        rows_g = inv == g
+        count_err = max(count_err, abs(est[g] / rows[g] - 1))
+        k = rows_g & keep & ~np.isnan(lat)
+        exact = float(np.quantile(lat[rows_g & ~np.isnan(lat)], 0.99))
+        p99_err = max(p99_err, abs(weighted_quantile(lat[k], w[k], 0.99) / exact - 1))
+    return Window(
+        float(keep.mean()),
+        int(np.sum(kept == 0)),
+        float(kept[rare].sum() / rows[rare].sum()) if rare.any() else float("nan"),
+        count_err,
+        p99_err,
+        big.size,
+    )
+
+
+def report_windows(out: Output, run: Labelled, judged: list[Window], unit: str) -> None:
+    table = out.table(
+        [
+            unit,
+            "kept fraction",
+            "clusters that lost every row",
+            "rare clusters (<0.1%): share kept",
+            "clusters >= 1,000 rows",
+            "worst weighted-count error",
+            "worst weighted p99 error",
+        ],
+        title=f"{run.name}: per window",
+    )
+    for i, j in enumerate(judged):
+        table.add(
+            i + 1,
+            fmt(j.kept, ".3f"),
+            j.lost,
+            fmt(j.rare_share, ".3f"),
+            j.big,
+            fmt(100 * j.count_err, ".1f", "%"),
+            fmt(100 * j.p99_err, ".1f", "%"),
+        )
+    out.show(table)
+
+
+def report_clusters(out: Output, run: Labelled, top: int) -> None:
+    """The largest and the rarest clusters of the whole run."""
+    ids, inv, rows = np.unique(run.cluster, return_inverse=True, return_counts=True)
+    kept = np.bincount(inv, weights=run.keep, minlength=ids.size)
+    est = np.bincount(inv, weights=run.weight, minlength=ids.size)
+    order = np.argsort(-rows)
+    picks = list(dict.fromkeys(order[:top].tolist() + order[-top:].tolist()))
+    table = out.table(
+        [
+            "cluster",
+            "rows",
+            "kept share",
+            "weighted count",
+            "count error",
+            "p99 exact / weighted ms",
+        ],
+        title=f"{run.name}: largest and rarest of {ids.size} clusters",
+    )
+    for g in picks:
+        m = inv == g
+        k = m & run.keep
+        exact = float(np.quantile(run.latency[m], 0.99))
+        est99 = weighted_quantile(run.latency[k], run.weight[k], 0.99)
+        table.add(
+            int(ids[g]),
+            int(rows[g]),
+            fmt(kept[g] / rows[g], ".3f"),
+            fmt(est[g], ".0f"),
+            fmt(100 * (est[g] / rows[g] - 1), "+.1f", "%"),
+            f"{exact:.1f} / {est99:.1f}",
+        )
+    out.show(table)
+
+
+def speed(args: argparse.Namespace, out: Output) -> None:
+    """Records/s of the replay with and without a budget, alternated on fresh sidecars."""
+    lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
+    warm, timed = payloads(lines[: len(lines) // 2], 1000), payloads(lines[len(lines) // 2 :], 1000)
+    table = out.table(["run", "budget", "records/s"], title="Speed: loghub replay, one run")
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(args.rounds):
+        for mode in ("off", "on"):
+            extra = ["--sample-fraction", str(args.fraction)] if mode == "on" else []
+            with Sidecar(args.bundle, SERVER_CORE, HERE, extra=extra) as side:
+                with Client(side.addr) as client:
+                    client.wait_ready(60)
+                    stream(client, warm, 4)
+                    side.wait_idle()
+                    wall, _ = stream(client, timed, 4)
+            rate = len(timed) * 1000 / wall
+            rates[mode].append(rate)
+            table.add(i + 1, mode, fmt(rate, ",.0f"))
+    out.show(table)
+    on, off = np.mean(rates["on"]), np.mean(rates["off"])
+    out.line(f"Sampling on / off, mean of {args.rounds}: {on / off:.3f}")
+
+
+def cpu_ab(args: argparse.Namespace, out: Output) -> None:
+    """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
+    on alternating batch by batch (two `StreamLabeler`s over one encoder, both warmed with
+    the same pass): the load of a shared machine moves both alike."""
+    lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
+    tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
+    encoder = Labeler.load(args.bundle)
+    on_cfg = StreamLabelerConfig(sampling=SamplingConfig(fraction=args.fraction))
+    labelers = {"off": StreamLabeler(encoder), "on": StreamLabeler(encoder, on_cfg)}
+    half = len(tables) // 2
+    for lab in labelers.values():
+        for t in tables[:half]:
+            lab.label_table(t)
+        lab.wait_for_consolidations()
+    ms: dict[str, list[float]] = {"off": [], "on": []}
+    for t in tables[half:]:
+        for mode, lab in labelers.items():
+            start = time.thread_time()
+            lab.label_table(t)
+            ms[mode].append(1000 * (time.thread_time() - start))
+    table = out.table(
+        ["budget", "batches", "CPU ms per batch, median", "mean"],
+        title="Speed in one process: label_table, 1,000-row replay batches",
+    )
+    for mode in ("off", "on"):
+        table.add(
+            mode, len(ms[mode]), fmt(np.median(ms[mode]), ".2f"), fmt(np.mean(ms[mode]), ".2f")
+        )
+    out.show(table)
+    ratio = np.median(ms["on"]) / np.median(ms["off"])
+    out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser(__doc__, "sampling")
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--passes", type=int, default=5, help="Android passes of the replay")
+    p.add_argument("--http-rows", type=int, default=12_000, help="requests per phase")
+    p.add_argument("--speed-rows", type=int, default=60_000)
+    p.add_argument("--rounds", type=int, default=2, help="speed A/B rounds")
+    p.add_argument("--top", type=int, default=6, help="largest and rarest clusters shown")
+    args = p.parse_args(argv)
+    cli.smoke(args, passes=2, http_rows=600, speed_rows=4000, rounds=1, top=3)
+    need_two_cores()
+    pin(CLIENT_CORE)
+    out = cli.output(args, "sampling")
+    out.header(args.bundle, fraction=str(args.fraction))
+    android = android_replay(args.passes, args.smoke)
+    runs = [
+        (label(args, f"Android replay, {args.passes} passes in one second", android), 1000),
+        (label(args, "shifting HTTP, three 10-minute phases", shifting_http(args.http_rows)), None),
+    ]
+    for run, per in runs:
+        judged = [judge(run, m) for m in windows(run, per) if m.any()]
+        if per:  # the replay is one window of time: judged whole, then by rows
+            judged.insert(0, judge(run, np.ones(run.cluster.size, bool)))
+        report_windows(out, run, judged, "whole, then 1,000 rows" if per else "5 minutes")
+        out.line(f"{run.name}: kept fraction overall {run.keep.mean():.3f}")
+        report_clusters(out, run, args.top)
+    cpu_ab(args, out)
+    speed(args, out)
+    out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
