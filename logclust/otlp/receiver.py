@@ -145,6 +145,9 @@ class OtlpReceiver:
         self.queue = queue
         self.pool = pool
         self.mapper = RecordMapper(config)
+        # Requests whose caller went away before they were recorded (not recorded).
+        self.abandoned = 0
+        self._lock = threading.Lock()
         self.templates = TemplateCache(sidecar.describe)
         stream = sidecar.labeler.stream
         self.sources = SourceQuota(
@@ -210,7 +213,15 @@ class OtlpReceiver:
             except Exception as e:  # noqa: BLE001 - handed to the caller
                 fut.set_exception(e)
             return fut
-        return self.pool.submit(key, nbytes, fn, *args, alive=alive)
+        fut = self.pool.submit(key, nbytes, fn, *args, alive=alive)
+        if alive is not None:
+            fut.add_done_callback(self._count_abandoned)
+        return fut
+
+    def _count_abandoned(self, fut: futures.Future[Any]) -> None:
+        if fut.cancelled() or isinstance(fut.exception(), turns.CallerGoneError):
+            with self._lock:
+                self.abandoned += 1
 
     def _in_turn(
         self, key: Hashable, nbytes: int, alive: Alive, fn: Callable[..., T], *args: Any
@@ -301,7 +312,6 @@ class OtlpLogsService:
         self.receiver = receiver
         self.admission = admission
         self.metrics = metrics
-        self.gone = 0  # exports whose caller went away before they were recorded
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -325,11 +335,7 @@ class OtlpLogsService:
                 return not context.cancelled() and (deadline is None or time.monotonic() < deadline)
 
             fut = self.receiver.submit_bytes(("otlp", context.peer()), data, alive)
-            try:
-                return await asyncio.wrap_future(fut)
-            except turns.CallerGoneError:
-                self.gone += 1
-                raise
+            return await asyncio.wrap_future(fut)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handler = grpc.method_handlers_generic_handler(
