@@ -64,6 +64,8 @@ PATH = "/v1/logs"
 HANDSHAKE_TIMEOUT_S = 10.0
 # Bytes of a request's line and headers.
 MAX_HEADER_BYTES = 64 * 1024
+# Seconds a closed connection's late bytes are read and dropped (see `_linger`).
+LINGER_S = 2.0
 # Seconds `stop()` waits for requests in flight.
 STOP_WAIT_S = 30.0
 
@@ -92,6 +94,25 @@ class _Request:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Closes after the answer: our side first, then what the client still sends is read
+    and dropped for up to `LINGER_S` (closing with unread bytes would reset the
+    connection, and the client could lose the answer before reading it)."""
+    transport = writer.transport
+    if transport.is_closing():
+        return
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER_S):
+            while await reader.read(1 << 16):
+                pass
+    except (OSError, TimeoutError, ssl.SSLError):
+        pass
+    finally:
+        transport.abort()
 
 
 def _parse_head(head: bytes) -> _Request:
@@ -213,7 +234,8 @@ class OtlpHttpServer:
             logger.info("OTLP/HTTP TLS connection closed: %s", e)
         finally:
             self._conns.pop(conn, None)
-            writer.transport.abort()
+            await _linger(reader, writer)
+
 
     async def _one_request(self, reader: asyncio.StreamReader, conn: _Conn) -> bool:
         """Serves one request; False when the connection is to close."""

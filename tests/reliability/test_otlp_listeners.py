@@ -100,7 +100,8 @@ def _http(port: int, head: str, body: bytes = b"", timeout: float = 10.0) -> byt
 
 def _post_head(length: int, ctype: str = "application/x-protobuf", **headers: str) -> str:
     extra = "".join(f"\r\n{k}: {v}" for k, v in headers.items())
-    return f"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {length}{extra}"
+    head = f"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}"
+    return f"{head}\r\nContent-Length: {length}{extra}"
 
 
 def _status(answer: bytes) -> int:
