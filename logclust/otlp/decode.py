@@ -30,6 +30,8 @@ JSON = "application/json"
 ENCODINGS = ("identity", "gzip")
 # Bytes inflated at a time (the ticket grows by as much).
 INFLATE_SLICE = 1 << 20
+# Compressed bytes fed to zlib at a time.
+INPUT_PIECE = 64 * 1024
 
 
 def check_encoding(encoding: str) -> str:
@@ -71,21 +73,25 @@ def gunzip(data: bytes, limit: int, ticket: Ticket | None = None) -> bytes:
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     parts: list[bytes] = []
     total = 0
-    pending = data
+    view = memoryview(data)
     try:
-        while True:
-            out = d.decompress(pending, INFLATE_SLICE)
-            pending = d.unconsumed_tail
-            total += len(out)
-            if total > limit:
-                raise TooLargeError(
-                    f"Request over {limit} bytes after gunzip. Received: more than {limit}"
-                )
-            if ticket is not None and out:
-                ticket.grow(len(out), "inflated body")
-            parts.append(out)
-            if not pending:
-                break
+        # Fed in small pieces: the input left over after each slice is copied by zlib
+        # (`unconsumed_tail`), a piece's worth, not the whole body's, per slice.
+        for start in range(0, len(data), INPUT_PIECE):
+            pending = bytes(view[start : start + INPUT_PIECE])
+            while pending:
+                out = d.decompress(pending, INFLATE_SLICE)
+                pending = d.unconsumed_tail
+                total += len(out)
+                if total > limit:
+                    raise TooLargeError(
+                        f"Request over {limit} bytes after gunzip. Received: more than {limit}"
+                    )
+                if ticket is not None and out:
+                    ticket.grow(len(out), "inflated body")
+                parts.append(out)
+                if d.eof:
+                    break
         parts.append(d.flush())
     except zlib.error as e:
         raise ContractError(f"Body is not valid gzip: {e}. Received: {len(data)} bytes") from e
