@@ -23,6 +23,7 @@ import threading
 import time
 import zlib
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -40,6 +41,7 @@ from bench.harness.report import Output, fmt
 from bench.harness.sidecar import Sidecar
 from logclust.client import Client
 
+ROOT = Path(__file__).resolve().parents[1]
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -71,7 +73,9 @@ def _server(args: argparse.Namespace) -> tuple[Sidecar, int, int]:
         "--otlp-http-listen",
         f"127.0.0.1:{http_port}",
     ]
-    srv = Sidecar(args.bundle, SERVER_CORE, extra=extra)
+    # This checkout's code in the child (a shared environment's console script may
+    # import another checkout's).
+    srv = Sidecar(args.bundle, SERVER_CORE, code=str(ROOT), extra=extra)
     _wait_port(http_port)
     with Client(srv.addr, timeout_s=60) as c:
         c.health()

@@ -236,7 +236,6 @@ class OtlpHttpServer:
             self._conns.pop(conn, None)
             await _linger(reader, writer)
 
-
     async def _one_request(self, reader: asyncio.StreamReader, conn: _Conn) -> bool:
         """Serves one request; False when the connection is to close."""
         cfg = self.config
