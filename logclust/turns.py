@@ -34,3 +34,8 @@ def checkpoint(cost: float = 0.0) -> None:
     hook: Callable[[float], None] | None = getattr(_local, "hook", None)
     if hook is not None:
         hook(cost)
+
+
+class CallerGoneError(Exception):
+    """The caller of the work in this thread has gone (deadline passed, cancelled): the
+    work stops at its next checkpoint, before anything is recorded."""

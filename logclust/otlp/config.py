@@ -89,6 +89,21 @@ class OtlpConfig:
     grpc_plaintext: bool = False
     # Serve the OTLP/HTTP receiver in plaintext even when the server has TLS.
     http_plaintext: bool = False
+    # -- sturdiness (docs/otlp.md "Limits") --
+    # Share of the sidecar's `max_sources` that OTLP senders may open (at least one): one
+    # sender naming new services cannot take the slots of `Label` clients.
+    max_sources_share: float = 0.5
+    # OTLP/HTTP connections open at once; at the cap the longest idle one is closed for a
+    # new one, and with none idle the new one gets 503 and is closed.
+    http_max_connections: int = 1024
+    # Seconds a client has to send a request's line and headers once it started it.
+    http_header_timeout_s: float = 10.0
+    # Seconds a client has to send a request's body once its headers are in.
+    http_body_timeout_s: float = 30.0
+    # Seconds a keep-alive connection may wait for its next request.
+    http_idle_timeout_s: float = 60.0
+    # Listen backlog of the OTLP/HTTP socket (connections the kernel queues for accept).
+    http_backlog: int = 1024
 
     def __post_init__(self) -> None:
         _check_addr("listen", self.listen)
@@ -102,7 +117,22 @@ class OtlpConfig:
         for name in ("queue_records", "queue_bytes", "max_request_bytes", "forward_batch_records"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
-        for name in ("forward_timeout_s", "retry_initial_s", "retry_max_s", "retry_after_s"):
+        for name in ("http_max_connections", "http_backlog"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+        if not 0.0 < self.max_sources_share <= 1.0:
+            raise ValueError(
+                f"max_sources_share must be in (0, 1]. Received: {self.max_sources_share}"
+            )
+        for name in (
+            "forward_timeout_s",
+            "retry_initial_s",
+            "retry_max_s",
+            "retry_after_s",
+            "http_header_timeout_s",
+            "http_body_timeout_s",
+            "http_idle_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0. Received: {name}={getattr(self, name)}")
         if not self.source_attribute:
@@ -143,6 +173,10 @@ class OtlpConfig:
                 "A forward client certificate needs TLS: give forward_ca_file or an "
                 f"https:// forward. Received: forward={self.forward!r}, forward_ca_file=None"
             )
+
+    def source_share(self, max_sources: int) -> int:
+        """Sources OTLP senders may open of `max_sources` (`max_sources_share`, at least 1)."""
+        return max(1, int(max_sources * self.max_sources_share))
 
     def forward_target(self) -> str | None:
         """`forward` as gRPC dials it (host:port, without a scheme); None without one."""

@@ -4,12 +4,14 @@ and the forwarding queue behind it.
 Both listeners serve the TLS they are given (the server's, `logclust.rpc.tls`): the
 same certificate as the `LogClust` server, and with a client CA a client certificate
 required on each. `OtlpConfig.grpc_plaintext`/`http_plaintext` opt a listener out.
+
+Both serve on one asyncio event loop of their own (open connections and waiting calls
+cost no thread) and draw on the server's one admission budget (`logclust.rpc.admission`).
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent import futures
 
 import grpc
 
@@ -17,6 +19,8 @@ from logclust.otlp.config import OtlpConfig
 from logclust.otlp.forward import ForwardQueue
 from logclust.otlp.http import OtlpHttpServer
 from logclust.otlp.receiver import LabelPool, OtlpLogsService, OtlpReceiver
+from logclust.rpc.admission import Admission
+from logclust.rpc.loop import EventLoopThread
 from logclust.rpc.tls import TlsConfig, server_credentials, server_ssl_context
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
@@ -31,7 +35,8 @@ class OtlpEndpoints:
         config: what to start.
         sidecar: the labelling path shared with `Label`.
         metrics: the server's metrics (counters are added to its registry).
-        max_workers: Export calls served at once over gRPC (taken in; labelled in `pool`).
+        admission: the server's admission budget (shared with `Label`); None: one of
+            the OTLP listeners' own (256 requests, 64 MiB).
         pool: the Label pool (see `OtlpReceiver`); None: in the receivers' threads.
         tls: the server's TLS, served by each listener that `config` does not opt out;
             None: plaintext.
@@ -46,13 +51,16 @@ class OtlpEndpoints:
         config: OtlpConfig,
         sidecar: Sidecar,
         metrics: Metrics,
-        max_workers: int = 8,
+        admission: Admission | None = None,
         pool: LabelPool | None = None,
         tls: TlsConfig | None = None,
     ) -> None:
         self.config = config
         registry = metrics.registry
-        self.grpc_server: grpc.Server | None = None
+        self.admission = admission or Admission(256, 64 << 20, config.retry_after_s)
+        self.loop = EventLoopThread("logclust-otlp")
+        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_service: OtlpLogsService | None = None
         self.http: OtlpHttpServer | None = None
         self.port = self.http_port = 0
         self.queue = None if config.forward is None else ForwardQueue(config, registry)
@@ -60,17 +68,20 @@ class OtlpEndpoints:
         try:
             if config.listen is not None:
                 grpc_tls = None if config.grpc_plaintext else tls
-                self.grpc_server, self.port = self._start_grpc(
-                    config.listen, metrics, max_workers, grpc_tls
+                self.grpc_service = OtlpLogsService(self.receiver, self.admission, metrics)
+                self.grpc_server, self.port = self.loop.run(
+                    self._start_grpc(config.listen, self.grpc_service, grpc_tls)
                 )
             if config.http_listen is not None:
                 http_tls = None if config.http_plaintext else tls
                 self.http = OtlpHttpServer(
                     config.http_listen,
                     self.receiver,
-                    config.max_request_bytes,
+                    config,
+                    self.admission,
                     metrics,
                     None if http_tls is None else server_ssl_context(http_tls),
+                    self.loop,
                 )
                 self.http_port = self.http.port
         except BaseException:
@@ -80,17 +91,22 @@ class OtlpEndpoints:
             tls_note = " (TLS)" if config.forward_tls() else ""
             logger.info("forwarding OTLP logs to %s%s", config.forward, tls_note)
 
-    def _start_grpc(
-        self, listen: str, metrics: Metrics, workers: int, tls: TlsConfig | None
-    ) -> tuple[grpc.Server, int]:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logclust-otlp"),
+    async def _start_grpc(
+        self, listen: str, service: OtlpLogsService, tls: TlsConfig | None
+    ) -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", self.config.max_request_bytes),
                 ("grpc.so_reuseport", 0),
+                # Read ahead at most 64 KiB of a call not admitted yet (no window grown
+                # by bandwidth probes): 40 fat exports waiting for room are not buffered.
+                ("grpc.http2.bdp_probe", 0),
+                ("grpc.http2.lookahead_bytes", 64 * 1024),
+                # Idle connections are closed like OTLP/HTTP's keep-alives.
+                ("grpc.max_connection_idle_ms", int(self.config.http_idle_timeout_s * 1000)),
             ],
         )
-        OtlpLogsService(self.receiver, metrics).add_to_server(server)
+        service.add_to_server(server)
         try:
             if tls is None:
                 port = server.add_insecure_port(listen)
@@ -100,7 +116,7 @@ class OtlpEndpoints:
             port = 0
         if port == 0:
             raise OSError(f"Could not bind the OTLP gRPC receiver. Received: listen={listen!r}")
-        server.start()
+        await server.start()
         note = "" if tls is None else " (TLS)"
         logger.info("OTLP/gRPC logs on %s:%d%s", listen.rpartition(":")[0], port, note)
         return server, port
@@ -109,9 +125,10 @@ class OtlpEndpoints:
         """Stops the receivers (in-flight calls get `grace`), then sends what is queued
         for up to `grace` seconds more; what is left is dropped and logged."""
         if self.grpc_server is not None:
-            self.grpc_server.stop(grace).wait()
+            self.loop.run(self.grpc_server.stop(grace))
         if self.http is not None:
             self.http.stop()
+        self.loop.close()
         if self.queue is not None:
             drained = self.queue.close(grace or 0.0)
             if not drained:

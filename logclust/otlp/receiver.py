@@ -8,21 +8,32 @@ alone and reported in `partial_success`), the table is checked with
 `contract.validate_batch` and labelled by `Sidecar.label`, exactly as a `Label` batch
 (same clusters, same latency sketches), and the records, with `logclust.cluster_id` and
 `logclust.cluster` added, are queued for the next hop.
+
+**Admission, fairness, deadlines.** An Export takes its bytes from the server's one
+admission budget (`logclust.rpc.admission`) before its message is taken in (the method is
+served as request-streaming, so the message is read only once admitted, and the server
+reads ahead 64 KiB of a stream it has not asked for: 40 fat exports wait without being
+buffered); past `ADMISSION_WAIT_S` or its deadline it is refused RESOURCE_EXHAUSTED with a
+RetryInfo. It is labelled in the Label pool in the turn of its exporter (the peer
+address: 256 exporters are served like 256 `Label` streams), and an export whose caller
+has gone (deadline passed, cancelled) stops at its next checkpoint, before anything is
+recorded: the exporter's retry is then the only one counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent import futures
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import grpc
 import numpy as np
 import pyarrow as pa
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
     ExportLogsServiceRequest,
@@ -30,7 +41,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from prometheus_client import CollectorRegistry, Counter
 
+import logclust.turns as turns
 from logclust.cluster.descriptions import ClusterStats
+from logclust.otlp import decode
 from logclust.otlp.config import OtlpConfig
 from logclust.otlp.forward import ForwardQueue
 from logclust.otlp.mapping import (
@@ -41,16 +54,23 @@ from logclust.otlp.mapping import (
     parse_request,
 )
 from logclust.otlp.sampled import thin
+from logclust.otlp.sources import SourceQuota
 from logclust.rpc import errors
+from logclust.rpc.admission import Admission, Ticket
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import contract
 
 logger = logging.getLogger(__name__)
 
-# The OTLP receivers' turn in the Label pool (one stream for all of them).
+# The OTLP receivers' turn in the Label pool when no exporter is named (direct calls).
 OTLP_STREAM = "logclust-otlp"
+# Seconds an Export waits for room in the admission budget (less when its deadline is
+# nearer); then RESOURCE_EXHAUSTED with a RetryInfo.
+ADMISSION_WAIT_S = 2.0
 T = TypeVar("T")
+Alive: TypeAlias = "Callable[[], bool] | None"
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 LOGS_SERVICE = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name
 
 
@@ -58,7 +78,12 @@ class LabelPool(Protocol):
     """Where requests are labelled in turns (the server's `FairExecutor`)."""
 
     def submit(
-        self, key: Hashable, cost: float, fn: Callable[..., Any], *args: Any
+        self,
+        key: Hashable,
+        cost: float,
+        fn: Callable[..., Any],
+        *args: Any,
+        alive: Callable[[], bool] | None = None,
     ) -> futures.Future[Any]: ...
 
 
@@ -121,7 +146,14 @@ class OtlpReceiver:
         self.queue = queue
         self.pool = pool
         self.mapper = RecordMapper(config)
+        # Requests whose caller went away before they were recorded (not recorded).
+        self.abandoned = 0
+        self._lock = threading.Lock()
         self.templates = TemplateCache(sidecar.describe)
+        stream = sidecar.labeler.stream
+        self.sources = SourceQuota(
+            stream, config.source_share(stream.max_sources), config.source_attribute
+        )
         self._records = Counter(
             "logclust_otlp_records",
             "OTLP log records received, by outcome (accepted, rejected).",
@@ -131,12 +163,7 @@ class OtlpReceiver:
 
     def export_bytes(self, data: bytes) -> ExportLogsServiceResponse:
         """`export` of a binary request (ContractError when it does not decode)."""
-        # Records labelled by an earlier logclust hop carry the key somewhere in the bytes.
-        labelled_before = CLUSTER_ID_ATTRIBUTE.encode() in data
-        return self._in_turn(len(data), self._export_bytes, data, labelled_before)
-
-    def _export_bytes(self, data: bytes, labelled_before: bool) -> ExportLogsServiceResponse:
-        return self._export(parse_request(data), len(data), labelled_before, data)
+        return self._in_turn(OTLP_STREAM, len(data), None, self._export_bytes, data, None)
 
     def export(
         self, request: ExportLogsServiceRequest, nbytes: int, labelled_before: bool = True
@@ -148,26 +175,80 @@ class OtlpReceiver:
 
         Raises:
             QueueFullError: no room to forward the request; nothing was labelled.
-            LimitExceededError: more rows or sources than the sidecar takes.
+            LimitExceededError: more rows than the sidecar takes.
         """
-        return self._in_turn(nbytes, self._export, request, nbytes, labelled_before)
+        return self._in_turn(
+            OTLP_STREAM, nbytes, None, self._export, request, nbytes, labelled_before, None
+        )
 
-    def _in_turn(self, nbytes: int, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in the Label pool's turn of the OTLP receivers (see `pool`)."""
+    def submit_bytes(
+        self, key: Hashable, data: bytes, alive: Alive
+    ) -> futures.Future[ExportLogsServiceResponse]:
+        """`export_bytes` in `key`'s turn of the pool; `alive` as in `FairExecutor.submit`."""
+        return self._submit(key, len(data), alive, self._export_bytes, data, alive)
+
+    def submit_body(
+        self, key: Hashable, body: bytes, ctype: str, coding: str, ticket: Ticket, alive: Alive
+    ) -> futures.Future[ExportLogsServiceResponse]:
+        """An OTLP/HTTP body (`decode`: gunzip, JSON), decoded and exported in the pool."""
+        return self._submit(
+            key, len(body), alive, self._export_body, body, ctype, coding, ticket, alive
+        )
+
+    def _export_body(
+        self, body: bytes, ctype: str, coding: str, ticket: Ticket, alive: Alive
+    ) -> ExportLogsServiceResponse:
+        if coding == "gzip":
+            body = decode.gunzip(body, self.config.max_request_bytes, ticket)
+        if ctype == decode.PROTOBUF:
+            return self._export_bytes(body, alive)
+        return self._export(decode.parse_json(body), len(body), True, alive)
+
+    def _submit(
+        self, key: Hashable, nbytes: int, alive: Alive, fn: Callable[..., T], *args: Any
+    ) -> futures.Future[T]:
         if self.pool is None:
-            return fn(*args)
-        return self.pool.submit(OTLP_STREAM, nbytes, fn, *args).result()  # type: ignore[no-any-return]
+            fut: futures.Future[T] = futures.Future()
+            try:
+                fut.set_result(fn(*args))
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(e)
+            return fut
+        fut = self.pool.submit(key, nbytes, fn, *args, alive=alive)
+        if alive is not None:
+            fut.add_done_callback(self._count_abandoned)
+        return fut
+
+    def _count_abandoned(self, fut: futures.Future[Any]) -> None:
+        if fut.cancelled() or isinstance(fut.exception(), turns.CallerGoneError):
+            with self._lock:
+                self.abandoned += 1
+
+    def _in_turn(
+        self, key: Hashable, nbytes: int, alive: Alive, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """`fn(*args)` in the Label pool, in `key`'s turn (see `pool`)."""
+        return self._submit(key, nbytes, alive, fn, *args).result()
+
+    def _export_bytes(self, data: bytes, alive: Alive) -> ExportLogsServiceResponse:
+        # Records labelled by an earlier logclust hop carry the key somewhere in the bytes.
+        labelled_before = CLUSTER_ID_ATTRIBUTE.encode() in data
+        return self._export(parse_request(data), len(data), labelled_before, alive, data)
 
     def _export(
         self,
         request: ExportLogsServiceRequest,
         nbytes: int,
         labelled_before: bool,
+        alive: Alive,
         data: bytes | None = None,
     ) -> ExportLogsServiceResponse:
+        refused, reason = self.sources.refuse_over_quota(request)
+        if refused:
+            data = None  # the request changed: its bytes no longer match it
         n = count_records(request)
         if n == 0:
-            return ExportLogsServiceResponse()
+            return self._answer(refused, [reason] if refused else [])
         if self.queue is not None:
             self.queue.reserve(n, nbytes)
         accepted = forwarded = 0
@@ -175,7 +256,7 @@ class OtlpReceiver:
             mapped = self.mapper.map(request, data, keep_records=self.queue is not None)
             accepted = forwarded = mapped.accepted
             if accepted:
-                labelled = self._label(mapped.table)
+                labelled = self._label(mapped.table, alive)
                 ids = contract.column_array(labelled, contract.CLUSTER_ID).to_numpy()
                 if self.queue is not None:
                     sources = contract.source_column(mapped.table).to_pylist()
@@ -196,19 +277,27 @@ class OtlpReceiver:
             else:
                 self.queue.release(n, nbytes)
         self._records.labels(outcome="accepted").inc(accepted)
-        if not mapped.rejected:
+        reasons = ([reason] if refused else []) + (
+            [mapped.error_message()] if mapped.rejected else []
+        )
+        return self._answer(refused + len(mapped.rejected), reasons)
+
+    def _answer(self, rejected: int, reasons: list[str]) -> ExportLogsServiceResponse:
+        if not rejected:
             return ExportLogsServiceResponse()
-        self._records.labels(outcome="rejected").inc(len(mapped.rejected))
+        self._records.labels(outcome="rejected").inc(rejected)
         return ExportLogsServiceResponse(
             partial_success=ExportLogsPartialSuccess(
-                rejected_log_records=len(mapped.rejected), error_message=mapped.error_message()
+                rejected_log_records=rejected, error_message="; ".join(reasons)
             )
         )
 
-    def _label(self, table: pa.Table) -> pa.Table:
+    def _label(self, table: pa.Table, alive: Alive) -> pa.Table:
         """The `Label` path: contract check, then the sidecar; the labelled table."""
         started = time.perf_counter()
         contract.validate_batch(table, self.sidecar.config.max_rows_per_batch)
+        if alive is not None and not alive():
+            raise turns.CallerGoneError("the caller went away before its records were labelled")
         return self.sidecar.label(table, started)
 
 
@@ -220,29 +309,52 @@ def _sample_of(labelled: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(keep, bool), np.asarray(weight, np.float64)
 
 
-class OtlpLogsService(logs_service_pb2_grpc.LogsServiceServicer):
-    """`LogsService/Export`: raw bytes in (a malformed request is INVALID_ARGUMENT with a
-    message, not a deserialization failure), the receiver, errors as in `errors.py`."""
+class OtlpLogsService:
+    """`LogsService/Export` on the asyncio gRPC server: admitted (see the module
+    docstring), raw bytes in (a malformed request is INVALID_ARGUMENT with a message, not a
+    deserialization failure), the receiver, errors as in `errors.py`."""
 
-    def __init__(self, receiver: OtlpReceiver, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        receiver: OtlpReceiver,
+        admission: Admission,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.receiver = receiver
+        self.admission = admission
         self.metrics = metrics
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
             self.metrics.on_error(kind)
 
-    @errors.unary
-    def Export(  # noqa: N802 - gRPC method name
-        self, request: bytes, context: grpc.ServicerContext
+    @errors.aio_unary
+    async def Export(  # noqa: N802 - gRPC method name
+        self, requests: AsyncIterator[bytes], context: Context
     ) -> ExportLogsServiceResponse:
-        return self.receiver.export_bytes(request)
+        remaining = context.time_remaining()
+        wait = ADMISSION_WAIT_S if remaining is None else min(ADMISSION_WAIT_S, remaining)
+        reserve = self.receiver.config.max_request_bytes
+        with await self.admission.wait(reserve, wait, "OTLP export") as ticket:
+            data = await anext(aiter(requests), None)
+            if data is None:
+                raise contract.ContractError("Export without a request. Received: none")
+            ticket.resize(len(data))
+            deadline = None if remaining is None else time.monotonic() + remaining
 
-    def add_to_server(self, server: grpc.Server) -> None:
+            def alive() -> bool:
+                return not context.cancelled() and (deadline is None or time.monotonic() < deadline)
+
+            fut = self.receiver.submit_bytes(("otlp", context.peer()), data, alive)
+            return await asyncio.wrap_future(fut)
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
         handler = grpc.method_handlers_generic_handler(
             LOGS_SERVICE,
             {
-                "Export": grpc.unary_unary_rpc_method_handler(
+                # Request-streaming on this side (the wire is the same): the message is
+                # read only once the call is admitted.
+                "Export": grpc.stream_unary_rpc_method_handler(
                     self.Export,
                     request_deserializer=None,  # bytes: parsed by the receiver
                     response_serializer=ExportLogsServiceResponse.SerializeToString,

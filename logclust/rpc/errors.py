@@ -3,7 +3,11 @@
 | error                                   | gRPC status        | HTTP |
 |-----------------------------------------|--------------------|------|
 | `RetryLaterError` (the OTLP forwarding  | RESOURCE_EXHAUSTED | 429 + Retry-After |
-| queue full)                             | + RetryInfo        |      |
+| queue full, the admission budget full)  | + RetryInfo        |      |
+| `turns.CallerGoneError` (the caller's   | DEADLINE_EXCEEDED  | 408  |
+| deadline passed, or it went away)       | (nothing recorded) |      |
+| `UnsupportedMediaError` (a content type | INVALID_ARGUMENT   | 415  |
+| or encoding not served)                 |                    |      |
 | `TooLargeError` (a body over its cap)   | RESOURCE_EXHAUSTED | 413  |
 | `contract.LimitExceededError` (rows,    | RESOURCE_EXHAUSTED | 400  |
 | sizes, sources, server overloaded)      |                    |      |
@@ -29,6 +33,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from logclust.turns import CallerGoneError
 from logclust.wire.contract import ContractError, LimitExceededError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +53,10 @@ class TooLargeError(LimitExceededError):
     """A request body over its size cap (HTTP 413)."""
 
 
+class UnsupportedMediaError(ContractError):
+    """A body in a content type or encoding that is not served (HTTP 415)."""
+
+
 def retry_info_status(code: grpc.StatusCode, message: str, delay_s: float) -> grpc.Status:
     """A rich status carrying a `google.rpc.RetryInfo` with `delay_s` (for `abort_with_status`)."""
     info = error_details_pb2.RetryInfo()
@@ -63,6 +72,10 @@ def http_status_for(error: BaseException) -> int:
         return 429
     if isinstance(error, TooLargeError):
         return 413
+    if isinstance(error, UnsupportedMediaError):
+        return 415
+    if isinstance(error, CallerGoneError):
+        return 408
     return 500 if status_for(error) is grpc.StatusCode.INTERNAL else 400
 
 
@@ -70,6 +83,8 @@ def status_for(error: BaseException) -> grpc.StatusCode:
     """The status code a domain error maps to."""
     if isinstance(error, LimitExceededError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, CallerGoneError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(error, ContractError):
         return grpc.StatusCode.INVALID_ARGUMENT
     return grpc.StatusCode.INTERNAL
@@ -137,6 +152,10 @@ async def _abort_aio(
         await context.abort(code, f"internal error: {type(error).__name__}")
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         logger.info("refused: %s", error)
+    if isinstance(error, RetryLaterError):
+        # Back-pressure: RESOURCE_EXHAUSTED is retried (OTLP) only with a RetryInfo.
+        status = retry_info_status(code, str(error), error.retry_after_s)
+        await context.abort(code, str(error), status.trailing_metadata)
     await context.abort(code, str(error))
 
 

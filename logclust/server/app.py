@@ -34,10 +34,18 @@ from grpc_health.v1.health import aio as health_aio
 from logclust.embed.embedding_cache import Embedder
 from logclust.otlp.endpoints import OtlpEndpoints
 from logclust.proto import logclust_pb2_grpc as pb_grpc
+from logclust.rpc.admission import Admission
 from logclust.rpc.tls import server_credentials
 from logclust.server.config import UNIX_PREFIX, ServerConfig, unix_path
 from logclust.server.fair import FairExecutor
-from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_bytes
+from logclust.server.memory import (
+    BASE_MIB,
+    HEADROOM_MIB,
+    MIB,
+    raise_open_file_limit,
+    rss_mib,
+    state_bytes,
+)
 from logclust.server.service import Executors, LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
@@ -222,7 +230,10 @@ def create_server(
         ),
         query=futures.ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="logclust-query"),
     )
-    service = LogClustService(sidecar, metrics, executors, config.label_limits())
+    raise_open_file_limit()
+    # One budget of requests in flight for every listener (`logclust.rpc.admission`).
+    admission = Admission(config.max_inflight_batches, config.max_inflight_bytes)
+    service = LogClustService(sidecar, metrics, executors, config.label_limits(), admission)
     loop = _EventLoop()
     server: grpc.aio.Server | None = None
     try:
@@ -233,7 +244,7 @@ def create_server(
         otlp = None
         if config.otlp is not None:
             otlp = OtlpEndpoints(
-                config.otlp, sidecar, metrics, config.max_workers, executors.label, config.tls
+                config.otlp, sidecar, metrics, admission, executors.label, config.tls
             )
     except BaseException:
         if server is not None:

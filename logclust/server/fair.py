@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 SPARE_THREADS = 4
 
 
+# A queued item: its cost, future, call, and whether its caller still wants it.
+_Item = tuple[float, Future[Any], Callable[[], Any], Callable[[], bool] | None]
+
+
 @dataclass
 class _Running:
     """The item a worker runs: its stream, start tag, cost, and cost charged since."""
@@ -55,6 +59,7 @@ class _Running:
     start: float
     cost: float
     extra: float = 0.0
+    alive: Callable[[], bool] | None = None
 
 
 class FairExecutor:
@@ -82,7 +87,7 @@ class FairExecutor:
         self._slots = slots
         self._initializer = initializer
         self._cond = threading.Condition()
-        self._queues: dict[Hashable, deque[tuple[float, Future[Any], Callable[[], Any]]]] = {}
+        self._queues: dict[Hashable, deque[_Item]] = {}
         self._vtime: dict[Hashable, float] = {}  # virtual start of a stream's next item
         # (start tag, cost, seq, key) of the next item of each stream with work
         self._ready: list[tuple[float, float, int, Hashable]] = []
@@ -101,9 +106,21 @@ class FairExecutor:
         for t in self._threads:
             t.start()
 
-    def submit(self, key: Hashable, cost: float, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(
+        self,
+        key: Hashable,
+        cost: float,
+        fn: Callable[..., Any],
+        *args: Any,
+        alive: Callable[[], bool] | None = None,
+    ) -> Future[Any]:
         """Runs `fn(*args)` on a worker, in `key`'s turn; `cost` (> 0) is what it counts
         against `key` (bytes of the request, say).
+
+        `alive` (None: always) says whether the caller still wants the result: asked
+        before the item starts and at each of its checkpoints; once False the item ends
+        with `turns.CallerGoneError` there (before it records anything, as labelling
+        records only after its last checkpoint), and its turn goes to others.
 
         Raises:
             RuntimeError: after `shutdown`.
@@ -123,7 +140,7 @@ class FairExecutor:
                 now = min([self._now, *heads])
                 self._vtime[key] = max(self._vtime.get(key, 0.0), now)
                 heapq.heappush(self._ready, (self._vtime[key], cost, next(self._seq), key))
-            queue.append((cost, fut, lambda: fn(*args)))
+            queue.append((cost, fut, lambda: fn(*args), alive))
             self._cond.notify_all()
         return fut
 
@@ -143,7 +160,7 @@ class FairExecutor:
                 self._idle -= 1
             start, cost, _, key = heapq.heappop(self._ready)
             queue = self._queues[key]
-            _, fut, call = queue.popleft()
+            _, fut, call, alive = queue.popleft()
             self._running += 1
             self._now = max(self._now, start)
             self._vtime[key] = start + cost
@@ -154,7 +171,7 @@ class FairExecutor:
                 if len(self._vtime) > 4 * len(self._queues) + 1024:  # forget idle streams
                     keep = set(self._queues) | {p[3] for p in self._parked}
                     self._vtime = {k: v for k, v in self._vtime.items() if k in keep}
-            return _Running(key, start, cost), fut, call
+            return _Running(key, start, cost, alive=alive), fut, call
 
     def _checkpoint(self, cost: float) -> None:
         """`turns.checkpoint` in a worker: charges `cost`, parks while others go first.
@@ -165,6 +182,8 @@ class FairExecutor:
         run: _Running | None = getattr(self._current, "run", None)
         if run is None:
             return
+        if run.alive is not None and not run.alive():
+            raise turns.CallerGoneError("the caller has gone (deadline passed or cancelled)")
         with self._cond:
             run.extra += max(float(cost), 0.0)
             self._vtime[run.key] = run.start + run.cost + run.extra
@@ -198,6 +217,8 @@ class FairExecutor:
                     continue
                 self._current.run = run
                 try:
+                    if run.alive is not None and not run.alive():
+                        raise turns.CallerGoneError("the caller went away before its turn")
                     result = call()
                 except BaseException as e:  # handed to the caller, like ThreadPoolExecutor
                     fut.set_exception(e)

@@ -40,6 +40,7 @@ import importlib.abc
 import logging
 import math
 import os
+import resource
 import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,22 @@ def lean_process_memory() -> dict[str, bool]:
     )
     logger.info("memory settings: %s", done)
     return done
+
+
+def raise_open_file_limit() -> int:
+    """Raises this process's open-file soft limit to its hard limit; returns the soft
+    limit now. Every connection is a descriptor: at the common default of 1,024 a
+    thousand idle clients would lock out the next (and the listeners' own files)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            logger.info("open-file limit raised from %d to %d", soft, target)
+            soft = target
+        except (ValueError, OSError) as e:
+            logger.warning("open-file limit stays at %d (hard %d): %s", soft, hard, e)
+    return int(soft)
 
 
 class _NoPandas(importlib.abc.MetaPathFinder):

@@ -21,12 +21,13 @@ import grpc
 from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.rpc import errors
+from logclust.rpc.admission import Admission
 from logclust.server.config import LabelLimits
 from logclust.server.fair import FairExecutor
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import ipc
-from logclust.wire.contract import ContractError, LimitExceededError
+from logclust.wire.contract import ContractError
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,10 @@ class LogClustService(pb_grpc.LogClustServicer):
     A bad request inside a Label stream ends that stream with its status; the batches
     answered before it were fully processed and stay recorded. More than
     `limits.max_inflight_batches` batches, or `limits.max_inflight_bytes` request bytes,
-    in flight over all streams: the new one is refused at once (RESOURCE_EXHAUSTED)
-    instead of queued. (A request alone in flight is taken whatever its size, up to the
-    message limit.) Batches in flight wait their stream's turn (`FairExecutor`).
+    in flight over all streams and listeners (`admission`, shared with OTLP): the new one
+    is refused at once (RESOURCE_EXHAUSTED with a RetryInfo) instead of queued. (A request
+    alone in flight is taken whatever its size, up to the message limit.) Batches in
+    flight wait their stream's turn (`FairExecutor`).
     """
 
     def __init__(
@@ -63,15 +65,16 @@ class LogClustService(pb_grpc.LogClustServicer):
         metrics: Metrics | None,
         executors: Executors,
         limits: LabelLimits,
+        admission: Admission | None = None,
     ) -> None:
         self.sidecar = sidecar
         self.metrics = metrics
         self.executors = executors
         self.limits = limits
-        # Batches handed to the label pool and not answered yet. Only the event loop's
-        # thread touches it, so no lock.
-        self.inflight = 0
-        self.inflight_bytes = 0
+        # Requests handed to the label pool and not answered yet, over every listener.
+        self.admission = admission or Admission(
+            limits.max_inflight_batches, limits.max_inflight_bytes
+        )
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -106,19 +109,7 @@ class LogClustService(pb_grpc.LogClustServicer):
         requests = aiter(request_iterator)
         stream = object()  # this stream's turn in the label pool (see `FairExecutor`)
         while (request := await self._next(requests, context)) is not None:
-            size = len(request.arrow_ipc)
-            if self.inflight >= self.limits.max_inflight_batches or (
-                self.inflight and self.inflight_bytes + size > self.limits.max_inflight_bytes
-            ):
-                raise LimitExceededError(
-                    f"Server overloaded: {self.inflight} batches of {self.inflight_bytes} bytes "
-                    f"in flight (max_inflight_batches={self.limits.max_inflight_batches}, "
-                    f"max_inflight_bytes={self.limits.max_inflight_bytes}); retry later. "
-                    f"Received: one more of {size} bytes"
-                )
-            self.inflight += 1
-            self.inflight_bytes += size
-            try:
+            with self.admission.admit(len(request.arrow_ipc), "Label batch"):
                 data, rows = await asyncio.wrap_future(
                     self.executors.label.submit(
                         stream,
@@ -129,9 +120,6 @@ class LogClustService(pb_grpc.LogClustServicer):
                         self.limits.max_decompressed_bytes,
                     )
                 )
-            finally:
-                self.inflight -= 1
-                self.inflight_bytes -= size
             yield pb.LabelResponse(batch_id=request.batch_id, arrow_ipc=data, num_rows=rows)
 
     @errors.aio_unary

@@ -364,7 +364,7 @@ def test_http_protobuf_json_gzip_and_errors(
     code, _, body = _post(port, b"{not json", "application/json")
     assert code == 400 and "OTLP/JSON" in json.loads(body)["message"]
     assert _post(port, b"\xff\xff garbage", "application/x-protobuf")[0] == 400
-    assert _post(port, pb, "text/plain")[0] == 400
+    assert _post(port, pb, "text/plain")[0] == 415
     assert _post(port, b"x" * 300_000, "application/x-protobuf")[0] == 413
     bomb = gzip.compress(b"\x00" * 1_000_000)
     assert _post(port, bomb, "application/x-protobuf", **{"Content-Encoding": "gzip"})[0] == 413
