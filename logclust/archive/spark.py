@@ -138,8 +138,9 @@ def label_dataframe(
     path = None if bundle is None else str(Path(bundle).resolve())
     labeler = Labeler.load(path, variant=variant)
     clusters = driver_clusters(df, labeler, text_column, fit or FitSpec())
+    templates = None if clusters.templates is None else clusters.templates.to_doc()
     shared = df.sparkSession.sparkContext.broadcast(
-        (clusters.centroids.astype(np.float32), clusters.radii.astype(np.float32))
+        (clusters.centroids.astype(np.float32), clusters.radii.astype(np.float32), templates)
     )
     spec = TaskSpec(path, variant, text_column)
     out_struct = output_struct(df)
@@ -148,8 +149,8 @@ def label_dataframe(
         return mask_batches(batches, spec)
 
     def assign(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        centroids, radii = shared.value
-        return assign_batches(batches, spec, centroids, radii)
+        centroids, radii, templates = shared.value
+        return assign_batches(batches, spec, centroids, radii, templates)
 
     masked = df.mapInArrow(mask, masked_struct(df))
     # Hash partitioning: all rows of a masked text meet in one task, so the text is

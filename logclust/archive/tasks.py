@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 
 from logclust.cluster.clustering import ClusterModel
 from logclust.cluster.labeler import Labeler
+from logclust.cluster.templates import TemplateIndex
 from logclust.embed.embedding_cache import EmbeddingCache
 from logclust.wire.contract import CLUSTER_DISTANCE, CLUSTER_ID
 
@@ -124,8 +126,12 @@ def assign_batch(batch: pa.RecordBatch, spec: TaskSpec, clusters: ClusterModel) 
     w = worker(spec.bundle, spec.variant)
     valid = pc.is_valid(masked).to_numpy(zero_copy_only=False)
     enc = (masked.filter(pc.is_valid(masked)) if masked.null_count else masked).dictionary_encode()
-    emb = w.cache.embed(enc.dictionary.to_pylist())
-    ids_u, dist_u = clusters.assign(emb)  # per distinct text, then gathered per row
+    texts = enc.dictionary.to_pylist()
+    ids_u = clusters.template_ids(texts)  # lines that fit a template need no embedding
+    dist_u = np.zeros(len(texts), np.float32)
+    need = np.flatnonzero(ids_u < 0)
+    if need.size:  # per distinct text, then gathered per row
+        ids_u[need], dist_u[need] = clusters.assign(w.cache.embed([texts[i] for i in need]))
     rows = enc.indices.to_numpy(zero_copy_only=False)
     ids = np.full(len(masked), -1, np.int32)
     dist = np.full(len(masked), np.nan, np.float32)
@@ -142,18 +148,28 @@ def mask_batches(batches: Iterator[pa.RecordBatch], spec: TaskSpec) -> Iterator[
 
 
 def assign_batches(
-    batches: Iterator[pa.RecordBatch], spec: TaskSpec, centroids: np.ndarray, radii: np.ndarray
+    batches: Iterator[pa.RecordBatch],
+    spec: TaskSpec,
+    centroids: np.ndarray,
+    radii: np.ndarray,
+    templates: dict[str, Any] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The body of the second `mapInArrow` task: masked batches labelled against the
-    driver's centroids, `MASKED` dropped."""
-    clusters = ClusterModel(centroids, radii)
+    driver's clusters (centroids, and the templates of a fit as `TemplateIndex.to_doc`),
+    `MASKED` dropped."""
+    index = None if templates is None else TemplateIndex.from_doc(templates)
+    clusters = ClusterModel(centroids, radii, index)
     for batch in batches:
         yield assign_batch(batch, spec, clusters)
 
 
 def label_batches(
-    batches: Iterator[pa.RecordBatch], spec: TaskSpec, centroids: np.ndarray, radii: np.ndarray
+    batches: Iterator[pa.RecordBatch],
+    spec: TaskSpec,
+    centroids: np.ndarray,
+    radii: np.ndarray,
+    templates: dict[str, Any] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Both steps in one process, row order kept: each batch labelled against the
-    driver's centroids."""
-    return assign_batches(mask_batches(batches, spec), spec, centroids, radii)
+    driver's clusters."""
+    return assign_batches(mask_batches(batches, spec), spec, centroids, radii, templates)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from logclust.cluster.kmeans import kmeans
+from logclust.cluster.templates import TemplateIndex, is_structured, shape_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class ClusterModel:
 
     centroids: np.ndarray
     radii: np.ndarray
+    # Word templates of a fit by distance (their clusters are rows of `centroids`): a
+    # line that fits one takes its cluster without its embedding. None: centroids only.
+    templates: TemplateIndex | None = None
 
     def __post_init__(self) -> None:
         if self.centroids.ndim != 2 or self.radii.shape != (self.centroids.shape[0],):
@@ -53,6 +57,17 @@ class ClusterModel:
             `(ids, distances)`: int32 cluster ids and float32 Euclidean distances.
         """
         return nearest_centroid(embeddings, self.centroids)
+
+    def template_ids(self, masked: list[str]) -> np.ndarray:
+        """`(n,)` int32 cluster of each masked text that fits a template; -1 where the
+        embedding decides (no template fits, or a structured body)."""
+        out = np.full(len(masked), -1, np.int32)
+        if self.templates is not None:
+            for i, text in enumerate(masked):
+                cid = None if is_structured(text) else self.templates.find(shape_of(text))
+                if cid is not None:
+                    out[i] = cid
+        return out
 
 
 def nearest_centroid(

@@ -10,9 +10,10 @@ import numpy as np
 import pyarrow as pa
 
 from logclust.cluster import clustering
-from logclust.cluster.clustering import ClusterModel, nearest_centroid, radii_of
-from logclust.cluster.config import FALLBACK_THRESHOLD
-from logclust.cluster.threshold import threshold_cluster
+from logclust.cluster.clustering import ClusterModel, radii_of
+from logclust.cluster.config import FALLBACK_THRESHOLD, StreamClusterConfig
+from logclust.cluster.source import SourceClusterer
+from logclust.cluster.templates import TemplateIndex
 from logclust.embed.bundle import Bundle, BundleError
 from logclust.embed.encoder import Encoder
 from logclust.text.mask_cache import MaskCache
@@ -116,10 +117,11 @@ class Labeler:
     ) -> ClusterModel:
         """Fits clusters on `texts` and keeps them.
 
-        With `k` None, clusters are found by distance as the sidecar finds them
-        (`logclust.cluster.threshold`): texts within `threshold` (default: the bundle's
-        calibrated one) of a centroid join it, others open clusters. With `k` given,
-        KMeans with k clusters.
+        With `k` None, clusters are found as the sidecar finds them, by the same rules
+        (`logclust.cluster.source`): word templates first, then distance (`threshold`,
+        default the bundle's calibrated one), then one consolidation; the model keeps
+        the templates, so `label` places a line that fits one without its embedding.
+        With `k` given, KMeans with k clusters.
         """
         arr = _as_string_array(texts)
         if len(arr) == 0:
@@ -129,12 +131,41 @@ class Labeler:
             return self.clusters
         # Distinct masked texts in the order they first appear, as a stream meets them.
         distinct, _ = self.mask_distinct(arr)
-        x = self.embed_masked(distinct)
         tau = threshold or self.threshold or FALLBACK_THRESHOLD
-        centroids, labels = threshold_cluster(x, tau)
-        _, dist = nearest_centroid(x, centroids)
-        self.clusters = ClusterModel(centroids, radii_of(labels, dist, len(centroids)))
+        self.clusters = self._fit_as_stream(distinct.to_pylist(), self.embed_masked(distinct), tau)
         return self.clusters
+
+    def _fit_as_stream(self, texts: list[str], x: np.ndarray, tau: float) -> ClusterModel:
+        """The stream's rules over `texts` (embeddings `x`) in one source, one
+        consolidation, then every text placed again; clusters as rows, each centroid the
+        mean of its distinct texts."""
+        n = len(texts)
+        config = StreamClusterConfig(
+            threshold=tau,
+            max_clusters=max(4096, n),
+            reservoir_size=max(1, n),
+            background_consolidation=False,
+            cache_size=max(16_384, n),
+            memo_size=max(16_384, n),
+        )
+        clus = SourceClusterer("fit", config, self.dim, tau)
+        inv, now = np.arange(n), np.zeros(n, np.int64)
+        clus.assign(texts, lambda idx: x[idx], inv, now)
+        job = clus.consolidation_job()
+        if job is not None:
+            clus.apply_consolidation(job, job.run())
+        ids, _ = clus.assign(texts, lambda idx: x[idx], inv, now)
+        live, rows = np.unique(ids, return_inverse=True)
+        row_of = {int(c): r for r, c in enumerate(live.tolist())}
+        sums = np.zeros((len(live), self.dim), np.float32)
+        np.add.at(sums, rows, x)  # the mean of each cluster's distinct texts
+        centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        dist = np.linalg.norm(x - centroids[rows], axis=1)
+        templates = None
+        if clus.template_index is not None:
+            templates = TemplateIndex.from_doc(clus.template_index.to_doc())
+            templates.remap(row_of)
+        return ClusterModel(centroids, radii_of(rows, dist, len(live)), templates)
 
     def label(self, texts: Texts) -> np.ndarray:
         """int32 cluster id of each text (nearest centroid).
@@ -147,5 +178,8 @@ class Labeler:
         if self.clusters is None:
             raise ValueError("No clusters: call fit() first or load a bundle with centroids.")
         distinct, rows = self.mask_distinct(texts)
-        ids, _ = self.clusters.assign(self.embed_masked(distinct))
+        ids = self.clusters.template_ids(distinct.to_pylist())
+        need = np.flatnonzero(ids < 0)
+        if need.size:
+            ids[need], _ = self.clusters.assign(self.embed_masked(distinct.take(pa.array(need))))
         return ids[rows]

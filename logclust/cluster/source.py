@@ -330,6 +330,11 @@ class SourceClusterer:
         """The id a cluster id lives on as (itself unless merged)."""
         return self.aliases.get(cid, cid)
 
+    @property
+    def template_index(self) -> TemplateIndex | None:
+        """The source's templates (None: templates off); read it, do not change it."""
+        return self._templates
+
     def fits(self, text: str) -> bool:
         """Whether `text` is placed without its embedding: in the memo, or fitting a
         template. Reads only (no lock needed): a stale answer costs an embedding."""

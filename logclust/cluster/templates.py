@@ -211,6 +211,15 @@ class TemplateIndex:
         shape = shape_of(masked)
         return shape in self._shapes or self._fitting(shape) is not None
 
+    def find(self, shape: Shape) -> int | None:
+        """The cluster a shape's template gives, without learning anything (None: no
+        template fits)."""
+        known = self._shapes.get(shape)
+        if known is not None and self._templates[known].alive:
+            return self._templates[known].cid
+        fit = self._fitting(shape)
+        return None if fit is None else self._templates[fit].cid
+
     def match(self, shape: Shape) -> Match:
         """Places a shape on the templates (see the module docstring); may generalise
         templates and merge their clusters."""

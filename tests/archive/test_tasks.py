@@ -30,6 +30,20 @@ def test_batches_get_the_labelers_ids_and_keep_columns(tiny_bundle: Path) -> Non
     np.testing.assert_array_equal(ids[1:], lab.label(texts[1:]))
 
 
+def test_a_fitted_models_templates_reach_the_tasks(tiny_bundle: Path) -> None:
+    lab = Labeler.load(tiny_bundle)
+    texts = [t for t, _ in synthetic_lines(300, seed=7)]
+    model = lab.fit(texts)
+    assert model.templates is not None
+    batch = pa.RecordBatch.from_arrays([pa.array(texts)], names=["body"])
+    spec = TaskSpec(str(tiny_bundle), None, "body")
+    doc = model.templates.to_doc()
+    out = pa.Table.from_batches(
+        label_batches(iter([batch]), spec, model.centroids, model.radii, doc)
+    )
+    np.testing.assert_array_equal(out.column("cluster_id").to_numpy(), lab.label(texts))
+
+
 def test_existing_cluster_id_column_is_rejected() -> None:
     schema = pa.schema([("body", pa.string()), ("cluster_id", pa.int32())])
     with pytest.raises(ValueError, match="already has a cluster_id"):

@@ -7,27 +7,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logclust.cluster.config import FALLBACK_THRESHOLD
 from logclust.cluster.labeler import Labeler
 from tests.conftest import synthetic_lines
 
 
-def test_fit_without_k_uses_the_threshold(tiny_bundle: Path) -> None:
+def test_fit_without_k_uses_the_streams_rules(tiny_bundle: Path) -> None:
     lab = Labeler.load(tiny_bundle)
-    lines = [t for t, _ in synthetic_lines(400, seed=5)]
+    pairs = synthetic_lines(400, seed=5)
+    lines, kinds = [t for t, _ in pairs], [k for _, k in pairs]
     assert lab.threshold is None  # a bundle made without `calibrate`
     distinct = len(set(lab.masker.mask_texts(lines)))
     fine = lab.fit(lines, threshold=1e-3).k
     default = lab.fit(lines).k  # FALLBACK_THRESHOLD
     coarse = lab.fit(lines, threshold=2.0).k
-    assert fine == distinct and coarse == 1
-    assert coarse <= default <= fine
-    # Every text lies within the threshold of its centroid, as in the stream.
-    model = lab.fit(lines)
-    _, dist = model.assign(lab.embed(lines))
-    assert (dist <= FALLBACK_THRESHOLD + 1e-5).all()
+    assert coarse <= default <= fine <= distinct
+    # Log lines go by their word templates whatever the threshold: one cluster a kind.
+    model = lab.fit(lines, threshold=1e-3)
+    assert model.templates is not None and len(model.templates) == 4
     ids = lab.label(lines)
+    for kind in ("open", "conn", "user", "gc"):
+        assert len({int(i) for i, k in zip(ids, kinds, strict=True) if k == kind}) == 1
+    # The form bodies go by their fields and distance.
+    carts = [t for t, k in pairs if k == "cart"]
+    assert len(set(lab.label(carts).tolist())) == 1
     same = np.asarray(lab.masker.mask_texts(lines))
+    ids = lab.label(lines)
     for text in set(same.tolist()):
         assert len(set(ids[same == text].tolist())) == 1
     with pytest.raises(ValueError, match="at least one text"):
@@ -48,10 +52,15 @@ def test_label_embeds_each_distinct_masked_text_once(tiny_bundle: Path) -> None:
 
     lab.embed_masked = spy  # type: ignore[method-assign]
     ids = lab.label(lines)
-    assert seen == [len(set(lab.masker.mask_texts(lines)))]
-    # The same ids as every row embedded and assigned on its own.
+    masked = lab.masker.mask_texts(lines)
     assert lab.clusters is not None
-    per_row, _ = lab.clusters.assign(embed_masked(lab.masker.mask_texts(lines)))
+    by_template = lab.clusters.template_ids(masked)
+    # Lines that fit a template are not embedded; the others once per distinct text.
+    assert seen == [len(set(np.asarray(masked)[by_template < 0].tolist()))]
+    assert 0 < seen[0] < len(set(masked))
+    # The same ids as every row placed on its own: its template, else its centroid.
+    per_row, _ = lab.clusters.assign(embed_masked(masked))
+    per_row = np.where(by_template >= 0, by_template, per_row)
     assert ids.dtype == np.int32 and np.array_equal(ids, per_row)
     # `embed` masks through the shape cache too: the same rows as masking row by row.
     np.testing.assert_allclose(lab.embed(lines), embed_masked(lab.masker.mask_texts(lines)))
