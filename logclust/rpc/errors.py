@@ -9,6 +9,8 @@
 | sizes, sources, server overloaded)      |                    |      |
 | `contract.ContractError` (bad input or  | INVALID_ARGUMENT   | 400  |
 | query arguments)                        |                    |      |
+| `contract.CallerGoneError` (deadline    | DEADLINE_EXCEEDED  | 408  |
+| passed or cancelled: nothing recorded)  |                    |      |
 | anything else, a bare `ValueError` or   | INTERNAL (logged   | 500  |
 | `TypeError` of an internal bug included | with a traceback)  |      |
 
@@ -29,7 +31,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from logclust.wire.contract import ContractError, LimitExceededError
+from logclust.wire.contract import CallerGoneError, ContractError, LimitExceededError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ def http_status_for(error: BaseException) -> int:
         return 429
     if isinstance(error, TooLargeError):
         return 413
+    if isinstance(error, CallerGoneError):
+        return 408
     return 500 if status_for(error) is grpc.StatusCode.INTERNAL else 400
 
 
@@ -72,6 +76,8 @@ def status_for(error: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(error, ContractError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, CallerGoneError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.INTERNAL
 
 

@@ -41,7 +41,14 @@ from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_b
 from logclust.server.service import Executors, LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
-from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
+from logclust.sidecar.store import (
+    MemoryStore,
+    PeriodicFlusher,
+    SqliteStore,
+    StateStore,
+    StoreDamagedError,
+    move_aside,
+)
 from logclust.sidecar.stream_labeler import StreamLabeler
 
 logger = logging.getLogger(__name__)
@@ -145,8 +152,28 @@ class SidecarServer:
 
 
 def open_store(config: ServerConfig) -> StateStore:
-    """SQLite store in `config.store_dir`, or memory when None."""
-    return MemoryStore() if config.store_dir is None else SqliteStore(config.store_dir)
+    """SQLite store in `config.store_dir`, or memory when None.
+
+    A damaged store raises `StoreDamagedError` (one line: the file and what to do); with
+    `config.store_recover` its files are moved aside instead (`<name>.damaged-<time>`)
+    and the sidecar starts empty, with a warning.
+    """
+    if config.store_dir is None:
+        return MemoryStore()
+    store = None
+    try:
+        store = SqliteStore(config.store_dir)
+        if config.store_recover:
+            store.load_state()  # every row read once, so that a damaged page shows now
+        return store
+    except StoreDamagedError as e:
+        if not config.store_recover:
+            raise
+        if store is not None:
+            _close_store(store)
+        aside = move_aside(config.store_dir)
+        logger.warning("%s; --store-recover: moved it to %s, starting empty", e, aside)
+        return SqliteStore(config.store_dir)
 
 
 def _close_store(store: StateStore) -> None:
