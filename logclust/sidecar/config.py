@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from logclust.cluster.config import StreamClusterConfig
 from logclust.latency.book import check_window
 from logclust.latency.ddsketch import MIN_INDEXABLE, DDSketch
-from logclust.wire.contract import MAX_LATENCY_MS
 from logclust.text.log_format import LogFormat
+from logclust.wire.contract import MAX_LATENCY_MS
 
 
 @dataclass(frozen=True)
