@@ -15,7 +15,7 @@ rows dated now so that latency windows keep opening): the table then has the row
 labelled so far, and a verdict line checks that RSS levels off, the last half of the run
 within `--flat-pct` (max over min) and under the memory budget.
 
-    python -m bench.soak --minutes 10 --clients 32
+    python -m bench.soak --minutes 10 --clients 32    # or: python -m bench.soak_clients
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bench.harness import cli
 from bench.harness.procs import SERVER_CORE, proc_cpu_s, rss_mb
 from bench.harness.report import fmt
 from bench.harness.sidecar import Sidecar
-from bench.soak_clients import soak_clients
+from bench.soak_clients import add_client_args, soak_clients
 from logclust.cli.traffic import generate_traffic
 from logclust.client import Client
 
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--sample", type=float, default=20.0, help="seconds between samples")
     p.add_argument("--bundle", default=None)
-    p.add_argument("--clients", type=int, default=1, help="heavy Label clients (1: paced)")
-    p.add_argument("--client-rows", type=int, default=1000, help="rows a heavy client batch")
-    p.add_argument("--flat-pct", type=float, default=5.0, help="RSS spread of the last half")
-    p.add_argument("--budget-mb", type=float, default=400.0, help="the sidecar's budget")
+    add_client_args(p, clients=1)
     args = p.parse_args(argv)
     cli.smoke(args, minutes=0.03, rate=500.0, sample=0.5, client_rows=50)
     if args.clients > 1:

@@ -1,5 +1,9 @@
-"""The `--clients N` mode of `bench.soak`: N heavy Label clients for `--minutes`, RSS of
-the sidecar sampled every `--sample` seconds, and whether it levels off."""
+"""Soak under many clients (`bench.soak --clients N`): N heavy Label clients for
+`--minutes`, the sidecar's RSS sampled every `--sample` seconds, and whether it levels off
+(the last half within `--flat-pct`, under `--budget-mb`).
+
+    python -m bench.soak_clients --minutes 10 --clients 32
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,25 @@ from logclust.wire import ipc
 
 # Batches each client cycles through (distinct rows: new texts keep the caches busy).
 POOL_BATCHES = 8
+
+
+def add_client_args(p: argparse.ArgumentParser, clients: int) -> None:
+    """The flags of this mode (`clients`: the default of `--clients`)."""
+    p.add_argument("--clients", type=int, default=clients, help="heavy Label clients")
+    p.add_argument("--client-rows", type=int, default=1000, help="rows a heavy client batch")
+    p.add_argument("--flat-pct", type=float, default=5.0, help="RSS spread of the last half")
+    p.add_argument("--budget-mb", type=float, default=400.0, help="the sidecar's budget")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser(__doc__.splitlines()[0], "soak_clients")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--sample", type=float, default=20.0, help="seconds between samples")
+    p.add_argument("--bundle", default=None)
+    add_client_args(p, clients=32)
+    args = p.parse_args(argv)
+    cli.smoke(args, minutes=0.03, sample=0.5, clients=2, client_rows=50)
+    return soak_clients(args, "soak_clients")
 
 
 def client_pool(rows: int, i: int) -> list[bytes]:
@@ -46,11 +69,11 @@ def flat_verdict(
     )
 
 
-def soak_clients(args: argparse.Namespace) -> int:
+def soak_clients(args: argparse.Namespace, script: str = "soak") -> int:
     pin(CLIENT_CORE)
     pools = [client_pool(args.client_rows, i) for i in range(args.clients)]
     ctx = mp.get_context("spawn")
-    with Sidecar(args.bundle, SERVER_CORE) as side, cli.output(args, "soak") as out:
+    with Sidecar(args.bundle, SERVER_CORE) as side, cli.output(args, script) as out:
         with Client(side.addr) as client:
             client.wait_ready(120)
             heavy = HeavyClients.spawn(ctx, side.addr, pools, nice=10)
@@ -70,7 +93,14 @@ def run(
 ) -> list[tuple[float, float]]:
     """Samples until `--minutes` pass; returns (t, RSS MB) pairs."""
     table = out.table(
-        ["t (s)", "rows in latency windows", "RSS (MB)", "CPU (% of a core)", "health (ms)", "Latency (ms)"],
+        [
+            "t (s)",
+            "rows in latency windows",
+            "RSS (MB)",
+            "CPU (% of a core)",
+            "health (ms)",
+            "Latency (ms)",
+        ],
         title=f"{args.clients} heavy clients of {args.client_rows} rows",
         live=True,
     )
@@ -96,3 +126,7 @@ def run(
         )
         cpu0, last = cpu, now
     return samples
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

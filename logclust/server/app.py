@@ -260,7 +260,13 @@ def create_server(
         otlp = None
         if config.otlp is not None:
             otlp = OtlpEndpoints(
-                config.otlp, sidecar, metrics, config.max_workers, executors.label, config.tls
+                config.otlp,
+                sidecar,
+                metrics,
+                config.max_workers,
+                executors.label,
+                config.tls,
+                spill_dir=config.store_dir,
             )
     except BaseException:
         if server is not None:
