@@ -82,8 +82,17 @@ def soak_clients(args: argparse.Namespace, script: str = "soak") -> int:
                 heavy.go.set()
                 heavy.collect(args.clients, 600)  # each has had an answer
                 samples = run(args, side, client, out)
+                heavy.stop.set()
+                # Read before `close`: a client exits only once its result left the queue.
+                results = heavy.collect(args.clients, 120)
             finally:
                 heavy.close()
+            rows = sum(n for h in results for _, n in h.done)
+            refused = sum(len(h.refused) for h in results)
+            out.line(
+                f"heavy clients: {rows:,} rows labelled in {args.minutes:g} min "
+                f"({rows / (args.minutes * 60):,.0f} rows/s), {refused} streams refused"
+            )
             out.line(flat_verdict(samples, args.minutes, args.flat_pct, args.budget_mb))
     return 0
 
