@@ -7,7 +7,7 @@ reads OTLP fields.
 |        | attribute `body_attribute` when set and present                              |
 | `source` | the resource attribute `source_attribute` (`service.name`); missing: `"default"` |
 | `latency_ms` | the record attribute `latency_attribute` (int or double), scaled by its unit; |
-|              | one over `max_latency_ms` is bounded where every listener's rows are (`LatencyBook`) |
+|              | over `max_latency_ms`: bounded where all listeners' rows are (`LatencyBook`) |
 | `time` | `time_unix_nano`, else `observed_time_unix_nano`, else receive time |
 
 A record that cannot be mapped (no body, a bytes body, a non-numeric or negative
