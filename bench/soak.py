@@ -8,6 +8,14 @@ Prints a markdown table: time, rows sent, RSS, CPU share over the last interval,
 and Latency round trips.
 
     python -m bench.soak --minutes 3 --rate 200
+
+With `--clients N` (N > 1) the load is N heavy Label clients instead (processes of their
+own, as in `bench.contention`, one source each, back to back with one batch in flight,
+rows dated now so that latency windows keep opening): the table then has the rows
+labelled so far, and a verdict line checks that RSS levels off, the last half of the run
+within `--flat-pct` (max over min) and under the memory budget.
+
+    python -m bench.soak --minutes 10 --clients 32    # or: python -m bench.soak_clients
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from bench.harness import cli
 from bench.harness.procs import SERVER_CORE, proc_cpu_s, rss_mb
 from bench.harness.report import fmt
 from bench.harness.sidecar import Sidecar
+from bench.soak_clients import add_client_args, soak_clients
 from logclust.cli.traffic import generate_traffic
 from logclust.client import Client
 
@@ -44,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--sample", type=float, default=20.0, help="seconds between samples")
     p.add_argument("--bundle", default=None)
+    add_client_args(p, clients=1)
     args = p.parse_args(argv)
-    cli.smoke(args, minutes=0.03, rate=500.0, sample=0.5)
+    cli.smoke(args, minutes=0.03, rate=500.0, sample=0.5, client_rows=50)
+    if args.clients > 1:
+        return soak_clients(args)
     traffic = generate_traffic(int(args.rate * args.minutes * 60) + args.batch, seed=7)
     with Sidecar(args.bundle, SERVER_CORE) as side, cli.output(args, "soak") as out:
         with Client(side.addr) as client:

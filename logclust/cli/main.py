@@ -19,7 +19,7 @@ from logclust.otlp.config import OtlpConfig
 from logclust.rpc.tls import TlsConfig
 from logclust.server.config import ENCODER_VARIANTS, ServerConfig
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
-from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
+from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S, StoreError
 from logclust.wire.contract import DEFAULT_QUANTILES
 
 TRAIN_MOVED = (
@@ -224,6 +224,12 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     server("--listen", "listen", help="host:port or unix:///path")
     p.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
     server("--store", "store_dir", help="state directory (default: memory only)")
+    server(
+        "--store-recover",
+        "store_recover",
+        action="store_true",
+        help="move a damaged store file aside (.damaged-<time>) and start empty",
+    )
     server("--metrics-port", "metrics_port", type=int, help="Prometheus HTTP port")
     server(
         "--flush-interval",
@@ -234,6 +240,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     labeler("--window", "window_s", type=parse_duration)
     labeler("--retention", "retention_s", type=parse_duration)
     server("--encoder-variant", "encoder_variant", choices=ENCODER_VARIANTS)
+    labeler("--max-latency-ms", "max_latency_ms", type=float, help="larger: not recorded")
     p.add_argument(
         "--encoder-batch",
         type=int,
@@ -377,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
+    except StoreError as e:  # not a usage error: the file and what to do, no traceback
+        print(f"logclust {args.command}: {e}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"logclust {args.command}: error: {e}", file=sys.stderr)
         return 2

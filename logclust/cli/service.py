@@ -101,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     labeler = StreamLabelerConfig(
         window_s=int(args.window),
         retention_s=int(args.retention),
+        max_latency_ms=args.max_latency_ms,
         max_sources=args.max_sources,
         clusters=StreamClusterConfig(
             threshold=args.threshold,
@@ -114,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         listen=args.listen,
         store_dir=args.store,
+        store_recover=args.store_recover,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         tls=server_tls(args),

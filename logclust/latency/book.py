@@ -12,6 +12,7 @@ bucket-count update per (source, cluster, window) group.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,14 @@ import pyarrow as pa
 
 from logclust.latency.ddsketch import ZERO_BUCKET, DDSketch
 from logclust.latency.pending import PENDING_ROWS, PendingRows
-from logclust.wire.contract import DEFAULT_QUANTILES, ContractError
+from logclust.wire.contract import (
+    DEFAULT_QUANTILES,
+    MAX_LATENCY_MS,
+    ContractError,
+    over_max_latency,
+)
+
+logger = logging.getLogger(__name__)
 
 SketchKey = tuple[str, int, int]  # (source, cluster id, window start in Unix ms)
 
@@ -71,6 +79,9 @@ class LatencyBook:
             the store keeps them until the retention). None: no bound.
         pending_rows: rows recorded before they enter the sketches together (every
             reader of the book merges them first).
+        max_latency_ms: larger latencies are not recorded (counted in `over_max_rows`):
+            one absurd value (1e30) would otherwise stretch a sketch past its bucket cap,
+            and the cap's collapse would move every quantile.
     """
 
     def __init__(
@@ -81,6 +92,7 @@ class LatencyBook:
         max_skew_ms: int = 300_000,
         max_bytes: int | None = None,
         pending_rows: int = PENDING_ROWS,
+        max_latency_ms: float = MAX_LATENCY_MS,
     ) -> None:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be positive. Received: max_bytes={max_bytes}")
@@ -92,8 +104,10 @@ class LatencyBook:
         self.relative_accuracy = relative_accuracy
         # Rows dated further ahead of the receive time are not recorded (clock skew).
         self.max_skew_ms = max_skew_ms
+        self.max_latency_ms = max_latency_ms
         self.late_rows = 0
         self.early_rows = 0
+        self.over_max_rows = 0
         self.max_bytes = max_bytes
         self.bytes = 0  # estimated resident bytes of the sketches
         self.evicted_sketches = 0
@@ -115,10 +129,14 @@ class LatencyBook:
         """Adds rows with a measured latency; returns how many were recorded.
 
         Rows without latency (NaN) are skipped; so are rows older than the retention
-        horizon (counted in `late_rows`) and rows more than `max_skew_ms` in the future
-        (`early_rows`): a clock far ahead must not open windows that never expire.
+        horizon (counted in `late_rows`), rows more than `max_skew_ms` in the future
+        (`early_rows`): a clock far ahead must not open windows that never expire, and
+        latencies above `max_latency_ms` (`over_max_rows`).
         """
-        measured = ~np.isnan(latency_ms)
+        over = over_max_latency(latency_ms, self.max_latency_ms)
+        if over.any():
+            self.over_max_rows += int(over.sum())
+        measured = ~np.isnan(latency_ms) & ~over
         late = measured & (time_ms < now_ms - self.retention_ms)
         early = measured & (time_ms > now_ms + self.max_skew_ms)
         keep = measured & ~late & ~early
@@ -207,17 +225,30 @@ class LatencyBook:
         with self._lock:
             self._dirty.update(k for k in keys if k in self._sketches)
 
-    def load(self, items: dict[SketchKey, bytes]) -> None:
+    def load(self, items: dict[SketchKey, bytes]) -> int:
         """Restores persisted sketches (replacing same keys); past `max_bytes` the
-        newest windows are kept."""
+        newest windows are kept. A record that does not decode (truncated, damaged, of
+        another accuracy) is skipped with a warning, like a source's; returns how many."""
+        skipped = 0
         with self._lock:
             self._merge_pending()
             for key, data in items.items():
+                try:
+                    sketch = DDSketch.from_bytes(data)
+                    if sketch.relative_accuracy != self.relative_accuracy:
+                        raise ValueError(
+                            f"accuracy {sketch.relative_accuracy}, not {self.relative_accuracy}"
+                        )
+                except ValueError as e:
+                    skipped += 1
+                    logger.warning("ignoring stored latency window %s: %s", key, e)
+                    continue
                 if key in self._sketches:
                     self._drop(key)
-                sketch = self._sketches[key] = DDSketch.from_bytes(data)
+                self._sketches[key] = sketch
                 self.bytes += SKETCH_FIXED_BYTES + SKETCH_BUCKET_BYTES * sketch.counts.size
             self._bound()
+        return skipped
 
     def query(
         self,

@@ -12,6 +12,7 @@ cost no thread) and draw on the server's one admission budget (`logclust.rpc.adm
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 
@@ -19,6 +20,7 @@ from logclust.otlp.config import OtlpConfig
 from logclust.otlp.forward import ForwardQueue
 from logclust.otlp.http import OtlpHttpServer
 from logclust.otlp.receiver import LabelPool, OtlpLogsService, OtlpReceiver
+from logclust.otlp.spill import SPILL_NAME
 from logclust.rpc.admission import Admission
 from logclust.rpc.loop import EventLoopThread
 from logclust.rpc.tls import TlsConfig, server_credentials, server_ssl_context
@@ -40,6 +42,8 @@ class OtlpEndpoints:
         pool: the Label pool (see `OtlpReceiver`); None: in the receivers' threads.
         tls: the server's TLS, served by each listener that `config` does not opt out;
             None: plaintext.
+        spill_dir: the store's directory: the forwarding queue is spilled there at a
+            stop with the next hop down, and reloaded at start (`logclust.otlp.spill`).
 
     Raises:
         OSError: an address could not be bound, or a TLS file could not be read
@@ -54,6 +58,7 @@ class OtlpEndpoints:
         admission: Admission | None = None,
         pool: LabelPool | None = None,
         tls: TlsConfig | None = None,
+        spill_dir: str | None = None,
     ) -> None:
         self.config = config
         registry = metrics.registry
@@ -63,7 +68,8 @@ class OtlpEndpoints:
         self.grpc_service: OtlpLogsService | None = None
         self.http: OtlpHttpServer | None = None
         self.port = self.http_port = 0
-        self.queue = None if config.forward is None else ForwardQueue(config, registry)
+        spill = None if spill_dir is None else Path(spill_dir) / SPILL_NAME
+        self.queue = None if config.forward is None else ForwardQueue(config, registry, spill)
         self.receiver = OtlpReceiver(config, sidecar, self.queue, registry, pool)
         try:
             if config.listen is not None:

@@ -13,7 +13,9 @@ with exponential backoff (the next hop's RetryInfo delay when it names a longer 
 any other status drops the batch, logged and counted. The next hop is dialled in
 plaintext unless the config asks for TLS (`OtlpConfig.forward_tls`): then a next hop
 whose certificate does not chain to the forward CA is UNAVAILABLE, retried and logged
-with gRPC's handshake message like any outage.
+with gRPC's handshake message like any outage. With a `spill` file (`serve --store`),
+what is still queued when the queue closes is written there rather than dropped, and
+queued again first at the next start (`logclust.otlp.spill`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2
@@ -34,6 +37,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from logclust.otlp.config import OtlpConfig
+from logclust.otlp.spill import read_spill, write_spill
 from logclust.rpc.errors import RetryLaterError
 from logclust.rpc.tls import channel_credentials
 
@@ -68,14 +72,28 @@ class ForwardQueue:
     Args:
         config: `forward` (the next hop), queue bounds, batch size, timeouts, backoff.
         registry: Prometheus registry for the queue metrics; None records none.
+        spill: where `close` writes what it could not deliver, and where requests
+            spilled by the previous run are queued from first; None: they are dropped.
     """
 
-    def __init__(self, config: OtlpConfig, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: OtlpConfig,
+        registry: CollectorRegistry | None = None,
+        spill: Path | None = None,
+    ) -> None:
         assert config.forward is not None
         self.config = config
+        self.spill = spill
         self.records = 0  # reserved or queued, not yet delivered
         self.nbytes = 0
         self._items: collections.deque[_Item] = collections.deque()
+        for request, records, nbytes in [] if spill is None else read_spill(spill):
+            self._items.append(_Item(request, records, nbytes))  # acked before: over the caps
+            self.records += records
+            self.nbytes += nbytes
+        if self._items:
+            logger.info("queued %d records spilled by the last run (%s)", self.records, spill)
         self._cond = threading.Condition()
         self._closing = False  # no more puts; drain what is queued
         self._abandon = threading.Event()  # stop now, even with records queued
@@ -163,7 +181,14 @@ class ForwardQueue:
         while (batch := self._take()) is not None:
             request = b"".join(item.request for item in batch)
             records = sum(i.records for i in batch)
-            outcome = self._send(request, records)
+            outcome = self._send(request, records)  # "sent", "dropped" or "abandoned"
+            if outcome == "abandoned" and self.spill is not None:
+                with self._cond:  # back in front: `close` spills it
+                    self._items.extendleft(reversed(batch))
+                return
+            if outcome == "abandoned":
+                logger.error("shutdown: %d queued records not forwarded", self.records)
+                outcome = "dropped"
             self._outcomes.labels(outcome=outcome).inc(records)
             self.release(records, sum(i.nbytes for i in batch))
 
@@ -188,8 +213,7 @@ class ForwardQueue:
                 )
                 self._retries.inc()
                 if self._abandon.wait(wait):
-                    logger.error("shutdown: %d queued records not forwarded", self.records)
-                    return "dropped"
+                    return "abandoned"
                 delay = min(delay * 2, self.config.retry_max_s)
                 continue
             rejected = response.partial_success.rejected_log_records
@@ -204,7 +228,8 @@ class ForwardQueue:
 
     def close(self, timeout: float) -> bool:
         """Stops taking requests, sends what is queued for up to `timeout` seconds, then
-        drops the rest (logged). Returns True when everything was delivered."""
+        spills the rest to `spill` (or drops it, logged). Returns True when everything
+        was delivered."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -219,6 +244,14 @@ class ForwardQueue:
                 self._cond.notify_all()
             self._thread.join()
         self._channel.close()
+        if self.spill is not None and self._items:
+            items = [(i.request, i.records, i.nbytes) for i in self._items]
+            records = write_spill(self.spill, items)
+            logger.warning(
+                "next hop down: %d queued records spilled to %s, sent after the next start",
+                records,
+                self.spill,
+            )
         return drained
 
 

@@ -6,7 +6,8 @@ reads OTLP fields.
 | `body` | the body (a string; a map, array, number or bool as canonical JSON), or the |
 |        | attribute `body_attribute` when set and present                              |
 | `source` | the resource attribute `source_attribute` (`service.name`); missing: `"default"` |
-| `latency_ms` | the record attribute `latency_attribute` (int or double), scaled by its unit |
+| `latency_ms` | the record attribute `latency_attribute` (int or double), scaled by its unit; |
+|              | over `max_latency_ms`: bounded where all listeners' rows are (`LatencyBook`) |
 | `time` | `time_unix_nano`, else `observed_time_unix_nano`, else receive time |
 
 A record that cannot be mapped (no body, a bytes body, a non-numeric or negative

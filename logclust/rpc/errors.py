@@ -87,6 +87,8 @@ def status_for(error: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(error, ContractError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, CallerGoneError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.INTERNAL
 
 

@@ -49,7 +49,14 @@ from logclust.server.memory import (
 from logclust.server.service import Executors, LogClustService
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
-from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
+from logclust.sidecar.store import (
+    MemoryStore,
+    PeriodicFlusher,
+    SqliteStore,
+    StateStore,
+    StoreDamagedError,
+    move_aside,
+)
 from logclust.sidecar.stream_labeler import StreamLabeler
 
 logger = logging.getLogger(__name__)
@@ -153,8 +160,28 @@ class SidecarServer:
 
 
 def open_store(config: ServerConfig) -> StateStore:
-    """SQLite store in `config.store_dir`, or memory when None."""
-    return MemoryStore() if config.store_dir is None else SqliteStore(config.store_dir)
+    """SQLite store in `config.store_dir`, or memory when None.
+
+    A damaged store raises `StoreDamagedError` (one line: the file and what to do); with
+    `config.store_recover` its files are moved aside instead (`<name>.damaged-<time>`)
+    and the sidecar starts empty, with a warning.
+    """
+    if config.store_dir is None:
+        return MemoryStore()
+    store = None
+    try:
+        store = SqliteStore(config.store_dir)
+        if config.store_recover:
+            store.load_state()  # every row read once, so that a damaged page shows now
+        return store
+    except StoreDamagedError as e:
+        if not config.store_recover:
+            raise
+        if store is not None:
+            _close_store(store)
+        aside = move_aside(config.store_dir)
+        logger.warning("%s; --store-recover: moved it to %s, starting empty", e, aside)
+        return SqliteStore(config.store_dir)
 
 
 def _close_store(store: StateStore) -> None:
@@ -244,7 +271,13 @@ def create_server(
         otlp = None
         if config.otlp is not None:
             otlp = OtlpEndpoints(
-                config.otlp, sidecar, metrics, admission, executors.label, config.tls
+                config.otlp,
+                sidecar,
+                metrics,
+                admission,
+                executors.label,
+                config.tls,
+                spill_dir=config.store_dir,
             )
     except BaseException:
         if server is not None:

@@ -84,6 +84,10 @@ class ServerConfig:
     metrics_port: int | None = None
     # Host the metrics endpoint binds: loopback unless asked, whatever `listen` is.
     metrics_host: str = "127.0.0.1"
+    # A damaged store file (corrupt, truncated, not logclust's) is moved aside
+    # (`<name>.damaged-<time>`) and the sidecar starts empty, with a warning; False: it
+    # refuses to start, naming the file.
+    store_recover: bool = False
     # Seconds between flushes to the store: a crash loses at most this much.
     flush_interval_s: float = 1.0
     # gRPC message size limit in both directions (a larger request: RESOURCE_EXHAUSTED).

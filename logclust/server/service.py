@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -108,6 +110,7 @@ class LogClustService(pb_grpc.LogClustServicer):
     ) -> AsyncIterator[pb.LabelResponse]:
         requests = aiter(request_iterator)
         stream = object()  # this stream's turn in the label pool (see `FairExecutor`)
+        still_wanted = _caller_present(context)
         while (request := await self._next(requests, context)) is not None:
             with self.admission.admit(len(request.arrow_ipc), "Label batch"):
                 data, rows = await asyncio.wrap_future(
@@ -118,6 +121,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                         request.arrow_ipc,
                         self.limits.max_response_bytes,
                         self.limits.max_decompressed_bytes,
+                        still_wanted,
                     )
                 )
             yield pb.LabelResponse(batch_id=request.batch_id, arrow_ipc=data, num_rows=rows)
@@ -169,3 +173,18 @@ class LogClustService(pb_grpc.LogClustServicer):
             raise ContractError("Forget needs a source name. Received: an empty source")
         found = await self._run(self.executors.query, self.sidecar.forget, request.source)
         return pb.ForgetResponse(found=found)
+
+
+def _caller_present(context: Context) -> Callable[[], bool]:
+    """A check, safe from any thread, that the caller still waits for answers: False once
+    its deadline has passed or the call has ended (cancelled, or the stream broken). The
+    label pool calls it when a batch's turn comes, before anything is recorded."""
+    ended = threading.Event()
+    context.add_done_callback(lambda _ctx: ended.set())
+    remaining = context.time_remaining()
+    deadline = None if remaining is None else time.monotonic() + remaining
+
+    def still_wanted() -> bool:
+        return not ended.is_set() and (deadline is None or time.monotonic() < deadline)
+
+    return still_wanted

@@ -3,12 +3,15 @@ import: the CLI parser reads its defaults at every start."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.latency.book import check_window
+from logclust.latency.ddsketch import MIN_INDEXABLE, DDSketch
 from logclust.text.log_format import LogFormat
+from logclust.wire.contract import MAX_LATENCY_MS
 
 
 def check_fraction(name: str, value: float) -> None:
@@ -76,6 +79,10 @@ class StreamLabelerConfig:
     retention_s: int = 6 * 3600
     # Relative accuracy of the latency quantiles.
     relative_accuracy: float = 0.01
+    # Largest latency recorded, ms (one day): a row with a larger one is labelled, its
+    # latency treated as not measured and counted (`logclust_latency_over_max_rows`), so
+    # one absurd value (1e30) cannot move a cluster's percentiles.
+    max_latency_ms: float = MAX_LATENCY_MS
     # Resident bytes the latency sketches may take; past it the oldest windows leave
     # memory early (`LatencyBook.max_bytes`). None: the memory budget's share, or bounded
     # by the retention alone without a budget.
@@ -100,8 +107,30 @@ class StreamLabelerConfig:
         for name in ("max_sources", "max_rows_per_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+        self._check_latency_range()
         if self.latency_max_bytes is not None and self.latency_max_bytes < 1:
             raise ValueError(
                 f"latency_max_bytes must be positive. Received: latency_max_bytes="
                 f"{self.latency_max_bytes}"
+            )
+
+    def _check_latency_range(self) -> None:
+        """`max_latency_ms` must be positive and fit a sketch's buckets at
+        `relative_accuracy` (past its cap the lowest buckets would collapse)."""
+        if not 0.0 < self.relative_accuracy < 1.0:
+            raise ValueError(
+                f"relative_accuracy must be in (0, 1). Received: {self.relative_accuracy}"
+            )
+        if not (math.isfinite(self.max_latency_ms) and self.max_latency_ms > MIN_INDEXABLE):
+            raise ValueError(
+                f"max_latency_ms must be finite and above {MIN_INDEXABLE}. "
+                f"Received: max_latency_ms={self.max_latency_ms}"
+            )
+        sketch = DDSketch(self.relative_accuracy)
+        buckets = math.log(self.max_latency_ms / MIN_INDEXABLE) / math.log(sketch.gamma) + 2
+        if buckets > sketch.max_bins:
+            raise ValueError(
+                f"max_latency_ms spans {buckets:.0f} sketch buckets at relative_accuracy "
+                f"{self.relative_accuracy}, over the cap of {sketch.max_bins}; lower one of "
+                f"them. Received: max_latency_ms={self.max_latency_ms}"
             )

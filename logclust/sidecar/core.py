@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -27,6 +28,28 @@ logger = logging.getLogger(__name__)
 RESPONSE_BYTES_PER_ROW = 16
 # And with a storage budget: a bit of `keep` and the float64 `sample_weight`, rounded up.
 SAMPLE_BYTES_PER_ROW = 9
+# Bytes an answer's batch may add besides its rows: the two output fields' metadata.
+RESPONSE_BYTES_PER_BATCH = 512
+
+
+def answer_bytes(table: pa.Table, header_bytes: int = 0) -> int:
+    """An upper bound of the IPC bytes of `table`'s labelled answer, known before labelling.
+
+    The caller's columns are re-encoded uncompressed, so a compressed request of 4 KB can
+    answer megabytes: each batch is measured as it will be written
+    (`pa.ipc.get_record_batch_size`, nothing copied), plus `RESPONSE_BYTES_PER_ROW` a row
+    for the labels and `header_bytes` for the header columns of log formats.
+    """
+    batches = table.to_batches()
+    body = sum(pa.ipc.get_record_batch_size(b) for b in batches)
+    schema = table.schema.serialize().size + RESPONSE_BYTES_PER_BATCH
+    return (
+        schema
+        + body
+        + RESPONSE_BYTES_PER_ROW * table.num_rows
+        + RESPONSE_BYTES_PER_BATCH * len(batches)
+        + header_bytes
+    )
 
 
 class Sidecar:
@@ -45,6 +68,8 @@ class Sidecar:
         self.config = labeler.config
         self.store = store
         self.metrics = metrics
+        # Batches not labelled because their caller had left (see `label`).
+        self.abandoned_batches = 0
         if metrics is not None:
             book = labeler.book
             metrics.watch_clusters(labeler.stream.counts)
@@ -57,6 +82,16 @@ class Sidecar:
                 "logclust_early_rows",
                 "Rows dated too far in the future (latency not recorded).",
                 lambda: book.early_rows,
+            )
+            metrics.watch_counter(
+                "logclust_latency_over_max_rows",
+                "Rows whose latency exceeded max_latency_ms (labelled, latency not recorded).",
+                lambda: book.over_max_rows,
+            )
+            metrics.watch_counter(
+                "logclust_abandoned_batches",
+                "Batches not labelled nor recorded: their caller had left (deadline, cancel).",
+                lambda: self.abandoned_batches,
             )
             metrics.watch_counter(
                 "logclust_latency_sketches_evicted",
@@ -81,38 +116,58 @@ class Sidecar:
         data: bytes,
         max_response_bytes: int | None = None,
         max_decoded_bytes: int | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> tuple[bytes, int]:
         """Decodes, validates and labels Arrow IPC bytes; returns IPC bytes and row count.
 
-        Admission comes before any work: a payload decoding to more than
-        `max_decoded_bytes`, or whose answer would exceed `max_response_bytes`, is refused
-        with `LimitExceededError` and nothing is labelled or recorded (a retry cannot
-        double-count).
-
-        The answer's size is estimated as the request's plus `RESPONSE_BYTES_PER_ROW` per
-        row (`cluster_id` int32 + `cluster_distance` float32, with room for IPC padding);
-        header columns parsed by a log format are not counted.
+        A call does all its work or none. Admission comes before any work: a payload
+        decoding to more than `max_decoded_bytes`, or whose answer could exceed
+        `max_response_bytes` (`answer_bytes`, an upper bound), is refused with
+        `LimitExceededError`; a caller gone before the labelling starts (`still_wanted()`
+        False) gets `CallerGoneError`. In each case nothing is labelled or recorded, so a
+        retry cannot double-count. (A caller that leaves during the labelling itself, a
+        few milliseconds, still has its batch recorded.)
         """
         t0 = time.perf_counter()
         table = ipc.decode_ipc(data, self.config.max_rows_per_batch, max_decoded_bytes)
         if max_response_bytes is not None:
-            per_row = RESPONSE_BYTES_PER_ROW
+            estimate = answer_bytes(table, self.labeler.header_bytes(table))
             if self.labeler.sampler is not None:
-                per_row += SAMPLE_BYTES_PER_ROW
-            estimate = len(data) + per_row * table.num_rows
+                estimate += SAMPLE_BYTES_PER_ROW * table.num_rows
             if estimate > max_response_bytes:
                 raise contract.LimitExceededError(
                     f"The answer would exceed the message limit of {max_response_bytes} "
                     "bytes; send smaller batches. Received: "
-                    f"{len(data)} bytes, {table.num_rows} rows (answer ~{estimate} bytes)"
+                    f"{len(data)} bytes, {table.num_rows} rows (answer up to {estimate} bytes)"
                 )
-        out = self.label(table, t0)
+        out = self.label(table, t0, still_wanted)
         turns.checkpoint()  # labelled: a waiting cheaper batch goes before the encoding
-        return ipc.encode_ipc(out), out.num_rows
+        encoded = ipc.encode_ipc(out)
+        if max_response_bytes is not None and len(encoded) > max_response_bytes:
+            logger.error(  # `answer_bytes` is an upper bound: this is a bug of ours
+                "answer of %d bytes over the bound of %d", len(encoded), max_response_bytes
+            )
+        return encoded, out.num_rows
 
-    def label(self, table: pa.Table, started: float | None = None) -> pa.Table:
-        """Labels a validated table: its columns plus `cluster_id` and `cluster_distance`."""
+    def label(
+        self,
+        table: pa.Table,
+        started: float | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> pa.Table:
+        """Labels a validated table: its columns plus `cluster_id` and `cluster_distance`.
+
+        Raises:
+            CallerGoneError: `still_wanted()` is False (checked last before any state
+                changes: nothing is recorded).
+        """
         started = time.perf_counter() if started is None else started
+        if still_wanted is not None and not still_wanted():
+            self.abandoned_batches += 1
+            raise turns.CallerGoneError(
+                "The caller left (deadline passed or call cancelled) before its batch was "
+                f"labelled: nothing recorded. Received: {table.num_rows} rows"
+            )
         b = self.labeler.label_table(table)
         if self.metrics is not None:
             self.metrics.observe_batch(

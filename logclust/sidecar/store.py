@@ -12,10 +12,12 @@ Values are opaque bytes produced by their owners (`DDSketch.to_bytes`,
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,49 @@ DB_NAME = "logclust.sqlite3"
 MAX_FLUSH_INTERVAL_S = 5.0
 # Bytes of a source's state written at a time (see `_write_blob`).
 BLOB_CHUNK = 1 << 20
+# The tables of a logclust store (a file with other tables is someone else's).
+TABLES = frozenset({"meta", "sketches", "sources", "source_counters"})
+
+
+class StoreError(Exception):
+    """The store cannot be used: one line naming the file, what is wrong and what to do."""
+
+
+class StoreDamagedError(StoreError):
+    """The store file is corrupt, truncated, not a database, or not logclust's:
+    `serve --store-recover` moves it aside and starts empty."""
+
+
+class StoreFullError(StoreError):
+    """A flush failed for want of disk space (ENOSPC, SQLITE_FULL); the state stays in
+    memory and the next flush retries it."""
+
+
+def damaged(path: Path, what: str) -> StoreDamagedError:
+    """The error of a damaged store file, saying what to do."""
+    return StoreDamagedError(
+        f"Store {path} {what}. Move it aside (or delete it) to start empty, or restart "
+        "with --store-recover to do so and keep it beside as a .damaged-<time> file"
+    )
+
+
+def _is_full(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def move_aside(directory: str | Path) -> Path:
+    """Renames a damaged store's files to `<name>.damaged-<UTC time>` (its -wal and -shm
+    files alike); returns the new name of the main file."""
+    path = Path(directory) / DB_NAME
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{DB_NAME}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(DB_NAME + suffix)
+        if part.exists():
+            part.rename(target.with_name(target.name + suffix))
+    return target
 
 
 @dataclass
@@ -147,27 +192,59 @@ class SqliteStore:
         # database file's permissions.
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
+        if self.path.exists() and self.path.stat().st_size == 0:
+            logger.warning(
+                "store %s is empty (0 bytes: truncated, or never written): starting with "
+                "no saved state",
+                self.path,
+            )
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         for f in (self.path, *self.directory.glob(DB_NAME + "-*")):
             f.chmod(0o600)
         self._lock = threading.Lock()
         # One connection shared by the flusher thread and the caller, guarded by the lock.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._create()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._check()
+            self._create()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise damaged(self.path, f"is damaged or not a database ({e})") from None
+        except StoreError:
+            self._conn.close()
+            raise
+
+    def _check(self) -> None:
+        """Refuses a corrupt or truncated file (`PRAGMA quick_check`: every page of the
+        b-trees read, not the values), someone else's database, or a newer schema."""
+        c = self._conn
+        problems = [row[0] for row in c.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise damaged(self.path, f"is corrupt or truncated ({'; '.join(problems)})")
+        names = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if names and ("meta" not in names or names - TABLES):
+            raise damaged(self.path, f"is not a logclust store (tables {sorted(names)})")
+        if "meta" not in names:
+            return
+        row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = None if row is None else str(row[0])
+        if version == str(SCHEMA_VERSION):
+            return
+        if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"Store {self.path} was written by a newer logclust (schema version "
+                f"{version}; this one reads {SCHEMA_VERSION}): run that version, or point "
+                f"--store to another directory. Received: schema_version={version}"
+            )
+        raise damaged(self.path, f"has an unknown schema version. Received: {version!r}")
 
     def _create(self) -> None:
         with self._lock:
             c = self._conn
             c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is not None and int(row[0]) != SCHEMA_VERSION:
-                raise ValueError(
-                    f"Store {self.path} has schema version {row[0]}, expected "
-                    f"{SCHEMA_VERSION}. Received: schema_version={row[0]}"
-                )
             c.execute(
                 "CREATE TABLE IF NOT EXISTS sketches (source TEXT NOT NULL, cluster INTEGER "
                 "NOT NULL, window_ms INTEGER NOT NULL, data BLOB NOT NULL, "
@@ -186,39 +263,69 @@ class SqliteStore:
             )
 
     def save_state(self, delta: StoreDelta) -> None:
+        """Applies `delta` in one transaction.
+
+        Raises:
+            StoreFullError: the disk (or the file's page limit) is full; nothing of the
+                delta was written.
+            sqlite3.Error: any other failure of the database (nothing written).
+        """
         with self._lock:
-            c = self._conn
-            c.execute("BEGIN")
             try:
-                c.executemany(
-                    "INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
-                    [(s, cid, w, data) for (s, cid, w), data in delta.sketches.items()],
-                )
-                for name, data in delta.sources.items():
-                    _write_blob(c, name, data)
-                c.executemany(
-                    "INSERT OR REPLACE INTO source_counters VALUES (?, ?)",
-                    list(delta.counters.items()),
-                )
-                if delta.expire_before_ms is not None:
-                    c.execute("DELETE FROM sketches WHERE window_ms < ?", (delta.expire_before_ms,))
-                gone = [(name,) for name in delta.forget_sources]
-                c.executemany("DELETE FROM sketches WHERE source = ?", gone)
-                c.executemany("DELETE FROM sources WHERE source = ?", gone)
-                c.executemany("DELETE FROM source_counters WHERE source = ?", gone)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
+                self._save(delta)
+            except (sqlite3.Error, OSError) as e:
+                if _is_full(e):
+                    raise StoreFullError(
+                        f"Disk full (ENOSPC/SQLITE_FULL) saving to {self.path}: free space; "
+                        f"the state stays in memory and the next flush retries ({e})"
+                    ) from None
                 raise
 
+    def _save(self, delta: StoreDelta) -> None:
+        c = self._conn
+        c.execute("BEGIN")
+        try:
+            c.executemany(
+                "INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
+                [(s, cid, w, data) for (s, cid, w), data in delta.sketches.items()],
+            )
+            for name, data in delta.sources.items():
+                _write_blob(c, name, data)
+            c.executemany(
+                "INSERT OR REPLACE INTO source_counters VALUES (?, ?)",
+                list(delta.counters.items()),
+            )
+            if delta.expire_before_ms is not None:
+                c.execute("DELETE FROM sketches WHERE window_ms < ?", (delta.expire_before_ms,))
+            gone = [(name,) for name in delta.forget_sources]
+            c.executemany("DELETE FROM sketches WHERE source = ?", gone)
+            c.executemany("DELETE FROM sources WHERE source = ?", gone)
+            c.executemany("DELETE FROM source_counters WHERE source = ?", gone)
+            c.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back already (SQLITE_FULL does): a second ROLLBACK
+            # would raise "no transaction is active" and hide the real error.
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
     def load_state(self) -> StoreSnapshot:
+        """Everything saved.
+
+        Raises:
+            StoreDamagedError: a page cannot be read (the file is damaged).
+        """
         with self._lock:
-            sketches = {
-                (s, int(cid), int(w)): bytes(data)
-                for s, cid, w, data in self._conn.execute("SELECT * FROM sketches")
-            }
-            sources = {s: bytes(d) for s, d in self._conn.execute("SELECT * FROM sources")}
-            counters = {s: bytes(d) for s, d in self._conn.execute("SELECT * FROM source_counters")}
+            try:
+                c = self._conn
+                sketches = {
+                    (s, int(cid), int(w)): bytes(data)
+                    for s, cid, w, data in c.execute("SELECT * FROM sketches")
+                }
+                sources = {s: bytes(d) for s, d in c.execute("SELECT * FROM sources")}
+                counters = {s: bytes(d) for s, d in c.execute("SELECT * FROM source_counters")}
+            except sqlite3.DatabaseError as e:
+                raise damaged(self.path, f"cannot be read ({e})") from None
         return StoreSnapshot(sketches, sources, counters)
 
     def close(self) -> None:
@@ -269,7 +376,7 @@ class PeriodicFlusher:
     def _safe_flush(self) -> None:
         try:
             self.flush_now()
-        except (sqlite3.Error, OSError, ValueError) as e:
+        except (sqlite3.Error, OSError, ValueError, StoreError) as e:
             logger.error("flush failed, retrying next interval: %s", e)
 
     def flush_now(self) -> None:

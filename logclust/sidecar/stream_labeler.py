@@ -103,6 +103,7 @@ class StreamLabeler:
             retention_ms=self.config.retention_s * 1000,
             relative_accuracy=self.config.relative_accuracy,
             max_bytes=self.config.latency_max_bytes,
+            max_latency_ms=self.config.max_latency_ms,
         )
         sampling = self.config.sampling
         self.sampler = Sampler(sampling) if sampling.enabled else None
@@ -183,10 +184,23 @@ class StreamLabeler:
             body, headers = self._split_headers(table, body, source)
         ids, dist, names, codes = self.stream.label(body, source, time_ms)
         self.book.record(names, codes, ids, time_ms, latency, now)
+        over = contract.over_max_latency(latency, self.config.max_latency_ms)
+        if over.any():  # not measured for the metrics either
+            latency = np.where(over, np.nan, latency)
         if self.sampler is None:
             return BatchLabels(ids, dist, names, codes, latency, headers)
         sample = self.sampler.decide(names, codes, ids, time_ms, latency)
         return BatchLabels(ids, dist, names, codes, latency, headers, sample.keep, sample.weight)
+
+    def header_bytes(self, table: pa.Table) -> int:
+        """An upper bound of the bytes the `log_<field>` columns add to `table`'s answer:
+        each value is a piece of its row's body (0 without log formats)."""
+        fields = {f for fmt in self._formats.values() for f in fmt.columns} - {"content"}
+        if not fields:
+            return 0
+        body = table.column(contract.BODY)
+        # Per column: the body's bytes at most, 8-byte offsets and a validity bit a row.
+        return len(fields) * (body.nbytes + 9 * table.num_rows + 64)
 
     def _split_headers(
         self, table: pa.Table, body: pa.Array, source: pa.Array

@@ -7,7 +7,9 @@ A batch sent for labelling must have:
 and may have, with these meanings:
 
 * `latency_ms` (any integer or floating type): request latency; nulls and NaN mean "not
-  measured", negative or infinite values are rejected.
+  measured", negative or infinite values are rejected; a value above the sidecar's
+  `max_latency_ms` (default one day, `MAX_LATENCY_MS`) is refused for its row alone (the
+  row is labelled, its latency not recorded; counted in `logclust_latency_over_max_rows`).
 * `time` (any timestamp type): event time; nulls (or a missing column) mean receive time.
 * `source` (string): stream the row belongs to; clusters are fitted per source; nulls (or a
   missing column) mean `"default"`.
@@ -47,6 +49,9 @@ SAMPLE_FIELDS: tuple[pa.Field, ...] = (
 )
 # Latest event time accepted (9999-12-31T23:59:59Z, Unix seconds).
 MAX_TIME_S = 253_402_300_799
+# Largest latency recorded by default, ms (one day): a larger value is taken as "not
+# measured" for its row (counted), so no single row can stretch a cluster's sketch.
+MAX_LATENCY_MS = 86_400_000.0
 # Quantiles a latency query reports when the caller names none.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 OUTPUT_FIELDS: tuple[pa.Field, ...] = (
@@ -209,6 +214,13 @@ def with_sample(table: pa.Table, keep: np.ndarray, weight: np.ndarray) -> pa.Tab
     """`table` with `keep` and `sample_weight` appended."""
     table = table.append_column(SAMPLE_FIELDS[0], pa.array(keep, pa.bool_()))
     return table.append_column(SAMPLE_FIELDS[1], pa.array(weight, pa.float64()))
+
+
+def over_max_latency(latency_ms: np.ndarray, max_ms: float) -> np.ndarray:
+    """The rows whose latency exceeds `max_ms` (the one check every listener's rows go
+    through, in `LatencyBook.record`); NaN (not measured) is never over."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(latency_ms > max_ms)
 
 
 def with_labels(table: pa.Table, ids: np.ndarray, distances: np.ndarray) -> pa.Table:

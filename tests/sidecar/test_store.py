@@ -14,6 +14,7 @@ from logclust.sidecar.store import (
     PeriodicFlusher,
     SqliteStore,
     StoreDelta,
+    StoreError,
 )
 
 
@@ -48,7 +49,7 @@ def test_sqlite_refuses_other_schema_version(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path)
     s._conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     s.close()
-    with pytest.raises(ValueError, match="Received: schema_version=99"):
+    with pytest.raises(StoreError, match="newer logclust.*Received: schema_version=99"):
         SqliteStore(tmp_path)
 
 
