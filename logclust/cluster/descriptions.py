@@ -17,17 +17,26 @@ _TOKEN_SPLIT = re.compile(r"([\s&=,;:?/|()\[\]{}\"']+)")
 
 
 def template_of(members: list[str]) -> str:
-    """Token-wise template: tokens equal in every member stay, the others become `<*>`.
+    """Token-wise template: words equal in every member stay, the others become `<*>`.
 
     Members are split into words and separators; only members with the most common token
-    count are aligned (a different count means a different shape).
+    count are aligned (a different count means a different shape). A separator that
+    differs between members is written as its most common form (a variable never
+    swallows the `=` of `key=`), so constant words and their separators stay readable.
     """
     if not members:
         return ""
     split = [_TOKEN_SPLIT.split(m) for m in members]
     length = Counter(len(t) for t in split).most_common(1)[0][0]
     rows = [t for t in split if len(t) == length]
-    out = [col[0] if len(set(col)) == 1 else "<*>" for col in zip(*rows, strict=True)]
+    out = []
+    for i, col in enumerate(zip(*rows, strict=True)):
+        if len(set(col)) == 1:
+            out.append(col[0])
+        elif i % 2:  # a separator (odd places of a split with a captured separator)
+            out.append(Counter(col).most_common(1)[0][0])
+        else:
+            out.append("<*>")
     return "".join(out)
 
 

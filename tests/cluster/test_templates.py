@@ -8,6 +8,7 @@ import pytest
 
 from logclust.cluster import state as codec
 from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.descriptions import template_of
 from logclust.cluster.router import StreamClusters
 from logclust.cluster.templates import (
     TemplateIndex,
@@ -222,3 +223,11 @@ def test_bad_lines_neither_explode_nor_collapse(
     k = len(set(ids[:-1].tolist()))
     assert clusters[0] <= k <= clusters[1], (name, k)
     assert ids[-1] not in set(ids[:-1].tolist())  # a real line is never swallowed
+
+
+def test_a_description_keeps_separators_and_constant_words() -> None:
+    members = ["tty=NODEVssh ruser= rhost=<IP>", "tty=<NUM> ruser= rhost="]
+    assert template_of(members) == "tty=<*> ruser= rhost=<*>"
+    assert template_of(["session closed for user cyrus", "session closed for user news"]) == (
+        "session closed for user <*>"
+    )
