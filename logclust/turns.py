@@ -16,9 +16,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-# Cost of embedding one new text, in the pool's unit (request bytes): a 1,000-row request
-# of about 100 KB is labelled in about 5 ms, and one new text costs the encoder about as
-# much (4-9 ms of one core).
+# Cost of embedding one new text, in the pool's unit (request bytes): one new text costs
+# the encoder about as much as labelling a whole 1,000-row request of known texts (about
+# 100 KB), so it is charged as such a request (`python -m bench.hot_path` measures a
+# batch, `python -m bench.label_costs` the encoder; BENCHMARKS.md).
 EMBED_COST = 100_000
 
 _local = threading.local()

@@ -4,10 +4,11 @@
 `mapInArrow` steps (`logclust.archive.tasks`: LiteRT, no TensorFlow; batches stay Arrow
 in every task): the first masks the text column, then the rows are shuffled by masked
 text so that every distinct masked text lives in one partition, and the second embeds
-each distinct masked text of its partition once and assigns it. The encoder (~5 ms a
-distinct text) is the cost of the job, so each distinct text is encoded once over the
-whole job and the encoder work is split between the executors; one shuffle of the rows
-is cheaper than masking twice (for a `distinct()` and a join) or caching the masked rows.
+each distinct masked text of its partition once and assigns it. Encoding, far dearer a
+text than masking or assigning, is the cost of the job, so each distinct text is encoded
+once over the whole job and the encoder work is split between the executors; one shuffle
+of the rows is cheaper than masking twice (for a `distinct()` and a join) or caching the
+masked rows.
 
 Clusters are decided once, on the driver, from the bundle's centroids or by
 `Labeler.fit` on a sample, and the arrays are broadcast, so every partition assigns

@@ -3,7 +3,7 @@ numpy and LiteRT only; no pyspark, no TensorFlow).
 
 Labelling runs in two steps so that each distinct masked text is encoded once over the
 whole job (an archive repeats a few thousand masked texts millions of times, and the
-encoder, ~5 ms a text, is the cost):
+encoder is the cost):
 
 1. `mask_batches` adds a `MASKED` column (cheap, any partitioning);
 2. the driver shuffles rows by that column, so every distinct masked text lives in one

@@ -4,11 +4,11 @@ that sets a field of a config dataclass takes the field's default instead
 (`logclust.cli.settings`), from modules kept as light (`tests/test_imports.py`)."""
 
 # Rows per encoder call in the sidecar. Misses arrive a few at a time, and on one core
-# small batches were both faster and far lighter than 64 (BENCHMARKS.md: about 310 vs
-# 250-270 lines/s, and 110 MB less peak RSS, on loghub and cold lines).
+# small batches are both faster and far lighter than 64: LiteRT keeps the arena of its
+# largest input (`logclust.embed.encoder`; `python -m bench.novelty --encoder-batch N`).
 SERVE_ENCODER_BATCH = 8
 
 # Output formats of the query commands (`logclust clusters`, `logclust latency`). Here,
-# not in `cli.io`: importing that loads pyarrow's Parquet and CSV modules, 4.4 MB of RSS
-# in a `serve` process that never reads a file.
+# not in `cli.io`: importing that loads pyarrow's Parquet and CSV modules, resident
+# memory in a `serve` process that never reads a file.
 FORMATS = ("table", "json", "csv")

@@ -21,8 +21,8 @@ class StreamClusterConfig:
     threshold: float | None = None
     # Per-source overrides of `threshold` (source name -> threshold).
     source_thresholds: Mapping[str, float] = field(default_factory=dict)
-    # Clusters one source may hold: bounds memory (3-7 KB each at dim 384 with 16 members
-    # of 24-160 characters, `python -m bench.memory_costs`).
+    # Clusters one source may hold: bounds memory (a cluster's cost grows with dim and
+    # its members' lengths; `python -m bench.memory_costs` measures it).
     # Past it, far lines join their nearest cluster (logged and counted).
     max_clusters: int = 4096
     # Clusters over all sources (bounds memory with many sources); None: no shared bound.
@@ -48,11 +48,12 @@ class StreamClusterConfig:
     template_members: int = 16
     max_exemplars: int = 3
     # Masked texts whose embeddings are cached across batches, shared by all sources
-    # (also the mask cache's capacity; 2.1-2.4 KB each at dim 384 for texts of 24-160
-    # characters: 34-39 MB when full; a steady stream repeats far fewer texts).
+    # (also the mask cache's capacity; an entry's cost grows with dim and the text's
+    # length, measured by `python -m bench.memory_costs`; a steady stream repeats far
+    # fewer texts).
     cache_size: int = 16_384
     # Texts whose placement one source remembers (at most `cache_size`), so a steady
-    # stream places each text once; 0.3-0.4 KB each for texts of 24-160 characters.
+    # stream places each text once (an entry's cost: `python -m bench.memory_costs`).
     # Under `StreamClusters` this is each source's share when all of its `max_sources`
     # are present: fewer sources share the same total.
     memo_size: int = 16_384

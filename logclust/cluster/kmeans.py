@@ -1,8 +1,8 @@
 """Weighted k-means in numpy alone (`Labeler.fit` with k given, the bundle's default
 centroids).
 
-Serving never imports scikit-learn or SciPy (about 100 MB of resident memory that is
-never released), so the fit lives here instead.
+Serving never imports scikit-learn or SciPy (large libraries whose memory stays resident
+once imported), so the fit lives here instead.
 The algorithm follows scikit-learn's `KMeans` (greedy k-means++ seeding, Lloyd
 iterations, the best of `n_init` runs by inertia, empty clusters re-seeded from the
 farthest points) closely enough that its labels agree on separable data.

@@ -32,8 +32,8 @@ from logclust.wire.contract import LimitExceededError
 
 logger = logging.getLogger(__name__)
 
-# New texts embedded per hold of the model before the clustering lock (about 0.1-0.2 s
-# of one core with the shipped encoder): what another stream may wait for in a burst.
+# New texts embedded per hold of the model before the clustering lock (two calls of the
+# sidecar's encoder batch): what another stream may wait for in a burst.
 _EMBED_SLICE = 16
 
 

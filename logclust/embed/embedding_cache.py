@@ -8,9 +8,9 @@ row); embeddings live in one preallocated ring, so a batch of hits is a numpy ga
 Eviction is CLOCK (second chance), not FIFO: a text hit since the hand last passed it is
 skipped once. A burst of texts seen once (a deploy, a new feature's messages) then takes
 the slots of other texts seen once, not those of the steady stream's texts, which were
-hit in between. With FIFO, 4,000 new texts on one stream evicted a light stream's texts
-from the 4,896-text cache of the default budget: its next 3 batches re-embedded 486
-texts (4.9 s; `python -m bench.novelty`'s light client saw 5.4 s batches in a burst).
+hit in between. With FIFO, a burst of new texts on one stream evicted a light stream's
+texts from the cache of the default budget, and its next batches re-embedded them
+(`python -m bench.novelty` runs such a burst beside a light client).
 """
 
 from __future__ import annotations

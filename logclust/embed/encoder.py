@@ -1,22 +1,20 @@
 """Runs the TFLite encoder with LiteRT (no TensorFlow): batched, bucketed by length.
 
-Rows are sorted by token length and run in batches padded only to the bucket's width
-(a multiple of 8 tokens), instead of padding everything to the longest row. Buckets of 8
-rather than powers of two (16, 32, 64, 128): loghub's 1,539 distinct masked texts of the
-replay (45 tokens on average) ran at 100 / 97 / 100 lines/s against 76 / 82 / 80, three
-rounds interleaved, one thread (`python -m bench.label_costs`); each call is
-small (see below), so the extra shapes cost less than the padding did.
+Rows are sorted by token length and run in batches padded only to the bucket's width (a
+multiple of 8 tokens), instead of padding everything to the longest row. Buckets of 8
+rather than powers of two (16, 32, 64, 128): each call is small (see below), so the
+extra shapes cost less than the padding did (loghub's distinct masked texts, one thread:
+`python -m bench.label_costs`, which times each bucket set and cap;
+docs/benchmark-history.md).
 
 A call holds at most `max_tokens` tokens (rows x width): LiteRT sizes its arena for the
-largest input it has run and keeps it, and the attention scores grow with rows x width**2.
-Measured with the shipped float32 encoder, one thread, growth of the process (arena and
-XNNPACK's packed weights) / lines/s: 64 x 128 tokens +147 MB / 26, 8 x 128 +38 MB / 35,
-4 x 128 +31 MB / 38; 64 x 64 +85 MB / 54, 8 x 64 +31 MB / 83; 64 x 32 +53 MB / 138,
-16 x 32 +31 MB / 173; 64 x 16 +37 MB / 337, 32 x 16 +31 MB / 354. A cap of 128 tokens
-a call keeps another 5-8 MB off (peak 124 -> 116 MB, steady 115 -> 110 MB in a process
-that ran every width) at no cost in speed: loghub's distinct lines in slices of 16 (as
-the sidecar embeds them), best of 4 rounds interleaved, 209 lines/s at 512, 214 at 256
-and 209 at 128 tokens a call (the narrower blocks stay in cache).
+largest input it has run and keeps it, and the attention scores grow with rows x
+width**2. So the process grows with its largest call (arena and XNNPACK's packed
+weights), and fewer rows a call at a given width take less memory at no cost in speed.
+The cap of 128 tokens a call keeps the arena of a process that ran every width smaller
+than wider caps at no cost in speed (the narrower blocks stay in cache). The caps are
+timed by `python -m bench.label_costs`; docs/benchmark-history.md has the runs that
+chose this one.
 """
 
 from __future__ import annotations
@@ -115,7 +113,7 @@ def release_file_pages(path: Path) -> int:
 
     LiteRT maps the model file and XNNPACK packs the weights into buffers of its own on
     the first run, after which most pages of the mapping are not read again but stay
-    resident (10 of the float32 encoder's 16.5 MB, measured). The mapping is read-only
+    resident (most of the file). The mapping is read-only
     and file-backed: a page read later comes back from the page cache, so this only
     frees memory. Linux with glibc only; elsewhere nothing happens.
 

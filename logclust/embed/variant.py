@@ -28,7 +28,8 @@ TIMED_ROWS = 8
 TIMED_TOKENS = 40
 # Timed rounds at most (each runs every variant once, interleaved); fewer past the budget.
 ROUNDS = 5
-# Seconds the timing may take after the interpreters are built (start-up stays < 2 s).
+# Seconds the timing may take after the interpreters are built (bounds what `auto` adds
+# to start-up).
 BUDGET_S = 1.0
 
 

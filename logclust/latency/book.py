@@ -42,8 +42,8 @@ def quantile_column_name(q: float) -> str:
 # Quantiles one query may ask for (each is a column of the answer).
 MAX_QUANTILES = 64
 # Resident bytes of a sketch besides its bucket counts (the object and its fields, its key
-# and entries in the book), and of each bucket: `python -m bench.memory_costs` measured
-# 4.8 KB a sketch holding 235 buckets (64 log-normal latencies around 20 ms).
+# and entries in the book), and of each bucket: fitted to what `python -m bench.memory_costs`
+# measures for a sketch of 64 log-normal latencies (BENCHMARKS.md, "Memory budget").
 SKETCH_FIXED_BYTES = 2_900
 SKETCH_BUCKET_BYTES = 8
 # Once over `max_bytes`, the oldest windows go until the sketches take this share of it

@@ -1,11 +1,11 @@
 """Rows of many batches that wait to be added together (`PendingRows`).
 
 Adding a batch's latencies to structures kept per group (a sketch per source, cluster
-and window; a histogram series per source and cluster) costs a Python step per group, and
-a batch of 1,000 replay lines holds ~210 groups. 16,384 rows hold only a few times more
-(a cluster's rows span many batches), so the latency book and the per-cluster histogram
-keep rows as arrays and add them together: per row, a fraction of the cost. Not
-thread-safe: the owner holds its own lock around every call.
+and window; a histogram series per source and cluster) costs a Python step per group,
+and a batch of 1,000 replay lines holds hundreds of groups. 16,384 rows hold only a few
+times more (a cluster's rows span many batches), so the latency book and the per-cluster
+histogram keep rows as arrays and add them together: per row, a fraction of the cost.
+Not thread-safe: the owner holds its own lock around every call.
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
 """OTLP log records read as columns (`otlp_columns.proto`), for `mapping.RecordMapper`.
 
-**Columns.** Reading a record's fields from Python costs about 5 us a record (wrapper
-objects, one attribute scan), more than labelling it. When the request's bytes are at
+**Columns.** Reading a record's fields from Python costs a wrapper object per field and
+an attribute scan a record, more than labelling it. When the request's bytes are at
 hand, each scope is first read a second way, through `otlp_columns.proto`: there a
 scope's records parse into one message whose repeated fields hold every record's body
-string, times and attributes in order, converted to Python lists in C (under 1 us a
-record). A scope is taken from those lists only when their counts show each record has
-exactly what the loop would read: one string body (and no other kind), a time (else all
-an observed time, else none), and either no latency attribute anywhere or the same
-attribute keys in the same order on every record with the latency a finite double > 0.
-Any other scope (a map body, a missing body or time, records with different attributes,
-an int latency) goes through the loop, as does every scope when `body_attribute` is set.
-A request whose size re-encoded differs from its bytes (a field given twice in one
-record) is read by the loop alone.
+string, times and attributes in order, converted to Python lists in C (no Python step a
+record; `python -m bench.otlp`). A scope is taken from those lists only when their
+counts show each record has exactly what the loop would read: one string body (and no
+other kind), a time (else all an observed time, else none), and either no latency
+attribute anywhere or the same attribute keys in the same order on every record with the
+latency a finite double > 0. Any other scope (a map body, a missing body or time,
+records with different attributes, an int latency) goes through the loop, as does every
+scope when `body_attribute` is set. A request whose size re-encoded differs from its
+bytes (a field given twice in one record) is read by the loop alone.
 
 Two readings differ from the loop's, both for input no OTLP encoder writes: the same keys
 on every record are taken as one record's attributes each (OTLP forbids a key twice in

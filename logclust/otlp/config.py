@@ -49,10 +49,10 @@ class OtlpConfig:
     # does a plain host:port with `forward_ca_file`; otherwise plaintext.
     forward: str | None = None
     # Records waiting for the next hop; past this, Export answers RESOURCE_EXHAUSTED and
-    # the senders keep the records and retry. A queued loghub record holds about 460 bytes
-    # of RSS (50,000 took a warmed sidecar from 184 to 207 MB, `bench.otlp_outage`): the
-    # default keeps a full queue near 9 MB, so that a sidecar stays near its 200 MB with
-    # the next hop down. A queue is a few seconds of traffic at most either way.
+    # the senders keep the records and retry. A queued record holds its serialized bytes
+    # and some overhead (RSS with the next hop down: `python -m bench.otlp_outage`): the
+    # default keeps a full queue small beside the sidecar's own memory. A queue is a few
+    # seconds of traffic at most either way.
     queue_records: int = 20_000
     # Bytes of requests waiting for the next hop (bounds memory when records are large;
     # at least `max_request_bytes`, so that any accepted request can wait).

@@ -4,8 +4,8 @@ A receiver *reserves* room for a request's records before labelling anything
 (`reserve`); a full queue raises `QueueFullError`, which the servers turn into
 RESOURCE_EXHAUSTED with RetryInfo (gRPC) or 429 with Retry-After (HTTP), so the sender
 retries and nothing is labelled twice. After labelling, the request is `put` in the
-reserved room, serialized: parsed, 50,000 loghub records hold 23 MB against 9.6 MB on
-the wire (more once labelled), and the bytes are what the next hop gets anyway. One
+reserved room, serialized: a parsed request holds several times its bytes on the wire
+(more once labelled), and the bytes are what the next hop gets anyway. One
 thread sends queued requests, merged up to `forward_batch_records`, and frees their
 room only once the next hop accepted them. Retryable failures
 (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ABORTED, CANCELLED) are retried

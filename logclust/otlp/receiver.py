@@ -129,8 +129,8 @@ class OtlpReceiver:
         pool: the server's Label pool: each request is labelled there, in the turn of
             the OTLP receivers (`OTLP_STREAM`), so that OTLP and `Label` traffic share
             the cores fairly and the receivers' threads do not all label at once on
-            one core (`bench.otlp` throughput the same either way: 45,023 against
-            48,461 records/s). None: in the caller's thread.
+            one core, at no cost in throughput (`python -m bench.otlp`). None: in the
+            caller's thread.
     """
 
     def __init__(

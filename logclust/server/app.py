@@ -337,8 +337,9 @@ def _log_memory(config: ServerConfig, dim: int) -> None:
 def lower_thread_priority() -> None:
     """Lowers the calling (Label pool) thread's CPU priority by `LABEL_NICE`: on a busy
     core the event loop, which takes requests in and answers out, then runs as soon as it
-    has work instead of after a labelling thread's time slice (a light client's p99 beside
-    32 heavy ones, `bench.contention`: 14.0 -> 11.9 ms). Linux only (a thread's nice)."""
+    has work instead of after a labelling thread's time slice, which shortens a light
+    client's wait beside heavy ones (`python -m bench.contention`). Linux only (a thread's
+    nice)."""
     if sys.platform.startswith("linux"):
         try:
             tid = threading.get_native_id()

@@ -17,7 +17,8 @@ from logclust.sidecar.store import MAX_FLUSH_INTERVAL_S
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # MiB of RSS for the whole process: a round budget above the minimum for 64 sources
-# (311 MiB with the shipped model: the process itself is counted as 240 MiB).
+# (the process itself counts as `BASE_MIB + HEADROOM_MIB`; a budget under the minimum
+# stops `serve` at start, naming the smallest that fits).
 DEFAULT_MEMORY_BUDGET_MB = 400
 UNIX_PREFIX = "unix:"
 # `encoder_variant` values (`logclust.embed.variant.CHOICES`; kept here, where the CLI
@@ -105,9 +106,9 @@ class ServerConfig:
     # Label batches labelled at once, shared fairly between streams (`FairExecutor` slots);
     # None: the cores this process may use (its CPU affinity and cgroup quota), at most
     # `max_workers`. More than the cores only interleave batches on a core: a light
-    # stream's batch then shares it with a heavy one (p99 4.9x idle with 2 on one core,
-    # 2.1x with 1). A long batch yields at checkpoints, so one slot does not let a burst
-    # of new texts hold every other stream.
+    # stream's batch then shares it with a heavy one, and its p99 grows with the slots
+    # per core (`python -m bench.contention`). A long batch yields at checkpoints, so one
+    # slot does not let a burst of new texts hold every other stream.
     label_threads: int | None = None
     # Label batches in flight over all streams; one more is refused RESOURCE_EXHAUSTED at
     # once rather than queued without bound.
@@ -119,7 +120,7 @@ class ServerConfig:
     # A Label stream with no request for this long is ended (DEADLINE_EXCEEDED).
     stream_idle_timeout_s: float = 300.0
     # Bytes one Label payload may decode to (a compressed payload is checked before it is
-    # decompressed: a 34 KB zstd bomb can claim gigabytes).
+    # decompressed: a small zstd bomb can claim gigabytes).
     max_decompressed_bytes: int = 256 * 1024 * 1024
     # TLS (and mTLS) of every listener: the gRPC server and the OTLP receivers (unless
     # `otlp` opts one out); None: plaintext.
@@ -129,7 +130,7 @@ class ServerConfig:
     # Distinct (source, cluster) label pairs in the latency histogram metric.
     metrics_max_series: int = 200
     # Encoder variant `logclust serve` loads: auto times both of the bundle's (float32,
-    # int8) on a few batches at start, within 2 s, and keeps the faster; int8 pays on CPUs
+    # int8) on a few batches at start, in bounded time, and keeps the faster; int8 pays on CPUs
     # with AVX-512 VNNI only (`logclust.embed.variant`). float32 or int8 force one.
     encoder_variant: str = "auto"
     # What the sidecar keeps and accepts: latency windows, sources, rows a batch, the

@@ -1,17 +1,17 @@
 """A thread pool that shares its cores fairly between streams (start-time fair queuing).
 
 With a FIFO pool, a light client's 20-row batch queued behind every heavy batch already
-waiting: with 32 heavy streams its p99 went from 6.7 ms idle to 264 ms (`python -m
-bench.contention`). Here each stream (a `key`) has its own queue and a virtual time, the
-cost of the work it has been served (the request's bytes), which is the start tag of its
-next item. A free slot goes to the item with the smallest start tag, the cheaper first on
-a tie, so a stream that sends little goes ahead of one that sends much. A stream that
-arrives, or comes back after a pause, starts at the start tag of the item last started
-(or the smallest waiting, if smaller): it gets no credit for the time it was away, and a
-small item goes ahead of every item waiting.
+waiting, so its p99 grew with the heavy streams' backlog (`python -m bench.contention`
+measures it beside 32 heavy streams). Here each stream (a `key`) has its own queue and a
+virtual time, the cost of the work it has been served (the request's bytes), which is
+the start tag of its next item. A free slot goes to the item with the smallest start
+tag, the cheaper first on a tie, so a stream that sends little goes ahead of one that
+sends much. A stream that arrives, or comes back after a pause, starts at the start tag
+of the item last started (or the smallest waiting, if smaller): it gets no credit for
+the time it was away, and a small item goes ahead of every item waiting.
 (Each Label stream holds one batch in flight, so heavy streams keep coming back from
 "idle": starting them at the largest tag begun, with ties in arrival order, left a light
-client's batch behind 6-20 heavy ones; finish tags instead, behind a whole round of them.)
+client's batch behind many heavy ones; finish tags instead, behind a whole round of them.)
 
 **Slots and yield points.** At most `slots` items run at once (the cores: more only share
 a core and the GIL, and every batch then takes longer). A running item may call

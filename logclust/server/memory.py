@@ -11,21 +11,20 @@ are named constants below, each saying how it was measured.
 
 A sidecar's resident memory is what its host budgets for, and its allocations come in
 bursts (a batch's Arrow buffers, a refit's matrices) that the default allocators keep
-after they are freed. `lean_process_memory` lowers the peak at no measured cost in speed
-(loghub replay in one process, batches and payloads included: peak 217 -> 186 MB,
-4.7 -> 4.0-4.8 ms a 1,000-row batch):
+after they are freed. `lean_process_memory` lowers the peak at no cost in speed
+(`python -m bench.sidecar`; the runs that chose each setting are in
+docs/benchmark-history.md):
 
 - Arrow allocates from the system allocator instead of mimalloc, which holds freed pages;
 - glibc's malloc gets a fixed mmap threshold of 1 MiB (a refit's matrices are mapped and
   unmapped, instead of the default threshold rising after each free until they land on
-  a heap that is rarely trimmed; a batch's smaller buffers stay on the heap, as 128 KiB
-  made every batch pay for mapping: 25% slower), and trims above 4 MiB;
+  a heap that is rarely trimmed; a batch's smaller buffers stay on the heap, as a lower
+  threshold such as 128 KiB makes every batch pay for mapping), and trims above 4 MiB;
 - glibc's malloc keeps at most 2 arenas (unless `MALLOC_ARENA_MAX` is set): each thread
   that allocates may otherwise get one of its own (up to 8 per core), each holding freed
   memory, and the Label pool has threads beyond its slots for work parked at a
-  checkpoint. `python -m bench.sidecar`, replay peak 199 -> 179 MB, records/s 108,140 ->
-  109,833, boutique 147,533 -> 154,804. (With the earlier pool of 8 threads, 2 arenas had
-  cost the gRPC threads 10-30% of the throughput; not so with the fair pool.)
+  checkpoint. The cap lowers the peak without lowering throughput with the fair pool
+  (with the earlier pool of 8 threads it had cost the gRPC threads throughput).
 
 Other C libraries (musl) are left as they are. `keep_pandas_out` answers `import pandas`
 in the serving process as if it were not installed (see there).
@@ -108,9 +107,10 @@ def keep_pandas_out() -> bool:
     """Keeps pandas out of this process; False when it is already imported.
 
     pyarrow imports pandas, when it is installed, the first time `pa.array` converts a
-    Python list, only to check whether the list is a pandas object: 47 MB of RSS that the
-    sidecar never uses (measured: a process importing pyarrow went from 66 to 113 MB at its
-    first `pa.array`). pandas is no serving dependency, so a `serve` process behaves the
+    Python list, only to check whether the list is a pandas object: pandas and its
+    libraries then stay resident, memory the sidecar never uses (compare the RSS of a
+    process importing pyarrow before and after its first `pa.array`; docs/memory.md).
+    pandas is no serving dependency, so a `serve` process behaves the
     same whether or not an environment (the dev extra, pyspark) happens to hold it.
     """
     if "pandas" in sys.modules:
@@ -137,14 +137,14 @@ def rss_mib() -> float:
 MIB = 1 << 20
 # RSS of `logclust serve` with the shipped model (f32, dim 384) once it has labelled lines
 # of every token width (16 to 128 tokens; the encoder's arenas and packed weights), with
-# no state to speak of: 188-200 MiB (`logclust serve` with pandas kept out, ~1,000
-# random-word lines of 2 to 60 words; VmRSS). Another bundle, or a platform with other
-# libraries, differs: `serve` logs its RSS at start.
+# no state to speak of, rounded up: measured as the VmRSS of `logclust serve` (pandas kept
+# out) after ~1,000 random-word lines of 2 to 60 words. Another bundle, or a platform with
+# other libraries, differs: `serve` logs its RSS at start.
 BASE_MIB = 200
 # Above the steady state, for a moment: a batch's request, table and answer, a
 # consolidation's copies, the label threads' allocator arenas. Measured as peak minus
-# final RSS in tests/reliability/test_memory_budget.py (64 sources, 8 client threads):
-# 30-37 MiB over four runs.
+# final RSS in tests/reliability/test_memory_budget.py (64 sources, 8 client threads),
+# rounded up above every run (BENCHMARKS.md, "Memory budget").
 HEADROOM_MIB = 40
 # Characters of a distinct masked text the costs are sized for: above the 90th percentile
 # of loghub's (151; mean 84) and of the demo's traffic (mean 55). Streams of longer texts
@@ -167,20 +167,21 @@ class ItemCost:
 # Costs measured by `python -m bench.memory_costs --chars 24 160` (VmRSS growth over 16,384
 # items, or 2,048 clusters, in a fresh process, at dim 384; strings held by the structure
 # alone), split into the float32 vectors (4 bytes a dimension) and the rest, fitted on the
-# two text lengths.
+# two text lengths; the current figures are in BENCHMARKS.md ("Memory budget"). Rerun it
+# after changing any of these structures, and keep each fit at or above what it prints.
 # Embedding cache entry (a ring row, key, index) plus mask cache entry (shape, masked
-# text, two dict entries): 2,084 / 2,413 bytes at 24 / 160 characters.
+# text, two dict entries).
 CACHE_ENTRY = ItemCost(fixed=490, per_dim=4, per_char=2.4)
-# Reservoir row (embedding and text): 1,700 / 1,852 bytes.
+# Reservoir row (embedding and text).
 RESERVOIR_ROW = ItemCost(fixed=137, per_dim=4, per_char=1.1)
-# Placement memo entry (dict entry, id, distance, text): 272 / 416 bytes.
+# Placement memo entry (dict entry, id, distance, text).
 MEMO_ENTRY = ItemCost(fixed=247, per_dim=0, per_char=1.1)
-# Cluster with `template_members` (16) members: 2,938 / 5,692 bytes with its centroid row
-# (2,930 / 6,778 re-measured after the table lost its unit copy and grew by a quarter
-# instead of doubling; the fit below still covers both). per_dim 8, not 4: the table holds
-# spare rows, and a consolidation holds a copy of it for a moment.
+# Cluster with `template_members` (16) members, with its centroid row; the fit covers the
+# table's growth either way (by a quarter or by doubling). per_dim 8, not 4: the table
+# holds spare rows, and a consolidation holds a copy of it for a moment.
 CLUSTER = ItemCost(fixed=916, per_dim=8, per_char=20.3)
-# A latency sketch of ~235 buckets (4.8 KB measured; the book bounds the exact estimate).
+# A latency sketch of ~235 buckets, as many as `bench.memory_costs`'s sketch holds (the
+# book bounds the exact estimate).
 SKETCH_BYTES = SKETCH_FIXED_BYTES + 235 * SKETCH_BUCKET_BYTES
 
 # What the budget left above the process goes to, after the minimums below.

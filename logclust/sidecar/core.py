@@ -35,7 +35,7 @@ RESPONSE_BYTES_PER_BATCH = 512
 def answer_bytes(table: pa.Table, header_bytes: int = 0) -> int:
     """An upper bound of the IPC bytes of `table`'s labelled answer, known before labelling.
 
-    The caller's columns are re-encoded uncompressed, so a compressed request of 4 KB can
+    The caller's columns are re-encoded uncompressed, so a small compressed request can
     answer megabytes: each batch is measured as it will be written
     (`pa.ipc.get_record_batch_size`, nothing copied), plus `RESPONSE_BYTES_PER_ROW` a row
     for the labels and `header_bytes` for the header columns of log formats.

@@ -165,8 +165,8 @@ class MemoryStore:
 def _write_blob(conn: sqlite3.Connection, source: str, data: bytes) -> None:
     """Upserts a source's state through SQLite's incremental blob I/O, `BLOB_CHUNK` at a
     time from `data` itself. Bound as a parameter, the blob is copied whole first
-    (`SQLITE_TRANSIENT`): with 3,933 clusters an 11 MB state made the flush's RSS spike
-    11 MB higher (`bench.many_clusters`)."""
+    (`SQLITE_TRANSIENT`), and the flush's RSS would spike by the state's size
+    (`python -m bench.many_clusters` holds thousands of clusters)."""
     cur = conn.execute(
         "INSERT OR REPLACE INTO sources VALUES (?, zeroblob(?))", (source, len(data))
     )

@@ -2,7 +2,7 @@
 
 A record batch body may be LZ4- or ZSTD-compressed buffer by buffer; each compressed
 buffer starts with its uncompressed length as a little-endian int64 (-1: stored as is).
-A 34 KB payload can so claim gigabytes. `decoded_size` walks the messages with
+A small payload can so claim gigabytes. `decoded_size` walks the messages with
 `pa.ipc.MessageReader` (zero-copy slices of the request, nothing decompressed), reads each
 batch's buffer list from its flatbuffer metadata, and adds up the lengths the buffers
 claim. Checking `batch.nbytes` after decoding batch by batch would not bound memory: a
