@@ -31,60 +31,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.forms import FormIndex, form_keys, near
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
+from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.templates import (
     Match,
     TemplateIndex,
     TemplateSettings,
-    form_keys,
     is_structured,
     shape_of,
 )
 from logclust.cluster.threshold import Centroids, Consolidation, ConsolidationJob, place
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SourceState:
-    """The clusters of a source as a state saves them. Arrays are the clusterer's own
-    (no copy): encode them while no other call can change the clusterer."""
-
-    source: str
-    dim: int
-    threshold: float | None  # None: not recorded (format 1); a restored source takes its own
-    next_id: int
-    rows_seen: int
-    last_batch_ms: int | None  # None: unknown (older formats), the clusterer's own stamp
-    cap_hits: int
-    consolidations: int
-    aliases: dict[int, int]
-    stats: list[ClusterStats]  # with sizes and times
-    table: Centroids
-    ids: np.ndarray  # (k,) int32 stable id of each row of `table`
-    templates: dict[str, Any] | None = None  # `TemplateIndex.to_doc()`; None: none kept
-
-
-@dataclass(frozen=True)
-class SourceCounters:
-    """What a steady stream changes: rows seen and each id's size and first/last time."""
-
-    rows_seen: int
-    last_batch_ms: int
-    cap_hits: int
-    next_id: int
-    size: np.ndarray  # (next_id,) int64
-    first: np.ndarray  # (next_id,) int64
-    last: np.ndarray  # (next_id,) int64
 
 
 def _wall_ms() -> int:
@@ -122,8 +88,11 @@ class SourceClusterer:
         # Clusters that templates own: consolidation never merges or splits them
         # (templates merge them when a word position turns out to be a variable).
         self._templated: set[int] = set()
+        # Clusters templates do not own (structured bodies', or a state's saved before
+        # templates): only while one exists does a new form need its embedding.
+        self._free: set[int] = set()
         # Form bodies' field names -> the cluster the first such body joined.
-        self._forms: dict[tuple[str, ...], int] = {}
+        self._forms = FormIndex(min(config.cache_size, config.memo_size))
         self.rows_seen = 0
         # Rows offered to the reservoir: every row, or with templates the rows of
         # structured bodies only (what consolidation may still change).
@@ -237,7 +206,7 @@ class SourceClusterer:
             if found.cid is not None:
                 uid[j] = self._live(found.cid)
                 continue
-            uid[j], dist[j] = self._open_for_template(embed(miss[j : j + 1])[0])
+            uid[j], dist[j] = self._open_for_template(embed, miss[j : j + 1])
             self._templates.add(shape, int(uid[j]))
         if bodies:
             texts = [keys[i] for i in miss[bodies].tolist()]
@@ -260,10 +229,10 @@ class SourceClusterer:
         later: list[tuple[int, int]] = []  # (row, row placed for its fields)
         for text, j in zip(texts, rows, strict=True):
             keys = form_keys(text)
-            known = None if keys is None else self._form_of(keys)
+            known = None if keys is None else self._forms.find(keys)
             if known is not None:
                 uid[j] = self._live(known)
-            elif keys is not None and (lead := _form_in(keys, first)) is not None:
+            elif keys is not None and (lead := near(keys, first)) is not None:
                 later.append((j, lead))
             else:
                 left.append(j)
@@ -274,40 +243,44 @@ class SourceClusterer:
             uid[idx], dist[idx] = self._place(embed(idx))
         for j, lead in later:
             uid[j], dist[j] = uid[lead], dist[lead]
-        if len(self._forms) + len(first) > self._max_shapes():
-            self._forms.clear()  # a cache: forms are placed by their embedding again
-        self._forms.update((keys, int(uid[j])) for keys, j in first.items())
+        self._forms.add({keys: int(uid[j]) for keys, j in first.items()})
 
-    def _form_of(self, keys: tuple[str, ...]) -> int | None:
-        """The cluster of a form with these fields (see `_form_in`)."""
-        return _form_in(keys, self._forms)
-
-    def _max_shapes(self) -> int:
-        return min(self.config.cache_size, self.config.memo_size)
-
-    def _open_for_template(self, x: np.ndarray) -> tuple[int, float]:
-        """The cluster of a new form: the nearest within the threshold when templates
-        do not own it yet (a cluster of a state saved without templates, so that ids
-        survive the upgrade), else a new one (the nearest, counted, at the cap)."""
+    def _open_for_template(
+        self, embed: Callable[[np.ndarray], np.ndarray], idx: np.ndarray
+    ) -> tuple[int, float]:
+        """The cluster of a new form, opened at once. Its embedding (`embed(idx)`) is
+        asked for only when a cluster templates do not own exists (a cluster of a
+        structured body, or of a state saved without templates: the form joins the
+        nearest within the threshold, so that ids survive the upgrade) or at the cap (the
+        nearest, counted); otherwise the new cluster's centroid stays empty (templates
+        own it: nothing places by it)."""
         cap = self._cap()
+        if not self._free and self._table.k < cap:
+            return self._open_templated(None), 0.0
+        x = embed(idx)[0]
         if self._table.k:
             row, dist = self._table.nearest(x[None, :])
             r, d = int(row[0]), float(dist[0])
             cid = int(self._ids[r])
-            joins = d <= self.threshold and cid not in self._templated
+            joins = d <= self.threshold and cid in self._free
             if joins or self._table.k >= cap:
                 if not joins:
                     self._log_cap(cap)
                     self.cap_hits += 1
                 self._table.add(np.array([r]), x[None, :])
                 self._templated.add(cid)
+                self._free.discard(cid)
                 return cid, d
-        self._table.open(x)
+        return self._open_templated(x), 0.0
+
+    def _open_templated(self, x: np.ndarray | None) -> int:
+        """A new cluster that templates own (an empty centroid without `x`)."""
+        self._table.open(np.zeros(self.dim, np.float32) if x is None else x)
         cid = self._next_id
         self._next_id += 1
         self._ids = np.append(self._ids, np.int32(cid))
         self._templated.add(cid)
-        return cid, 0.0
+        return cid
 
     def _merge_all(self, found: Match) -> None:
         """Records the merges a template change caused (see `_merge`)."""
@@ -320,6 +293,7 @@ class SourceClusterer:
             return
         self._alias(gone, into)
         self._templated.discard(gone)
+        self._free.discard(gone)
         self._ids[self._ids == gone] = into
         self._remap_memo(np.zeros(0, np.int32))
         if self._templates is not None:
@@ -336,11 +310,15 @@ class SourceClusterer:
         return self._templates
 
     def fits(self, text: str) -> bool:
-        """Whether `text` is placed without its embedding: in the memo, or fitting a
-        template. Reads only (no lock needed): a stale answer costs an embedding."""
+        """Whether `text` is placed without its embedding: in the memo, a line that fits
+        a template, or a new line while templates own every cluster (see
+        `_open_for_template`). Reads only (no lock needed): a stale answer costs an
+        embedding, or one computed in `assign`."""
         if text in self._memo.texts():
             return True
-        return self._templates is not None and self._templates.fits(text)
+        if self._templates is None or is_structured(text):
+            return False
+        return (not self._free and self._table.k < self._cap()) or self._templates.fits(text)
 
     def known_texts(self) -> dict[str, int]:
         """The memo (text -> slot); read without the lock, only to skip work (a text
@@ -356,6 +334,7 @@ class SourceClusterer:
             fresh = np.arange(self._next_id, self._next_id + opened, dtype=np.int32)
             self._next_id += opened
             self._ids = np.concatenate([self._ids, fresh])
+            self._free.update(fresh.tolist())
         if forced:
             self._log_cap(cap)
             self.cap_hits += forced
@@ -430,6 +409,8 @@ class SourceClusterer:
         if self._templates is not None and done.merged:
             self._templates.remap(dict(self.aliases))
             self._templated -= set(self.aliases)
+        self._free -= set(self.aliases)
+        self._free.update(split_ids.tolist())
         self.consolidations += 1
         self._touch(model=True)
         if done.changed:
@@ -553,6 +534,7 @@ class SourceClusterer:
         if config.templates and state.templates:
             self._templates = TemplateIndex.from_doc(state.templates, template_settings(config))
             self._templated = self._templates.cluster_ids()
+        self._free = set(self._ids.tolist()) - self._templated - set(self.aliases)
         if saved:
             self.mark_saved(self._revision, model=True)
         return self
@@ -573,20 +555,6 @@ class SourceClusterer:
         self.rows_seen = c.rows_seen
         self.last_batch_ms = c.last_batch_ms
         self.cap_hits = c.cap_hits
-
-
-def _form_in(keys: tuple[str, ...], forms: dict[tuple[str, ...], int]) -> int | None:
-    """The value of `keys` in `forms`, or of a form with one field more or less (an
-    optional field; both forms with at least two fields)."""
-    found = forms.get(keys)
-    if found is not None or len(keys) < 3:
-        return found
-    mine = set(keys[1:])
-    for other, value in forms.items():
-        if abs(len(other) - len(keys)) == 1 and min(len(other), len(keys)) >= 3:
-            if len(mine.symmetric_difference(other[1:])) == 1:
-                return value
-    return None
 
 
 def template_settings(config: StreamClusterConfig) -> TemplateSettings:

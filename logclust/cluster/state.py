@@ -22,7 +22,8 @@ import numpy as np
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
-from logclust.cluster.source import SourceClusterer, SourceCounters, SourceState
+from logclust.cluster.source import SourceClusterer
+from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.threshold import Centroids
 
 STATE_VERSION = 3

@@ -52,9 +52,6 @@ SLOT_WORDS = frozenset(
         "database", "queue", "topic", "device", "interface",
     }
 )  # fmt: skip
-# Longest shape aligned word by word against templates of other lengths (the
-# alignment is quadratic in length).
-_MAX_ALIGN = 64
 # Templates of other lengths tried for an optional variable (lengths within this).
 _ALIGN_SPAN = 4
 
@@ -82,19 +79,6 @@ def is_structured(masked: str) -> bool:
     if s.startswith("<") and s.endswith(">") and ("</" in s or "/>" in s):
         return True
     return "&" in s and "=" in s and " " not in s
-
-
-def form_keys(masked: str) -> Shape | None:
-    """The field names of a form body (`[path?]k=v&k=v...`), sorted; None for other
-    texts. Bodies with the same fields are one kind whatever their order or path."""
-    s = masked.strip()
-    if " " in s or "=" not in s:
-        return None
-    query = s.split("?", 1)[1] if "?" in s else s
-    keys = [part.split("=", 1)[0] for part in query.split("&") if part]
-    if not keys or any("=" not in part for part in query.split("&") if part):
-        return None
-    return ("<form>", *sorted(keys))
 
 
 def _split(word: str) -> tuple[str, str, str]:
@@ -158,10 +142,20 @@ class Template:
     words: list[str]
     cid: int
     alive: bool = True
+    # The constant words, in order and as a set (kept by `refresh` when words change).
+    const_seq: tuple[str, ...] = ()
+    const_set: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.const_seq = tuple(w for w in self.words if not is_variable(w))
+        self.const_set = frozenset(self.const_seq)
 
     @property
     def constants(self) -> int:
-        return sum(1 for w in self.words if not is_variable(w))
+        return len(self.const_seq)
 
 
 @dataclass(frozen=True)
@@ -198,24 +192,36 @@ class TemplateIndex:
     _templates: list[Template] = field(default_factory=list)
     _by_len: dict[int, list[int]] = field(default_factory=dict)
     _shapes: dict[Shape, int] = field(default_factory=dict)
+    # Templates by their constant words in order (rule 4 looks them up there).
+    _by_consts: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    # A retired template -> the one that absorbed it (shapes remembered for it follow).
+    _forward: dict[int, int] = field(default_factory=dict)
+    _alive: int = 0
     # (length, position, words before, words after) -> words seen at the position.
     _families: dict[tuple[int, int, Shape, Shape], set[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return sum(1 for t in self._templates if t.alive)
+        return self._alive
+
+    def _known(self, shape: Shape) -> int | None:
+        """The live template a remembered shape went to (following absorptions)."""
+        i = self._shapes.get(shape)
+        while i is not None and not self._templates[i].alive:
+            i = self._forward.get(i)
+        return i
 
     def fits(self, masked: str) -> bool:
         """Whether a text is placed without its embedding (its shape is known or fits a
         template); reads only, so it may run beside `match` (a stale answer only costs
         an embedding)."""
         shape = shape_of(masked)
-        return shape in self._shapes or self._fitting(shape) is not None
+        return self._known(shape) is not None or self._fitting(shape) is not None
 
     def find(self, shape: Shape) -> int | None:
         """The cluster a shape's template gives, without learning anything (None: no
         template fits)."""
-        known = self._shapes.get(shape)
-        if known is not None and self._templates[known].alive:
+        known = self._known(shape)
+        if known is not None:
             return self._templates[known].cid
         fit = self._fitting(shape)
         return None if fit is None else self._templates[fit].cid
@@ -223,8 +229,8 @@ class TemplateIndex:
     def match(self, shape: Shape) -> Match:
         """Places a shape on the templates (see the module docstring); may generalise
         templates and merge their clusters."""
-        known = self._shapes.get(shape)
-        if known is not None and self._templates[known].alive:
+        known = self._known(shape)
+        if known is not None:
             return Match(self._templates[known].cid)
         fit = self._fitting(shape)
         if fit is not None:
@@ -244,7 +250,7 @@ class TemplateIndex:
     def add(self, shape: Shape, cid: int) -> None:
         """Registers a new form placed by its embedding in cluster `cid` (a shape that
         already has a template is left as it is)."""
-        if shape in self._shapes or len(self) >= self.settings.max_templates:
+        if self._known(shape) is not None or len(self) >= self.settings.max_templates:
             return
         self._remember(shape, self._new(list(shape), cid))
 
@@ -266,9 +272,10 @@ class TemplateIndex:
         constants first); an all-variable template fits all-variable shapes only."""
         best: tuple[int, int] | None = None
         shape_constants = any(not is_variable(w) for w in shape)
+        words = frozenset(shape)
         for i in list(self._by_len.get(len(shape), ())):
             t = self._templates[i]
-            if _diffs(t.words, shape):
+            if not t.const_set <= words or _diffs(t.words, shape):
                 continue
             c = t.constants
             if c == 0 and shape_constants:
@@ -281,9 +288,13 @@ class TemplateIndex:
         """Templates of the shape's length that differ in few positions, closest first."""
         n = len(shape)
         most = max(1, int(self.settings.max_diff_share * n))
+        words = frozenset(shape)
         out = []
         for i in self._by_len.get(n, ()):
-            d = _diffs(self._templates[i].words, shape)
+            t = self._templates[i]
+            if len(t.const_set - words) > most:  # each constant missing is a difference
+                continue
+            d = _diffs(t.words, shape)
             if len(d) <= most:
                 out.append((len(d), i, d))
         out.sort(key=lambda x: (x[0], x[1]))
@@ -300,6 +311,7 @@ class TemplateIndex:
             return False
         for p in diffs:
             words[p] = WILDCARD
+        self._changed(i)
         return True
 
     def _family(
@@ -333,6 +345,7 @@ class TemplateIndex:
     def _merge_family(self, i: int, p: int) -> tuple[int, list[tuple[int, int]]]:
         """Template `i` with `<*>` at `p`, absorbing every template it now covers."""
         self._templates[i].words[p] = WILDCARD
+        self._changed(i)
         return i, self._absorb(i)
 
     def _absorb(self, i: int) -> list[tuple[int, int]]:
@@ -344,30 +357,25 @@ class TemplateIndex:
             other = self._templates[j]
             if j == i or _diffs(keep.words, tuple(other.words)):
                 continue
-            other.alive = False
-            self._by_len[len(keep.words)].remove(j)
+            self._retire(j, into=i)
             if other.cid != keep.cid:
                 pairs.append((other.cid, keep.cid))
-        for shape, j in list(self._shapes.items()):
-            if not self._templates[j].alive:
-                self._shapes[shape] = i
         if pairs:
             self.remap(dict(pairs))
         return pairs
 
     def _optional(self, shape: Shape) -> int | None:
-        """Rule 4: a template of another length that aligns with the shape except for
-        variables on either side (at least two constant words aligned)."""
+        """Rule 4: a template of another length whose words align with the shape's
+        except for variables on either side: the same constant words in the same order
+        (at least two), lengths at most `_ALIGN_SPAN` apart."""
         n = len(shape)
-        if n > _MAX_ALIGN:
+        consts = tuple(w for w in shape if not is_variable(w))
+        if len(consts) < 2:
             return None
-        for m in range(max(1, n - _ALIGN_SPAN), n + _ALIGN_SPAN + 1):
-            if m == n:
-                continue
-            for i in self._by_len.get(m, ()):
-                t = self._templates[i]
-                if t.constants >= 2 and _aligns_but_variables(t.words, shape):
-                    return i
+        for i in self._by_consts.get(consts, ()):
+            m = len(self._templates[i].words)
+            if m != n and abs(m - n) <= _ALIGN_SPAN:
+                return i
         return None
 
     def _joined(self, shape: Shape, i: int, merged: list[tuple[int, int]] | None = None) -> Match:
@@ -380,10 +388,28 @@ class TemplateIndex:
         self._shapes[shape] = i
 
     def _new(self, words: list[str], cid: int) -> int:
-        self._templates.append(Template(words, cid))
+        t = Template(words, cid)
+        self._templates.append(t)
         i = len(self._templates) - 1
         self._by_len.setdefault(len(words), []).append(i)
+        self._by_consts.setdefault(t.const_seq, []).append(i)
+        self._alive += 1
         return i
+
+    def _changed(self, i: int) -> None:
+        """Template `i`'s words changed: its constants and their index follow."""
+        t = self._templates[i]
+        self._by_consts[t.const_seq].remove(i)
+        t.refresh()
+        self._by_consts.setdefault(t.const_seq, []).append(i)
+
+    def _retire(self, j: int, into: int) -> None:
+        t = self._templates[j]
+        t.alive = False
+        self._by_len[len(t.words)].remove(j)
+        self._by_consts[t.const_seq].remove(j)
+        self._forward[j] = into
+        self._alive -= 1
 
     # -- state ----------------------------------------------------------------------------
 
@@ -419,30 +445,6 @@ def _diffs(words: list[str], shape: Shape) -> list[int]:
         for p, (w, s) in enumerate(zip(words, shape, strict=True))
         if w != s and not is_variable(w)
     ]
-
-
-def _aligns_but_variables(words: list[str], shape: Shape) -> bool:
-    """Whether the longest common word sequence of the two leaves only variables out."""
-    n, m = len(words), len(shape)
-    lcs = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n - 1, -1, -1):
-        for j in range(m - 1, -1, -1):
-            lcs[i][j] = (
-                lcs[i + 1][j + 1] + 1 if words[i] == shape[j] else max(lcs[i + 1][j], lcs[i][j + 1])
-            )
-    i = j = 0
-    while i < n and j < m:
-        if words[i] == shape[j]:
-            i, j = i + 1, j + 1
-        elif lcs[i + 1][j] >= lcs[i][j + 1]:
-            if not is_variable(words[i]):
-                return False
-            i += 1
-        else:
-            if not is_variable(shape[j]):
-                return False
-            j += 1
-    return all(map(is_variable, words[i:])) and all(map(is_variable, shape[j:]))
 
 
 def resolver(aliases: Mapping[int, int]) -> Callable[[int], int]:

@@ -88,7 +88,10 @@ def test_memo_of_placed_texts_follows_consolidations() -> None:
     placements is cleared with the model it described."""
     labeler = FakeLabeler()
     config = StreamClusterConfig(
-        consolidate_every_rows=1000, consolidate_max_share=1.0, background_consolidation=False
+        consolidate_every_rows=1000,
+        consolidate_max_share=1.0,
+        background_consolidation=False,
+        templates=False,  # consolidation merges what distance joins (templates: none)
     )
     # A coarse threshold makes running means drift together, so consolidations merge
     # (the demo's request kinds: the same with or without loghub beside the repo).

@@ -26,7 +26,8 @@ from logclust.wire.contract import LimitExceededError
 from tests.cluster.streams import run, with_source
 from tests.fakes import FakeLabeler, fake_traffic
 
-CFG = StreamClusterConfig(reservoir_size=1000, background_consolidation=False)
+# The embedding path (templates off): what these tests pin is how texts reach the model.
+CFG = StreamClusterConfig(reservoir_size=1000, background_consolidation=False, templates=False)
 
 
 def test_sources_are_clustered_separately_and_capped() -> None:

@@ -9,11 +9,11 @@ import pytest
 from logclust.cluster import state as codec
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import template_of
+from logclust.cluster.forms import form_keys
 from logclust.cluster.router import StreamClusters
 from logclust.cluster.templates import (
     TemplateIndex,
     TemplateSettings,
-    form_keys,
     is_structured,
     is_variable,
     shape_of,
