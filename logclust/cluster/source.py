@@ -562,6 +562,6 @@ def template_settings(config: StreamClusterConfig) -> TemplateSettings:
     return TemplateSettings(
         family_values=config.template_family_values,
         slot_values=config.template_slot_values,
-        max_templates=2 * config.max_clusters,
+        max_templates=config.max_clusters,
         max_shapes=min(config.cache_size, config.memo_size),
     )

@@ -135,7 +135,7 @@ def _capitalised(word: str) -> bool:
     return core[:1].isupper() and core.isalpha()
 
 
-@dataclass
+@dataclass(slots=True)
 class Template:
     """A template: its words (`<*>` where variable) and the cluster id it gives."""
 
