@@ -364,6 +364,9 @@ def calls(out: Output, serve_batch: int, texts: list[int], blocks: list[tuple[in
     widths, counts = np.unique([b[1] for b in blocks], return_counts=True)
     out.line(f"\n## One batch of {sum(texts):,} new texts, in one process\n")
     out.line(f"- `embed_masked` calls: {len(texts)}, texts per call {texts}")
+    if not blocks:  # every new text placed by its template or opened without the model
+        out.line("- interpreter calls: 0 (no new text of the batch reached the encoder)")
+        return
     out.line(
         f"- interpreter calls (encoder batch {serve_batch}): {len(blocks)}, rows per call "
         f"mean {rows.mean():.1f}, max {rows.max()}; token widths "
