@@ -193,6 +193,12 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     server("--store", "store_dir", help="state directory (default: memory only)")
     server("--metrics-port", "metrics_port", type=int, help="Prometheus HTTP port")
     server(
+        "--http-listen",
+        "http_listen",
+        metavar="[HOST:]PORT",
+        help="serve the page (clusters, latency, new kinds) here; default host 127.0.0.1",
+    )
+    server(
         "--flush-interval",
         "flush_interval_s",
         type=float,
@@ -200,6 +206,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     labeler("--window", "window_s", type=parse_duration)
     labeler("--retention", "retention_s", type=parse_duration)
+    labeler("--rate-window", "rate_window_s", type=parse_duration)
+    labeler("--new-kind-grace", "new_kind_grace_s", type=parse_duration)
     p.add_argument(
         "--encoder-batch",
         type=int,

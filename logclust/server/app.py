@@ -34,8 +34,8 @@ from grpc_health.v1.health import aio as health_aio
 from logclust.embed.embedding_cache import Embedder
 from logclust.otlp.endpoints import OtlpEndpoints
 from logclust.proto import logclust_pb2_grpc as pb_grpc
-from logclust.rpc.tls import server_credentials
-from logclust.server.config import UNIX_PREFIX, ServerConfig, unix_path
+from logclust.rpc.tls import server_credentials, server_ssl_context
+from logclust.server.config import UNIX_PREFIX, ServerConfig, http_address, unix_path
 from logclust.server.fair import FairExecutor
 from logclust.server.memory import BASE_MIB, HEADROOM_MIB, MIB, rss_mib, state_bytes
 from logclust.server.service import Executors, LogClustService
@@ -43,6 +43,7 @@ from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import MemoryStore, PeriodicFlusher, SqliteStore, StateStore
 from logclust.sidecar.stream_labeler import StreamLabeler
+from logclust.web import PageData, PageServer
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class SidecarServer:
         metrics: Metrics,
         port: int,
         otlp: OtlpEndpoints | None = None,
+        page: PageServer | None = None,
     ) -> None:
         self.grpc_server = grpc_server
         self._loop = loop
@@ -107,6 +109,8 @@ class SidecarServer:
         self.port = port
         # OTLP receivers and forwarding queue (`config.otlp`); None when off.
         self.otlp = otlp
+        # The page (`config.http_listen`); None when off.
+        self.page = page
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
 
@@ -116,6 +120,8 @@ class SidecarServer:
             if self._stopped.is_set():
                 return
             self._loop.run(self.health.enter_graceful_shutdown())
+            if self.page is not None:
+                self.page.stop()
             self._loop.run(self.grpc_server.stop(grace))
             if self.otlp is not None:
                 self.otlp.stop(grace)  # receivers, then the forwarding queue drains
@@ -230,12 +236,15 @@ def create_server(
         server, port = loop.run(_start_grpc(config, service, health_servicer))
         if port == 0:
             raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
-        otlp = None
+        otlp = page = None
         if config.otlp is not None:
             otlp = OtlpEndpoints(
                 config.otlp, sidecar, metrics, config.max_workers, executors.label, config.tls
             )
+        page = _start_page(config, sidecar)
     except BaseException:
+        if otlp is not None:
+            otlp.stop(None)
         if server is not None:
             loop.run(server.stop(None))  # before its loop goes
         loop.close()
@@ -253,9 +262,18 @@ def create_server(
     )
     logger.info("listening on %s%s", where, " (TLS)" if config.tls else "")
     srv = SidecarServer(
-        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp
+        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp, page
     )
     return srv, port
+
+
+def _start_page(config: ServerConfig, sidecar: Sidecar) -> PageServer | None:
+    """The page on `config.http_listen` (TLS as the other listeners); None when off."""
+    if config.http_listen is None:
+        return None
+    host, port = http_address(config.http_listen)
+    ctx = None if config.tls is None else server_ssl_context(config.tls)
+    return PageServer(PageData(sidecar), host, port, ctx)
 
 
 def _log_memory(config: ServerConfig, dim: int) -> None:
