@@ -53,7 +53,7 @@ function ago(t, now) {
 
 // The rate of change as a badge: rows/s now against the window before.
 function change(now, before) {
-  if (!before) return now ? el("span", { class: "chg up" }, "new") : null;
+  if (!before) return now ? el("span", { class: "chg up", title: "no rows in the window before" }, "▲ from 0") : null;
   const pct = Math.round((now / before - 1) * 100);
   if (Math.abs(pct) < 5) return el("span", { class: "chg flat" }, "±0%");
   return el("span", { class: pct > 0 ? "chg up" : "chg down" }, (pct > 0 ? "▲ " : "▼ ") + Math.abs(pct) + "%");
@@ -90,9 +90,10 @@ function sparkline(points, w, h) {
   return box;
 }
 
-// A chart of lines over time: series = [{name, cls, points: [[t, v], ...]}].
+// A chart over time of windows `step` ms wide: series = [{name, cls, points: [[start, v]]}],
+// drawn as lines through the windows' middles, or as bars filling them.
 function chart(series, opts) {
-  const W = 640, H = 220, L = 52, R = 12, T = 12, B = 28;
+  const W = 640, H = 220, L = 52, R = 12, T = 12, B = 28, step = opts.step;
   const box = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img" });
   const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null));
   if (all.length === 0) {
@@ -102,8 +103,7 @@ function chart(series, opts) {
     return box;
   }
   const ts = all.map((p) => p[0]);
-  let t0 = Math.min(...ts), t1 = Math.max(...ts);
-  if (t1 === t0) { t0 -= 1000; t1 += 1000; }
+  const t0 = Math.min(...ts), t1 = Math.max(...ts) + step;
   const top = Math.max(...all.map((p) => p[1])) * 1.1 || 1;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => H - B - (v / top) * (H - T - B);
@@ -119,16 +119,17 @@ function chart(series, opts) {
     lab.textContent = clock(t);
     box.append(lab);
   }
+  const mid = (t) => x(t + step / 2);
   for (const s of series) {
     const pts = s.points.filter((p) => p[1] !== null);
     if (opts.bars) {
-      const bw = Math.max(2, ((W - L - R) / Math.max(pts.length, 1)) * 0.7);
+      const bw = Math.max(1, (x(t0 + step) - x(t0)) * 0.8);
       for (const p of pts) {
-        box.append(svg("rect", { x: x(p[0]) - bw / 2, y: y(p[1]), width: bw, height: H - B - y(p[1]), class: s.cls }));
+        box.append(svg("rect", { x: mid(p[0]) - bw / 2, y: y(p[1]), width: bw, height: H - B - y(p[1]), class: s.cls }));
       }
     } else {
-      box.append(svg("polyline", { points: pts.map((p) => `${x(p[0])},${y(p[1])}`).join(" "), class: s.cls }));
-      for (const p of pts) box.append(svg("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.2, class: s.cls + " dot" }));
+      box.append(svg("polyline", { points: pts.map((p) => `${mid(p[0])},${y(p[1])}`).join(" "), class: s.cls }));
+      for (const p of pts) box.append(svg("circle", { cx: mid(p[0]), cy: y(p[1]), r: 2.2, class: s.cls + " dot" }));
     }
   }
   const legend = el("div", { class: "legend" }, ...series.map((s) => el("span", { class: "key " + s.cls }, s.name)));
@@ -281,10 +282,10 @@ async function refreshCluster() {
     document.getElementById("latency-chart").replaceChildren(chart([
       { name: "p99", cls: "p99", points: c.series.map((p) => [p[0], p[3]]) },
       { name: "p50", cls: "p50", points: c.series.map((p) => [p[0], p[2]]) },
-    ], { fmt: ms }));
+    ], { fmt: ms, step: c.window_ms }));
     document.getElementById("rows-chart").replaceChildren(chart([
       { name: `rows/s (${per} s windows)`, cls: "rows", points: c.series.map((p) => [p[0], p[1] / per]) },
-    ], { fmt: rate, bars: true }));
+    ], { fmt: rate, bars: true, step: c.window_ms }));
     document.getElementById("exemplars").replaceChildren(...c.exemplars.map((e) => el("li", {}, e)));
     const aliases = c.aliases.map((a) => el("li", {}, el("span", { class: "src" }, "#" + a.id + " "), a.template));
     document.getElementById("aliases").replaceChildren(...(aliases.length ? aliases : [el("li", { class: "hint" }, "none")]));
