@@ -135,9 +135,10 @@ class ClusterActivity:
             return list(self._events)
 
     def new_counts(self) -> dict[str, int]:
-        """New kinds counted per source since start (the metric)."""
+        """New kinds counted per source since start (the metric), 0 for a source without
+        any (its series exists from its first batch)."""
         with self._lock:
-            return dict(self._new_counts)
+            return {name: self._new_counts.get(name, 0) for name in self._sources}
 
     def rates(self, source: str, now_ms: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows/s of ids `0..n-1` of `source` over the last window and the one before.
