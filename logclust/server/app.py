@@ -231,12 +231,12 @@ def create_server(
     service = LogClustService(sidecar, metrics, executors, config.label_limits())
     loop = _EventLoop()
     server: grpc.aio.Server | None = None
+    otlp: OtlpEndpoints | None = None
     try:
         health_servicer = health_aio.HealthServicer()
         server, port = loop.run(_start_grpc(config, service, health_servicer))
         if port == 0:
             raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
-        otlp = page = None
         if config.otlp is not None:
             otlp = OtlpEndpoints(
                 config.otlp, sidecar, metrics, config.max_workers, executors.label, config.tls
