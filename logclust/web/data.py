@@ -2,9 +2,11 @@
 `Clusters` and `Latency` answers (`Sidecar.cluster_views`, `Sidecar.latency`).
 
 Reading is cheap and shared: one snapshot serves every page request for `max_age_s`
-(several browsers refreshing cost one), and the history behind the sparklines is kept
-between snapshots: a closed window never changes, so each snapshot asks the latency book
-only for the windows still open instead of for the whole retention.
+(several browsers refreshing cost one), and never more often than keeps the snapshots
+under `CPU_SHARE` of one core (a snapshot of many clusters costs more: the next one waits
+longer). The history behind the sparklines is kept between snapshots: a closed window
+never changes, so each snapshot asks the latency book only for the windows still open
+instead of for the whole retention.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 
 from logclust.sidecar.activity import ClusterView
 from logclust.sidecar.core import Sidecar
+from logclust.web.encode import to_json
 
 # Points of a sparkline and of a cluster page's charts at most: the history window is
 # the smallest base window times a power of two that spans the data in this many.
@@ -26,6 +29,10 @@ POINTS = 60
 # A new kind stays highlighted this long after it first appears (ms).
 HIGHLIGHT_MS = 15 * 60_000
 QUANTILES = (0.5, 0.99)
+# Snapshots take at most this share of one core's time (their CPU time, measured).
+CPU_SHARE = 0.02
+# Exemplars per cluster in the overview (a cluster's page has them all).
+TABLE_EXEMPLARS = 2
 
 
 @dataclass
@@ -65,7 +72,8 @@ class _History:
     def series(self, source: str, cid: int) -> list[list[float]]:
         """`[window start ms, rows, p50, p99]` per window, oldest first."""
         per = self.points.get((source, cid), {})
-        return [[s, *per[s]] for s in sorted(per)]
+        # Windows enter in time order (a new width refills them sorted).
+        return [[s, *v] for s, v in per.items()]
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -102,7 +110,16 @@ class PageData:
         self._now_ms = 0
         self._new: dict[tuple[str, int], int] = {}  # new kinds still highlighted
         self._taken = -float("inf")
+        self._cost_s = 0.0  # CPU seconds of the last snapshot
+        self._overview_json = b""
         self.snapshots = 0  # taken so far (tests, the bench)
+
+    def overview_json(self) -> bytes:
+        """`overview()` as escaped JSON (`to_json`), encoded once per snapshot."""
+        with self._lock:
+            if self._refresh() or not self._overview_json:
+                self._overview_json = to_json(self._overview)
+            return self._overview_json
 
     def overview(self) -> dict[str, Any]:
         """Every source's active clusters (template, exemplars, rows/s now and before,
@@ -130,11 +147,13 @@ class PageData:
             ]
             return out
 
-    def _refresh(self) -> None:
-        """A new snapshot if the last is older than `max_age_s` (lock held)."""
+    def _refresh(self) -> bool:
+        """A new snapshot if the last is older than `max_age_s` and than `CPU_SHARE`
+        allows after its cost (lock held); True when taken."""
         t = self.clock()
-        if t - self._taken < self.max_age_s:
-            return
+        if t - self._taken < max(self.max_age_s, self._cost_s / CPU_SHARE):
+            return False
+        cpu0 = time.thread_time()
         sidecar = self.sidecar
         now = int(time.time() * 1000)
         views = sidecar.cluster_views()
@@ -151,7 +170,9 @@ class PageData:
         }
         self._overview = self._build(views, now)
         self._taken = t
+        self._cost_s = time.thread_time() - cpu0
         self.snapshots += 1
+        return True
 
     def _build(self, views: list[ClusterView], now: int) -> dict[str, Any]:
         events = [e for e in self.sidecar.activity.events() if now - e.seen_ms < HIGHLIGHT_MS]
@@ -160,6 +181,7 @@ class PageData:
             if not v.stats.active:
                 continue
             row = self._cluster_row(v, self._now_latency)
+            row["exemplars"] = row["exemplars"][:TABLE_EXEMPLARS]
             row["spark"] = [[p[0], p[3]] for p in self._history.series(v.source, row["id"])]
             sources.setdefault(v.source, []).append(row)
         book = self.sidecar.labeler.book

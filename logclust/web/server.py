@@ -19,7 +19,6 @@ source's lock for a copy of its stats, as `Clusters` does). Connections are capp
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import ssl
@@ -31,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from logclust.web.data import PageData
+from logclust.web.encode import to_json
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +60,6 @@ def _static_files() -> dict[str, bytes]:
     """Every file of `logclust/web/static`, read once."""
     root = resources.files("logclust.web") / "static"
     return {f.name: f.read_bytes() for f in root.iterdir() if f.is_file()}
-
-
-def to_json(doc: Any) -> bytes:
-    """JSON with `<`, `>` and `&` escaped (never markup, even if sniffed as HTML)."""
-    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(ch, esc)
-    return text.encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -108,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ext = name[name.rfind(".") :]
                 self._send(200, files[name], _TYPES.get(ext, "application/octet-stream"), body)
             elif path == "/api/overview":
-                self._json(200, self.server.data.overview(), body)
+                self._send(200, self.server.data.overview_json(), "application/json", body)
             elif path == "/api/cluster":
                 self._cluster(query, body)
             else:

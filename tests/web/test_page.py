@@ -21,7 +21,7 @@ from logclust.rpc.tls import TlsConfig
 from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.server.config import http_address
 from logclust.web.data import PageData
-from logclust.web.server import to_json
+from logclust.web.encode import to_json
 from tests.fakes import FakeLabeler, fake_traffic
 from tests.pki import make_pki
 from tests.web.traffic import XSS_BODIES, XSS_SOURCE, config, xss_batch
@@ -192,3 +192,11 @@ def test_static_files_ship_in_the_wheel() -> None:
     assert "web/static/*" in pyproject["tool"]["setuptools"]["package-data"]["logclust"]
     names = {f.name for f in (resources.files("logclust.web") / "static").iterdir()}
     assert {"index.html", "cluster.html", "page.js", "page.css", "icon.svg"} <= names
+
+
+def test_a_taken_page_port_is_a_clear_error(served: tuple[SidecarServer, str, Client]) -> None:
+    srv, _, _ = served
+    assert srv.page is not None
+    cfg = config(http_listen=f"127.0.0.1:{srv.page.port}")
+    with pytest.raises(OSError, match="in use"):
+        create_server(cfg, FakeLabeler())

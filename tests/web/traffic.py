@@ -32,12 +32,12 @@ def config(grace_s: int = 2, **kwargs: object) -> ServerConfig:
     labeler = StreamLabelerConfig(
         window_s=1, rate_window_s=RATE_WINDOW_S, new_kind_grace_s=grace_s, clusters=clusters
     )
+    settings: dict[str, object] = {"http_listen": "127.0.0.1:0", **kwargs}
     return ServerConfig(
         listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
         flush_interval_s=0.5,
         labeler=labeler,
-        **kwargs,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
