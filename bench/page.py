@@ -9,7 +9,7 @@ pinned to core 1 streaming pre-encoded 1,000-row batches, `--depth` in flight), 
 loghub replay with a `latency_ms` column (log-normal, so the page has p50/p99 and
 sparklines to compute). Runs alternate: page off, then page on with one headless
 Debian chromium (on core 1, Selenium) showing the cluster table and refreshing by itself
-(every 2 s, as a user's would); `--refresher http` fetches what the page fetches from
+(every 5 s, as a user's would); `--refresher http` fetches what the page fetches from
 this process instead (no browser needed). After the warm-up pass and an idle sidecar,
 the timed phase (`--passes` over the replay rows, long enough for a few
 refreshes) measures the sidecar's CPU seconds (labelling and, when on, serving the
@@ -57,7 +57,7 @@ BROWSER_FLAGS = (
 # virtualenv's `logclust` script belongs to another checkout.
 ROOT = str(Path(__file__).resolve().parents[1])
 # The page's own refresh period (logclust/web/static/page.js REFRESH_MS).
-REFRESH_S = 2.0
+REFRESH_S = 5.0
 
 
 def table_of(lines: list[str], seed: int) -> pa.Table:
@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
                 fmt(median(r["fetches"] for r in rs), ".0f"),
             )
         out.show(table)
+        for page in (False, True):
+            each = ", ".join(f"{r['cpu'] / args.rows * 1e5:.3f}" for r in runs[page])
+            out.line(f"page {'on' if page else 'off'}: CPU s / 100k rows of each run: {each}")
         out.line(f"overhead of the page on Label's cost: {(cost[True] / cost[False] - 1):+.1%}")
 
 

@@ -31,6 +31,9 @@ HIGHLIGHT_MS = 15 * 60_000
 QUANTILES = (0.5, 0.99)
 # Snapshots take at most this share of one core's time (their CPU time, measured).
 CPU_SHARE = 0.02
+# ... but a snapshot is never older than this when asked for (seconds): the page stays
+# live however costly a snapshot is (a cold first one costs most).
+MAX_WAIT_S = 4.0
 # Exemplars per cluster in the overview (a cluster's page has them all).
 TABLE_EXEMPLARS = 2
 
@@ -149,9 +152,10 @@ class PageData:
 
     def _refresh(self) -> bool:
         """A new snapshot if the last is older than `max_age_s` and than `CPU_SHARE`
-        allows after its cost (lock held); True when taken."""
+        allows after its cost (at most `MAX_WAIT_S`; lock held); True when taken."""
         t = self.clock()
-        if t - self._taken < max(self.max_age_s, self._cost_s / CPU_SHARE):
+        wait = min(max(self.max_age_s, self._cost_s / CPU_SHARE), MAX_WAIT_S)
+        if t - self._taken < wait:
             return False
         cpu0 = time.thread_time()
         sidecar = self.sidecar

@@ -84,7 +84,10 @@ def _biggest_shown(driver: object, client: Client, n: int) -> bool:
     biggest = sorted((c for c in clusters if c["active"]), key=lambda c: -c["size"])[:n]
     if len(biggest) < n:
         return False
-    lat = client.latency([0.99], since_s=RATE_WINDOW_S, source="frontend").to_pylist()
+    # The p99 of the page's snapshot: the same windows, asked now (rows since then move it).
+    now = int(driver.execute_script("return document.body.dataset.now || 0"))  # type: ignore[attr-defined]
+    start = now - RATE_WINDOW_S * 1000
+    lat = client.latency([0.99], start_ms=start, end_ms=now + 1, source="frontend").to_pylist()
     p99 = {r["cluster_id"]: r["p99"] for r in lat}
     shown = {r["id"]: r for r in _rows(driver, "frontend")}
     for c in biggest:

@@ -2,7 +2,7 @@
 // Data is only ever set as text (text nodes, textContent, attributes): never as markup.
 "use strict";
 
-const REFRESH_MS = 2000;
+const REFRESH_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
 
 function el(tag, attrs, ...children) {
@@ -247,6 +247,7 @@ async function refreshOverview() {
   try {
     const doc = await getJSON("/api/overview");
     view.data = doc;
+    document.body.dataset.now = String(doc.now_ms);
     document.getElementById("rate-window").textContent = String(doc.rate_window_s);
     drawNewKinds(doc);
     drawTables();
@@ -308,8 +309,13 @@ function start() {
     document.getElementById("every").textContent = String(REFRESH_MS / 1000);
   }
   const auto = document.getElementById("auto");
-  refresh();
-  setInterval(() => { if (!auto || auto.checked) refresh(); }, REFRESH_MS);
+  // Every REFRESH_MS; every second while the sidecar has no clusters to show yet.
+  const tick = async () => {
+    if (!auto || auto.checked) await refresh();
+    const waiting = page === "overview" && !(view.data && view.data.sources.length);
+    setTimeout(tick, waiting ? 1000 : REFRESH_MS);
+  };
+  tick();
 }
 
 document.addEventListener("DOMContentLoaded", start);
