@@ -3,6 +3,7 @@
 "use strict";
 
 const REFRESH_MS = 5000;
+const FRESH_MS = 15000;
 const SVG = "http://www.w3.org/2000/svg";
 
 function el(tag, attrs, ...children) {
@@ -309,11 +310,14 @@ function start() {
     document.getElementById("every").textContent = String(REFRESH_MS / 1000);
   }
   const auto = document.getElementById("auto");
-  // Every REFRESH_MS; every second while the sidecar has no clusters to show yet.
+  // Every REFRESH_MS; every second while there is nothing to show yet or a cluster is
+  // younger than FRESH_MS (its template and figures are still settling).
   const tick = async () => {
     if (!auto || auto.checked) await refresh();
-    const waiting = page === "overview" && !(view.data && view.data.sources.length);
-    setTimeout(tick, waiting ? 1000 : REFRESH_MS);
+    const doc = view.data;
+    const settling = page === "overview" && (!doc || !doc.sources.length ||
+      doc.sources.some((s) => s.clusters.some((c) => doc.now_ms - c.first_seen_ms < FRESH_MS)));
+    setTimeout(tick, settling ? 1000 : REFRESH_MS);
   };
   tick();
 }
