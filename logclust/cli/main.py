@@ -233,6 +233,12 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     server("--metrics-port", "metrics_port", type=int, help="Prometheus HTTP port")
     server(
+        "--http-listen",
+        "http_listen",
+        metavar="[HOST:]PORT",
+        help="serve the page (clusters, latency, new kinds) here; default host 127.0.0.1",
+    )
+    server(
         "--flush-interval",
         "flush_interval_s",
         type=float,
@@ -242,6 +248,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     labeler("--retention", "retention_s", type=parse_duration)
     server("--encoder-variant", "encoder_variant", choices=ENCODER_VARIANTS)
     labeler("--max-latency-ms", "max_latency_ms", type=float, help="larger: not recorded")
+    labeler("--rate-window", "rate_window_s", type=parse_duration)
+    labeler("--new-kind-grace", "new_kind_grace_s", type=parse_duration)
     p.add_argument(
         "--encoder-batch",
         type=int,

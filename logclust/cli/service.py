@@ -102,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         window_s=int(args.window),
         retention_s=int(args.retention),
         max_latency_ms=args.max_latency_ms,
+        rate_window_s=int(args.rate_window),
+        new_kind_grace_s=int(args.new_kind_grace),
         max_sources=args.max_sources,
         clusters=StreamClusterConfig(
             threshold=args.threshold,
@@ -118,6 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store_recover=args.store_recover,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        http_listen=args.http_listen,
         tls=server_tls(args),
         max_inflight_batches=args.max_inflight_batches,
         max_inflight_bytes=args.max_inflight_bytes,

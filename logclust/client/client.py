@@ -200,7 +200,8 @@ class Client:
 
     def clusters(self, source: str | None = None) -> pa.Table:
         """Every cluster: source, id, size, first/last seen, template, exemplars, active,
-        merged_into (the id standing for a merged cluster's rows; null otherwise)."""
+        merged_into (the id standing for a merged cluster's rows; null otherwise),
+        rows_per_s and rows_per_s_before (the last rate window and the one before)."""
         response = self._stub.Clusters(
             pb.ClustersRequest(source=source or ""), timeout=self.timeout_s
         )

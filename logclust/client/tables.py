@@ -24,6 +24,8 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
             "merged_into": pa.array(
                 [None if c.merged_into < 0 else c.merged_into for c in cs], pa.int32()
             ),
+            "rows_per_s": pa.array([c.rows_per_s for c in cs], pa.float64()),
+            "rows_per_s_before": pa.array([c.rows_per_s_before for c in cs], pa.float64()),
         }
     )
 

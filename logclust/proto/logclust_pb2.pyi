@@ -63,7 +63,7 @@ class ClustersRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into")
+    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into", "rows_per_s", "rows_per_s_before")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,8 @@ class ClusterInfo(_message.Message):
     EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     MERGED_INTO_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_S_BEFORE_FIELD_NUMBER: _ClassVar[int]
     source: str
     cluster_id: int
     size: int
@@ -82,7 +84,9 @@ class ClusterInfo(_message.Message):
     exemplars: _containers.RepeatedScalarFieldContainer[str]
     active: bool
     merged_into: int
-    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ...) -> None: ...
+    rows_per_s: float
+    rows_per_s_before: float
+    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ..., rows_per_s: _Optional[float] = ..., rows_per_s_before: _Optional[float] = ...) -> None: ...
 
 class ClustersResponse(_message.Message):
     __slots__ = ("clusters",)

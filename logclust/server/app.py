@@ -35,8 +35,8 @@ from logclust.embed.embedding_cache import Embedder
 from logclust.otlp.endpoints import OtlpEndpoints
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.rpc.admission import Admission
-from logclust.rpc.tls import server_credentials
-from logclust.server.config import UNIX_PREFIX, ServerConfig, unix_path
+from logclust.rpc.tls import server_credentials, server_ssl_context
+from logclust.server.config import UNIX_PREFIX, ServerConfig, http_address, unix_path
 from logclust.server.fair import FairExecutor
 from logclust.server.memory import (
     BASE_MIB,
@@ -58,6 +58,7 @@ from logclust.sidecar.store import (
     move_aside,
 )
 from logclust.sidecar.stream_labeler import StreamLabeler
+from logclust.web import PageData, PageServer
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class SidecarServer:
         metrics: Metrics,
         port: int,
         otlp: OtlpEndpoints | None = None,
+        page: PageServer | None = None,
     ) -> None:
         self.grpc_server = grpc_server
         self._loop = loop
@@ -122,6 +124,8 @@ class SidecarServer:
         self.port = port
         # OTLP receivers and forwarding queue (`config.otlp`); None when off.
         self.otlp = otlp
+        # The page (`config.http_listen`); None when off.
+        self.page = page
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
 
@@ -131,6 +135,8 @@ class SidecarServer:
             if self._stopped.is_set():
                 return
             self._loop.run(self.health.enter_graceful_shutdown())
+            if self.page is not None:
+                self.page.stop()
             self._loop.run(self.grpc_server.stop(grace))
             if self.otlp is not None:
                 self.otlp.stop(grace)  # receivers, then the forwarding queue drains
@@ -263,12 +269,12 @@ def create_server(
     service = LogClustService(sidecar, metrics, executors, config.label_limits(), admission)
     loop = _EventLoop()
     server: grpc.aio.Server | None = None
+    otlp: OtlpEndpoints | None = None
     try:
         health_servicer = health_aio.HealthServicer()
         server, port = loop.run(_start_grpc(config, service, health_servicer))
         if port == 0:
             raise OSError(f"Could not bind the gRPC server. Received: listen={config.listen!r}")
-        otlp = None
         if config.otlp is not None:
             otlp = OtlpEndpoints(
                 config.otlp,
@@ -279,7 +285,10 @@ def create_server(
                 config.tls,
                 spill_dir=config.store_dir,
             )
+        page = _start_page(config, sidecar)
     except BaseException:
+        if otlp is not None:
+            otlp.stop(None)
         if server is not None:
             loop.run(server.stop(None))  # before its loop goes
         loop.close()
@@ -300,9 +309,18 @@ def create_server(
     )
     logger.info("listening on %s%s", where, " (TLS)" if config.tls else "")
     srv = SidecarServer(
-        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp
+        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp, page
     )
     return srv, port
+
+
+def _start_page(config: ServerConfig, sidecar: Sidecar) -> PageServer | None:
+    """The page on `config.http_listen` (TLS as the other listeners); None when off."""
+    if config.http_listen is None:
+        return None
+    host, port = http_address(config.http_listen)
+    ctx = None if config.tls is None else server_ssl_context(config.tls)
+    return PageServer(PageData(sidecar), host, port, ctx)
 
 
 def _log_memory(config: ServerConfig, dim: int) -> None:

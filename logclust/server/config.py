@@ -41,6 +41,20 @@ def check_listen(listen: str, name: str = "listen") -> None:
         raise ValueError(f"{name} must be HOST:PORT or unix:///PATH. Received: {name}={listen!r}")
 
 
+def http_address(listen: str) -> tuple[str, int]:
+    """`(host, port)` of `http_listen`: `HOST:PORT`, `:PORT` or `PORT` (127.0.0.1).
+
+    Raises:
+        ValueError: not one of these forms, or not a port.
+    """
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) > 65535 or listen.startswith(UNIX_PREFIX):
+        raise ValueError(
+            f"http_listen must be HOST:PORT, :PORT or PORT. Received: http_listen={listen!r}"
+        )
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def unix_path(listen: str) -> str:
     """The socket file of a `unix:` address (gRPC's forms: `unix:path`, `unix:///abs`)."""
     rest = listen[len(UNIX_PREFIX) :]
@@ -89,6 +103,9 @@ class ServerConfig:
     # (`<name>.damaged-<time>`) and the sidecar starts empty, with a warning; False: it
     # refuses to start, naming the file.
     store_recover: bool = False
+    # host:port of the page (`logclust.web`: clusters, latency, new kinds; read-only);
+    # a bare PORT or :PORT binds 127.0.0.1. None: no page. TLS as `tls`.
+    http_listen: str | None = None
     # Seconds between flushes to the store: a crash loses at most this much.
     flush_interval_s: float = 1.0
     # gRPC message size limit in both directions (a larger request: RESOURCE_EXHAUSTED).
@@ -141,6 +158,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         check_listen(self.listen)
+        if self.http_listen is not None:
+            http_address(self.http_listen)
         if not 0.0 < self.flush_interval_s <= MAX_FLUSH_INTERVAL_S:
             raise ValueError(
                 f"flush_interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]. "

@@ -146,12 +146,12 @@ class LogClustService(pb_grpc.LogClustServicer):
     async def Clusters(  # noqa: N802 - gRPC method name
         self, request: pb.ClustersRequest, context: Context
     ) -> pb.ClustersResponse:
-        described = await self._run(
-            self.executors.query, self.sidecar.describe, request.source or None
+        views = await self._run(
+            self.executors.query, self.sidecar.cluster_views, request.source or None
         )
         infos = [
             pb.ClusterInfo(
-                source=source,
+                source=v.source,
                 cluster_id=st.cluster_id,
                 size=st.size,
                 first_seen_unix_ms=st.first_seen_ms or 0,
@@ -160,8 +160,11 @@ class LogClustService(pb_grpc.LogClustServicer):
                 active=st.active,
                 merged_into=-1 if st.merged_into is None else st.merged_into,
                 exemplars=st.members[: self.sidecar.config.clusters.max_exemplars],
+                rows_per_s=v.rows_per_s,
+                rows_per_s_before=v.rows_per_s_before,
             )
-            for source, st in described
+            for v in views
+            for st in (v.stats,)
         ]
         return pb.ClustersResponse(clusters=infos)
 

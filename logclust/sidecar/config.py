@@ -99,12 +99,23 @@ class StreamLabelerConfig:
     log_formats: Mapping[str, str] = field(default_factory=dict)
     # Sampling by cluster under a storage budget (docs/sampling.md); off by default.
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # Width of the "rows/s now" of a cluster, seconds: rows over the last window, beside
+    # the window before it (the rate of change in `Clusters` and the page).
+    rate_window_s: int = 60
+    # A cluster first seen this long after its source's first batch (in this process) is
+    # a new kind: counted in `logclust_new_clusters_total`, logged, shown on the page.
+    # Earlier ones are the source's start-up, not news.
+    new_kind_grace_s: int = 300
 
     def __post_init__(self) -> None:
         for fmt in self.log_formats.values():
             LogFormat.resolve(fmt)  # raises ValueError naming what is wrong
         check_window(self.window_s, self.retention_s)
-        for name in ("max_sources", "max_rows_per_batch"):
+        if self.new_kind_grace_s < 0:
+            raise ValueError(
+                f"new_kind_grace_s must be >= 0. Received: new_kind_grace_s={self.new_kind_grace_s}"
+            )
+        for name in ("max_sources", "max_rows_per_batch", "rate_window_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
         self._check_latency_range()

@@ -7,6 +7,7 @@ requests into these calls, and errors raised here are mapped to status codes in
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ import pyarrow as pa
 
 import logclust.turns as turns
 from logclust.cluster.descriptions import ClusterStats
+from logclust.sidecar.activity import ClusterActivity, ClusterView, NewKind
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.sample_metrics import SampledRowsCollector
 from logclust.sidecar.store import StateStore, StoreDelta
@@ -70,8 +72,16 @@ class Sidecar:
         self.metrics = metrics
         # Batches not labelled because their caller had left (see `label`).
         self.abandoned_batches = 0
+        self.activity = ClusterActivity(
+            self.config.rate_window_s * 1000, self.config.new_kind_grace_s * 1000
+        )
         if metrics is not None:
             book = labeler.book
+            metrics.watch_per_source(
+                "logclust_new_clusters",
+                "Clusters first seen after their source's start-up (new kinds).",
+                self.activity.new_counts,
+            )
             metrics.watch_clusters(labeler.stream.counts)
             metrics.watch_counter(
                 "logclust_late_rows",
@@ -105,6 +115,8 @@ class Sidecar:
         snapshot = store.load_state()
         labeler.book.load(snapshot.sketches)
         labeler.stream.load_states(snapshot.sources, snapshot.counters)
+        for source, st in labeler.stream.describe():
+            self.activity.restored(source, st.cluster_id)  # sorted by id: the last wins
         logger.info(
             "restored %d latency windows and %d sources",
             len(snapshot.sketches),
@@ -168,7 +180,11 @@ class Sidecar:
                 "The caller left (deadline passed or call cancelled) before its batch was "
                 f"labelled: nothing recorded. Received: {table.num_rows} rows"
             )
-        b = self.labeler.label_table(table)
+        now = now_ms()
+        b = self.labeler.label_table(table, now)
+        fresh = self.activity.record(b.source_names, b.source_codes, b.ids, now)
+        if fresh:
+            self._announce(fresh, now)
         if self.metrics is not None:
             self.metrics.observe_batch(
                 time.perf_counter() - started, b.source_names, b.source_codes, b.ids, b.latency_ms
@@ -194,6 +210,34 @@ class Sidecar:
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """Every cluster of `source` (all sources when None)."""
         return self.labeler.clusters(source)
+
+    def cluster_views(self, source: str | None = None) -> list[ClusterView]:
+        """Every cluster of `source` (all when None) with its rows/s now and before:
+        what `Clusters` answers and the page shows."""
+        described = self.describe(source)
+        now = now_ms()
+        top: dict[str, int] = {}
+        for name, st in described:
+            top[name] = max(top.get(name, -1), st.cluster_id)
+        rates = {name: self.activity.rates(name, now, n + 1) for name, n in top.items()}
+        return [
+            ClusterView(
+                name,
+                st,
+                float(rates[name][0][st.cluster_id]),
+                float(rates[name][1][st.cluster_id]),
+            )
+            for name, st in described
+        ]
+
+    def _announce(self, fresh: list[tuple[str, list[int]]], now: int) -> None:
+        """Logs each new kind as one JSON line and keeps it for the page."""
+        for source, ids in fresh:
+            for _, st in self.labeler.stream.describe(source, set(ids)):
+                event = NewKind(source, st.cluster_id, now, st.template)
+                self.activity.add_event(event)
+                line = {"event": "new_cluster", "source": source, "cluster_id": st.cluster_id}
+                logger.info("%s", json.dumps({**line, "template": st.template}))
 
     def wait_for_consolidations(self, timeout: float | None = None) -> None:
         """Blocks until background consolidations finish."""
@@ -241,5 +285,6 @@ class Sidecar:
         are already gone)."""
         self.labeler.book.forget(source)
         self.labeler.forget_sample(source)
+        self.activity.forget(source)
         if self.metrics is not None:
             self.metrics.forget_source(source)

@@ -8,6 +8,8 @@
   under `cluster="other"` so a noisy stream cannot blow up the scrape.
 * `logclust_late_rows_total` and `logclust_early_rows_total`: rows whose latency was not
   recorded because their time lies before the retention or too far in the future.
+* `logclust_new_clusters_total{source}`: new kinds (`logclust.sidecar.activity`).
+* `process_resident_memory_bytes` and the other `process_*` metrics of the process.
 * `logclust_clusters{source}` (gauge) and `logclust_cluster_cap_hits_total{source}`: the
   clusters each source holds, and rows forced into a cluster because the source reached
   its `max_clusters` (read from the clusterer at scrape time).
@@ -26,7 +28,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -192,6 +200,17 @@ class _ReadCounter(Collector):
         yield CounterMetricFamily(self.name, self.help_text, value=self.read())
 
 
+class _PerSourceCounter(Collector):
+    def __init__(self, name: str, help_text: str, read: Callable[[], Mapping[str, float]]) -> None:
+        self.name, self.help_text, self.read = name, help_text, read
+
+    def collect(self) -> Iterator[Metric]:
+        fam = CounterMetricFamily(self.name, self.help_text, labels=["source"])
+        for source, value in sorted(self.read().items()):
+            fam.add_metric([source], value)
+        yield fam
+
+
 class Metrics:
     """The sidecar's metrics in their own registry (several servers per process in tests).
 
@@ -214,6 +233,8 @@ class Metrics:
         )
         self.cluster_latency = _ClusterLatencyCollector(max_series)
         self.registry.register(self.cluster_latency)
+        # process_resident_memory_bytes, process_cpu_seconds_total, ... (Linux /proc).
+        ProcessCollector(registry=self.registry)
         self._http: object | None = None
         self.port: int | None = None
 
@@ -244,6 +265,13 @@ class Metrics:
     def watch_counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Exports counter `name` (`<name>_total`) whose value `read()` gives at scrape time."""
         self.registry.register(_ReadCounter(name, help_text, read))
+
+    def watch_per_source(
+        self, name: str, help_text: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Exports counter `name` (`<name>_total{source}`) from `read()` (source ->
+        value) at scrape time."""
+        self.registry.register(_PerSourceCounter(name, help_text, read))
 
     def watch_clusters(self, read: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
         """Exports `read()` (source -> (clusters, cap hits)) at every scrape."""

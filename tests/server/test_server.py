@@ -124,8 +124,14 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
         "exemplars",
         "active",
         "merged_into",
+        "rows_per_s",
+        "rows_per_s_before",
     ]
     assert sum(table.column("size").to_pylist()) == traffic.num_rows
+    # Counted when received (not by event time), over the last rate window.
+    window_s = CFG.labeler.rate_window_s
+    rate = sum(table.column("rows_per_s").to_pylist())
+    assert rate == pytest.approx(traffic.num_rows / window_s, rel=0.05)
     rows = {r["template"]: r for r in table.to_pylist()}
     cart = rows["product_id=<*>&quantity=<NUM>"]
     assert cart["active"] and cart["exemplars"] == ["product_id=<*>&quantity=<NUM>"]
