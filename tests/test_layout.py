@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"embed"},
     {"cluster"},
     {"sidecar", "archive"},
-    {"otlp"},
+    {"otlp", "web"},
     {"server"},
     {"client"},
     {"cli"},

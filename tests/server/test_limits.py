@@ -174,8 +174,8 @@ def test_request_bytes_in_flight_are_bounded_but_a_request_alone_is_taken() -> N
 def test_internal_error_is_internal_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     srv, port = _server(BrokenLabeler())
     with srv, Client(f"127.0.0.1:{port}") as client:
-        with pytest.raises(grpc.RpcError) as info:
-            client.label(pa.table({"body": ["hello"]}))
+        with pytest.raises(grpc.RpcError) as info:  # a body: placed by its embedding
+            client.label(pa.table({"body": ['{"kind": "hello"}']}))
         assert info.value.code() == grpc.StatusCode.INTERNAL
         assert "a bug of ours" not in info.value.details()
         assert _errors(srv, "internal") == 1
