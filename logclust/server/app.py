@@ -16,16 +16,13 @@ the state is flushed to the store a last time and the store is closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
 from concurrent import futures
 from types import FrameType, TracebackType
-from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +32,7 @@ from logclust.embed.embedding_cache import Embedder
 from logclust.otlp.endpoints import OtlpEndpoints
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.rpc.admission import Admission
+from logclust.rpc.loop import EventLoopThread
 from logclust.rpc.tls import server_credentials, server_ssl_context
 from logclust.server.config import UNIX_PREFIX, ServerConfig, http_address, unix_path
 from logclust.server.fair import FairExecutor
@@ -68,28 +66,6 @@ SERVICE_NAME = "logclust.v1.LogClust"
 QUERY_WORKERS = 2
 # Nice added to the Label pool's threads (see `lower_thread_priority`).
 LABEL_NICE = 5
-T = TypeVar("T")
-
-
-class _EventLoop:
-    """An asyncio loop on its own daemon thread: the home of the gRPC server."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="logclust-grpc", daemon=True
-        )
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Runs `coro` on the loop and waits for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        if not self.thread.is_alive():
-            self.loop.close()
 
 
 class SidecarServer:
@@ -101,7 +77,7 @@ class SidecarServer:
     def __init__(
         self,
         grpc_server: grpc.aio.Server,
-        loop: _EventLoop,
+        loop: EventLoopThread,
         executors: Executors,
         sidecar: Sidecar,
         health_servicer: health_aio.HealthServicer,
@@ -267,7 +243,7 @@ def create_server(
     # One budget of requests in flight for every listener (`logclust.rpc.admission`).
     admission = Admission(config.max_inflight_batches, config.max_inflight_bytes)
     service = LogClustService(sidecar, metrics, executors, config.label_limits(), admission)
-    loop = _EventLoop()
+    loop = EventLoopThread("logclust-grpc")
     server: grpc.aio.Server | None = None
     otlp: OtlpEndpoints | None = None
     try:
