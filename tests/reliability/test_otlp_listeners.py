@@ -41,10 +41,12 @@ OTLP = OtlpConfig(
 )
 
 
-def _request(n: int, service: str = "checkout", start: int = 0) -> ExportLogsServiceRequest:
+def _request(
+    n: int, service: str = "checkout", start: int = 0, body: str = "GET /item/{}"
+) -> ExportLogsServiceRequest:
     latency = [KeyValue(key="latency_ms", value=AnyValue(double_value=5.0))]
     records = [
-        LogRecord(body=AnyValue(string_value=f"GET /item/{start + i}"), attributes=latency)
+        LogRecord(body=AnyValue(string_value=body.format(start + i)), attributes=latency)
         for i in range(n)
     ]
     resource = Resource(
@@ -251,15 +253,18 @@ def _export(
 
 
 def test_an_export_past_its_deadline_is_not_recorded_and_its_retry_counts_once() -> None:
+    # JSON bodies: placed by their embeddings, so the slow model holds the export (a
+    # log line would open its cluster by its template without the model).
+    slow = '{{"item": {}}}'
     with _server(SlowLabeler(delay_s=0.6), label_threads=1) as srv:
         assert srv.otlp is not None and srv.otlp.grpc_service is not None
         port = srv.otlp.port
         with pytest.raises(grpc.RpcError) as err:
-            _export(port, _request(10), timeout=0.2)
+            _export(port, _request(10, body=slow), timeout=0.2)
         assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         _wait(lambda: srv.otlp.receiver.abandoned == 1)  # type: ignore[union-attr]
         assert _rows(srv) == 0
-        _export(port, _request(10), timeout=30)  # the exporter's retry
+        _export(port, _request(10, body=slow), timeout=30)  # the exporter's retry
         assert _rows(srv) == 10
 
 
