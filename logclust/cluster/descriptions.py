@@ -29,6 +29,10 @@ def template_of(members: list[str]) -> str:
     split = [_TOKEN_SPLIT.split(m) for m in members]
     length = Counter(len(t) for t in split).most_common(1)[0][0]
     rows = [t for t in split if len(t) == length]
+    # Members whose keys (a word before `=`) come in another order are another layout
+    # of the same fields: the most common layout is described, so that no key is lost.
+    layout = Counter(_keys(r) for r in rows).most_common(1)[0][0]
+    rows = [r for r in rows if _keys(r) == layout]
     out = []
     for i, col in enumerate(zip(*rows, strict=True)):
         if len(set(col)) == 1:
@@ -38,6 +42,13 @@ def template_of(members: list[str]) -> str:
         else:
             out.append("<*>")
     return "".join(out)
+
+
+def _keys(tokens: list[str]) -> tuple[str, ...]:
+    """The words followed by a separator starting with `=` (field names), in order."""
+    return tuple(
+        tokens[i] for i in range(0, len(tokens) - 1, 2) if tokens[i + 1].lstrip().startswith("=")
+    )
 
 
 @dataclass

@@ -231,3 +231,8 @@ def test_a_description_keeps_separators_and_constant_words() -> None:
     assert template_of(["session closed for user cyrus", "session closed for user news"]) == (
         "session closed for user <*>"
     )
+
+
+def test_a_form_described_in_its_most_common_field_order() -> None:
+    members = ["b=<NUM>&a=<*>", "a=<*>&b=<NUM>", "b=<NUM>&a=<*>"]
+    assert template_of(members) == "b=<NUM>&a=<*>"  # no field name lost to `<*>`
