@@ -28,8 +28,9 @@ from logclust.wire.contract import ContractError
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 ENCODINGS = ("identity", "gzip")
-# Bytes inflated at a time (the ticket grows by as much).
-INFLATE_SLICE = 1 << 20
+# Bytes inflated at a time (the ticket grows by as much): the most a request inflates
+# past its cap before it is refused.
+INFLATE_SLICE = 256 * 1024
 # Compressed bytes fed to zlib at a time.
 INPUT_PIECE = 64 * 1024
 
@@ -72,32 +73,46 @@ def gunzip(data: bytes, limit: int, ticket: Ticket | None = None) -> bytes:
     """
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     parts: list[bytes] = []
-    total = 0
-    view = memoryview(data)
     try:
-        # Fed in small pieces: the input left over after each slice is copied by zlib
-        # (`unconsumed_tail`), a piece's worth, not the whole body's, per slice.
-        for start in range(0, len(data), INPUT_PIECE):
-            pending = bytes(view[start : start + INPUT_PIECE])
-            while pending:
-                out = d.decompress(pending, INFLATE_SLICE)
-                pending = d.unconsumed_tail
-                total += len(out)
-                if total > limit:
-                    raise TooLargeError(
-                        f"Request over {limit} bytes after gunzip. Received: more than {limit}"
-                    )
-                if ticket is not None and out:
-                    ticket.grow(len(out), "inflated body")
-                parts.append(out)
-                if d.eof:
-                    break
-        parts.append(d.flush())
+        _inflate(d, data, limit, ticket, parts)
+        if not d.eof:
+            raise ContractError(f"Body is gzip cut short. Received: {len(data)} bytes")
+        return b"".join(parts)
     except zlib.error as e:
         raise ContractError(f"Body is not valid gzip: {e}. Received: {len(data)} bytes") from e
-    if not d.eof:
-        raise ContractError(f"Body is gzip cut short. Received: {len(data)} bytes")
-    return b"".join(parts)
+    finally:
+        # A refusal's traceback keeps this frame (and an answer's cycle may keep the
+        # traceback until a collection): the inflated slices go now, not with it.
+        parts.clear()
+        del d
+
+
+def _inflate(d: Any, data: bytes, limit: int, ticket: Ticket | None, parts: list[bytes]) -> None:
+    """Inflates `data` into `parts`, a slice at a time, refused as soon as past `limit`
+    or the admission budget (the slice that crossed it is dropped at once)."""
+    total = 0
+    view = memoryview(data)
+    # Fed in small pieces: the input left over after each slice is copied by zlib
+    # (`unconsumed_tail`), a piece's worth, not the whole body's, per slice.
+    for start in range(0, len(data), INPUT_PIECE):
+        pending = bytes(view[start : start + INPUT_PIECE])
+        while pending:
+            out = d.decompress(pending, INFLATE_SLICE)
+            pending = d.unconsumed_tail
+            total += len(out)
+            if total > limit:
+                raise TooLargeError(
+                    f"Request over {limit} bytes after gunzip. Received: more than {limit}"
+                )
+            if ticket is not None and out:
+                ticket.grow(len(out), "inflated body")
+            parts.append(out)
+            if d.eof:
+                return
+    rest = d.flush()
+    if total + len(rest) > limit:
+        raise TooLargeError(f"Request over {limit} bytes after gunzip. Received: more than {limit}")
+    parts.append(rest)
 
 
 def _hex_ids_to_base64(doc: Any) -> None:

@@ -322,6 +322,11 @@ class OtlpHttpServer:
         except Exception as e:  # noqa: BLE001 - every error becomes a status here
             await self._refuse(writer, e, request.json_out, close=not request.keep_alive)
             return
+        finally:
+            # The error's traceback holds this frame, which holds the future, which holds
+            # the error: a cycle that would keep the request's buffers (its body, what it
+            # inflated) until a garbage collection; cut here, they go with the answer.
+            del fut, body
         await self._write(writer, 200, response, request.json_out, None, not request.keep_alive)
 
     async def _refuse(

@@ -68,6 +68,11 @@ OTLP_STREAM = "logclust-otlp"
 # Seconds an Export waits for room in the admission budget (less when its deadline is
 # nearer); then RESOURCE_EXHAUSTED with a RetryInfo.
 ADMISSION_WAIT_S = 2.0
+# An export is skipped (not labelled, not recorded) once less than this share of its
+# deadline, at most `DEADLINE_MARGIN_S`, is left: labelling and answering take time, and
+# an answer that arrives after the deadline is a retry counted twice.
+DEADLINE_MARGIN_SHARE = 0.1
+DEADLINE_MARGIN_S = 0.5
 T = TypeVar("T")
 Alive: TypeAlias = "Callable[[], bool] | None"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -153,6 +158,12 @@ class OtlpReceiver:
         stream = sidecar.labeler.stream
         self.sources = SourceQuota(
             stream, config.source_share(stream.max_sources), config.source_attribute
+        )
+        self.late_answers = Counter(
+            "logclust_otlp_late_answers",
+            "OTLP/gRPC exports recorded whose caller left (deadline passed, cancelled) "
+            "before the answer: accepted here, and counted again if the exporter retries.",
+            registry=registry,
         )
         self._records = Counter(
             "logclust_otlp_records",
@@ -298,7 +309,15 @@ class OtlpReceiver:
         contract.validate_batch(table, self.sidecar.config.max_rows_per_batch)
         if alive is not None and not alive():
             raise turns.CallerGoneError("the caller went away before its records were labelled")
-        return self.sidecar.label(table, started)
+        # Asked again last thing before anything is recorded (after the embedding's
+        # checkpoints, which ask it too).
+        return self.sidecar.label(table, started, alive)
+
+
+def _margin(deadline_s: float) -> float:
+    """Seconds of a call's deadline kept for labelling and answering (see
+    `DEADLINE_MARGIN_S`)."""
+    return min(DEADLINE_MARGIN_S, DEADLINE_MARGIN_SHARE * deadline_s)
 
 
 def _sample_of(labelled: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -341,12 +360,18 @@ class OtlpLogsService:
                 raise contract.ContractError("Export without a request. Received: none")
             ticket.resize(len(data))
             deadline = None if remaining is None else time.monotonic() + remaining
+            margin = 0.0 if remaining is None else _margin(remaining)
 
-            def alive() -> bool:
-                return not context.cancelled() and (deadline is None or time.monotonic() < deadline)
+            def alive() -> bool:  # and time left to label and answer
+                return not context.cancelled() and (
+                    deadline is None or time.monotonic() < deadline - margin
+                )
 
             fut = self.receiver.submit_bytes(("otlp", context.peer()), data, alive)
-            return await asyncio.wrap_future(fut)
+            response = await asyncio.wrap_future(fut)
+            if context.cancelled() or (deadline is not None and time.monotonic() >= deadline):
+                self.receiver.late_answers.inc()
+            return response
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handler = grpc.method_handlers_generic_handler(

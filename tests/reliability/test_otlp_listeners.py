@@ -6,8 +6,10 @@ import asyncio
 import gzip
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -266,6 +268,32 @@ def test_an_export_past_its_deadline_is_not_recorded_and_its_retry_counts_once()
         assert _rows(srv) == 0
         _export(port, _request(10, body=slow), timeout=30)  # the exporter's retry
         assert _rows(srv) == 10
+
+
+def test_an_export_held_in_labelling_past_its_deadline_counts_once_with_its_retry() -> None:
+    with _server(label_threads=1) as srv:
+        assert srv.otlp is not None
+        port = srv.otlp.port
+        labeler = srv.otlp.receiver.sidecar.labeler
+        label_table = labeler.label_table
+        gate, entered = threading.Event(), threading.Event()
+
+        def gated(*args: Any, **kwargs: Any) -> Any:  # labelling held at its start
+            entered.set()
+            assert gate.wait(30)
+            return label_table(*args, **kwargs)
+
+        labeler.label_table = gated  # type: ignore[method-assign, assignment]
+        with pytest.raises(grpc.RpcError) as err:
+            _export(port, _request(10), timeout=1.0)
+        assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert entered.is_set()  # it was labelling when its caller left
+        gate.set()
+        _wait(lambda: srv.otlp.receiver.abandoned == 1)  # type: ignore[union-attr]
+        assert _rows(srv) == 0
+        _export(port, _request(10), timeout=30)  # the exporter's retry
+        assert _rows(srv) == 10  # once
+        assert srv.otlp.receiver.late_answers._value.get() == 0
 
 
 def test_exports_over_the_budget_get_retry_info() -> None:
