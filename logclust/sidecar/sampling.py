@@ -27,8 +27,8 @@ for each source with a budget F:
   p is fixed before the row is drawn, so summed weights estimate true counts without bias.
 
 Rows are decided in segments at fixed positions of each source's stream (and at a
-window's first row), with the level and estimates set at a segment's start: decisions do not depend on how rows were split
-into batches nor on how sources interleave.
+window's first row), with the level and estimates set at a segment's start: decisions
+do not depend on how rows were split into batches nor on how sources interleave.
 """
 
 from __future__ import annotations
@@ -61,17 +61,20 @@ NEW_SHARE = 0.5
 # No row is kept with probability below P_FLOOR * F: a kept row stands for at most
 # 1 / (P_FLOOR * F) rows, so a large kind that keeps few rows in a window still has a
 # count within a few percent (it costs at most P_FLOOR of the budget).
-P_FLOOR = 0.1
+P_FLOOR = 0.2
 # Three latency strata per cluster: rows above its running p99 are kept with probability
 # min(1, TAIL_BOOST[1] p), rows above its p90 min(1, TAIL_BOOST[0] p), the body the rest
 # (same expected kept rows); the quantiles follow each segment's, weighted by the
 # cluster's rows there over TAIL_MEMORY_ROWS.
 TAIL_QUANTILES = (0.9, 0.99)
-TAIL_BOOST = (3.0, 10.0)
+TAIL_BOOST = (3.0, 30.0)
 TAIL_MEMORY_ROWS = 256.0
 # A segment's quantile moves a cluster's estimate only from this many of its rows there
 # (fewer rows put the sample's top below the true quantile, and too many rows in a tail).
 TAIL_MIN_ROWS = (20, 100)
+# The body keeps at least BODY_FLOOR * p (its rows' weights stay bounded; what this keeps
+# beyond p, the gain takes from the level).
+BODY_FLOOR = 0.2
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
@@ -145,13 +148,14 @@ def source_key(seed: int, source: str) -> int:
 def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray) -> np.ndarray:
     """Probabilities per latency stratum (0 body, 1 above p90, 2 above p99): the upper
     strata `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the
-    same expected kept rows, among the rows that `split` marks (their cluster has tail
-    estimates; its rows without a latency are body rows): percentiles are then estimated
-    from many more tail rows than a plain sample holds. Other rows keep `p`."""
+    same expected kept rows (at least `BODY_FLOOR * p`), among the rows that `split`
+    marks (their cluster has tail estimates; its rows without a latency are body rows):
+    percentiles are then estimated from many more tail rows than a plain sample holds.
+    Other rows keep `p`."""
     q90, q99 = TAIL_QUANTILES
     mid = np.minimum(1.0, TAIL_BOOST[0] * p)
     top = np.minimum(1.0, TAIL_BOOST[1] * p)
-    body = (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90
+    body = np.maximum(BODY_FLOOR * p, (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90)
     tilted = np.choose(stratum, (body, mid, top))
     return np.where(split, tilted, p)
 
