@@ -40,9 +40,9 @@ class SamplingConfig:
     window_rows: int = 5_000
     # ... and at least this many seconds of its row times (the longer of the two).
     window_s: float = 300.0
-    # Each cluster keeps its first row of every slot of this many seconds of row time
-    # (weight 1), so a kind seen in a window is never lost from it.
-    slot_s: float = 60.0
+    # Each cluster keeps its first row of every window, and of every slot of this many
+    # seconds of row time (weight 1), so a kind seen in a window is never lost from it.
+    slot_s: float = 300.0
     # Seed of the row hash: the same stream with the same seed keeps the same rows.
     seed: int = 0
 

@@ -5,23 +5,30 @@ The rule, and why it keeps counts and percentiles honest, is in docs/sampling.md
 for each source with a budget F:
 
 * Counts per cluster decay over a window of at least `window_rows` rows and at least
-  `window_s` seconds of row time (the longer of the two): `n_c` estimates how many rows
-  cluster c sends per window, `N` all of them.
+  `window_s` seconds of row time (the longer of the two); a cluster's share of the rows
+  since its first one, times `N` (all rows per window), estimates `n_c`, its rows per
+  window, whatever its age.
 * A water level `tau` shares the budget fairly: `sum_c min(n_c, tau) = G` over the
-  clusters active in the last segment, with G about F * N (a controller corrects it). A
-  cluster below the level is kept whole; one above it with probability `p_c = tau / n_c`.
-* A new cluster is kept row by row until its rows reach the level, and each cluster keeps
-  a sure row every `slot_s` of row time (and a fifth of the row window): a new or rare
-  kind is never lost.
-* Rows in a cluster's latency tail are kept `TAIL_BOOST` times as often (same expected
-  rows), so weighted percentiles rest on many tail rows.
+  clusters active in the last segment. A cluster below the level is kept whole; one
+  above it with probability `p_c = tau / n_c` (at least `P_FLOOR * F`).
+* The budget holds per window: windows of the same spans, from the source's first row,
+  each with a ledger; G is the rate that pays back the window's excess or shortfall over
+  its remaining rows (no debt carried into the next window), times a slow gain that
+  learns what the rule keeps beyond the level.
+* A cluster outside the level (new, or back after a pause) is kept row by row until its
+  rows reach the level, while the window's new kinds spend under `NEW_SHARE` of its
+  budget; past that, at the rate. Each cluster keeps its first row of every window (and
+  of every `slot_s` of row time): a new or rare kind is never lost.
+* Three latency strata per cluster (above its running p99, above p90, the body) are kept
+  at `TAIL_BOOST` times p and the rest (same expected rows), so weighted percentiles rest
+  on many tail rows.
 * The draw is systematic per cluster and stratum, from a phase seeded by (seed, source,
   cluster): each row is kept with probability exactly p, and weight 1/p (0 when dropped).
   p is fixed before the row is drawn, so summed weights estimate true counts without bias.
 
-Rows are decided in segments at fixed positions of each source's stream, with the level
-and estimates set at a segment's start: decisions do not depend on how rows were split
-into batches nor on how sources interleave.
+Rows are decided in segments at fixed positions of each source's stream (and at a
+window's first row), with the level and estimates set at a segment's start: decisions
+do not depend on how rows were split into batches nor on how sources interleave.
 """
 
 from __future__ import annotations
@@ -39,19 +46,35 @@ from logclust.sidecar.config import SamplingConfig
 # Rows of one source decided with one water level and one decay step: short segments
 # while a source is young (its counts change fast), then `SEGMENT_ROWS`.
 FIRST_SEGMENT_ROWS = 16
-SEGMENT_ROWS = 4096
-# The controller: a gain on F * N in GAIN_RANGE, moved by CONTROL_RATE per window of rows
-# and unit of a segment's relative error, times one plus the window's relative error
-# (both errors clipped to CONTROL_CLIP).
+SEGMENT_ROWS = 1024
+# The controller: a gain on the level's budget in GAIN_RANGE, moved by CONTROL_RATE per
+# window of rows and unit of a segment's relative error (clipped to CONTROL_CLIP), learns
+# what the rule keeps beyond the level; the window's ledger pays back what was kept above
+# or below F within the current window, the rate clipped to RATE_RANGE times F.
 CONTROL_RATE = 1.0
 CONTROL_CLIP = 0.5
-GAIN_RANGE = (0.25, 4.0)
-# Rows above their cluster's running latency quantile TAIL_QUANTILE are kept TAIL_BOOST
-# times as often as the others (same expected kept rows); the quantile follows each
-# segment's, weighted by the cluster's rows there over TAIL_MEMORY_ROWS.
-TAIL_QUANTILE = 0.9
-TAIL_BOOST = 8.0
+GAIN_RANGE = (0.5, 2.0)
+RATE_RANGE = (0.25, 2.5)
+# Rows of kinds outside the level (new, or back after a pause) are kept whole while their
+# demand in the window stays under NEW_SHARE of the window's budget, then at the rate.
+NEW_SHARE = 0.5
+# No row is kept with probability below P_FLOOR * F: a kept row stands for at most
+# 1 / (P_FLOOR * F) rows, so a large kind that keeps few rows in a window still has a
+# count within a few percent (it costs at most P_FLOOR of the budget).
+P_FLOOR = 0.2
+# Three latency strata per cluster: rows above its running p99 are kept with probability
+# min(1, TAIL_BOOST[1] p), rows above its p90 min(1, TAIL_BOOST[0] p), the body the rest
+# (same expected kept rows); the quantiles follow each segment's, weighted by the
+# cluster's rows there over TAIL_MEMORY_ROWS.
+TAIL_QUANTILES = (0.9, 0.99)
+TAIL_BOOST = (3.0, 30.0)
 TAIL_MEMORY_ROWS = 256.0
+# A segment's quantile moves a cluster's estimate only from this many of its rows there
+# (fewer rows put the sample's top below the true quantile, and too many rows in a tail).
+TAIL_MIN_ROWS = (20, 100)
+# The body keeps at least BODY_FLOOR * p (its rows' weights stay bounded; what this keeps
+# beyond p, the gain takes from the level).
+BODY_FLOOR = 0.2
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
@@ -122,15 +145,18 @@ def source_key(seed: int, source: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def tilt(p: np.ndarray, tail: np.ndarray, split: np.ndarray) -> np.ndarray:
-    """Probabilities with tail rows `TAIL_BOOST` times the body rows' (capped at 1), at
-    the same expected kept rows when a tenth of the rows are tail rows, among the rows
-    that `split` marks (their cluster has a tail estimate; its rows without a latency
-    are body rows): percentiles are then estimated from many more tail rows than a plain
-    sample holds. Other rows keep `p`."""
-    share = 1.0 - TAIL_QUANTILE
-    body = p / (1.0 - share + share * TAIL_BOOST)
-    tilted = np.where(tail, np.minimum(1.0, body * TAIL_BOOST), body)
+def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray) -> np.ndarray:
+    """Probabilities per latency stratum (0 body, 1 above p90, 2 above p99): the upper
+    strata `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the
+    same expected kept rows (at least `BODY_FLOOR * p`), among the rows that `split`
+    marks (their cluster has tail estimates; its rows without a latency are body rows):
+    percentiles are then estimated from many more tail rows than a plain sample holds.
+    Other rows keep `p`."""
+    q90, q99 = TAIL_QUANTILES
+    mid = np.minimum(1.0, TAIL_BOOST[0] * p)
+    top = np.minimum(1.0, TAIL_BOOST[1] * p)
+    body = np.maximum(BODY_FLOOR * p, (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90)
+    tilted = np.choose(stratum, (body, mid, top))
     return np.where(split, tilted, p)
 
 
@@ -193,17 +219,30 @@ class SourceBudget:
         self.slot_rows = max(
             SEGMENT_ROWS, int(config.window_rows * config.slot_s / config.window_s)
         )
-        self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none yet
-        self.phase = np.zeros((0, 2))  # (k, 2) sampling phase of body and tail rows
+        self.tail_at = np.zeros((0, 2))  # (k, 2) running p90 and p99 of latency, NaN: none
+        self.phase = np.zeros((0, 3))  # (k, 3) sampling phase of each latency stratum
+        self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
+        # (k,) decayed rows of the source since each cluster's first row: counts over it
+        # are the cluster's share, whatever its age (a young kind is not taken for rare)
+        self.exposure = np.zeros(0)
+        self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
+        # The window's ledger: where it began (row time, row count), its rows, the rows
+        # expected kept (sum of p), the new kinds' demand, and the rate of this segment.
+        self.window_ms = 0
+        self.window_row = 0
+        self.window_rows = 0
+        self.window_spent = 0.0
+        self.new_demand = 0.0
+        self.rate = fraction
+        self.allowance = 0.0  # what kinds outside the level may spend in the window
         self.rows = 0  # rows decided: the position of the next one
         self.total = 0.0  # decayed rows
-        self.expected = 0.0  # decayed sum of p: rows expected kept
         self.gain = 1.0  # the controller's factor on F * N
         self.tau = math.inf  # the water level of the current segment
         self._segment_end = 0  # where the current segment ends (row count)
         # (cluster slot per row, latency, rows, sum of p) of the current segment's parts
         self._pending: list[tuple[np.ndarray, np.ndarray, int, float]] = []
-        self.clock_ms: int | None = None  # latest row time seen
+        self.clock_ms: int | None = None  # row time at the last segment's start
         self.kept = 0
         self.dropped = 0
 
@@ -221,6 +260,15 @@ class SourceBudget:
         start = 0
         while start < n:
             stop = min(n, start + segment_end(self.rows) - self.rows)
+            if self.rows:  # a window that ends in the part ends its segment too
+                due = self.rows + np.arange(stop - start) - self.window_row >= self.window_rows_min
+                due &= time_ms[start:stop] - self.window_ms >= self.window_len_ms
+                if due.any():
+                    at = start + int(np.argmax(due))
+                    if at == start:
+                        self._new_window(int(time_ms[at]))
+                    else:
+                        stop = at
             part = slice(start, stop)
             keep[part], weight[part] = self._segment(ids[part], time_ms[part], latency[part])
             start = stop
@@ -237,38 +285,43 @@ class SourceBudget:
         row, so a segment split over batches decides as one."""
         m = ids.size
         if self.rows == self._segment_end:  # a segment begins
-            self._close_segment()
-            self._segment_end = segment_end(self.rows)
-            self._decay(self._segment_end - self.rows, int(time_ms[0]))
-            # Kinds that sent no row in the last segment send none now: their counts
-            # would hold the level down for the others until they decay.
-            active = self.last_segment >= self.segments - 1
-            self.tau = water_level(self.counts[active], self._target())
-            self.in_segment[:] = 0.0
-            self.segments += 1
-        self.clock_ms = max(self.clock_ms or 0, int(time_ms.max()))
+            self._begin_segment(int(time_ms[0]))
         g = _Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
         # (m,) the row's cluster's rows in the window, or its rows so far in the segment
         # when more (a new or bursting kind is thinned as it grows, its first rows kept).
         before = self.in_segment[cix][g.inv]  # rows of earlier parts of the segment
-        seen = np.maximum(self.counts[cix][g.inv] - before, before + g.rank)
+        seen = np.maximum(self.level_counts[cix][g.inv], before + g.rank)
         with np.errstate(divide="ignore"):
-            p = np.minimum(1.0, self.tau / seen)  # nothing counted yet: 1
-        at = self.tail_at[cix][g.inv]
-        tail = latency > at  # NaN on either side: False
-        p = tilt(p, tail, ~np.isnan(at))
+            # nothing counted yet: 1
+            p = np.minimum(1.0, np.maximum(self.tau / seen, P_FLOOR * self.fraction))
+        # Kinds outside the level draw on the window's allowance for new kinds; past it,
+        # they are kept at the rate.
+        outside = ~self.in_level[cix][g.inv]
+        demand = np.where(outside, p, 0.0)
+        over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
+        p = np.where(over, np.minimum(p, self.rate), p)
+        self.new_demand += float(demand.sum())
+        at = self.tail_at[cix][g.inv]  # (m, 2)
+        # (m,) latency stratum: NaN on either side is the body
+        stratum = (latency > at[:, 0]).astype(np.int64) + (latency > at[:, 1])
+        p = tilt(p, stratum, ~np.isnan(at[:, 0]))
         p[self._sure(cix, g, time_ms)] = 1.0
-        keep = self._draw(p, cix, g, tail)
+        keep = self._draw(p, cix, g, stratum)
         weight = np.where(keep, 1.0 / p, 0.0)
         self.counts[cix] += g.per
+        self.exposure[: len(self._index)] += m
+        fresh = self.exposure[cix] == m  # (u,) first seen in this part
+        self.exposure[cix[fresh]] -= g.first_at[fresh]
         self.in_segment[cix] += g.per
         self.last_segment[cix] = self.segments
         self.rows += m
         expected = float(p.sum())
         self.total += m
-        self.expected += expected
-        self._pending.append((cix[g.inv], latency, m, expected))
+        self.window_rows += m
+        self.window_spent += expected
+        level_rows = int(m - outside.sum())
+        self._pending.append((cix[g.inv], latency, level_rows, float(p[~outside].sum())))
         return keep, weight
 
     def _close_segment(self) -> None:
@@ -285,15 +338,16 @@ class SourceBudget:
         if np.isnan(latency).all():
             return
         g = _Groups(rows_cix)
-        q = self._segment_quantiles(latency, g)  # (u,) NaN where no latency
-        known = ~np.isnan(q)
-        at = g.ids[known]
-        old = self.tail_at[at]
-        blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
-        self.tail_at[at] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
+        for j, quantile in enumerate(TAIL_QUANTILES):
+            q = self._segment_quantiles(latency, g, quantile)  # (u,) NaN where no latency
+            known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS[j])  # enough rows to tell
+            at = g.ids[known]
+            old = self.tail_at[at, j]
+            blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
+            self.tail_at[at, j] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
 
-    def _segment_quantiles(self, latency: np.ndarray, g: _Groups) -> np.ndarray:
-        """The `TAIL_QUANTILE` of each cluster's latencies in the segment (NaN if none)."""
+    def _segment_quantiles(self, latency: np.ndarray, g: _Groups, quantile: float) -> np.ndarray:
+        """The `quantile` of each cluster's latencies in the segment (NaN if none)."""
         finite = ~np.isnan(latency)
         out = np.full(g.per.size, np.nan)
         if not finite.any():
@@ -302,33 +356,34 @@ class SourceBudget:
         order = np.lexsort((filled, g.inv))  # by cluster, then latency (NaN last)
         n_fin = np.bincount(g.inv, weights=finite, minlength=g.per.size).astype(np.int64)
         has = n_fin > 0
-        pick = g.starts[has] + (TAIL_QUANTILE * (n_fin[has] - 1)).astype(np.int64)
+        pick = g.starts[has] + (quantile * (n_fin[has] - 1)).astype(np.int64)
         out[has] = filled[order[pick]]
         return out
 
-    def _draw(self, p: np.ndarray, cix: np.ndarray, g: _Groups, tail: np.ndarray) -> np.ndarray:
-        """Systematic sampling per cluster and stratum (tail or body rows): a row is kept
+    def _draw(self, p: np.ndarray, cix: np.ndarray, g: _Groups, stratum: np.ndarray) -> np.ndarray:
+        """Systematic sampling per cluster and latency stratum: a row is kept
         when its stratum's running sum of p, from a seeded random phase, crosses an
         integer. Each row is kept with probability exactly p (the phase is uniform), and
         a stratum's kept rows track the sum of its p within one row, so its weighted
         count is within one weight of the truth."""
         ps = p[g.order]  # (m,) grouped by cluster, stream order within
-        in_tail = tail[g.order]
+        by = stratum[g.order]
         group = g.inv[g.order]
         end = np.empty(p.size)
-        strata = ((0, ~in_tail), (1, in_tail)) if in_tail.any() else ((0, None),)
-        for stratum, rows in strata:
+        present = np.flatnonzero(np.bincount(by, minlength=3))
+        strata = [(int(j), by == j) for j in present] if present.size > 1 else [(0, None)]
+        for j, rows in strata:
             cs = np.cumsum(ps if rows is None else np.where(rows, ps, 0.0))
             edges = np.zeros(g.starts.size + 1)
             edges[:-1] = np.concatenate([[0.0], cs])[g.starts]  # sum before each cluster
             edges[-1] = cs[-1]
-            phase = self.phase[cix, stratum]
+            phase = self.phase[cix, j]
             run = phase[group] + cs - edges[group]
             if rows is None:
                 end = run
             else:
                 end[rows] = run[rows]
-            self.phase[cix, stratum] = np.mod(phase + np.diff(edges), 1.0)
+            self.phase[cix, j] = np.mod(phase + np.diff(edges), 1.0)
         keep = np.empty(p.size, bool)
         keep[g.order] = np.floor(end) > np.floor(end - ps)
         return keep
@@ -354,12 +409,15 @@ class SourceBudget:
             self.last_segment = np.concatenate([self.last_segment, np.full(grow, -1)])
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
-            self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
-            self.phase = np.concatenate([self.phase, np.zeros((grow, 2))])
+            self.tail_at = np.concatenate([self.tail_at, np.full((grow, 2), np.nan)])
+            self.phase = np.concatenate([self.phase, np.zeros((grow, 3))])
+            self.in_level = np.concatenate([self.in_level, np.zeros(grow, bool)])
+            self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
+            self.level_counts = np.concatenate([self.level_counts, np.zeros(grow)])
         new_ids = ids[new].astype(np.uint64)
-        other = self.key ^ 0xFFFFFFFFFFFFFFFF  # the tail stratum's phases
-        self.phase[cix[new], 0] = cluster_phases(self.key, new_ids)
-        self.phase[cix[new], 1] = cluster_phases(other, new_ids)
+        for j in range(3):  # each stratum its own phases
+            key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
+            self.phase[cix[new], j] = cluster_phases(key, new_ids)
         return cix
 
     def _sure(self, cix: np.ndarray, g: _Groups, time_ms: np.ndarray) -> np.ndarray:
@@ -370,6 +428,7 @@ class SourceBudget:
         due = (time_ms - self.sure_ms[i] >= self.slot_ms) & (
             self.rows + np.arange(time_ms.size) - self.sure_row[i] >= self.slot_rows
         )
+        due |= self.sure_row[i] < self.window_row  # none yet in this window
         sure = np.zeros(time_ms.size, bool)
         if due.any():
             rows = np.flatnonzero(due)
@@ -389,25 +448,68 @@ class SourceBudget:
         )
         if factor < 1.0:
             self.counts *= factor
+            self.exposure *= factor
             self.total *= factor
-            self.expected *= factor
 
-    def _target(self) -> float:
-        """Rows the level shares out: F * N times the controller's gain, and times one
-        plus the window's relative error (clipped): rows kept above or below F over the
-        window are paid back, within `CONTROL_CLIP`."""
-        fair = self.fraction * self.total
-        if fair <= 0.0:
-            return 1e-9
-        err = min(CONTROL_CLIP, max(-CONTROL_CLIP, (fair - self.expected) / fair))
-        return max(self.gain * fair * (1.0 + err), 1e-9)
+    def _begin_segment(self, now_ms: int) -> None:
+        """Closes the last segment and sets the level of the next: the rate pays back the
+        window's ledger over the rest of the window; the level shares the rate times N
+        (times the gain) among the kinds that sent a row in the last segment (a kind that
+        stopped would hold the level down for the others until its count decays)."""
+        self._close_segment()
+        if not self.rows:
+            self.window_ms = now_ms
+        self._segment_end = segment_end(self.rows)
+        self._decay(self._segment_end - self.rows, now_ms)
+        self.clock_ms = max(self.clock_ms or now_ms, now_ms)
+        self.in_level = self.last_segment >= self.segments - 1
+        expect = max(self.total, float(self.window_rows))  # rows a window holds
+        debt = self.fraction * self.window_rows - self.window_spent
+        horizon = max(expect - self.window_rows, float(self._segment_end - self.rows))
+        lo, hi = RATE_RANGE
+        self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
+        target = max(self.gain * self.rate * self.total, 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
+        self.level_counts = np.minimum(share, 1.0) * self.total
+        self.tau = water_level(self.level_counts[self.in_level], target)
+        self.allowance = self._new_allowance()
+        self.in_segment[:] = 0.0
+        self.segments += 1
+
+    def _new_window(self, now_ms: int) -> None:
+        """Starts the window's ledger afresh at the row now deciding: no debt nor credit
+        is carried over, and the next part begins a segment."""
+        length = self.window_len_ms
+        self.window_ms = self.window_ms + length if now_ms < self.window_ms + 2 * length else now_ms
+        self.window_row = self.rows
+        self.window_rows = 0
+        self.window_spent = 0.0
+        self.new_demand = 0.0
+        self._segment_end = self.rows
+
+    @property
+    def window_len_ms(self) -> int:
+        """The window's least span of row time."""
+        return int(self.config.window_s * 1000)
+
+    @property
+    def window_rows_min(self) -> int:
+        """The window's least span of rows."""
+        return self.config.window_rows
+
+    def _new_allowance(self) -> float:
+        """What kinds outside the level may spend in the window: `NEW_SHARE` of its
+        budget (F times the rows a window holds, or has held so far if more)."""
+        return NEW_SHARE * self.fraction * max(self.total, float(self.window_rows))
 
     def _account(self, rows: int, expected: float) -> None:
         """Moves the gain by the segment's share of the window's rows times its relative
-        error (the rows expected kept against F of its rows, clipped): it learns what
-        the rule keeps beyond the level (first rows, sure rows, a long tail of kinds
-        near it) and corrects for it, without paying back a burst later."""
-        fair = self.fraction * rows
+        error (the rows of kinds in the level expected kept against the rate): it learns
+        what the rule keeps beyond the level (sure rows, a long tail of kinds near it)."""
+        if rows <= 0:
+            return
+        fair = self.rate * rows
         err = min(CONTROL_CLIP, max(-CONTROL_CLIP, (fair - expected) / fair))
         step = CONTROL_RATE * rows / self.config.window_rows * err
         lo, hi = GAIN_RANGE
