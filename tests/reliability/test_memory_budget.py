@@ -202,21 +202,28 @@ def fill_sources(repo: Path, serve_args: list[str], sizes: MemorySizes) -> Run:
 
 
 def _stop_for_peak_rss(proc: subprocess.Popen[bytes]) -> float:
-    """Stops the server with SIGTERM and returns the peak RSS of its whole life (MiB).
+    """Stops the server with SIGTERM and returns the peak RSS of its life (MiB): the
+    process's own high-water mark (`VmHWM`), read until it exits.
 
     The server's shutdown waits for its consolidations and flushes a last time, so the
-    peak counts them without a sleep guessing when they are over; the kernel keeps the
-    peak (`ru_maxrss`, KiB) for the parent that reaps the process.
+    peak counts them without a sleep guessing when they are over. Not `ru_maxrss` from
+    `wait4`: Linux carries the parent's high-water mark at `exec` into it, so a child of a
+    large test process would report the test process's size.
     """
+    peak = _status(proc.pid)["VmHWM"]
     proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        try:
+            peak = max(peak, _status(proc.pid).get("VmHWM", 0.0))
+        except OSError:  # gone between two reads
+            pass
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
             assert proc.returncode == 0, f"the server exited with {proc.returncode}"
-            return usage.ru_maxrss / 1024
-        time.sleep(0.1)  # polls for the exit; the deadline only catches a hang
+            return peak
+        time.sleep(0.05)  # polls for the exit; the deadline only catches a hang
     raise AssertionError("the server did not stop within 300 s of SIGTERM")
 
 
