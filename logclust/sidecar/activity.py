@@ -95,6 +95,13 @@ class ClusterActivity:
         with self._lock:
             self._sources[source] = _SourceWindows(0, -self.grace_ms, max_id)
 
+    def past_grace(self, source: str, now_ms: int) -> bool:
+        """Whether a cluster `source` opens at `now_ms` counts as a new kind (the source
+        has sent batches for `grace_ms` at least)."""
+        with self._lock:
+            win = self._sources.get(source)
+            return win is not None and now_ms - win.first_ms >= self.grace_ms
+
     def record(
         self,
         source_names: Sequence[str],

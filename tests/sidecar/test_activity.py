@@ -90,3 +90,10 @@ def test_sidecar_counts_logs_and_shows_new_kinds(caplog: pytest.LogCaptureFixtur
     again = Sidecar(StreamLabeler(FakeLabeler(), labeler.config), store, None)
     again.label(table)
     assert again.activity.events() == []
+
+
+def test_past_grace_tells_when_a_new_cluster_counts_as_a_new_kind() -> None:
+    activity = ClusterActivity(window_ms=1000, grace_ms=5000)
+    assert not activity.past_grace("s", 0)  # no batch yet
+    activity.record(["s"], np.zeros(1, np.int32), np.array([0], np.int32), 10_000)
+    assert not activity.past_grace("s", 14_999) and activity.past_grace("s", 15_000)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from logclust.client import Client
+from logclust.sidecar.stream_labeler import now_ms
 from tests.web.traffic import LATE_KIND, RATE_WINDOW_S, XSS_SOURCE, config, live_sidecar
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -118,7 +119,11 @@ def test_page_under_traffic(browser: object, tmp_path: Path) -> None:
         # test waits longer, so that a busy machine fails only a page that never shows.
         print(f"5 biggest clusters with templates and p99 after {first_view_s:.1f} s")
 
-        # A kind that appears once the source is past its start-up is highlighted.
+        # A kind that appears once the source is past its start-up is highlighted: it is
+        # sent once the source's grace is over (a warm process shows the page sooner).
+        WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(
+            lambda _: srv.sidecar.activity.past_grace("frontend", now_ms())
+        )
         traffic.late.set()
         WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(
             lambda d: any("is-new" in r["cls"] for r in _rows(d, "frontend"))
