@@ -32,7 +32,7 @@ I/O; `to_doc`/`from_doc` give a JSON-able form for the source's state.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -445,15 +445,3 @@ def _diffs(words: list[str], shape: Shape) -> list[int]:
         for p, (w, s) in enumerate(zip(words, shape, strict=True))
         if w != s and not is_variable(w)
     ]
-
-
-def resolver(aliases: Mapping[int, int]) -> Callable[[int], int]:
-    """`cid -> the live id it was merged into` through a chain of aliases."""
-
-    def live(cid: int) -> int:
-        seen = 0
-        while cid in aliases and seen < 64:
-            cid, seen = aliases[cid], seen + 1
-        return cid
-
-    return live
