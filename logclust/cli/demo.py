@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from logclust.cli import demo_table
 from logclust.cli.demo_answers import Answers, query
 from logclust.cli.traffic import KINDS, generate_traffic
 from logclust.client import Client
 from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
-from logclust.client.tables import cluster_descriptions
+from logclust.client.tables import GROUP_ID, cluster_descriptions, cluster_groups
 from logclust.cluster import quality
 from logclust.cluster.labeler import Labeler
 from logclust.server.app import create_server
@@ -42,8 +43,6 @@ MAX_REL_ERROR = 0.01
 SCORED_AFTER = 1000
 # Largest share of scored rows labelled -1 (none expected: every row gets a cluster).
 MAX_UNASSIGNED = 0.001
-# Clusters listed in the printed table: those holding at least this share of the rows.
-SHOWN_SHARE = 0.005
 OTLP_EXTRA_MISSING = "demo --otlp needs the OpenTelemetry SDK: install logclust[otel]"
 
 
@@ -67,7 +66,8 @@ class DemoReport:
     ari: float
     unassigned: float  # share of scored rows labelled -1
     clusters: int  # clusters the scored rows fell into
-    table: pa.Table  # per cluster: id, description, count, p99 (sketch), p99 exact, error
+    table: pa.Table  # per cluster: id, [group], description, count, p99 (sketch), exact, error
+    summary: demo_table.Summary  # what the printed table shows
     slowest_cluster: int
     checkout_cluster: int
     plot: Path | None
@@ -97,22 +97,8 @@ class DemoReport:
             f"adjusted Rand index vs true kind (rows after the first {SCORED_AFTER}): "
             f"{self.ari:.4f}; rows without a cluster: {self.unassigned:.2%}",
             "",
-            f"{'cluster':>7} {'rows':>7} {'p99 ms':>10} {'exact p99':>10} {'rel err':>8}  "
-            "description",
+            *demo_table.render(self.summary),
         ]
-        shown = [r for r in self.table.to_pylist() if r["count"] >= SHOWN_SHARE * self.rows]
-        for r in shown:
-            lines.append(
-                f"{r['cluster_id']:>7} {r['count']:>7} {r['p99']:>10.3f} {r['exact_p99']:>10.3f} "
-                f"{r['rel_error']:>8.2%}  {_shorten(r['description'], 110)}"
-            )
-        if len(shown) < self.table.num_rows:
-            small = self.table.num_rows - len(shown)
-            rows = sum(self.table.column("count").to_pylist()) - sum(r["count"] for r in shown)
-            lines.append(
-                f"{'':>7} {rows:>7} rows in {small} smaller clusters (under "
-                f"{SHOWN_SHARE:.1%} of rows each; `logclust clusters` lists them)"
-            )
         lines.append("")
         lines.append(
             f"slowest cluster: {self.slowest_cluster} "
@@ -181,6 +167,8 @@ def run_demo(
     scored = ids[SCORED_AFTER:]
     ari = quality.ari(kinds[SCORED_AFTER:], scored.tolist())
     table = _p99_table(labelled, latency, clusters)
+    merged_ids = _as_merged(ids, clusters)
+    lat = labelled.column("latency_ms").to_numpy()
     report = DemoReport(
         rows=rows,
         seconds=seconds,
@@ -188,8 +176,9 @@ def run_demo(
         unassigned=float((scored == -1).mean()) if scored.size else 0.0,
         clusters=len(set(scored.tolist()) - {-1}),
         table=table,
+        summary=demo_table.summarize(table, merged_ids, lat, latency),
         slowest_cluster=int(table.column("cluster_id")[0].as_py()),
-        checkout_cluster=_majority_cluster(_as_merged(ids, clusters), kinds, "checkout"),
+        checkout_cluster=_majority_cluster(merged_ids, kinds, "checkout"),
         plot=None,
         notes=notes,
         sender=sender,
@@ -229,10 +218,6 @@ def _as_merged(ids: np.ndarray, clusters: pa.Table) -> np.ndarray:
     return np.fromiter((merged.get(i, i) for i in ids.tolist()), np.int32, ids.size)
 
 
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 def _majority_cluster(ids: np.ndarray, kinds: list[str], kind: str) -> int:
     mine = ids[np.asarray(kinds, object) == kind]
     values, counts = np.unique(mine, return_counts=True)
@@ -244,12 +229,15 @@ def _p99_table(labelled: pa.Table, latency: pa.Table, clusters: pa.Table) -> pa.
     ids = _as_merged(labelled.column("cluster_id").to_numpy(), clusters)
     lat = labelled.column("latency_ms").to_numpy()
     desc = cluster_descriptions(clusters)
+    groups = _group_ids(labelled, ids, clusters)
     rows = []
     for r in latency.to_pylist():
         exact = float(np.quantile(lat[ids == r["cluster_id"]], 0.99))
+        group = {GROUP_ID: groups.get((r["source"], r["cluster_id"]), -1)} if groups else {}
         rows.append(
             {
                 "cluster_id": r["cluster_id"],
+                **group,
                 "count": r["count"],
                 "p99": r["p99"],
                 "exact_p99": exact,
@@ -259,3 +247,24 @@ def _p99_table(labelled: pa.Table, latency: pa.Table, clusters: pa.Table) -> pa.
         )
     rows.sort(key=lambda r: -r["p99"])
     return pa.Table.from_pylist(rows)
+
+
+def _group_ids(
+    labelled: pa.Table, ids: np.ndarray, clusters: pa.Table
+) -> dict[tuple[str, int], int]:
+    """`(source, cluster id)` -> group id, from the Clusters answer or else from the Label
+    answer's `group_id` column (the group most of a cluster's rows got); empty when the
+    sidecar answers without groups."""
+    groups = cluster_groups(clusters)
+    if groups or GROUP_ID not in labelled.column_names:
+        return groups
+    n = labelled.num_rows
+    has_source = "source" in labelled.column_names
+    sources = labelled.column("source").to_pylist() if has_source else [""] * n
+    gids = labelled.column(GROUP_ID).to_pylist()
+    votes: dict[tuple[str, int], dict[int, int]] = {}
+    for source, cid, gid in zip(sources, ids.tolist(), gids, strict=True):
+        key = (source, cid)
+        counts = votes.setdefault(key, {})
+        counts[gid] = counts.get(gid, 0) + 1
+    return {key: max(c, key=lambda g: (c[g], -g)) for key, c in votes.items()}
