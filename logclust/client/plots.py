@@ -187,7 +187,7 @@ def _style_axes(ax: Axes, ys: list[float]) -> None:
         ax.set_ylim(bottom=0)
     ax.set_ylabel("p99 latency (ms)")
     ax.grid(True, which="major", alpha=0.3)
-    locator = mdates.AutoDateLocator(tz=dt.UTC, maxticks=8)
+    locator = mdates.AutoDateLocator(tz=dt.UTC)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=dt.UTC))
     ax.set_xlabel("window start (UTC)")
