@@ -115,7 +115,7 @@ def quantile_bounds(
     quantile at least `quantiles[j]` of a cluster's rows lie at or below a value, and
     below it fewer than that share: summing these guaranteed shares over the clusters
     brackets the merged quantile (within the sketches' relative accuracy). With the p99
-    alone `high` is the largest p99; each further quantile tightens the bracket.
+    alone `high` is at most the largest p99; each further quantile tightens the bracket.
 
     Args:
         q: the quantile, in [0, 1].

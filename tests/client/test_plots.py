@@ -64,7 +64,9 @@ def _assert_legend_inside(fig: plt.Figure) -> None:
 @pytest.mark.parametrize("n", [1, 12, 13, 500])
 def test_at_most_twelve_clusters_then_other(n: int, tmp_path: Path) -> None:
     over_time, clusters = _answers(n)
-    fig = p99_figure(over_time, clusters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = p99_figure(over_time, clusters)
     texts = _legend_texts(fig)
     shown = min(n, TOP_SERIES)
     assert len(texts) == shown + (n > TOP_SERIES)
