@@ -176,7 +176,7 @@ def run_demo(
         unassigned=float((scored == -1).mean()) if scored.size else 0.0,
         clusters=len(set(scored.tolist()) - {-1}),
         table=table,
-        summary=demo_table.summarize(table, merged_ids, lat, latency),
+        summary=demo_table.summarize(table, merged_ids, lat, latency, kinds),
         slowest_cluster=int(table.column("cluster_id")[0].as_py()),
         checkout_cluster=_majority_cluster(merged_ids, kinds, "checkout"),
         plot=None,

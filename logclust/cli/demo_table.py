@@ -52,10 +52,15 @@ class Summary:
     lines: list[Line]
     rest: Line | None
     groups_known: bool
+    rest_kinds: dict[str, int]  # true kind -> rows of the rest, most first (when known)
 
 
 def summarize(
-    table: pa.Table, ids: np.ndarray, latency_ms: np.ndarray, latency: pa.Table
+    table: pa.Table,
+    ids: np.ndarray,
+    latency_ms: np.ndarray,
+    latency: pa.Table,
+    kinds: list[str] | None = None,
 ) -> Summary:
     """The demo's lines from its per-cluster table.
 
@@ -65,6 +70,8 @@ def summarize(
         ids: each row's cluster id (merged ids replaced as latency reports them), (n,).
         latency_ms: each row's latency, (n,).
         latency: the Latency answer (one row per cluster, its quantiles).
+        kinds: each row's true kind, where known (the demo's traffic), to say what the
+            rest is.
     """
     rows = table.to_pylist()
     total = max(sum(r["count"] for r in rows), 1)
@@ -78,7 +85,13 @@ def summarize(
         lines += [_merged_line(g, ids, latency_ms, latency) for g in grouped]
     lines.sort(key=lambda line: (-line.p99, -line.rows))
     left = _merged_line(rest, ids, latency_ms, latency) if rest else None
-    return Summary(lines, left, groups_known)
+    rest_kinds: dict[str, int] = {}
+    if left is not None and kinds is not None:
+        mine = np.asarray(kinds, object)[np.isin(ids, left.clusters)]
+        names, counts = np.unique(mine.astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        rest_kinds = {str(names[i]): int(counts[i]) for i in order}
+    return Summary(lines, left, groups_known, rest_kinds)
 
 
 def render(summary: Summary) -> list[str]:
@@ -103,10 +116,12 @@ def render(summary: Summary) -> list[str]:
     if summary.rest is not None:
         r = summary.rest
         n = len(r.clusters)
+        kinds = ", ".join(f"{k} {c}" for k, c in list(summary.rest_kinds.items())[:3])
+        more = "" if len(summary.rest_kinds) <= 3 else ", ..."
         out.append(
             f"{group and ' ' * len(group)}{'':>7} {r.rows:>7} rows in {n} smaller "
-            f"cluster{'s' * (n != 1)}: p99 <= {r.p99:.3f} ms (exact {r.exact_p99:.3f}); "
-            "`logclust clusters` lists them"
+            f"cluster{'s' * (n != 1)}{f' (true kind: {kinds}{more})' if kinds else ''}: "
+            f"p99 <= {r.p99:.3f} ms (exact {r.exact_p99:.3f}); `logclust clusters` lists them"
         )
     return out
 

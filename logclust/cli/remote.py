@@ -16,7 +16,12 @@ import pyarrow as pa
 
 from logclust.cli.io import TableWriter, format_table, read_input
 from logclust.client import Client, ClientTls
-from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
+from logclust.client.plots import (
+    PLOT_EXTRA_MISSING,
+    PLOT_QUANTILES,
+    plotting_available,
+    write_p99_plot,
+)
 from logclust.wire import ipc
 
 
@@ -81,13 +86,15 @@ def cmd_latency(args: argparse.Namespace) -> int:
         if args.plot and not plotting_available():
             print(PLOT_EXTRA_MISSING, file=sys.stderr)
         elif args.plot:
+            window_s = args.window or 60.0
             over_time = client.latency(
-                quantiles=[0.99],
+                quantiles=PLOT_QUANTILES,
                 since_s=args.since,
-                window_s=args.window or 60.0,
+                window_s=window_s,
                 source=args.source,
             )
-            path = write_p99_plot(over_time, client.clusters(args.source), args.plot)
+            clusters = client.clusters(args.source)
+            path = write_p99_plot(over_time, clusters, args.plot, window_s=window_s)
             print(f"wrote {path}", file=sys.stderr)
     print(format_table(table, args.format))
     return 0

@@ -102,7 +102,8 @@ def p99_figure(
     _style_axes(ax, ys)
     ax.set_title(_title(over_time, sources, window_s), fontsize="medium")
     if ranked:
-        _place_legend(fig, ax, f"cluster (rows): template, top {len(shown)} of {len(ranked)} by rows")
+        title = f"cluster (rows): template, top {len(shown)} of {len(ranked)} by rows"
+        _place_legend(fig, ax, title)
     else:
         ax.text(0.5, 0.5, "no latency recorded", ha="center", transform=ax.transAxes)
     return fig

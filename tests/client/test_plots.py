@@ -159,4 +159,3 @@ def test_bad_arguments_name_what_was_received() -> None:
         p99_figure(over_time, clusters, top=13)
     with pytest.raises(ValueError, match=r"needs a p99 column. Received: \["):
         p99_figure(over_time.drop_columns(["p99"]), clusters)
-
