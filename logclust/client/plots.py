@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from logclust.client.tables import ClusterKey, cluster_templates, merge_latency_rows, rank_by_rows
+from logclust.client.tables import (
+    ClusterKey,
+    cluster_groups,
+    cluster_templates,
+    merge_latency_rows,
+    rank_by_rows,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -98,7 +104,9 @@ def p99_figure(
     ys = _draw_clusters(ax, over_time, shown, templates, multi_source=len(sources) > 1)
     rest = [key for key, _ in ranked[top:]]
     if rest:
-        ys += _draw_other(ax, over_time, rest, sum(n for _, n in ranked[top:]))
+        groups = cluster_groups(clusters)
+        in_groups = len({groups[k] for k in rest if k in groups}) if groups else None
+        ys += _draw_other(ax, over_time, rest, sum(n for _, n in ranked[top:]), in_groups)
     _style_axes(ax, ys)
     ax.set_title(_title(over_time, sources, window_s), fontsize="medium")
     if ranked:
@@ -128,8 +136,11 @@ def _draw_clusters(
     return [v for _, p99 in series.values() for v in p99]
 
 
-def _draw_other(ax: Axes, over_time: pa.Table, rest: list[ClusterKey], rows: int) -> list[float]:
-    """The rest as one series: the band its p99 lies in, its upper edge as a dashed line."""
+def _draw_other(
+    ax: Axes, over_time: pa.Table, rest: list[ClusterKey], rows: int, groups: int | None
+) -> list[float]:
+    """The rest as one series: the band its p99 lies in, its upper edge as a dotted line
+    (`groups`: how many groups the rest's clusters are in, when the answer says)."""
     keys = pa.array([f"{s}\x00{c}" for s, c in rest])
     joined = pa.compute.binary_join_element_wise(
         over_time.column("source"), over_time.column("cluster_id").cast(pa.string()), "\x00"
@@ -139,7 +150,8 @@ def _draw_other(ax: Axes, over_time: pa.Table, rest: list[ClusterKey], rows: int
     low = merged.column("p99_low").to_pylist()
     high = merged.column("p99_high").to_pylist()
     ax.fill_between(times, low, high, color=OTHER_COLOR, alpha=0.18, linewidth=0)
-    label = f"other: {len(rest):,} clusters, {rows:,} rows (p99 in band, at most the line)"
+    grouped = "" if groups is None else f" in {groups:,} group{'s' * (groups != 1)}"
+    label = f"other: {len(rest):,} clusters{grouped}, {rows:,} rows (p99 in band, at most the line)"
     ax.plot(times, high, label=label, color=OTHER_COLOR, linestyle=":", marker=".", linewidth=2.2)
     return low + high
 

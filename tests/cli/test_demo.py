@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logclust.cli import demo, remote, service
+from logclust.cli import demo, demo_table, remote, service
 from logclust.cli.demo import KINDS, generate_traffic, run_demo
 from logclust.cli.main import main
 from logclust.server import ServerConfig, create_server
@@ -42,6 +42,11 @@ def test_demo_passes_its_checks(tmp_path: Path) -> None:
     text = report.render()
     assert "adjusted Rand index" in text and "PASSED" in text
     assert "product_id=<*>&quantity=<NUM>" in text
+    # One line per big cluster, at most 12; the rest (if any) on one line.
+    assert 0 < len(report.summary.lines) <= demo_table.TOP_CLUSTERS
+    rest = report.summary.rest
+    listed = sum(line.rows for line in report.summary.lines) + (rest.rows if rest else 0)
+    assert listed == sum(report.table.column("count").to_pylist())
 
 
 def test_demo_without_matplotlib_skips_the_plot_in_one_line(

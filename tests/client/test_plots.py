@@ -159,3 +159,11 @@ def test_bad_arguments_name_what_was_received() -> None:
         p99_figure(over_time, clusters, top=13)
     with pytest.raises(ValueError, match=r"needs a p99 column. Received: \["):
         p99_figure(over_time.drop_columns(["p99"]), clusters)
+
+
+def test_other_counts_the_groups_of_its_clusters_when_the_answer_has_them() -> None:
+    over_time, clusters = _answers(20)
+    groups = pa.array([i if i < 12 else 100 + i % 3 for i in range(20)], pa.int32())
+    fig = p99_figure(over_time, clusters.append_column("group_id", groups))
+    assert _legend_texts(fig)[-1].startswith("other: 8 clusters in 3 groups, ")
+    plt.close(fig)
