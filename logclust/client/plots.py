@@ -111,7 +111,7 @@ def p99_figure(
     ax.set_title(_title(over_time, sources, window_s), fontsize="medium")
     if ranked:
         title = f"cluster (rows): template, top {len(shown)} of {len(ranked)} by rows"
-        _place_legend(fig, ax, title)
+        _place_legend(fig, title)
     else:
         ax.text(0.5, 0.5, "no latency recorded", ha="center", transform=ax.transAxes)
     return fig
@@ -204,9 +204,10 @@ def _style_axes(ax: Axes, ys: list[float]) -> None:
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=dt.UTC))
     ax.set_xlabel("window start (UTC)")
+    ax.set_xmargin(0.02)
 
 
-def _place_legend(fig: Figure, ax: Axes, title: str) -> None:
+def _place_legend(fig: Figure, title: str) -> None:
     """Legend right of the axes; the figure widens by the legend's width (never cut off)."""
     legend = fig.legend(
         loc="outside right upper", fontsize="small", title=title, title_fontsize="small"
@@ -215,27 +216,18 @@ def _place_legend(fig: Figure, ax: Axes, title: str) -> None:
     fig.canvas.draw()  # the legend's size is known once drawn
     width_in = legend.get_window_extent().width / fig.dpi
     fig.set_size_inches(AXES_WIDTH_IN + width_in + 0.3, fig.get_size_inches()[1])
-    extent = legend.get_window_extent()
-    if extent.height > fig.bbox.height * 0.95:  # a tall legend (long wrapped text)
-        fig.set_size_inches(fig.get_size_inches()[0], extent.height / fig.dpi + 0.5)
-    ax.set_xmargin(0.02)
 
 
 def _title(over_time: pa.Table, sources: list[str], window_s: float | None) -> str:
-    where = (
-        f"source {readable(sources[0], 40)}"
-        if len(sources) == 1
-        else f"{len(sources)} sources"
-        if sources
-        else "no source"
-    )
+    where = f"source {readable(sources[0], 40)}" if len(sources) == 1 else f"{len(sources)} sources"
     starts = sorted(set(over_time.column("window_start").to_pylist()))
     if window_s is None and len(starts) > 1:
         window_s = min((b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False))
     if not starts:
         return f"p99 latency per cluster, {where}"
     end = starts[-1] + dt.timedelta(seconds=window_s or 0)
-    span = f"{starts[0]:%Y-%m-%d %H:%M} to {end:%H:%M} UTC"
+    end_format = "%H:%M" if end.date() == starts[0].date() else "%Y-%m-%d %H:%M"
+    span = f"{starts[0]:%Y-%m-%d %H:%M} to {end.strftime(end_format)} UTC"
     width = f", {_duration(window_s)} windows" if window_s else ""
     return f"p99 latency per cluster, {where}, {span}{width}"
 
