@@ -66,15 +66,20 @@ P_FLOOR = 0.2
 # min(1, TAIL_BOOST[1] p), rows above its p90 min(1, TAIL_BOOST[0] p), the body the rest
 # (same expected kept rows); the quantiles follow each segment's, weighted by the
 # cluster's rows there over TAIL_MEMORY_ROWS.
-TAIL_QUANTILES = (0.9, 0.99)
-TAIL_BOOST = (3.0, 30.0)
+TAIL_QUANTILES = (0.9, 0.98)
+TAIL_BOOST = (3.0, 50.0)
 TAIL_MEMORY_ROWS = 256.0
 # A segment's quantile moves a cluster's estimate only from this many of its rows there
 # (fewer rows put the sample's top below the true quantile, and too many rows in a tail).
-TAIL_MIN_ROWS = (20, 100)
+TAIL_MIN_ROWS = (20, 50)
+TAIL_MIN_WINDOW_ROWS = 500.0
 # The body keeps at least BODY_FLOOR * p (its rows' weights stay bounded; what this keeps
 # beyond p, the gain takes from the level).
 BODY_FLOOR = 0.2
+# Strata of a cluster's rows: 0 the body, 1 above its p90, 2 above its top quantile, and
+# NO_LATENCY the rows without a latency (kept at p, drawn apart so their count holds too).
+NO_LATENCY = 3
+STRATA = 4
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
@@ -145,7 +150,7 @@ def source_key(seed: int, source: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray) -> np.ndarray:
+def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
     """Probabilities per latency stratum (0 body, 1 above p90, 2 above p99): the upper
     strata `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the
     same expected kept rows (at least `BODY_FLOOR * p`), among the rows that `split`
@@ -155,8 +160,8 @@ def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray) -> np.ndarray:
     q90, q99 = TAIL_QUANTILES
     mid = np.minimum(1.0, TAIL_BOOST[0] * p)
     top = np.minimum(1.0, TAIL_BOOST[1] * p)
-    body = np.maximum(BODY_FLOOR * p, (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90)
-    tilted = np.choose(stratum, (body, mid, top))
+    body = np.maximum(np.minimum(p, floor), (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90)
+    tilted = np.choose(stratum, (body, mid, top, p))
     return np.where(split, tilted, p)
 
 
@@ -220,12 +225,13 @@ class SourceBudget:
             SEGMENT_ROWS, int(config.window_rows * config.slot_s / config.window_s)
         )
         self.tail_at = np.zeros((0, 2))  # (k, 2) running p90 and p99 of latency, NaN: none
-        self.phase = np.zeros((0, 3))  # (k, 3) sampling phase of each latency stratum
+        self.phase = np.zeros((0, STRATA))  # (k, STRATA) sampling phase of each stratum
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
         # are the cluster's share, whatever its age (a young kind is not taken for rare)
         self.exposure = np.zeros(0)
         self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
+        self.tail_on = np.zeros(0, bool)
         # The window's ledger: where it began (row time, row count), its rows, the rows
         # expected kept (sum of p), the new kinds' demand, and the rate of this segment.
         self.window_ms = 0
@@ -305,7 +311,9 @@ class SourceBudget:
         at = self.tail_at[cix][g.inv]  # (m, 2)
         # (m,) latency stratum: NaN on either side is the body
         stratum = (latency > at[:, 0]).astype(np.int64) + (latency > at[:, 1])
-        p = tilt(p, stratum, ~np.isnan(at[:, 0]))
+        stratum[np.isnan(latency)] = NO_LATENCY
+        split = ~np.isnan(at[:, 0]) & self.tail_on[cix][g.inv]
+        p = tilt(p, stratum, split, P_FLOOR * self.fraction)
         p[self._sure(cix, g, time_ms)] = 1.0
         keep = self._draw(p, cix, g, stratum)
         weight = np.where(keep, 1.0 / p, 0.0)
@@ -410,12 +418,13 @@ class SourceBudget:
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
             self.tail_at = np.concatenate([self.tail_at, np.full((grow, 2), np.nan)])
-            self.phase = np.concatenate([self.phase, np.zeros((grow, 3))])
+            self.phase = np.concatenate([self.phase, np.zeros((grow, STRATA))])
             self.in_level = np.concatenate([self.in_level, np.zeros(grow, bool)])
             self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
             self.level_counts = np.concatenate([self.level_counts, np.zeros(grow)])
+            self.tail_on = np.concatenate([self.tail_on, np.zeros(grow, bool)])
         new_ids = ids[new].astype(np.uint64)
-        for j in range(3):  # each stratum its own phases
+        for j in range(STRATA):  # each stratum its own phases
             key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
             self.phase[cix[new], j] = cluster_phases(key, new_ids)
         return cix
@@ -472,6 +481,7 @@ class SourceBudget:
         with np.errstate(divide="ignore", invalid="ignore"):
             share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
         self.level_counts = np.minimum(share, 1.0) * self.total
+        self.tail_on = np.minimum(share, 1.0) * max(self.total, float(self.window_rows_min)) >= TAIL_MIN_WINDOW_ROWS
         self.tau = water_level(self.level_counts[self.in_level], target)
         self.allowance = self._new_allowance()
         self.in_segment[:] = 0.0
