@@ -58,16 +58,20 @@ RATE_RANGE = (0.25, 2.5)
 # Rows of kinds outside the level (new, or back after a pause) are kept whole while their
 # demand in the window stays under NEW_SHARE of the window's budget, then at the rate.
 NEW_SHARE = 0.5
+# A kind silent for fewer rows than ACTIVE_GAP over its share (the rows in which it would
+# send ACTIVE_GAP rows) is still in the level: a rare kind between two of its rows is not
+# new (a silence that long has odds of exp(-ACTIVE_GAP)).
+ACTIVE_GAP = 3.0
 # No row is kept with probability below P_FLOOR * F: a kept row stands for at most
 # 1 / (P_FLOOR * F) rows, so a large kind that keeps few rows in a window still has a
 # count within a few percent (it costs at most P_FLOOR of the budget).
-P_FLOOR = 0.2
+P_FLOOR = 0.3
 # Three latency strata per cluster: rows above its running p99 are kept with probability
 # min(1, TAIL_BOOST[1] p), rows above its p90 min(1, TAIL_BOOST[0] p), the body the rest
 # (same expected kept rows); the quantiles follow each segment's, weighted by the
 # cluster's rows there over TAIL_MEMORY_ROWS.
 TAIL_QUANTILES = (0.9, 0.98)
-TAIL_BOOST = (3.0, 50.0)
+TAIL_BOOST = (1.0, 50.0)
 TAIL_MEMORY_ROWS = 256.0
 # A segment's quantile moves a cluster's estimate only from this many of its rows there
 # (fewer rows put the sample's top below the true quantile, and too many rows in a tail).
@@ -80,6 +84,8 @@ BODY_FLOOR = 0.2
 # NO_LATENCY the rows without a latency (kept at p, drawn apart so their count holds too).
 NO_LATENCY = 3
 STRATA = 4
+# Bisection steps of the water level (its relative error 2**-WATER_STEPS).
+WATER_STEPS = 40
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
@@ -150,18 +156,33 @@ def source_key(seed: int, source: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
-    """Probabilities per latency stratum (0 body, 1 above p90, 2 above p99): the upper
-    strata `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the
-    same expected kept rows (at least `BODY_FLOOR * p`), among the rows that `split`
-    marks (their cluster has tail estimates; its rows without a latency are body rows):
-    percentiles are then estimated from many more tail rows than a plain sample holds.
-    Other rows keep `p`."""
-    q90, q99 = TAIL_QUANTILES
+def _strata_p(p: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The body, mid and top probabilities of clusters with base probability `p`."""
+    q_mid, q_top = TAIL_QUANTILES
     mid = np.minimum(1.0, TAIL_BOOST[0] * p)
     top = np.minimum(1.0, TAIL_BOOST[1] * p)
-    body = np.maximum(np.minimum(p, floor), (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90)
+    body = np.maximum(np.minimum(p, floor), (p - (q_top - q_mid) * mid - (1.0 - q_top) * top) / q_mid)
+    return body, mid, top
+
+
+def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
+    """Probabilities per stratum (0 body, 1 above the p90, 2 above the top quantile,
+    `NO_LATENCY`): the upper strata `TAIL_BOOST` times `p` (capped at 1), the body what
+    is left of `p` for the same expected kept rows (at least `floor`, or p if lower),
+    among the rows that `split` marks (their cluster has tail estimates and enough rows
+    per window); rows without a latency and rows of other clusters keep `p`."""
+    body, mid, top = _strata_p(p, floor)
     tilted = np.choose(stratum, (body, mid, top, p))
+    return np.where(split, tilted, p)
+
+
+def kept_share(p: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
+    """The share of a cluster's rows expected kept at base probability `p`: p, or for a
+    `split` cluster what its strata keep (more than p where the tail costs more than the
+    body can give up)."""
+    body, mid, top = _strata_p(p, floor)
+    q_mid, q_top = TAIL_QUANTILES
+    tilted = q_mid * body + (q_top - q_mid) * mid + (1.0 - q_top) * top
     return np.where(split, tilted, p)
 
 
@@ -177,23 +198,43 @@ def segment_end(rows: int) -> int:
     return (rows // SEGMENT_ROWS + 1) * SEGMENT_ROWS
 
 
-def water_level(counts: np.ndarray, target: float) -> float:
-    """The level tau with `sum(min(counts, tau)) == target`; inf when the counts fit.
+def water_level(
+    counts: np.ndarray,
+    target: float,
+    floor: float = 0.0,
+    split: np.ndarray | None = None,
+) -> float:
+    """The level tau at which the clusters keep `target` rows: each cluster with `n`
+    rows is kept at p = clip(tau / n, floor, 1), so it keeps `min(n, tau)` rows, or
+    `floor * n` where the floor is higher, or what its strata keep (`kept_share`) for the
+    clusters `split` marks; inf when every row fits, 0 when the floors alone exceed it.
 
     Args:
         counts: `(k,)` non-negative rows per cluster.
         target: rows to keep, > 0.
+        floor: the least p.
+        split: `(k,)` the clusters whose tail is kept apart (None: none).
     """
-    total = float(counts.sum())
-    if target >= total:
+    some = counts > 0
+    on = np.zeros(int(some.sum()), bool) if split is None else split[some]
+    counts = counts[some]
+    if target >= float(counts.sum()):
         return math.inf
-    s = np.sort(counts)[::-1]  # (k,) largest first
-    capped = np.arange(1, s.size + 1)
-    # With the j largest capped at tau: j * tau + (total - their sum) = target.
-    taus = (target - total + np.cumsum(s)) / capped
-    nxt = np.append(s[1:], 0.0)
-    j = int(np.argmax(taus >= nxt))  # the first j whose tau is above the rest
-    return float(taus[j])
+
+    def kept(tau: float) -> float:
+        p = np.clip(tau / counts, floor, 1.0)
+        return float(np.dot(counts, kept_share(p, on, floor)))
+
+    lo, hi = 0.0, float(counts.max())
+    if kept(lo) >= target:
+        return 0.0
+    for _ in range(WATER_STEPS):  # kept(tau) rises with tau: bisection
+        mid = 0.5 * (lo + hi)
+        if kept(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 class SourceBudget:
@@ -214,6 +255,7 @@ class SourceBudget:
         self.counts = np.zeros(0)  # (k,) decayed rows per cluster
         self.in_segment = np.zeros(0)  # (k,) rows per cluster in the current segment
         self.last_segment = np.zeros(0, np.int64)  # (k,) the last segment with its rows
+        self.last_row = np.zeros(0, np.int64)  # (k,) the position of its last row
         self.segments = 0  # segments begun
         # (k,) time and position of each cluster's last row kept for certain
         self.sure_ms = np.zeros(0, np.int64)
@@ -231,7 +273,8 @@ class SourceBudget:
         # are the cluster's share, whatever its age (a young kind is not taken for rare)
         self.exposure = np.zeros(0)
         self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
-        self.tail_on = np.zeros(0, bool)
+        self.tail_on = np.zeros(0, bool)  # (k,) enough rows per window for a tail stratum
+        self.level = np.zeros(0)  # (k,) the water level of each cluster in the segment
         # The window's ledger: where it began (row time, row count), its rows, the rows
         # expected kept (sum of p), the new kinds' demand, and the rate of this segment.
         self.window_ms = 0
@@ -298,9 +341,10 @@ class SourceBudget:
         # when more (a new or bursting kind is thinned as it grows, its first rows kept).
         before = self.in_segment[cix][g.inv]  # rows of earlier parts of the segment
         seen = np.maximum(self.level_counts[cix][g.inv], before + g.rank)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             # nothing counted yet: 1
-            p = np.minimum(1.0, np.maximum(self.tau / seen, P_FLOOR * self.fraction))
+            p = np.where(seen > 0, self.level[cix][g.inv] / seen, 1.0)
+        p = np.minimum(1.0, np.maximum(p, P_FLOOR * self.fraction))
         # Kinds outside the level draw on the window's allowance for new kinds; past it,
         # they are kept at the rate.
         outside = ~self.in_level[cix][g.inv]
@@ -323,6 +367,7 @@ class SourceBudget:
         self.exposure[cix[fresh]] -= g.first_at[fresh]
         self.in_segment[cix] += g.per
         self.last_segment[cix] = self.segments
+        self.last_row[cix] = self.rows + g.order[g.starts + g.per - 1]
         self.rows += m
         expected = float(p.sum())
         self.total += m
@@ -415,6 +460,7 @@ class SourceBudget:
             self.counts = np.concatenate([self.counts, np.zeros(grow)])
             self.in_segment = np.concatenate([self.in_segment, np.zeros(grow)])
             self.last_segment = np.concatenate([self.last_segment, np.full(grow, -1)])
+            self.last_row = np.concatenate([self.last_row, np.full(grow, _NEVER)])
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
             self.tail_at = np.concatenate([self.tail_at, np.full((grow, 2), np.nan)])
@@ -423,6 +469,7 @@ class SourceBudget:
             self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
             self.level_counts = np.concatenate([self.level_counts, np.zeros(grow)])
             self.tail_on = np.concatenate([self.tail_on, np.zeros(grow, bool)])
+            self.level = np.concatenate([self.level, np.full(grow, self.tau)])
         new_ids = ids[new].astype(np.uint64)
         for j in range(STRATA):  # each stratum its own phases
             key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
@@ -471,21 +518,50 @@ class SourceBudget:
         self._segment_end = segment_end(self.rows)
         self._decay(self._segment_end - self.rows, now_ms)
         self.clock_ms = max(self.clock_ms or now_ms, now_ms)
-        self.in_level = self.last_segment >= self.segments - 1
-        expect = max(self.total, float(self.window_rows))  # rows a window holds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
+        # A kind is in the level if it sent a row in the last segment, or if its silence
+        # since its last row is what its share predicts (a rare kind between two rows).
+        self.in_level = (self.last_segment >= self.segments - 1) | (
+            (self.rows - self.last_row) * share <= ACTIVE_GAP
+        )
+        # Rows the window holds: N, and at least twice the rows seen so far, up to its
+        # least span (a window seen for r rows is as likely as not to last r more).
+        expect = max(
+            self.total, float(min(2 * self.window_rows, self.window_rows_min)), self.window_rows
+        )
         debt = self.fraction * self.window_rows - self.window_spent
         horizon = max(expect - self.window_rows, float(self._segment_end - self.rows))
         lo, hi = RATE_RANGE
         self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
-        target = max(self.gain * self.rate * self.total, 1e-9)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
         self.level_counts = np.minimum(share, 1.0) * self.total
-        self.tail_on = np.minimum(share, 1.0) * max(self.total, float(self.window_rows_min)) >= TAIL_MIN_WINDOW_ROWS
-        self.tau = water_level(self.level_counts[self.in_level], target)
+        rows_per_window = np.minimum(share, 1.0) * max(self.total, float(self.window_rows_min))
+        self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
+        self._set_levels()
         self.allowance = self._new_allowance()
         self.in_segment[:] = 0.0
         self.segments += 1
+
+    def _set_levels(self) -> None:
+        """The water level of each cluster for the segment: the rate times N (times the
+        gain) shared among the kinds in the level. When the window pays back an excess
+        (the rate below F), kinds under the steady level (F times N shared the same way)
+        stay whole and the frequent kinds pay: a rare kind is never thinned because the
+        window began with a burst."""
+        counts = self.level_counts[self.in_level]
+        split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level, 0])
+        floor = P_FLOOR * self.fraction
+        target = max(self.gain * self.rate * self.total, 1e-9)
+        fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
+        self.tau = water_level(counts, target, floor, split)
+        self.level.fill(self.tau)
+        if self.tau >= fair or self.rows < SEGMENT_ROWS:  # young: every kind looks rare
+            return
+        rare = counts <= fair
+        rest = max(target - float(counts[rare].sum()), 1e-9)
+        self.tau = water_level(counts[~rare], rest, floor, split[~rare])
+        self.level.fill(self.tau)
+        self.level[np.flatnonzero(self.in_level)[rare]] = fair
 
     def _new_window(self, now_ms: int) -> None:
         """Starts the window's ledger afresh at the row now deciding: no debt nor credit
