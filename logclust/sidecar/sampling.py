@@ -524,7 +524,7 @@ class SourceBudget:
         # since its last row is what its share predicts (a rare kind between two rows).
         self.in_level = (self.last_segment >= self.segments - 1) | (
             (self.rows - self.last_row) * share <= ACTIVE_GAP
-        )
+        ) & (self.last_segment >= 0)  # slots not yet given to a cluster are not in it
         # Rows the window holds: N, and at least twice the rows seen so far, up to its
         # least span (a window seen for r rows is as likely as not to last r more).
         expect = max(
