@@ -66,24 +66,24 @@ ACTIVE_GAP = 3.0
 # 1 / (P_FLOOR * F) rows, so a large kind that keeps few rows in a window still has a
 # count within a few percent (it costs at most P_FLOOR of the budget).
 P_FLOOR = 0.3
-# Three latency strata per cluster: rows above its running p99 are kept with probability
-# min(1, TAIL_BOOST[1] p), rows above its p90 min(1, TAIL_BOOST[0] p), the body the rest
-# (same expected kept rows); the quantiles follow each segment's, weighted by the
-# cluster's rows there over TAIL_MEMORY_ROWS.
-TAIL_QUANTILES = (0.9, 0.98)
-TAIL_BOOST = (1.0, 50.0)
+# The tail stratum: rows above a cluster's running TAIL_QUANTILE of latency are kept with
+# probability min(1, TAIL_BOOST p), the body the rest (same expected kept rows, at least
+# the floor). With the tail whole, a weighted p99 counts every row near it with weight 1:
+# the p98 leaves room for the estimate's noise and for the window's own. The estimate
+# follows each segment's quantile, weighted by the cluster's rows there over
+# TAIL_MEMORY_ROWS, from TAIL_MIN_ROWS of them (fewer put a sample's top below the true
+# quantile). Only clusters with TAIL_MIN_WINDOW_ROWS rows per window have a tail stratum:
+# below that a p99 rests on fewer than 5 rows, and their tails would cost the budget that
+# keeps rare kinds whole.
+TAIL_QUANTILE = 0.98
+TAIL_BOOST = 50.0
 TAIL_MEMORY_ROWS = 256.0
-# A segment's quantile moves a cluster's estimate only from this many of its rows there
-# (fewer rows put the sample's top below the true quantile, and too many rows in a tail).
-TAIL_MIN_ROWS = (20, 50)
+TAIL_MIN_ROWS = 50
 TAIL_MIN_WINDOW_ROWS = 500.0
-# The body keeps at least BODY_FLOOR * p (its rows' weights stay bounded; what this keeps
-# beyond p, the gain takes from the level).
-BODY_FLOOR = 0.2
-# Strata of a cluster's rows: 0 the body, 1 above its p90, 2 above its top quantile, and
-# NO_LATENCY the rows without a latency (kept at p, drawn apart so their count holds too).
-NO_LATENCY = 3
-STRATA = 4
+# Strata of a cluster's rows, each drawn apart: the body, the tail, and the rows without
+# a latency (kept at p, so that their count holds too).
+BODY, TAIL, NO_LATENCY = 0, 1, 2
+STRATA = 3
 # Bisection steps of the water level (its relative error 2**-WATER_STEPS).
 WATER_STEPS = 40
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
@@ -156,23 +156,21 @@ def source_key(seed: int, source: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _strata_p(p: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The body, mid and top probabilities of clusters with base probability `p`."""
-    q_mid, q_top = TAIL_QUANTILES
-    mid = np.minimum(1.0, TAIL_BOOST[0] * p)
-    top = np.minimum(1.0, TAIL_BOOST[1] * p)
-    body = np.maximum(np.minimum(p, floor), (p - (q_top - q_mid) * mid - (1.0 - q_top) * top) / q_mid)
-    return body, mid, top
+def _strata_p(p: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The body and tail probabilities of clusters with base probability `p`."""
+    tail = np.minimum(1.0, TAIL_BOOST * p)
+    body = np.maximum(np.minimum(p, floor), (p - (1.0 - TAIL_QUANTILE) * tail) / TAIL_QUANTILE)
+    return body, tail
 
 
 def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
-    """Probabilities per stratum (0 body, 1 above the p90, 2 above the top quantile,
-    `NO_LATENCY`): the upper strata `TAIL_BOOST` times `p` (capped at 1), the body what
-    is left of `p` for the same expected kept rows (at least `floor`, or p if lower),
-    among the rows that `split` marks (their cluster has tail estimates and enough rows
-    per window); rows without a latency and rows of other clusters keep `p`."""
-    body, mid, top = _strata_p(p, floor)
-    tilted = np.choose(stratum, (body, mid, top, p))
+    """Probabilities per stratum (`BODY`, `TAIL`, `NO_LATENCY`) for the rows that `split`
+    marks (their cluster has a tail estimate and enough rows per window): the tail
+    `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the same
+    expected kept rows (at least `floor`, or p if lower); rows without a latency and
+    rows of other clusters keep `p`."""
+    body, tail = _strata_p(p, floor)
+    tilted = np.choose(stratum, (body, tail, p))
     return np.where(split, tilted, p)
 
 
@@ -180,10 +178,8 @@ def kept_share(p: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
     """The share of a cluster's rows expected kept at base probability `p`: p, or for a
     `split` cluster what its strata keep (more than p where the tail costs more than the
     body can give up)."""
-    body, mid, top = _strata_p(p, floor)
-    q_mid, q_top = TAIL_QUANTILES
-    tilted = q_mid * body + (q_top - q_mid) * mid + (1.0 - q_top) * top
-    return np.where(split, tilted, p)
+    body, tail = _strata_p(p, floor)
+    return np.where(split, TAIL_QUANTILE * body + (1.0 - TAIL_QUANTILE) * tail, p)
 
 
 def segment_end(rows: int) -> int:
@@ -266,7 +262,7 @@ class SourceBudget:
         self.slot_rows = max(
             SEGMENT_ROWS, int(config.window_rows * config.slot_s / config.window_s)
         )
-        self.tail_at = np.zeros((0, 2))  # (k, 2) running p90 and p99 of latency, NaN: none
+        self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none
         self.phase = np.zeros((0, STRATA))  # (k, STRATA) sampling phase of each stratum
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
@@ -352,11 +348,10 @@ class SourceBudget:
         over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
         p = np.where(over, np.minimum(p, self.rate), p)
         self.new_demand += float(demand.sum())
-        at = self.tail_at[cix][g.inv]  # (m, 2)
-        # (m,) latency stratum: NaN on either side is the body
-        stratum = (latency > at[:, 0]).astype(np.int64) + (latency > at[:, 1])
+        at = self.tail_at[cix][g.inv]  # (m,)
+        stratum = np.where(latency > at, TAIL, BODY)  # no estimate: the body
         stratum[np.isnan(latency)] = NO_LATENCY
-        split = ~np.isnan(at[:, 0]) & self.tail_on[cix][g.inv]
+        split = ~np.isnan(at) & self.tail_on[cix][g.inv]
         p = tilt(p, stratum, split, P_FLOOR * self.fraction)
         p[self._sure(cix, g, time_ms)] = 1.0
         keep = self._draw(p, cix, g, stratum)
@@ -391,13 +386,12 @@ class SourceBudget:
         if np.isnan(latency).all():
             return
         g = _Groups(rows_cix)
-        for j, quantile in enumerate(TAIL_QUANTILES):
-            q = self._segment_quantiles(latency, g, quantile)  # (u,) NaN where no latency
-            known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS[j])  # enough rows to tell
-            at = g.ids[known]
-            old = self.tail_at[at, j]
-            blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
-            self.tail_at[at, j] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
+        q = self._segment_quantiles(latency, g, TAIL_QUANTILE)  # (u,) NaN where no latency
+        known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS)  # enough rows to tell
+        at = g.ids[known]
+        old = self.tail_at[at]
+        blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
+        self.tail_at[at] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
 
     def _segment_quantiles(self, latency: np.ndarray, g: _Groups, quantile: float) -> np.ndarray:
         """The `quantile` of each cluster's latencies in the segment (NaN if none)."""
@@ -463,7 +457,7 @@ class SourceBudget:
             self.last_row = np.concatenate([self.last_row, np.full(grow, _NEVER)])
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
-            self.tail_at = np.concatenate([self.tail_at, np.full((grow, 2), np.nan)])
+            self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
             self.phase = np.concatenate([self.phase, np.zeros((grow, STRATA))])
             self.in_level = np.concatenate([self.in_level, np.zeros(grow, bool)])
             self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
@@ -549,7 +543,7 @@ class SourceBudget:
         stay whole and the frequent kinds pay: a rare kind is never thinned because the
         window began with a burst."""
         counts = self.level_counts[self.in_level]
-        split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level, 0])
+        split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         floor = P_FLOOR * self.fraction
         target = max(self.gain * self.rate * self.total, 1e-9)
         fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
