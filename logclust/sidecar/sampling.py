@@ -65,7 +65,7 @@ ACTIVE_GAP = 3.0
 # No row is kept with probability below P_FLOOR * F: a kept row stands for at most
 # 1 / (P_FLOOR * F) rows, so a large kind that keeps few rows in a window still has a
 # count within a few percent (it costs at most P_FLOOR of the budget).
-P_FLOOR = 0.3
+P_FLOOR = 0.25
 # The tail stratum: rows above a cluster's running TAIL_QUANTILE of latency are kept with
 # probability min(1, TAIL_BOOST p), the body the rest (same expected kept rows, at least
 # the floor). With the tail whole, a weighted p99 counts every row near it with weight 1:
