@@ -80,12 +80,11 @@ TAIL_BOOST = 50.0
 TAIL_MEMORY_ROWS = 256.0
 TAIL_MIN_ROWS = 50
 TAIL_MIN_WINDOW_ROWS = 500.0
+assert (1.0 - TAIL_QUANTILE) * TAIL_BOOST >= 1.0  # the tail costs what the body gives up
 # Strata of a cluster's rows, each drawn apart: the body, the tail, and the rows without
 # a latency (kept at p, so that their count holds too).
 BODY, TAIL, NO_LATENCY = 0, 1, 2
 STRATA = 3
-# Bisection steps of the water level (its relative error 2**-WATER_STEPS).
-WATER_STEPS = 40
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
@@ -205,6 +204,9 @@ def water_level(
     `floor * n` where the floor is higher, or what its strata keep (`kept_share`) for the
     clusters `split` marks; inf when every row fits, 0 when the floors alone exceed it.
 
+    What a cluster keeps is piecewise linear in tau, so the sum is too: its breaks are
+    sorted once and the level is read off between two of them (no iteration).
+
     Args:
         counts: `(k,)` non-negative rows per cluster.
         target: rows to keep, > 0.
@@ -212,25 +214,36 @@ def water_level(
         split: `(k,)` the clusters whose tail is kept apart (None: none).
     """
     some = counts > 0
-    on = np.zeros(int(some.sum()), bool) if split is None else split[some]
-    counts = counts[some]
-    if target >= float(counts.sum()):
+    n = counts[some]
+    if target >= float(n.sum()):
         return math.inf
-
-    def kept(tau: float) -> float:
-        p = np.clip(tau / counts, floor, 1.0)
-        return float(np.dot(counts, kept_share(p, on, floor)))
-
-    lo, hi = 0.0, float(counts.max())
-    if kept(lo) >= target:
+    on = np.zeros(n.size, bool) if split is None else split[some]
+    q = TAIL_QUANTILE
+    # Rows kept at the floor (tau <= floor * n); a split cluster keeps its tail too.
+    at_floor = kept_share(np.array([floor]), np.array([True]), floor)[0]
+    base = floor * float(n.sum()) + (at_floor - floor) * float(n[on].sum())
+    if base >= target:
         return 0.0
-    for _ in range(WATER_STEPS):  # kept(tau) rises with tau: bisection
-        mid = 0.5 * (lo + hi)
-        if kept(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    # Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) * TAIL_BOOST
+    # (>= 1: its tail costs at least what its body gives up) until its tail is whole at
+    # n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q), then 1.
+    a = floor * n
+    b = np.maximum(a, n / TAIL_BOOST)
+    c = np.maximum(b, n * (q * floor + 1.0 - q))
+    s1 = (1.0 - q) * TAIL_BOOST
+    ns, ss = n[~on], n[on]
+    at = np.concatenate([a[~on], ns, a[on], b[on], c[on], ss])
+    delta = np.concatenate(
+        [np.ones(ns.size), -np.ones(ns.size), np.full(ss.size, s1), np.full(ss.size, -s1)]
+        + [np.ones(ss.size), -np.ones(ss.size)]
+    )
+    order = np.argsort(at)  # ties in any order: no room between them
+    at, slope = at[order], np.cumsum(delta[order])  # slope on [at[i], at[i + 1]]
+    kept = base + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(at))])  # at at[i]
+    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
+    if i == 0:
+        return float(at[0])
+    return float(at[i - 1] + (target - kept[i - 1]) / slope[i - 1])
 
 
 class SourceBudget:
@@ -333,25 +346,26 @@ class SourceBudget:
             self._begin_segment(int(time_ms[0]))
         g = _Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
+        ix = cix[g.inv]  # (m,) each row's cix
         # (m,) the row's cluster's rows in the window, or its rows so far in the segment
         # when more (a new or bursting kind is thinned as it grows, its first rows kept).
-        before = self.in_segment[cix][g.inv]  # rows of earlier parts of the segment
-        seen = np.maximum(self.level_counts[cix][g.inv], before + g.rank)
+        before = self.in_segment[ix]  # rows of earlier parts of the segment
+        seen = np.maximum(self.level_counts[ix], before + g.rank)
         with np.errstate(divide="ignore", invalid="ignore"):
             # nothing counted yet: 1
-            p = np.where(seen > 0, self.level[cix][g.inv] / seen, 1.0)
-        p = np.minimum(1.0, np.maximum(p, P_FLOOR * self.fraction))
+            p = np.where(seen > 0, self.level[ix] / seen, 1.0)
+        np.clip(p, P_FLOOR * self.fraction, 1.0, out=p)
         # Kinds outside the level draw on the window's allowance for new kinds; past it,
         # they are kept at the rate.
-        outside = ~self.in_level[cix][g.inv]
+        outside = ~self.in_level[ix]
         demand = np.where(outside, p, 0.0)
         over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
         p = np.where(over, np.minimum(p, self.rate), p)
         self.new_demand += float(demand.sum())
-        at = self.tail_at[cix][g.inv]  # (m,)
+        at = self.tail_at[ix]  # (m,)
         stratum = np.where(latency > at, TAIL, BODY)  # no estimate: the body
         stratum[np.isnan(latency)] = NO_LATENCY
-        split = ~np.isnan(at) & self.tail_on[cix][g.inv]
+        split = ~np.isnan(at) & self.tail_on[ix]
         p = tilt(p, stratum, split, P_FLOOR * self.fraction)
         p[self._sure(cix, g, time_ms)] = 1.0
         keep = self._draw(p, cix, g, stratum)
@@ -369,7 +383,7 @@ class SourceBudget:
         self.window_rows += m
         self.window_spent += expected
         level_rows = int(m - outside.sum())
-        self._pending.append((cix[g.inv], latency, level_rows, float(p[~outside].sum())))
+        self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
         return keep, weight
 
     def _close_segment(self) -> None:
@@ -546,14 +560,14 @@ class SourceBudget:
         split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         floor = P_FLOOR * self.fraction
         target = max(self.gain * self.rate * self.total, 1e-9)
-        fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
-        self.tau = water_level(counts, target, floor, split)
-        self.level.fill(self.tau)
-        if self.tau >= fair or self.rows < SEGMENT_ROWS:  # young: every kind looks rare
+        if self.rate >= self.fraction or self.rows < SEGMENT_ROWS:  # young: all look rare
+            self.tau = water_level(counts, target, floor, split)
+            self.level.fill(self.tau)
             return
+        fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
-        self.tau = water_level(counts[~rare], rest, floor, split[~rare])
+        self.tau = min(fair, water_level(counts[~rare], rest, floor, split[~rare]))
         self.level.fill(self.tau)
         self.level[np.flatnonzero(self.in_level)[rare]] = fair
 
