@@ -8,20 +8,23 @@ for each source with a budget F:
   `window_s` seconds of row time (the longer of the two); a cluster's share of the rows
   since its first one, times `N` (all rows per window), estimates `n_c`, its rows per
   window, whatever its age.
-* A water level `tau` shares the budget fairly: `sum_c min(n_c, tau) = G` over the
-  clusters active in the last segment. A cluster below the level is kept whole; one
-  above it with probability `p_c = tau / n_c` (at least `P_FLOOR * F`).
+* A water level `tau` shares the budget fairly: the clusters in the level (active in the
+  last segment, or silent for less than `ACTIVE_GAP` rows' worth of their share) keep G
+  rows, each at `p_c = clip(tau / n_c, P_FLOOR * F, 1)` plus what its tail stratum costs.
+  A cluster below the level is kept whole.
 * The budget holds per window: windows of the same spans, from the source's first row,
   each with a ledger; G is the rate that pays back the window's excess or shortfall over
-  its remaining rows (no debt carried into the next window), times a slow gain that
-  learns what the rule keeps beyond the level.
+  its remaining rows (at least as many as it has seen, up to its least span; no debt
+  carried into the next window), times a slow gain that learns what the rule keeps
+  beyond the level. While it pays back, kinds under the steady level stay whole.
 * A cluster outside the level (new, or back after a pause) is kept row by row until its
   rows reach the level, while the window's new kinds spend under `NEW_SHARE` of its
   budget; past that, at the rate. Each cluster keeps its first row of every window (and
   of every `slot_s` of row time): a new or rare kind is never lost.
-* Three latency strata per cluster (above its running p99, above p90, the body) are kept
-  at `TAIL_BOOST` times p and the rest (same expected rows), so weighted percentiles rest
-  on many tail rows.
+* Clusters with `TAIL_MIN_WINDOW_ROWS` rows per window keep their rows above their
+  running p98 whole (`TAIL_BOOST` times p, capped at 1) and the body the rest, so a
+  weighted p99 counts every row near it with weight 1; rows without a latency are drawn
+  in a stratum of their own.
 * The draw is systematic per cluster and stratum, from a phase seeded by (seed, source,
   cluster): each row is kept with probability exactly p, and weight 1/p (0 when dropped).
   p is fixed before the row is drawn, so summed weights estimate true counts without bias.
@@ -219,7 +222,8 @@ class SourceBudget:
         stratum = np.where(latency > at, TAIL, BODY)  # no estimate: the body
         stratum[np.isnan(latency)] = NO_LATENCY
         split = ~np.isnan(at) & self.tail_on[ix]
-        p = tilt(p, stratum, split, P_FLOOR * self.fraction)
+        if split.any():
+            p = tilt(p, stratum, split, P_FLOOR * self.fraction)
         p[self._sure(cix, g, time_ms)] = 1.0
         keep = self._draw(p, cix, g, stratum)
         weight = np.where(keep, 1.0 / p, 0.0)
