@@ -8,20 +8,23 @@ for each source with a budget F:
   `window_s` seconds of row time (the longer of the two); a cluster's share of the rows
   since its first one, times `N` (all rows per window), estimates `n_c`, its rows per
   window, whatever its age.
-* A water level `tau` shares the budget fairly: `sum_c min(n_c, tau) = G` over the
-  clusters active in the last segment. A cluster below the level is kept whole; one
-  above it with probability `p_c = tau / n_c` (at least `P_FLOOR * F`).
+* A water level `tau` shares the budget fairly: the clusters in the level (active in the
+  last segment, or silent for less than `ACTIVE_GAP` rows' worth of their share) keep G
+  rows, each at `p_c = clip(tau / n_c, P_FLOOR * F, 1)` plus what its tail stratum costs.
+  A cluster below the level is kept whole.
 * The budget holds per window: windows of the same spans, from the source's first row,
   each with a ledger; G is the rate that pays back the window's excess or shortfall over
-  its remaining rows (no debt carried into the next window), times a slow gain that
-  learns what the rule keeps beyond the level.
+  its remaining rows (at least as many as it has seen, up to its least span; no debt
+  carried into the next window), times a slow gain that learns what the rule keeps
+  beyond the level. While it pays back, kinds under the steady level stay whole.
 * A cluster outside the level (new, or back after a pause) is kept row by row until its
   rows reach the level, while the window's new kinds spend under `NEW_SHARE` of its
   budget; past that, at the rate. Each cluster keeps its first row of every window (and
   of every `slot_s` of row time): a new or rare kind is never lost.
-* Three latency strata per cluster (above its running p99, above p90, the body) are kept
-  at `TAIL_BOOST` times p and the rest (same expected rows), so weighted percentiles rest
-  on many tail rows.
+* Clusters with `TAIL_MIN_WINDOW_ROWS` rows per window keep their rows above their
+  running p98 whole (`TAIL_BOOST` times p, capped at 1) and the body the rest, so a
+  weighted p99 counts every row near it with weight 1; rows without a latency are drawn
+  in a stratum of their own.
 * The draw is systematic per cluster and stratum, from a phase seeded by (seed, source,
   cluster): each row is kept with probability exactly p, and weight 1/p (0 when dropped).
   p is fixed before the row is drawn, so summed weights estimate true counts without bias.
@@ -33,7 +36,6 @@ do not depend on how rows were split into batches nor on how sources interleave.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Sequence
@@ -42,11 +44,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from logclust.sidecar.config import SamplingConfig
+from logclust.sidecar.sample_level import (
+    BODY,
+    NO_LATENCY,
+    SEGMENT_ROWS,
+    STRATA,
+    TAIL,
+    TAIL_QUANTILE,
+    Groups,
+    cluster_phases,
+    segment_end,
+    source_key,
+    tilt,
+    water_level,
+)
 
-# Rows of one source decided with one water level and one decay step: short segments
-# while a source is young (its counts change fast), then `SEGMENT_ROWS`.
-FIRST_SEGMENT_ROWS = 16
-SEGMENT_ROWS = 1024
 # The controller: a gain on the level's budget in GAIN_RANGE, moved by CONTROL_RATE per
 # window of rows and unit of a segment's relative error (clipped to CONTROL_CLIP), learns
 # what the rule keeps beyond the level; the window's ledger pays back what was kept above
@@ -58,24 +70,22 @@ RATE_RANGE = (0.25, 2.5)
 # Rows of kinds outside the level (new, or back after a pause) are kept whole while their
 # demand in the window stays under NEW_SHARE of the window's budget, then at the rate.
 NEW_SHARE = 0.5
+# A kind silent for fewer rows than ACTIVE_GAP over its share (the rows in which it would
+# send ACTIVE_GAP rows) is still in the level: a rare kind between two of its rows is not
+# new (a silence that long has odds of exp(-ACTIVE_GAP)).
+ACTIVE_GAP = 3.0
 # No row is kept with probability below P_FLOOR * F: a kept row stands for at most
 # 1 / (P_FLOOR * F) rows, so a large kind that keeps few rows in a window still has a
 # count within a few percent (it costs at most P_FLOOR of the budget).
-P_FLOOR = 0.2
-# Three latency strata per cluster: rows above its running p99 are kept with probability
-# min(1, TAIL_BOOST[1] p), rows above its p90 min(1, TAIL_BOOST[0] p), the body the rest
-# (same expected kept rows); the quantiles follow each segment's, weighted by the
-# cluster's rows there over TAIL_MEMORY_ROWS.
-TAIL_QUANTILES = (0.9, 0.99)
-TAIL_BOOST = (3.0, 30.0)
+P_FLOOR = 0.25
+# The tail estimate (`TAIL_QUANTILE`, logclust.sidecar.sample_level) follows each
+# segment's quantile, weighted by the cluster's rows there over TAIL_MEMORY_ROWS, from
+# TAIL_MIN_ROWS of them (fewer put a sample's top below the true quantile). Only clusters
+# with TAIL_MIN_WINDOW_ROWS rows per window have a tail stratum: below that a p99 rests on
+# fewer than 5 rows, and their tails would cost the budget that keeps rare kinds whole.
 TAIL_MEMORY_ROWS = 256.0
-# A segment's quantile moves a cluster's estimate only from this many of its rows there
-# (fewer rows put the sample's top below the true quantile, and too many rows in a tail).
-TAIL_MIN_ROWS = (20, 100)
-# The body keeps at least BODY_FLOOR * p (its rows' weights stay bounded; what this keeps
-# beyond p, the gain takes from the level).
-BODY_FLOOR = 0.2
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
+TAIL_MIN_ROWS = 50
+TAIL_MIN_WINDOW_ROWS = 500.0
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
 
@@ -90,105 +100,6 @@ class Decisions:
 
     keep: np.ndarray
     weight: np.ndarray
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer on uint64 values (wrapping arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-def cluster_phases(key: int, ids: np.ndarray) -> np.ndarray:
-    """A uniform phase in [0, 1) per cluster id, from a hash of (key, id)."""
-    with np.errstate(over="ignore"):
-        x = _mix(ids.astype(np.uint64) * _M2 + np.uint64(key) + np.uint64(_GOLDEN))
-    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-class _Groups:
-    """The rows of a segment grouped by cluster id, from one stable sort.
-
-    Attributes:
-        ids: `(u,)` distinct cluster ids, ascending.
-        inv: `(m,)` each row's index into `ids`.
-        per: `(u,)` rows per cluster.
-        order: `(m,)` rows by cluster, stream order within.
-        starts: `(u,)` where each cluster begins in `order`.
-        first_at: `(u,)` each cluster's first row.
-        rank: `(m,)` each row's place among its cluster's rows.
-    """
-
-    def __init__(self, ids: np.ndarray) -> None:
-        m = ids.size
-        self.order = np.argsort(ids, kind="stable")
-        ordered = ids[self.order]
-        new = np.empty(m, bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        self.starts = np.flatnonzero(new)
-        self.ids = ordered[self.starts]
-        self.first_at = self.order[self.starts]
-        self.per = np.diff(np.append(self.starts, m))
-        group = np.cumsum(new) - 1  # (m,) in sorted order
-        self.inv = np.empty(m, np.int64)
-        self.inv[self.order] = group
-        self.rank = np.empty(m, np.int64)
-        self.rank[self.order] = np.arange(m) - self.starts[group]
-
-
-def source_key(seed: int, source: str) -> int:
-    """The 64-bit hash key of a source under `seed` (stable across processes)."""
-    digest = hashlib.blake2b(f"{seed}\0{source}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
-def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray) -> np.ndarray:
-    """Probabilities per latency stratum (0 body, 1 above p90, 2 above p99): the upper
-    strata `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the
-    same expected kept rows (at least `BODY_FLOOR * p`), among the rows that `split`
-    marks (their cluster has tail estimates; its rows without a latency are body rows):
-    percentiles are then estimated from many more tail rows than a plain sample holds.
-    Other rows keep `p`."""
-    q90, q99 = TAIL_QUANTILES
-    mid = np.minimum(1.0, TAIL_BOOST[0] * p)
-    top = np.minimum(1.0, TAIL_BOOST[1] * p)
-    body = np.maximum(BODY_FLOOR * p, (p - (q99 - q90) * mid - (1.0 - q99) * top) / q90)
-    tilted = np.choose(stratum, (body, mid, top))
-    return np.where(split, tilted, p)
-
-
-def segment_end(rows: int) -> int:
-    """The row count where the segment holding row `rows` of a source ends: powers of
-    two from `FIRST_SEGMENT_ROWS` up to `SEGMENT_ROWS`, then every `SEGMENT_ROWS`
-    (fixed positions: decisions do not depend on the batches)."""
-    if rows < SEGMENT_ROWS:
-        end = FIRST_SEGMENT_ROWS
-        while end <= rows:
-            end *= 2
-        return end
-    return (rows // SEGMENT_ROWS + 1) * SEGMENT_ROWS
-
-
-def water_level(counts: np.ndarray, target: float) -> float:
-    """The level tau with `sum(min(counts, tau)) == target`; inf when the counts fit.
-
-    Args:
-        counts: `(k,)` non-negative rows per cluster.
-        target: rows to keep, > 0.
-    """
-    total = float(counts.sum())
-    if target >= total:
-        return math.inf
-    s = np.sort(counts)[::-1]  # (k,) largest first
-    capped = np.arange(1, s.size + 1)
-    # With the j largest capped at tau: j * tau + (total - their sum) = target.
-    taus = (target - total + np.cumsum(s)) / capped
-    nxt = np.append(s[1:], 0.0)
-    j = int(np.argmax(taus >= nxt))  # the first j whose tau is above the rest
-    return float(taus[j])
 
 
 class SourceBudget:
@@ -209,6 +120,7 @@ class SourceBudget:
         self.counts = np.zeros(0)  # (k,) decayed rows per cluster
         self.in_segment = np.zeros(0)  # (k,) rows per cluster in the current segment
         self.last_segment = np.zeros(0, np.int64)  # (k,) the last segment with its rows
+        self.last_row = np.zeros(0, np.int64)  # (k,) the position of its last row
         self.segments = 0  # segments begun
         # (k,) time and position of each cluster's last row kept for certain
         self.sure_ms = np.zeros(0, np.int64)
@@ -219,13 +131,15 @@ class SourceBudget:
         self.slot_rows = max(
             SEGMENT_ROWS, int(config.window_rows * config.slot_s / config.window_s)
         )
-        self.tail_at = np.zeros((0, 2))  # (k, 2) running p90 and p99 of latency, NaN: none
-        self.phase = np.zeros((0, 3))  # (k, 3) sampling phase of each latency stratum
+        self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none
+        self.phase = np.zeros((0, STRATA))  # (k, STRATA) sampling phase of each stratum
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
         # are the cluster's share, whatever its age (a young kind is not taken for rare)
         self.exposure = np.zeros(0)
         self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
+        self.tail_on = np.zeros(0, bool)  # (k,) enough rows per window for a tail stratum
+        self.level = np.zeros(0)  # (k,) the water level of each cluster in the segment
         # The window's ledger: where it began (row time, row count), its rows, the rows
         # expected kept (sum of p), the new kinds' demand, and the rate of this segment.
         self.window_ms = 0
@@ -286,26 +200,30 @@ class SourceBudget:
         m = ids.size
         if self.rows == self._segment_end:  # a segment begins
             self._begin_segment(int(time_ms[0]))
-        g = _Groups(ids)
+        g = Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
+        ix = cix[g.inv]  # (m,) each row's cix
         # (m,) the row's cluster's rows in the window, or its rows so far in the segment
         # when more (a new or bursting kind is thinned as it grows, its first rows kept).
-        before = self.in_segment[cix][g.inv]  # rows of earlier parts of the segment
-        seen = np.maximum(self.level_counts[cix][g.inv], before + g.rank)
-        with np.errstate(divide="ignore"):
+        before = self.in_segment[ix]  # rows of earlier parts of the segment
+        seen = np.maximum(self.level_counts[ix], before + g.rank)
+        with np.errstate(divide="ignore", invalid="ignore"):
             # nothing counted yet: 1
-            p = np.minimum(1.0, np.maximum(self.tau / seen, P_FLOOR * self.fraction))
+            p = np.where(seen > 0, self.level[ix] / seen, 1.0)
+        np.clip(p, P_FLOOR * self.fraction, 1.0, out=p)
         # Kinds outside the level draw on the window's allowance for new kinds; past it,
         # they are kept at the rate.
-        outside = ~self.in_level[cix][g.inv]
+        outside = ~self.in_level[ix]
         demand = np.where(outside, p, 0.0)
         over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
         p = np.where(over, np.minimum(p, self.rate), p)
         self.new_demand += float(demand.sum())
-        at = self.tail_at[cix][g.inv]  # (m, 2)
-        # (m,) latency stratum: NaN on either side is the body
-        stratum = (latency > at[:, 0]).astype(np.int64) + (latency > at[:, 1])
-        p = tilt(p, stratum, ~np.isnan(at[:, 0]))
+        at = self.tail_at[ix]  # (m,)
+        stratum = np.where(latency > at, TAIL, BODY)  # no estimate: the body
+        stratum[np.isnan(latency)] = NO_LATENCY
+        split = ~np.isnan(at) & self.tail_on[ix]
+        if split.any():
+            p = tilt(p, stratum, split, P_FLOOR * self.fraction)
         p[self._sure(cix, g, time_ms)] = 1.0
         keep = self._draw(p, cix, g, stratum)
         weight = np.where(keep, 1.0 / p, 0.0)
@@ -315,13 +233,14 @@ class SourceBudget:
         self.exposure[cix[fresh]] -= g.first_at[fresh]
         self.in_segment[cix] += g.per
         self.last_segment[cix] = self.segments
+        self.last_row[cix] = self.rows + g.order[g.starts + g.per - 1]
         self.rows += m
         expected = float(p.sum())
         self.total += m
         self.window_rows += m
         self.window_spent += expected
         level_rows = int(m - outside.sum())
-        self._pending.append((cix[g.inv], latency, level_rows, float(p[~outside].sum())))
+        self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
         return keep, weight
 
     def _close_segment(self) -> None:
@@ -337,16 +256,15 @@ class SourceBudget:
         self._account(rows, expected)
         if np.isnan(latency).all():
             return
-        g = _Groups(rows_cix)
-        for j, quantile in enumerate(TAIL_QUANTILES):
-            q = self._segment_quantiles(latency, g, quantile)  # (u,) NaN where no latency
-            known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS[j])  # enough rows to tell
-            at = g.ids[known]
-            old = self.tail_at[at, j]
-            blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
-            self.tail_at[at, j] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
+        g = Groups(rows_cix)
+        q = self._segment_quantiles(latency, g, TAIL_QUANTILE)  # (u,) NaN where no latency
+        known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS)  # enough rows to tell
+        at = g.ids[known]
+        old = self.tail_at[at]
+        blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
+        self.tail_at[at] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
 
-    def _segment_quantiles(self, latency: np.ndarray, g: _Groups, quantile: float) -> np.ndarray:
+    def _segment_quantiles(self, latency: np.ndarray, g: Groups, quantile: float) -> np.ndarray:
         """The `quantile` of each cluster's latencies in the segment (NaN if none)."""
         finite = ~np.isnan(latency)
         out = np.full(g.per.size, np.nan)
@@ -360,7 +278,7 @@ class SourceBudget:
         out[has] = filled[order[pick]]
         return out
 
-    def _draw(self, p: np.ndarray, cix: np.ndarray, g: _Groups, stratum: np.ndarray) -> np.ndarray:
+    def _draw(self, p: np.ndarray, cix: np.ndarray, g: Groups, stratum: np.ndarray) -> np.ndarray:
         """Systematic sampling per cluster and latency stratum: a row is kept
         when its stratum's running sum of p, from a seeded random phase, crosses an
         integer. Each row is kept with probability exactly p (the phase is uniform), and
@@ -407,20 +325,23 @@ class SourceBudget:
             self.counts = np.concatenate([self.counts, np.zeros(grow)])
             self.in_segment = np.concatenate([self.in_segment, np.zeros(grow)])
             self.last_segment = np.concatenate([self.last_segment, np.full(grow, -1)])
+            self.last_row = np.concatenate([self.last_row, np.full(grow, _NEVER)])
             self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
             self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
-            self.tail_at = np.concatenate([self.tail_at, np.full((grow, 2), np.nan)])
-            self.phase = np.concatenate([self.phase, np.zeros((grow, 3))])
+            self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
+            self.phase = np.concatenate([self.phase, np.zeros((grow, STRATA))])
             self.in_level = np.concatenate([self.in_level, np.zeros(grow, bool)])
             self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
             self.level_counts = np.concatenate([self.level_counts, np.zeros(grow)])
+            self.tail_on = np.concatenate([self.tail_on, np.zeros(grow, bool)])
+            self.level = np.concatenate([self.level, np.full(grow, self.tau)])
         new_ids = ids[new].astype(np.uint64)
-        for j in range(3):  # each stratum its own phases
+        for j in range(STRATA):  # each stratum its own phases
             key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
             self.phase[cix[new], j] = cluster_phases(key, new_ids)
         return cix
 
-    def _sure(self, cix: np.ndarray, g: _Groups, time_ms: np.ndarray) -> np.ndarray:
+    def _sure(self, cix: np.ndarray, g: Groups, time_ms: np.ndarray) -> np.ndarray:
         """Rows kept for certain: a cluster's first row once `slot_s` seconds of row time
         and `slot_rows` rows of the source have passed since its last such row (its
         first row ever included); at most one per cluster and segment."""
@@ -462,20 +383,50 @@ class SourceBudget:
         self._segment_end = segment_end(self.rows)
         self._decay(self._segment_end - self.rows, now_ms)
         self.clock_ms = max(self.clock_ms or now_ms, now_ms)
-        self.in_level = self.last_segment >= self.segments - 1
-        expect = max(self.total, float(self.window_rows))  # rows a window holds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
+        # A kind is in the level if it sent a row in the last segment, or if its silence
+        # since its last row is what its share predicts (a rare kind between two rows).
+        self.in_level = (self.last_segment >= self.segments - 1) | (
+            (self.rows - self.last_row) * share <= ACTIVE_GAP
+        ) & (self.last_segment >= 0)  # slots not yet given to a cluster are not in it
+        # Rows the window holds: N, and at least twice the rows seen so far, up to its
+        # least span (a window seen for r rows is as likely as not to last r more).
+        expect = max(
+            self.total, float(min(2 * self.window_rows, self.window_rows_min)), self.window_rows
+        )
         debt = self.fraction * self.window_rows - self.window_spent
         horizon = max(expect - self.window_rows, float(self._segment_end - self.rows))
         lo, hi = RATE_RANGE
         self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
-        target = max(self.gain * self.rate * self.total, 1e-9)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
         self.level_counts = np.minimum(share, 1.0) * self.total
-        self.tau = water_level(self.level_counts[self.in_level], target)
+        rows_per_window = np.minimum(share, 1.0) * max(self.total, float(self.window_rows_min))
+        self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
+        self._set_levels()
         self.allowance = self._new_allowance()
         self.in_segment[:] = 0.0
         self.segments += 1
+
+    def _set_levels(self) -> None:
+        """The water level of each cluster for the segment: the rate times N (times the
+        gain) shared among the kinds in the level. When the window pays back an excess
+        (the rate below F), kinds under the steady level (F times N shared the same way)
+        stay whole and the frequent kinds pay: a rare kind is never thinned because the
+        window began with a burst."""
+        counts = self.level_counts[self.in_level]
+        split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
+        floor = P_FLOOR * self.fraction
+        target = max(self.gain * self.rate * self.total, 1e-9)
+        if self.rate >= self.fraction or self.rows < SEGMENT_ROWS:  # young: all look rare
+            self.tau = water_level(counts, target, floor, split)
+            self.level.fill(self.tau)
+            return
+        fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
+        rare = counts <= fair
+        rest = max(target - float(counts[rare].sum()), 1e-9)
+        self.tau = min(fair, water_level(counts[~rare], rest, floor, split[~rare]))
+        self.level.fill(self.tau)
+        self.level[np.flatnonzero(self.in_level)[rare]] = fair
 
     def _new_window(self, now_ms: int) -> None:
         """Starts the window's ledger afresh at the row now deciding: no debt nor credit

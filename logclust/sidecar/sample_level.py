@@ -1,0 +1,172 @@
+"""The arithmetic of sampling by cluster (`logclust.sidecar.sampling`): seeded phases,
+grouping rows by cluster, latency strata and what they keep, segment positions, and the
+water level that shares a budget among clusters. Pure functions on arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+# Rows of one source decided with one water level and one decay step: short segments
+# while a source is young (its counts change fast), then `SEGMENT_ROWS`.
+FIRST_SEGMENT_ROWS = 16
+SEGMENT_ROWS = 1024
+# The tail stratum: rows above a cluster's running TAIL_QUANTILE of latency are kept with
+# probability min(1, TAIL_BOOST p), the body the rest (same expected kept rows, at least
+# the floor). With the tail whole, a weighted p99 counts every row near it with weight 1:
+# the p98 leaves room for the estimate's noise and for the window's own. TAIL_BOOST * F/4
+# (the least p) >= 1: at F = 0.1 a tail is kept whole whatever the cluster's share.
+TAIL_QUANTILE = 0.98
+TAIL_BOOST = 50.0
+assert (1.0 - TAIL_QUANTILE) * TAIL_BOOST >= 1.0  # the tail costs what the body gives up
+# Strata of a cluster's rows, each drawn apart: the body, the tail, and the rows without
+# a latency (kept at p, so that their count holds too).
+BODY, TAIL, NO_LATENCY = 0, 1, 2
+STRATA = 3
+_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 0x9E3779B97F4A7C15
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on uint64 values (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def cluster_phases(key: int, ids: np.ndarray) -> np.ndarray:
+    """A uniform phase in [0, 1) per cluster id, from a hash of (key, id)."""
+    with np.errstate(over="ignore"):
+        x = _mix(ids.astype(np.uint64) * _M2 + np.uint64(key) + np.uint64(_GOLDEN))
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+class Groups:
+    """The rows of a segment grouped by cluster id, from one stable sort.
+
+    Attributes:
+        ids: `(u,)` distinct cluster ids, ascending.
+        inv: `(m,)` each row's index into `ids`.
+        per: `(u,)` rows per cluster.
+        order: `(m,)` rows by cluster, stream order within.
+        starts: `(u,)` where each cluster begins in `order`.
+        first_at: `(u,)` each cluster's first row.
+        rank: `(m,)` each row's place among its cluster's rows.
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        m = ids.size
+        self.order = np.argsort(ids, kind="stable")
+        ordered = ids[self.order]
+        new = np.empty(m, bool)
+        new[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        self.starts = np.flatnonzero(new)
+        self.ids = ordered[self.starts]
+        self.first_at = self.order[self.starts]
+        self.per = np.diff(np.append(self.starts, m))
+        group = np.cumsum(new) - 1  # (m,) in sorted order
+        self.inv = np.empty(m, np.int64)
+        self.inv[self.order] = group
+        self.rank = np.empty(m, np.int64)
+        self.rank[self.order] = np.arange(m) - self.starts[group]
+
+
+def source_key(seed: int, source: str) -> int:
+    """The 64-bit hash key of a source under `seed` (stable across processes)."""
+    digest = hashlib.blake2b(f"{seed}\0{source}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _strata_p(p: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The body and tail probabilities of clusters with base probability `p`."""
+    tail = np.minimum(1.0, TAIL_BOOST * p)
+    body = np.maximum(np.minimum(p, floor), (p - (1.0 - TAIL_QUANTILE) * tail) / TAIL_QUANTILE)
+    return body, tail
+
+
+def tilt(p: np.ndarray, stratum: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
+    """Probabilities per stratum (`BODY`, `TAIL`, `NO_LATENCY`) for the rows that `split`
+    marks (their cluster has a tail estimate and enough rows per window): the tail
+    `TAIL_BOOST` times `p` (capped at 1), the body what is left of `p` for the same
+    expected kept rows (at least `floor`, or p if lower); rows without a latency and
+    rows of other clusters keep `p`."""
+    body, tail = _strata_p(p, floor)
+    tilted = np.choose(stratum, (body, tail, p))
+    return np.where(split, tilted, p)
+
+
+def kept_share(p: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
+    """The share of a cluster's rows expected kept at base probability `p`: p, or for a
+    `split` cluster what its strata keep (more than p where the tail costs more than the
+    body can give up)."""
+    body, tail = _strata_p(p, floor)
+    return np.where(split, TAIL_QUANTILE * body + (1.0 - TAIL_QUANTILE) * tail, p)
+
+
+def segment_end(rows: int) -> int:
+    """The row count where the segment holding row `rows` of a source ends: powers of
+    two from `FIRST_SEGMENT_ROWS` up to `SEGMENT_ROWS`, then every `SEGMENT_ROWS`
+    (fixed positions: decisions do not depend on the batches)."""
+    if rows < SEGMENT_ROWS:
+        end = FIRST_SEGMENT_ROWS
+        while end <= rows:
+            end *= 2
+        return end
+    return (rows // SEGMENT_ROWS + 1) * SEGMENT_ROWS
+
+
+def water_level(
+    counts: np.ndarray,
+    target: float,
+    floor: float = 0.0,
+    split: np.ndarray | None = None,
+) -> float:
+    """The level tau at which the clusters keep `target` rows: each cluster with `n`
+    rows is kept at p = clip(tau / n, floor, 1), so it keeps `min(n, tau)` rows, or
+    `floor * n` where the floor is higher, or what its strata keep (`kept_share`) for the
+    clusters `split` marks; inf when every row fits, 0 when the floors alone exceed it.
+
+    What a cluster keeps is piecewise linear in tau, so the sum is too: its breaks are
+    sorted once and the level is read off between two of them (no iteration).
+
+    Args:
+        counts: `(k,)` non-negative rows per cluster.
+        target: rows to keep, > 0.
+        floor: the least p.
+        split: `(k,)` the clusters whose tail is kept apart (None: none).
+    """
+    some = counts > 0
+    n = counts[some]
+    if target >= float(n.sum()):
+        return math.inf
+    on = np.zeros(n.size, bool) if split is None else split[some]
+    q = TAIL_QUANTILE
+    # Rows kept at the floor (tau <= floor * n); a split cluster keeps its tail too.
+    at_floor = kept_share(np.array([floor]), np.array([True]), floor)[0]
+    base = floor * float(n.sum()) + (at_floor - floor) * float(n[on].sum())
+    if base >= target:
+        return 0.0
+    # Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) * TAIL_BOOST
+    # (>= 1: its tail costs at least what its body gives up) until its tail is whole at
+    # n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q), then 1.
+    a = floor * n
+    b = np.maximum(a, n / TAIL_BOOST)
+    c = np.maximum(b, n * (q * floor + 1.0 - q))
+    s1 = (1.0 - q) * TAIL_BOOST
+    ns, ss = n[~on], n[on]
+    at = np.concatenate([a[~on], ns, a[on], b[on], c[on], ss])
+    delta = np.concatenate(
+        [np.ones(ns.size), -np.ones(ns.size), np.full(ss.size, s1), np.full(ss.size, -s1)]
+        + [np.ones(ss.size), -np.ones(ss.size)]
+    )
+    order = np.argsort(at)  # ties in any order: no room between them
+    at, slope = at[order], np.cumsum(delta[order])  # slope on [at[i], at[i + 1]]
+    kept = base + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(at))])  # at at[i]
+    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
+    if i == 0:
+        return float(at[0])
+    return float(at[i - 1] + (target - kept[i - 1]) / slope[i - 1])
