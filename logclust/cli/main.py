@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from logclust.cli.catalog_args import add_catalog_parser
 from logclust.cli.defaults import FORMATS, SERVE_ENCODER_BATCH
 from logclust.cli.settings import FieldFlags, bind_prefixed
 from logclust.client import DEFAULT_ADDR
@@ -232,6 +233,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="move a damaged store file aside (.damaged-<time>) and start empty",
     )
     server("--metrics-port", "metrics_port", type=int, help="Prometheus HTTP port")
+    server("--catalog", "catalog", help="the fleet's catalog file (docs/fleet.md)")
+    server("--catalog-poll", "catalog_poll_s", type=parse_duration)
     server(
         "--http-listen",
         "http_listen",
@@ -378,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=handler("offline", f"cmd_{name}"))
 
     _add_service_commands(sub)
+    add_catalog_parser(sub, handler)
     return p
 
 

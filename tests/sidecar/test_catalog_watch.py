@@ -1,0 +1,72 @@
+"""A sidecar served with a catalog: its ids at start, a changed file loaded without a
+restart, a bad file or another bundle's refused while the old catalog keeps serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from logclust.client import Client
+from logclust.cluster.catalog import CatalogError, write_catalog
+from logclust.cluster.catalog_build import build_catalog
+from logclust.cluster.config import StreamClusterConfig
+from logclust.server import ServerConfig, create_server
+from logclust.sidecar.catalog_watch import CatalogWatcher
+from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.stream_labeler import StreamLabeler
+from tests.fakes import FakeLabeler, fake_traffic
+
+CLUSTERS = StreamClusterConfig(background_consolidation=False)
+MANIFEST = {"files": {}}
+
+
+def _write(path: Path, seed: int) -> str:
+    table = fake_traffic(600, seed=seed).drop_columns(["kind"])
+    return write_catalog(build_catalog([table], FakeLabeler(), CLUSTERS, MANIFEST), path)
+
+
+def _kind_ids(client: Client, table: pa.Table) -> dict[str, int]:
+    out = client.label(table.drop_columns(["kind"]))
+    pairs = zip(table.column("kind").to_pylist(), out.column("cluster_id").to_pylist(), strict=True)
+    return dict(pairs)
+
+
+def test_serve_with_catalog_reload_and_bad_files(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.catalog"
+    first = _write(path, seed=0)
+    cfg = ServerConfig(
+        listen="127.0.0.1:0",
+        labeler=StreamLabelerConfig(clusters=CLUSTERS),
+        catalog=str(path),
+        catalog_poll_s=3600,  # checked by hand below
+    )
+    srv, port = create_server(cfg, labeler=FakeLabeler())
+    table = fake_traffic(400, seed=5)
+    with srv, Client(f"127.0.0.1:{port}") as client:
+        assert srv.catalog is not None and srv.catalog.digest == first
+        before = _kind_ids(client, table)
+        path.write_bytes(path.read_bytes()[:-50])  # truncated: the old one keeps serving
+        assert not srv.catalog.check_now()
+        assert srv.catalog.errors == 1 and srv.catalog.digest == first
+        assert _kind_ids(client, table) == before
+        errors = srv.metrics.registry.get_sample_value("logclust_catalog_errors_total")
+        assert errors == 1
+        second = _write(path, seed=3)  # another build: served from the next batch
+        assert srv.catalog.check_now() and srv.catalog.digest == second
+        assert srv.catalog.reloads == 1
+        assert not srv.catalog.check_now()  # unchanged: nothing read again
+
+
+def test_start_refuses_a_bad_catalog_and_another_bundle(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.catalog"
+    path.write_bytes(b"not a catalog at all, just some bytes")
+    cfg = ServerConfig(listen="127.0.0.1:0", catalog=str(path))
+    with pytest.raises(CatalogError, match=f"{path} is not a logclust catalog"):
+        create_server(cfg, labeler=FakeLabeler())
+    _write(path, seed=0)
+    stream = StreamLabeler(FakeLabeler()).stream
+    watcher = CatalogWatcher(path, stream, bundle="ef" * 32)
+    with pytest.raises(CatalogError, match="another model bundle"):
+        watcher.load()
