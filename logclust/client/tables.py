@@ -26,6 +26,7 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
             ),
             "rows_per_s": pa.array([c.rows_per_s for c in cs], pa.float64()),
             "rows_per_s_before": pa.array([c.rows_per_s_before for c in cs], pa.float64()),
+            "local": pa.array([c.local for c in cs], pa.bool_()),
         }
     )
 
