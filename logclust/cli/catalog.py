@@ -12,6 +12,7 @@ from logclust.cluster.catalog_build import build_catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
 from logclust.cluster.state import decode_state
+from logclust.sidecar.catalog_fold import fold_stores
 
 
 def cmd_catalog_build(args: argparse.Namespace) -> int:
@@ -20,10 +21,11 @@ def cmd_catalog_build(args: argparse.Namespace) -> int:
         raise ValueError("catalog build needs --input FILE or --store DIR. Received: neither")
     labeler = Labeler.load(args.bundle)
     config = StreamClusterConfig(threshold=args.threshold)
+    tables = [read_input(path, args.log_format) for path in args.input]
     if args.store:
-        raise ValueError(f"--store is not supported yet. Received: --store {args.store[0]}")
-    tables = (read_input(path, args.log_format) for path in args.input)
-    catalog = build_catalog(tables, labeler, config)
+        catalog = fold_stores(args.store, labeler, config, extra=tables)
+    else:
+        catalog = build_catalog(tables, labeler, config)
     write_catalog(catalog, args.out)
     print(
         f"wrote {args.out}: {catalog.clusters} clusters in {len(catalog.states)} sources "
@@ -38,6 +40,6 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
     catalog = read_catalog(args.catalog)
     print(f"catalog {args.catalog}: digest {catalog.digest[:12]}, bundle {catalog.bundle[:12]}")
     for name, data in catalog.states.items():
-        state, _ = decode_state(data, catalog.dim)
+        state, _ = decode_state(bytes(data), catalog.dim)
         print(f"  {name}: {state.table.k} clusters, ids below {catalog.next_ids[name]}")
     return 0

@@ -21,6 +21,7 @@ is refused with its name and what is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.id_stats import NO_TIME_HI, NO_TIME_LO
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.source_state import SourceCounters
-from logclust.cluster.state import decode_state, encode_state
+from logclust.cluster.state import STATE_MAGIC, decode_state, encode_state
 
 CATALOG_MAGIC = b"logclust-catalog"
 CATALOG_VERSION = 1
@@ -65,7 +66,8 @@ class Catalog:
     Attributes:
         bundle: `bundle_id` of the model the catalog was built with.
         dim: embedding dimension.
-        states: each source's state, as `state.encode_state` writes it.
+        states: each source's state, as `state.encode_state` writes it (views of the
+            file's bytes when read).
         next_ids: per source, the first id that is not a catalog id.
         settings: the clustering settings of the build (for the record).
         digest: sha256 of the file's body: the catalog's identity.
@@ -73,7 +75,7 @@ class Catalog:
 
     bundle: str
     dim: int
-    states: Mapping[str, bytes] = field(repr=False)
+    states: Mapping[str, bytes | memoryview] = field(repr=False)
     next_ids: Mapping[str, int]
     settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
     digest: str = ""
@@ -96,7 +98,7 @@ class Catalog:
         Raises:
             KeyError: `source` is not in the catalog.
         """
-        state, _ = decode_state(self.states[source], self.dim)
+        state, _ = decode_state(bytes(self.states[source]), self.dim)
         clus = SourceClusterer.restored(state, config, threshold, saved=False)
         n = state.next_id
         zeros = np.zeros(n, np.int64)
@@ -120,8 +122,12 @@ def catalog_of(
     dim: int,
     config: StreamClusterConfig,
 ) -> Catalog:
-    """The catalog of clusterers' states (call while nothing else changes them)."""
-    states = {name: encode_state(c.state()) for name, c in sorted(clusterers.items())}
+    """The catalog of clusterers' states (call while nothing else changes them). No wall
+    clock is kept: the same clusters give the same bytes, so the same digest."""
+    states = {
+        name: encode_state(dataclasses.replace(c.state(), last_batch_ms=0))
+        for name, c in sorted(clusterers.items())
+    }
     next_ids = {name: c.state().next_id for name, c in sorted(clusterers.items())}
     settings = _settings_doc(config)
     body = _body(bundle, dim, states, next_ids, settings)
@@ -139,7 +145,7 @@ def _settings_doc(config: StreamClusterConfig) -> dict[str, Any]:
 def _body(
     bundle: str,
     dim: int,
-    states: Mapping[str, bytes],
+    states: Mapping[str, bytes | memoryview],
     next_ids: Mapping[str, int],
     settings: Mapping[str, Any],
 ) -> bytes:
@@ -210,7 +216,7 @@ def parse_catalog(data: bytes, where: str) -> Catalog:
             f"Catalog {where} has format version {version}; this logclust reads "
             f"{CATALOG_VERSION}. Received: version={version}"
         )
-    body = data[_PREFIX.size :]
+    body = memoryview(data)[_PREFIX.size :]  # states are views of `data`: no copies
     if len(body) != length:
         raise CatalogError(
             f"Catalog {where} is truncated or has bytes past its end. Received: "
@@ -221,10 +227,10 @@ def parse_catalog(data: bytes, where: str) -> Catalog:
     return _parse_body(body, where, digest.hex())
 
 
-def _parse_body(body: bytes, where: str, digest: str) -> Catalog:
+def _parse_body(body: memoryview, where: str, digest: str) -> Catalog:
     try:
         (n,) = struct.unpack_from("<Q", body)
-        header = json.loads(body[8 : 8 + n])
+        header = json.loads(bytes(body[8 : 8 + n]))
         payload = body[8 + n :]
         states, next_ids = {}, {}
         for s in header["sources"]:
@@ -232,7 +238,8 @@ def _parse_body(body: bytes, where: str, digest: str) -> Catalog:
             if lo < 0 or hi > len(payload):
                 raise ValueError(f"source {s['name']!r} lies outside the payload")
             states[str(s["name"])] = payload[lo:hi]
-            decode_state(payload[lo:hi], int(header["dim"]))  # checked now, not at a row
+            if bytes(payload[lo : lo + len(STATE_MAGIC)]) != STATE_MAGIC:
+                raise ValueError(f"source {s['name']!r} is not a cluster state")
             next_ids[str(s["name"])] = int(s["next_id"])
         catalog = Catalog(
             str(header["bundle"]),

@@ -18,12 +18,28 @@ from logclust.cluster.catalog import Catalog, bundle_id, catalog_of
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.router import StreamClusters
 from logclust.embed.embedding_cache import Embedder
+from logclust.text.masking import Masker, MaskingConfig
 from logclust.wire import contract
 
 # Rows labelled at once while building (bounds the memory of one step).
 BUILD_BATCH_ROWS = 8192
 # Sources a build keeps (each gets its own clusters in the catalog).
 BUILD_MAX_SOURCES = 4096
+
+
+class Premasked:
+    """`embedder` for texts masked already (stores keep masked members): masking again
+    is not the identity (`<NUM>` would become `<*>`), so its masker keeps them as they
+    are."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.inner = embedder
+        self.masker = Masker(MaskingConfig(rules=(), structured=False, collapse_whitespace=False))
+        self.dim = embedder.dim
+        self.threshold = embedder.threshold
+
+    def embed_masked(self, masked: pa.Array) -> np.ndarray:
+        return self.inner.embed_masked(masked)
 
 
 def build_catalog(
@@ -58,5 +74,6 @@ def build_catalog(
     for name in stream.sources:
         stream.consolidate_now(name)
     if manifest is None:
-        manifest = embedder.bundle.manifest  # type: ignore[attr-defined]
+        inner = embedder.inner if isinstance(embedder, Premasked) else embedder
+        manifest = inner.bundle.manifest  # type: ignore[attr-defined]
     return catalog_of(stream.sources, bundle_id(manifest), embedder.dim, config)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from logclust.cli.fleet_query import fleet_clusters, fleet_latency
-from logclust.cli.main import main
+from logclust.cli.main import build_parser, main
 from logclust.client import Client
 from logclust.cluster.catalog import write_catalog
 from logclust.cluster.catalog_build import build_catalog
@@ -115,3 +115,16 @@ def test_catalog_build_cli(tmp_path: Path, tiny_bundle: Path) -> None:
     assert main(["catalog", "show", str(out)]) == 0
     out.write_bytes(out.read_bytes()[:40])
     assert main(["catalog", "show", str(out)]) == 2
+
+
+def test_the_kubernetes_manifest_runs_serve_with_a_mounted_catalog() -> None:
+    yaml = pytest.importorskip("yaml")
+    path = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "sidecar.yaml"
+    (deployment,) = yaml.safe_load_all(path.read_text())
+    spec = deployment["spec"]["template"]["spec"]
+    (side,) = [c for c in spec["containers"] if c["name"] == "logclust"]
+    args = build_parser().parse_args(side["args"])  # every flag is one serve knows
+    mounts = {m["name"]: m["mountPath"] for m in side["volumeMounts"]}
+    assert args.catalog.startswith(mounts["catalog"] + "/")
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "catalog"]
+    assert "configMap" in volume
