@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from logclust.cli.io import read_input
-from logclust.cluster.catalog import read_catalog, write_catalog
+from logclust.cluster.catalog import bundle_id, read_catalog, write_catalog
 from logclust.cluster.catalog_build import build_catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.labeler import Labeler
@@ -22,10 +22,13 @@ def cmd_catalog_build(args: argparse.Namespace) -> int:
     labeler = Labeler.load(args.bundle)
     config = StreamClusterConfig(threshold=args.threshold)
     tables = [read_input(path, args.log_format) for path in args.input]
+    base = None if args.base is None else read_catalog(args.base)
+    if base is not None:
+        base.check_bundle(bundle_id(labeler.bundle.manifest), args.base)
     if args.store:
-        catalog = fold_stores(args.store, labeler, config, extra=tables)
+        catalog = fold_stores(args.store, labeler, config, extra=tables, base=base)
     else:
-        catalog = build_catalog(tables, labeler, config)
+        catalog = build_catalog(tables, labeler, config, base=base)
     write_catalog(catalog, args.out)
     print(
         f"wrote {args.out}: {catalog.clusters} clusters in {len(catalog.states)} sources "

@@ -30,6 +30,12 @@ def add_catalog_parser(
         help="a sidecar's store folder to fold in (repeatable)",
     )
     b.add_argument("--out", required=True, help="catalog file to write")
+    b.add_argument(
+        "--base",
+        default=None,
+        metavar="CATALOG",
+        help="the catalog served now: its kinds keep their ids, new kinds get ids above",
+    )
     b.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
     b.add_argument("--threshold", type=float, default=None, help="as `serve --threshold`")
     b.add_argument("--log-format", default=None, metavar="FORMAT", help="as for `label`")

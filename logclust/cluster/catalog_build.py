@@ -47,6 +47,7 @@ def build_catalog(
     embedder: Embedder,
     config: StreamClusterConfig | None = None,
     manifest: Mapping[str, Any] | None = None,
+    base: Catalog | None = None,
 ) -> Catalog:
     """The catalog of `tables` (each with `body` and an optional `source` column).
 
@@ -55,12 +56,15 @@ def build_catalog(
         embedder: the model (a `Labeler`); its bundle's manifest names the catalog's
             bundle unless `manifest` is given.
         config: clustering settings (the sidecar's defaults when None).
+        base: the catalog served now: its clusters start the build, so its kinds keep
+            their ids and new kinds get ids above them.
 
     Raises:
         ValueError: no rows at all, or a table that breaks the contract.
     """
     config = dataclasses.replace(config or StreamClusterConfig(), background_consolidation=False)
     stream = StreamClusters(embedder, config, BUILD_MAX_SOURCES, embedder.threshold)
+    stream.use_catalog(base)
     rows = 0
     for table in tables:
         contract.validate_schema(table.schema)

@@ -58,6 +58,7 @@ def fold_stores(
     config: StreamClusterConfig | None = None,
     manifest: Mapping[str, Any] | None = None,
     extra: Sequence[pa.Table] = (),
+    base: Catalog | None = None,
 ) -> Catalog:
     """The catalog of the stores in `directories` (and of `extra` sample tables).
 
@@ -79,7 +80,7 @@ def fold_stores(
     # Sample rows given too are masked here as a sidecar masks them; then every text is
     # clustered as it is (`Premasked`).
     masked = [_masked(t, embedder) for t in extra]
-    return build_catalog([table, *masked], Premasked(embedder), config, manifest)
+    return build_catalog([table, *masked], Premasked(embedder), config, manifest, base)
 
 
 def _masked(table: pa.Table, embedder: Embedder) -> pa.Table:

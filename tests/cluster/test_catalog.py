@@ -164,3 +164,17 @@ def test_empty_catalog_and_other_bundle_are_refused(tmp_path: Path) -> None:
     catalog.check_bundle(catalog.bundle, "fleet.catalog")
     with pytest.raises(ValueError, match="dimension"):
         StreamClusters(FakeLabeler(dim=64), CFG).use_catalog(catalog)
+
+
+def test_a_build_on_a_base_keeps_its_ids() -> None:
+    base, table = _catalog()
+    more = fake_traffic(600, seed=9).drop_columns(["kind"])
+    extra = pa.table({"body": ["<a><b>new kind</b></a>"] * 3, "source": ["frontend"] * 3})
+    grown = build_catalog([more, extra], FakeLabeler(), CFG, MANIFEST, base=base)
+    assert grown.next_ids["frontend"] == base.next_ids["frontend"] + 1  # one new kind
+    ids = []
+    for catalog in (base, grown):
+        sc = StreamClusters(FakeLabeler(), CFG)
+        sc.use_catalog(catalog)
+        ids.append(run(sc, table).tolist())
+    assert ids[0] == ids[1]
