@@ -61,7 +61,9 @@ class CatalogWatcher:
         return catalog
 
     def watch_metrics(self, metrics: Metrics) -> None:
-        """Exports the reloads and the refused files."""
+        """Exports the reloads and the refused files; local ids' latency series get
+        `cluster="local-<id>"`."""
+        metrics.cluster_latency.is_local = self.stream.is_local
         metrics.watch_counter(
             "logclust_catalog_reloads",
             "Catalogs loaded again after the file changed.",

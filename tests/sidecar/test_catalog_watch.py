@@ -57,6 +57,15 @@ def test_serve_with_catalog_reload_and_bad_files(tmp_path: Path) -> None:
         assert srv.catalog.check_now() and srv.catalog.digest == second
         assert srv.catalog.reloads == 1
         assert not srv.catalog.check_now()  # unchanged: nothing read again
+        body = ["<a><b>a kind no catalog has</b></a>"]
+        new = pa.table({"body": body, "latency_ms": [3.0], "source": ["frontend"]})
+        (local,) = client.label(new).column("cluster_id").to_pylist()
+        assert srv.sidecar.labeler.stream.is_local("frontend", local)
+        labels = {"source": "frontend", "cluster": f"local-{local}"}
+        count = srv.metrics.registry.get_sample_value("logclust_request_latency_ms_count", labels)
+        assert count == 1
+        rows = {r["cluster_id"]: r["local"] for r in client.clusters("frontend").to_pylist()}
+        assert rows[local] and not rows[0]
 
 
 def test_start_refuses_a_bad_catalog_and_another_bundle(tmp_path: Path) -> None:
