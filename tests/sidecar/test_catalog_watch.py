@@ -3,6 +3,7 @@ restart, a bad file or another bundle's refused while the old catalog keeps serv
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -79,3 +80,48 @@ def test_start_refuses_a_bad_catalog_and_another_bundle(tmp_path: Path) -> None:
     watcher = CatalogWatcher(path, stream, bundle="ef" * 32)
     with pytest.raises(CatalogError, match="another model bundle"):
         watcher.load()
+
+
+def test_ten_file_swaps_under_load_lose_and_mislabel_no_row(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.catalog", tmp_path / "two.catalog"
+    _write(one, seed=0)
+    _write(two, seed=3)
+    path = tmp_path / "fleet.catalog"
+    path.write_bytes(one.read_bytes())
+    cfg = ServerConfig(
+        listen="127.0.0.1:0",
+        labeler=StreamLabelerConfig(clusters=CLUSTERS),
+        catalog=str(path),
+        catalog_poll_s=3600,  # swapped by hand below, while batches flow
+    )
+    table = fake_traffic(600, seed=5)
+    srv, port = create_server(cfg, labeler=FakeLabeler())
+    with srv, Client(f"127.0.0.1:{port}") as client:
+        want = [_kind_ids(client, table)]
+        path.write_bytes(two.read_bytes())
+        assert srv.catalog is not None and srv.catalog.check_now()
+        want.append(_kind_ids(client, table))
+        assert want[0] != want[1]  # the two catalogs number the kinds apart
+        sent, seen = 2 * table.num_rows, []
+        stop = threading.Event()
+
+        def feed() -> None:
+            with Client(f"127.0.0.1:{port}") as c:
+                while not stop.is_set():
+                    seen.append(_kind_ids(c, table.slice(0, 200)))
+
+        worker = threading.Thread(target=feed)
+        worker.start()
+        for i in range(10):
+            n = len(seen)
+            path.write_bytes((one if i % 2 == 0 else two).read_bytes())
+            assert srv.catalog.check_now()
+            while len(seen) < n + 1 and worker.is_alive():  # a batch under each catalog
+                stop.wait(0.01)
+        stop.set()
+        worker.join()
+        assert srv.catalog.reloads == 11 and srv.catalog.errors == 0
+        sent += 200 * len(seen)
+        assert sum(client.latency().column("count").to_pylist()) == sent  # none lost
+        for got in seen:  # each batch wholly labelled by one catalog
+            assert any(all(w[k] == v for k, v in got.items()) for w in want)
