@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from logclust.cli.catalog_args import add_catalog_parser
 from logclust.cli.defaults import FORMATS, SERVE_ENCODER_BATCH
 from logclust.cli.settings import FieldFlags, bind_prefixed
 from logclust.client import DEFAULT_ADDR
@@ -28,6 +29,9 @@ TRAIN_MOVED = (
     "--work runs/default --config training/default.toml`"
 )
 
+FLEET_ADDR_HELP = (
+    f"sidecar address (default {DEFAULT_ADDR}); repeat it to ask a fleet (docs/fleet.md)"
+)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -232,6 +236,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="move a damaged store file aside (.damaged-<time>) and start empty",
     )
     server("--metrics-port", "metrics_port", type=int, help="Prometheus HTTP port")
+    server("--catalog", "catalog", help="the fleet's catalog file (docs/fleet.md)")
+    server("--catalog-poll", "catalog_poll_s", type=parse_duration)
     server(
         "--http-listen",
         "http_listen",
@@ -278,7 +284,7 @@ def _add_send(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[t
 def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`latency`, `clusters` and `forget`: the queries of a running sidecar."""
     p = subparsers.add_parser("latency", help="per-cluster latency quantiles")
-    p.add_argument("--addr", default=DEFAULT_ADDR)
+    p.add_argument("--addr", action="append", help=FLEET_ADDR_HELP)
     p.add_argument("--since", type=parse_duration, default=900.0, help="e.g. 15m (default)")
     p.add_argument("--window", type=parse_duration, default=None, help="e.g. 10s, 1m")
     p.add_argument("--quantiles", type=parse_quantiles, default=list(DEFAULT_QUANTILES))
@@ -289,7 +295,7 @@ def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.set_defaults(func=handler("remote", "cmd_latency"))
 
     p = subparsers.add_parser("clusters", help="clusters and their descriptions")
-    p.add_argument("--addr", default=DEFAULT_ADDR)
+    p.add_argument("--addr", action="append", help=FLEET_ADDR_HELP)
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
     _add_client_tls_flags(p)
@@ -378,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=handler("offline", f"cmd_{name}"))
 
     _add_service_commands(sub)
+    add_catalog_parser(sub, handler)
     return p
 
 

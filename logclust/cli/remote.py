@@ -14,8 +14,9 @@ import time
 
 import pyarrow as pa
 
+from logclust.cli import fleet
 from logclust.cli.io import TableWriter, format_table, read_input
-from logclust.client import Client, ClientTls
+from logclust.client import DEFAULT_ADDR, Client, ClientTls
 from logclust.client.plots import (
     PLOT_EXTRA_MISSING,
     PLOT_QUANTILES,
@@ -76,7 +77,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """`logclust latency`: quantiles per cluster (and window), optional p99 plot."""
-    with Client(args.addr, tls=client_tls(args)) as client:
+    if len(_addrs(args)) > 1:
+        return fleet.cmd_fleet_latency(args, client_tls(args))
+    with Client(_addrs(args)[0], tls=client_tls(args)) as client:
         table = client.latency(
             quantiles=args.quantiles,
             since_s=args.since,
@@ -102,10 +105,18 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 def cmd_clusters(args: argparse.Namespace) -> int:
     """`logclust clusters`: every cluster with its template and exemplars."""
-    with Client(args.addr, tls=client_tls(args)) as client:
+    if len(_addrs(args)) > 1:
+        return fleet.cmd_fleet_clusters(args, client_tls(args))
+    with Client(_addrs(args)[0], tls=client_tls(args)) as client:
         table = client.clusters(args.source)
     print(format_table(table, args.format))
     return 0
+
+
+def _addrs(args: argparse.Namespace) -> list[str]:
+    """The `--addr` given (repeatable for the fleet queries), or the default."""
+    args.addr = args.addr or [DEFAULT_ADDR]
+    return list(args.addr)
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

@@ -133,6 +133,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         labeler=labeler,
         otlp=otlp_config(args),
         encoder_variant=args.encoder_variant,
+        catalog=args.catalog,
+        catalog_poll_s=args.catalog_poll,
     )
     serve(config, serving_labeler(args.bundle, config.encoder_variant, args.encoder_batch))
     return 0

@@ -170,6 +170,7 @@ class Client:
         end_ms: int | None = None,
         window_s: float | None = None,
         source: str | None = None,
+        sketches: bool = False,
     ) -> pa.Table:
         """Per-cluster counts and latency quantiles (see `LatencyBook.query`).
 
@@ -180,6 +181,8 @@ class Client:
             end_ms: range end (exclusive), Unix ms; None is unbounded.
             window_s: bucket width in seconds; None gives one row per cluster.
             source: only this source.
+            sketches: also each row's `sketch` (bytes) and `local` (the sidecar's own id,
+                not the fleet catalog's): what `logclust.cli.fleet_query` merges.
         """
         if since_s is not None:
             start_ms = int(time.time() * 1000 - since_s * 1000)
@@ -189,6 +192,7 @@ class Client:
             end_unix_ms=end_ms or 0,
             window_ms=int(round(window_s * 1000)) if window_s else 0,
             source=source or "",
+            sketches=sketches,
         )
         response = self._stub.Latency(request, timeout=self.timeout_s)
         return ipc.decode_trusted_ipc(response.arrow_ipc)

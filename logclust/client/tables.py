@@ -43,6 +43,7 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
             ),
             "rows_per_s": pa.array([c.rows_per_s for c in cs], pa.float64()),
             "rows_per_s_before": pa.array([c.rows_per_s_before for c in cs], pa.float64()),
+            "local": pa.array([c.local for c in cs], pa.bool_()),
         }
     )
     if GROUP_ID in pb.ClusterInfo.DESCRIPTOR.fields_by_name:

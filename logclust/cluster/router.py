@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from logclust.cluster.catalog import Catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.runner import ConsolidationRunner
@@ -78,6 +79,8 @@ class StreamClusters:
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
         self._runners: dict[str, ConsolidationRunner] = {}
         self._lock = threading.Lock()
+        # The fleet's catalog (`use_catalog`): its sources start from its clusters.
+        self.catalog: Catalog | None = None
         # The embedding cache and the model, taken apart from `_lock` (see `_embed_new`).
         self._embed_lock = threading.Lock()
 
@@ -191,9 +194,55 @@ class StreamClusters:
         """The runner of source `name`, created when new (call with `_lock` held)."""
         runner = self._runners.get(name)
         if runner is None:
-            clus = SourceClusterer(name, self.config, self.embedder.dim, self.threshold_for(name))
-            runner = self._runners[name] = self._shared(clus)
+            runner = self._runners[name] = self._shared(self._new_clusterer(name))
         return runner
+
+    def _new_clusterer(self, name: str, after: SourceClusterer | None = None) -> SourceClusterer:
+        """A clusterer of `name`: the catalog's clusters when it has the source. Ids that
+        `after`, the clusterer it replaces, gave are never given again, and its counters
+        (rows, each id's size and times) carry over."""
+        threshold = self.threshold_for(name)
+        if self.catalog is None or name not in self.catalog.states:
+            return SourceClusterer(name, self.config, self.embedder.dim, threshold)
+        clus = self.catalog.clusterer(name, self.config, threshold)
+        clus.catalog_digest = self.catalog.digest
+        if after is not None:
+            counters = after.counters()
+            clus.skip_ids(counters.next_id)
+            clus.set_counters(counters)
+        return clus
+
+    def use_catalog(self, catalog: Catalog | None) -> list[str]:
+        """Serves `catalog` from the next batch on: each source it has that was not
+        started from it starts again from its clusters, between two batches (a batch is
+        labelled wholly by the old clusters or wholly by the new). Returns those sources.
+
+        Raises:
+            ValueError: a catalog of another embedding dimension.
+        """
+        if catalog is not None and catalog.dim != self.embedder.dim:
+            raise ValueError(
+                f"The catalog's embeddings are of dimension {catalog.dim}, the model's "
+                f"{self.embedder.dim}. Received: dim={catalog.dim}"
+            )
+        with self._lock:
+            self.catalog = catalog
+            if catalog is None:
+                return []
+            again = [
+                n
+                for n, r in self._runners.items()
+                if n in catalog.states and r.clusterer.catalog_digest != catalog.digest
+            ]
+            for name in again:
+                old = self._runners[name].clusterer
+                self._runners[name] = self._shared(self._new_clusterer(name, after=old))
+            return again
+
+    def is_local(self, source: str, cluster_id: int) -> bool:
+        """Whether an id is this sidecar's own, not the catalog's (False without one)."""
+        catalog = self.catalog
+        return catalog is not None and catalog.is_local(source, cluster_id)
 
     def _shared(self, clus: SourceClusterer) -> ConsolidationRunner:
         """Puts `clus` under `max_clusters_total` (when set) and the shared memo."""

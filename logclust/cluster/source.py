@@ -114,6 +114,8 @@ class SourceClusterer:
         # not the whole state. `_saved*`: the revisions the store confirmed holding.
         self._revision = self._model_revision = 1
         self._saved = self._saved_model = 0
+        # The digest of the catalog this clusterer started from (None: none), not saved.
+        self.catalog_digest: str | None = None
 
     @property
     def k(self) -> int:
@@ -446,6 +448,12 @@ class SourceClusterer:
             if t == gone:
                 self.aliases[g] = into
         self._stats.merge(gone, into)
+
+    def skip_ids(self, next_id: int) -> None:
+        """Ids below `next_id` are never opened from now on (given before by another)."""
+        if next_id > self._next_id:
+            self._next_id = next_id
+            self._touch(model=True)
 
     # -- description and changes ---------------------------------------------------------
 

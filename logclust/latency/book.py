@@ -258,6 +258,7 @@ class LatencyBook:
         window_ms: int | None = None,
         source: str | None = None,
         aliases: Mapping[tuple[str, int], int] | None = None,
+        sketches: bool = False,
     ) -> pa.Table:
         """Per-cluster counts and quantiles over [start_ms, end_ms), merged per window.
 
@@ -268,7 +269,9 @@ class LatencyBook:
 
         Returns:
             Columns `source`, `cluster_id`, `window_start` (only when windowed), `count`,
-            `min`, `max`, `mean` and one float64 column per quantile (`p50`, ...).
+            `min`, `max`, `mean` and one float64 column per quantile (`p50`, ...); with
+            `sketches`, a `sketch` column too (`DDSketch.to_bytes`: merged exactly by a
+            fleet query).
         """
         qs = list(quantiles) or list(DEFAULT_QUANTILES)
         if len(qs) > MAX_QUANTILES:
@@ -298,7 +301,11 @@ class LatencyBook:
                     cid = aliases.get((src, cid), cid)
                 acc = merged.setdefault((src, cid, bucket), DDSketch(self.relative_accuracy))
                 acc.merge(sketch)
-        return _to_table(merged, qs, windowed=window_ms is not None)
+        table = _to_table(merged, qs, windowed=window_ms is not None)
+        if sketches:
+            blobs = [merged[k].to_bytes() for k in sorted(merged)]
+            table = table.append_column("sketch", pa.array(blobs, pa.binary()))
+        return table
 
 
 def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

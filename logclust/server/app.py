@@ -28,6 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from logclust.cluster.catalog import bundle_id
 from logclust.embed.embedding_cache import Embedder
 from logclust.otlp.endpoints import OtlpEndpoints
 from logclust.proto import logclust_pb2_grpc as pb_grpc
@@ -45,6 +46,7 @@ from logclust.server.memory import (
     state_bytes,
 )
 from logclust.server.service import Executors, LogClustService
+from logclust.sidecar.catalog_watch import CatalogWatcher
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.store import (
@@ -102,8 +104,16 @@ class SidecarServer:
         self.otlp = otlp
         # The page (`config.http_listen`); None when off.
         self.page = page
+        # The catalog file served and watched (`config.catalog`); None when off.
+        self.catalog: CatalogWatcher | None = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+
+    def start_catalog(self, watcher: CatalogWatcher | None) -> None:
+        """Keeps `watcher` (the catalog served) and starts its checks of the file."""
+        self.catalog = watcher
+        if watcher is not None:
+            watcher.start()
 
     def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, `grace` seconds for in-flight calls, final flush, store closed."""
@@ -111,6 +121,8 @@ class SidecarServer:
             if self._stopped.is_set():
                 return
             self._loop.run(self.health.enter_graceful_shutdown())
+            if self.catalog is not None:
+                self.catalog.stop()
             if self.page is not None:
                 self.page.stop()
             self._loop.run(self.grpc_server.stop(grace))
@@ -247,6 +259,7 @@ def create_server(
     server: grpc.aio.Server | None = None
     otlp: OtlpEndpoints | None = None
     try:
+        catalog = watch_catalog(config, sidecar, labeler, metrics)
         health_servicer = health_aio.HealthServicer()
         server, port = loop.run(_start_grpc(config, service, health_servicer))
         if port == 0:
@@ -278,16 +291,44 @@ def create_server(
     if config.metrics_port is not None:
         metrics.start_http(config.metrics_port, addr=config.metrics_host)
     flusher.start()
+    _log_listening(config, port)
+    srv = SidecarServer(
+        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp, page
+    )
+    srv.start_catalog(catalog)
+    return srv, port
+
+
+def _log_listening(config: ServerConfig, port: int) -> None:
     where = (
         config.listen
         if config.listen.startswith(UNIX_PREFIX)
         else f"{config.listen.rpartition(':')[0]}:{port}"
     )
     logger.info("listening on %s%s", where, " (TLS)" if config.tls else "")
-    srv = SidecarServer(
-        server, loop, executors, sidecar, health_servicer, flusher, store, metrics, port, otlp, page
+
+
+def watch_catalog(
+    config: ServerConfig, sidecar: Sidecar, labeler: Embedder, metrics: Metrics
+) -> CatalogWatcher | None:
+    """Serves `config.catalog` (None when unset); its watcher is not started yet.
+
+    Raises:
+        CatalogError: the file cannot be used (missing, bad, of another bundle).
+    """
+    if config.catalog is None:
+        return None
+    bundle = getattr(labeler, "bundle", None)  # a test embedder has none: not checked
+    manifest = getattr(bundle, "manifest", None)
+    watcher = CatalogWatcher(
+        config.catalog,
+        sidecar.labeler.stream,
+        None if manifest is None else bundle_id(manifest),
+        config.catalog_poll_s,
     )
-    return srv, port
+    watcher.load()
+    watcher.watch_metrics(metrics)
+    return watcher
 
 
 def _start_page(config: ServerConfig, sidecar: Sidecar) -> PageServer | None:

@@ -155,6 +155,12 @@ class ServerConfig:
     labeler: StreamLabelerConfig = field(default_factory=StreamLabelerConfig)
     # OTLP logs receivers and forwarding (README "OpenTelemetry (OTLP)"); None: off.
     otlp: OtlpConfig | None = None
+    # The fleet's catalog file (`logclust catalog build`; docs/fleet.md): rows of its
+    # kinds get its ids on every sidecar. None: ids in arrival order.
+    catalog: str | None = None
+    # Seconds between checks of the catalog file for a change (size, time, then digest):
+    # a changed file is loaded without a restart; a bad one keeps the old catalog.
+    catalog_poll_s: float = 5.0
 
     def __post_init__(self) -> None:
         check_listen(self.listen)
@@ -174,6 +180,7 @@ class ServerConfig:
             "max_inflight_bytes": self.max_inflight_bytes,
             "max_decompressed_bytes": self.max_decompressed_bytes,
             "stream_idle_timeout_s": self.stream_idle_timeout_s,
+            "catalog_poll_s": self.catalog_poll_s,
         }
         for name, value in limits.items():
             if value <= 0:

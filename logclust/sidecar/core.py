@@ -203,9 +203,10 @@ class Sidecar:
         end_ms: int | None = None,
         window_ms: int | None = None,
         source: str | None = None,
+        sketches: bool = False,
     ) -> pa.Table:
-        """Per-cluster latency table (see `LatencyBook.query`)."""
-        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source)
+        """Per-cluster latency table (see `LatencyBook.query`; `StreamLabeler.latency`)."""
+        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source, sketches)
 
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """Every cluster of `source` (all sources when None)."""

@@ -81,6 +81,10 @@ class _ClusterLatencyCollector(Collector):
         self._totals = np.zeros(0)
         self._pending = PendingRows(pending_rows)  # source, cluster id, latency
         self._lock = threading.Lock()
+        # Whether an id is a sidecar's own, not the fleet catalog's (set when a catalog is
+        # served): its series is labelled `cluster="local-<id>"`, so a sum over the fleet
+        # by cluster can leave the pods' own ids out (`cluster!~"local-.*"`).
+        self.is_local: Callable[[str, int], bool] | None = None
 
     def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
         """Adds the values of one series."""
@@ -119,7 +123,8 @@ class _ClusterLatencyCollector(Collector):
 
     def _row(self, source: str, cluster: int) -> int:
         """The table row of a series, added if new (lock held)."""
-        key = (source, str(cluster))
+        local = self.is_local is not None and self.is_local(source, cluster)
+        key = (source, f"local-{cluster}" if local else str(cluster))
         row = self._rows.get(key)
         if row is not None:
             return row

@@ -243,16 +243,24 @@ class StreamLabeler:
         end_ms: int | None = None,
         window_ms: int | None = None,
         source: str | None = None,
+        sketches: bool = False,
     ) -> pa.Table:
-        """Per-cluster counts and latency quantiles (see `LatencyBook.query`)."""
-        return self.book.query(
+        """Per-cluster counts and latency quantiles (see `LatencyBook.query`); with
+        `sketches`, each row's sketch and whether its id is local (not the catalog's)."""
+        table = self.book.query(
             list(quantiles or DEFAULT_QUANTILES),
             start_ms,
             end_ms,
             window_ms,
             source,
             aliases=self.stream.aliases(),
+            sketches=sketches,
         )
+        if not sketches:
+            return table
+        names, ids = table.column("source").to_pylist(), table.column("cluster_id").to_pylist()
+        local = [self.stream.is_local(s, c) for s, c in zip(names, ids, strict=True)]
+        return table.append_column("local", pa.array(local, pa.bool_()))
 
     def clusters(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """`(source, stats)` of every cluster of `source` (all sources when None)."""

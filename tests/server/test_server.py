@@ -126,7 +126,9 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
         "merged_into",
         "rows_per_s",
         "rows_per_s_before",
+        "local",
     ]
+    assert not any(table.column("local").to_pylist())  # no catalog: nothing is local
     assert sum(table.column("size").to_pylist()) == traffic.num_rows
     # Counted when received (not by event time), over the last rate window.
     window_s = CFG.labeler.rate_window_s
