@@ -17,7 +17,9 @@ Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.clust
    came within the threshold of each other are merged: the one with more rows keeps its
    id and the other becomes its alias (`ClusterStats.merged_into`; latency queries merge
    the two). When, and on which thread, is the `ConsolidationRunner`'s business.
-4. **State** is exported as a `SourceState` and `SourceCounters`, which
+4. **Groups** (`logclust.cluster.groups`): each new cluster joins a group by meaning;
+   prose (`logclust.text.prose`) is placed by meaning alone, its clusters are its groups.
+5. **State** is exported as a `SourceState` and `SourceCounters`, which
    `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
    counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
 
@@ -37,6 +39,7 @@ import numpy as np
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.forms import FormIndex, form_keys, near
+from logclust.cluster.groups import PROSE, GroupIndex
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
@@ -44,11 +47,12 @@ from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.templates import (
     Match,
     TemplateIndex,
-    TemplateSettings,
     is_structured,
     shape_of,
+    template_settings,
 )
 from logclust.cluster.threshold import Centroids, Consolidation, ConsolidationJob, place
+from logclust.text.prose import is_prose
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +70,17 @@ class SourceClusterer:
         dim: embedding dimension.
         threshold: distance within which a text joins a cluster (see
             `StreamClusterConfig.threshold_for`).
+        groups: the groups of the clusters (`logclust.cluster.groups`); None: groups at
+            the fallback threshold over the whole embedding.
     """
 
     def __init__(
-        self, source: str, config: StreamClusterConfig, dim: int, threshold: float
+        self,
+        source: str,
+        config: StreamClusterConfig,
+        dim: int,
+        threshold: float,
+        groups: GroupIndex | None = None,
     ) -> None:
         if not threshold > 0:
             raise ValueError(f"threshold must be positive. Received: threshold={threshold}")
@@ -93,6 +104,7 @@ class SourceClusterer:
         self._free: set[int] = set()
         # Form bodies' field names -> the cluster the first such body joined.
         self._forms = FormIndex(min(config.cache_size, config.memo_size))
+        self.groups = groups or GroupIndex(config.group_threshold_for(None))
         self.rows_seen = 0
         # Rows offered to the reservoir: every row, or with templates the rows of
         # structured bodies only (what consolidation may still change).
@@ -178,7 +190,9 @@ class SourceClusterer:
         slot, miss = self._memo.find(keys, self.memo_limit())
         if miss.size:
             if self._templates is None:
-                uid, d = self._place(embed(miss))
+                emb = embed(miss)
+                uid, d = self._place(emb)
+                self.groups.add_clusters(uid, emb, [keys[i] for i in miss.tolist()])
             else:
                 uid, d = self._place_by_templates(keys, miss, embed)
             self._touch(model=True)
@@ -200,6 +214,12 @@ class SourceClusterer:
             if is_structured(keys[i]):
                 bodies.append(j)
                 continue
+            if self.config.prose and is_prose(keys[i]):
+                at_cap = self._table.k >= self._cap()  # then the nearest prose group
+                uid[j], dist[j] = self.groups.place_prose(
+                    keys[i], embed(miss[j : j + 1])[0], lambda: self._open_templated(None), at_cap
+                )
+                continue
             shape = shape_of(keys[i])
             found = self._templates.match(shape)
             self._merge_all(found)
@@ -208,6 +228,8 @@ class SourceClusterer:
                 continue
             uid[j], dist[j] = self._open_for_template(embed, miss[j : j + 1])
             self._templates.add(shape, int(uid[j]))
+            if int(uid[j]) not in self.groups.of:
+                self.groups.add_cluster(int(uid[j]), embed(miss[j : j + 1])[0], keys[i])
         if bodies:
             texts = [keys[i] for i in miss[bodies].tolist()]
             self._place_bodies(texts, bodies, (uid, dist), lambda idx: embed(miss[idx]))
@@ -240,7 +262,9 @@ class SourceClusterer:
                     first[keys] = j
         if left:
             idx = np.array(left, np.int64)
-            uid[idx], dist[idx] = self._place(embed(idx))
+            emb = embed(idx)
+            uid[idx], dist[idx] = self._place(emb)
+            self.groups.add_clusters(uid[idx], emb, [texts[rows.index(j)] for j in left])
         for j, lead in later:
             uid[j], dist[j] = uid[lead], dist[lead]
         self._forms.add({keys: int(uid[j]) for keys, j in first.items()})
@@ -272,6 +296,10 @@ class SourceClusterer:
                 self._free.discard(cid)
                 return cid, d
         return self._open_templated(x), 0.0
+
+    def group_ids(self, ids: np.ndarray) -> np.ndarray:
+        """`(n,)` int64 group id of each cluster id (see `GroupIndex.group_ids`)."""
+        return self.groups.group_ids(ids, self.aliases)
 
     def _open_templated(self, x: np.ndarray | None) -> int:
         """A new cluster that templates own (an empty centroid without `x`)."""
@@ -316,7 +344,7 @@ class SourceClusterer:
         costs an embedding, or one computed in `assign`."""
         if text in self._memo.texts():
             return True
-        if self._templates is None or is_structured(text):
+        if self._templates is None or is_structured(text) or is_prose(text):
             return False
         # No `_cap()` here: it reads the other sources (under the router's lock only); at
         # the cap a new form is embedded in `assign`, on demand.
@@ -455,6 +483,8 @@ class SourceClusterer:
         return self._stats.describe(ids)
 
     def _touch(self, model: bool) -> None:
+        if model:
+            self.groups.changed()
         self._revision += 1
         if model:
             self._model_revision = self._revision
@@ -500,6 +530,7 @@ class SourceClusterer:
             table=self._table,
             ids=self._ids,
             templates=self._templates.to_doc() if self._templates else None,
+            groups=self.groups.to_doc(),
         )
 
     def counters(self) -> SourceCounters:
@@ -519,12 +550,17 @@ class SourceClusterer:
 
     @classmethod
     def restored(
-        cls, state: SourceState, config: StreamClusterConfig, threshold: float, saved: bool
+        cls,
+        state: SourceState,
+        config: StreamClusterConfig,
+        threshold: float,
+        saved: bool,
+        groups: GroupIndex | None = None,
     ) -> SourceClusterer:
         """A clusterer holding `state`, clustering at `threshold` from now on (a changed
         setting applies); `saved`: the store holds `state` as it is (not an older format
         to write again)."""
-        self = cls(state.source, config, state.dim, threshold)
+        self = cls(state.source, config, state.dim, threshold, groups)
         self._next_id, self.rows_seen = state.next_id, state.rows_seen
         self.consolidations = state.consolidations
         self.cap_hits = state.cap_hits
@@ -536,6 +572,7 @@ class SourceClusterer:
         if config.templates and state.templates:
             self._templates = TemplateIndex.from_doc(state.templates, template_settings(config))
             self._templated = self._templates.cluster_ids()
+        self._templated |= self.groups.prose_clusters()
         self._free = set(self._ids.tolist()) - self._templated - set(self.aliases)
         if saved:
             self.mark_saved(self._revision, model=True)
@@ -558,12 +595,3 @@ class SourceClusterer:
         self.last_batch_ms = c.last_batch_ms
         self.cap_hits = c.cap_hits
 
-
-def template_settings(config: StreamClusterConfig) -> TemplateSettings:
-    """The template rules `config` sets (bounded like the clusters and the memo)."""
-    return TemplateSettings(
-        family_values=config.template_family_values,
-        slot_values=config.template_slot_values,
-        max_templates=config.max_clusters,
-        max_shapes=min(config.cache_size, config.memo_size),
-    )

@@ -22,6 +22,7 @@ import numpy as np
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.groups import GroupIndex
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.threshold import Centroids
@@ -87,6 +88,8 @@ def encode_state(state: SourceState) -> bytes:
     }
     if state.templates and state.templates.get("templates"):
         meta["templates"] = state.templates  # absent: a state with no templates (older)
+    if state.groups and state.groups.get("of"):
+        meta["groups"] = state.groups  # absent: a state saved before groups (older)
     table = state.table
     arrays = {  # the sums, not unit rows: no (k, dim) array made for a flush
         "sums": table.sums[: table.k],
@@ -131,6 +134,7 @@ def decode_state(data: bytes, dim: int) -> tuple[SourceState, int]:
         table=table,
         ids=ids,
         templates=meta.get("templates"),
+        groups=meta.get("groups"),
     )
     return state, version
 
@@ -193,17 +197,26 @@ def to_bytes(clusterer: SourceClusterer) -> bytes:
 
 
 def from_bytes(
-    data: bytes, config: StreamClusterConfig, dim: int, threshold: float
+    data: bytes,
+    config: StreamClusterConfig,
+    dim: int,
+    threshold: float,
+    groups: tuple[float, int] | None = None,
 ) -> SourceClusterer:
-    """A clusterer restored from a state of any format. The threshold given wins over
-    the stored one, so a changed setting applies.
+    """A clusterer restored from a state of any format. The thresholds given win over
+    the stored ones, so a changed setting applies. `groups`: `(group threshold, where
+    the semantic channel starts)`; None: `config`'s group threshold over the embedding.
 
     Raises:
         ValueError: unknown format version, a different embedding dimension, or a
             truncated or malformed state.
     """
     state, version = decode_state(data, dim)
-    return SourceClusterer.restored(state, config, threshold, saved=version == STATE_VERSION)
+    tau, start = groups or (config.group_threshold_for(None), 0)
+    index = GroupIndex.from_doc(state.groups, tau, start)
+    return SourceClusterer.restored(
+        state, config, threshold, saved=version == STATE_VERSION, groups=index
+    )
 
 
 def counters_bytes(clusterer: SourceClusterer) -> bytes:

@@ -26,11 +26,12 @@ from logclust.wire import contract, ipc
 
 logger = logging.getLogger(__name__)
 
-# Bytes a labelled row adds to the answer: int32 + float32 and their share of padding.
-RESPONSE_BYTES_PER_ROW = 16
+# Bytes a labelled row adds to the answer: int32 + float32 + int64 (group_id) and their
+# share of padding.
+RESPONSE_BYTES_PER_ROW = 24
 # And with a storage budget: a bit of `keep` and the float64 `sample_weight`, rounded up.
 SAMPLE_BYTES_PER_ROW = 9
-# Bytes an answer's batch may add besides its rows: the two output fields' metadata.
+# Bytes an answer's batch may add besides its rows: the output fields' metadata.
 RESPONSE_BYTES_PER_BATCH = 512
 
 
@@ -189,7 +190,7 @@ class Sidecar:
             self.metrics.observe_batch(
                 time.perf_counter() - started, b.source_names, b.source_codes, b.ids, b.latency_ms
             )
-        out = contract.with_labels(table, b.ids, b.distances)
+        out = contract.with_labels(table, b.ids, b.distances, b.groups)
         for name, column in b.headers.items():
             out = out.append_column(name, column)
         if b.keep is not None and b.weight is not None:
@@ -203,9 +204,11 @@ class Sidecar:
         end_ms: int | None = None,
         window_ms: int | None = None,
         source: str | None = None,
+        by: str = "cluster",
     ) -> pa.Table:
-        """Per-cluster latency table (see `LatencyBook.query`)."""
-        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source)
+        """Per-cluster (or per-group, `by="group"`) latency table (see
+        `StreamLabeler.latency`)."""
+        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source, by)
 
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """Every cluster of `source` (all sources when None)."""

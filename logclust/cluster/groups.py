@@ -1,0 +1,224 @@
+"""Groups: the meaning level above clusters (`group_id` beside `cluster_id`).
+
+A cluster is a template (exact, right for logs); a group gathers the clusters that mean
+the same thing. Groups are found online, like clusters, by distance between meanings:
+
+- **Space.** The semantic channel of the embedding (`embedding[semantic_from:]`, unit
+  length; the decoder's part says a line's form, not its meaning). Prose adds its
+  content words (`logclust.text.prose.lexical_vector`), so wordings that share them
+  meet even where the channel is weak.
+- **Kinds never mix.** A cluster joins only a group of its own kind: log lines with log
+  lines, prose with prose, and a structured body only with bodies of the same
+  vocabulary (field names and literal words): two GraphQL operations that share their
+  keys, or two SOAP operations that share an envelope, differ in their words and stay
+  apart.
+- **Placement.** A new cluster joins the nearest group of its kind whose centroid (the
+  running mean of its clusters' points) lies within `threshold`, else opens a group whose
+  id is its own cluster id. A cluster's group never changes afterwards, so ids are
+  stable; a cluster with no group recorded (split off by a consolidation, or kept by a
+  state written before groups) is its own group.
+- **Prose** is placed at this level directly: a prose text joins the nearest prose group
+  within `threshold` and takes its id as its cluster id (prose clusters are groups), so a
+  stream of messages on a few topics gives a few clusters, not one per sentence.
+
+The index is saved with the source's state (`to_doc` / `from_doc`): ids survive restarts.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from logclust.cluster.templates import is_structured
+from logclust.text.prose import LEXICAL_DIM, lexical_vector
+
+PROSE = "prose"
+LINE = "line"
+# Share of the prose point given to its content words (the rest: the semantic channel).
+LEXICAL_WEIGHT = 0.5
+
+
+def body_kind(masked: str) -> str:
+    """The kind of a structured body: its vocabulary (letter words: field names,
+    element names, literal values), hashed. Two bodies share a kind only when they use
+    the same words."""
+    words = sorted({w for w in _words(masked)})
+    return "body:%08x" % zlib.crc32(" ".join(words).encode())
+
+
+def _words(text: str) -> list[str]:
+    out, cur = [], []
+    for c in text:
+        if c.isalpha():
+            cur.append(c)
+        elif cur:
+            out.append("".join(cur))
+            cur = []
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+@dataclass
+class _Group:
+    kind: str
+    total: np.ndarray  # sum of its points (unit each); the centroid is its direction
+    clusters: int = 1
+
+
+@dataclass
+class GroupIndex:
+    """The groups of one source (see the module docstring). Not thread-safe.
+
+    Args:
+        threshold: Euclidean distance between unit points within which a cluster joins
+            a group.
+        semantic_from: where the semantic channel starts in an embedding (0: the whole
+            embedding is used).
+    """
+
+    threshold: float
+    semantic_from: int = 0
+    of: dict[int, int] = field(default_factory=dict)  # cluster id -> group id
+    groups: dict[int, _Group] = field(default_factory=dict)
+    _lookup: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+
+    def point(self, embedding: np.ndarray, text: str, kind: str) -> np.ndarray:
+        """The unit point of a cluster's first text in the groups' space."""
+        sem = np.asarray(embedding[self.semantic_from :], np.float32)
+        sem = sem / max(float(np.linalg.norm(sem)), 1e-12)
+        if kind != PROSE:
+            return sem
+        lex = lexical_vector(text)
+        if not lex.any():  # no content word (one repeated stop word, emoji only)
+            return np.concatenate([sem, np.zeros(LEXICAL_DIM, np.float32)])
+        a = np.sqrt(1.0 - LEXICAL_WEIGHT**2)
+        return np.concatenate([a * sem, LEXICAL_WEIGHT * lex]).astype(np.float32)
+
+    def nearest(self, x: np.ndarray, kind: str, within: bool = True) -> tuple[int | None, float]:
+        """`(group id, distance)` of the nearest group of `kind` (within the threshold
+        unless not `within`); `(None, distance)` when none is near enough."""
+        best, best_d = None, float("inf")
+        for gid, g in self.groups.items():
+            if g.kind != kind or g.total.shape != x.shape:
+                continue
+            c = g.total / max(float(np.linalg.norm(g.total)), 1e-12)
+            d = float(np.linalg.norm(x - c))
+            if d < best_d:
+                best, best_d = gid, d
+        return (best, best_d) if best_d <= self.threshold or not within else (None, best_d)
+
+    def add(self, cid: int, x: np.ndarray, kind: str) -> int:
+        """Places new cluster `cid` (point `x`, of `kind`): joins the nearest group of its
+        kind within the threshold, else opens group `cid`. Returns the group id."""
+        gid, _ = self.nearest(x, kind)
+        if gid is None:
+            self.groups[cid] = _Group(kind, x.astype(np.float32).copy())
+            gid = cid
+        else:
+            self.join(gid, x)
+            self.groups[gid].clusters += 1
+        self.of[cid] = gid
+        return gid
+
+    def join(self, gid: int, x: np.ndarray) -> None:
+        """Moves group `gid`'s centroid toward a new member's point `x`."""
+        self.groups[gid].total += x
+
+    def add_cluster(self, cid: int, embedding: np.ndarray, text: str) -> int:
+        """Places the new cluster `cid` of a log line or a structured body by its first
+        text and that text's embedding; returns its group id."""
+        kind = body_kind(text) if is_structured(text) else LINE
+        return self.add(cid, self.point(embedding, text, kind), kind)
+
+    def add_clusters(self, ids: np.ndarray, emb: np.ndarray, texts: list[str]) -> None:
+        """Gives each cluster opened for `texts` (embeddings `emb`) that has no group yet
+        its group."""
+        for cid, e, text in zip(ids.tolist(), emb, texts, strict=True):
+            if cid not in self.of:
+                self.add_cluster(cid, e, text)
+
+    def place_prose(
+        self, text: str, emb: np.ndarray, open_cluster: Callable[[], int], at_cap: bool
+    ) -> tuple[int, float]:
+        """`(cluster id, distance)` of a prose text: the nearest prose group within the
+        threshold (its id is the cluster's; at the cap the nearest at any distance), else
+        a new cluster from `open_cluster()`, which opens its own group."""
+        x = self.point(emb, text, PROSE)
+        gid, d = self.nearest(x, PROSE, within=not at_cap)
+        if gid is not None:
+            self.join(gid, x)
+            return gid, d
+        cid = open_cluster()
+        self.groups[cid] = _Group(PROSE, x.astype(np.float32).copy())
+        self.of[cid] = cid
+        return cid, 0.0
+
+    def prose_clusters(self) -> set[int]:
+        """Clusters of prose (the clusterer never merges nor splits them)."""
+        return {c for c, g in self.of.items() if self.groups[g].kind == PROSE}
+
+    def group_ids(self, ids: np.ndarray, aliases: dict[int, int]) -> np.ndarray:
+        """`(n,)` int64 group id of each cluster id in `ids` (a merged id's group is its
+        survivor's; a cluster with no group is its own)."""
+        top = int(ids.max()) + 1 if ids.size else 0
+        if self._lookup.size < top or self._lookup.size < len(self.of):
+            self._rebuild(max(top, max(self.of, default=-1) + 1), aliases)
+        return self._lookup[ids]
+
+    def changed(self) -> None:
+        """Drops the lookup table (call after any change of ids or aliases)."""
+        self._lookup = np.zeros(0, np.int64)
+
+    def _rebuild(self, n: int, aliases: dict[int, int]) -> None:
+        look = np.arange(n, dtype=np.int64)
+        for c, g in self.of.items():
+            if c < n:
+                look[c] = g
+        for gone, into in aliases.items():
+            if gone < n:
+                look[gone] = self.of.get(into, into)
+        self._lookup = look
+
+    def members(self) -> dict[int, list[int]]:
+        """Group id -> its cluster ids."""
+        out: dict[int, list[int]] = {}
+        for c, g in sorted(self.of.items()):
+            out.setdefault(g, []).append(c)
+        return out
+
+    # -- state ---------------------------------------------------------------------------
+
+    def to_doc(self) -> dict[str, Any]:
+        """A JSON document of the index (centroid sums rounded to float32 text)."""
+        return {
+            "threshold": self.threshold,
+            "of": [[c, g] for c, g in sorted(self.of.items())],
+            "groups": [
+                [gid, g.kind, g.clusters, [round(float(v), 6) for v in g.total]]
+                for gid, g in sorted(self.groups.items())
+            ],
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None, threshold: float, semantic_from: int) -> GroupIndex:
+        """The index `to_doc` wrote (empty for None: a state saved before groups). The
+        threshold given wins over the stored one, so a changed setting applies.
+
+        Raises:
+            ValueError, KeyError, TypeError: a malformed document.
+        """
+        out = cls(threshold, semantic_from)
+        if not doc:
+            return out
+        for gid, kind, n, total in doc["groups"]:
+            out.groups[int(gid)] = _Group(str(kind), np.asarray(total, np.float32), int(n))
+        for c, g in doc["of"]:
+            if int(g) not in out.groups:
+                raise ValueError(f"Group state names an unknown group. Received: {g}")
+            out.of[int(c)] = int(g)
+        return out
