@@ -148,6 +148,19 @@ def _add_clustering_flags(p: argparse.ArgumentParser) -> None:
         "larger gives coarser groups)",
     )
     clusters(
+        "--group-threshold",
+        "group_threshold",
+        type=float,
+        help="distance within which a new cluster joins a group of the same meaning, and a "
+        "prose text a prose cluster (default: the bundle's calibrated one; docs/sidecar.md)",
+    )
+    clusters(
+        "--prose",
+        "prose",
+        action=argparse.BooleanOptionalAction,
+        help="place free text by meaning: its clusters are its groups (default: %(default)s)",
+    )
+    clusters(
         "--source-threshold",
         "source_thresholds",
         action="append",

@@ -132,7 +132,10 @@ class GroupIndex:
     def add_cluster(self, cid: int, embedding: np.ndarray, text: str) -> int:
         """Places the new cluster `cid` of a log line or a structured body by its first
         text and that text's embedding; returns its group id."""
-        kind = body_kind(text) if is_structured(text) else LINE
+        if is_structured(text):
+            kind = body_kind(text)
+        else:  # a line with no word at all (empty, numbers only) means nothing to group by
+            kind = LINE if any(c.isalpha() for c in text) else "no words"
         return self.add(cid, self.point(embedding, text, kind), kind)
 
     def add_clusters(self, ids: np.ndarray, emb: np.ndarray, texts: list[str]) -> None:
