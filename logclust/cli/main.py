@@ -298,6 +298,12 @@ def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", default=None, help="PNG of p99 per cluster over time")
+    p.add_argument(
+        "--by",
+        choices=("cluster", "group"),
+        default="cluster",
+        help="a row per cluster, or per group of clusters that mean the same (default: cluster)",
+    )
     _add_client_tls_flags(p)
     p.set_defaults(func=handler("remote", "cmd_latency"))
 

@@ -77,6 +77,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
             since_s=args.since,
             window_s=args.window,
             source=args.source,
+            by=args.by,
         )
         if args.plot and not plotting_available():
             print(PLOT_EXTRA_MISSING, file=sys.stderr)

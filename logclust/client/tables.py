@@ -15,6 +15,7 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
         {
             "source": pa.array([c.source for c in cs], pa.string()),
             "cluster_id": pa.array([c.cluster_id for c in cs], pa.int32()),
+            "group_id": pa.array([c.group_id for c in cs], pa.int64()),
             "size": pa.array([c.size for c in cs], pa.int64()),
             "first_seen": pa.array([c.first_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
             "last_seen": pa.array([c.last_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),

@@ -479,8 +479,12 @@ class SourceClusterer:
 
     def describe(self, ids: set[int] | None = None) -> list[ClusterStats]:
         """Copies of every cluster's stats (or of `ids` only), merged ones included
-        (`merged_into` set)."""
-        return self._stats.describe(ids)
+        (`merged_into` set), each with its group."""
+        out = self._stats.describe(ids)
+        groups = self.group_ids(np.array([s.cluster_id for s in out], np.int64))
+        for st, g in zip(out, groups.tolist(), strict=True):
+            st.group_id = g
+        return out
 
     def _touch(self, model: bool) -> None:
         if model:

@@ -37,18 +37,20 @@ class LabelResponse(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., num_rows: _Optional[int] = ...) -> None: ...
 
 class LatencyRequest(_message.Message):
-    __slots__ = ("quantiles", "start_unix_ms", "end_unix_ms", "window_ms", "source")
+    __slots__ = ("quantiles", "start_unix_ms", "end_unix_ms", "window_ms", "source", "by")
     QUANTILES_FIELD_NUMBER: _ClassVar[int]
     START_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     END_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
     quantiles: _containers.RepeatedScalarFieldContainer[float]
     start_unix_ms: int
     end_unix_ms: int
     window_ms: int
     source: str
-    def __init__(self, quantiles: _Optional[_Iterable[float]] = ..., start_unix_ms: _Optional[int] = ..., end_unix_ms: _Optional[int] = ..., window_ms: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    by: str
+    def __init__(self, quantiles: _Optional[_Iterable[float]] = ..., start_unix_ms: _Optional[int] = ..., end_unix_ms: _Optional[int] = ..., window_ms: _Optional[int] = ..., source: _Optional[str] = ..., by: _Optional[str] = ...) -> None: ...
 
 class LatencyResponse(_message.Message):
     __slots__ = ("arrow_ipc",)
@@ -63,7 +65,7 @@ class ClustersRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into", "rows_per_s", "rows_per_s_before")
+    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into", "rows_per_s", "rows_per_s_before", "group_id")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +77,7 @@ class ClusterInfo(_message.Message):
     MERGED_INTO_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_S_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_S_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     source: str
     cluster_id: int
     size: int
@@ -86,7 +89,8 @@ class ClusterInfo(_message.Message):
     merged_into: int
     rows_per_s: float
     rows_per_s_before: float
-    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ..., rows_per_s: _Optional[float] = ..., rows_per_s_before: _Optional[float] = ...) -> None: ...
+    group_id: int
+    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ..., rows_per_s: _Optional[float] = ..., rows_per_s_before: _Optional[float] = ..., group_id: _Optional[int] = ...) -> None: ...
 
 class ClustersResponse(_message.Message):
     __slots__ = ("clusters",)

@@ -137,6 +137,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 end_ms=request.end_unix_ms or None,
                 window_ms=request.window_ms or None,
                 source=request.source or None,
+                by=request.by or "cluster",
             )
             return ipc.encode_ipc(table)
 
@@ -162,6 +163,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 exemplars=st.members[: self.sidecar.config.clusters.max_exemplars],
                 rows_per_s=v.rows_per_s,
                 rows_per_s_before=v.rows_per_s_before,
+                group_id=st.cluster_id if st.group_id is None else st.group_id,
             )
             for v in views
             for st in (v.stats,)

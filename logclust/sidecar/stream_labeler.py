@@ -267,7 +267,7 @@ class StreamLabeler:
             ValueError: `by` is neither "cluster" nor "group".
         """
         if by not in ("cluster", "group"):
-            raise ValueError(f"by must be 'cluster' or 'group'. Received: by={by!r}")
+            raise ContractError(f"by must be 'cluster' or 'group'. Received: by={by!r}")
         aliases = self.stream.aliases() if by == "cluster" else self.stream.group_aliases()
         return self.book.query(
             list(quantiles or DEFAULT_QUANTILES),

@@ -50,7 +50,7 @@ _PERSON_WORDS = frozenset(
 )
 # Words that are names in code or logs: camelCase, snake_case, dotted names, paths,
 # a `component:` prefix, brackets.
-_IDENTIFIER = re.compile(r"[a-z][A-Z]|_|\w\.\w|[/\\\[\]{}()]|:$|::")
+_IDENTIFIER = re.compile(r"[a-z][A-Z]|_|\w\.\w|[/\\\[\]{}()]|::")
 _STOP = _FUNCTION_WORDS | frozenset("after before also any all more most some than then".split())
 _EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
 
@@ -83,8 +83,12 @@ def is_prose(masked: str) -> bool:
     caps = sum(1 for w in words if len(w) > 1 and w.isupper())
     if caps * 3 > len(words) or caps >= 2:  # ERROR IN CONTACTING RM, acronyms of systems
         return False
-    if any(w in _PERSON_WORDS for w in plain):
+    if any(w in _PERSON_WORDS for w in plain):  # "Urgent: I want ..." keeps its colon
         return True
+    # A `key: value` or a `COMPONENT:` prefix; "Urgent:" opening a sentence is prose.
+    head = words[0]
+    if any(w.endswith(":") for w in words[1:]) or (head.endswith(":") and head.isupper()):
+        return False
     ends = bool(_SENTENCE_END.search(s))
     return ends and len(words) >= 4 and any(w in _FUNCTION_WORDS for w in plain)
 

@@ -76,7 +76,8 @@ def _raw_label(port: int, payloads: list[bytes]) -> list[pb.LabelResponse]:
 
 def test_label_keeps_order_and_passthrough_columns(client: Client, traffic: pa.Table) -> None:
     out = client.label(traffic, batch_size=400)
-    assert out.column_names == traffic.column_names + ["cluster_id", "cluster_distance"]
+    added = ["cluster_id", "cluster_distance", "group_id"]
+    assert out.column_names == traffic.column_names + added
     assert out.select(traffic.column_names).equals(traffic)
     assert out.schema.field("cluster_id").type == pa.int32()
     ids = out.column("cluster_id").to_numpy()
@@ -117,6 +118,7 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
     assert table.column_names == [
         "source",
         "cluster_id",
+        "group_id",
         "size",
         "first_seen",
         "last_seen",
@@ -128,6 +130,7 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
         "rows_per_s_before",
     ]
     assert sum(table.column("size").to_pylist()) == traffic.num_rows
+    assert all(g is not None and g >= 0 for g in table.column("group_id").to_pylist())
     # Counted when received (not by event time), over the last rate window.
     window_s = CFG.labeler.rate_window_s
     rate = sum(table.column("rows_per_s").to_pylist())
