@@ -188,7 +188,12 @@ class Sidecar:
             self._announce(fresh, now)
         if self.metrics is not None:
             self.metrics.observe_batch(
-                time.perf_counter() - started, b.source_names, b.source_codes, b.ids, b.latency_ms
+                time.perf_counter() - started,
+                b.source_names,
+                b.source_codes,
+                b.ids,
+                b.latency_ms,
+                b.groups,
             )
         out = contract.with_labels(table, b.ids, b.distances, b.groups)
         for name, column in b.headers.items():
