@@ -35,8 +35,8 @@ from training.corpus import python_messages
 from training.dataset import Example, make_examples, split
 from training.distributed import ONE_WORKER, Cluster, make_strategy
 from training.evaluate import evaluate
-from training.evaluate.report import threshold_section, write_section
 from training.evaluate.groups import calibrate_group_threshold
+from training.evaluate.report import threshold_section, write_section
 from training.evaluate.streaming import calibrate
 from training.semantic import SemanticTable
 from training.tokenizer import TokenizerConfig, train_tokenizer

@@ -47,7 +47,7 @@ def body_kind(masked: str) -> str:
     element names, literal values), hashed. Two bodies share a kind only when they use
     the same words."""
     words = sorted({w for w in _words(masked)})
-    return "body:%08x" % zlib.crc32(" ".join(words).encode())
+    return f"body:{zlib.crc32(' '.join(words).encode()):08x}"
 
 
 def _words(text: str) -> list[str]:
@@ -208,7 +208,9 @@ class GroupIndex:
         }
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any] | None, threshold: float, semantic_from: int) -> GroupIndex:
+    def from_doc(
+        cls, doc: dict[str, Any] | None, threshold: float, semantic_from: int
+    ) -> GroupIndex:
         """The index `to_doc` wrote (empty for None: a state saved before groups). The
         threshold given wins over the stored one, so a changed setting applies.
 

@@ -39,7 +39,7 @@ import numpy as np
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.forms import FormIndex, form_keys, near
-from logclust.cluster.groups import PROSE, GroupIndex
+from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
@@ -598,4 +598,3 @@ class SourceClusterer:
         self.rows_seen = c.rows_seen
         self.last_batch_ms = c.last_batch_ms
         self.cap_hits = c.cap_hits
-

@@ -34,7 +34,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the config module imports nothing of the clusterer
+    from logclust.cluster.config import StreamClusterConfig
 
 WILDCARD = "<*>"
 # A run between delimiters that holds a placeholder (greedy on both sides: the whole run).
@@ -447,7 +450,7 @@ def _diffs(words: list[str], shape: Shape) -> list[int]:
     ]
 
 
-def template_settings(config: "StreamClusterConfig") -> TemplateSettings:
+def template_settings(config: StreamClusterConfig) -> TemplateSettings:
     """The template rules `config` sets (bounded like the clusters and the memo)."""
     return TemplateSettings(
         family_values=config.template_family_values,

@@ -4,8 +4,9 @@
 * `logclust_errors_total{kind}`: failed calls by status (`invalid_argument`, ...).
 * `logclust_batch_seconds`: time to label one batch (decode to encode).
 * `logclust_request_latency_ms{source,cluster,group}`: histogram of the rows' `latency_ms`
-  per cluster, with the cluster's group (sum by `group` for the group's latency). Label pairs are capped (`max_series`); rows of further clusters are counted
-  under `cluster="other"` so a noisy stream cannot blow up the scrape.
+  per cluster, with the cluster's group (sum by `group` for the group's latency). Label
+  pairs are capped (`max_series`); rows of further clusters are counted under
+  `cluster="other"` so a noisy stream cannot blow up the scrape.
 * `logclust_late_rows_total` and `logclust_early_rows_total`: rows whose latency was not
   recorded because their time lies before the retention or too far in the future.
 * `logclust_new_clusters_total{source}`: new kinds (`logclust.sidecar.activity`).

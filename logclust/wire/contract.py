@@ -15,8 +15,8 @@ and may have, with these meanings:
   missing column) mean `"default"`.
 
 Every other column passes through untouched. `cluster_id`, `cluster_distance` and
-`group_id` are added by the sidecar, so an input that already has them is rejected; so are `keep` and
-`sample_weight` when a storage budget is set (docs/sampling.md).
+`group_id` are added by the sidecar, so an input that already has them is rejected; so
+are `keep` and `sample_weight` when a storage budget is set (docs/sampling.md).
 
 Bytes on the wire are Arrow IPC streams (`logclust.wire.ipc`). The sidecar, the server,
 the client and the CLI all speak this one contract, and nothing else of each other.

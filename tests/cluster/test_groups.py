@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from logclust.cluster.groups import GroupIndex
-from logclust.sidecar.stream_labeler import StreamLabeler
 from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.groups import GroupIndex
 from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.stream_labeler import StreamLabeler
 
 CFG = StreamLabelerConfig(clusters=StreamClusterConfig(background_consolidation=False))
 TOPICS = [

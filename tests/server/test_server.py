@@ -214,7 +214,8 @@ def test_health_and_metrics(traffic: pa.Table) -> None:
         assert 'logclust_errors_total{kind="invalid_argument"} 1.0' in text
         assert "logclust_batch_seconds_count 1.0" in text
         assert re.search(
-            r'logclust_request_latency_ms_count\{cluster="\d+",group="\d+",source="frontend"\}', text
+            r'logclust_request_latency_ms_count\{cluster="\d+",group="\d+",source="frontend"\}',
+            text,
         )
         srv.stop(grace=1)
         assert srv.wait_for_termination(0)

@@ -20,35 +20,102 @@ import numpy as np
 # topic -> (subjects, predicates): a message says "<subject> <predicate>" in some words.
 TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "damaged": (
-        ("my package", "the parcel", "the box", "my order", "the item", "the vase", "my lamp",
-         "the mug", "the screen", "the chair", "my delivery"),
-        ("arrived damaged", "came broken", "was smashed", "is cracked", "arrived crushed",
-         "was broken in transit", "came in pieces", "arrived with a big dent",
-         "was shattered when I opened it", "is damaged and unusable", "came scratched and broken"),
+        (
+            "my package",
+            "the parcel",
+            "the box",
+            "my order",
+            "the item",
+            "the vase",
+            "my lamp",
+            "the mug",
+            "the screen",
+            "the chair",
+            "my delivery",
+        ),
+        (
+            "arrived damaged",
+            "came broken",
+            "was smashed",
+            "is cracked",
+            "arrived crushed",
+            "was broken in transit",
+            "came in pieces",
+            "arrived with a big dent",
+            "was shattered when I opened it",
+            "is damaged and unusable",
+            "came scratched and broken",
+        ),
     ),
     "late": (
-        ("my order", "the package", "my parcel", "the shipment", "my delivery", "the courier",
-         "the order I placed last week", "my purchase"),
-        ("has not arrived yet", "is late", "is still not here", "is delayed again",
-         "never showed up", "was supposed to arrive days ago", "is taking forever to arrive",
-         "is overdue", "still has not been delivered", "is stuck in transit"),
+        (
+            "my order",
+            "the package",
+            "my parcel",
+            "the shipment",
+            "my delivery",
+            "the courier",
+            "the order I placed last week",
+            "my purchase",
+        ),
+        (
+            "has not arrived yet",
+            "is late",
+            "is still not here",
+            "is delayed again",
+            "never showed up",
+            "was supposed to arrive days ago",
+            "is taking forever to arrive",
+            "is overdue",
+            "still has not been delivered",
+            "is stuck in transit",
+        ),
     ),
     "refund": (
-        ("I want", "I would like", "please send me", "I am still waiting for", "I demand",
-         "can I get", "how do I get", "when will I receive"),
-        ("a refund", "my money back", "a refund for my order", "the refund you promised",
-         "reimbursement for the return", "my refund processed", "a full refund",
-         "my money returned to my card"),
+        (
+            "I want",
+            "I would like",
+            "please send me",
+            "I am still waiting for",
+            "I demand",
+            "can I get",
+            "how do I get",
+            "when will I receive",
+        ),
+        (
+            "a refund",
+            "my money back",
+            "a refund for my order",
+            "the refund you promised",
+            "reimbursement for the return",
+            "my refund processed",
+            "a full refund",
+            "my money returned to my card",
+        ),
     ),
     "password": (
         ("I can't", "I cannot", "I am unable to", "I'm not able to", "it won't let me"),
-        ("log in to my account", "sign in", "reset my password", "access my account",
-         "login with my password", "get into my account after the password reset"),
+        (
+            "log in to my account",
+            "sign in",
+            "reset my password",
+            "access my account",
+            "login with my password",
+            "get into my account after the password reset",
+        ),
     ),
 }
 _OPENERS = ("", "Hi, ", "Hello, ", "Hey, ", "Dear support, ", "Good morning, ", "Urgent: ")
-_CLOSERS = ("", " Please help.", " Thanks.", " What should I do?", " This is unacceptable!",
-            " Please fix this asap.", " Thank you for your help.", " I am very disappointed.")
+_CLOSERS = (
+    "",
+    " Please help.",
+    " Thanks.",
+    " What should I do?",
+    " This is unacceptable!",
+    " Please fix this asap.",
+    " Thank you for your help.",
+    " I am very disappointed.",
+)
 _FILLERS = ("really", "honestly", "unfortunately", "again", "today", "already", "sadly")
 
 
@@ -146,8 +213,13 @@ def calibrate_group_threshold(
     for tau in grid:
         ari, per, merged = group_scores(_groups_at(labeler, prose, tau), topics)
         p_ari, p_per, _ = group_scores(_groups_at(labeler, probe, tau), meanings)
-        report[str(tau)] = {"prose_ari": ari, "groups_per_topic": per, "topics_merged": merged,
-                            "probe_ari": p_ari, "probe_groups_per_meaning": p_per}
+        report[str(tau)] = {
+            "prose_ari": ari,
+            "groups_per_topic": per,
+            "topics_merged": merged,
+            "probe_ari": p_ari,
+            "probe_groups_per_meaning": p_per,
+        }
         score = ari + 0.25 * p_ari
         if score > best_score:
             best, best_score = tau, score
