@@ -307,6 +307,11 @@ config = ServerConfig(listen="127.0.0.1:0", store_dir=sys.argv[1],
 LAUNCH = CONFIG + "serve(config, FakeLabeler())\n"
 # The sidecar, answering each line on stdin once a periodic flush that began after the
 # line has saved ("flushed"): the test waits for the save, not for a time.
+PROSE = [
+    "My package arrived damaged and the box was crushed, please help.",
+    "I want a refund for my order, please send my money back.",
+    "Hi, my parcel is late again and I am still waiting for it.",
+]
 LAUNCH_FLUSH_ON_ASK = (
     CONFIG
     + """
@@ -349,6 +354,7 @@ def test_restart_after_kill_9_keeps_latency_and_cluster_ids(
     try:
         with Client(f"127.0.0.1:{port}") as client:
             first = client.label(traffic, batch_size=1000)
+            prose_first = client.label(pa.table({"body": PROSE}))
             before = client.latency(quantiles=[0.5, 0.99])
             clusters_before = client.clusters()
         assert proc.stdin is not None
@@ -365,16 +371,17 @@ def test_restart_after_kill_9_keeps_latency_and_cluster_ids(
             assert after.select(["cluster_id", "count", "p50", "p99"]).equals(
                 before.select(["cluster_id", "count", "p50", "p99"])
             )
-            assert (
-                client.clusters()
-                .select(["cluster_id", "size", "template"])
-                .equals(clusters_before.select(["cluster_id", "size", "template"]))
-            )
+            kept = ["cluster_id", "group_id", "size", "template"]
+            assert client.clusters().select(kept).equals(clusters_before.select(kept))
             again = client.label(traffic.slice(0, 1000))
-            np.testing.assert_array_equal(
-                again.column("cluster_id").to_numpy(),
-                first.column("cluster_id").to_numpy()[:1000],
-            )
+            for column in ("cluster_id", "group_id"):
+                np.testing.assert_array_equal(
+                    again.column(column).to_numpy(), first.column(column).to_numpy()[:1000]
+                )
+            # Prose is placed by its groups: the same groups (and ids) after the restart.
+            prose_again = client.label(pa.table({"body": PROSE}))
+            for column in ("cluster_id", "group_id"):
+                assert prose_again.column(column).equals(prose_first.column(column))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
