@@ -310,6 +310,13 @@ def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p = subparsers.add_parser("clusters", help="clusters and their descriptions")
     p.add_argument("--addr", default=DEFAULT_ADDR)
     p.add_argument("--source", default=None)
+    p.add_argument(
+        "--by",
+        choices=("cluster", "group"),
+        default="cluster",
+        help="a row per cluster (with its group_id), or per group: its clusters, their "
+        "templates and a few exemplars (default: cluster)",
+    )
     p.add_argument("--format", choices=FORMATS, default="table")
     _add_client_tls_flags(p)
     p.set_defaults(func=handler("remote", "cmd_clusters"))

@@ -17,6 +17,7 @@ import pyarrow as pa
 from logclust.cli.io import TableWriter, format_table, read_input
 from logclust.client import Client, ClientTls
 from logclust.client.plots import PLOT_EXTRA_MISSING, plotting_available, write_p99_plot
+from logclust.client.tables import groups_table
 from logclust.wire import ipc
 
 
@@ -98,6 +99,8 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     """`logclust clusters`: every cluster with its template and exemplars."""
     with Client(args.addr, tls=client_tls(args)) as client:
         table = client.clusters(args.source)
+    if args.by == "group":
+        table = groups_table(table)
     print(format_table(table, args.format))
     return 0
 
