@@ -1,6 +1,7 @@
 """The group level (`group_id`) on a mixed HTTP workload, through a real sidecar.
 
     python -m bench.groups [--bundle DIR] [--rows 6000] [--prose-share 0.3] [--demo-rows 20000]
+                           [--group-threshold X]
 
 A fresh `logclust serve` (`bench.harness.Sidecar`, a temporary store) labels, k never
 given, a stream of one source mixing:
@@ -77,9 +78,11 @@ def workload(rows: int, prose_share: float, seed: int) -> tuple[list[str], list[
     return [bodies[i] for i in order], [truth[i] for i in order]
 
 
-def label(bundle: str | None, bodies: list[str], batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """`(cluster ids, group ids)` from a fresh sidecar."""
-    with Sidecar(bundle, SERVER_CORE) as side, Client(side.addr) as client:
+def label(
+    bundle: str | None, bodies: list[str], batch: int, extra: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(cluster ids, group ids)` from a fresh sidecar (`extra`: more `serve` flags)."""
+    with Sidecar(bundle, SERVER_CORE, extra=extra) as side, Client(side.addr) as client:
         client.wait_ready(120)
         out = client.label(pa.table({"body": bodies}), batch)
     return out.column("cluster_id").to_numpy(), out.column("group_id").to_numpy()
@@ -105,13 +108,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--demo-rows", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--group-threshold",
+        type=float,
+        default=None,
+        help="the sidecar's --group-threshold (default: the bundle's, else the fallback)",
+    )
     args = p.parse_args(argv)
+    extra = [] if args.group_threshold is None else ["--group-threshold", str(args.group_threshold)]
     cli.smoke(args, rows=400, demo_rows=1000, batch=200)
     with cli.output(args, "groups") as out:
-        out.header(args.bundle)
+        out.header(args.bundle, group_threshold=str(args.group_threshold or "bundle's"))
         bodies, truth_list = workload(args.rows, args.prose_share, args.seed)
         truth = np.array(truth_list)
-        ids, groups = label(args.bundle, bodies, args.batch)
+        ids, groups = label(args.bundle, bodies, args.batch, extra)
         prose = np.char.startswith(truth, "prose:")
         per_topic = [len(set(groups[truth == f"prose:{t}"].tolist())) for t in TOPICS]
         table = out.table(
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         demo = generate_traffic(args.demo_rows, seed=args.seed)
         d_truth = np.array(demo.column("kind").to_pylist())
-        d_ids, d_groups = label(args.bundle, demo.column("body").to_pylist(), args.batch)
+        d_ids, d_groups = label(args.bundle, demo.column("body").to_pylist(), args.batch, extra)
         fb = d_truth == "feedback"
         table.add(
             "logclust demo traffic (feedback kind)",

@@ -67,7 +67,7 @@ class ClusterStats:
     merged_into: int | None = None
     # The cluster's group (`logclust.cluster.groups`), set on the copies `describe` gives;
     # not saved with the stats (the groups' own state holds it).
-    group_id: int | None = None
+    group_id: int | None = field(default=None, compare=False)
     # Raw texts already offered (not saved; bounds the scrubbing work).
     _seen: set[str] = field(default_factory=set, repr=False, compare=False)
 

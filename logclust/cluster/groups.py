@@ -197,14 +197,16 @@ class GroupIndex:
     # -- state ---------------------------------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:
-        """A JSON document of the index (centroid sums rounded to float32 text)."""
+        """The index as a JSON document plus one array: `totals`, the groups' centroid
+        sums one after another (float32; each group's width in `groups`). The state
+        codec stores `totals` among its binary arrays, not as JSON text."""
+        ordered = sorted(self.groups.items())
+        totals = [g.total for _, g in ordered]
         return {
             "threshold": self.threshold,
             "of": [[c, g] for c, g in sorted(self.of.items())],
-            "groups": [
-                [gid, g.kind, g.clusters, [round(float(v), 6) for v in g.total]]
-                for gid, g in sorted(self.groups.items())
-            ],
+            "groups": [[gid, g.kind, g.clusters, int(g.total.size)] for gid, g in ordered],
+            "totals": np.concatenate(totals) if totals else np.zeros(0, np.float32),
         }
 
     @classmethod
@@ -220,8 +222,16 @@ class GroupIndex:
         out = cls(threshold, semantic_from)
         if not doc:
             return out
-        for gid, kind, n, total in doc["groups"]:
-            out.groups[int(gid)] = _Group(str(kind), np.asarray(total, np.float32), int(n))
+        totals = np.asarray(doc["totals"], np.float32)
+        start = 0
+        for gid, kind, n, width in doc["groups"]:
+            if width < 1 or start + width > totals.size:
+                raise ValueError(
+                    f"Group state's sums are too short. Received: {totals.size} values"
+                )
+            total = totals[start : start + width].copy()
+            out.groups[int(gid)] = _Group(str(kind), total, int(n))
+            start += width
         for c, g in doc["of"]:
             if int(g) not in out.groups:
                 raise ValueError(f"Group state names an unknown group. Received: {g}")

@@ -88,14 +88,17 @@ def encode_state(state: SourceState) -> bytes:
     }
     if state.templates and state.templates.get("templates"):
         meta["templates"] = state.templates  # absent: a state with no templates (older)
-    if state.groups and state.groups.get("of"):
-        meta["groups"] = state.groups  # absent: a state saved before groups (older)
+    groups = state.groups
+    if groups and groups.get("of"):  # absent: a state saved before groups (older)
+        meta["groups"] = {k: v for k, v in groups.items() if k != "totals"}
     table = state.table
     arrays = {  # the sums, not unit rows: no (k, dim) array made for a flush
         "sums": table.sums[: table.k],
         "counts": table.counts[: table.k],
         "ids": state.ids,
     }
+    if "groups" in meta:
+        arrays["group_totals"] = np.asarray(groups["totals"], np.float32)  # type: ignore[index]
     return pack_state(meta, arrays)
 
 
@@ -134,9 +137,17 @@ def decode_state(data: bytes, dim: int) -> tuple[SourceState, int]:
         table=table,
         ids=ids,
         templates=meta.get("templates"),
-        groups=meta.get("groups"),
+        groups=_groups_of(meta, arrays),
     )
     return state, version
+
+
+def _groups_of(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """The groups' document of a state, its sums back beside it (None: none saved)."""
+    doc = meta.get("groups")
+    if not doc:
+        return None
+    return {**doc, "totals": arrays.get("group_totals", np.zeros(0, np.float32))}
 
 
 def _table_of(

@@ -121,4 +121,6 @@ def test_group_index_round_trip_and_bad_doc() -> None:
     assert back.of == g.of
     assert back.group_ids(np.array([3, 5, 6, 7]), {7: 5}).tolist() == [3, 3, 6, 3]
     with pytest.raises(ValueError, match="unknown group"):
-        GroupIndex.from_doc({"groups": [], "of": [[1, 2]]}, 1.0, 0)
+        GroupIndex.from_doc({"groups": [], "of": [[1, 2]], "totals": []}, 1.0, 0)
+    with pytest.raises(ValueError, match="too short"):
+        GroupIndex.from_doc({"groups": [[1, "line", 1, 4]], "of": [], "totals": [0.5]}, 1.0, 0)
