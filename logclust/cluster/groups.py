@@ -66,8 +66,36 @@ def _words(text: str) -> list[str]:
 @dataclass
 class _Group:
     kind: str
-    total: np.ndarray  # sum of its points (unit each); the centroid is its direction
+    width: int  # of its points
+    row: int  # its row in the `_Table` of its kind and width
     clusters: int = 1
+
+
+class _Table:
+    """The groups of one kind: `(m, width)` sums of their points (unit each; a group's
+    centroid is its sum's direction), grown by doubling, so that the nearest group is
+    one matrix product away."""
+
+    def __init__(self, width: int) -> None:
+        self.ids: list[int] = []
+        self.totals = np.zeros((8, width), np.float32)
+
+    def add(self, gid: int, x: np.ndarray) -> int:
+        row = len(self.ids)
+        if row == len(self.totals):
+            self.totals = np.concatenate([self.totals, np.zeros_like(self.totals)])
+        self.totals[row] = x
+        self.ids.append(gid)
+        return row
+
+    def nearest(self, x: np.ndarray) -> tuple[int, float]:
+        """`(group id, distance)` of the nearest centroid (the table is not empty)."""
+        t = self.totals[: len(self.ids)]
+        norms = np.maximum(np.linalg.norm(t, axis=1), 1e-12)
+        # |x - c|^2 = 2 - 2 x.c for unit x and c; x of norm 0 (no words) gives 1 from all
+        d2 = np.maximum(float(x @ x) + 1.0 - 2.0 * (t @ x) / norms, 0.0)
+        i = int(np.argmin(d2))
+        return self.ids[i], float(np.sqrt(d2[i]))
 
 
 @dataclass
@@ -85,6 +113,7 @@ class GroupIndex:
     semantic_from: int = 0
     of: dict[int, int] = field(default_factory=dict)  # cluster id -> group id
     groups: dict[int, _Group] = field(default_factory=dict)
+    _tables: dict[tuple[str, int], _Table] = field(default_factory=dict, repr=False)
     _lookup: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def point(self, embedding: np.ndarray, text: str, kind: str) -> np.ndarray:
@@ -102,22 +131,28 @@ class GroupIndex:
     def nearest(self, x: np.ndarray, kind: str, within: bool = True) -> tuple[int | None, float]:
         """`(group id, distance)` of the nearest group of `kind` (within the threshold
         unless not `within`); `(None, distance)` when none is near enough."""
-        best, best_d = None, float("inf")
-        for gid, g in self.groups.items():
-            if g.kind != kind or g.total.shape != x.shape:
-                continue
-            c = g.total / max(float(np.linalg.norm(g.total)), 1e-12)
-            d = float(np.linalg.norm(x - c))
-            if d < best_d:
-                best, best_d = gid, d
-        return (best, best_d) if best_d <= self.threshold or not within else (None, best_d)
+        table = self._tables.get((kind, x.size))
+        if table is None:
+            return None, float("inf")
+        best, d = table.nearest(x)
+        return (best, d) if d <= self.threshold or not within else (None, d)
+
+    def _open(self, gid: int, x: np.ndarray, kind: str, clusters: int = 1) -> None:
+        """A new group `gid` of `kind` whose points sum to `x`."""
+        table = self._tables.setdefault((kind, x.size), _Table(x.size))
+        self.groups[gid] = _Group(kind, x.size, table.add(gid, x), clusters)
+
+    def total(self, gid: int) -> np.ndarray:
+        """The sum of group `gid`'s points (a view)."""
+        g = self.groups[gid]
+        return self._tables[(g.kind, g.width)].totals[g.row]
 
     def add(self, cid: int, x: np.ndarray, kind: str) -> int:
         """Places new cluster `cid` (point `x`, of `kind`): joins the nearest group of its
         kind within the threshold, else opens group `cid`. Returns the group id."""
         gid, _ = self.nearest(x, kind)
         if gid is None:
-            self.groups[cid] = _Group(kind, x.astype(np.float32).copy())
+            self._open(cid, x, kind)
             gid = cid
         else:
             self.join(gid, x)
@@ -127,7 +162,7 @@ class GroupIndex:
 
     def join(self, gid: int, x: np.ndarray) -> None:
         """Moves group `gid`'s centroid toward a new member's point `x`."""
-        self.groups[gid].total += x
+        self.total(gid)[:] += x
 
     def add_cluster(self, cid: int, embedding: np.ndarray, text: str) -> int:
         """Places the new cluster `cid` of a log line or a structured body by its first
@@ -157,7 +192,7 @@ class GroupIndex:
             self.join(gid, x)
             return gid, d
         cid = open_cluster()
-        self.groups[cid] = _Group(PROSE, x.astype(np.float32).copy())
+        self._open(cid, x, PROSE)
         self.of[cid] = cid
         return cid, 0.0
 
@@ -201,11 +236,11 @@ class GroupIndex:
         sums one after another (float32; each group's width in `groups`). The state
         codec stores `totals` among its binary arrays, not as JSON text."""
         ordered = sorted(self.groups.items())
-        totals = [g.total for _, g in ordered]
+        totals = [self.total(gid) for gid, _ in ordered]
         return {
             "threshold": self.threshold,
             "of": [[c, g] for c, g in sorted(self.of.items())],
-            "groups": [[gid, g.kind, g.clusters, int(g.total.size)] for gid, g in ordered],
+            "groups": [[gid, g.kind, g.clusters, g.width] for gid, g in ordered],
             "totals": np.concatenate(totals) if totals else np.zeros(0, np.float32),
         }
 
@@ -229,8 +264,7 @@ class GroupIndex:
                 raise ValueError(
                     f"Group state's sums are too short. Received: {totals.size} values"
                 )
-            total = totals[start : start + width].copy()
-            out.groups[int(gid)] = _Group(str(kind), total, int(n))
+            out._open(int(gid), totals[start : start + width].copy(), str(kind), int(n))
             start += width
         for c, g in doc["of"]:
             if int(g) not in out.groups:

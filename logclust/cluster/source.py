@@ -264,7 +264,8 @@ class SourceClusterer:
             idx = np.array(left, np.int64)
             emb = embed(idx)
             uid[idx], dist[idx] = self._place(emb)
-            self.groups.add_clusters(uid[idx], emb, [texts[rows.index(j)] for j in left])
+            text_of = dict(zip(rows, texts, strict=True))
+            self.groups.add_clusters(uid[idx], emb, [text_of[j] for j in left])
         for j, lead in later:
             uid[j], dist[j] = uid[lead], dist[lead]
         self._forms.add({keys: int(uid[j]) for keys, j in first.items()})
