@@ -4,48 +4,51 @@
 # source: logclust/v1/logclust.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "logclust/v1/logclust.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'logclust/v1/logclust.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x1alogclust/v1/logclust.proto\x12\x0blogclust.v1"\x1f\n\rForgetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t"\x1f\n\x0e\x46orgetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08"3\n\x0cLabelRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c"F\n\rLabelResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12\x10\n\x08num_rows\x18\x03 \x01(\x03"~\n\x0eLatencyRequest\x12\x11\n\tquantiles\x18\x01 \x03(\x01\x12\x15\n\rstart_unix_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x03 \x01(\x03\x12\x11\n\twindow_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\n\n\x02\x62y\x18\x06 \x01(\t"$\n\x0fLatencyResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c"!\n\x0f\x43lustersRequest\x12\x0e\n\x06source\x18\x01 \x01(\t"\x81\x02\n\x0b\x43lusterInfo\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x1a\n\x12\x66irst_seen_unix_ms\x18\x04 \x01(\x03\x12\x19\n\x11last_seen_unix_ms\x18\x05 \x01(\x03\x12\x10\n\x08template\x18\x06 \x01(\t\x12\x11\n\texemplars\x18\x07 \x03(\t\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12\x13\n\x0bmerged_into\x18\t \x01(\x05\x12\x12\n\nrows_per_s\x18\n \x01(\x01\x12\x19\n\x11rows_per_s_before\x18\x0b \x01(\x01\x12\x10\n\x08group_id\x18\x0c \x01(\x03">\n\x10\x43lustersResponse\x12*\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x18.logclust.v1.ClusterInfo2\xa0\x02\n\x08LogClust\x12\x42\n\x05Label\x12\x19.logclust.v1.LabelRequest\x1a\x1a.logclust.v1.LabelResponse(\x01\x30\x01\x12\x44\n\x07Latency\x12\x1b.logclust.v1.LatencyRequest\x1a\x1c.logclust.v1.LatencyResponse\x12G\n\x08\x43lusters\x12\x1c.logclust.v1.ClustersRequest\x1a\x1d.logclust.v1.ClustersResponse\x12\x41\n\x06\x46orget\x12\x1a.logclust.v1.ForgetRequest\x1a\x1b.logclust.v1.ForgetResponseb\x06proto3'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alogclust/v1/logclust.proto\x12\x0blogclust.v1\"\x1f\n\rForgetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\x1f\n\x0e\x46orgetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"3\n\x0cLabelRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\"F\n\rLabelResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12\x10\n\x08num_rows\x18\x03 \x01(\x03\"~\n\x0eLatencyRequest\x12\x11\n\tquantiles\x18\x01 \x03(\x01\x12\x15\n\rstart_unix_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x03 \x01(\x03\x12\x11\n\twindow_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\n\n\x02\x62y\x18\x06 \x01(\t\"$\n\x0fLatencyResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"!\n\x0f\x43lustersRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\x81\x02\n\x0b\x43lusterInfo\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x1a\n\x12\x66irst_seen_unix_ms\x18\x04 \x01(\x03\x12\x19\n\x11last_seen_unix_ms\x18\x05 \x01(\x03\x12\x10\n\x08template\x18\x06 \x01(\t\x12\x11\n\texemplars\x18\x07 \x03(\t\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12\x13\n\x0bmerged_into\x18\t \x01(\x05\x12\x12\n\nrows_per_s\x18\n \x01(\x01\x12\x19\n\x11rows_per_s_before\x18\x0b \x01(\x01\x12\x10\n\x08group_id\x18\x0c \x01(\x03\">\n\x10\x43lustersResponse\x12*\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x18.logclust.v1.ClusterInfo2\xa0\x02\n\x08LogClust\x12\x42\n\x05Label\x12\x19.logclust.v1.LabelRequest\x1a\x1a.logclust.v1.LabelResponse(\x01\x30\x01\x12\x44\n\x07Latency\x12\x1b.logclust.v1.LatencyRequest\x1a\x1c.logclust.v1.LatencyResponse\x12G\n\x08\x43lusters\x12\x1c.logclust.v1.ClustersRequest\x1a\x1d.logclust.v1.ClustersResponse\x12\x41\n\x06\x46orget\x12\x1a.logclust.v1.ForgetRequest\x1a\x1b.logclust.v1.ForgetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "logclust.v1.logclust_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logclust.v1.logclust_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_FORGETREQUEST"]._serialized_start = 43
-    _globals["_FORGETREQUEST"]._serialized_end = 74
-    _globals["_FORGETRESPONSE"]._serialized_start = 76
-    _globals["_FORGETRESPONSE"]._serialized_end = 107
-    _globals["_LABELREQUEST"]._serialized_start = 109
-    _globals["_LABELREQUEST"]._serialized_end = 160
-    _globals["_LABELRESPONSE"]._serialized_start = 162
-    _globals["_LABELRESPONSE"]._serialized_end = 232
-    _globals["_LATENCYREQUEST"]._serialized_start = 234
-    _globals["_LATENCYREQUEST"]._serialized_end = 360
-    _globals["_LATENCYRESPONSE"]._serialized_start = 362
-    _globals["_LATENCYRESPONSE"]._serialized_end = 398
-    _globals["_CLUSTERSREQUEST"]._serialized_start = 400
-    _globals["_CLUSTERSREQUEST"]._serialized_end = 433
-    _globals["_CLUSTERINFO"]._serialized_start = 436
-    _globals["_CLUSTERINFO"]._serialized_end = 693
-    _globals["_CLUSTERSRESPONSE"]._serialized_start = 695
-    _globals["_CLUSTERSRESPONSE"]._serialized_end = 757
-    _globals["_LOGCLUST"]._serialized_start = 760
-    _globals["_LOGCLUST"]._serialized_end = 1048
+  DESCRIPTOR._loaded_options = None
+  _globals['_FORGETREQUEST']._serialized_start=43
+  _globals['_FORGETREQUEST']._serialized_end=74
+  _globals['_FORGETRESPONSE']._serialized_start=76
+  _globals['_FORGETRESPONSE']._serialized_end=107
+  _globals['_LABELREQUEST']._serialized_start=109
+  _globals['_LABELREQUEST']._serialized_end=160
+  _globals['_LABELRESPONSE']._serialized_start=162
+  _globals['_LABELRESPONSE']._serialized_end=232
+  _globals['_LATENCYREQUEST']._serialized_start=234
+  _globals['_LATENCYREQUEST']._serialized_end=360
+  _globals['_LATENCYRESPONSE']._serialized_start=362
+  _globals['_LATENCYRESPONSE']._serialized_end=398
+  _globals['_CLUSTERSREQUEST']._serialized_start=400
+  _globals['_CLUSTERSREQUEST']._serialized_end=433
+  _globals['_CLUSTERINFO']._serialized_start=436
+  _globals['_CLUSTERINFO']._serialized_end=693
+  _globals['_CLUSTERSRESPONSE']._serialized_start=695
+  _globals['_CLUSTERSRESPONSE']._serialized_end=757
+  _globals['_LOGCLUST']._serialized_start=760
+  _globals['_LOGCLUST']._serialized_end=1048
 # @@protoc_insertion_point(module_scope)
