@@ -4,7 +4,9 @@
   little-endian), a JSON header (the document and each array's dtype, shape and offset),
   then the arrays' bytes. The state holds the centroids' sums and counts, the stable ids,
   and a document (ids, aliases, descriptions, counters); the counters alone
-  (`counters_bytes`) use the same container.
+  (`counters_bytes`) use the same container. Since groups, an optional `groups` key
+  (`GroupIndex.to_doc`) and its `group_totals` array; a state without them loads with
+  each cluster its own group.
 - Format 2: the same document and the unit centroids in an `.npz`.
 - Format 1: an `.npz` of the k-search clusterer; its retired clusters are dropped.
 
