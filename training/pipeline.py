@@ -35,6 +35,7 @@ from training.corpus import python_messages
 from training.dataset import Example, make_examples, split
 from training.distributed import ONE_WORKER, Cluster, make_strategy
 from training.evaluate import evaluate
+from training.evaluate.groups import calibrate_group_threshold
 from training.evaluate.report import threshold_section, write_section
 from training.evaluate.streaming import calibrate
 from training.semantic import SemanticTable
@@ -339,15 +340,19 @@ def step_calibrate(cfg: PipelineConfig) -> float | None:
     }
     lab = Labeler.load(cfg.out_dir)
     result = calibrate(lab, train, held, progress=print)
+    # The group level: prose topics and the probe of meaning, never a held-out system.
+    group_tau, group_curve = calibrate_group_threshold(Labeler.load(cfg.out_dir))
     manifest = json.loads((cfg.out_dir / "manifest.json").read_text())
     manifest["clustering"] = {
         "threshold": result["threshold"],
         "rule": "nearest centroid within threshold, else a new cluster (Euclidean, unit vectors)",
         "calibration": result,
+        "group_threshold": group_tau,
+        "group_calibration": group_curve,
     }
     write_manifest(cfg.out_dir, manifest)
     write_section(cfg.out_dir / "REPORT.md", "threshold", threshold_section(manifest["clustering"]))
-    print(f"calibrate: threshold {result['threshold']:g}")
+    print(f"calibrate: threshold {result['threshold']:g}, group threshold {group_tau:g}")
     return float(result["threshold"])
 
 

@@ -152,6 +152,19 @@ def _add_clustering_flags(p: argparse.ArgumentParser) -> None:
         "larger gives coarser groups)",
     )
     clusters(
+        "--group-threshold",
+        "group_threshold",
+        type=float,
+        help="distance within which a new cluster joins a group of the same meaning, and a "
+        "prose text a prose cluster (default: the bundle's calibrated one; docs/sidecar.md)",
+    )
+    clusters(
+        "--prose",
+        "prose",
+        action=argparse.BooleanOptionalAction,
+        help="place free text by meaning: its clusters are its groups (default: %(default)s)",
+    )
+    clusters(
         "--source-threshold",
         "source_thresholds",
         action="append",
@@ -291,12 +304,25 @@ def _add_queries(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument("--source", default=None)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", default=None, help="PNG of p99 per cluster over time")
+    p.add_argument(
+        "--by",
+        choices=("cluster", "group"),
+        default="cluster",
+        help="a row per cluster, or per group of clusters that mean the same (default: cluster)",
+    )
     _add_client_tls_flags(p)
     p.set_defaults(func=handler("remote", "cmd_latency"))
 
     p = subparsers.add_parser("clusters", help="clusters and their descriptions")
     p.add_argument("--addr", action="append", help=FLEET_ADDR_HELP)
     p.add_argument("--source", default=None)
+    p.add_argument(
+        "--by",
+        choices=("cluster", "group"),
+        default="cluster",
+        help="a row per cluster (with its group_id), or per group: its clusters, their "
+        "templates and a few exemplars (default: cluster)",
+    )
     p.add_argument("--format", choices=FORMATS, default="table")
     _add_client_tls_flags(p)
     p.set_defaults(func=handler("remote", "cmd_clusters"))

@@ -23,6 +23,7 @@ from logclust.client.plots import (
     plotting_available,
     write_p99_plot,
 )
+from logclust.client.tables import groups_table
 from logclust.wire import ipc
 
 
@@ -85,6 +86,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
             since_s=args.since,
             window_s=args.window,
             source=args.source,
+            by=args.by,
         )
         if args.plot and not plotting_available():
             print(PLOT_EXTRA_MISSING, file=sys.stderr)
@@ -109,6 +111,8 @@ def cmd_clusters(args: argparse.Namespace) -> int:
         return fleet.cmd_fleet_clusters(args, client_tls(args))
     with Client(_addrs(args)[0], tls=client_tls(args)) as client:
         table = client.clusters(args.source)
+    if args.by == "group":
+        table = groups_table(table)
     print(format_table(table, args.format))
     return 0
 

@@ -107,6 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_sources=args.max_sources,
         clusters=StreamClusterConfig(
             threshold=args.threshold,
+            group_threshold=args.group_threshold,
+            prose=args.prose,
             source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
             max_clusters=args.max_clusters,
             **given,

@@ -171,6 +171,7 @@ class Client:
         window_s: float | None = None,
         source: str | None = None,
         sketches: bool = False,
+        by: str = "cluster",
     ) -> pa.Table:
         """Per-cluster counts and latency quantiles (see `LatencyBook.query`).
 
@@ -183,6 +184,8 @@ class Client:
             source: only this source.
             sketches: also each row's `sketch` (bytes) and `local` (the sidecar's own id,
                 not the fleet catalog's): what `logclust.cli.fleet_query` merges.
+            by: "cluster", or "group": a row per group (clusters that mean the same,
+                their sketches merged exactly; the group id in `cluster_id`).
         """
         if since_s is not None:
             start_ms = int(time.time() * 1000 - since_s * 1000)
@@ -193,9 +196,14 @@ class Client:
             window_ms=int(round(window_s * 1000)) if window_s else 0,
             source=source or "",
             sketches=sketches,
+            by=by,
         )
         response = self._stub.Latency(request, timeout=self.timeout_s)
-        return ipc.decode_trusted_ipc(response.arrow_ipc)
+        table = ipc.decode_trusted_ipc(response.arrow_ipc)
+        if by == "group":  # the ids are groups'
+            names = ["group_id" if n == "cluster_id" else n for n in table.column_names]
+            table = table.rename_columns(names)
+        return table
 
     def forget(self, source: str) -> bool:
         """Drops `source` on the sidecar (clusters, latency, store); False when unknown."""
@@ -205,7 +213,8 @@ class Client:
     def clusters(self, source: str | None = None) -> pa.Table:
         """Every cluster: source, id, size, first/last seen, template, exemplars, active,
         merged_into (the id standing for a merged cluster's rows; null otherwise),
-        rows_per_s and rows_per_s_before (the last rate window and the one before)."""
+        rows_per_s and rows_per_s_before (the last rate window and the one before),
+        group_id (the cluster's group: clusters that mean the same share one)."""
         response = self._stub.Clusters(
             pb.ClustersRequest(source=source or ""), timeout=self.timeout_s
         )

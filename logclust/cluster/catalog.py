@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import NO_TIME_HI, NO_TIME_LO
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.source_state import SourceCounters
@@ -90,16 +91,23 @@ class Catalog:
         return cluster_id >= self.next_ids.get(source, 0)
 
     def clusterer(
-        self, source: str, config: StreamClusterConfig, threshold: float
+        self,
+        source: str,
+        config: StreamClusterConfig,
+        threshold: float,
+        grouping: tuple[float, int] | None = None,
     ) -> SourceClusterer:
         """A clusterer of `source` starting from the catalog's clusters, with no rows
-        counted yet, clustering at `threshold`.
+        counted yet, clustering at `threshold`; `grouping` is `(group threshold, where the
+        semantic channel starts)` (None: the stream's default).
 
         Raises:
             KeyError: `source` is not in the catalog.
         """
         state, _ = decode_state(bytes(self.states[source]), self.dim)
-        clus = SourceClusterer.restored(state, config, threshold, saved=False)
+        tau, start = grouping or (config.group_threshold_for(None), 0)
+        groups = GroupIndex.from_doc(state.groups, tau, start)
+        clus = SourceClusterer.restored(state, config, threshold, saved=False, groups=groups)
         n = state.next_id
         zeros = np.zeros(n, np.int64)
         lo, hi = np.full(n, NO_TIME_LO), np.full(n, NO_TIME_HI)

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 # Used only by a bundle whose manifest records no calibrated threshold (bundles made
 # before calibration existed); the value the calibration chose for the shipped model.
 FALLBACK_THRESHOLD = 0.4
+# Used by a bundle whose manifest records no `clustering.group_threshold` (bundles made
+# before groups existed); the value `training/evaluate/groups.py` chose for the shipped
+# model.
+FALLBACK_GROUP_THRESHOLD = 1.05
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,13 @@ class StreamClusterConfig:
     # (cosine distance = threshold**2 / 2). None: the bundle's calibrated threshold.
     # Larger gives coarser groups, smaller finer ones.
     threshold: float | None = None
+    # Distance (between unit points of the groups' space, `logclust.cluster.groups`)
+    # within which a new cluster joins a group of clusters that mean the same, and a
+    # prose text joins a prose cluster. None: the bundle's calibrated group threshold.
+    group_threshold: float | None = None
+    # Place free text (`logclust.text.prose`) by meaning: its clusters are its groups.
+    # False: prose is placed like any log line (one cluster per wording).
+    prose: bool = True
     # Per-source overrides of `threshold` (source name -> threshold).
     source_thresholds: Mapping[str, float] = field(default_factory=dict)
     # Clusters one source may hold: bounds memory (a cluster's cost grows with dim and
@@ -100,7 +111,10 @@ class StreamClusterConfig:
                 "consolidate_max_share must be in (0, 1]. "
                 f"Received: consolidate_max_share={self.consolidate_max_share}"
             )
-        given: list[tuple[str, float | None]] = [("threshold", self.threshold)]
+        given: list[tuple[str, float | None]] = [
+            ("threshold", self.threshold),
+            ("group_threshold", self.group_threshold),
+        ]
         for label, tau in given + list(self.source_thresholds.items()):
             if tau is not None and not (math.isfinite(tau) and 0.0 < tau <= 2.0):
                 raise ValueError(
@@ -115,3 +129,11 @@ class StreamClusterConfig:
         if self.threshold is not None:
             return float(self.threshold)
         return FALLBACK_THRESHOLD if bundle_threshold is None else float(bundle_threshold)
+
+    def group_threshold_for(self, bundle_group_threshold: float | None) -> float:
+        """The group threshold: `group_threshold`, else the bundle's, else the fallback."""
+        if self.group_threshold is not None:
+            return float(self.group_threshold)
+        if bundle_group_threshold is None:
+            return FALLBACK_GROUP_THRESHOLD
+        return float(bundle_group_threshold)

@@ -65,6 +65,9 @@ class ClusterStats:
     # Set when a consolidation merged this cluster into another: the id that now stands
     # for its rows (its latency is reported under that id).
     merged_into: int | None = None
+    # The cluster's group (`logclust.cluster.groups`), set on the copies `describe` gives;
+    # not saved with the stats (the groups' own state holds it).
+    group_id: int | None = field(default=None, compare=False)
     # Raw texts already offered (not saved; bounds the scrubbing work).
     _seen: set[str] = field(default_factory=set, repr=False, compare=False)
 

@@ -82,6 +82,16 @@ class Labeler:
         return self.bundle.threshold
 
     @property
+    def group_threshold(self) -> float | None:
+        """The bundle's calibrated group threshold (None: not calibrated)."""
+        return self.bundle.group_threshold
+
+    @property
+    def semantic_from(self) -> int:
+        """Where the semantic channel starts in an embedding (`Bundle.semantic_from`)."""
+        return self.bundle.semantic_from
+
+    @property
     def masks(self) -> MaskCache:
         """The masker behind a digit-shape cache (`logclust.text.mask_cache`: exact, each
         shape masked once, bounded), made on first use: logs repeat their shapes, so it

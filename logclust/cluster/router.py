@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from logclust.cluster.catalog import Catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.groups import GroupIndex
 from logclust.cluster.runner import ConsolidationRunner
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.state import SourceParts, encode_parts, from_bytes, load_counters
@@ -51,6 +52,10 @@ class StreamClusters:
         config: clustering settings shared by every source.
         max_sources: distinct sources kept; a batch adding more is refused.
         threshold: the bundle's calibrated threshold, used where the config sets none.
+        group_threshold: the bundle's calibrated group threshold (`logclust.cluster.groups`),
+            used where the config sets none.
+        semantic_from: where the semantic channel starts in an embedding (0: groups use
+            the whole embedding).
 
     Raises:
         ValueError: `config.max_clusters_total` cannot reserve `reserved_clusters` for
@@ -63,6 +68,8 @@ class StreamClusters:
         config: StreamClusterConfig | None = None,
         max_sources: int = 64,
         threshold: float | None = None,
+        group_threshold: float | None = None,
+        semantic_from: int = 0,
     ) -> None:
         self.embedder = embedder
         self.config = config or StreamClusterConfig()
@@ -75,6 +82,8 @@ class StreamClusters:
                 f"max_sources={max_sources}"
             )
         self.default_threshold = threshold
+        self.group_threshold = self.config.group_threshold_for(group_threshold)
+        self.semantic_from = semantic_from
         self.masks = MaskCache(embedder.masker, self.config.cache_size)
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
         self._runners: dict[str, ConsolidationRunner] = {}
@@ -128,6 +137,43 @@ class StreamClusters:
                     keys_s, self._embedder_of(keys_s), local.ravel(), time_ms[rows]
                 )
         return ids, dist, names, codes
+
+    def group_ids(self, names: list[str], codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """`(n,)` int64 group id of each row, given `label`'s ids and source codes."""
+        with self._lock:
+            clusterers = [self._runners[n].clusterer if n in self._runners else None for n in names]
+        out = ids.astype(np.int64)
+        for code, clus in enumerate(clusterers):
+            if clus is None:  # forgotten meanwhile: each cluster its own group
+                continue
+            rows = codes == code if len(names) > 1 else slice(None)
+            out[rows] = clus.group_ids(ids[rows])
+        return out
+
+    def groups(self, source: str) -> dict[int, list[int]]:
+        """Group id -> its cluster ids, of one source (empty when unknown)."""
+        with self._lock:
+            runner = self._runners.get(source)
+        if runner is None:
+            return {}
+        with runner.lock:
+            return runner.clusterer.groups.members()
+
+    def group_aliases(self) -> dict[tuple[str, int], int]:
+        """`(source, cluster id) -> group id` of every cluster of every source whose group
+        is not itself (what a latency query by group merges)."""
+        with self._lock:
+            runners = list(self._runners.values())
+        out: dict[tuple[str, int], int] = {}
+        for r in runners:
+            with r.lock:
+                c = r.clusterer
+                top = max(max(c.groups.of, default=-1), max(c.aliases, default=-1))
+                every = np.arange(top + 1, dtype=np.int32)
+                for cid, gid in zip(every.tolist(), c.group_ids(every).tolist(), strict=True):
+                    if cid != gid:
+                        out[(c.source, cid)] = gid
+        return out
 
     def _admit(self, names: list[str]) -> list[ConsolidationRunner]:
         """The runners of the batch's sources, new ones created.
@@ -203,8 +249,11 @@ class StreamClusters:
         (rows, each id's size and times) carry over."""
         threshold = self.threshold_for(name)
         if self.catalog is None or name not in self.catalog.states:
-            return SourceClusterer(name, self.config, self.embedder.dim, threshold)
-        clus = self.catalog.clusterer(name, self.config, threshold)
+            groups = GroupIndex(self.group_threshold, self.semantic_from)
+            return SourceClusterer(name, self.config, self.embedder.dim, threshold, groups)
+        clus = self.catalog.clusterer(
+            name, self.config, threshold, (self.group_threshold, self.semantic_from)
+        )
         clus.catalog_digest = self.catalog.digest
         if after is not None:
             counters = after.counters()
@@ -362,7 +411,11 @@ class StreamClusters:
             for name, data in states.items():
                 try:
                     clus = from_bytes(
-                        data, self.config, self.embedder.dim, self.threshold_for(name)
+                        data,
+                        self.config,
+                        self.embedder.dim,
+                        self.threshold_for(name),
+                        (self.group_threshold, self.semantic_from),
                     )
                 except (ValueError, KeyError, OSError) as e:
                     logger.warning("ignoring stored cluster state of %r: %s", name, e)

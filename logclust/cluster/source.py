@@ -3,21 +3,19 @@
 Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.cluster.threshold`):
 
 1. **Placement.** Each distinct masked text joins the nearest cluster whose centroid is
-   within the threshold (the bundle's calibrated value, or a per-source override), and
-   otherwise opens a new cluster at once, in the same batch: no warm-up, no k to give, no
-   -1 for a new kind of line. Centroids are running means of their distinct members. A
-   memo (`PlacementMemo`) keeps what the current model gave each text, so a steady stream
-   places each text once.
-2. **Cap.** At most `max_clusters` clusters per source, and `max_clusters_total` over all
-   sources (the `room` the router gives), bound memory; past its cap a far text joins its
-   nearest cluster, logged and counted (`cap_hits`, exported as a metric).
-3. **Consolidation** (`consolidation_job`, then `apply_consolidation` of its result):
-   centroids are recomputed from a reservoir sample of the rows, members that drifted out
-   of reach are placed again (the larger part keeps the id), and clusters whose centroids
-   came within the threshold of each other are merged: the one with more rows keeps its
-   id and the other becomes its alias (`ClusterStats.merged_into`; latency queries merge
-   the two). When, and on which thread, is the `ConsolidationRunner`'s business.
-4. **State** is exported as a `SourceState` and `SourceCounters`, which
+   within the threshold, else opens a new cluster at once (no warm-up, no k, no -1).
+   Centroids are running means of their distinct members; a memo (`PlacementMemo`) keeps
+   what the current model gave each text, so a steady stream places each text once.
+2. **Cap.** At most `max_clusters` per source and `max_clusters_total` over all sources
+   (the router's `room`); past its cap a far text joins its nearest cluster, counted.
+3. **Consolidation** (`consolidation_job`, then `apply_consolidation`): centroids are
+   recomputed from a reservoir sample, drifted members placed again (the larger part keeps
+   the id), and clusters whose centroids came within the threshold merge: the larger keeps
+   its id, the other becomes its alias (`ClusterStats.merged_into`). When, and on which
+   thread, is the `ConsolidationRunner`'s business.
+4. **Groups** (`logclust.cluster.groups`): each new cluster joins a group by meaning;
+   prose (`logclust.text.prose`) is placed by meaning alone, its clusters are its groups.
+5. **State** is exported as a `SourceState` and `SourceCounters`, which
    `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
    counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
 
@@ -37,6 +35,7 @@ import numpy as np
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.forms import FormIndex, form_keys, near
+from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
@@ -44,11 +43,12 @@ from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.templates import (
     Match,
     TemplateIndex,
-    TemplateSettings,
     is_structured,
     shape_of,
+    template_settings,
 )
 from logclust.cluster.threshold import Centroids, Consolidation, ConsolidationJob, place
+from logclust.text.prose import is_prose
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,17 @@ class SourceClusterer:
         dim: embedding dimension.
         threshold: distance within which a text joins a cluster (see
             `StreamClusterConfig.threshold_for`).
+        groups: the groups of the clusters (`logclust.cluster.groups`); None: groups at
+            the fallback threshold over the whole embedding.
     """
 
     def __init__(
-        self, source: str, config: StreamClusterConfig, dim: int, threshold: float
+        self,
+        source: str,
+        config: StreamClusterConfig,
+        dim: int,
+        threshold: float,
+        groups: GroupIndex | None = None,
     ) -> None:
         if not threshold > 0:
             raise ValueError(f"threshold must be positive. Received: threshold={threshold}")
@@ -93,6 +100,7 @@ class SourceClusterer:
         self._free: set[int] = set()
         # Form bodies' field names -> the cluster the first such body joined.
         self._forms = FormIndex(min(config.cache_size, config.memo_size))
+        self.groups = groups or GroupIndex(config.group_threshold_for(None))
         self.rows_seen = 0
         # Rows offered to the reservoir: every row, or with templates the rows of
         # structured bodies only (what consolidation may still change).
@@ -180,7 +188,9 @@ class SourceClusterer:
         slot, miss = self._memo.find(keys, self.memo_limit())
         if miss.size:
             if self._templates is None:
-                uid, d = self._place(embed(miss))
+                emb = embed(miss)
+                uid, d = self._place(emb)
+                self.groups.add_clusters(uid, emb, [keys[i] for i in miss.tolist()])
             else:
                 uid, d = self._place_by_templates(keys, miss, embed)
             self._touch(model=True)
@@ -202,6 +212,12 @@ class SourceClusterer:
             if is_structured(keys[i]):
                 bodies.append(j)
                 continue
+            if self.config.prose and is_prose(keys[i]):
+                at_cap = self._table.k >= self._cap()  # then the nearest prose group
+                uid[j], dist[j] = self.groups.place_prose(
+                    keys[i], embed(miss[j : j + 1])[0], lambda: self._open_templated(None), at_cap
+                )
+                continue
             shape = shape_of(keys[i])
             found = self._templates.match(shape)
             self._merge_all(found)
@@ -210,6 +226,8 @@ class SourceClusterer:
                 continue
             uid[j], dist[j] = self._open_for_template(embed, miss[j : j + 1])
             self._templates.add(shape, int(uid[j]))
+            if int(uid[j]) not in self.groups.of:
+                self.groups.add_cluster(int(uid[j]), embed(miss[j : j + 1])[0], keys[i])
         if bodies:
             texts = [keys[i] for i in miss[bodies].tolist()]
             self._place_bodies(texts, bodies, (uid, dist), lambda idx: embed(miss[idx]))
@@ -242,7 +260,10 @@ class SourceClusterer:
                     first[keys] = j
         if left:
             idx = np.array(left, np.int64)
-            uid[idx], dist[idx] = self._place(embed(idx))
+            emb = embed(idx)
+            uid[idx], dist[idx] = self._place(emb)
+            text_of = dict(zip(rows, texts, strict=True))
+            self.groups.add_clusters(uid[idx], emb, [text_of[j] for j in left])
         for j, lead in later:
             uid[j], dist[j] = uid[lead], dist[lead]
         self._forms.add({keys: int(uid[j]) for keys, j in first.items()})
@@ -274,6 +295,10 @@ class SourceClusterer:
                 self._free.discard(cid)
                 return cid, d
         return self._open_templated(x), 0.0
+
+    def group_ids(self, ids: np.ndarray) -> np.ndarray:
+        """`(n,)` int64 group id of each cluster id (see `GroupIndex.group_ids`)."""
+        return self.groups.group_ids(ids, self.aliases)
 
     def _open_templated(self, x: np.ndarray | None) -> int:
         """A new cluster that templates own (an empty centroid without `x`)."""
@@ -312,17 +337,15 @@ class SourceClusterer:
         return self._templates
 
     def fits(self, text: str) -> bool:
-        """Whether `text` is placed without its embedding: in the memo, a line that fits
-        a template, or a new line while templates own every cluster (see
-        `_open_for_template`). Reads only this source, without its lock: a stale answer
-        costs an embedding, or one computed in `assign`."""
+        """Whether `text` is placed without its embedding: in the memo, or a line that
+        fits a template. A new form needs it (its cluster's group is found by meaning),
+        so it is embedded before the clustering lock. Reads only this source, without
+        its lock: a stale answer costs an embedding, or one computed in `assign`."""
         if text in self._memo.texts():
             return True
-        if self._templates is None or is_structured(text):
+        if self._templates is None or is_structured(text) or is_prose(text):
             return False
-        # No `_cap()` here: it reads the other sources (under the router's lock only); at
-        # the cap a new form is embedded in `assign`, on demand.
-        return not self._free or self._templates.fits(text)
+        return self._templates.fits(text)
 
     def known_texts(self) -> dict[str, int]:
         """The memo (text -> slot); read without the lock, only to skip work (a text
@@ -455,16 +478,19 @@ class SourceClusterer:
             self._next_id = next_id
             self._touch(model=True)
 
-    # -- description and changes ---------------------------------------------------------
-
     def describe(self, ids: set[int] | None = None) -> list[ClusterStats]:
         """Copies of every cluster's stats (or of `ids` only), merged ones included
-        (`merged_into` set)."""
-        return self._stats.describe(ids)
+        (`merged_into` set), each with its group."""
+        out = self._stats.describe(ids)
+        groups = self.group_ids(np.array([s.cluster_id for s in out], np.int64))
+        for st, g in zip(out, groups.tolist(), strict=True):
+            st.group_id = g
+        return out
 
     def _touch(self, model: bool) -> None:
         self._revision += 1
         if model:
+            self.groups.changed()
             self._model_revision = self._revision
 
     @property
@@ -508,6 +534,7 @@ class SourceClusterer:
             table=self._table,
             ids=self._ids,
             templates=self._templates.to_doc() if self._templates else None,
+            groups=self.groups.to_doc(),
         )
 
     def counters(self) -> SourceCounters:
@@ -527,12 +554,17 @@ class SourceClusterer:
 
     @classmethod
     def restored(
-        cls, state: SourceState, config: StreamClusterConfig, threshold: float, saved: bool
+        cls,
+        state: SourceState,
+        config: StreamClusterConfig,
+        threshold: float,
+        saved: bool,
+        groups: GroupIndex | None = None,
     ) -> SourceClusterer:
         """A clusterer holding `state`, clustering at `threshold` from now on (a changed
         setting applies); `saved`: the store holds `state` as it is (not an older format
         to write again)."""
-        self = cls(state.source, config, state.dim, threshold)
+        self = cls(state.source, config, state.dim, threshold, groups)
         self._next_id, self.rows_seen = state.next_id, state.rows_seen
         self.consolidations = state.consolidations
         self.cap_hits = state.cap_hits
@@ -544,6 +576,7 @@ class SourceClusterer:
         if config.templates and state.templates:
             self._templates = TemplateIndex.from_doc(state.templates, template_settings(config))
             self._templated = self._templates.cluster_ids()
+        self._templated |= self.groups.prose_clusters()
         self._free = set(self._ids.tolist()) - self._templated - set(self.aliases)
         if saved:
             self.mark_saved(self._revision, model=True)
@@ -565,13 +598,3 @@ class SourceClusterer:
         self.rows_seen = c.rows_seen
         self.last_batch_ms = c.last_batch_ms
         self.cap_hits = c.cap_hits
-
-
-def template_settings(config: StreamClusterConfig) -> TemplateSettings:
-    """The template rules `config` sets (bounded like the clusters and the memo)."""
-    return TemplateSettings(
-        family_values=config.template_family_values,
-        slot_values=config.template_slot_values,
-        max_templates=config.max_clusters,
-        max_shapes=min(config.cache_size, config.memo_size),
-    )

@@ -30,6 +30,7 @@ class SourceState:
     table: Centroids
     ids: np.ndarray  # (k,) int32 stable id of each row of `table`
     templates: dict[str, Any] | None = None  # `TemplateIndex.to_doc()`; None: none kept
+    groups: dict[str, Any] | None = None  # `GroupIndex.to_doc()`; None: saved before groups
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
   little-endian), a JSON header (the document and each array's dtype, shape and offset),
   then the arrays' bytes. The state holds the centroids' sums and counts, the stable ids,
   and a document (ids, aliases, descriptions, counters); the counters alone
-  (`counters_bytes`) use the same container.
+  (`counters_bytes`) use the same container. Since groups, an optional `groups` key
+  (`GroupIndex.to_doc`) and its `group_totals` array; a state without them loads with
+  each cluster its own group.
 - Format 2: the same document and the unit centroids in an `.npz`.
 - Format 1: an `.npz` of the k-search clusterer; its retired clusters are dropped.
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.groups import GroupIndex
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.threshold import Centroids
@@ -87,12 +90,17 @@ def encode_state(state: SourceState) -> bytes:
     }
     if state.templates and state.templates.get("templates"):
         meta["templates"] = state.templates  # absent: a state with no templates (older)
+    groups = state.groups
+    if groups and groups.get("of"):  # absent: a state saved before groups (older)
+        meta["groups"] = {k: v for k, v in groups.items() if k != "totals"}
     table = state.table
     arrays = {  # the sums, not unit rows: no (k, dim) array made for a flush
         "sums": table.sums[: table.k],
         "counts": table.counts[: table.k],
         "ids": state.ids,
     }
+    if "groups" in meta:
+        arrays["group_totals"] = np.asarray(groups["totals"], np.float32)  # type: ignore[index]
     return pack_state(meta, arrays)
 
 
@@ -131,8 +139,17 @@ def decode_state(data: bytes, dim: int) -> tuple[SourceState, int]:
         table=table,
         ids=ids,
         templates=meta.get("templates"),
+        groups=_groups_of(meta, arrays),
     )
     return state, version
+
+
+def _groups_of(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """The groups' document of a state, its sums back beside it (None: none saved)."""
+    doc = meta.get("groups")
+    if not doc:
+        return None
+    return {**doc, "totals": arrays.get("group_totals", np.zeros(0, np.float32))}
 
 
 def _table_of(
@@ -193,17 +210,26 @@ def to_bytes(clusterer: SourceClusterer) -> bytes:
 
 
 def from_bytes(
-    data: bytes, config: StreamClusterConfig, dim: int, threshold: float
+    data: bytes,
+    config: StreamClusterConfig,
+    dim: int,
+    threshold: float,
+    groups: tuple[float, int] | None = None,
 ) -> SourceClusterer:
-    """A clusterer restored from a state of any format. The threshold given wins over
-    the stored one, so a changed setting applies.
+    """A clusterer restored from a state of any format. The thresholds given win over
+    the stored ones, so a changed setting applies. `groups`: `(group threshold, where
+    the semantic channel starts)`; None: `config`'s group threshold over the embedding.
 
     Raises:
         ValueError: unknown format version, a different embedding dimension, or a
             truncated or malformed state.
     """
     state, version = decode_state(data, dim)
-    return SourceClusterer.restored(state, config, threshold, saved=version == STATE_VERSION)
+    tau, start = groups or (config.group_threshold_for(None), 0)
+    index = GroupIndex.from_doc(state.groups, tau, start)
+    return SourceClusterer.restored(
+        state, config, threshold, saved=version == STATE_VERSION, groups=index
+    )
 
 
 def counters_bytes(clusterer: SourceClusterer) -> bytes:

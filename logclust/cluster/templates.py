@@ -34,7 +34,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the config module imports nothing of the clusterer
+    from logclust.cluster.config import StreamClusterConfig
 
 WILDCARD = "<*>"
 # A run between delimiters that holds a placeholder (greedy on both sides: the whole run).
@@ -445,3 +448,13 @@ def _diffs(words: list[str], shape: Shape) -> list[int]:
         for p, (w, s) in enumerate(zip(words, shape, strict=True))
         if w != s and not is_variable(w)
     ]
+
+
+def template_settings(config: StreamClusterConfig) -> TemplateSettings:
+    """The template rules `config` sets (bounded like the clusters and the memo)."""
+    return TemplateSettings(
+        family_values=config.template_family_values,
+        slot_values=config.template_slot_values,
+        max_templates=config.max_clusters,
+        max_shapes=min(config.cache_size, config.memo_size),
+    )

@@ -77,6 +77,21 @@ class Bundle:
         value = (self.manifest.get("clustering") or {}).get("threshold")
         return None if value is None else float(value)
 
+    @property
+    def group_threshold(self) -> float | None:
+        """The group threshold (`logclust.cluster.groups`) calibrated by the training
+        pipeline (`calibrate` step, `training/evaluate/groups.py`), None when the manifest
+        records none: the clusterer then uses `FALLBACK_GROUP_THRESHOLD`
+        (`logclust.cluster.config`)."""
+        value = (self.manifest.get("clustering") or {}).get("group_threshold")
+        return None if value is None else float(value)
+
+    @property
+    def semantic_from(self) -> int:
+        """Where the semantic channel starts in an embedding (its first `d_model` values
+        are the decoder's part); 0 when the embedding has no channel."""
+        return self.d_model if self.dim > self.d_model else 0
+
     def file(self, name: str) -> Path:
         return self.path / name
 

@@ -40,6 +40,8 @@ from logclust.wire.contract import ContractError
 
 CLUSTER_ID_ATTRIBUTE = "logclust.cluster_id"
 CLUSTER_ATTRIBUTE = "logclust.cluster"
+# The record's group: clusters that mean the same share one (docs/sidecar.md, Groups).
+GROUP_ID_ATTRIBUTE = "logclust.group_id"
 # Reasons quoted in `partial_success.error_message` (the count covers them all).
 MAX_REASONS = 3
 
@@ -281,7 +283,7 @@ def _drop_labels(rec: LogRecord) -> None:
     """Removes the attributes an earlier logclust hop added (they are replaced)."""
     attrs = rec.attributes
     for i in reversed(range(len(attrs))):
-        if attrs[i].key in (CLUSTER_ID_ATTRIBUTE, CLUSTER_ATTRIBUTE):
+        if attrs[i].key in (CLUSTER_ID_ATTRIBUTE, CLUSTER_ATTRIBUTE, GROUP_ID_ATTRIBUTE):
             del attrs[i]
 
 
@@ -290,8 +292,10 @@ def annotate(
     ids: np.ndarray,
     templates: list[str | None],
     replace: bool = True,
+    groups: np.ndarray | None = None,
 ) -> None:
-    """Adds `logclust.cluster_id` and `logclust.cluster` to each record, in place.
+    """Adds `logclust.cluster_id`, `logclust.group_id` and `logclust.cluster` to each
+    record, in place.
 
     Args:
         records: the records, in the order of `ids`.
@@ -299,17 +303,23 @@ def annotate(
         templates: the description of each record's cluster (None: unknown, not set).
         replace: drop such attributes first (False when the request is known to have
             none: the scan costs more than the rest).
+        groups: `(n,)` group id of each record; None: each cluster its own group.
     """
     # Appending serialized attributes (one C call per record, the bytes made once per
     # cluster) is far cheaper than building KeyValue messages per record.
-    encoded: dict[tuple[int, str | None], bytes] = {}
-    for rec, cid, template in zip(records, ids.tolist(), templates, strict=True):
-        extra = encoded.get((cid, template))
+    encoded: dict[tuple[int, int, str | None], bytes] = {}
+    gids = (ids if groups is None else groups).tolist()
+    for rec, cid, gid, template in zip(records, ids.tolist(), gids, templates, strict=True):
+        extra = encoded.get((cid, gid, template))
         if extra is None:
-            attrs = [KeyValue(key=CLUSTER_ID_ATTRIBUTE, value=AnyValue(int_value=cid))]
+            attrs = [
+                KeyValue(key=CLUSTER_ID_ATTRIBUTE, value=AnyValue(int_value=cid)),
+                KeyValue(key=GROUP_ID_ATTRIBUTE, value=AnyValue(int_value=gid)),
+            ]
             if template is not None:
                 attrs.append(KeyValue(key=CLUSTER_ATTRIBUTE, value=AnyValue(string_value=template)))
-            extra = encoded[(cid, template)] = LogRecord(attributes=attrs).SerializeToString()
+            extra = LogRecord(attributes=attrs).SerializeToString()
+            encoded[(cid, gid, template)] = extra
         if replace:
             _drop_labels(rec)
         rec.MergeFromString(extra)

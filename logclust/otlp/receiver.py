@@ -272,7 +272,8 @@ class OtlpReceiver:
                 if self.queue is not None:
                     sources = contract.source_column(mapped.table).to_pylist()
                     templates = self.templates.lookup(sources, ids.tolist())
-                    annotate(mapped.records, ids, templates, labelled_before)
+                    groups = contract.column_array(labelled, contract.GROUP_ID).to_numpy()
+                    annotate(mapped.records, ids, templates, labelled_before, groups)
             if self.queue is not None and mapped.rejected:
                 mapped.drop_rejected()
             if accepted and self.queue is not None and self.config.forward_sampled:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alogclust/v1/logclust.proto\x12\x0blogclust.v1\"\x1f\n\rForgetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\x1f\n\x0e\x46orgetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"3\n\x0cLabelRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\"F\n\rLabelResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12\x10\n\x08num_rows\x18\x03 \x01(\x03\"\x84\x01\n\x0eLatencyRequest\x12\x11\n\tquantiles\x18\x01 \x03(\x01\x12\x15\n\rstart_unix_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x03 \x01(\x03\x12\x11\n\twindow_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x10\n\x08sketches\x18\x14 \x01(\x08\"$\n\x0fLatencyResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"!\n\x0f\x43lustersRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\xfe\x01\n\x0b\x43lusterInfo\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x1a\n\x12\x66irst_seen_unix_ms\x18\x04 \x01(\x03\x12\x19\n\x11last_seen_unix_ms\x18\x05 \x01(\x03\x12\x10\n\x08template\x18\x06 \x01(\t\x12\x11\n\texemplars\x18\x07 \x03(\t\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12\x13\n\x0bmerged_into\x18\t \x01(\x05\x12\x12\n\nrows_per_s\x18\n \x01(\x01\x12\x19\n\x11rows_per_s_before\x18\x0b \x01(\x01\x12\r\n\x05local\x18\x14 \x01(\x08\">\n\x10\x43lustersResponse\x12*\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x18.logclust.v1.ClusterInfo2\xa0\x02\n\x08LogClust\x12\x42\n\x05Label\x12\x19.logclust.v1.LabelRequest\x1a\x1a.logclust.v1.LabelResponse(\x01\x30\x01\x12\x44\n\x07Latency\x12\x1b.logclust.v1.LatencyRequest\x1a\x1c.logclust.v1.LatencyResponse\x12G\n\x08\x43lusters\x12\x1c.logclust.v1.ClustersRequest\x1a\x1d.logclust.v1.ClustersResponse\x12\x41\n\x06\x46orget\x12\x1a.logclust.v1.ForgetRequest\x1a\x1b.logclust.v1.ForgetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alogclust/v1/logclust.proto\x12\x0blogclust.v1\"\x1f\n\rForgetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\x1f\n\x0e\x46orgetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"3\n\x0cLabelRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\"F\n\rLabelResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12\x10\n\x08num_rows\x18\x03 \x01(\x03\"\x90\x01\n\x0eLatencyRequest\x12\x11\n\tquantiles\x18\x01 \x03(\x01\x12\x15\n\rstart_unix_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x03 \x01(\x03\x12\x11\n\twindow_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\n\n\x02\x62y\x18\x06 \x01(\t\x12\x10\n\x08sketches\x18\x14 \x01(\x08\"$\n\x0fLatencyResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"!\n\x0f\x43lustersRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\"\x90\x02\n\x0b\x43lusterInfo\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x1a\n\x12\x66irst_seen_unix_ms\x18\x04 \x01(\x03\x12\x19\n\x11last_seen_unix_ms\x18\x05 \x01(\x03\x12\x10\n\x08template\x18\x06 \x01(\t\x12\x11\n\texemplars\x18\x07 \x03(\t\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12\x13\n\x0bmerged_into\x18\t \x01(\x05\x12\x12\n\nrows_per_s\x18\n \x01(\x01\x12\x19\n\x11rows_per_s_before\x18\x0b \x01(\x01\x12\x10\n\x08group_id\x18\x0c \x01(\x03\x12\r\n\x05local\x18\x14 \x01(\x08\">\n\x10\x43lustersResponse\x12*\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x18.logclust.v1.ClusterInfo2\xa0\x02\n\x08LogClust\x12\x42\n\x05Label\x12\x19.logclust.v1.LabelRequest\x1a\x1a.logclust.v1.LabelResponse(\x01\x30\x01\x12\x44\n\x07Latency\x12\x1b.logclust.v1.LatencyRequest\x1a\x1c.logclust.v1.LatencyResponse\x12G\n\x08\x43lusters\x12\x1c.logclust.v1.ClustersRequest\x1a\x1d.logclust.v1.ClustersResponse\x12\x41\n\x06\x46orget\x12\x1a.logclust.v1.ForgetRequest\x1a\x1b.logclust.v1.ForgetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,15 +40,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LABELRESPONSE']._serialized_start=162
   _globals['_LABELRESPONSE']._serialized_end=232
   _globals['_LATENCYREQUEST']._serialized_start=235
-  _globals['_LATENCYREQUEST']._serialized_end=367
-  _globals['_LATENCYRESPONSE']._serialized_start=369
-  _globals['_LATENCYRESPONSE']._serialized_end=405
-  _globals['_CLUSTERSREQUEST']._serialized_start=407
-  _globals['_CLUSTERSREQUEST']._serialized_end=440
-  _globals['_CLUSTERINFO']._serialized_start=443
-  _globals['_CLUSTERINFO']._serialized_end=697
-  _globals['_CLUSTERSRESPONSE']._serialized_start=699
-  _globals['_CLUSTERSRESPONSE']._serialized_end=761
-  _globals['_LOGCLUST']._serialized_start=764
-  _globals['_LOGCLUST']._serialized_end=1052
+  _globals['_LATENCYREQUEST']._serialized_end=379
+  _globals['_LATENCYRESPONSE']._serialized_start=381
+  _globals['_LATENCYRESPONSE']._serialized_end=417
+  _globals['_CLUSTERSREQUEST']._serialized_start=419
+  _globals['_CLUSTERSREQUEST']._serialized_end=452
+  _globals['_CLUSTERINFO']._serialized_start=455
+  _globals['_CLUSTERINFO']._serialized_end=727
+  _globals['_CLUSTERSRESPONSE']._serialized_start=729
+  _globals['_CLUSTERSRESPONSE']._serialized_end=791
+  _globals['_LOGCLUST']._serialized_start=794
+  _globals['_LOGCLUST']._serialized_end=1082
 # @@protoc_insertion_point(module_scope)

@@ -37,20 +37,22 @@ class LabelResponse(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., num_rows: _Optional[int] = ...) -> None: ...
 
 class LatencyRequest(_message.Message):
-    __slots__ = ("quantiles", "start_unix_ms", "end_unix_ms", "window_ms", "source", "sketches")
+    __slots__ = ("quantiles", "start_unix_ms", "end_unix_ms", "window_ms", "source", "by", "sketches")
     QUANTILES_FIELD_NUMBER: _ClassVar[int]
     START_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     END_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
     SKETCHES_FIELD_NUMBER: _ClassVar[int]
     quantiles: _containers.RepeatedScalarFieldContainer[float]
     start_unix_ms: int
     end_unix_ms: int
     window_ms: int
     source: str
+    by: str
     sketches: bool
-    def __init__(self, quantiles: _Optional[_Iterable[float]] = ..., start_unix_ms: _Optional[int] = ..., end_unix_ms: _Optional[int] = ..., window_ms: _Optional[int] = ..., source: _Optional[str] = ..., sketches: _Optional[bool] = ...) -> None: ...
+    def __init__(self, quantiles: _Optional[_Iterable[float]] = ..., start_unix_ms: _Optional[int] = ..., end_unix_ms: _Optional[int] = ..., window_ms: _Optional[int] = ..., source: _Optional[str] = ..., by: _Optional[str] = ..., sketches: _Optional[bool] = ...) -> None: ...
 
 class LatencyResponse(_message.Message):
     __slots__ = ("arrow_ipc",)
@@ -65,7 +67,7 @@ class ClustersRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into", "rows_per_s", "rows_per_s_before", "local")
+    __slots__ = ("source", "cluster_id", "size", "first_seen_unix_ms", "last_seen_unix_ms", "template", "exemplars", "active", "merged_into", "rows_per_s", "rows_per_s_before", "group_id", "local")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +79,7 @@ class ClusterInfo(_message.Message):
     MERGED_INTO_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_S_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_S_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LOCAL_FIELD_NUMBER: _ClassVar[int]
     source: str
     cluster_id: int
@@ -89,8 +92,9 @@ class ClusterInfo(_message.Message):
     merged_into: int
     rows_per_s: float
     rows_per_s_before: float
+    group_id: int
     local: bool
-    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ..., rows_per_s: _Optional[float] = ..., rows_per_s_before: _Optional[float] = ..., local: _Optional[bool] = ...) -> None: ...
+    def __init__(self, source: _Optional[str] = ..., cluster_id: _Optional[int] = ..., size: _Optional[int] = ..., first_seen_unix_ms: _Optional[int] = ..., last_seen_unix_ms: _Optional[int] = ..., template: _Optional[str] = ..., exemplars: _Optional[_Iterable[str]] = ..., active: _Optional[bool] = ..., merged_into: _Optional[int] = ..., rows_per_s: _Optional[float] = ..., rows_per_s_before: _Optional[float] = ..., group_id: _Optional[int] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class ClustersResponse(_message.Message):
     __slots__ = ("clusters",)

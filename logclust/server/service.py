@@ -138,6 +138,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 window_ms=request.window_ms or None,
                 source=request.source or None,
                 sketches=request.sketches,
+                by=request.by or "cluster",
             )
             return ipc.encode_ipc(table)
 
@@ -164,6 +165,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 rows_per_s=v.rows_per_s,
                 rows_per_s_before=v.rows_per_s_before,
                 local=self.sidecar.labeler.stream.is_local(v.source, st.cluster_id),
+                group_id=st.cluster_id if st.group_id is None else st.group_id,
             )
             for v in views
             for st in (v.stats,)

@@ -26,11 +26,12 @@ from logclust.wire import contract, ipc
 
 logger = logging.getLogger(__name__)
 
-# Bytes a labelled row adds to the answer: int32 + float32 and their share of padding.
-RESPONSE_BYTES_PER_ROW = 16
+# Bytes a labelled row adds to the answer: int32 + float32 + int64 (group_id) and their
+# share of padding.
+RESPONSE_BYTES_PER_ROW = 24
 # And with a storage budget: a bit of `keep` and the float64 `sample_weight`, rounded up.
 SAMPLE_BYTES_PER_ROW = 9
-# Bytes an answer's batch may add besides its rows: the two output fields' metadata.
+# Bytes an answer's batch may add besides its rows: the output fields' metadata.
 RESPONSE_BYTES_PER_BATCH = 512
 
 
@@ -187,9 +188,14 @@ class Sidecar:
             self._announce(fresh, now)
         if self.metrics is not None:
             self.metrics.observe_batch(
-                time.perf_counter() - started, b.source_names, b.source_codes, b.ids, b.latency_ms
+                time.perf_counter() - started,
+                b.source_names,
+                b.source_codes,
+                b.ids,
+                b.latency_ms,
+                b.groups,
             )
-        out = contract.with_labels(table, b.ids, b.distances)
+        out = contract.with_labels(table, b.ids, b.distances, b.groups)
         for name, column in b.headers.items():
             out = out.append_column(name, column)
         if b.keep is not None and b.weight is not None:
@@ -204,9 +210,11 @@ class Sidecar:
         window_ms: int | None = None,
         source: str | None = None,
         sketches: bool = False,
+        by: str = "cluster",
     ) -> pa.Table:
-        """Per-cluster latency table (see `LatencyBook.query`; `StreamLabeler.latency`)."""
-        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source, sketches)
+        """Per-cluster (or per-group, `by="group"`) latency table (see
+        `StreamLabeler.latency`)."""
+        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source, sketches, by)
 
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
         """Every cluster of `source` (all sources when None)."""

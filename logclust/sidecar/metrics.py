@@ -3,9 +3,10 @@
 * `logclust_rows_total{source}` and `logclust_batches_total`: work done.
 * `logclust_errors_total{kind}`: failed calls by status (`invalid_argument`, ...).
 * `logclust_batch_seconds`: time to label one batch (decode to encode).
-* `logclust_request_latency_ms{source,cluster}`: histogram of the rows' `latency_ms` per
-  cluster. Label pairs are capped (`max_series`); rows of further clusters are counted
-  under `cluster="other"` so a noisy stream cannot blow up the scrape.
+* `logclust_request_latency_ms{source,cluster,group}`: histogram of the rows' `latency_ms`
+  per cluster, with the cluster's group (sum by `group` for the group's latency). Label
+  pairs are capped (`max_series`); rows of further clusters are counted under
+  `cluster="other"` so a noisy stream cannot blow up the scrape.
 * `logclust_late_rows_total` and `logclust_early_rows_total`: rows whose latency was not
   recorded because their time lies before the retention or too far in the future.
 * `logclust_new_clusters_total{source}`: new kinds (`logclust.sidecar.activity`).
@@ -80,11 +81,28 @@ class _ClusterLatencyCollector(Collector):
         self._counts = np.zeros((0, len(self._bounds) + 1), np.int64)
         self._totals = np.zeros(0)
         self._pending = PendingRows(pending_rows)  # source, cluster id, latency
+        # (source, cluster) -> its group, where not the cluster itself (a group is fixed
+        # when the cluster opens, so one series keeps one group label).
+        self._groups: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         # Whether an id is a sidecar's own, not the fleet catalog's (set when a catalog is
         # served): its series is labelled `cluster="local-<id>"`, so a sum over the fleet
         # by cluster can leave the pods' own ids out (`cluster!~"local-.*"`).
         self.is_local: Callable[[str, int], bool] | None = None
+
+    def note_groups(
+        self, source_names: Sequence[str], codes: np.ndarray, ids: np.ndarray, groups: np.ndarray
+    ) -> None:
+        """Records the group of each (source, cluster) of a batch whose group is not
+        itself (bounded like the series)."""
+        other = groups != ids
+        if not other.any():
+            return
+        pairs = np.unique(np.stack([codes[other], ids[other], groups[other]]), axis=1)
+        with self._lock:
+            for code, cid, gid in pairs.T.tolist():
+                if len(self._groups) < self.max_series:
+                    self._groups[(source_names[code], str(cid))] = str(gid)
 
     def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
         """Adds the values of one series."""
@@ -147,7 +165,7 @@ class _ClusterLatencyCollector(Collector):
         fam = HistogramMetricFamily(
             "logclust_request_latency_ms",
             "Request latency per cluster (ms).",
-            labels=["source", "cluster"],
+            labels=["source", "cluster", "group"],
         )
         with self._lock:
             self._merge_pending()
@@ -155,7 +173,8 @@ class _ClusterLatencyCollector(Collector):
                 cum = np.cumsum(self._counts[row])
                 buckets = [(f"{b:g}", float(c)) for b, c in zip(self._bounds, cum, strict=False)]
                 buckets.append(("+Inf", float(cum[-1])))
-                fam.add_metric([source, cluster], buckets, float(self._totals[row]))
+                group = self._groups.get((source, cluster), cluster)
+                fam.add_metric([source, cluster, group], buckets, float(self._totals[row]))
         yield fam
 
     @property
@@ -173,6 +192,7 @@ class _ClusterLatencyCollector(Collector):
             self._counts = self._counts[rows]
             self._totals = self._totals[rows]
             self._rows = {key: i for i, (key, _) in enumerate(kept)}
+            self._groups = {k: g for k, g in self._groups.items() if k[0] != source}
 
 
 class _ClusterCountCollector(Collector):
@@ -250,6 +270,7 @@ class Metrics:
         source_codes: np.ndarray,
         cluster_ids: np.ndarray,
         latency_ms: np.ndarray,
+        group_ids: np.ndarray | None = None,
     ) -> None:
         """Records one labelled batch; NaN latencies (not measured) are skipped."""
         self.batches.inc()
@@ -259,6 +280,8 @@ class Metrics:
             if n:
                 self.rows.labels(source=name).inc(n)
         measured = ~np.isnan(latency_ms)
+        if group_ids is not None:
+            self.cluster_latency.note_groups(source_names, source_codes, cluster_ids, group_ids)
         if measured.any():
             self.cluster_latency.observe_rows(
                 source_names,

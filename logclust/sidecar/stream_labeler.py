@@ -62,6 +62,8 @@ class BatchLabels:
     # `(n,)` bool and float64: the sample (`keep`, `sample_weight`); None without a budget.
     keep: np.ndarray | None = None
     weight: np.ndarray | None = None
+    # `(n,)` int64 group id of each row (`logclust.cluster.groups`); None: same as `ids`.
+    groups: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class LabelResult:
     # `(n,)` bool and float64: kept rows and what each stands for; None without a budget.
     keep: np.ndarray | None = None
     weight: np.ndarray | None = None
+    # `(n,)` int64 group id of each row (clusters that mean the same share one).
+    groups: np.ndarray | None = None
 
 
 class StreamLabeler:
@@ -96,7 +100,13 @@ class StreamLabeler:
         self.config = config or StreamLabelerConfig()
         self._formats = {s: LogFormat.resolve(f) for s, f in self.config.log_formats.items()}
         self.stream = StreamClusters(
-            embedder, self.config.clusters, self.config.max_sources, embedder.threshold
+            embedder,
+            self.config.clusters,
+            self.config.max_sources,
+            embedder.threshold,
+            # Test fakes have no channel and no calibrated groups: the fallbacks apply.
+            getattr(embedder, "group_threshold", None),
+            getattr(embedder, "semantic_from", 0),
         )
         self.book = LatencyBook(
             window_ms=self.config.window_s * 1000,
@@ -163,6 +173,7 @@ class StreamLabeler:
             {c: stats[c] for c in sorted(present) if c in stats},
             labels.keep,
             labels.weight,
+            labels.groups,
         )
 
     def label_table(self, table: pa.Table, now: int | None = None) -> BatchLabels:
@@ -183,14 +194,17 @@ class StreamLabeler:
         if self._formats:
             body, headers = self._split_headers(table, body, source)
         ids, dist, names, codes = self.stream.label(body, source, time_ms)
+        groups = self.stream.group_ids(names, codes, ids)
         self.book.record(names, codes, ids, time_ms, latency, now)
         over = contract.over_max_latency(latency, self.config.max_latency_ms)
         if over.any():  # not measured for the metrics either
             latency = np.where(over, np.nan, latency)
         if self.sampler is None:
-            return BatchLabels(ids, dist, names, codes, latency, headers)
+            return BatchLabels(ids, dist, names, codes, latency, headers, groups=groups)
         sample = self.sampler.decide(names, codes, ids, time_ms, latency)
-        return BatchLabels(ids, dist, names, codes, latency, headers, sample.keep, sample.weight)
+        return BatchLabels(
+            ids, dist, names, codes, latency, headers, sample.keep, sample.weight, groups
+        )
 
     def header_bytes(self, table: pa.Table) -> int:
         """An upper bound of the bytes the `log_<field>` columns add to `table`'s answer:
@@ -244,16 +258,26 @@ class StreamLabeler:
         window_ms: int | None = None,
         source: str | None = None,
         sketches: bool = False,
+        by: str = "cluster",
     ) -> pa.Table:
         """Per-cluster counts and latency quantiles (see `LatencyBook.query`); with
-        `sketches`, each row's sketch and whether its id is local (not the catalog's)."""
+        `by="group"` per group (the sketches of a group's clusters merged, exactly: the
+        `cluster_id` column then holds group ids); with `sketches`, each row's sketch and
+        whether its id is local (not the catalog's).
+
+        Raises:
+            ValueError: `by` is neither "cluster" nor "group".
+        """
+        if by not in ("cluster", "group"):
+            raise ContractError(f"by must be 'cluster' or 'group'. Received: by={by!r}")
+        aliases = self.stream.aliases() if by == "cluster" else self.stream.group_aliases()
         table = self.book.query(
             list(quantiles or DEFAULT_QUANTILES),
             start_ms,
             end_ms,
             window_ms,
             source,
-            aliases=self.stream.aliases(),
+            aliases=aliases,
             sketches=sketches,
         )
         if not sketches:

@@ -14,9 +14,9 @@ and may have, with these meanings:
 * `source` (string): stream the row belongs to; clusters are fitted per source; nulls (or a
   missing column) mean `"default"`.
 
-Every other column passes through untouched. `cluster_id` and `cluster_distance` are
-added by the sidecar, so an input that already has them is rejected; so are `keep` and
-`sample_weight` when a storage budget is set (docs/sampling.md).
+Every other column passes through untouched. `cluster_id`, `cluster_distance` and
+`group_id` are added by the sidecar, so an input that already has them is rejected; so
+are `keep` and `sample_weight` when a storage budget is set (docs/sampling.md).
 
 Bytes on the wire are Arrow IPC streams (`logclust.wire.ipc`). The sidecar, the server,
 the client and the CLI all speak this one contract, and nothing else of each other.
@@ -38,6 +38,8 @@ TIME = "time"
 SOURCE = "source"
 CLUSTER_ID = "cluster_id"
 CLUSTER_DISTANCE = "cluster_distance"
+# The meaning level (docs/sidecar.md, "Groups"): clusters that mean the same share a group.
+GROUP_ID = "group_id"
 DEFAULT_SOURCE = "default"
 # Added with a storage budget (docs/sampling.md): whether a row is kept, and the rows a
 # kept row stands for (0 for dropped rows).
@@ -57,6 +59,7 @@ DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 OUTPUT_FIELDS: tuple[pa.Field, ...] = (
     pa.field(CLUSTER_ID, pa.int32()),
     pa.field(CLUSTER_DISTANCE, pa.float32()),
+    pa.field(GROUP_ID, pa.int64()),
 )
 
 
@@ -100,7 +103,7 @@ def validate_schema(schema: pa.Schema) -> None:
         t = schema.field(SOURCE).type
         if not _is_string(t):
             raise ContractError(f"Column 'source' must be string. Received: type={t}")
-    taken = [n for n in (CLUSTER_ID, CLUSTER_DISTANCE) if n in names]
+    taken = [n for n in (CLUSTER_ID, CLUSTER_DISTANCE, GROUP_ID) if n in names]
     if taken:
         raise ContractError(
             f"Output columns are added by the sidecar; drop them first. Received: {taken}"
@@ -223,7 +226,12 @@ def over_max_latency(latency_ms: np.ndarray, max_ms: float) -> np.ndarray:
         return np.asarray(latency_ms > max_ms)
 
 
-def with_labels(table: pa.Table, ids: np.ndarray, distances: np.ndarray) -> pa.Table:
-    """The caller's table with `cluster_id` and `cluster_distance` appended."""
+def with_labels(
+    table: pa.Table, ids: np.ndarray, distances: np.ndarray, groups: np.ndarray | None = None
+) -> pa.Table:
+    """The caller's table with `cluster_id`, `cluster_distance` and `group_id` appended
+    (`groups` None: each cluster its own group)."""
     table = table.append_column(OUTPUT_FIELDS[0], pa.array(ids, pa.int32()))
-    return table.append_column(OUTPUT_FIELDS[1], pa.array(distances, pa.float32()))
+    table = table.append_column(OUTPUT_FIELDS[1], pa.array(distances, pa.float32()))
+    group = ids if groups is None else groups
+    return table.append_column(OUTPUT_FIELDS[2], pa.array(group, pa.int64()))

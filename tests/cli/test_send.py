@@ -42,7 +42,7 @@ def test_send_text_file_writes_rows_in_order(
     assert "1,200/1,200" in capsys.readouterr().err
     labelled = pq.read_table(out)
     assert labelled.column("body").to_pylist() == lines
-    assert labelled.column_names == ["body", "cluster_id", "cluster_distance"]
+    assert labelled.column_names == ["body", "cluster_id", "cluster_distance", "group_id"]
     # Five answers gathered in one row group.
     assert pq.read_metadata(out).num_row_groups == 1
     kinds = [k for _, k in synthetic_lines(1200)]

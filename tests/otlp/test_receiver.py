@@ -42,7 +42,12 @@ from sklearn.metrics import adjusted_rand_score
 from logclust.cli import main as cli
 from logclust.cluster.config import StreamClusterConfig
 from logclust.otlp.config import OtlpConfig
-from logclust.otlp.mapping import CLUSTER_ATTRIBUTE, CLUSTER_ID_ATTRIBUTE, RecordMapper
+from logclust.otlp.mapping import (
+    CLUSTER_ATTRIBUTE,
+    CLUSTER_ID_ATTRIBUTE,
+    GROUP_ID_ATTRIBUTE,
+    RecordMapper,
+)
 from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FakeLabeler, fake_traffic
@@ -219,6 +224,7 @@ def test_sdk_records_arrive_once_labelled(
     for service, rec in downstream.records:
         a = _attrs(rec)
         assert service == "frontend" and isinstance(a[CLUSTER_ID_ATTRIBUTE], int)
+        assert isinstance(a[GROUP_ID_ATTRIBUTE], int) and a[GROUP_ID_ATTRIBUTE] >= 0
         assert isinstance(a[CLUSTER_ATTRIBUTE], str) and a[CLUSTER_ATTRIBUTE]
         assert a["latency_ms"] >= 0  # everything else unchanged
         by_id[int(a["record_id"])] = a  # type: ignore[call-overload]

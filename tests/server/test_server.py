@@ -76,7 +76,8 @@ def _raw_label(port: int, payloads: list[bytes]) -> list[pb.LabelResponse]:
 
 def test_label_keeps_order_and_passthrough_columns(client: Client, traffic: pa.Table) -> None:
     out = client.label(traffic, batch_size=400)
-    assert out.column_names == traffic.column_names + ["cluster_id", "cluster_distance"]
+    added = ["cluster_id", "cluster_distance", "group_id"]
+    assert out.column_names == traffic.column_names + added
     assert out.select(traffic.column_names).equals(traffic)
     assert out.schema.field("cluster_id").type == pa.int32()
     ids = out.column("cluster_id").to_numpy()
@@ -117,6 +118,7 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
     assert table.column_names == [
         "source",
         "cluster_id",
+        "group_id",
         "size",
         "first_seen",
         "last_seen",
@@ -130,6 +132,7 @@ def test_clusters_call(client: Client, traffic: pa.Table) -> None:
     ]
     assert not any(table.column("local").to_pylist())  # no catalog: nothing is local
     assert sum(table.column("size").to_pylist()) == traffic.num_rows
+    assert all(g is not None and g >= 0 for g in table.column("group_id").to_pylist())
     # Counted when received (not by event time), over the last rate window.
     window_s = CFG.labeler.rate_window_s
     rate = sum(table.column("rows_per_s").to_pylist())
@@ -213,7 +216,8 @@ def test_health_and_metrics(traffic: pa.Table) -> None:
         assert 'logclust_errors_total{kind="invalid_argument"} 1.0' in text
         assert "logclust_batch_seconds_count 1.0" in text
         assert re.search(
-            r'logclust_request_latency_ms_count\{cluster="\d+",source="frontend"\}', text
+            r'logclust_request_latency_ms_count\{cluster="\d+",group="\d+",source="frontend"\}',
+            text,
         )
         srv.stop(grace=1)
         assert srv.wait_for_termination(0)
@@ -305,6 +309,11 @@ config = ServerConfig(listen="127.0.0.1:0", store_dir=sys.argv[1],
 LAUNCH = CONFIG + "serve(config, FakeLabeler())\n"
 # The sidecar, answering each line on stdin once a periodic flush that began after the
 # line has saved ("flushed"): the test waits for the save, not for a time.
+PROSE = [
+    "My package arrived damaged and the box was crushed, please help.",
+    "I want a refund for my order, please send my money back.",
+    "Hi, my parcel is late again and I am still waiting for it.",
+]
 LAUNCH_FLUSH_ON_ASK = (
     CONFIG
     + """
@@ -347,6 +356,7 @@ def test_restart_after_kill_9_keeps_latency_and_cluster_ids(
     try:
         with Client(f"127.0.0.1:{port}") as client:
             first = client.label(traffic, batch_size=1000)
+            prose_first = client.label(pa.table({"body": PROSE}))
             before = client.latency(quantiles=[0.5, 0.99])
             clusters_before = client.clusters()
         assert proc.stdin is not None
@@ -363,16 +373,17 @@ def test_restart_after_kill_9_keeps_latency_and_cluster_ids(
             assert after.select(["cluster_id", "count", "p50", "p99"]).equals(
                 before.select(["cluster_id", "count", "p50", "p99"])
             )
-            assert (
-                client.clusters()
-                .select(["cluster_id", "size", "template"])
-                .equals(clusters_before.select(["cluster_id", "size", "template"]))
-            )
+            kept = ["cluster_id", "group_id", "size", "template"]
+            assert client.clusters().select(kept).equals(clusters_before.select(kept))
             again = client.label(traffic.slice(0, 1000))
-            np.testing.assert_array_equal(
-                again.column("cluster_id").to_numpy(),
-                first.column("cluster_id").to_numpy()[:1000],
-            )
+            for column in ("cluster_id", "group_id"):
+                np.testing.assert_array_equal(
+                    again.column(column).to_numpy(), first.column(column).to_numpy()[:1000]
+                )
+            # Prose is placed by its groups: the same groups (and ids) after the restart.
+            prose_again = client.label(pa.table({"body": PROSE}))
+            for column in ("cluster_id", "group_id"):
+                assert prose_again.column(column).equals(prose_first.column(column))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -105,9 +105,13 @@ def test_defaults_for_source_time_and_latency() -> None:
 
 def test_with_labels_appends_typed_columns() -> None:
     out = contract.with_labels(_table(), np.array([3, -1]), np.array([0.1, 0.5]))
-    assert out.column_names == ["body", "cluster_id", "cluster_distance"]
+    assert out.column_names == ["body", "cluster_id", "cluster_distance", "group_id"]
     assert out.schema.field("cluster_id").type == pa.int32()
     assert out.schema.field("cluster_distance").type == pa.float32()
+    assert out.schema.field("group_id").type == pa.int64()
+    assert out.column("group_id").to_pylist() == [3, -1]  # no groups given: its own
+    grouped = contract.with_labels(_table(), np.array([3, 4]), np.zeros(2), np.array([3, 3]))
+    assert grouped.column("group_id").to_pylist() == [3, 3]
 
 
 def test_readers(tmp_path) -> None:  # type: ignore[no-untyped-def]

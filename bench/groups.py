@@ -1,0 +1,163 @@
+"""The group level (`group_id`) on a mixed HTTP workload, through a real sidecar.
+
+    python -m bench.groups [--bundle DIR] [--rows 6000] [--prose-share 0.3] [--demo-rows 20000]
+                           [--group-threshold X]
+
+A fresh `logclust serve` (`bench.harness.Sidecar`, a temporary store) labels, k never
+given, a stream of one source mixing:
+
+- the structured kinds of `logclust demo`'s traffic (forms, JSON, GraphQL, XML; not its
+  free-text `feedback`), plus two GraphQL operations that share their keys and two SOAP
+  operations that share an envelope;
+- free-text support messages on several topics, each written many ways
+  (`training.evaluate.groups.prose_messages`: openings, synonyms, fillers, word order,
+  second sentences, typos, lower case).
+
+Prints `group_id` ARI against the true kind (targets: >= 0.95), groups per free-text topic
+(<= 2), structured kinds merged by the group level (pairs that the cluster level keeps
+apart and the group level joins; 0), and prose's cluster count. Then `logclust demo`'s
+traffic (`logclust.cli.traffic.generate_traffic`) on a second sidecar: clusters and
+groups of its `feedback` kind (target <= 5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from sklearn.metrics import adjusted_rand_score
+
+from bench.harness import cli
+from bench.harness.procs import SERVER_CORE
+from bench.harness.report import fmt
+from bench.harness.sidecar import Sidecar
+from logclust.cli.traffic import KINDS, generate_traffic
+from logclust.client import Client
+from training.evaluate.groups import TOPICS, prose_messages
+
+_GQL = (
+    '{"operationName":"%s","query":"query %s($id: ID!, $first: Int) '
+    '{ %s(id: $id, first: $first) { %s } }","variables":{"id":"%s","first":%d}}'
+)
+_SOAP = (
+    '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header>'
+    "<auth><token>%s</token></auth></soap:Header><soap:Body><%s><account>%s</account>"
+    "<amount>%d</amount></%s></soap:Body></soap:Envelope>"
+)
+
+
+def _extra(rng: np.random.Generator, kind: str) -> str:
+    ident = "".join(rng.choice(list("abcdef0123456789"), 12))
+    n = int(rng.integers(1, 500))
+    if kind == "gql_user":
+        return _GQL % ("GetUser", "GetUser", "user", "name email avatar", ident, n)
+    if kind == "gql_orders":
+        return _GQL % ("ListOrders", "ListOrders", "orders", "total status items", ident, n)
+    op = "GetBalance" if kind == "soap_balance" else "TransferFunds"
+    return _SOAP % (ident, op, ident, n, op)
+
+
+EXTRA = ("gql_user", "gql_orders", "soap_balance", "soap_transfer")
+
+
+def workload(rows: int, prose_share: float, seed: int) -> tuple[list[str], list[str]]:
+    """`(bodies, true kinds)`, shuffled."""
+    rng = np.random.default_rng(seed)
+    n_prose = int(rows * prose_share)
+    n_extra = (rows - n_prose) // 5
+    kinds = tuple(k for k in KINDS if k != "feedback")
+    demo = generate_traffic(rows - n_prose - n_extra, seed=seed, kinds=kinds)
+    bodies = demo.column("body").to_pylist()
+    truth = demo.column("kind").to_pylist()
+    extra = [str(k) for k in rng.choice(EXTRA, n_extra)]
+    bodies += [_extra(rng, k) for k in extra]
+    truth += extra
+    prose, topics = prose_messages(n_prose, seed=seed)
+    bodies += prose
+    truth += [f"prose:{t}" for t in topics]
+    order = rng.permutation(len(bodies))
+    return [bodies[i] for i in order], [truth[i] for i in order]
+
+
+def label(
+    bundle: str | None, bodies: list[str], batch: int, extra: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(cluster ids, group ids)` from a fresh sidecar (`extra`: more `serve` flags)."""
+    with Sidecar(bundle, SERVER_CORE, extra=extra) as side, Client(side.addr) as client:
+        client.wait_ready(120)
+        out = client.label(pa.table({"body": bodies}), batch)
+    return out.column("cluster_id").to_numpy(), out.column("group_id").to_numpy()
+
+
+def merged_by_groups(ids: np.ndarray, groups: np.ndarray, truth: np.ndarray) -> int:
+    """Pairs of structured kinds the cluster level keeps apart and the group level joins."""
+    kinds = sorted(k for k in set(truth.tolist()) if not k.startswith("prose:"))
+    count = 0
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            ca, cb = set(ids[truth == a].tolist()), set(ids[truth == b].tolist())
+            ga, gb = set(groups[truth == a].tolist()), set(groups[truth == b].tolist())
+            count += int(not ca & cb and bool(ga & gb))
+    return count
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__, "groups")
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--rows", type=int, default=6000)
+    p.add_argument("--prose-share", type=float, default=0.3)
+    p.add_argument("--demo-rows", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--group-threshold",
+        type=float,
+        default=None,
+        help="the sidecar's --group-threshold (default: the bundle's, else the fallback)",
+    )
+    args = p.parse_args(argv)
+    extra = [] if args.group_threshold is None else ["--group-threshold", str(args.group_threshold)]
+    cli.smoke(args, rows=400, demo_rows=1000, batch=200)
+    with cli.output(args, "groups") as out:
+        out.header(args.bundle, group_threshold=str(args.group_threshold or "bundle's"))
+        bodies, truth_list = workload(args.rows, args.prose_share, args.seed)
+        truth = np.array(truth_list)
+        ids, groups = label(args.bundle, bodies, args.batch, extra)
+        prose = np.char.startswith(truth, "prose:")
+        per_topic = [len(set(groups[truth == f"prose:{t}"].tolist())) for t in TOPICS]
+        table = out.table(
+            ["workload", "rows", "group ARI", "cluster ARI", "groups per topic (max)",
+             "structured kinds merged", "prose clusters", "groups", "clusters"],
+            note=f"{len(TOPICS)} free-text topics, {len(set(truth_list)) - len(TOPICS)} "
+            "structured kinds; one source, k never given",
+        )  # fmt: skip
+        table.add(
+            "mixed HTTP + free text",
+            len(bodies),
+            fmt(adjusted_rand_score(truth, groups), ".3f"),
+            fmt(adjusted_rand_score(truth, ids), ".3f"),
+            f"{np.mean(per_topic):.1f} ({max(per_topic)})",
+            merged_by_groups(ids, groups, truth),
+            len(set(ids[prose].tolist())),
+            len(set(groups.tolist())),
+            len(set(ids.tolist())),
+        )
+        demo = generate_traffic(args.demo_rows, seed=args.seed)
+        d_truth = np.array(demo.column("kind").to_pylist())
+        d_ids, d_groups = label(args.bundle, demo.column("body").to_pylist(), args.batch, extra)
+        fb = d_truth == "feedback"
+        table.add(
+            "logclust demo traffic (feedback kind)",
+            len(d_truth),
+            fmt(adjusted_rand_score(d_truth, d_groups), ".3f"),
+            fmt(adjusted_rand_score(d_truth, d_ids), ".3f"),
+            f"feedback: {len(set(d_groups[fb].tolist()))}",
+            merged_by_groups(d_ids, d_groups, d_truth),
+            len(set(d_ids[fb].tolist())),
+            len(set(d_groups.tolist())),
+            len(set(d_ids.tolist())),
+        )
+        out.show(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Groups (`logclust.cluster.groups`) and prose with the shipped bundle: bad input, kinds
+that must stay apart, ids that survive a save and a restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.groups import GroupIndex
+from logclust.sidecar.config import StreamLabelerConfig
+from logclust.sidecar.stream_labeler import StreamLabeler
+
+CFG = StreamLabelerConfig(clusters=StreamClusterConfig(background_consolidation=False))
+TOPICS = [
+    "My package arrived damaged and the box was crushed, please help.",
+    "I want a refund for my order, please send my money back.",
+]
+BAD = [
+    "",
+    "   ",
+    "my parcel was late again and I am really angry about it. " * 1800,  # ~100 KB
+    "我的包裹还没有到，已经等了两个星期了，请帮帮我",
+    "Мой заказ пришёл повреждённым, пожалуйста помогите мне",
+    "😍😍 I love it, thank you so much! 🎉",
+    "spam " * 500,
+    "the the the the the the the the",
+]
+
+
+@pytest.fixture(scope="module")
+def labeler() -> StreamLabeler:
+    return StreamLabeler.load(config=CFG)
+
+
+def test_bad_input_each_gets_a_group_none_collapses(labeler: StreamLabeler) -> None:
+    r = labeler.label(TOPICS + BAD, source="bad")
+    assert r.groups is not None and r.groups.dtype == np.int64
+    assert len(r.groups) == len(TOPICS) + len(BAD)
+    assert (r.groups >= 0).all()
+    # The topics keep groups of their own: no odd input is pulled into them, and the odd
+    # inputs do not all fall into one group.
+    topic_groups = set(r.groups[: len(TOPICS)].tolist())
+    assert len(topic_groups) == 2
+    odd = r.groups[len(TOPICS) :].tolist()
+    assert not topic_groups & set(odd[2:])
+    assert len(set(odd)) >= len(BAD) - 2  # only the two empty texts may share
+
+
+def test_same_topic_in_other_words_joins_its_group(labeler: StreamLabeler) -> None:
+    r = labeler.label(
+        [
+            "I want a refund for my order.",
+            "Please, I want a refund for my order asap!",
+            "Where is my parcel? It has not arrived and is very late.",
+        ],
+        source="topics",
+    )
+    assert r.groups is not None
+    assert r.groups[0] == r.groups[1] != r.groups[2]
+    assert r.ids[0] == r.ids[1]  # prose clusters are its groups
+
+
+def test_structured_kinds_sharing_keys_stay_apart(labeler: StreamLabeler) -> None:
+    gql = '{"operationName":"%s","query":"query %s($id: ID!) { %s(id: $id) { %s } }",'
+    gql += '"variables":{"id":"%d"}}'
+    soap = (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+        "<%s><id>%d</id></%s></soap:Body></soap:Envelope>"
+    )
+    texts = []
+    for i in range(20):
+        texts.append(gql % ("GetUser", "GetUser", "user", "name email", i))
+        texts.append(gql % ("GetOrder", "GetOrder", "order", "total status", i))
+        texts.append(soap % ("GetQuote", i, "GetQuote"))
+        texts.append(soap % ("CancelOrder", i, "CancelOrder"))
+    r = labeler.label(texts, source="structured")
+    assert r.groups is not None
+    kinds = np.array([i % 4 for i in range(len(texts))])
+    # What the template level keeps apart, the group level never merges (the cluster
+    # level may itself place two operations together; that is not the groups' doing).
+    for a in range(4):
+        for b in range(a + 1, 4):
+            if set(r.ids[kinds == a].tolist()) & set(r.ids[kinds == b].tolist()):
+                continue
+            shared = set(r.groups[kinds == a].tolist()) & set(r.groups[kinds == b].tolist())
+            assert not shared, f"kinds {a} and {b} share groups {shared}"
+    assert len(set(r.groups.tolist())) == len(set(r.ids.tolist()))
+
+
+def test_groups_survive_save_and_restore(labeler: StreamLabeler) -> None:
+    first = labeler.label(TOPICS + ["Failed password for root from 10.0.0.1 port 22"], "keep")
+    parts = labeler.stream.dirty_parts()
+    again = StreamLabeler.load(config=CFG)
+    again.stream.load_states({n: p.model for n, p in parts.items() if p.model is not None})
+    second = again.label(TOPICS + ["Failed password for root from 10.0.0.1 port 22"], "keep")
+    assert second.groups is not None and first.groups is not None
+    assert second.ids.tolist() == first.ids.tolist()
+    assert second.groups.tolist() == first.groups.tolist()
+    # A new wording of a known topic still finds its group after the restore.
+    more = again.label(["I want a refund for my order, send my money back please."], "keep")
+    assert more.groups is not None and more.groups[0] == first.groups[1]
+
+
+def test_latency_by_group_merges_the_sketches(labeler: StreamLabeler) -> None:
+    texts = ["I want a refund for my order.", "Please, I want a refund for my order asap!"]
+    labeler.label(texts, source="lat", latency_ms=[10.0, 30.0])
+    by_group = labeler.latency(source="lat", by="group").to_pylist()
+    assert [row["count"] for row in by_group] == [2]
+    with pytest.raises(ValueError, match="Received: by='x'"):
+        labeler.latency(by="x")
+
+
+def test_group_index_round_trip_and_bad_doc() -> None:
+    g = GroupIndex(1.0)
+    x = np.ones(4, np.float32) / 2
+    assert g.add(3, x, "line") == 3
+    assert g.add(5, x, "line") == 3  # the same meaning: the same group
+    assert g.add(6, x, "body:1") == 6  # another kind never joins
+    back = GroupIndex.from_doc(g.to_doc(), 1.0, 0)
+    assert back.of == g.of
+    assert back.group_ids(np.array([3, 5, 6, 7]), {7: 5}).tolist() == [3, 3, 6, 3]
+    with pytest.raises(ValueError, match="unknown group"):
+        GroupIndex.from_doc({"groups": [], "of": [[1, 2]], "totals": []}, 1.0, 0)
+    with pytest.raises(ValueError, match="too short"):
+        GroupIndex.from_doc({"groups": [[1, "line", 1, 4]], "of": [], "totals": [0.5]}, 1.0, 0)
