@@ -248,35 +248,26 @@ class SourceBudget:
         quantile and the controller's gain by the segment's error."""
         if not self._pending:
             return
-        rows_cix = np.concatenate([part[0] for part in self._pending])
-        latency = np.concatenate([part[1] for part in self._pending])
+        if len(self._pending) == 1:
+            rows_cix, latency = self._pending[0][0], self._pending[0][1]
+        else:
+            rows_cix = np.concatenate([part[0] for part in self._pending])
+            latency = np.concatenate([part[1] for part in self._pending])
         rows = sum(part[2] for part in self._pending)
         expected = sum(part[3] for part in self._pending)
         self._pending = []
         self._account(rows, expected)
-        if np.isnan(latency).all():
+        per = np.bincount(rows_cix)  # (k',) rows per cluster slot in the segment
+        big = per >= TAIL_MIN_ROWS  # enough rows to tell
+        if not big.any():
             return
-        g = Groups(rows_cix)
-        q = self._segment_quantiles(latency, g, TAIL_QUANTILE)  # (u,) NaN where no latency
-        known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS)  # enough rows to tell
-        at = g.ids[known]
+        rows_on = big[rows_cix] & ~np.isnan(latency)
+        if not rows_on.any():
+            return
+        at, q = _segment_quantiles(rows_cix[rows_on], latency[rows_on], per.size)
         old = self.tail_at[at]
-        blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
-        self.tail_at[at] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
-
-    def _segment_quantiles(self, latency: np.ndarray, g: Groups, quantile: float) -> np.ndarray:
-        """The `quantile` of each cluster's latencies in the segment (NaN if none)."""
-        finite = ~np.isnan(latency)
-        out = np.full(g.per.size, np.nan)
-        if not finite.any():
-            return out
-        filled = np.where(finite, latency, np.inf)
-        order = np.lexsort((filled, g.inv))  # by cluster, then latency (NaN last)
-        n_fin = np.bincount(g.inv, weights=finite, minlength=g.per.size).astype(np.int64)
-        has = n_fin > 0
-        pick = g.starts[has] + (quantile * (n_fin[has] - 1)).astype(np.int64)
-        out[has] = filled[order[pick]]
-        return out
+        blend = np.minimum(1.0, per[at] / TAIL_MEMORY_ROWS)
+        self.tail_at[at] = np.where(np.isnan(old), q, old + blend * (q - old))
 
     def _draw(self, p: np.ndarray, cix: np.ndarray, g: Groups, stratum: np.ndarray) -> np.ndarray:
         """Systematic sampling per cluster and latency stratum: a row is kept
@@ -465,6 +456,22 @@ class SourceBudget:
         step = CONTROL_RATE * rows / self.config.window_rows * err
         lo, hi = GAIN_RANGE
         self.gain = min(hi, max(lo, self.gain * math.exp(step)))
+
+
+def _segment_quantiles(
+    cix: np.ndarray, latency: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clusters among `cix` (ascending) and the `TAIL_QUANTILE` of each one's
+    latencies (all finite): the value at rank `floor(q (n - 1))` of its sorted ones."""
+    by_value = np.argsort(latency)
+    c = cix[by_value]
+    key = c.astype(np.uint16) if k <= 1 << 16 else c  # a radix sort when it fits
+    values = latency[by_value[np.argsort(key, kind="stable")]]  # by cluster, then value
+    n = np.bincount(cix, minlength=k)
+    at = np.flatnonzero(n)
+    n = n[at]
+    pick = np.cumsum(n) - n + (TAIL_QUANTILE * (n - 1)).astype(np.int64)
+    return at, values[pick]
 
 
 class Sampler:
