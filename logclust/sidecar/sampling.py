@@ -277,25 +277,29 @@ class SourceBudget:
         count is within one weight of the truth."""
         ps = p[g.order]  # (m,) grouped by cluster, stream order within
         by = stratum[g.order]
-        group = g.inv[g.order]
-        end = np.empty(p.size)
         present = np.flatnonzero(np.bincount(by, minlength=3))
-        strata = [(int(j), by == j) for j in present] if present.size > 1 else [(0, None)]
-        for j, rows in strata:
-            cs = np.cumsum(ps if rows is None else np.where(rows, ps, 0.0))
-            edges = np.zeros(g.starts.size + 1)
-            edges[:-1] = np.concatenate([[0.0], cs])[g.starts]  # sum before each cluster
-            edges[-1] = cs[-1]
-            phase = self.phase[cix, j]
-            run = phase[group] + cs - edges[group]
-            if rows is None:
-                end = run
-            else:
-                end[rows] = run[rows]
-            self.phase[cix, j] = np.mod(phase + np.diff(edges), 1.0)
+        if present.size == 1:  # one stratum: drawn with the phases of the first
+            end = self._run(ps, cix, g, 0)
+        else:
+            end = np.empty(p.size)
+            for j in present.tolist():
+                rows = by == j
+                end[rows] = self._run(np.where(rows, ps, 0.0), cix, g, j)[rows]
         keep = np.empty(p.size, bool)
         keep[g.order] = np.floor(end) > np.floor(end - ps)
         return keep
+
+    def _run(self, ps: np.ndarray, cix: np.ndarray, g: Groups, j: int) -> np.ndarray:
+        """The running sum of `ps` (grouped rows, 0 outside stratum `j`) from each
+        cluster's phase of stratum `j`, which moves on by the cluster's sum."""
+        cs = np.cumsum(ps)
+        edges = np.empty(g.starts.size + 1)  # the sum before each cluster, then the total
+        edges[0] = 0.0
+        edges[1:] = cs[g.ends]
+        phase = self.phase[cix, j]
+        run = phase[g.group] + cs - edges[g.group]
+        self.phase[cix, j] = np.mod(phase + (edges[1:] - edges[:-1]), 1.0)
+        return run
 
     def _index_of(self, ids: np.ndarray) -> np.ndarray:
         """The cix of cluster ids; clusters not seen before get one (count 0, their
