@@ -86,6 +86,7 @@ P_FLOOR = 0.25
 TAIL_MEMORY_ROWS = 256.0
 TAIL_MIN_ROWS = 50
 TAIL_MIN_WINDOW_ROWS = 500.0
+assert (BODY, TAIL) == (0, 1)  # a row's stratum is whether its latency is above the tail
 _NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
 
@@ -203,45 +204,74 @@ class SourceBudget:
         g = Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
         ix = cix[g.inv]  # (m,) each row's cix
-        # (m,) the row's cluster's rows in the window, or its rows so far in the segment
-        # when more (a new or bursting kind is thinned as it grows, its first rows kept).
-        before = self.in_segment[ix]  # rows of earlier parts of the segment
-        seen = np.maximum(self.level_counts[ix], before + g.rank)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # nothing counted yet: 1
-            p = np.where(seen > 0, self.level[ix] / seen, 1.0)
-        np.clip(p, P_FLOOR * self.fraction, 1.0, out=p)
-        # Kinds outside the level draw on the window's allowance for new kinds; past it,
-        # they are kept at the rate.
-        outside = ~self.in_level[ix]
+        p, outside = self._base_p(ix, g)
+        stratum = self._strata(ix, latency)
+        split = self.tail_on[ix]
+        if split.any():
+            split &= ~np.isnan(self.tail_at[ix])
+            if split.any():
+                p = tilt(p, stratum, split, P_FLOOR * self.fraction)
+        sure = self._sure(cix, ix, g, time_ms)
+        if sure is not None:
+            p[sure] = 1.0
+        keep = self._draw(p, cix, g, stratum)
+        weight = np.where(keep, 1.0 / p, 0.0)
+        self._count(cix, g, m)
+        expected = float(p.sum())
+        self.window_spent += expected
+        if outside is None:
+            self._pending.append((ix, latency, m, expected))
+        else:
+            level_rows = int(m - outside.sum())
+            self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
+        return keep, weight
+
+    def _base_p(self, ix: np.ndarray, g: Groups) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's p before strata and sure rows: its cluster's level over its rows in
+        the window, or its rows so far in the segment when more (a new or bursting kind
+        is thinned as it grows, its first rows kept); and the rows of kinds outside the
+        level (None: none), which draw on the window's allowance for new kinds and past
+        it are kept at the rate."""
+        seen = self.in_segment[ix]  # rows of earlier parts of the segment
+        seen += g.rank
+        np.maximum(self.level_counts[ix], seen, out=seen)
+        p = np.ones(ix.size)  # nothing counted yet: 1
+        np.divide(self.level[ix], seen, out=p, where=seen > 0)
+        np.minimum(np.maximum(p, P_FLOOR * self.fraction, out=p), 1.0, out=p)
+        inside = self.in_level[ix]
+        if inside.all():
+            return p, None
+        outside = ~inside
         demand = np.where(outside, p, 0.0)
         over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
         p = np.where(over, np.minimum(p, self.rate), p)
         self.new_demand += float(demand.sum())
-        at = self.tail_at[ix]  # (m,)
-        stratum = np.where(latency > at, TAIL, BODY)  # no estimate: the body
-        stratum[np.isnan(latency)] = NO_LATENCY
-        split = ~np.isnan(at) & self.tail_on[ix]
-        if split.any():
-            p = tilt(p, stratum, split, P_FLOOR * self.fraction)
-        p[self._sure(cix, g, time_ms)] = 1.0
-        keep = self._draw(p, cix, g, stratum)
-        weight = np.where(keep, 1.0 / p, 0.0)
+        return p, outside
+
+    def _strata(self, ix: np.ndarray, latency: np.ndarray) -> np.ndarray:
+        """Each row's stratum: the tail above its cluster's estimate, the body (also
+        without an estimate), or no latency."""
+        stratum = (latency > self.tail_at[ix]).view(np.int8)  # TAIL 1, BODY 0
+        nan = np.isnan(latency)
+        if nan.any():
+            stratum = stratum.copy()
+            stratum[nan] = NO_LATENCY
+        return stratum
+
+    def _count(self, cix: np.ndarray, g: Groups, m: int) -> None:
+        """Counts a part's rows: per cluster, in the segment, in the source's exposure
+        and in the window."""
         self.counts[cix] += g.per
         self.exposure[: len(self._index)] += m
         fresh = self.exposure[cix] == m  # (u,) first seen in this part
-        self.exposure[cix[fresh]] -= g.first_at[fresh]
+        if fresh.any():
+            self.exposure[cix[fresh]] -= g.first_at[fresh]
         self.in_segment[cix] += g.per
         self.last_segment[cix] = self.segments
-        self.last_row[cix] = self.rows + g.order[g.starts + g.per - 1]
+        self.last_row[cix] = self.rows + g.order[g.ends]
         self.rows += m
-        expected = float(p.sum())
         self.total += m
         self.window_rows += m
-        self.window_spent += expected
-        level_rows = int(m - outside.sum())
-        self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
-        return keep, weight
 
     def _close_segment(self) -> None:
         """At a segment's end: moves each cluster's tail estimate towards the segment's
@@ -336,16 +366,24 @@ class SourceBudget:
             self.phase[cix[new], j] = cluster_phases(key, new_ids)
         return cix
 
-    def _sure(self, cix: np.ndarray, g: Groups, time_ms: np.ndarray) -> np.ndarray:
-        """Rows kept for certain: a cluster's first row once `slot_s` seconds of row time
-        and `slot_rows` rows of the source have passed since its last such row (its
-        first row ever included); at most one per cluster and segment."""
-        i = cix[g.inv]
+    def _sure(
+        self, cix: np.ndarray, ix: np.ndarray, g: Groups, time_ms: np.ndarray
+    ) -> np.ndarray | None:
+        """Rows kept for certain (None: none): a cluster's first row once `slot_s`
+        seconds of row time and `slot_rows` rows of the source have passed since its last
+        such row (its first row ever included); at most one per cluster and segment."""
+        m = time_ms.size
+        first = self.sure_row[cix] < self.window_row  # none yet in this window
+        # A cluster whose rows in this part cannot pass both spans has none.
+        later = self.rows + m - 1 - self.sure_row[cix] >= self.slot_rows
+        if not first.any() and not (later.any() and self._any_slot_due(cix[later], time_ms)):
+            return None
+        i = ix
         due = (time_ms - self.sure_ms[i] >= self.slot_ms) & (
-            self.rows + np.arange(time_ms.size) - self.sure_row[i] >= self.slot_rows
+            self.rows + np.arange(m) - self.sure_row[i] >= self.slot_rows
         )
-        due |= self.sure_row[i] < self.window_row  # none yet in this window
-        sure = np.zeros(time_ms.size, bool)
+        due |= self.sure_row[i] < self.window_row
+        sure = np.zeros(m, bool)
         if due.any():
             rows = np.flatnonzero(due)
             _, at = np.unique(g.inv[rows], return_index=True)  # first due row per cluster
@@ -354,6 +392,10 @@ class SourceBudget:
             self.sure_ms[i[rows]] = time_ms[rows]
             self.sure_row[i[rows]] = self.rows + rows
         return sure
+
+    def _any_slot_due(self, cix: np.ndarray, time_ms: np.ndarray) -> bool:
+        """Whether a row of this part is `slot_s` past the sure row of one of `cix`."""
+        return bool(int(time_ms.max()) - int(self.sure_ms[cix].min()) >= self.slot_ms)
 
     def _decay(self, rows: int, now_ms: int) -> None:
         """Ages the counts by `rows` rows or by the time since the last segment,
