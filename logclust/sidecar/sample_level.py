@@ -4,6 +4,7 @@ water level that shares a budget among clusters. Pure functions on arrays."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -115,6 +116,15 @@ def kept_share(p: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
     return np.where(split, TAIL_QUANTILE * body + (1.0 - TAIL_QUANTILE) * tail, p)
 
 
+@functools.lru_cache(maxsize=64)
+def _kept_at_floor(floor: float) -> float:
+    """`kept_share` of a split cluster at p = `floor` (scalar arithmetic, the same)."""
+    q = TAIL_QUANTILE
+    tail = min(1.0, TAIL_BOOST * floor)
+    body = max(min(floor, floor), (floor - (1.0 - q) * tail) / q)
+    return q * body + (1.0 - q) * tail
+
+
 def segment_end(rows: int) -> int:
     """The row count where the segment holding row `rows` of a source ends: powers of
     two from `FIRST_SEGMENT_ROWS` up to `SEGMENT_ROWS`, then every `SEGMENT_ROWS`
@@ -149,13 +159,14 @@ def water_level(
     """
     some = counts > 0
     n = counts[some]
-    if target >= float(n.sum()):
+    total = float(n.sum())
+    if target >= total:
         return math.inf
     on = np.zeros(n.size, bool) if split is None else split[some]
     q = TAIL_QUANTILE
     # Rows kept at the floor (tau <= floor * n); a split cluster keeps its tail too.
-    at_floor = kept_share(np.array([floor]), np.array([True]), floor)[0]
-    base = floor * float(n.sum()) + (at_floor - floor) * float(n[on].sum())
+    at_floor = _kept_at_floor(floor)
+    base = floor * total + (at_floor - floor) * float(n[on].sum())
     if base >= target:
         return 0.0
     # Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) * TAIL_BOOST

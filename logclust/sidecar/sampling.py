@@ -175,11 +175,13 @@ class SourceBudget:
         start = 0
         while start < n:
             stop = min(n, start + segment_end(self.rows) - self.rows)
-            if self.rows:  # a window that ends in the part ends its segment too
-                due = self.rows + np.arange(stop - start) - self.window_row >= self.window_rows_min
-                due &= time_ms[start:stop] - self.window_ms >= self.window_len_ms
+            # A window that ends in the part ends its segment too: from the row where it
+            # has its least span of rows, the first row past its least span of time.
+            first = start + max(0, self.window_row + self.window_rows_min - self.rows)
+            if self.rows and first < stop:
+                due = time_ms[first:stop] - self.window_ms >= self.window_len_ms
                 if due.any():
-                    at = start + int(np.argmax(due))
+                    at = first + int(np.argmax(due))
                     if at == start:
                         self._new_window(int(time_ms[at]))
                     else:
