@@ -178,9 +178,9 @@ def water_level(
     s1 = (1.0 - q) * TAIL_BOOST
     ns, ss = n[~on], n[on]
     at = np.concatenate([a[~on], ns, a[on], b[on], c[on], ss])
-    delta = np.concatenate(
-        [np.ones(ns.size), -np.ones(ns.size), np.full(ss.size, s1), np.full(ss.size, -s1)]
-        + [np.ones(ss.size), -np.ones(ss.size)]
+    delta = np.repeat(
+        np.array([1.0, -1.0, s1, -s1, 1.0, -1.0]),
+        (ns.size, ns.size, ss.size, ss.size, ss.size, ss.size),
     )
     order = np.argsort(at)  # ties in any order: no room between them
     at, slope = at[order], np.cumsum(delta[order])  # slope on [at[i], at[i + 1]]
