@@ -47,6 +47,7 @@ from logclust.cli.traffic import BOUTIQUE_KINDS, KINDS, generate_traffic
 from logclust.client import Client
 from logclust.cluster.labeler import Labeler
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
+from logclust.sidecar.sampling import Sampler
 from logclust.sidecar.stream_labeler import StreamLabeler
 from training.data import default_data_dir, read_loghub_system, redraw_digits
 
@@ -292,34 +293,52 @@ def speed(args: argparse.Namespace, out: Output) -> None:
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
     on alternating batch by batch (two `StreamLabeler`s over one encoder, both warmed with
-    the same pass): the load of a shared machine moves both alike."""
+    the same pass): the load of a shared machine moves both alike. Beside them, the
+    sampler alone (`Sampler.decide`) on the off labeller's answers, warmed the same."""
     lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
     tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
     encoder = Labeler.load(args.bundle)
-    on_cfg = StreamLabelerConfig(sampling=SamplingConfig(fraction=args.fraction))
-    labelers = {"off": StreamLabeler(encoder), "on": StreamLabeler(encoder, on_cfg)}
+    sampling = SamplingConfig(fraction=args.fraction)
+    labelers = {
+        "off": StreamLabeler(encoder),
+        "on": StreamLabeler(encoder, StreamLabelerConfig(sampling=sampling)),
+    }
+    sampler = Sampler(sampling)
     half = len(tables) // 2
     for lab in labelers.values():
         for t in tables[:half]:
             lab.label_table(t)
         lab.wait_for_consolidations()
-    ms: dict[str, list[float]] = {"off": [], "on": []}
-    for t in tables[half:]:
-        for mode, lab in labelers.items():
-            start = time.thread_time()
-            lab.label_table(t)
-            ms[mode].append(1000 * (time.thread_time() - start))
+    ms: dict[str, list[float]] = {"off": [], "on": [], "sampler alone": []}
+    for i, t in enumerate(tables):
+        if i >= half:
+            for mode, lab in labelers.items():
+                start = time.thread_time()
+                labels = lab.label_table(t)
+                ms[mode].append(1000 * (time.thread_time() - start))
+        else:
+            labels = labelers["off"].label_table(t)
+        start = time.thread_time()
+        sampler.decide(
+            labels.source_names,
+            labels.source_codes,
+            labels.ids,
+            np.full(labels.ids.size, int(time.time() * 1000)),
+            labels.latency_ms,
+        )
+        if i >= half:
+            ms["sampler alone"].append(1000 * (time.thread_time() - start))
     table = out.table(
         ["budget", "batches", "CPU ms per batch, median", "mean"],
         title="Speed in one process: label_table, 1,000-row replay batches",
     )
-    for mode in ("off", "on"):
-        table.add(
-            mode, len(ms[mode]), fmt(np.median(ms[mode]), ".2f"), fmt(np.mean(ms[mode]), ".2f")
-        )
+    for mode, values in ms.items():
+        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
     out.show(table)
     ratio = np.median(ms["on"]) / np.median(ms["off"])
     out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
+    share = np.mean(ms["sampler alone"]) / np.mean(ms["off"])
+    out.line(f"The sampler alone over labelling without it (means): {share:.3f}")
 
 
 def quality(args: argparse.Namespace, out: Output) -> None:

@@ -162,17 +162,35 @@ def water_level(
     total = float(n.sum())
     if target >= total:
         return math.inf
-    on = np.zeros(n.size, bool) if split is None else split[some]
-    q = TAIL_QUANTILE
+    on = None if split is None else split[some]
+    if on is not None and not on.any():
+        on = None
     # Rows kept at the floor (tau <= floor * n); a split cluster keeps its tail too.
-    at_floor = _kept_at_floor(floor)
-    base = floor * total + (at_floor - floor) * float(n[on].sum())
+    base = floor * total
+    if on is not None:
+        base += (_kept_at_floor(floor) - floor) * float(n[on].sum())
     if base >= target:
         return 0.0
-    # Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) * TAIL_BOOST
-    # (>= 1: its tail costs at least what its body gives up) until its tail is whole at
-    # n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q), then 1.
+    at, slope = _sorted_breaks(*_breaks(n, on, floor))  # slope on [at[i], at[i + 1]]
+    kept = base + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(at))])  # at at[i]
+    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
+    if i == 0:
+        return float(at[0])
+    return float(at[i - 1] + (target - kept[i - 1]) / slope[i - 1])
+
+
+def _breaks(
+    n: np.ndarray, on: np.ndarray | None, floor: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Where the slope of the rows kept changes, by how much, and whether every change is
+    +/-1. Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) *
+    TAIL_BOOST (>= 1: its tail costs at least what its body gives up) until its tail is
+    whole at n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q),
+    then 1."""
     a = floor * n
+    if on is None:
+        return np.concatenate([a, n]), np.repeat(np.array([1.0, -1.0]), n.size), True
+    q = TAIL_QUANTILE
     b = np.maximum(a, n / TAIL_BOOST)
     c = np.maximum(b, n * (q * floor + 1.0 - q))
     s1 = (1.0 - q) * TAIL_BOOST
@@ -182,10 +200,20 @@ def water_level(
         np.array([1.0, -1.0, s1, -s1, 1.0, -1.0]),
         (ns.size, ns.size, ss.size, ss.size, ss.size, ss.size),
     )
-    order = np.argsort(at)  # ties in any order: no room between them
-    at, slope = at[order], np.cumsum(delta[order])  # slope on [at[i], at[i + 1]]
-    kept = base + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(at))])  # at at[i]
-    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
-    if i == 0:
-        return float(at[0])
-    return float(at[i - 1] + (target - kept[i - 1]) / slope[i - 1])
+    return at, delta, False
+
+
+def _sorted_breaks(
+    at: np.ndarray, delta: np.ndarray, exact: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The breaks sorted, and the running slope after each. The order of tied breaks is
+    the quicksort's: it can change the slope's rounding, and the level's last bits with
+    it. Any sort gives the one order where the breaks are distinct, or where every
+    `delta` is +/-1 (`exact`: the slope is an integer at the end of every tie, and only
+    there does it count), so a stable sort (the faster here) stands in for it then."""
+    order = np.argsort(at, kind="stable")
+    ordered = at[order]
+    if not exact and (ordered[1:] == ordered[:-1]).any():
+        order = np.argsort(at)
+        ordered = at[order]
+    return ordered, np.cumsum(delta[order])
