@@ -172,7 +172,10 @@ def water_level(
     if base >= target:
         return 0.0
     at, slope = _sorted_breaks(*_breaks(n, on, floor))  # slope on [at[i], at[i + 1]]
-    kept = base + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(at))])  # at at[i]
+    kept = np.empty(at.size)  # the rows kept at at[i]
+    kept[0] = 0.0
+    np.cumsum(slope[:-1] * (at[1:] - at[:-1]), out=kept[1:])
+    kept += base
     i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
     if i == 0:
         return float(at[0])
@@ -187,9 +190,16 @@ def _breaks(
     TAIL_BOOST (>= 1: its tail costs at least what its body gives up) until its tail is
     whole at n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q),
     then 1."""
-    a = floor * n
+    k = n.size
     if on is None:
-        return np.concatenate([a, n]), np.repeat(np.array([1.0, -1.0]), n.size), True
+        at = np.empty(2 * k)
+        np.multiply(floor, n, out=at[:k])
+        at[k:] = n
+        delta = np.empty(2 * k)
+        delta[:k] = 1.0
+        delta[k:] = -1.0
+        return at, delta, True
+    a = floor * n
     q = TAIL_QUANTILE
     b = np.maximum(a, n / TAIL_BOOST)
     c = np.maximum(b, n * (q * floor + 1.0 - q))

@@ -422,8 +422,7 @@ class SourceBudget:
         self._segment_end = segment_end(self.rows)
         self._decay(self._segment_end - self.rows, now_ms)
         self.clock_ms = max(self.clock_ms or now_ms, now_ms)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
+        share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
         # A kind is in the level if it sent a row in the last segment, or if its silence
         # since its last row is what its share predicts (a rare kind between two rows).
         self.in_level = (self.last_segment >= self.segments - 1) | (
@@ -438,8 +437,9 @@ class SourceBudget:
         horizon = max(expect - self.window_rows, float(self._segment_end - self.rows))
         lo, hi = RATE_RANGE
         self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
-        self.level_counts = np.minimum(share, 1.0) * self.total
-        rows_per_window = np.minimum(share, 1.0) * max(self.total, float(self.window_rows_min))
+        np.minimum(share, 1.0, out=share)
+        self.level_counts = share * self.total
+        rows_per_window = share * max(self.total, float(self.window_rows_min))
         self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
         self._set_levels()
         self.allowance = self._new_allowance()
@@ -453,7 +453,9 @@ class SourceBudget:
         stay whole and the frequent kinds pay: a rare kind is never thinned because the
         window began with a burst."""
         counts = self.level_counts[self.in_level]
-        split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
+        split = None  # no cluster with a tail stratum: the same as none split
+        if self.tail_on.any():
+            split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         floor = P_FLOOR * self.fraction
         target = max(self.gain * self.rate * self.total, 1e-9)
         if self.rate >= self.fraction or self.rows < SEGMENT_ROWS:  # young: all look rare
@@ -463,7 +465,8 @@ class SourceBudget:
         fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
-        self.tau = min(fair, water_level(counts[~rare], rest, floor, split[~rare]))
+        rest_split = None if split is None else split[~rare]
+        self.tau = min(fair, water_level(counts[~rare], rest, floor, rest_split))
         self.level.fill(self.tau)
         self.level[np.flatnonzero(self.in_level)[rare]] = fair
 
