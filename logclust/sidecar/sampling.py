@@ -133,6 +133,7 @@ class SourceBudget:
             SEGMENT_ROWS, int(config.window_rows * config.slot_s / config.window_s)
         )
         self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none
+        self._tails = False  # whether any cluster has one
         self.phase = np.zeros((0, STRATA))  # (k, STRATA) sampling phase of each stratum
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
@@ -208,11 +209,12 @@ class SourceBudget:
         ix = cix[g.inv]  # (m,) each row's cix
         p, outside = self._base_p(ix, g)
         stratum = self._strata(ix, latency)
-        split = self.tail_on[ix]
-        if split.any():
-            split &= ~np.isnan(self.tail_at[ix])
+        if self._tails:  # some cluster has a tail estimate
+            split = self.tail_on[ix]
             if split.any():
-                p = tilt(p, stratum, split, P_FLOOR * self.fraction)
+                split &= ~np.isnan(self.tail_at[ix])
+                if split.any():
+                    p = tilt(p, stratum, split, P_FLOOR * self.fraction)
         sure = self._sure(cix, ix, g, time_ms)
         if sure is not None:
             p[sure] = 1.0
@@ -253,8 +255,10 @@ class SourceBudget:
     def _strata(self, ix: np.ndarray, latency: np.ndarray) -> np.ndarray:
         """Each row's stratum: the tail above its cluster's estimate, the body (also
         without an estimate), or no latency."""
-        stratum = (latency > self.tail_at[ix]).view(np.int8)  # TAIL 1, BODY 0
         nan = np.isnan(latency)
+        if nan.all():
+            return np.full(latency.size, NO_LATENCY, np.int8)
+        stratum = (latency > self.tail_at[ix]).view(np.int8)  # TAIL 1, BODY 0
         if nan.any():
             stratum = stratum.copy()
             stratum[nan] = NO_LATENCY
@@ -297,6 +301,7 @@ class SourceBudget:
         if not rows_on.any():
             return
         at, q = _segment_quantiles(rows_cix[rows_on], latency[rows_on], per.size)
+        self._tails = True
         old = self.tail_at[at]
         blend = np.minimum(1.0, per[at] / TAIL_MEMORY_ROWS)
         self.tail_at[at] = np.where(np.isnan(old), q, old + blend * (q - old))
@@ -308,11 +313,11 @@ class SourceBudget:
         a stratum's kept rows track the sum of its p within one row, so its weighted
         count is within one weight of the truth."""
         ps = p[g.order]  # (m,) grouped by cluster, stream order within
-        by = stratum[g.order]
-        present = np.flatnonzero(np.bincount(by, minlength=3))
+        present = np.flatnonzero(np.bincount(stratum, minlength=3))
         if present.size == 1:  # one stratum: drawn with the phases of the first
             end = self._run(ps, cix, g, 0)
         else:
+            by = stratum[g.order]
             end = np.empty(p.size)
             for j in present.tolist():
                 rows = by == j
