@@ -64,20 +64,20 @@ class Groups:
         m = ids.size
         # A stable sort is one permutation whatever the algorithm: a radix sort on 16 bits
         # when the ids fit.
-        small = m > 0 and 0 <= int(ids.min()) and int(ids.max()) < 1 << 16
+        small = m > 0 and 0 <= np.minimum.reduce(ids) and np.maximum.reduce(ids) < 1 << 16
         self.order = np.argsort(ids.astype(np.uint16) if small else ids, kind="stable")
         ordered = ids[self.order]
         new = np.empty(m, bool)
         new[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        self.starts = np.flatnonzero(new)
+        self.starts = new.nonzero()[0]
         self.ids = ordered[self.starts]
         self.first_at = self.order[self.starts]
         self.ends = np.empty_like(self.starts)
         self.ends[:-1] = self.starts[1:] - 1
         self.ends[-1] = m - 1
         self.per = self.ends - self.starts + 1
-        self.group = np.cumsum(new) - 1  # (m,) in sorted order
+        self.group = np.add.accumulate(new, dtype=np.int64) - 1  # (m,) in sorted order
         self.inv = np.empty(m, np.int64)
         self.inv[self.order] = self.group
         self.rank = np.empty(m, np.int64)
@@ -174,7 +174,7 @@ def water_level(
     at, slope = _sorted_breaks(*_breaks(n, on, floor))  # slope on [at[i], at[i + 1]]
     kept = np.empty(at.size)  # the rows kept at at[i]
     kept[0] = 0.0
-    np.cumsum(slope[:-1] * (at[1:] - at[:-1]), out=kept[1:])
+    np.add.accumulate(slope[:-1] * (at[1:] - at[:-1]), out=kept[1:])  # np.cumsum
     kept += base
     i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
     if i == 0:
@@ -226,4 +226,4 @@ def _sorted_breaks(
     if not exact and (ordered[1:] == ordered[:-1]).any():
         order = np.argsort(at)
         ordered = at[order]
-    return ordered, np.cumsum(delta[order])
+    return ordered, np.add.accumulate(delta[order])

@@ -313,7 +313,7 @@ class SourceBudget:
         a stratum's kept rows track the sum of its p within one row, so its weighted
         count is within one weight of the truth."""
         ps = p[g.order]  # (m,) grouped by cluster, stream order within
-        present = np.flatnonzero(np.bincount(stratum, minlength=3))
+        present = np.bincount(stratum, minlength=3).nonzero()[0]
         if present.size == 1:  # one stratum: drawn with the phases of the first
             end = self._run(ps, cix, g, 0)
         else:
@@ -329,7 +329,7 @@ class SourceBudget:
     def _run(self, ps: np.ndarray, cix: np.ndarray, g: Groups, j: int) -> np.ndarray:
         """The running sum of `ps` (grouped rows, 0 outside stratum `j`) from each
         cluster's phase of stratum `j`, which moves on by the cluster's sum."""
-        cs = np.cumsum(ps)
+        cs = np.add.accumulate(ps)  # np.cumsum, without its wrapper
         edges = np.empty(g.starts.size + 1)  # the sum before each cluster, then the total
         edges[0] = 0.0
         edges[1:] = cs[g.ends]
@@ -345,7 +345,7 @@ class SourceBudget:
         if top > self._lut.size:  # ids are small non-negative ints: a dense table
             self._lut = np.concatenate([self._lut, np.full(max(top, 2 * self._lut.size), -1)])
         cix = self._lut[ids]
-        new = np.flatnonzero(cix < 0)
+        new = (cix < 0).nonzero()[0]
         if not new.size:
             return cix
         for i in new.tolist():
@@ -560,15 +560,15 @@ class Sampler:
             time_ms: `(n,)` int64 row times.
             latency: `(n,)` float64 latencies, NaN where not measured.
         """
-        keep = np.ones(ids.size, bool)
-        weight = np.ones(ids.size, np.float64)
         with self._lock:
             if len(source_names) == 1:  # the common case: no copies
                 budget = self._budget(source_names[0])
                 if budget is not None:
                     return budget.decide(ids, time_ms, latency)
                 self._whole[source_names[0]] = self._whole.get(source_names[0], 0) + ids.size
-                return Decisions(keep, weight)
+                return Decisions(np.ones(ids.size, bool), np.ones(ids.size, np.float64))
+            keep = np.ones(ids.size, bool)
+            weight = np.ones(ids.size, np.float64)
             for code, name in enumerate(source_names):
                 rows = np.flatnonzero(source_codes == code)
                 budget = self._budget(name)
