@@ -125,6 +125,22 @@ def _kept_at_floor(floor: float) -> float:
     return q * body + (1.0 - q) * tail
 
 
+def segment_quantiles(
+    cix: np.ndarray, latency: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clusters among `cix` (ascending) and the `TAIL_QUANTILE` of each one's
+    latencies (all finite): the value at rank `floor(q (n - 1))` of its sorted ones."""
+    by_value = np.argsort(latency)
+    c = cix[by_value]
+    key = c.astype(np.uint16) if k <= 1 << 16 else c  # a radix sort when it fits
+    values = latency[by_value[np.argsort(key, kind="stable")]]  # by cluster, then value
+    n = np.bincount(cix, minlength=k)
+    at = np.flatnonzero(n)
+    n = n[at]
+    pick = np.cumsum(n) - n + (TAIL_QUANTILE * (n - 1)).astype(np.int64)
+    return at, values[pick]
+
+
 def segment_end(rows: int) -> int:
     """The row count where the segment holding row `rows` of a source ends: powers of
     two from `FIRST_SEGMENT_ROWS` up to `SEGMENT_ROWS`, then every `SEGMENT_ROWS`
@@ -213,9 +229,7 @@ def _breaks(
     return at, delta, False
 
 
-def _sorted_breaks(
-    at: np.ndarray, delta: np.ndarray, exact: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_breaks(at: np.ndarray, delta: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
     """The breaks sorted, and the running slope after each. The order of tied breaks is
     the quicksort's: it can change the slope's rounding, and the level's last bits with
     it. Any sort gives the one order where the breaks are distinct, or where every

@@ -50,10 +50,10 @@ from logclust.sidecar.sample_level import (
     SEGMENT_ROWS,
     STRATA,
     TAIL,
-    TAIL_QUANTILE,
     Groups,
     cluster_phases,
     segment_end,
+    segment_quantiles,
     source_key,
     tilt,
     water_level,
@@ -300,7 +300,7 @@ class SourceBudget:
         rows_on = big[rows_cix] & ~np.isnan(latency)
         if not rows_on.any():
             return
-        at, q = _segment_quantiles(rows_cix[rows_on], latency[rows_on], per.size)
+        at, q = segment_quantiles(rows_cix[rows_on], latency[rows_on], per.size)
         self._tails = True
         old = self.tail_at[at]
         blend = np.minimum(1.0, per[at] / TAIL_MEMORY_ROWS)
@@ -512,22 +512,6 @@ class SourceBudget:
         step = CONTROL_RATE * rows / self.config.window_rows * err
         lo, hi = GAIN_RANGE
         self.gain = min(hi, max(lo, self.gain * math.exp(step)))
-
-
-def _segment_quantiles(
-    cix: np.ndarray, latency: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The clusters among `cix` (ascending) and the `TAIL_QUANTILE` of each one's
-    latencies (all finite): the value at rank `floor(q (n - 1))` of its sorted ones."""
-    by_value = np.argsort(latency)
-    c = cix[by_value]
-    key = c.astype(np.uint16) if k <= 1 << 16 else c  # a radix sort when it fits
-    values = latency[by_value[np.argsort(key, kind="stable")]]  # by cluster, then value
-    n = np.bincount(cix, minlength=k)
-    at = np.flatnonzero(n)
-    n = n[at]
-    pick = np.cumsum(n) - n + (TAIL_QUANTILE * (n - 1)).astype(np.int64)
-    return at, values[pick]
 
 
 class Sampler:
