@@ -142,6 +142,7 @@ class SourceBudget:
         self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
         self.tail_on = np.zeros(0, bool)  # (k,) enough rows per window for a tail stratum
         self.level = np.zeros(0)  # (k,) the water level of each cluster in the segment
+        self._order = np.zeros(0, np.int64)  # (k,) clusters by level_counts, ascending
         # The window's ledger: where it began (row time, row count), its rows, the rows
         # expected kept (sum of p), the new kinds' demand, and the rate of this segment.
         self.window_ms = 0
@@ -458,22 +459,39 @@ class SourceBudget:
         stay whole and the frequent kinds pay: a rare kind is never thinned because the
         window began with a burst."""
         counts = self.level_counts[self.in_level]
+        ascending = self._ascending()
         split = None  # no cluster with a tail stratum: the same as none split
         if self.tail_on.any():
             split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         floor = P_FLOOR * self.fraction
         target = max(self.gain * self.rate * self.total, 1e-9)
         if self.rate >= self.fraction or self.rows < SEGMENT_ROWS:  # young: all look rare
-            self.tau = water_level(counts, target, floor, split)
+            self.tau = water_level(counts, target, floor, split, ascending)
             self.level.fill(self.tau)
             return
-        fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
+        fair_target = max(self.gain * self.fraction * self.total, 1e-9)
+        fair = water_level(counts, fair_target, floor, split, ascending)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
         rest_split = None if split is None else split[~rare]
-        self.tau = min(fair, water_level(counts[~rare], rest, floor, rest_split))
+        frequent = ~rare
+        place = np.add.accumulate(frequent, dtype=np.int64) - 1  # index among the frequent
+        rest_ascending = place[ascending[frequent[ascending]]]
+        self.tau = min(fair, water_level(counts[~rare], rest, floor, rest_split, rest_ascending))
         self.level.fill(self.tau)
         self.level[np.flatnonzero(self.in_level)[rare]] = fair
+
+    def _ascending(self) -> np.ndarray:
+        """Indices that sort the level's counts (`level_counts[in_level]`): the last
+        segment's order of all clusters, sorted again (nearly sorted: a fast merge),
+        then restricted to the level's."""
+        size = self.level_counts.size
+        if self._order.size < size:  # clusters added since: at the end
+            self._order = np.concatenate([self._order, np.arange(self._order.size, size)])
+        by = self.level_counts[self._order].argsort(kind="stable")
+        self._order = self._order[by]
+        place = np.add.accumulate(self.in_level, dtype=np.int64) - 1
+        return place[self._order[self.in_level[self._order]]]
 
     def _new_window(self, now_ms: int) -> None:
         """Starts the window's ledger afresh at the row now deciding: no debt nor credit
