@@ -86,8 +86,12 @@ P_FLOOR = 0.25
 TAIL_MEMORY_ROWS = 256.0
 TAIL_MIN_ROWS = 50
 TAIL_MIN_WINDOW_ROWS = 500.0
+_NEVER = int(np.iinfo(np.int64).min // 2)  # a time or position long before any
+# The per-cluster arrays and the value of a slot not yet given to a cluster.
+_FILLS: dict[str, float] = dict(counts=0.0, in_segment=0.0, last_segment=-1, last_row=_NEVER)
+_FILLS.update(sure_ms=_NEVER, sure_row=_NEVER, tail_at=math.nan, phase=0.0, in_level=False)
+_FILLS.update(exposure=0.0, level_counts=0.0, tail_on=False)
 assert (BODY, TAIL) == (0, 1)  # a row's stratum is whether its latency is above the tail
-_NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
 
 
 @dataclass(frozen=True)
@@ -355,19 +359,11 @@ class SourceBudget:
         k = len(self._index)
         if k > self.counts.size:
             grow = max(k - self.counts.size, 16, self.counts.size // 2)
-            self.counts = np.concatenate([self.counts, np.zeros(grow)])
-            self.in_segment = np.concatenate([self.in_segment, np.zeros(grow)])
-            self.last_segment = np.concatenate([self.last_segment, np.full(grow, -1)])
-            self.last_row = np.concatenate([self.last_row, np.full(grow, _NEVER)])
-            self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
-            self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
-            self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
-            self.phase = np.concatenate([self.phase, np.zeros((grow, STRATA))])
-            self.in_level = np.concatenate([self.in_level, np.zeros(grow, bool)])
-            self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
-            self.level_counts = np.concatenate([self.level_counts, np.zeros(grow)])
-            self.tail_on = np.concatenate([self.tail_on, np.zeros(grow, bool)])
-            self.level = np.concatenate([self.level, np.full(grow, self.tau)])
+            fills = {**_FILLS, "level": self.tau}
+            for name, fill in fills.items():  # (k,) and (k, STRATA) arrays, their fills
+                old = getattr(self, name)
+                more = np.full((grow, *old.shape[1:]), fill, old.dtype)
+                setattr(self, name, np.concatenate([old, more]))
         new_ids = ids[new].astype(np.uint64)
         for j in range(STRATA):  # each stratum its own phases
             key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
@@ -383,8 +379,10 @@ class SourceBudget:
         m = time_ms.size
         first = self.sure_row[cix] < self.window_row  # none yet in this window
         # A cluster whose rows in this part cannot pass both spans has none.
-        later = self.rows + m - 1 - self.sure_row[cix] >= self.slot_rows
-        if not first.any() and not (later.any() and self._any_slot_due(cix[later], time_ms)):
+        late = cix[self.rows + m - 1 - self.sure_row[cix] >= self.slot_rows]
+        if not first.any() and not (
+            late.size and int(time_ms.max()) - int(self.sure_ms[late].min()) >= self.slot_ms
+        ):
             return None
         i = ix
         due = (time_ms - self.sure_ms[i] >= self.slot_ms) & (
@@ -400,10 +398,6 @@ class SourceBudget:
             self.sure_ms[i[rows]] = time_ms[rows]
             self.sure_row[i[rows]] = self.rows + rows
         return sure
-
-    def _any_slot_due(self, cix: np.ndarray, time_ms: np.ndarray) -> bool:
-        """Whether a row of this part is `slot_s` past the sure row of one of `cix`."""
-        return bool(int(time_ms.max()) - int(self.sure_ms[cix].min()) >= self.slot_ms)
 
     def _decay(self, rows: int, now_ms: int) -> None:
         """Ages the counts by `rows` rows or by the time since the last segment,
