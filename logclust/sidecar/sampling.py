@@ -328,7 +328,7 @@ class SourceBudget:
                 rows = by == j
                 end[rows] = self._run(np.where(rows, ps, 0.0), cix, g, j)[rows]
         keep = np.empty(p.size, bool)
-        keep[g.order] = np.floor(end) > np.floor(end - ps)
+        keep[g.order] = end - ps < np.floor(end)  # floor(end - ps) < floor(end): crossed
         return keep
 
     def _run(self, ps: np.ndarray, cix: np.ndarray, g: Groups, j: int) -> np.ndarray:
