@@ -2,7 +2,7 @@
 truth: every row is labelled, so the answers hold both the sample and what it stands for.
 
     python -m bench.sampling [--bundle DIR] [--fraction 0.1] [--http-rows 12000]
-                             [--speed-rows 60000] [--seed 0]
+                             [--speed-rows 60000] [--seed 0] [--against DIR]
 
 Setup as `bench.sidecar`: `logclust serve` in a child process pinned to core 0 (a fresh
 one per workload), this process the client on core 1, 1,000-row batches over one stream.
@@ -31,9 +31,12 @@ median ratio reported; and CPU per batch in one process, alternating batch by ba
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +50,7 @@ from logclust.cli.traffic import BOUTIQUE_KINDS, KINDS, generate_traffic
 from logclust.client import Client
 from logclust.cluster.labeler import Labeler
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
+from logclust.sidecar.sampling import Sampler
 from logclust.sidecar.stream_labeler import StreamLabeler
 from training.data import default_data_dir, read_loghub_system, redraw_digits
 
@@ -292,34 +296,84 @@ def speed(args: argparse.Namespace, out: Output) -> None:
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
     on alternating batch by batch (two `StreamLabeler`s over one encoder, both warmed with
-    the same pass): the load of a shared machine moves both alike."""
+    the same pass): the load of a shared machine moves both alike. Beside them, the
+    sampler alone (`Sampler.decide`) on the off labeller's answers, warmed the same, and
+    with `--against DIR` the sampler of another checkout, alternating with this one."""
     lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
     tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
     encoder = Labeler.load(args.bundle)
-    on_cfg = StreamLabelerConfig(sampling=SamplingConfig(fraction=args.fraction))
+    sampling = SamplingConfig(fraction=args.fraction)
+    on_cfg = StreamLabelerConfig(sampling=sampling)
     labelers = {"off": StreamLabeler(encoder), "on": StreamLabeler(encoder, on_cfg)}
+    samplers = {"sampler alone": Sampler(sampling)}
+    if args.against:
+        samplers[f"sampler alone, {args.against}"] = reference_sampler(args.against)(sampling)
     half = len(tables) // 2
     for lab in labelers.values():
         for t in tables[:half]:
             lab.label_table(t)
         lab.wait_for_consolidations()
-    ms: dict[str, list[float]] = {"off": [], "on": []}
-    for t in tables[half:]:
-        for mode, lab in labelers.items():
+    ms: dict[str, list[float]] = {name: [] for name in (*labelers, *samplers)}
+    same = True  # whether the samplers decided alike
+    for i, t in enumerate(tables):
+        if i >= half:
+            for mode, lab in labelers.items():
+                start = time.thread_time()
+                labels = lab.label_table(t)
+                ms[mode].append(1000 * (time.thread_time() - start))
+        else:
+            labels = labelers["off"].label_table(t)
+        now = np.full(labels.ids.size, int(time.time() * 1000))
+        names = list(samplers) if i % 2 == 0 else list(samplers)[::-1]
+        decided = []
+        for name in names:
             start = time.thread_time()
-            lab.label_table(t)
-            ms[mode].append(1000 * (time.thread_time() - start))
+            d = samplers[name].decide(
+                labels.source_names, labels.source_codes, labels.ids, now, labels.latency_ms
+            )
+            if i >= half:
+                ms[name].append(1000 * (time.thread_time() - start))
+            decided.append(np.concatenate([d.keep, d.weight]))
+        same &= all(np.array_equal(decided[0], other) for other in decided[1:])
     table = out.table(
-        ["budget", "batches", "CPU ms per batch, median", "mean"],
+        ["", "batches", "CPU ms per batch, median", "mean"],
         title="Speed in one process: label_table, 1,000-row replay batches",
     )
-    for mode in ("off", "on"):
-        table.add(
-            mode, len(ms[mode]), fmt(np.median(ms[mode]), ".2f"), fmt(np.mean(ms[mode]), ".2f")
-        )
+    for mode, values in ms.items():
+        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
     out.show(table)
     ratio = np.median(ms["on"]) / np.median(ms["off"])
     out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
+    share = np.mean(ms["sampler alone"]) / np.mean(ms["off"])
+    out.line(f"The sampler alone over labelling without it (means): {share:.3f}")
+    if args.against:
+        ratio = np.median(ms["sampler alone"]) / np.median(ms[f"sampler alone, {args.against}"])
+        same_text = "the same" if same else "DIFFERENT"
+        out.line(f"This sampler over the other (medians): {ratio:.3f}; decisions {same_text}")
+
+
+def reference_sampler(root: str) -> type[Sampler]:
+    """The `Sampler` of another checkout (`--against DIR`: its
+    logclust/sidecar/sample_level.py and sampling.py), loaded beside this one's."""
+    names = ("logclust.sidecar.sample_level", "logclust.sidecar.sampling")
+    saved = {name: sys.modules.get(name) for name in names}
+    try:
+        for name in names:  # under the same names while loading, so they import each other
+            spec = importlib.util.spec_from_file_location(
+                name, Path(root) / (name.replace(".", "/") + ".py")
+            )
+            if spec is None or spec.loader is None:
+                raise SystemExit(f"No sampler in --against. Received: {root}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return cast("type[Sampler]", sys.modules[names[1]].Sampler)
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
 
 
 def quality(args: argparse.Namespace, out: Output) -> None:
@@ -347,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http-rows", type=int, default=12_000, help="requests per phase")
     p.add_argument("--speed-rows", type=int, default=60_000)
     p.add_argument("--rounds", type=int, default=9, help="speed A/B pairs")
+    p.add_argument(
+        "--against",
+        default=None,
+        help="a checkout whose sampler is timed beside this one's (speed, in one process)",
+    )
     p.add_argument("--top", type=int, default=6, help="largest and rarest clusters shown")
     p.add_argument(
         "--part",

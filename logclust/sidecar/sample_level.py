@@ -4,6 +4,7 @@ water level that shares a budget among clusters. Pure functions on arrays."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -52,27 +53,35 @@ class Groups:
         inv: `(m,)` each row's index into `ids`.
         per: `(u,)` rows per cluster.
         order: `(m,)` rows by cluster, stream order within.
+        group: `(m,)` the index into `ids` of each row of `order`.
         starts: `(u,)` where each cluster begins in `order`.
+        ends: `(u,)` where each cluster ends in `order` (its last row).
         first_at: `(u,)` each cluster's first row.
         rank: `(m,)` each row's place among its cluster's rows.
     """
 
     def __init__(self, ids: np.ndarray) -> None:
         m = ids.size
-        self.order = np.argsort(ids, kind="stable")
+        # A stable sort is one permutation whatever the algorithm: a radix sort on 16 bits
+        # when the ids fit.
+        small = m > 0 and 0 <= np.minimum.reduce(ids) and np.maximum.reduce(ids) < 1 << 16
+        self.order = np.argsort(ids.astype(np.uint16) if small else ids, kind="stable")
         ordered = ids[self.order]
         new = np.empty(m, bool)
         new[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        self.starts = np.flatnonzero(new)
+        self.starts = new.nonzero()[0]
         self.ids = ordered[self.starts]
         self.first_at = self.order[self.starts]
-        self.per = np.diff(np.append(self.starts, m))
-        group = np.cumsum(new) - 1  # (m,) in sorted order
+        self.ends = np.empty_like(self.starts)
+        self.ends[:-1] = self.starts[1:] - 1
+        self.ends[-1] = m - 1
+        self.per = self.ends - self.starts + 1
+        self.group = np.add.accumulate(new, dtype=np.int64) - 1  # (m,) in sorted order
         self.inv = np.empty(m, np.int64)
-        self.inv[self.order] = group
+        self.inv[self.order] = self.group
         self.rank = np.empty(m, np.int64)
-        self.rank[self.order] = np.arange(m) - self.starts[group]
+        self.rank[self.order] = np.arange(m) - self.starts[self.group]
 
 
 def source_key(seed: int, source: str) -> int:
@@ -107,6 +116,31 @@ def kept_share(p: np.ndarray, split: np.ndarray, floor: float) -> np.ndarray:
     return np.where(split, TAIL_QUANTILE * body + (1.0 - TAIL_QUANTILE) * tail, p)
 
 
+@functools.lru_cache(maxsize=64)
+def _kept_at_floor(floor: float) -> float:
+    """`kept_share` of a split cluster at p = `floor` (scalar arithmetic, the same)."""
+    q = TAIL_QUANTILE
+    tail = min(1.0, TAIL_BOOST * floor)
+    body = max(min(floor, floor), (floor - (1.0 - q) * tail) / q)
+    return q * body + (1.0 - q) * tail
+
+
+def segment_quantiles(
+    cix: np.ndarray, latency: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clusters among `cix` (ascending) and the `TAIL_QUANTILE` of each one's
+    latencies (all finite): the value at rank `floor(q (n - 1))` of its sorted ones."""
+    by_value = np.argsort(latency)
+    c = cix[by_value]
+    key = c.astype(np.uint16) if k <= 1 << 16 else c  # a radix sort when it fits
+    values = latency[by_value[np.argsort(key, kind="stable")]]  # by cluster, then value
+    n = np.bincount(cix, minlength=k)
+    at = np.flatnonzero(n)
+    n = n[at]
+    pick = np.cumsum(n) - n + (TAIL_QUANTILE * (n - 1)).astype(np.int64)
+    return at, values[pick]
+
+
 def segment_end(rows: int) -> int:
     """The row count where the segment holding row `rows` of a source ends: powers of
     two from `FIRST_SEGMENT_ROWS` up to `SEGMENT_ROWS`, then every `SEGMENT_ROWS`
@@ -124,6 +158,7 @@ def water_level(
     target: float,
     floor: float = 0.0,
     split: np.ndarray | None = None,
+    ascending: np.ndarray | None = None,
 ) -> float:
     """The level tau at which the clusters keep `target` rows: each cluster with `n`
     rows is kept at p = clip(tau / n, floor, 1), so it keeps `min(n, tau)` rows, or
@@ -138,35 +173,77 @@ def water_level(
         target: rows to keep, > 0.
         floor: the least p.
         split: `(k,)` the clusters whose tail is kept apart (None: none).
+        ascending: `(k,)` indices that sort `counts`, or nearly (the last segment's
+            order): a faster sort where no cluster is split, the same level.
     """
     some = counts > 0
     n = counts[some]
-    if target >= float(n.sum()):
+    total = float(n.sum())
+    if target >= total:
         return math.inf
-    on = np.zeros(n.size, bool) if split is None else split[some]
-    q = TAIL_QUANTILE
+    on = None if split is None else split[some]
+    if on is not None and not on.any():
+        on = None
     # Rows kept at the floor (tau <= floor * n); a split cluster keeps its tail too.
-    at_floor = kept_share(np.array([floor]), np.array([True]), floor)[0]
-    base = floor * float(n.sum()) + (at_floor - floor) * float(n[on].sum())
+    base = floor * total
+    if on is not None:
+        base += (_kept_at_floor(floor) - floor) * float(n[on].sum())
     if base >= target:
         return 0.0
-    # Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) * TAIL_BOOST
-    # (>= 1: its tail costs at least what its body gives up) until its tail is whole at
-    # n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q), then 1.
+    if on is None and ascending is not None:  # nearly sorted runs: a fast merge
+        n = counts[ascending]
+        n = n[n > 0]
+    at, slope = _sorted_breaks(*_breaks(n, on, floor))  # slope on [at[i], at[i + 1]]
+    kept = np.empty(at.size)  # the rows kept at at[i]
+    kept[0] = 0.0
+    np.add.accumulate(slope[:-1] * (at[1:] - at[:-1]), out=kept[1:])  # np.cumsum
+    kept += base
+    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
+    if i == 0:
+        return float(at[0])
+    return float(at[i - 1] + (target - kept[i - 1]) / slope[i - 1])
+
+
+def _breaks(
+    n: np.ndarray, on: np.ndarray | None, floor: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Where the slope of the rows kept changes, by how much, and whether every change is
+    +/-1. Each cluster: slope 1 from floor * n to n; a split one slope (1 - q) *
+    TAIL_BOOST (>= 1: its tail costs at least what its body gives up) until its tail is
+    whole at n / TAIL_BOOST, then flat until p reaches what it keeps (q * floor + 1 - q),
+    then 1."""
+    k = n.size
+    if on is None:
+        at = np.empty(2 * k)
+        np.multiply(floor, n, out=at[:k])
+        at[k:] = n
+        delta = np.empty(2 * k)
+        delta[:k] = 1.0
+        delta[k:] = -1.0
+        return at, delta, True
     a = floor * n
+    q = TAIL_QUANTILE
     b = np.maximum(a, n / TAIL_BOOST)
     c = np.maximum(b, n * (q * floor + 1.0 - q))
     s1 = (1.0 - q) * TAIL_BOOST
     ns, ss = n[~on], n[on]
     at = np.concatenate([a[~on], ns, a[on], b[on], c[on], ss])
-    delta = np.concatenate(
-        [np.ones(ns.size), -np.ones(ns.size), np.full(ss.size, s1), np.full(ss.size, -s1)]
-        + [np.ones(ss.size), -np.ones(ss.size)]
+    delta = np.repeat(
+        np.array([1.0, -1.0, s1, -s1, 1.0, -1.0]),
+        (ns.size, ns.size, ss.size, ss.size, ss.size, ss.size),
     )
-    order = np.argsort(at)  # ties in any order: no room between them
-    at, slope = at[order], np.cumsum(delta[order])  # slope on [at[i], at[i + 1]]
-    kept = base + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(at))])  # at at[i]
-    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
-    if i == 0:
-        return float(at[0])
-    return float(at[i - 1] + (target - kept[i - 1]) / slope[i - 1])
+    return at, delta, False
+
+
+def _sorted_breaks(at: np.ndarray, delta: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The breaks sorted, and the running slope after each. The order of tied breaks is
+    the quicksort's: it can change the slope's rounding, and the level's last bits with
+    it. Any sort gives the one order where the breaks are distinct, or where every
+    `delta` is +/-1 (`exact`: the slope is an integer at the end of every tie, and only
+    there does it count), so a stable sort (the faster here) stands in for it then."""
+    order = np.argsort(at, kind="stable")
+    ordered = at[order]
+    if not exact and (ordered[1:] == ordered[:-1]).any():
+        order = np.argsort(at)
+        ordered = at[order]
+    return ordered, np.add.accumulate(delta[order])

@@ -50,10 +50,10 @@ from logclust.sidecar.sample_level import (
     SEGMENT_ROWS,
     STRATA,
     TAIL,
-    TAIL_QUANTILE,
     Groups,
     cluster_phases,
     segment_end,
+    segment_quantiles,
     source_key,
     tilt,
     water_level,
@@ -86,7 +86,12 @@ P_FLOOR = 0.25
 TAIL_MEMORY_ROWS = 256.0
 TAIL_MIN_ROWS = 50
 TAIL_MIN_WINDOW_ROWS = 500.0
-_NEVER = np.iinfo(np.int64).min // 2  # a time or position long before any
+_NEVER = int(np.iinfo(np.int64).min // 2)  # a time or position long before any
+# The per-cluster arrays and the value of a slot not yet given to a cluster.
+_FILLS: dict[str, float] = dict(counts=0.0, in_segment=0.0, last_segment=-1, last_row=_NEVER)
+_FILLS.update(sure_ms=_NEVER, sure_row=_NEVER, tail_at=math.nan, phase=0.0, in_level=False)
+_FILLS.update(exposure=0.0, level_counts=0.0, tail_on=False)
+assert (BODY, TAIL) == (0, 1)  # a row's stratum is whether its latency is above the tail
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class SourceBudget:
             SEGMENT_ROWS, int(config.window_rows * config.slot_s / config.window_s)
         )
         self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none
+        self._tails = False  # whether any cluster has one
         self.phase = np.zeros((0, STRATA))  # (k, STRATA) sampling phase of each stratum
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
@@ -140,6 +146,7 @@ class SourceBudget:
         self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
         self.tail_on = np.zeros(0, bool)  # (k,) enough rows per window for a tail stratum
         self.level = np.zeros(0)  # (k,) the water level of each cluster in the segment
+        self._order = np.zeros(0, np.int64)  # (k,) clusters by level_counts, ascending
         # The window's ledger: where it began (row time, row count), its rows, the rows
         # expected kept (sum of p), the new kinds' demand, and the rate of this segment.
         self.window_ms = 0
@@ -174,11 +181,13 @@ class SourceBudget:
         start = 0
         while start < n:
             stop = min(n, start + segment_end(self.rows) - self.rows)
-            if self.rows:  # a window that ends in the part ends its segment too
-                due = self.rows + np.arange(stop - start) - self.window_row >= self.window_rows_min
-                due &= time_ms[start:stop] - self.window_ms >= self.window_len_ms
+            # A window that ends in the part ends its segment too: from the row where it
+            # has its least span of rows, the first row past its least span of time.
+            first = start + max(0, self.window_row + self.window_rows_min - self.rows)
+            if self.rows and first < stop:
+                due = time_ms[first:stop] - self.window_ms >= self.window_len_ms
                 if due.any():
-                    at = start + int(np.argmax(due))
+                    at = first + int(np.argmax(due))
                     if at == start:
                         self._new_window(int(time_ms[at]))
                     else:
@@ -203,80 +212,104 @@ class SourceBudget:
         g = Groups(ids)
         cix = self._index_of(g.ids)  # (u,) cluster cix
         ix = cix[g.inv]  # (m,) each row's cix
-        # (m,) the row's cluster's rows in the window, or its rows so far in the segment
-        # when more (a new or bursting kind is thinned as it grows, its first rows kept).
-        before = self.in_segment[ix]  # rows of earlier parts of the segment
-        seen = np.maximum(self.level_counts[ix], before + g.rank)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # nothing counted yet: 1
-            p = np.where(seen > 0, self.level[ix] / seen, 1.0)
-        np.clip(p, P_FLOOR * self.fraction, 1.0, out=p)
-        # Kinds outside the level draw on the window's allowance for new kinds; past it,
-        # they are kept at the rate.
-        outside = ~self.in_level[ix]
+        p, outside = self._base_p(ix, g)
+        stratum = self._strata(ix, latency)
+        if self._tails:  # some cluster has a tail estimate
+            split = self.tail_on[ix]
+            if split.any():
+                split &= ~np.isnan(self.tail_at[ix])
+                if split.any():
+                    p = tilt(p, stratum, split, P_FLOOR * self.fraction)
+        sure = self._sure(cix, ix, g, time_ms)
+        if sure is not None:
+            p[sure] = 1.0
+        keep = self._draw(p, cix, g, stratum)
+        weight = np.where(keep, 1.0 / p, 0.0)
+        self._count(cix, g, m)
+        expected = float(p.sum())
+        self.window_spent += expected
+        if outside is None:
+            self._pending.append((ix, latency, m, expected))
+        else:
+            level_rows = int(m - outside.sum())
+            self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
+        return keep, weight
+
+    def _base_p(self, ix: np.ndarray, g: Groups) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's p before strata and sure rows: its cluster's level over its rows in
+        the window, or its rows so far in the segment when more (a new or bursting kind
+        is thinned as it grows, its first rows kept); and the rows of kinds outside the
+        level (None: none), which draw on the window's allowance for new kinds and past
+        it are kept at the rate."""
+        seen = self.in_segment[ix]  # rows of earlier parts of the segment
+        seen += g.rank
+        np.maximum(self.level_counts[ix], seen, out=seen)
+        p = np.ones(ix.size)  # nothing counted yet: 1
+        np.divide(self.level[ix], seen, out=p, where=seen > 0)
+        np.minimum(np.maximum(p, P_FLOOR * self.fraction, out=p), 1.0, out=p)
+        inside = self.in_level[ix]
+        if inside.all():
+            return p, None
+        outside = ~inside
         demand = np.where(outside, p, 0.0)
         over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
         p = np.where(over, np.minimum(p, self.rate), p)
         self.new_demand += float(demand.sum())
-        at = self.tail_at[ix]  # (m,)
-        stratum = np.where(latency > at, TAIL, BODY)  # no estimate: the body
-        stratum[np.isnan(latency)] = NO_LATENCY
-        split = ~np.isnan(at) & self.tail_on[ix]
-        if split.any():
-            p = tilt(p, stratum, split, P_FLOOR * self.fraction)
-        p[self._sure(cix, g, time_ms)] = 1.0
-        keep = self._draw(p, cix, g, stratum)
-        weight = np.where(keep, 1.0 / p, 0.0)
+        return p, outside
+
+    def _strata(self, ix: np.ndarray, latency: np.ndarray) -> np.ndarray:
+        """Each row's stratum: the tail above its cluster's estimate, the body (also
+        without an estimate), or no latency."""
+        nan = np.isnan(latency)
+        if nan.all():
+            return np.full(latency.size, NO_LATENCY, np.int8)
+        stratum = (latency > self.tail_at[ix]).view(np.int8)  # TAIL 1, BODY 0
+        if nan.any():
+            stratum = stratum.copy()
+            stratum[nan] = NO_LATENCY
+        return stratum
+
+    def _count(self, cix: np.ndarray, g: Groups, m: int) -> None:
+        """Counts a part's rows: per cluster, in the segment, in the source's exposure
+        and in the window."""
         self.counts[cix] += g.per
         self.exposure[: len(self._index)] += m
         fresh = self.exposure[cix] == m  # (u,) first seen in this part
-        self.exposure[cix[fresh]] -= g.first_at[fresh]
+        if fresh.any():
+            self.exposure[cix[fresh]] -= g.first_at[fresh]
         self.in_segment[cix] += g.per
         self.last_segment[cix] = self.segments
-        self.last_row[cix] = self.rows + g.order[g.starts + g.per - 1]
+        self.last_row[cix] = self.rows + g.order[g.ends]
         self.rows += m
-        expected = float(p.sum())
         self.total += m
         self.window_rows += m
-        self.window_spent += expected
-        level_rows = int(m - outside.sum())
-        self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
-        return keep, weight
 
     def _close_segment(self) -> None:
         """At a segment's end: moves each cluster's tail estimate towards the segment's
         quantile and the controller's gain by the segment's error."""
         if not self._pending:
             return
-        rows_cix = np.concatenate([part[0] for part in self._pending])
-        latency = np.concatenate([part[1] for part in self._pending])
+        if len(self._pending) == 1:
+            rows_cix, latency = self._pending[0][0], self._pending[0][1]
+        else:
+            rows_cix = np.concatenate([part[0] for part in self._pending])
+            latency = np.concatenate([part[1] for part in self._pending])
         rows = sum(part[2] for part in self._pending)
         expected = sum(part[3] for part in self._pending)
         self._pending = []
         self._account(rows, expected)
-        if np.isnan(latency).all():
+        per = np.bincount(rows_cix)  # (k',) rows per cluster slot in the segment
+        big = per >= TAIL_MIN_ROWS  # enough rows to tell
+        if not big.any():
             return
-        g = Groups(rows_cix)
-        q = self._segment_quantiles(latency, g, TAIL_QUANTILE)  # (u,) NaN where no latency
-        known = ~np.isnan(q) & (g.per >= TAIL_MIN_ROWS)  # enough rows to tell
-        at = g.ids[known]
+        rows_on = big[rows_cix] & ~np.isnan(latency)
+        if not rows_on.any():
+            return
+        at, q = segment_quantiles(rows_cix[rows_on], latency[rows_on], per.size)
+        self._tails = True
         old = self.tail_at[at]
-        blend = np.minimum(1.0, g.per[known] / TAIL_MEMORY_ROWS)
-        self.tail_at[at] = np.where(np.isnan(old), q[known], old + blend * (q[known] - old))
-
-    def _segment_quantiles(self, latency: np.ndarray, g: Groups, quantile: float) -> np.ndarray:
-        """The `quantile` of each cluster's latencies in the segment (NaN if none)."""
-        finite = ~np.isnan(latency)
-        out = np.full(g.per.size, np.nan)
-        if not finite.any():
-            return out
-        filled = np.where(finite, latency, np.inf)
-        order = np.lexsort((filled, g.inv))  # by cluster, then latency (NaN last)
-        n_fin = np.bincount(g.inv, weights=finite, minlength=g.per.size).astype(np.int64)
-        has = n_fin > 0
-        pick = g.starts[has] + (quantile * (n_fin[has] - 1)).astype(np.int64)
-        out[has] = filled[order[pick]]
-        return out
+        blend = np.minimum(1.0, per[at] / TAIL_MEMORY_ROWS)
+        self.tail_at[at] = np.where(np.isnan(old), q, old + blend * (q - old))
 
     def _draw(self, p: np.ndarray, cix: np.ndarray, g: Groups, stratum: np.ndarray) -> np.ndarray:
         """Systematic sampling per cluster and latency stratum: a row is kept
@@ -285,26 +318,30 @@ class SourceBudget:
         a stratum's kept rows track the sum of its p within one row, so its weighted
         count is within one weight of the truth."""
         ps = p[g.order]  # (m,) grouped by cluster, stream order within
-        by = stratum[g.order]
-        group = g.inv[g.order]
-        end = np.empty(p.size)
-        present = np.flatnonzero(np.bincount(by, minlength=3))
-        strata = [(int(j), by == j) for j in present] if present.size > 1 else [(0, None)]
-        for j, rows in strata:
-            cs = np.cumsum(ps if rows is None else np.where(rows, ps, 0.0))
-            edges = np.zeros(g.starts.size + 1)
-            edges[:-1] = np.concatenate([[0.0], cs])[g.starts]  # sum before each cluster
-            edges[-1] = cs[-1]
-            phase = self.phase[cix, j]
-            run = phase[group] + cs - edges[group]
-            if rows is None:
-                end = run
-            else:
-                end[rows] = run[rows]
-            self.phase[cix, j] = np.mod(phase + np.diff(edges), 1.0)
+        present = np.bincount(stratum, minlength=3).nonzero()[0]
+        if present.size == 1:  # one stratum: drawn with the phases of the first
+            end = self._run(ps, cix, g, 0)
+        else:
+            by = stratum[g.order]
+            end = np.empty(p.size)
+            for j in present.tolist():
+                rows = by == j
+                end[rows] = self._run(np.where(rows, ps, 0.0), cix, g, j)[rows]
         keep = np.empty(p.size, bool)
-        keep[g.order] = np.floor(end) > np.floor(end - ps)
+        keep[g.order] = end - ps < np.floor(end)  # floor(end - ps) < floor(end): crossed
         return keep
+
+    def _run(self, ps: np.ndarray, cix: np.ndarray, g: Groups, j: int) -> np.ndarray:
+        """The running sum of `ps` (grouped rows, 0 outside stratum `j`) from each
+        cluster's phase of stratum `j`, which moves on by the cluster's sum."""
+        cs = np.add.accumulate(ps)  # np.cumsum, without its wrapper
+        edges = np.empty(g.starts.size + 1)  # the sum before each cluster, then the total
+        edges[0] = 0.0
+        edges[1:] = cs[g.ends]
+        phase = self.phase[cix, j]
+        run = phase[g.group] + cs - edges[g.group]
+        self.phase[cix, j] = np.mod(phase + (edges[1:] - edges[:-1]), 1.0)
+        return run
 
     def _index_of(self, ids: np.ndarray) -> np.ndarray:
         """The cix of cluster ids; clusters not seen before get one (count 0, their
@@ -313,7 +350,7 @@ class SourceBudget:
         if top > self._lut.size:  # ids are small non-negative ints: a dense table
             self._lut = np.concatenate([self._lut, np.full(max(top, 2 * self._lut.size), -1)])
         cix = self._lut[ids]
-        new = np.flatnonzero(cix < 0)
+        new = (cix < 0).nonzero()[0]
         if not new.size:
             return cix
         for i in new.tolist():
@@ -322,35 +359,37 @@ class SourceBudget:
         k = len(self._index)
         if k > self.counts.size:
             grow = max(k - self.counts.size, 16, self.counts.size // 2)
-            self.counts = np.concatenate([self.counts, np.zeros(grow)])
-            self.in_segment = np.concatenate([self.in_segment, np.zeros(grow)])
-            self.last_segment = np.concatenate([self.last_segment, np.full(grow, -1)])
-            self.last_row = np.concatenate([self.last_row, np.full(grow, _NEVER)])
-            self.sure_ms = np.concatenate([self.sure_ms, np.full(grow, _NEVER)])
-            self.sure_row = np.concatenate([self.sure_row, np.full(grow, _NEVER)])
-            self.tail_at = np.concatenate([self.tail_at, np.full(grow, np.nan)])
-            self.phase = np.concatenate([self.phase, np.zeros((grow, STRATA))])
-            self.in_level = np.concatenate([self.in_level, np.zeros(grow, bool)])
-            self.exposure = np.concatenate([self.exposure, np.zeros(grow)])
-            self.level_counts = np.concatenate([self.level_counts, np.zeros(grow)])
-            self.tail_on = np.concatenate([self.tail_on, np.zeros(grow, bool)])
-            self.level = np.concatenate([self.level, np.full(grow, self.tau)])
+            fills = {**_FILLS, "level": self.tau}
+            for name, fill in fills.items():  # (k,) and (k, STRATA) arrays, their fills
+                old = getattr(self, name)
+                more = np.full((grow, *old.shape[1:]), fill, old.dtype)
+                setattr(self, name, np.concatenate([old, more]))
         new_ids = ids[new].astype(np.uint64)
         for j in range(STRATA):  # each stratum its own phases
             key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
             self.phase[cix[new], j] = cluster_phases(key, new_ids)
         return cix
 
-    def _sure(self, cix: np.ndarray, g: Groups, time_ms: np.ndarray) -> np.ndarray:
-        """Rows kept for certain: a cluster's first row once `slot_s` seconds of row time
-        and `slot_rows` rows of the source have passed since its last such row (its
-        first row ever included); at most one per cluster and segment."""
-        i = cix[g.inv]
+    def _sure(
+        self, cix: np.ndarray, ix: np.ndarray, g: Groups, time_ms: np.ndarray
+    ) -> np.ndarray | None:
+        """Rows kept for certain (None: none): a cluster's first row once `slot_s`
+        seconds of row time and `slot_rows` rows of the source have passed since its last
+        such row (its first row ever included); at most one per cluster and segment."""
+        m = time_ms.size
+        first = self.sure_row[cix] < self.window_row  # none yet in this window
+        # A cluster whose rows in this part cannot pass both spans has none.
+        late = cix[self.rows + m - 1 - self.sure_row[cix] >= self.slot_rows]
+        if not first.any() and not (
+            late.size and int(time_ms.max()) - int(self.sure_ms[late].min()) >= self.slot_ms
+        ):
+            return None
+        i = ix
         due = (time_ms - self.sure_ms[i] >= self.slot_ms) & (
-            self.rows + np.arange(time_ms.size) - self.sure_row[i] >= self.slot_rows
+            self.rows + np.arange(m) - self.sure_row[i] >= self.slot_rows
         )
-        due |= self.sure_row[i] < self.window_row  # none yet in this window
-        sure = np.zeros(time_ms.size, bool)
+        due |= self.sure_row[i] < self.window_row
+        sure = np.zeros(m, bool)
         if due.any():
             rows = np.flatnonzero(due)
             _, at = np.unique(g.inv[rows], return_index=True)  # first due row per cluster
@@ -383,8 +422,7 @@ class SourceBudget:
         self._segment_end = segment_end(self.rows)
         self._decay(self._segment_end - self.rows, now_ms)
         self.clock_ms = max(self.clock_ms or now_ms, now_ms)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
+        share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
         # A kind is in the level if it sent a row in the last segment, or if its silence
         # since its last row is what its share predicts (a rare kind between two rows).
         self.in_level = (self.last_segment >= self.segments - 1) | (
@@ -399,8 +437,9 @@ class SourceBudget:
         horizon = max(expect - self.window_rows, float(self._segment_end - self.rows))
         lo, hi = RATE_RANGE
         self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
-        self.level_counts = np.minimum(share, 1.0) * self.total
-        rows_per_window = np.minimum(share, 1.0) * max(self.total, float(self.window_rows_min))
+        np.minimum(share, 1.0, out=share)
+        self.level_counts = share * self.total
+        rows_per_window = share * max(self.total, float(self.window_rows_min))
         self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
         self._set_levels()
         self.allowance = self._new_allowance()
@@ -414,19 +453,39 @@ class SourceBudget:
         stay whole and the frequent kinds pay: a rare kind is never thinned because the
         window began with a burst."""
         counts = self.level_counts[self.in_level]
-        split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
+        ascending = self._ascending()
+        split = None  # no cluster with a tail stratum: the same as none split
+        if self.tail_on.any():
+            split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         floor = P_FLOOR * self.fraction
         target = max(self.gain * self.rate * self.total, 1e-9)
         if self.rate >= self.fraction or self.rows < SEGMENT_ROWS:  # young: all look rare
-            self.tau = water_level(counts, target, floor, split)
+            self.tau = water_level(counts, target, floor, split, ascending)
             self.level.fill(self.tau)
             return
-        fair = water_level(counts, max(self.gain * self.fraction * self.total, 1e-9), floor, split)
+        fair_target = max(self.gain * self.fraction * self.total, 1e-9)
+        fair = water_level(counts, fair_target, floor, split, ascending)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
-        self.tau = min(fair, water_level(counts[~rare], rest, floor, split[~rare]))
+        rest_split = None if split is None else split[~rare]
+        frequent = ~rare
+        place = np.add.accumulate(frequent, dtype=np.int64) - 1  # index among the frequent
+        rest_ascending = place[ascending[frequent[ascending]]]
+        self.tau = min(fair, water_level(counts[~rare], rest, floor, rest_split, rest_ascending))
         self.level.fill(self.tau)
         self.level[np.flatnonzero(self.in_level)[rare]] = fair
+
+    def _ascending(self) -> np.ndarray:
+        """Indices that sort the level's counts (`level_counts[in_level]`): the last
+        segment's order of all clusters, sorted again (nearly sorted: a fast merge),
+        then restricted to the level's."""
+        size = self.level_counts.size
+        if self._order.size < size:  # clusters added since: at the end
+            self._order = np.concatenate([self._order, np.arange(self._order.size, size)])
+        by = self.level_counts[self._order].argsort(kind="stable")
+        self._order = self._order[by]
+        place = np.add.accumulate(self.in_level, dtype=np.int64) - 1
+        return place[self._order[self.in_level[self._order]]]
 
     def _new_window(self, now_ms: int) -> None:
         """Starts the window's ledger afresh at the row now deciding: no debt nor credit
@@ -497,15 +556,15 @@ class Sampler:
             time_ms: `(n,)` int64 row times.
             latency: `(n,)` float64 latencies, NaN where not measured.
         """
-        keep = np.ones(ids.size, bool)
-        weight = np.ones(ids.size, np.float64)
         with self._lock:
             if len(source_names) == 1:  # the common case: no copies
                 budget = self._budget(source_names[0])
                 if budget is not None:
                     return budget.decide(ids, time_ms, latency)
                 self._whole[source_names[0]] = self._whole.get(source_names[0], 0) + ids.size
-                return Decisions(keep, weight)
+                return Decisions(np.ones(ids.size, bool), np.ones(ids.size, np.float64))
+            keep = np.ones(ids.size, bool)
+            weight = np.ones(ids.size, np.float64)
             for code, name in enumerate(source_names):
                 rows = np.flatnonzero(source_codes == code)
                 budget = self._budget(name)
