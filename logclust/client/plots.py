@@ -150,7 +150,12 @@ def _draw_other(
     low = merged.column("p99_low").to_pylist()
     high = merged.column("p99_high").to_pylist()
     ax.fill_between(times, low, high, color=OTHER_COLOR, alpha=0.18, linewidth=0)
-    grouped = "" if groups is None else f" in {groups:,} group{'s' * (groups != 1)}"
+    # Groups are named only where they say more than the clusters (fewer of them).
+    grouped = (
+        ""
+        if groups is None or groups >= len(rest)
+        else f" in {groups:,} group{'s' * (groups != 1)}"
+    )
     label = f"other: {len(rest):,} clusters{grouped}, {rows:,} rows (p99 in band, at most the line)"
     ax.plot(times, high, label=label, color=OTHER_COLOR, linestyle=":", marker=".", linewidth=2.2)
     return low + high

@@ -24,8 +24,7 @@ ClusterKey = tuple[str, int]
 
 
 def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
-    """The Clusters response as an Arrow table (with `group_id` when the sidecar's
-    contract has group ids)."""
+    """The Clusters response as an Arrow table."""
     cs = list(response.clusters)
     ts = pa.timestamp("ms", tz="UTC")
     table = pa.table(
@@ -47,9 +46,6 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
             "local": pa.array([c.local for c in cs], pa.bool_()),
         }
     )
-    if GROUP_ID in pb.ClusterInfo.DESCRIPTOR.fields_by_name:
-        groups = pa.array([getattr(c, GROUP_ID) for c in cs], pa.int32())
-        table = table.add_column(2, GROUP_ID, groups)
     return table
 
 

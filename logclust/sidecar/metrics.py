@@ -102,7 +102,8 @@ class _ClusterLatencyCollector(Collector):
         with self._lock:
             for code, cid, gid in pairs.T.tolist():
                 if len(self._groups) < self.max_series:
-                    self._groups[(source_names[code], str(cid))] = str(gid)
+                    name = source_names[code]
+                    self._groups[(name, self._label(name, cid))] = self._label(name, gid)
 
     def observe(self, source: str, cluster: int, values: np.ndarray) -> None:
         """Adds the values of one series."""
@@ -139,10 +140,15 @@ class _ClusterLatencyCollector(Collector):
         np.add.at(self._counts, rows, counts.reshape(len(groups), width))
         np.add.at(self._totals, rows, totals)
 
+    def _label(self, source: str, cluster: int) -> str:
+        """The `cluster` (or `group`) label of an id: `local-<id>` for an id of this
+        sidecar's own under a fleet catalog."""
+        local = self.is_local is not None and self.is_local(source, cluster)
+        return f"local-{cluster}" if local else str(cluster)
+
     def _row(self, source: str, cluster: int) -> int:
         """The table row of a series, added if new (lock held)."""
-        local = self.is_local is not None and self.is_local(source, cluster)
-        key = (source, f"local-{cluster}" if local else str(cluster))
+        key = (source, self._label(source, cluster))
         row = self._rows.get(key)
         if row is not None:
             return row

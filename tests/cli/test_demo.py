@@ -43,7 +43,7 @@ def test_demo_passes_its_checks(tmp_path: Path) -> None:
     assert "adjusted Rand index" in text and "PASSED" in text
     assert "product_id=<*>&quantity=<NUM>" in text
     # One line per big cluster, at most 12; the rest (if any) on one line.
-    assert 0 < len(report.summary.lines) <= demo_table.TOP_CLUSTERS
+    assert 0 < len(report.summary.lines) <= demo_table.TOP_CLUSTERS + demo_table.TOP_GROUPS
     rest = report.summary.rest
     listed = sum(line.rows for line in report.summary.lines) + (rest.rows if rest else 0)
     assert listed == sum(report.table.column("count").to_pylist())

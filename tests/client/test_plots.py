@@ -39,7 +39,9 @@ def _answers(
     over_time = book.query(plots.PLOT_QUANTILES, window_ms=WINDOW_MS)
     texts = templates or [f"k{i}=<*>&v=<NUM>" for i in range(n)]
     infos = [
-        pb.ClusterInfo(source=s, cluster_id=i, size=int(sizes[i]), template=texts[i], active=True)
+        pb.ClusterInfo(
+            source=s, cluster_id=i, group_id=i, size=int(sizes[i]), template=texts[i], active=True
+        )
         for s in sources
         for i in range(n)
     ]
@@ -164,6 +166,7 @@ def test_bad_arguments_name_what_was_received() -> None:
 def test_other_counts_the_groups_of_its_clusters_when_the_answer_has_them() -> None:
     over_time, clusters = _answers(20)
     groups = pa.array([i if i < 12 else 100 + i % 3 for i in range(20)], pa.int32())
-    fig = p99_figure(over_time, clusters.append_column("group_id", groups))
+    clusters = clusters.set_column(clusters.schema.get_field_index("group_id"), "group_id", groups)
+    fig = p99_figure(over_time, clusters)
     assert _legend_texts(fig)[-1].startswith("other: 8 clusters in 3 groups, ")
     plt.close(fig)

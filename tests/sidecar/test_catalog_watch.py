@@ -62,7 +62,7 @@ def test_serve_with_catalog_reload_and_bad_files(tmp_path: Path) -> None:
         new = pa.table({"body": body, "latency_ms": [3.0], "source": ["frontend"]})
         (local,) = client.label(new).column("cluster_id").to_pylist()
         assert srv.sidecar.labeler.stream.is_local("frontend", local)
-        labels = {"source": "frontend", "cluster": f"local-{local}"}
+        labels = {"source": "frontend", "cluster": f"local-{local}", "group": f"local-{local}"}
         count = srv.metrics.registry.get_sample_value("logclust_request_latency_ms_count", labels)
         assert count == 1
         rows = {r["cluster_id"]: r["local"] for r in client.clusters("frontend").to_pylist()}
