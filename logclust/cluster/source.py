@@ -147,14 +147,37 @@ class SourceClusterer:
             `(ids, distances)` per row: int32 stable ids and float32 Euclidean distances
             to the centroid of the cluster when the text was placed.
         """
+        ids, dist, uid = self.place(keys, embed, inv)
+        self.count(keys, uid, ids, time_ms)
+        return ids, dist
+
+    def place(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`assign` without `count`: rows placed (clusters may open), nothing counted.
+
+        Returns:
+            `(ids, distances, uid)`: per row as `assign`, and `(u,)` the id of each text.
+        """
         self.last_batch_ms = _wall_ms()
         self._offer_sample(keys, embed, inv)
-        self.rows_seen += inv.size
         uid, d = self._assign_known(keys, embed)
-        ids, dist = uid[inv], d[inv]
+        return uid[inv], d[inv], uid
+
+    def count(self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray) -> None:
+        """Adds placed rows (`place`'s `uid` and `ids`) to their clusters' sizes, times
+        and members. Ids merged since their placement count for their survivors."""
+        if self.aliases:
+            uid, ids = self._live_ids(uid), self._live_ids(ids)
+        self.rows_seen += ids.size
         members_changed = self._stats.add_batch(keys, uid, ids, time_ms)
         self._touch(model=members_changed)
-        return ids, dist
+
+    def _live_ids(self, ids: np.ndarray) -> np.ndarray:
+        """`_live` of every id (one look-up per distinct id)."""
+        distinct, at = np.unique(ids, return_inverse=True)
+        live = np.fromiter(map(self._live, distinct.tolist()), ids.dtype, distinct.size)
+        return live[at.ravel()]
 
     def _offer_sample(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
