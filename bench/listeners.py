@@ -8,6 +8,8 @@ Probes (each alone, the server restarted between them):
   the server's peak RSS (VmHWM) and what the clients were answered.
 - **bombs**: `--bombs` parallel gzip bodies of 1 GiB of zeros (about 1 MiB sent); peak RSS
   and the answers.
+- **fat exports**: `--fat` concurrent OTLP/gRPC exports of `--fat-mib` MiB each (records
+  of `--fat-body-bytes`); the server's peak RSS (VmHWM) and the answers.
 - **exporters**: `--exporters` OTLP/gRPC exporters (one channel each), `--fresh` of their
   records new texts, a 5 s deadline, each retrying a failed export as the Collector does
   until it goes through; how many got exports through, and records recorded against
@@ -266,11 +268,62 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
     out.show(t)
 
 
+def _fat_request(mib: float, body_bytes: int, rng: random.Random, service: str) -> bytes:
+    """An export of about `mib` MiB: records of `body_bytes`-byte bodies, each a known
+    log line padded with words (30% of them new texts)."""
+    rows = max(int(mib * (1 << 20)) // (body_bytes + 40), 1)
+    req = _records(rows, 0.3, rng, service)
+    for rec in req.resource_logs[0].scope_logs[0].log_records:
+        text = rec.body.string_value
+        pad = " ".join(rng.choices(WORDS, k=body_bytes // 6))
+        rec.body.string_value = (text + " " + pad)[:body_bytes]
+    return req.SerializeToString()
+
+
+def probe_fat(args: argparse.Namespace, out: Output) -> None:
+    srv, grpc_port, _ = _server(args)
+    requests = [
+        _fat_request(args.fat_mib, args.fat_body_bytes, random.Random(i), f"svc-{i % 8}")
+        for i in range(args.fat)
+    ]
+    answers: list[str] = []
+
+    def export(req: bytes) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            call = channel.unary_unary(
+                EXPORT, response_deserializer=ExportLogsServiceResponse.FromString
+            )
+            try:
+                call(req, timeout=args.fat_deadline_s)
+                answers.append("OK")
+            except grpc.RpcError as e:
+                answers.append(e.code().name)
+
+    with srv:
+        base = rss_mb(srv.pid)
+        started = time.monotonic()
+        with futures.ThreadPoolExecutor(len(requests)) as ex:
+            list(ex.map(export, requests))
+        seconds = time.monotonic() - started
+        peak = peak_rss_mb(srv.pid)  # the server's own high-water mark (VmHWM)
+    t = out.table(["fat exports", "MiB each", "seconds", "RSS before MB", "peak RSS MB", "answers"])
+    t.add(
+        args.fat,
+        fmt(len(requests[0]) / (1 << 20), ".1f"),
+        fmt(seconds, ".0f"),
+        fmt(base, ".0f"),
+        fmt(peak, ".0f"),
+        _tally(answers),
+    )
+    out.show(t)
+
+
 PROBES = {
     "idle": probe_idle,
     "slow": probe_slow,
     "bombs": probe_bombs,
     "exporters": probe_exporters,
+    "fat": probe_fat,
 }
 
 
@@ -288,8 +341,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", type=float, default=0.3, help="share of new texts")
     p.add_argument("--deadline-s", type=float, default=5.0)
     p.add_argument("--seconds", type=float, default=60.0, help="exporters' run")
+    p.add_argument("--fat", type=int, default=40, help="concurrent fat OTLP/gRPC exports")
+    p.add_argument("--fat-mib", type=float, default=15.0)
+    p.add_argument("--fat-body-bytes", type=int, default=1024)
+    p.add_argument("--fat-deadline-s", type=float, default=300.0)
     args = p.parse_args(argv)
-    cli.smoke(args, idle=50, slow=4, slow_mib=2.0, bombs=3, bomb_mib=32, exporters=8, seconds=2.0)
+    cli.smoke(
+        args,
+        idle=50,
+        slow=4,
+        slow_mib=2.0,
+        bombs=3,
+        bomb_mib=32,
+        exporters=8,
+        seconds=2.0,
+        fat=3,
+        fat_mib=1.0,
+    )
     pin(CLIENT_CORE)
     with cli.output(args, "listeners") as out:
         out.header(args.bundle)
