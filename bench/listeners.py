@@ -13,16 +13,20 @@ Probes (each alone, the server restarted between them):
 - **exporters**: `--exporters` OTLP/gRPC exporters (one channel each), `--fresh` of their
   records new texts, a 5 s deadline, each retrying a failed export as the Collector does
   until it goes through; how many got exports through, and records recorded against
-  records acknowledged (recorded more than acknowledged: counted twice).
+  records acknowledged (recorded more than acknowledged: counted twice); batches whose
+  caller had left when they were about to be recorded (`logclust_abandoned_batches_total`)
+  and answers recorded but too late for their caller (`logclust_otlp_late_answers_total`).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import socket
 import threading
 import time
+import urllib.request
 import zlib
 from concurrent import futures
 from pathlib import Path
@@ -68,8 +72,11 @@ def _records(n: int, fresh: float, rng: random.Random, service: str) -> ExportLo
 
 
 def _server(args: argparse.Namespace) -> tuple[Sidecar, int, int]:
-    grpc_port, http_port = free_ports(2)
+    grpc_port, http_port, metrics_port = free_ports(3)
+    args.metrics_port = metrics_port
     extra = [
+        "--metrics-port",
+        str(metrics_port),
         "--otlp-listen",
         f"127.0.0.1:{grpc_port}",
         "--otlp-http-listen",
@@ -104,6 +111,13 @@ def _post(port: int, body: bytes, headers: str = "", timeout: float = 30.0) -> i
         )
         s.sendall(head.encode() + body)
         return int(s.recv(4096).split(b" ", 2)[1])
+
+
+def _metric(port: int, name: str) -> float:
+    """One sample of the server's Prometheus metrics (NaN when absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+    found = re.search(rf"^{name} (\S+)$".encode(), text, re.M)
+    return float(found.group(1)) if found else float("nan")
 
 
 def probe_idle(args: argparse.Namespace, out: Output) -> None:
@@ -244,6 +258,8 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
         with Client(srv.addr, timeout_s=60) as c:
             table = c.latency()
         recorded = int(sum(table.column("count").to_pylist()))
+        late = _metric(args.metrics_port, "logclust_otlp_late_answers_total")
+        abandoned = _metric(args.metrics_port, "logclust_abandoned_batches_total")
     t = out.table(
         [
             "exporters",
@@ -253,6 +269,8 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
             "records acked",
             "records recorded",
             "counted twice",
+            "stopped before recording",
+            "late answers",
         ]
     )
     total = sum(acked)
@@ -264,6 +282,8 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
         total,
         recorded,
         max(recorded - total, 0),
+        fmt(abandoned, ".0f"),
+        fmt(late, ".0f"),
     )
     out.show(t)
 
