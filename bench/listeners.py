@@ -9,7 +9,8 @@ Probes (each alone, the server restarted between them):
 - **bombs**: `--bombs` parallel gzip bodies of 1 GiB of zeros (about 1 MiB sent); peak RSS
   and the answers.
 - **fat exports**: `--fat` concurrent OTLP/gRPC exports of `--fat-mib` MiB each (records
-  of `--fat-body-bytes`); the server's peak RSS (VmHWM) and the answers.
+  of `--fat-body-bytes`, 30% new texts), each retried until it goes through; the server's
+  peak RSS (VmHWM) once idle, and the answers.
 - **exporters**: `--exporters` OTLP/gRPC exporters (one channel each), `--fresh` of their
   records new texts, a 5 s deadline, each retrying a failed export as the Collector does
   until it goes through; how many got exports through, and records recorded against
@@ -289,14 +290,13 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
 
 
 def _fat_request(mib: float, body_bytes: int, rng: random.Random, service: str) -> bytes:
-    """An export of about `mib` MiB: records of `body_bytes`-byte bodies, each a known
-    log line padded with words (30% of them new texts)."""
-    rows = max(int(mib * (1 << 20)) // (body_bytes + 40), 1)
+    """An export of about `mib` MiB: records of `body_bytes`-byte bodies, each a line of
+    `_records` (30% new texts) after the same padding words."""
+    rows = max(int(mib * (1 << 20)) // (body_bytes + 30), 1)
     req = _records(rows, 0.3, rng, service)
+    pad = " ".join(WORDS * (body_bytes // len(" ".join(WORDS)) + 1))
     for rec in req.resource_logs[0].scope_logs[0].log_records:
-        text = rec.body.string_value
-        pad = " ".join(rng.choices(WORDS, k=body_bytes // 6))
-        rec.body.string_value = (text + " " + pad)[:body_bytes]
+        rec.body.string_value = (pad + " " + rec.body.string_value)[-body_bytes:]
     return req.SerializeToString()
 
 
@@ -307,17 +307,26 @@ def probe_fat(args: argparse.Namespace, out: Output) -> None:
         for i in range(args.fat)
     ]
     answers: list[str] = []
+    refusals: list[str] = []
 
     def export(req: bytes) -> None:
+        """Sends `req` until it goes through, retrying refusals as the Collector does."""
+        give_up = time.monotonic() + args.fat_seconds
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             call = channel.unary_unary(
                 EXPORT, response_deserializer=ExportLogsServiceResponse.FromString
             )
-            try:
-                call(req, timeout=args.fat_deadline_s)
-                answers.append("OK")
-            except grpc.RpcError as e:
-                answers.append(e.code().name)
+            while True:
+                try:
+                    call(req, timeout=args.fat_deadline_s)
+                    answers.append("OK")
+                    return
+                except grpc.RpcError as e:
+                    refusals.append(e.code().name)
+                    if time.monotonic() > give_up:
+                        answers.append(e.code().name)
+                        return
+                    time.sleep(random.uniform(0.5, 1.5))
 
     with srv:
         base = rss_mb(srv.pid)
@@ -325,8 +334,19 @@ def probe_fat(args: argparse.Namespace, out: Output) -> None:
         with futures.ThreadPoolExecutor(len(requests)) as ex:
             list(ex.map(export, requests))
         seconds = time.monotonic() - started
+        srv.wait_idle()  # work whose caller gave up has stopped
         peak = peak_rss_mb(srv.pid)  # the server's own high-water mark (VmHWM)
-    t = out.table(["fat exports", "MiB each", "seconds", "RSS before MB", "peak RSS MB", "answers"])
+    t = out.table(
+        [
+            "fat exports",
+            "MiB each",
+            "seconds",
+            "RSS before MB",
+            "peak RSS MB",
+            "answers",
+            "refused tries",
+        ]
+    )
     t.add(
         args.fat,
         fmt(len(requests[0]) / (1 << 20), ".1f"),
@@ -334,6 +354,7 @@ def probe_fat(args: argparse.Namespace, out: Output) -> None:
         fmt(base, ".0f"),
         fmt(peak, ".0f"),
         _tally(answers),
+        _tally(refusals),
     )
     out.show(t)
 
@@ -364,7 +385,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fat", type=int, default=40, help="concurrent fat OTLP/gRPC exports")
     p.add_argument("--fat-mib", type=float, default=15.0)
     p.add_argument("--fat-body-bytes", type=int, default=1024)
-    p.add_argument("--fat-deadline-s", type=float, default=300.0)
+    p.add_argument("--fat-deadline-s", type=float, default=60.0, help="each try's")
+    p.add_argument("--fat-seconds", type=float, default=400.0, help="retries until")
     args = p.parse_args(argv)
     cli.smoke(
         args,
