@@ -9,8 +9,8 @@ Probes (each alone, the server restarted between them):
 - **bombs**: `--bombs` parallel gzip bodies of 1 GiB of zeros (about 1 MiB sent); peak RSS
   and the answers.
 - **fat exports**: `--fat` concurrent OTLP/gRPC exports of `--fat-mib` MiB each (records
-  of `--fat-body-bytes`, 30% new texts), each retried until it goes through; the server's
-  peak RSS (VmHWM) once idle, and the answers.
+  of `--fat-body-bytes`, `--fat-fresh` of them new texts), each retried until it goes
+  through; the server's peak RSS (VmHWM) once idle, and the answers.
 - **exporters**: `--exporters` OTLP/gRPC exporters (one channel each), `--fresh` of their
   records new texts, a 5 s deadline, each retrying a failed export as the Collector does
   until it goes through; how many got exports through, and records recorded against
@@ -289,11 +289,13 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
     out.show(t)
 
 
-def _fat_request(mib: float, body_bytes: int, rng: random.Random, service: str) -> bytes:
+def _fat_request(
+    mib: float, body_bytes: int, fresh: float, rng: random.Random, service: str
+) -> bytes:
     """An export of about `mib` MiB: records of `body_bytes`-byte bodies, each a line of
-    `_records` (30% new texts) after the same padding words."""
+    `_records` (`fresh` of them new texts) after the same padding words."""
     rows = max(int(mib * (1 << 20)) // (body_bytes + 30), 1)
-    req = _records(rows, 0.3, rng, service)
+    req = _records(rows, fresh, rng, service)
     pad = " ".join(WORDS * (body_bytes // len(" ".join(WORDS)) + 1))
     for rec in req.resource_logs[0].scope_logs[0].log_records:
         rec.body.string_value = (pad + " " + rec.body.string_value)[-body_bytes:]
@@ -303,7 +305,9 @@ def _fat_request(mib: float, body_bytes: int, rng: random.Random, service: str) 
 def probe_fat(args: argparse.Namespace, out: Output) -> None:
     srv, grpc_port, _ = _server(args)
     requests = [
-        _fat_request(args.fat_mib, args.fat_body_bytes, random.Random(i), f"svc-{i % 8}")
+        _fat_request(
+            args.fat_mib, args.fat_body_bytes, args.fat_fresh, random.Random(i), f"svc-{i % 8}"
+        )
         for i in range(args.fat)
     ]
     answers: list[str] = []
@@ -385,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fat", type=int, default=40, help="concurrent fat OTLP/gRPC exports")
     p.add_argument("--fat-mib", type=float, default=15.0)
     p.add_argument("--fat-body-bytes", type=int, default=1024)
+    p.add_argument("--fat-fresh", type=float, default=0.0, help="share of new texts")
     p.add_argument("--fat-deadline-s", type=float, default=60.0, help="each try's")
     p.add_argument("--fat-seconds", type=float, default=400.0, help="retries until")
     args = p.parse_args(argv)
