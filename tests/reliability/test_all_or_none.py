@@ -87,7 +87,7 @@ def test_a_batch_whose_caller_left_during_its_placement_counts_once_with_its_ret
         stub = pb_grpc.LogClustStub(channel)
         request = pb.LabelRequest(batch_id="0", arrow_ipc=payload)
         with pytest.raises(grpc.RpcError) as e:
-            list(stub.Label(iter([request]), timeout=1.0))
+            list(stub.Label(iter([request]), timeout=3.0))  # time to reach the placement
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert held.is_set()  # it was placed when its caller left
         gate.set()

@@ -274,7 +274,7 @@ def test_an_export_whose_caller_left_during_its_placement_counts_once_with_its_r
         port = srv.otlp.port
         gate, held = hold_after_placement(srv)
         with pytest.raises(grpc.RpcError) as err:
-            _export(port, _request(10), timeout=1.0)
+            _export(port, _request(10), timeout=3.0)  # time to reach the placement
         assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert held.is_set()  # placed when its caller left: the clusters opened stay
         gate.set()
