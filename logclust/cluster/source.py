@@ -81,6 +81,7 @@ class SourceClusterer:
         self._ids = np.zeros(0, np.int32)  # stable id of each row of the table
         self._next_id = 0
         self.aliases: dict[int, int] = {}  # merged id -> the id it was merged into
+        self._live_of: np.ndarray | None = None  # id -> live id, rebuilt after merges
         self._stats = IdStats(config.template_members)
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self._memo = PlacementMemo()
@@ -154,11 +155,8 @@ class SourceClusterer:
     def place(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`assign` without `count`: rows placed (clusters may open), nothing counted.
-
-        Returns:
-            `(ids, distances, uid)`: per row as `assign`, and `(u,)` the id of each text.
-        """
+        """`assign` without `count` (clusters may open, no row is counted): per row
+        `(ids, distances)` as `assign` returns them, and `uid`, `(u,)` the id of each text."""
         self.last_batch_ms = _wall_ms()
         self._offer_sample(keys, embed, inv)
         uid, d = self._assign_known(keys, embed)
@@ -174,10 +172,12 @@ class SourceClusterer:
         self._touch(model=members_changed)
 
     def _live_ids(self, ids: np.ndarray) -> np.ndarray:
-        """`_live` of every id (one look-up per distinct id)."""
-        distinct, at = np.unique(ids, return_inverse=True)
-        live = np.fromiter(map(self._live, distinct.tolist()), ids.dtype, distinct.size)
-        return live[at.ravel()]
+        """`_live` of every id, through a table rebuilt after merges."""
+        if self._live_of is None or self._live_of.size < self._next_id:
+            self._live_of = np.arange(max(self._next_id, 1), dtype=np.int32)
+            for gone, into in self.aliases.items():
+                self._live_of[gone] = into
+        return self._live_of[ids]
 
     def _offer_sample(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
@@ -465,6 +465,7 @@ class SourceClusterer:
         if into is None or gone == into:
             return
         self.aliases[gone] = into
+        self._live_of = None
         for g, t in list(self.aliases.items()):  # keep every alias pointing at a live id
             if t == gone:
                 self.aliases[g] = into
@@ -554,6 +555,7 @@ class SourceClusterer:
         if state.last_batch_ms is not None:
             self.last_batch_ms = state.last_batch_ms
         self.aliases = dict(state.aliases)
+        self._live_of = None
         self._stats.restore(state.stats, state.next_id)
         self._table, self._ids = state.table, state.ids
         if config.templates and state.templates:
