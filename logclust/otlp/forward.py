@@ -168,7 +168,10 @@ class ForwardQueue:
         item = _Item(request.SerializeToString(), records, nbytes)
         with self._cond:
             if self._down and self._journal is not None and self._journal.open:
-                item.on_disk = self._journal.append((item.request, records, nbytes))
+                try:
+                    item.on_disk = self._journal.append((item.request, records, nbytes))
+                except OSError as e:  # a full disk: queued in memory only, as without a store
+                    logger.error("cannot write the forwarding queue to %s: %s", self.spill, e)
             self._items.append(item)
             self._cond.notify_all()
 
@@ -213,7 +216,11 @@ class ForwardQueue:
                 return
             self._down = True
             items = [*batch, *self._items]
-            ends = self._journal.rewrite([(i.request, i.records, i.nbytes) for i in items])
+            try:
+                ends = self._journal.rewrite([(i.request, i.records, i.nbytes) for i in items])
+            except OSError as e:  # a full disk: the queue stays in memory only
+                logger.error("cannot write the forwarding queue to %s: %s", self.spill, e)
+                return
             for item, end in zip(items, ends, strict=True):
                 item.on_disk = end if self._journal.open else None
         logger.info("next hop down: the forwarding queue is written to %s", self.spill)
