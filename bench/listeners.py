@@ -8,19 +8,26 @@ Probes (each alone, the server restarted between them):
   the server's peak RSS (VmHWM) and what the clients were answered.
 - **bombs**: `--bombs` parallel gzip bodies of 1 GiB of zeros (about 1 MiB sent); peak RSS
   and the answers.
+- **fat exports**: `--fat` concurrent OTLP/gRPC exports of `--fat-mib` MiB each (records
+  of `--fat-body-bytes`, `--fat-fresh` of them new texts), each retried until it goes
+  through; the server's peak RSS (VmHWM) once idle, and the answers.
 - **exporters**: `--exporters` OTLP/gRPC exporters (one channel each), `--fresh` of their
   records new texts, a 5 s deadline, each retrying a failed export as the Collector does
   until it goes through; how many got exports through, and records recorded against
-  records acknowledged (recorded more than acknowledged: counted twice).
+  records acknowledged (recorded more than acknowledged: counted twice); batches whose
+  caller had left when they were about to be recorded (`logclust_abandoned_batches_total`)
+  and answers recorded but too late for their caller (`logclust_otlp_late_answers_total`).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import socket
 import threading
 import time
+import urllib.request
 import zlib
 from concurrent import futures
 from pathlib import Path
@@ -66,8 +73,11 @@ def _records(n: int, fresh: float, rng: random.Random, service: str) -> ExportLo
 
 
 def _server(args: argparse.Namespace) -> tuple[Sidecar, int, int]:
-    grpc_port, http_port = free_ports(2)
+    grpc_port, http_port, metrics_port = free_ports(3)
+    args.metrics_port = metrics_port
     extra = [
+        "--metrics-port",
+        str(metrics_port),
         "--otlp-listen",
         f"127.0.0.1:{grpc_port}",
         "--otlp-http-listen",
@@ -102,6 +112,13 @@ def _post(port: int, body: bytes, headers: str = "", timeout: float = 30.0) -> i
         )
         s.sendall(head.encode() + body)
         return int(s.recv(4096).split(b" ", 2)[1])
+
+
+def _metric(port: int, name: str) -> float:
+    """One sample of the server's Prometheus metrics (NaN when absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+    found = re.search(rf"^{name} (\S+)$".encode(), text, re.M)
+    return float(found.group(1)) if found else float("nan")
 
 
 def probe_idle(args: argparse.Namespace, out: Output) -> None:
@@ -242,6 +259,8 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
         with Client(srv.addr, timeout_s=60) as c:
             table = c.latency()
         recorded = int(sum(table.column("count").to_pylist()))
+        late = _metric(args.metrics_port, "logclust_otlp_late_answers_total")
+        abandoned = _metric(args.metrics_port, "logclust_abandoned_batches_total")
     t = out.table(
         [
             "exporters",
@@ -251,6 +270,8 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
             "records acked",
             "records recorded",
             "counted twice",
+            "stopped before recording",
+            "late answers",
         ]
     )
     total = sum(acked)
@@ -262,6 +283,82 @@ def probe_exporters(args: argparse.Namespace, out: Output) -> None:
         total,
         recorded,
         max(recorded - total, 0),
+        fmt(abandoned, ".0f"),
+        fmt(late, ".0f"),
+    )
+    out.show(t)
+
+
+def _fat_request(
+    mib: float, body_bytes: int, fresh: float, rng: random.Random, service: str
+) -> bytes:
+    """An export of about `mib` MiB: records of `body_bytes`-byte bodies, each a line of
+    `_records` (`fresh` of them new texts) after the same padding words."""
+    rows = max(int(mib * (1 << 20)) // (body_bytes + 30), 1)
+    req = _records(rows, fresh, rng, service)
+    pad = " ".join(WORDS * (body_bytes // len(" ".join(WORDS)) + 1))
+    for rec in req.resource_logs[0].scope_logs[0].log_records:
+        rec.body.string_value = (pad + " " + rec.body.string_value)[-body_bytes:]
+    return req.SerializeToString()
+
+
+def probe_fat(args: argparse.Namespace, out: Output) -> None:
+    srv, grpc_port, _ = _server(args)
+    requests = [
+        _fat_request(
+            args.fat_mib, args.fat_body_bytes, args.fat_fresh, random.Random(i), f"svc-{i % 8}"
+        )
+        for i in range(args.fat)
+    ]
+    answers: list[str] = []
+    refusals: list[str] = []
+
+    def export(req: bytes) -> None:
+        """Sends `req` until it goes through, retrying refusals as the Collector does."""
+        give_up = time.monotonic() + args.fat_seconds
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            call = channel.unary_unary(
+                EXPORT, response_deserializer=ExportLogsServiceResponse.FromString
+            )
+            while True:
+                try:
+                    call(req, timeout=args.fat_deadline_s)
+                    answers.append("OK")
+                    return
+                except grpc.RpcError as e:
+                    refusals.append(e.code().name)
+                    if time.monotonic() > give_up:
+                        answers.append(e.code().name)
+                        return
+                    time.sleep(random.uniform(0.5, 1.5))
+
+    with srv:
+        base = rss_mb(srv.pid)
+        started = time.monotonic()
+        with futures.ThreadPoolExecutor(len(requests)) as ex:
+            list(ex.map(export, requests))
+        seconds = time.monotonic() - started
+        srv.wait_idle()  # work whose caller gave up has stopped
+        peak = peak_rss_mb(srv.pid)  # the server's own high-water mark (VmHWM)
+    t = out.table(
+        [
+            "fat exports",
+            "MiB each",
+            "seconds",
+            "RSS before MB",
+            "peak RSS MB",
+            "answers",
+            "refused tries",
+        ]
+    )
+    t.add(
+        args.fat,
+        fmt(len(requests[0]) / (1 << 20), ".1f"),
+        fmt(seconds, ".0f"),
+        fmt(base, ".0f"),
+        fmt(peak, ".0f"),
+        _tally(answers),
+        _tally(refusals),
     )
     out.show(t)
 
@@ -271,6 +368,7 @@ PROBES = {
     "slow": probe_slow,
     "bombs": probe_bombs,
     "exporters": probe_exporters,
+    "fat": probe_fat,
 }
 
 
@@ -288,8 +386,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", type=float, default=0.3, help="share of new texts")
     p.add_argument("--deadline-s", type=float, default=5.0)
     p.add_argument("--seconds", type=float, default=60.0, help="exporters' run")
+    p.add_argument("--fat", type=int, default=40, help="concurrent fat OTLP/gRPC exports")
+    p.add_argument("--fat-mib", type=float, default=15.0)
+    p.add_argument("--fat-body-bytes", type=int, default=1024)
+    p.add_argument("--fat-fresh", type=float, default=0.0, help="share of new texts")
+    p.add_argument("--fat-deadline-s", type=float, default=60.0, help="each try's")
+    p.add_argument("--fat-seconds", type=float, default=400.0, help="retries until")
     args = p.parse_args(argv)
-    cli.smoke(args, idle=50, slow=4, slow_mib=2.0, bombs=3, bomb_mib=32, exporters=8, seconds=2.0)
+    cli.smoke(
+        args,
+        idle=50,
+        slow=4,
+        slow_mib=2.0,
+        bombs=3,
+        bomb_mib=32,
+        exporters=8,
+        seconds=2.0,
+        fat=3,
+        fat_mib=1.0,
+    )
     pin(CLIENT_CORE)
     with cli.output(args, "listeners") as out:
         out.header(args.bundle)

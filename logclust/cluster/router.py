@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
 
@@ -37,6 +38,37 @@ logger = logging.getLogger(__name__)
 # New texts embedded per hold of the model before the clustering lock (two calls of the
 # sidecar's encoder batch): what another stream may wait for in a burst.
 _EMBED_SLICE = 16
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One source's share of a placement: its distinct texts, their ids, and its rows
+    of the batch (None: every row)."""
+
+    runner: ConsolidationRunner
+    keys: list[str]
+    uid: np.ndarray
+    rows: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A batch placed by `StreamClusters.place`, not counted yet.
+
+    Attributes:
+        ids: `(n,)` int32 stable cluster id of each row.
+        distances: `(n,)` float32 distance to the centroid of the row's cluster.
+        source_names: distinct sources of the batch.
+        source_codes: `(n,)` index into `source_names` of each row.
+        time_ms: `(n,)` event times.
+    """
+
+    ids: np.ndarray
+    distances: np.ndarray
+    source_names: list[str]
+    source_codes: np.ndarray
+    time_ms: np.ndarray
+    parts: list[_Part]
 
 
 class StreamClusters:
@@ -107,11 +139,22 @@ class StreamClusters:
     def label(
         self, body: pa.Array, source: pa.Array, time_ms: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-        """Cluster ids and distances of every row.
+        """Cluster ids and distances of every row, counted (`place`, then `count`).
 
         Returns:
             `(ids, distances, source_names, source_codes)`; the last two describe the
             `source` column dictionary-encoded, for per-source bookkeeping by the caller.
+
+        Raises:
+            LimitExceededError: the batch would exceed `max_sources`.
+        """
+        placed = self.place(body, source, time_ms)
+        self.count(placed)
+        return placed.ids, placed.distances, placed.source_names, placed.source_codes
+
+    def place(self, body: pa.Array, source: pa.Array, time_ms: np.ndarray) -> Placement:
+        """Places every row (clusters may open) and counts none: give the placement to
+        `count`, or drop it (a caller that left: its rows were never seen).
 
         Raises:
             LimitExceededError: the batch would exceed `max_sources`.
@@ -123,20 +166,30 @@ class StreamClusters:
         self._embed_new(keys, [r.clusterer for r in runners])
         with self._lock:
             if len(names) == 1:  # one source: every distinct text is its own
-                ids, dist = self._runner(names[0]).assign(
-                    keys, self._embedder_of(keys), inv, time_ms
-                )
-                return ids, dist, names, codes
+                runner = self._runner(names[0])
+                ids, dist, uid = runner.place(keys, self._embedder_of(keys), inv)
+                part = _Part(runner, keys, uid, None)
+                return Placement(ids, dist, names, codes, time_ms, [part])
             ids = np.empty(inv.size, np.int32)
             dist = np.empty(inv.size, np.float32)
+            parts = []
             for code, name in enumerate(names):
+                runner = self._runner(name)
                 rows = np.flatnonzero(codes == code)
                 u_s, local = np.unique(inv[rows], return_inverse=True)
                 keys_s = [keys[i] for i in u_s.tolist()]
-                ids[rows], dist[rows] = self._runner(name).assign(
-                    keys_s, self._embedder_of(keys_s), local.ravel(), time_ms[rows]
+                ids[rows], dist[rows], uid = runner.place(
+                    keys_s, self._embedder_of(keys_s), local.ravel()
                 )
-        return ids, dist, names, codes
+                parts.append(_Part(runner, keys_s, uid, rows))
+        return Placement(ids, dist, names, codes, time_ms, parts)
+
+    @staticmethod
+    def count(placed: Placement) -> None:
+        """Adds `placed`'s rows to their clusters' sizes, times and members."""
+        for p in placed.parts:
+            rows = slice(None) if p.rows is None else p.rows
+            p.runner.count(p.keys, p.uid, placed.ids[rows], placed.time_ms[rows])
 
     def group_ids(self, names: list[str], codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """`(n,)` int64 group id of each row, given `label`'s ids and source codes."""

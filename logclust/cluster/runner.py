@@ -54,14 +54,28 @@ class ConsolidationRunner:
         time_ms: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`SourceClusterer.assign` under the lock, then a consolidation if one is due."""
+        with self.lock:
+            ids, dist, uid = self.place(keys, embed, inv)
+            self.count(keys, uid, ids, time_ms)
+        return ids, dist
+
+    def place(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`SourceClusterer.place` under the lock."""
         clus = self.clusterer
         with self.lock:
             k0 = clus.k
-            out = clus.assign(keys, embed, inv, time_ms)
-            self._rows_since += inv.size
+            out = clus.place(keys, embed, inv)
             self._new_since += clus.k - k0  # a batch only opens clusters
-            self._maybe_consolidate()
         return out
+
+    def count(self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray) -> None:
+        """`SourceClusterer.count` under the lock, then a consolidation if one is due."""
+        with self.lock:
+            self.clusterer.count(keys, uid, ids, time_ms)
+            self._rows_since += ids.size
+            self._maybe_consolidate()
 
     def _maybe_consolidate(self) -> None:
         cfg = self.config

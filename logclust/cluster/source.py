@@ -39,7 +39,7 @@ from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
-from logclust.cluster.source_state import SourceCounters, SourceState
+from logclust.cluster.source_state import Revisions, SourceCounters, SourceState
 from logclust.cluster.templates import (
     Match,
     TemplateIndex,
@@ -57,7 +57,7 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SourceClusterer:
+class SourceClusterer(Revisions):
     """Online clustering state of one source (see the module docstring). Not thread-safe.
 
     Args:
@@ -88,6 +88,7 @@ class SourceClusterer:
         self._ids = np.zeros(0, np.int32)  # stable id of each row of the table
         self._next_id = 0
         self.aliases: dict[int, int] = {}  # merged id -> the id it was merged into
+        self._live_of: np.ndarray | None = None  # id -> live id, rebuilt after merges
         self._stats = IdStats(config.template_members)
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self._memo = PlacementMemo()
@@ -115,13 +116,7 @@ class SourceClusterer:
         # Texts the memo may hold now (set by `StreamClusters`: a share of the memo of
         # every source, so one busy source is not held to the worst case's share).
         self.memo_limit: Callable[[], int] = lambda: min(config.cache_size, config.memo_size)
-        # Changes, counted: `_revision` grows with every change; `_model_revision` is the
-        # revision of the last change to the clusters themselves (centroids, ids, aliases,
-        # members), not only to their counters (sizes, times). A steady stream changes
-        # counters alone, and a flush then writes the counters (a few bytes a cluster),
-        # not the whole state. `_saved*`: the revisions the store confirmed holding.
-        self._revision = self._model_revision = 1
-        self._saved = self._saved_model = 0
+        Revisions.__init__(self)
         # The digest of the catalog this clusterer started from (None: none), not saved.
         self.catalog_digest: str | None = None
 
@@ -157,14 +152,36 @@ class SourceClusterer:
             `(ids, distances)` per row: int32 stable ids and float32 Euclidean distances
             to the centroid of the cluster when the text was placed.
         """
+        ids, dist, uid = self.place(keys, embed, inv)
+        self.count(keys, uid, ids, time_ms)
+        return ids, dist
+
+    def place(
+        self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`assign` without `count` (clusters may open, no row is counted): per row
+        `(ids, distances)` as `assign` returns them, and `uid`, `(u,)` the id of each text."""
         self.last_batch_ms = _wall_ms()
         self._offer_sample(keys, embed, inv)
-        self.rows_seen += inv.size
         uid, d = self._assign_known(keys, embed)
-        ids, dist = uid[inv], d[inv]
+        return uid[inv], d[inv], uid
+
+    def count(self, keys: list[str], uid: np.ndarray, ids: np.ndarray, time_ms: np.ndarray) -> None:
+        """Adds placed rows (`place`'s `uid` and `ids`) to their clusters' sizes, times
+        and members. Ids merged since their placement count for their survivors."""
+        if self.aliases:
+            uid, ids = self._live_ids(uid), self._live_ids(ids)
+        self.rows_seen += ids.size
         members_changed = self._stats.add_batch(keys, uid, ids, time_ms)
         self._touch(model=members_changed)
-        return ids, dist
+
+    def _live_ids(self, ids: np.ndarray) -> np.ndarray:
+        """`_live` of every id, through a table rebuilt after merges."""
+        if self._live_of is None or self._live_of.size < self._next_id:
+            self._live_of = np.arange(max(self._next_id, 1), dtype=np.int32)
+            for gone, into in self.aliases.items():
+                self._live_of[gone] = into
+        return self._live_of[ids]
 
     def _offer_sample(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
@@ -467,6 +484,7 @@ class SourceClusterer:
         if into is None or gone == into:
             return
         self.aliases[gone] = into
+        self._live_of = None
         for g, t in list(self.aliases.items()):  # keep every alias pointing at a live id
             if t == gone:
                 self.aliases[g] = into
@@ -488,33 +506,9 @@ class SourceClusterer:
         return out
 
     def _touch(self, model: bool) -> None:
-        self._revision += 1
         if model:
             self.groups.changed()
-            self._model_revision = self._revision
-
-    @property
-    def revision(self) -> int:
-        """Grows with every change; what `mark_saved` is given back."""
-        return self._revision
-
-    @property
-    def dirty(self) -> bool:
-        """Anything changed since the last save the store confirmed."""
-        return self._revision > self._saved
-
-    @property
-    def model_dirty(self) -> bool:
-        """The clusters themselves changed since the last confirmed save, not only their
-        counters: the whole state must be saved, not only `counters()`."""
-        return self._model_revision > self._saved_model
-
-    def mark_saved(self, revision: int, model: bool) -> None:
-        """The store holds this source as of `revision` (its counters; its whole state
-        too when `model`): changes made since stay unsaved."""
-        self._saved = max(self._saved, revision)
-        if model:
-            self._saved_model = max(self._saved_model, revision)
+        self.bump(model)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -571,6 +565,7 @@ class SourceClusterer:
         if state.last_batch_ms is not None:
             self.last_batch_ms = state.last_batch_ms
         self.aliases = dict(state.aliases)
+        self._live_of = None
         self._stats.restore(state.stats, state.next_id)
         self._table, self._ids = state.table, state.ids
         if config.templates and state.templates:

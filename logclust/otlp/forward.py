@@ -14,8 +14,10 @@ any other status drops the batch, logged and counted. The next hop is dialled in
 plaintext unless the config asks for TLS (`OtlpConfig.forward_tls`): then a next hop
 whose certificate does not chain to the forward CA is UNAVAILABLE, retried and logged
 with gRPC's handshake message like any outage. With a `spill` file (`serve --store`),
-what is still queued when the queue closes is written there rather than dropped, and
-queued again first at the next start (`logclust.otlp.spill`).
+the queue is on disk while the next hop is down (from its first failed Export until one
+goes through: every request is written before it is acked), what is still queued when
+the queue closes is written there rather than dropped, and the file's requests are
+queued again first at the next start, after a stop or a kill -9 (`logclust.otlp.spill`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from logclust.otlp.config import OtlpConfig
-from logclust.otlp.spill import read_spill, write_spill
+from logclust.otlp.spill import SpillJournal, write_spill
 from logclust.rpc.errors import RetryLaterError
 from logclust.rpc.tls import channel_credentials
 
@@ -64,6 +66,7 @@ class _Item:
     request: bytes  # a serialized ExportLogsServiceRequest
     records: int
     nbytes: int
+    on_disk: int | None = None  # its end offset in the spill file; None: not written
 
 
 class ForwardQueue:
@@ -72,8 +75,9 @@ class ForwardQueue:
     Args:
         config: `forward` (the next hop), queue bounds, batch size, timeouts, backoff.
         registry: Prometheus registry for the queue metrics; None records none.
-        spill: where `close` writes what it could not deliver, and where requests
-            spilled by the previous run are queued from first; None: they are dropped.
+        spill: the spill file: the queue while the next hop is down, what `close` could
+            not deliver, and where requests left by the previous run are queued from
+            first; None: the queue is in memory only.
     """
 
     def __init__(
@@ -88,10 +92,16 @@ class ForwardQueue:
         self.records = 0  # reserved or queued, not yet delivered
         self.nbytes = 0
         self._items: collections.deque[_Item] = collections.deque()
-        for request, records, nbytes in [] if spill is None else read_spill(spill):
-            self._items.append(_Item(request, records, nbytes))  # acked before: over the caps
+        self._journal = None if spill is None else SpillJournal(spill)
+        for (request, records, nbytes), end in (
+            [] if self._journal is None else self._journal.load()
+        ):
+            self._items.append(_Item(request, records, nbytes, end))  # acked: over the caps
             self.records += records
             self.nbytes += nbytes
+        # The next hop is taken for down (requests written to the spill file) from a
+        # failed Export until one goes through, and at a start with requests left.
+        self._down = bool(self._items)
         if self._items:
             logger.info("queued %d records spilled by the last run (%s)", self.records, spill)
         self._cond = threading.Condition()
@@ -157,6 +167,11 @@ class ForwardQueue:
         """Queues a labelled request in the room reserved for it (`records`, `nbytes`)."""
         item = _Item(request.SerializeToString(), records, nbytes)
         with self._cond:
+            if self._down and self._journal is not None and self._journal.open:
+                try:
+                    item.on_disk = self._journal.append((item.request, records, nbytes))
+                except OSError as e:  # a full disk: queued in memory only, as without a store
+                    logger.error("cannot write the forwarding queue to %s: %s", self.spill, e)
             self._items.append(item)
             self._cond.notify_all()
 
@@ -181,7 +196,7 @@ class ForwardQueue:
         while (batch := self._take()) is not None:
             request = b"".join(item.request for item in batch)
             records = sum(i.records for i in batch)
-            outcome = self._send(request, records)  # "sent", "dropped" or "abandoned"
+            outcome = self._send(request, records, batch)  # "sent", "dropped", "abandoned"
             if outcome == "abandoned" and self.spill is not None:
                 with self._cond:  # back in front: `close` spills it
                     self._items.extendleft(reversed(batch))
@@ -190,10 +205,39 @@ class ForwardQueue:
                 logger.error("shutdown: %d queued records not forwarded", self.records)
                 outcome = "dropped"
             self._outcomes.labels(outcome=outcome).inc(records)
+            self._delivered(batch, up=outcome == "sent")
             self.release(records, sum(i.nbytes for i in batch))
 
-    def _send(self, request: bytes, records: int) -> str:
-        """Exports until accepted, refused for good, or abandoned; returns the outcome."""
+    def _went_down(self, batch: list[_Item]) -> None:
+        """The next hop failed: from now on the queue is on disk (the spill file holds
+        `batch`, in flight, and everything queued, then every request queued)."""
+        with self._cond:
+            if self._down or self._journal is None:
+                return
+            self._down = True
+            items = [*batch, *self._items]
+            try:
+                ends = self._journal.rewrite([(i.request, i.records, i.nbytes) for i in items])
+            except OSError as e:  # a full disk: the queue stays in memory only
+                logger.error("cannot write the forwarding queue to %s: %s", self.spill, e)
+                return
+            for item, end in zip(items, ends, strict=True):
+                item.on_disk = end if self._journal.open else None
+        logger.info("next hop down: the forwarding queue is written to %s", self.spill)
+
+    def _delivered(self, batch: list[_Item], up: bool) -> None:
+        """`batch` is done with (sent, or refused for good): out of the spill file; `up`:
+        the next hop took it, new requests stay in memory."""
+        ends = [i.on_disk for i in batch if i.on_disk is not None]
+        with self._cond:
+            if up:
+                self._down = False
+            if ends and self._journal is not None:
+                self._journal.delivered(max(ends))
+
+    def _send(self, request: bytes, records: int, batch: list[_Item]) -> str:
+        """Exports until accepted, refused for good, or abandoned; returns the outcome.
+        A retryable failure puts the queue on disk (`_went_down`)."""
         delay = self.config.retry_initial_s
         while True:
             try:
@@ -212,6 +256,7 @@ class ForwardQueue:
                     wait,
                 )
                 self._retries.inc()
+                self._went_down(batch)
                 if self._abandon.wait(wait):
                     return "abandoned"
                 delay = min(delay * 2, self.config.retry_max_s)
@@ -244,6 +289,10 @@ class ForwardQueue:
                 self._cond.notify_all()
             self._thread.join()
         self._channel.close()
+        if self._journal is not None and self._items:
+            self._journal.close()  # replaced below
+        elif self._journal is not None:
+            self._journal.discard()
         if self.spill is not None and self._items:
             items = [(i.request, i.records, i.nbytes) for i in self._items]
             records = write_spill(self.spill, items)

@@ -16,8 +16,9 @@ reads ahead 64 KiB of a stream it has not asked for: 40 fat exports wait without
 buffered); past `ADMISSION_WAIT_S` or its deadline it is refused RESOURCE_EXHAUSTED with a
 RetryInfo. It is labelled in the Label pool in the turn of its exporter (the peer
 address: 256 exporters are served like 256 `Label` streams), and an export whose caller
-has gone (deadline passed, cancelled) stops at its next checkpoint, before anything is
-recorded: the exporter's retry is then the only one counted.
+has gone (deadline passed, cancelled, or too close to answer: `rpc.deadline`) stops at
+its next checkpoint, or after its placement, before anything is recorded
+(`Sidecar.label`): the exporter's retry is then the only one counted.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from logclust.otlp.sampled import thin
 from logclust.otlp.sources import SourceQuota
 from logclust.rpc import errors
 from logclust.rpc.admission import Admission, Ticket
+from logclust.rpc.deadline import answer_margin
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import contract
@@ -68,11 +70,6 @@ OTLP_STREAM = "logclust-otlp"
 # Seconds an Export waits for room in the admission budget (less when its deadline is
 # nearer); then RESOURCE_EXHAUSTED with a RetryInfo.
 ADMISSION_WAIT_S = 2.0
-# An export is skipped (not labelled, not recorded) once less than this share of its
-# deadline, at most `DEADLINE_MARGIN_S`, is left: labelling and answering take time, and
-# an answer that arrives after the deadline is a retry counted twice.
-DEADLINE_MARGIN_SHARE = 0.1
-DEADLINE_MARGIN_S = 0.5
 T = TypeVar("T")
 Alive: TypeAlias = "Callable[[], bool] | None"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -315,12 +312,6 @@ class OtlpReceiver:
         return self.sidecar.label(table, started, alive)
 
 
-def _margin(deadline_s: float) -> float:
-    """Seconds of a call's deadline kept for labelling and answering (see
-    `DEADLINE_MARGIN_S`)."""
-    return min(DEADLINE_MARGIN_S, DEADLINE_MARGIN_SHARE * deadline_s)
-
-
 def _sample_of(labelled: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """`keep` and `sample_weight` of a labelled table (`forward_sampled` needs a budget,
     so they are there)."""
@@ -361,7 +352,7 @@ class OtlpLogsService:
                 raise contract.ContractError("Export without a request. Received: none")
             ticket.resize(len(data))
             deadline = None if remaining is None else time.monotonic() + remaining
-            margin = 0.0 if remaining is None else _margin(remaining)
+            margin = 0.0 if remaining is None else answer_margin(remaining)
 
             def alive() -> bool:  # and time left to label and answer
                 return not context.cancelled() and (

@@ -24,6 +24,7 @@ from logclust.proto import logclust_pb2 as pb
 from logclust.proto import logclust_pb2_grpc as pb_grpc
 from logclust.rpc import errors
 from logclust.rpc.admission import Admission
+from logclust.rpc.deadline import answer_margin
 from logclust.server.config import LabelLimits
 from logclust.server.fair import FairExecutor
 from logclust.sidecar.core import Sidecar
@@ -184,12 +185,15 @@ class LogClustService(pb_grpc.LogClustServicer):
 
 def _caller_present(context: Context) -> Callable[[], bool]:
     """A check, safe from any thread, that the caller still waits for answers: False once
-    its deadline has passed or the call has ended (cancelled, or the stream broken). The
-    label pool calls it when a batch's turn comes, before anything is recorded."""
+    its deadline, less the margin for answering (`rpc.deadline`), has passed or the call
+    has ended (cancelled, or the stream broken). The label pool calls it when a batch's
+    turn comes and at its checkpoints, and `Sidecar.label` last thing before recording."""
     ended = threading.Event()
     context.add_done_callback(lambda _ctx: ended.set())
     remaining = context.time_remaining()
-    deadline = None if remaining is None else time.monotonic() + remaining
+    deadline = None
+    if remaining is not None:
+        deadline = time.monotonic() + remaining - answer_margin(remaining)
 
     def still_wanted() -> bool:
         return not ended.is_set() and (deadline is None or time.monotonic() < deadline)

@@ -136,10 +136,9 @@ class Sidecar:
         A call does all its work or none. Admission comes before any work: a payload
         decoding to more than `max_decoded_bytes`, or whose answer could exceed
         `max_response_bytes` (`answer_bytes`, an upper bound), is refused with
-        `LimitExceededError`; a caller gone before the labelling starts (`still_wanted()`
-        False) gets `CallerGoneError`. In each case nothing is labelled or recorded, so a
-        retry cannot double-count. (A caller that leaves during the labelling itself, a
-        few milliseconds, still has its batch recorded.)
+        `LimitExceededError`; a caller gone (`still_wanted()` False) before the labelling
+        or at the moment of recording gets `CallerGoneError` (see `label`). In each case
+        nothing is recorded, so a retry cannot double-count.
         """
         t0 = time.perf_counter()
         table = ipc.decode_ipc(data, self.config.max_rows_per_batch, max_decoded_bytes)
@@ -170,19 +169,22 @@ class Sidecar:
     ) -> pa.Table:
         """Labels a validated table: its columns plus `cluster_id` and `cluster_distance`.
 
+        The rows are placed first (clusters may open), then `still_wanted()` is asked
+        once more, and only then recorded (cluster sizes, latency, activity, metrics, the
+        sample's ledger): a caller that left while its batch was placed has nothing
+        recorded, and its retry counts once. `still_wanted` should keep a margin for
+        sending the answer: one that arrives after the caller left is still a retry.
+
         Raises:
-            CallerGoneError: `still_wanted()` is False (checked last before any state
-                changes: nothing is recorded).
+            CallerGoneError: `still_wanted()` is False before the placement or before the
+                recording: nothing is recorded.
         """
         started = time.perf_counter() if started is None else started
-        if still_wanted is not None and not still_wanted():
-            self.abandoned_batches += 1
-            raise turns.CallerGoneError(
-                "The caller left (deadline passed or call cancelled) before its batch was "
-                f"labelled: nothing recorded. Received: {table.num_rows} rows"
-            )
+        self._check_wanted(still_wanted, table.num_rows, "labelled")
         now = now_ms()
-        b = self.labeler.label_table(table, now)
+        placed = self.labeler.place_table(table, now)
+        self._check_wanted(still_wanted, table.num_rows, "recorded")
+        b = self.labeler.record(placed)
         fresh = self.activity.record(b.source_names, b.source_codes, b.ids, now)
         if fresh:
             self._announce(fresh, now)
@@ -201,6 +203,14 @@ class Sidecar:
         if b.keep is not None and b.weight is not None:
             out = contract.with_sample(out, b.keep, b.weight)
         return out
+
+    def _check_wanted(self, still_wanted: Callable[[], bool] | None, rows: int, step: str) -> None:
+        if still_wanted is not None and not still_wanted():
+            self.abandoned_batches += 1
+            raise turns.CallerGoneError(
+                "The caller left (deadline passed or call cancelled) before its batch was "
+                f"{step}: nothing recorded. Received: {rows} rows"
+            )
 
     def latency(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.labeler import Labeler
-from logclust.cluster.router import StreamClusters
+from logclust.cluster.router import Placement, StreamClusters
 from logclust.embed.embedding_cache import Embedder
 from logclust.latency.book import LatencyBook
 from logclust.sidecar.config import StreamLabelerConfig
@@ -64,6 +64,23 @@ class BatchLabels:
     weight: np.ndarray | None = None
     # `(n,)` int64 group id of each row (`logclust.cluster.groups`); None: same as `ids`.
     groups: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PlacedBatch:
+    """A batch placed by `StreamLabeler.place_table`, recorded by `record` (or dropped).
+
+    Attributes:
+        placement: the rows' clusters (`StreamClusters.place`), not counted yet.
+        latency_ms: `(n,)` float64 latencies; NaN where not measured.
+        headers: `log_<field>` columns of sources with a log format.
+        now: receive time in Unix ms.
+    """
+
+    placement: Placement
+    latency_ms: np.ndarray
+    headers: dict[str, pa.Array]
+    now: int
 
 
 @dataclass(frozen=True)
@@ -177,7 +194,19 @@ class StreamLabeler:
         )
 
     def label_table(self, table: pa.Table, now: int | None = None) -> BatchLabels:
-        """Labels a table that passed `contract.validate_batch` and records its latencies.
+        """Labels a table that passed `contract.validate_batch` and records it
+        (`place_table`, then `record`).
+
+        Args:
+            table: `body` plus the optional `latency_ms`, `time` and `source` columns.
+            now: receive time in Unix ms (rows without a time); None means now.
+        """
+        return self.record(self.place_table(table, now))
+
+    def place_table(self, table: pa.Table, now: int | None = None) -> PlacedBatch:
+        """Places the rows of a table that passed `contract.validate_batch`: clusters may
+        open, nothing is recorded. Give the result to `record`, or drop it (its caller
+        left: its rows were never seen, and its retry counts once).
 
         Args:
             table: `body` plus the optional `latency_ms`, `time` and `source` columns.
@@ -187,24 +216,30 @@ class StreamLabeler:
         if self.sampler is not None:
             contract.check_sample_columns(table.schema)
         body = contract.column_array(table, contract.BODY)
-        time_ms = contract.time_ms_column(table, now)
         latency = contract.latency_column(table)
         source = contract.source_column(table)
         headers: dict[str, pa.Array] = {}
         if self._formats:
             body, headers = self._split_headers(table, body, source)
-        ids, dist, names, codes = self.stream.label(body, source, time_ms)
+        placed = self.stream.place(body, source, contract.time_ms_column(table, now))
+        return PlacedBatch(placed, latency, headers, now)
+
+    def record(self, batch: PlacedBatch) -> BatchLabels:
+        """Records a placed batch (cluster sizes, latency sketches, the sample's ledger)
+        and returns its labels."""
+        p, latency = batch.placement, batch.latency_ms
+        names, codes, ids = p.source_names, p.source_codes, p.ids
+        self.stream.count(p)
         groups = self.stream.group_ids(names, codes, ids)
-        self.book.record(names, codes, ids, time_ms, latency, now)
+        self.book.record(names, codes, ids, p.time_ms, latency, batch.now)
         over = contract.over_max_latency(latency, self.config.max_latency_ms)
         if over.any():  # not measured for the metrics either
             latency = np.where(over, np.nan, latency)
+        labels = BatchLabels(ids, p.distances, names, codes, latency, batch.headers, groups=groups)
         if self.sampler is None:
-            return BatchLabels(ids, dist, names, codes, latency, headers, groups=groups)
-        sample = self.sampler.decide(names, codes, ids, time_ms, latency)
-        return BatchLabels(
-            ids, dist, names, codes, latency, headers, sample.keep, sample.weight, groups
-        )
+            return labels
+        sample = self.sampler.decide(names, codes, ids, p.time_ms, latency)
+        return replace(labels, keep=sample.keep, weight=sample.weight)
 
     def header_bytes(self, table: pa.Table) -> int:
         """An upper bound of the bytes the `log_<field>` columns add to `table`'s answer:

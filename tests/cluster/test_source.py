@@ -164,3 +164,15 @@ def test_threshold_must_be_positive() -> None:
 def test_config_checks(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="Received"):
         StreamClusterConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_rows_placed_then_counted_after_a_merge_count_for_the_survivor() -> None:
+    emb = VectorEmbedder({"a": at(0.0), "c": at(np.pi / 2)})
+    clus = SourceClusterer("s", CFG, emb.dim, 0.4)
+    vecs = emb.embed_masked(pa.array(["a", "c"]))
+    ids, _, uid = clus.place(["a", "c"], lambda idx: vecs[idx], np.array([0, 0, 1]))
+    assert not clus.describe()  # placed: nothing counted yet
+    clus._merge(int(ids[2]), int(ids[0]))  # a merge between the placement and the count
+    clus.count(["a", "c"], uid, ids, np.zeros(3, np.int64))
+    sizes = {st.cluster_id: st.size for st in clus.describe()}
+    assert sizes[int(ids[0])] == 3 and sizes.get(int(ids[2]), 0) == 0

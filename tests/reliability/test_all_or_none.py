@@ -19,7 +19,7 @@ from logclust.server.fair import FairExecutor
 from logclust.sidecar.config import StreamLabelerConfig
 from logclust.turns import CallerGoneError
 from logclust.wire import ipc
-from tests.reliability.conftest import start
+from tests.reliability.conftest import hold_after_placement, sizes, start
 from tests.reliability.test_bounds import _label, _zstd
 
 
@@ -75,6 +75,27 @@ def test_batch_past_its_deadline_is_not_recorded(one_slot: tuple[SidecarServer, 
         assert recorded(srv) == 0  # the client's retry is the one that counts
         assert len(list(stub.Label(iter([request]), timeout=30))) == 1
     assert recorded(srv) == 5
+
+
+def test_a_batch_whose_caller_left_during_its_placement_counts_once_with_its_retry(
+    one_slot: tuple[SidecarServer, int],
+) -> None:
+    srv, port = one_slot
+    gate, held = hold_after_placement(srv)
+    payload = ipc.encode_ipc(pa.table({"body": ["currency_code=EUR"] * 5, "latency_ms": [3.0] * 5}))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.LogClustStub(channel)
+        request = pb.LabelRequest(batch_id="0", arrow_ipc=payload)
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Label(iter([request]), timeout=3.0))  # time to reach the placement
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert held.is_set()  # it was placed when its caller left
+        gate.set()
+        drained(srv._executors.label)
+        assert recorded(srv) == 0 and sizes(srv) == 0
+        assert srv.sidecar.abandoned_batches == 1
+        assert len(list(stub.Label(iter([request]), timeout=30))) == 1  # the retry
+    assert recorded(srv) == 5 and sizes(srv) == 5  # once
 
 
 def test_cancelled_stream_records_only_what_was_answered(

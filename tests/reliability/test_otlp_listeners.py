@@ -6,10 +6,8 @@ import asyncio
 import gzip
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import grpc
 import pytest
@@ -29,7 +27,7 @@ from logclust.server import ServerConfig, SidecarServer, create_server
 from logclust.server.memory import raise_open_file_limit
 from logclust.sidecar.config import StreamLabelerConfig
 from tests.fakes import FakeLabeler, SlowLabeler
-from tests.reliability.conftest import CLUSTERS
+from tests.reliability.conftest import CLUSTERS, hold_after_placement, sizes
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 OTLP = OtlpConfig(
@@ -270,29 +268,20 @@ def test_an_export_past_its_deadline_is_not_recorded_and_its_retry_counts_once()
         assert _rows(srv) == 10
 
 
-def test_an_export_held_in_labelling_past_its_deadline_counts_once_with_its_retry() -> None:
+def test_an_export_whose_caller_left_during_its_placement_counts_once_with_its_retry() -> None:
     with _server(label_threads=1) as srv:
         assert srv.otlp is not None
         port = srv.otlp.port
-        labeler = srv.otlp.receiver.sidecar.labeler
-        label_table = labeler.label_table
-        gate, entered = threading.Event(), threading.Event()
-
-        def gated(*args: Any, **kwargs: Any) -> Any:  # labelling held at its start
-            entered.set()
-            assert gate.wait(30)
-            return label_table(*args, **kwargs)
-
-        labeler.label_table = gated  # type: ignore[method-assign, assignment]
+        gate, held = hold_after_placement(srv)
         with pytest.raises(grpc.RpcError) as err:
-            _export(port, _request(10), timeout=1.0)
+            _export(port, _request(10), timeout=3.0)  # time to reach the placement
         assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        assert entered.is_set()  # it was labelling when its caller left
+        assert held.is_set()  # placed when its caller left: the clusters opened stay
         gate.set()
         _wait(lambda: srv.otlp.receiver.abandoned == 1)  # type: ignore[union-attr]
-        assert _rows(srv) == 0
+        assert _rows(srv) == 0 and sizes(srv) == 0
         _export(port, _request(10), timeout=30)  # the exporter's retry
-        assert _rows(srv) == 10  # once
+        assert _rows(srv) == 10 and sizes(srv) == 10  # once
         assert srv.otlp.receiver.late_answers._value.get() == 0
 
 
