@@ -15,7 +15,9 @@ matched by name), so a shipped bundle can be re-exported without its Keras check
 
 writes a copy of the bundle into DIR with the new `encoder_f32.tflite` and
 `encoder_int8.tflite` (dynamic-range int8) and an updated manifest; every other file is
-copied unchanged. The source must be a Keras export (the names are Keras's); a lean
+copied unchanged; `--channel semantic.npz` (a table the `semantic` step made for the
+bundle's tokenizer) and `--weight` put another semantic channel in. The source must be
+a Keras export (the names are Keras's); a lean
 file cannot be re-exported again. Dynamic-range int8 quantizes the semantic channel's
 table and piece weights as whole tensors, as it does in the Keras export: that, not the
 decoder, sets int8's worst-line cosine (about 0.97 on loghub for both exports).

@@ -17,6 +17,10 @@ model (the teacher) with no training data at all, the way static distillation do
 5. Adam tunes the table rows so the pooled lines point where the teacher's (projected)
    sentence embeddings do, keeping the epoch with the best held-out cosine.
 
+With `[semantic] targets = "message"` the targets are the teacher's embeddings of each
+loghub line's message instead (`message_targets`: header and placeholders dropped,
+identifiers split), and with `tune_weights` step 5 tunes each piece's weight as well.
+
 Steps 2 to 4 are linear, so the whole channel folds into one `(vocab, dim)` table and one
 `(vocab,)` weight vector, which the exported encoder gathers and averages over the real
 tokens (`training.model.SemanticPool`).

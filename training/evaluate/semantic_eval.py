@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--variant", default="f32")
     ap.add_argument("--channel", type=Path, help="a run's semantic.npz to score too")
     ap.add_argument("--weight", type=float, help="channel weight for --channel")
-    ap.add_argument("--teachers", default="minilm,mpnet")
+    ap.add_argument("--teachers", default="minilm")
     ap.add_argument("--cache", type=Path, help="teacher embedding cache (default: temporary)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
