@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -248,7 +249,7 @@ def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray |
         targets = teacher_emb
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
 
-    def embed(t: list[str]) -> np.ndarray:
+    def embed(t: Sequence[str]) -> np.ndarray:
         return teacher.teacher_embeddings(t, cfg.work_dir)
 
     if cfg.semantic.targets == "message":

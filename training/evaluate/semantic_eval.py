@@ -13,6 +13,7 @@ the bundle's weight, or `--weight`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 from collections.abc import Callable
@@ -101,10 +102,10 @@ def table(res: dict[str, Any]) -> str:
 
 
 def teacher_fns(names: list[str], cache: Path) -> dict[str, Callable[[list[str]], np.ndarray]]:
-    out = {}
+    out: dict[str, Callable[[list[str]], np.ndarray]] = {}
     for n in names:
         if teacher.available(n):
-            out[n] = lambda t, n=n: teacher.teacher_embeddings(t, cache, name=n)
+            out[n] = functools.partial(teacher.teacher_embeddings, cache_dir=cache, name=n)
         else:
             print(f"teacher {n} not installed: left out")
     return out
