@@ -92,6 +92,15 @@ class SemanticConfig:
     tune_lr: float = 1e-3
     tune_batch: int = 128
     tune_patience: int = 2  # epochs without a better held-out cosine before stopping
+    # What the channel learns to point at: "line", the teacher's embedding of each
+    # training line as it is; "message", of the line's message (its header dropped, for
+    # loghub lines) with placeholders dropped and identifiers split into words.
+    targets: str = "line"
+    # Tune each piece's weight too (log scale, within +-weight_range of its SIF weight):
+    # pieces of line headers and formats learn to weigh less than the words that mean.
+    tune_weights: bool = False
+    tune_weight_lr: float = 0.02
+    weight_range: float = 4.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,6 +109,8 @@ class SemanticConfig:
                 "dim must be >= 0 and weight in [0, 1]. "
                 f"Received: dim={self.dim}, weight={self.weight}"
             )
+        if self.targets not in ("line", "message"):
+            raise ValueError(f"targets must be 'line' or 'message'. Received: {self.targets}")
         object.__setattr__(self, "ridge_grid", tuple(float(x) for x in self.ridge_grid))
         if not self.ridge_grid or min(self.ridge_grid) <= 0:
             raise ValueError(f"ridge_grid must hold positive values. Received: {self.ridge_grid}")

@@ -15,7 +15,9 @@ matched by name), so a shipped bundle can be re-exported without its Keras check
 
 writes a copy of the bundle into DIR with the new `encoder_f32.tflite` and
 `encoder_int8.tflite` (dynamic-range int8) and an updated manifest; every other file is
-copied unchanged. The source must be a Keras export (the names are Keras's); a lean
+copied unchanged; `--channel semantic.npz` (a table the `semantic` step made for the
+bundle's tokenizer) and `--weight` put another semantic channel in. The source must be
+a Keras export (the names are Keras's); a lean
 file cannot be re-exported again. Dynamic-range int8 quantizes the semantic channel's
 table and piece weights as whole tensors, as it does in the Keras export: that, not the
 decoder, sets int8's worst-line cosine (about 0.97 on loghub for both exports).
@@ -39,6 +41,7 @@ from tensorflow.lite.python import schema_py_generated as schema  # type: ignore
 
 from logclust.embed.bundle import MANIFEST, write_manifest
 from logclust.text.tokenizer import PAD_ID
+from training.semantic import SemanticTable
 
 SIGNATURE = "encode"
 LN_EPS = 1e-5  # training/model.py: LayerNormalization(epsilon=1e-5)
@@ -241,9 +244,16 @@ def _rename_signature(flat: bytes) -> bytes:
     return bytes(builder.Output())
 
 
-def lean_module(bundle: Path, int_channel: bool = False) -> LeanEncoder:
+def lean_module(
+    bundle: Path,
+    int_channel: bool = False,
+    channel: SemanticTable | None = None,
+    weight: float | None = None,
+) -> LeanEncoder:
     """The lean encoder of a bundle, its weights read from `encoder_f32.tflite`
-    (`int_channel`: the semantic channel in integers, for the int8 variant)."""
+    (`int_channel`: the semantic channel in integers, for the int8 variant). `channel`
+    replaces the bundle's semantic channel (a table made for the bundle's tokenizer) and
+    `weight` its share."""
     manifest = json.loads((bundle / MANIFEST).read_text())
     cfg = manifest["model_config"]
     w = read_weights(bundle / "encoder_f32.tflite", int(cfg["n_blocks"]))
@@ -253,20 +263,40 @@ def lean_module(bundle: Path, int_channel: bool = False) -> LeanEncoder:
             "The manifest has a semantic channel but the encoder's table was not found. "
             f"Received: bundle={bundle}"
         )
-    return LeanEncoder(w, int(cfg["n_heads"]), float(sem["weight"]) if sem else 0.0, int_channel)
+    if channel is not None:
+        if channel.table.shape[0] != w.wte.shape[0]:
+            raise ValueError(
+                "The channel's table must have a row per token of the bundle's vocabulary. "
+                f"Received: rows={channel.table.shape[0]}, vocab={w.wte.shape[0]}"
+            )
+        w.table, w.piece_weights = channel.table, channel.weights
+    share = weight if weight is not None else float(sem["weight"]) if sem else 0.0
+    return LeanEncoder(w, int(cfg["n_heads"]), share if w.table is not None else 0.0, int_channel)
 
 
-def export_bundle(bundle: Path, out: Path) -> dict[str, Path]:
-    """Copies `bundle` into `out` with lean encoders and an updated manifest."""
+def export_bundle(
+    bundle: Path, out: Path, channel: SemanticTable | None = None, weight: float | None = None
+) -> dict[str, Path]:
+    """Copies `bundle` into `out` with lean encoders and an updated manifest (with a new
+    semantic `channel` and `weight` when given)."""
     if out.resolve() != bundle.resolve():
         shutil.copytree(bundle, out, dirs_exist_ok=True)
-    flats = {v: convert(lean_module(bundle, v == "int8"), v) for v in ("f32", "int8")}
+    flats = {
+        v: convert(lean_module(bundle, v == "int8", channel, weight), v) for v in ("f32", "int8")
+    }
     paths = {}
     for variant, flat in flats.items():
         paths[variant] = out / f"encoder_{variant}.tflite"
         paths[variant].write_bytes(flat)
     manifest: dict[str, Any] = json.loads((out / MANIFEST).read_text())
     manifest["export"] = "lean (training/export_lean.py)"
+    if channel is not None:
+        sem = dict(manifest.get("semantic") or {})
+        sem.update(dim=int(channel.table.shape[1]), stats=channel.stats)
+        if weight is not None:
+            sem["weight"] = weight
+        manifest["semantic"] = sem
+        manifest["embedding_dim"] = int(manifest["model_config"]["d_model"]) + sem["dim"]
     write_manifest(out, manifest)
     return paths
 
@@ -277,8 +307,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--out", type=Path, required=True, help="folder for the new bundle (may be --bundle)"
     )
+    p.add_argument("--channel", type=Path, help="semantic.npz to put in place of the channel")
+    p.add_argument("--weight", type=float, help="the channel's share (default: the bundle's)")
     args = p.parse_args(argv)
-    for variant, path in export_bundle(args.bundle, args.out).items():
+    channel = SemanticTable.load(args.channel) if args.channel else None
+    for variant, path in export_bundle(args.bundle, args.out, channel, args.weight).items():
         print(f"{variant}: {path} ({path.stat().st_size:,} bytes)")
 
 

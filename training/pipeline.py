@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -248,15 +249,33 @@ def step_semantic(cfg: PipelineConfig, prep: Prepared, teacher_emb: np.ndarray |
     if teacher_emb is not None and teacher_emb.shape[0] == len(texts) and teacher_emb.shape[1] > 1:
         targets = teacher_emb
     tok = Tokenizer.load(cfg.out_dir / "tokenizer.model")
-    table = semantic.build(
-        tok,
-        texts,
-        lambda t: teacher.teacher_embeddings(t, cfg.work_dir),
-        cfg.semantic,
-        cfg.model.max_len,
-        text_targets=targets,
-    )
+
+    def embed(t: Sequence[str]) -> np.ndarray:
+        return teacher.teacher_embeddings(t, cfg.work_dir)
+
+    if cfg.semantic.targets == "message":
+        lines = targets if targets is not None else embed(texts)
+        targets = semantic.message_targets(texts, message_map(cfg), lines, embed)
+    table = semantic.build(tok, texts, embed, cfg.semantic, cfg.model.max_len, text_targets=targets)
     table.save(path)
+
+
+def message_map(cfg: PipelineConfig) -> dict[str, str]:
+    """Masked line -> its masked message (the loghub `Content`, the line without its
+    header), for the loghub systems of `data_dir`; empty for streamed or plain files."""
+    if cfg.data.files:
+        return {}
+    masker = Masker(cfg.masking)
+    out: dict[str, str] = {}
+    for ls in data_mod.load_training_lines(cfg.data_dir).values():
+        if ls.content is ls.raw:
+            continue
+        contents = masker.mask_texts(ls.content)
+        for line, message in zip(masker.mask_texts(ls.raw), contents, strict=True):
+            out.setdefault(line, message)
+        for message in contents:
+            out.setdefault(message, message)
+    return out
 
 
 def step_export(cfg: PipelineConfig, prep: Prepared) -> None:

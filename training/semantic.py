@@ -17,6 +17,10 @@ model (the teacher) with no training data at all, the way static distillation do
 5. Adam tunes the table rows so the pooled lines point where the teacher's (projected)
    sentence embeddings do, keeping the epoch with the best held-out cosine.
 
+With `[semantic] targets = "message"` the targets are the teacher's embeddings of each
+loghub line's message instead (`message_targets`: header and placeholders dropped,
+identifiers split), and with `tune_weights` step 5 tunes each piece's weight as well.
+
 Steps 2 to 4 are linear, so the whole channel folds into one `(vocab, dim)` table and one
 `(vocab,)` weight vector, which the exported encoder gathers and averages over the real
 tokens (`training.model.SemanticPool`).
@@ -25,7 +29,8 @@ tokens (`training.model.SemanticPool`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +69,35 @@ class SemanticTable:
         with np.load(path) as z:
             stats = dict(zip(z["stat_keys"].tolist(), z["stat_values"].tolist(), strict=True))
             return cls(z["table"].astype(np.float32), z["weights"].astype(np.float32), stats)
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
+_SEPARATOR = re.compile(r"[_.$/\\]+|(?<=\w)-(?=\w)")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def teacher_text(masked: str) -> str:
+    """A masked line as the teacher should read it: placeholders dropped, identifiers
+    split into words (`NameSystem.addStoredBlock` -> `Name System add Stored Block`)."""
+    t = _CAMEL.sub(" ", _SEPARATOR.sub(" ", _PLACEHOLDER.sub(" ", masked)))
+    return " ".join(t.split())
+
+
+def message_targets(
+    texts: Sequence[str],
+    messages: Mapping[str, str],
+    targets: np.ndarray,
+    teacher: EmbedFn,
+) -> np.ndarray:
+    """Teacher targets of what each line says: for a line of `messages` (masked line ->
+    its masked message, the line without its header), the teacher's embedding of that
+    message's `teacher_text`; other lines keep their `targets` row. The channel then
+    learns to place a line by its message, not by its header or format."""
+    idx = [i for i, t in enumerate(texts) if t in messages]
+    out = np.array(targets, np.float32, copy=True)
+    if idx:
+        out[idx] = teacher([teacher_text(messages[texts[i]]) for i in idx])
+    return out
 
 
 def _piece_texts(tok: Tokenizer) -> list[str]:
@@ -134,7 +168,8 @@ def build(
     table = pieces @ align @ proj
     y = target @ proj
     ridge_cos = _cosine(np.asarray(pool[va] @ table), y[va])
-    table, tuned_cos, epochs = _tune(table, pool, y, tr, va, cfg, rng)
+    lines = _Lines(tok.encode(texts, max_len), tok.vocab_size)
+    table, weights, tuned_cos, epochs = _tune(table, weights, lines, y, tr, va, cfg, rng)
     stats = {
         "ridge_lambda": lam,
         "val_cosine_ridge": ridge_cos,
@@ -168,38 +203,89 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(_unit(a) * _unit(b), axis=1)))
 
 
+class _Lines:
+    """Token ids of lines, flattened, so the pool coefficients follow new piece weights."""
+
+    def __init__(self, rows: Sequence[Sequence[int]], vocab: int) -> None:
+        lengths = np.fromiter((len(r) for r in rows), np.int64, count=len(rows))
+        self.ids = np.fromiter((i for r in rows for i in r), np.int64, count=int(lengths.sum()))
+        self.starts = np.concatenate([[0], np.cumsum(lengths)])
+        self.vocab = vocab
+
+    def pool(self, idx: np.ndarray, weights: np.ndarray) -> sparse.csr_matrix:
+        """Pool matrix of lines `idx` (in that order) under `weights`."""
+        spans = [np.arange(self.starts[i], self.starts[i + 1]) for i in idx]
+        pos = np.concatenate(spans) if spans else np.zeros(0, np.int64)
+        line = np.repeat(np.arange(len(idx)), [len(x) for x in spans])
+        ids = self.ids[pos]
+        w = weights[ids].astype(np.float64)
+        total = np.bincount(line, weights=w, minlength=len(idx))
+        coef = w / np.maximum(total[line], 1e-12)
+        return sparse.csr_matrix((coef, (line, ids)), shape=(len(idx), self.vocab))
+
+
 def _tune(
     table: np.ndarray,
-    pool: sparse.csr_matrix,
+    weights: np.ndarray,
+    lines: _Lines,
     y: np.ndarray,
     tr: np.ndarray,
     va: np.ndarray,
     cfg: SemanticConfig,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, float, int]:
-    """Adam on the table rows: mean cosine between the pooled rows and the teacher's
-    projected sentence embeddings; keeps the epoch with the best held-out cosine."""
-    best, best_cos, best_epoch = table.copy(), _cosine(np.asarray(pool[va] @ table), y[va]), 0
-    m, v = np.zeros_like(table), np.zeros_like(table)
-    b1, b2, t = 0.9, 0.999, 0
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Adam on the table rows (and, with `cfg.tune_weights`, on the log of each piece's
+    weight): mean cosine between the pooled rows and the targets `y`; keeps the epoch
+    with the best held-out cosine.
+
+    Returns:
+        (table, weights, held-out cosine, best epoch).
+    """
+
+    def val_cos(t: np.ndarray, w: np.ndarray) -> float:
+        return _cosine(np.asarray(lines.pool(va, w) @ t), y[va])
+
+    base = weights.astype(np.float64)
+    u = np.zeros(len(base))  # log-weight offsets; special ids keep weight 0
+    best = (table.copy(), weights.copy())
+    best_cos, best_epoch = val_cos(table, weights), 0
+    opt_t, opt_u = _Adam(table.shape, cfg.tune_lr), _Adam(u.shape, cfg.tune_weight_lr)
     for epoch in range(1, cfg.tune_epochs + 1):
         order = rng.permutation(tr)
         for i in range(0, len(order), cfg.tune_batch):
-            a = pool[order[i : i + cfg.tune_batch]]
+            b = order[i : i + cfg.tune_batch]
+            w = base * np.exp(u)
+            a = lines.pool(b, w)
             p = np.asarray(a @ table)
             norm = np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-            ph, yh = p / norm, _unit(y[order[i : i + cfg.tune_batch]])
+            ph, yh = p / norm, _unit(y[b])
             dp = -(yh - np.sum(ph * yh, axis=1, keepdims=True) * ph) / norm / len(p)
-            g = np.asarray(a.T @ dp)
-            t += 1
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            step = cfg.tune_lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + 1e-8)
-            table = table - step
-        cos = _cosine(np.asarray(pool[va] @ table), y[va])
+            table = table - opt_t.step(np.asarray(a.T @ dp))
+            if cfg.tune_weights:
+                # d loss / d u_k = sum over lines of a_lk * dp_l . (t_k - p_l)
+                at_dp = np.asarray(a.T @ dp)
+                g = np.sum(at_dp * table, axis=1) - np.asarray(a.T @ np.sum(dp * p, axis=1))
+                u = np.clip(u - opt_u.step(g), -cfg.weight_range, cfg.weight_range)
+        w = (base * np.exp(u)).astype(np.float32)
+        cos = val_cos(table, w)
         logger.info("semantic tuning epoch %d: held-out cosine %.4f", epoch, cos)
         if cos > best_cos:
-            best, best_cos, best_epoch = table.copy(), cos, epoch
+            best, best_cos, best_epoch = (table.copy(), w), cos, epoch
         elif epoch - best_epoch >= cfg.tune_patience:
             break
-    return best, best_cos, best_epoch
+    return best[0], best[1], best_cos, best_epoch
+
+
+class _Adam:
+    def __init__(self, shape: tuple[int, ...], lr: float) -> None:
+        self.m, self.v, self.t, self.lr = np.zeros(shape), np.zeros(shape), 0, lr
+
+    def step(self, g: np.ndarray) -> np.ndarray:
+        """The update to subtract for gradient `g`."""
+        b1, b2 = 0.9, 0.999
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * g
+        self.v = b2 * self.v + (1 - b2) * g * g
+        m_hat, v_hat = self.m / (1 - b1**self.t), self.v / (1 - b2**self.t)
+        out: np.ndarray = self.lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        return out

@@ -104,3 +104,36 @@ def test_read_weights_names_what_is_missing(lean_bundle: Path) -> None:
     # A lean file has no Keras names: re-exporting it needs the Keras export.
     with pytest.raises(ValueError, match="missing="):
         read_weights(lean_bundle / "encoder_f32.tflite", n_blocks=2)
+
+
+def test_a_new_channel_goes_into_the_lean_export(keras_bundle: Path, tmp_path: Path) -> None:
+    """`--channel` replaces the table and piece weights: the exported channel part is the
+    new table's weighted mean; the decoder part is unchanged; a table for another
+    vocabulary is refused."""
+    from training.export_lean import lean_module
+    from training.semantic import pooled
+
+    manifest = json.loads((keras_bundle / "manifest.json").read_text())
+    d, dim = manifest["model_config"]["d_model"], manifest["semantic"]["dim"]
+    vocab = manifest["model_config"]["vocab_size"]
+    rng = np.random.default_rng(3)
+    new = SemanticTable(
+        rng.standard_normal((vocab, dim)).astype(np.float32),
+        np.r_[np.zeros(4), rng.uniform(0.1, 1, vocab - 4)].astype(np.float32),
+        {"note": 1.0},
+    )
+    new.save(tmp_path / "c.npz")
+    out = tmp_path / "b"
+    main(["--bundle", str(keras_bundle), "--out", str(out), "--channel", str(tmp_path / "c.npz")])
+    texts = [t for t, _ in synthetic_lines(12, seed=8)]
+    lab = Labeler(Bundle.load(out), variant="f32")
+    got = lab.embed(texts)
+    rows = lab.tokenizer.encode(lab.masker.mask_texts(texts), lab.bundle.max_len)
+    want = unit(pooled(rows, new.table, new.weights))
+    np.testing.assert_allclose(unit(got[:, d:]), want, atol=1e-4)
+    before = Labeler(Bundle.load(keras_bundle), variant="f32").embed(texts)
+    np.testing.assert_allclose(unit(got[:, :d]), unit(before[:, :d]), atol=1e-4)
+    assert json.loads((out / "manifest.json").read_text())["semantic"]["stats"] == {"note": 1.0}
+    small = SemanticTable(new.table[:10], new.weights[:10])
+    with pytest.raises(ValueError, match="row per token"):
+        lean_module(keras_bundle, channel=small)

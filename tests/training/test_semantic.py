@@ -89,3 +89,35 @@ def test_step_without_teacher_leaves_channel_out(
     cfg = PipelineConfig(tmp_path, tiny_bundle, work)
     step_semantic(cfg, Prepared([], [], [], []), None)
     assert not (work / semantic.FILE).exists()
+
+
+def test_teacher_text_drops_placeholders_and_splits_identifiers() -> None:
+    got = semantic.teacher_text("BLOCK* NameSystem.addStoredBlock: <IP>:<NUM> is_added <ID>")
+    assert got == "BLOCK* Name System add Stored Block: : is added"
+
+
+def test_message_targets_replace_only_lines_with_a_message() -> None:
+    texts = ["<TS> INFO a: Failed login", "plain corpus line"]
+    base = np.ones((2, 3), np.float32)
+
+    def embed(t: list[str]) -> np.ndarray:
+        assert t == ["Failed login"]  # the message, as the teacher reads it
+        return np.full((len(t), 3), 7.0, np.float32)
+
+    got = semantic.message_targets(texts, {texts[0]: "Failed login <NUM>"}, base, embed)
+    np.testing.assert_array_equal(got, [[7, 7, 7], [1, 1, 1]])
+    assert base[0, 0] == 1  # the input is left alone
+
+
+def test_tuned_piece_weights_stay_positive_and_silence_special_ids(tiny_bundle: Path) -> None:
+    tok = Tokenizer.load(tiny_bundle / "tokenizer.model")
+    texts = [t for t, _ in synthetic_lines(200, seed=5)]
+    cfg = SemanticConfig(dim=16, tune_epochs=3, tune_weights=True)
+    ch = semantic.build(tok, texts, fake_teacher, cfg, 64)
+    sif = semantic.sif_weights(tok, cfg.sif_a)
+    assert np.all(ch.weights[:4] == 0) and np.all(ch.weights[4:] > 0)
+    ratio = ch.weights[4:] / sif[4:]
+    assert np.all(ratio <= np.exp(cfg.weight_range) * 1.001), ratio.max()
+    assert ch.stats["val_cosine_to_teacher"] >= ch.stats["val_cosine_ridge"]
+    with pytest.raises(ValueError, match="targets"):
+        SemanticConfig(targets="header")
