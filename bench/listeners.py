@@ -363,12 +363,37 @@ def probe_fat(args: argparse.Namespace, out: Output) -> None:
     out.show(t)
 
 
+def probe_serial(args: argparse.Namespace, out: Output) -> None:
+    """`--serial` fat exports one after the other on one channel: the server's RSS after
+    each (what a reference cycle per call holds shows as a steady rise)."""
+    srv, grpc_port, _ = _server(args)
+    req = _fat_request(args.fat_mib, args.fat_body_bytes, 0.0, random.Random(0), "svc-0")
+    rss: list[float] = []
+    with srv, grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        base = rss_mb(srv.pid)
+        call = channel.unary_unary(
+            EXPORT, response_deserializer=ExportLogsServiceResponse.FromString
+        )
+        for _ in range(args.serial):
+            call(req, timeout=args.fat_deadline_s)
+            rss.append(rss_mb(srv.pid))
+    t = out.table(["serial exports", "MiB each", "RSS before MB", "RSS after each MB"])
+    t.add(
+        args.serial,
+        fmt(len(req) / (1 << 20), ".1f"),
+        fmt(base, ".0f"),
+        " ".join(f"{r:.0f}" for r in rss),
+    )
+    out.show(t)
+
+
 PROBES = {
     "idle": probe_idle,
     "slow": probe_slow,
     "bombs": probe_bombs,
     "exporters": probe_exporters,
     "fat": probe_fat,
+    "serial": probe_serial,
 }
 
 
@@ -388,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="exporters' run")
     p.add_argument("--fat", type=int, default=40, help="concurrent fat OTLP/gRPC exports")
     p.add_argument("--fat-mib", type=float, default=15.0)
+    p.add_argument("--serial", type=int, default=16, help="fat exports one after the other")
     p.add_argument("--fat-body-bytes", type=int, default=1024)
     p.add_argument("--fat-fresh", type=float, default=0.0, help="share of new texts")
     p.add_argument("--fat-deadline-s", type=float, default=60.0, help="each try's")
@@ -404,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds=2.0,
         fat=3,
         fat_mib=1.0,
+        serial=2,
     )
     pin(CLIENT_CORE)
     with cli.output(args, "listeners") as out:

@@ -59,6 +59,7 @@ from logclust.otlp.sources import SourceQuota
 from logclust.rpc import errors
 from logclust.rpc.admission import Admission, Ticket
 from logclust.rpc.deadline import answer_margin
+from logclust.rpc.sweep import CycleSweeper
 from logclust.sidecar.core import Sidecar
 from logclust.sidecar.metrics import Metrics
 from logclust.wire import contract
@@ -334,6 +335,7 @@ class OtlpLogsService:
         self.receiver = receiver
         self.admission = admission
         self.metrics = metrics
+        self.sweeper = CycleSweeper()
 
     def on_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -360,7 +362,10 @@ class OtlpLogsService:
                 )
 
             fut = self.receiver.submit_bytes(("otlp", context.peer()), data, alive)
-            response = await asyncio.wrap_future(fut)
+            try:
+                response = await asyncio.wrap_future(fut)
+            finally:
+                self.sweeper.done(len(data))
             if context.cancelled() or (deadline is not None and time.monotonic() >= deadline):
                 self.receiver.late_answers.inc()
             return response
