@@ -165,6 +165,13 @@ def _add_clustering_flags(p: argparse.ArgumentParser) -> None:
         help="place free text by meaning: its clusters are its groups (default: %(default)s)",
     )
     clusters(
+        "--line-groups",
+        "line_groups",
+        action=argparse.BooleanOptionalAction,
+        help="group log templates by meaning too; each new template then costs one encoder "
+        "pass (default: %(default)s)",
+    )
+    clusters(
         "--source-threshold",
         "source_thresholds",
         action="append",

@@ -109,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             group_threshold=args.group_threshold,
             prose=args.prose,
+            line_groups=args.line_groups,
             source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
             max_clusters=args.max_clusters,
             **given,

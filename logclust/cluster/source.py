@@ -243,7 +243,7 @@ class SourceClusterer(Revisions):
                 continue
             uid[j], dist[j] = self._open_for_template(embed, miss[j : j + 1])
             self._templates.add(shape, int(uid[j]))
-            if int(uid[j]) not in self.groups.of:
+            if self.config.line_groups and int(uid[j]) not in self.groups.of:
                 self.groups.add_cluster(int(uid[j]), embed(miss[j : j + 1])[0], keys[i])
         if bodies:
             texts = [keys[i] for i in miss[bodies].tolist()]

@@ -124,3 +124,22 @@ def test_group_index_round_trip_and_bad_doc() -> None:
         GroupIndex.from_doc({"groups": [], "of": [[1, 2]], "totals": []}, 1.0, 0)
     with pytest.raises(ValueError, match="too short"):
         GroupIndex.from_doc({"groups": [[1, "line", 1, 4]], "of": [], "totals": [0.5]}, 1.0, 0)
+
+
+@pytest.mark.parametrize("line_groups", [False, True])
+def test_log_templates_group_by_meaning_only_when_asked(line_groups: bool) -> None:
+    """`line_groups`: a new log template joins a group by meaning (one encoder pass), else
+    it is its own group and templates spare the encoder."""
+    clusters = StreamClusterConfig(background_consolidation=False, line_groups=line_groups)
+    lab = StreamLabeler.load(config=StreamLabelerConfig(clusters=clusters))
+    lines = [f"Receiving block blk_{i} src: /10.0.0.{i}:50010" for i in range(3)] + [
+        "Verification succeeded for blk_77",
+        "PacketResponder 1 for block blk_8 terminating",
+    ]
+    lab.label(lines[:1], source="hdfs")  # the first line of a source
+    r = lab.label(lines, source="hdfs")
+    assert r.groups is not None and len(set(r.ids.tolist())) == 3
+    known = set(lab.stream.sources["hdfs"].groups.of)
+    assert (set(r.ids.tolist()) <= known) == line_groups
+    if not line_groups:  # each template its own group
+        assert r.groups.tolist() == r.ids.astype(np.int64).tolist()
