@@ -32,7 +32,7 @@ class StreamClusterConfig:
     prose: bool = True
     # Group log lines by meaning too (a new log template joins the group of a template of
     # the same meaning). Each new template then costs one encoder pass, which templates
-    # otherwise spare: `bench.novelty`, 1% of rows new, 46,222 rows/s against 78,908
+    # otherwise spare: `bench.novelty`, 1% of rows new, 46,222 rows/s against 73,863
     # without. False: a log template is its own group (prose and bodies are grouped).
     line_groups: bool = False
     # Per-source overrides of `threshold` (source name -> threshold).

@@ -354,15 +354,18 @@ class SourceClusterer(Revisions):
         return self._templates
 
     def fits(self, text: str) -> bool:
-        """Whether `text` is placed without its embedding: in the memo, or a line that
-        fits a template. A new form needs it (its cluster's group is found by meaning),
-        so it is embedded before the clustering lock. Reads only this source, without
-        its lock: a stale answer costs an embedding, or one computed in `assign`."""
+        """Whether `text` is placed without its embedding: in the memo, a line that fits
+        a template, or a new line while templates own every cluster and log templates are
+        their own groups (see `_open_for_template`; with `line_groups` a new form needs
+        its meaning). Reads only this source, without its lock: a stale answer costs an
+        embedding, or one computed in `assign`."""
         if text in self._memo.texts():
             return True
         if self._templates is None or is_structured(text) or is_prose(text):
             return False
-        return self._templates.fits(text)
+        # No `_cap()` here: it reads the other sources (under the router's lock only); at
+        # the cap a new form is embedded in `assign`, on demand.
+        return (not self._free and not self.config.line_groups) or self._templates.fits(text)
 
     def known_texts(self) -> dict[str, int]:
         """The memo (text -> slot); read without the lock, only to skip work (a text
