@@ -42,9 +42,10 @@ _EMBED_SLICE = 16
 
 @dataclass(frozen=True)
 class _Part:
-    """One source's share of a placement: its distinct texts, their ids, and its rows
-    of the batch (None: every row)."""
+    """One source's share of a placement: its source, distinct texts, their ids, and its
+    rows of the batch (None: every row)."""
 
+    name: str
     runner: ConsolidationRunner
     keys: list[str]
     uid: np.ndarray
@@ -168,7 +169,7 @@ class StreamClusters:
             if len(names) == 1:  # one source: every distinct text is its own
                 runner = self._runner(names[0])
                 ids, dist, uid = runner.place(keys, self._embedder_of(keys), inv)
-                part = _Part(runner, keys, uid, None)
+                part = _Part(names[0], runner, keys, uid, None)
                 return Placement(ids, dist, names, codes, time_ms, [part])
             ids = np.empty(inv.size, np.int32)
             dist = np.empty(inv.size, np.float32)
@@ -181,15 +182,18 @@ class StreamClusters:
                 ids[rows], dist[rows], uid = runner.place(
                     keys_s, self._embedder_of(keys_s), local.ravel()
                 )
-                parts.append(_Part(runner, keys_s, uid, rows))
+                parts.append(_Part(name, runner, keys_s, uid, rows))
         return Placement(ids, dist, names, codes, time_ms, parts)
 
-    @staticmethod
-    def count(placed: Placement) -> None:
-        """Adds `placed`'s rows to their clusters' sizes, times and members."""
-        for p in placed.parts:
-            rows = slice(None) if p.rows is None else p.rows
-            p.runner.count(p.keys, p.uid, placed.ids[rows], placed.time_ms[rows])
+    def count(self, placed: Placement) -> None:
+        """Adds `placed`'s rows to their clusters' sizes, times and members. A source
+        started again from a catalog since the placement (`use_catalog`, which carries
+        each id's counters over) counts them in its new clusterer, so no row is lost."""
+        with self._lock:  # as `place`: the router's lock, then the source's
+            for p in placed.parts:
+                rows = slice(None) if p.rows is None else p.rows
+                runner = self._runners.get(p.name, p.runner)
+                runner.count(p.keys, p.uid, placed.ids[rows], placed.time_ms[rows])
 
     def group_ids(self, names: list[str], codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """`(n,)` int64 group id of each row, given `label`'s ids and source codes."""

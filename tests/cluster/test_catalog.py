@@ -20,6 +20,7 @@ from logclust.cluster.catalog import (
 from logclust.cluster.catalog_build import build_catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.router import StreamClusters
+from logclust.wire import contract
 from tests.cluster.streams import run
 from tests.fakes import FakeLabeler, fake_traffic
 
@@ -178,3 +179,24 @@ def test_a_build_on_a_base_keeps_its_ids() -> None:
         sc.use_catalog(catalog)
         ids.append(run(sc, table).tolist())
     assert ids[0] == ids[1]
+
+
+def test_a_batch_placed_before_a_swap_is_counted_after_it() -> None:
+    """Placed under one catalog, counted after the source started from another: its
+    rows land in the clusterer serving now (which carried the counters over)."""
+    catalog, _ = _catalog()
+    other, _ = _catalog(seed=3)
+    table = fake_traffic(300, seed=4)
+    sc = StreamClusters(FakeLabeler(), CFG)
+    sc.use_catalog(catalog)
+    run(sc, table)
+    placed = sc.place(
+        table.column("body").combine_chunks(),
+        contract.source_column(table),
+        contract.time_ms_column(table, 0),
+    )
+    assert sc.use_catalog(other)  # the sources start again from the other catalog
+    sc.count(placed)
+    counted = sum(c.rows_seen for c in sc.sources.values())
+    assert counted == 2 * table.num_rows
+    assert counted == sum(c.counters().size.sum() for c in sc.sources.values())
