@@ -46,19 +46,6 @@ class ConsolidationRunner:
         self._new_since = 0
         self._backoff = 1
 
-    def assign(
-        self,
-        keys: list[str],
-        embed: Callable[[np.ndarray], np.ndarray],
-        inv: np.ndarray,
-        time_ms: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`SourceClusterer.assign` under the lock, then a consolidation if one is due."""
-        with self.lock:
-            ids, dist, uid = self.place(keys, embed, inv)
-            self.count(keys, uid, ids, time_ms)
-        return ids, dist
-
     def place(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,7 +22,8 @@ def _feed(runner: ConsolidationRunner, texts: list[str], fake: FakeLabeler) -> N
     keys = list(dict.fromkeys(texts))
     inv = np.array([keys.index(t) for t in texts])
     emb = fake.embed_masked(pa.array(keys))
-    runner.assign(keys, lambda idx: emb[idx], inv, np.zeros(len(texts), np.int64))
+    ids, _, uid = runner.place(keys, lambda idx: emb[idx], inv)
+    runner.count(keys, uid, ids, np.zeros(len(texts), np.int64))
 
 
 def test_scheduled_consolidations_back_off_on_a_steady_stream() -> None:
