@@ -130,7 +130,8 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
             chunk = data[lo : lo + 1000]
             vecs = emb.embed_masked(pa.array(chunk))
             inv = np.arange(len(chunk))
-            clus.assign(chunk, rows_of(vecs), inv, np.zeros(len(chunk), np.int64))
+            ids, _, uid = clus.place(chunk, rows_of(vecs), inv)
+            clus.count(chunk, uid, ids, np.zeros(len(chunk), np.int64))
         assert item != "cluster" or clus.clusterer.k == n, clus.clusterer.k
         return clus
     book = LatencyBook(window_ms=10_000, retention_ms=10**12)
