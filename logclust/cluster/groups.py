@@ -17,9 +17,11 @@ the same thing. Groups are found online, like clusters, by distance between mean
   id is its own cluster id. A cluster's group never changes afterwards, so ids are
   stable; a cluster with no group recorded (split off by a consolidation, or kept by a
   state written before groups) is its own group.
-- **Prose** is placed at this level directly: a prose text joins the nearest prose group
-  within `threshold` and takes its id as its cluster id (prose clusters are groups), so a
-  stream of messages on a few topics gives a few clusters, not one per sentence.
+- **Prose** is placed at this level directly, by topic (`logclust.cluster.prose_topics`):
+  its point is the bundle's prose vector of its words (`prose_vector`; without one, the
+  channel and its content words), it takes the id of the nearest topic as its cluster id
+  (prose clusters are groups), so a stream of messages on a few topics gives a few
+  clusters, not one per sentence.
 
 The index is saved with the source's state (`to_doc` / `from_doc`): ids survive restarts.
 """
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from logclust.cluster.prose_topics import ProseTopics
 from logclust.cluster.templates import is_structured
 from logclust.text.prose import LEXICAL_DIM, lexical_vector
 
@@ -113,6 +116,9 @@ class GroupIndex:
     semantic_from: int = 0
     of: dict[int, int] = field(default_factory=dict)  # cluster id -> group id
     groups: dict[int, _Group] = field(default_factory=dict)
+    # Text -> unit prose point (zeros: no known word); None: `point`'s channel and words.
+    prose_vector: Callable[[str], np.ndarray] | None = None
+    prose: ProseTopics = field(default_factory=ProseTopics)
     _tables: dict[tuple[str, int], _Table] = field(default_factory=dict, repr=False)
     _lookup: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
@@ -181,20 +187,28 @@ class GroupIndex:
                 self.add_cluster(cid, e, text)
 
     def place_prose(
-        self, text: str, emb: np.ndarray, open_cluster: Callable[[], int], at_cap: bool
+        self,
+        text: str,
+        embed: Callable[[np.ndarray], np.ndarray],
+        rows: np.ndarray,
+        open_cluster: Callable[[], int],
+        at_cap: bool,
     ) -> tuple[int, float]:
-        """`(cluster id, distance)` of a prose text: the nearest prose group within the
-        threshold (its id is the cluster's; at the cap the nearest at any distance), else
-        a new cluster from `open_cluster()`, which opens its own group."""
-        x = self.point(emb, text, PROSE)
-        gid, d = self.nearest(x, PROSE, within=not at_cap)
-        if gid is not None:
-            self.join(gid, x)
-            return gid, d
-        cid = open_cluster()
-        self._open(cid, x, PROSE)
-        self.of[cid] = cid
-        return cid, 0.0
+        """`(cluster id, distance)` of a prose text: the id of its nearest topic (see
+        `ProseTopics`); topics opened on the way get clusters from `open_cluster()`,
+        each its own group. `embed(rows)[0]` is the text's embedding (asked only without a
+        prose vector)."""
+        if self.prose_vector is not None:
+            x = self.prose_vector(text)
+        else:
+            x = self.point(embed(rows)[0], text, PROSE)
+        cid, d, opened = self.prose.place(x, open_cluster, at_cap)
+        for new in opened:
+            self._open(new, self.prose.centres[self.prose.ids.index(new)], PROSE)  # type: ignore[index]
+            self.of[new] = new
+        if opened:
+            self.changed()
+        return cid, d
 
     def prose_clusters(self) -> set[int]:
         """Clusters of prose (the clusterer never merges nor splits them)."""
@@ -242,6 +256,7 @@ class GroupIndex:
             "of": [[c, g] for c, g in sorted(self.of.items())],
             "groups": [[gid, g.kind, g.clusters, g.width] for gid, g in ordered],
             "totals": np.concatenate(totals) if totals else np.zeros(0, np.float32),
+            "prose": self.prose.to_doc(),
         }
 
     @classmethod
@@ -270,4 +285,5 @@ class GroupIndex:
             if int(g) not in out.groups:
                 raise ValueError(f"Group state names an unknown group. Received: {g}")
             out.of[int(c)] = int(g)
+        out.prose = ProseTopics.from_doc(doc.get("prose"))
         return out

@@ -117,6 +117,10 @@ class StreamClusters:
         self.default_threshold = threshold
         self.group_threshold = self.config.group_threshold_for(group_threshold)
         self.semantic_from = semantic_from
+        # A prose text's point from the bundle's word vectors (None: the embedding's).
+        self.prose_vector: Callable[[str], np.ndarray] | None = getattr(
+            embedder, "prose_vector", None
+        )
         self.masks = MaskCache(embedder.masker, self.config.cache_size)
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
         self._runners: dict[str, ConsolidationRunner] = {}
@@ -306,11 +310,14 @@ class StreamClusters:
         (rows, each id's size and times) carry over."""
         threshold = self.threshold_for(name)
         if self.catalog is None or name not in self.catalog.states:
-            groups = GroupIndex(self.group_threshold, self.semantic_from)
+            groups = GroupIndex(
+                self.group_threshold, self.semantic_from, prose_vector=self.prose_vector
+            )
             return SourceClusterer(name, self.config, self.embedder.dim, threshold, groups)
         clus = self.catalog.clusterer(
             name, self.config, threshold, (self.group_threshold, self.semantic_from)
         )
+        clus.groups.prose_vector = self.prose_vector
         clus.catalog_digest = self.catalog.digest
         if after is not None:
             counters = after.counters()
@@ -477,6 +484,7 @@ class StreamClusters:
                 except (ValueError, KeyError, OSError) as e:
                     logger.warning("ignoring stored cluster state of %r: %s", name, e)
                     continue
+                clus.groups.prose_vector = self.prose_vector
                 if name in counters:
                     try:
                         load_counters(clus, counters[name])

@@ -232,7 +232,7 @@ class SourceClusterer(Revisions):
             if self.config.prose and is_prose(keys[i]):
                 at_cap = self._table.k >= self._cap()  # then the nearest prose group
                 uid[j], dist[j] = self.groups.place_prose(
-                    keys[i], embed(miss[j : j + 1])[0], lambda: self._open_templated(None), at_cap
+                    keys[i], embed, miss[j : j + 1], lambda: self._open_templated(None), at_cap
                 )
                 continue
             shape = shape_of(keys[i])

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
+from logclust.cli.traffic import generate_traffic
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.groups import GroupIndex
 from logclust.sidecar.config import StreamLabelerConfig
 from logclust.sidecar.stream_labeler import StreamLabeler
+from training.evaluate.groups import prose_messages
 
 CFG = StreamLabelerConfig(clusters=StreamClusterConfig(background_consolidation=False))
 TOPICS = [
@@ -33,32 +36,50 @@ def labeler() -> StreamLabeler:
     return StreamLabeler.load(config=CFG)
 
 
+def _majority(groups: np.ndarray, topics: np.ndarray, topic: str) -> int:
+    ids, counts = np.unique(groups[topics == topic], return_counts=True)
+    return int(ids[np.argmax(counts)])
+
+
 def test_bad_input_each_gets_a_group_none_collapses(labeler: StreamLabeler) -> None:
-    r = labeler.label(TOPICS + BAD, source="bad")
+    prose, topics = prose_messages(400, seed=5, topics=["damaged", "refund"])
+    texts = prose[:200] + BAD + prose[200:] + BAD
+    r = labeler.label(texts, source="bad")
     assert r.groups is not None and r.groups.dtype == np.int64
-    assert len(r.groups) == len(TOPICS) + len(BAD)
+    assert len(r.groups) == len(texts)
     assert (r.groups >= 0).all()
-    # The topics keep groups of their own: no odd input is pulled into them, and the odd
-    # inputs do not all fall into one group.
-    topic_groups = set(r.groups[: len(TOPICS)].tolist())
-    assert len(topic_groups) == 2
-    odd = r.groups[len(TOPICS) :].tolist()
-    assert not topic_groups & set(odd[2:])
-    assert len(set(odd)) >= len(BAD) - 2  # only the two empty texts may share
+    # After the odd inputs, the two topics still have groups of their own.
+    late = r.groups[200 + len(BAD) : 400 + len(BAD)]
+    t = np.asarray(topics[200:])
+    damaged, refund = _majority(late, t, "damaged"), _majority(late, t, "refund")
+    assert damaged != refund
+    assert (late[t == "damaged"] == damaged).mean() > 0.9
+    assert (late[t == "refund"] == refund).mean() > 0.9
 
 
-def test_same_topic_in_other_words_joins_its_group(labeler: StreamLabeler) -> None:
-    r = labeler.label(
-        [
-            "I want a refund for my order.",
-            "Please, I want a refund for my order asap!",
-            "Where is my parcel? It has not arrived and is very late.",
-        ],
-        source="topics",
-    )
+def test_topics_of_free_text_give_a_few_groups(labeler: StreamLabeler) -> None:
+    prose, topics = prose_messages(1200, seed=6, topics=["damaged", "late", "refund"])
+    r = labeler.label(prose, source="topics")
     assert r.groups is not None
-    assert r.groups[0] == r.groups[1] != r.groups[2]
-    assert r.ids[0] == r.ids[1]  # prose clusters are its groups
+    assert r.ids.tolist() == r.groups.tolist()  # prose clusters are its groups
+    g, t = r.groups, np.asarray(topics)
+    assert adjusted_rand_score(t[600:], g[600:]) > 0.8  # after the first refits
+    for topic in ("damaged", "late", "refund"):
+        _, counts = np.unique(g[t == topic], return_counts=True)
+        assert (counts >= 0.05 * counts.sum()).sum() <= 2, topic
+
+
+def test_one_kind_of_free_text_stays_one_group(labeler: StreamLabeler) -> None:
+    """Free text with no topics (the demo's feedback: random product words after a few
+    openings) is one group, not one per sentence."""
+    traffic = generate_traffic(30000, seed=7)
+    kinds = traffic.column("kind").to_pylist()
+    feedback = [
+        b for b, k in zip(traffic.column("body").to_pylist(), kinds, strict=True) if k == "feedback"
+    ]
+    r = labeler.label(feedback, source="feedback")
+    assert r.groups is not None and len(feedback) > 500
+    assert len(set(r.groups.tolist())) <= 2
 
 
 def test_structured_kinds_sharing_keys_stay_apart(labeler: StreamLabeler) -> None:

@@ -105,6 +105,80 @@ TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
     ),
 }
+# A second set, written as whole sentences (no shared subjects and predicates), to check
+# what `TOPICS` tunes: topic -> sentences.
+SENTENCES: dict[str, tuple[str, ...]] = {
+    "crash": (
+        "the app crashes every time I open the camera",
+        "your application keeps freezing and then closes by itself",
+        "since the last update the program shuts down on startup",
+        "it froze again and I lost everything I typed",
+        "the mobile app quits as soon as I tap on settings",
+        "every time I upload a photo the whole thing crashes",
+        "the software hangs for a minute and then dies",
+        "after updating, the app will not even launch anymore",
+        "it keeps crashing on my phone, I reinstalled it twice",
+        "the screen goes black and the app closes",
+        "I get a crash whenever I try to export a report",
+        "the desktop client stops responding after a few minutes",
+    ),
+    "billing": (
+        "I was charged twice for the same subscription this month",
+        "there is a double charge on my credit card statement",
+        "you billed me two times for one order",
+        "why did my card get charged again after I paid",
+        "the invoice shows an amount I never agreed to",
+        "I see an extra payment taken from my bank account",
+        "my account was billed for a plan I never picked",
+        "the price on my bill is higher than advertised",
+        "I got an unexpected charge from your company yesterday",
+        "please explain this mystery fee on my invoice",
+        "the payment went through twice by mistake",
+        "my statement lists three charges for a single purchase",
+    ),
+    "cancel": (
+        "how do I cancel my subscription",
+        "please close my account and stop all future payments",
+        "I want to end my membership today",
+        "I would like to unsubscribe from the premium plan",
+        "where is the button to cancel my plan",
+        "stop my monthly renewal, I do not need the service anymore",
+        "cancel my account effective immediately",
+        "I no longer want this service, terminate my contract",
+        "how can I delete my account for good",
+        "please do not renew my yearly plan",
+        "I tried to cancel online but the page does not let me",
+        "end my trial before it turns into a paid plan",
+    ),
+    "address": (
+        "I need to change the shipping address on my order",
+        "can you deliver to my office instead of my home",
+        "I moved last week, please update my delivery address",
+        "the street name on my order is wrong, please fix it",
+        "send my parcel to a different city please",
+        "I typed the wrong zip code at checkout",
+        "can I update where my package is going",
+        "my apartment number is missing from the address",
+        "please ship it to my parents' house instead",
+        "how do I edit the destination of an order already placed",
+        "the address you have on file is my old one",
+        "redirect my delivery to the new place",
+    ),
+    "praise": (
+        "your support team was fantastic, thank you",
+        "great service, the agent solved my problem in minutes",
+        "I just want to say how happy I am with your help",
+        "thanks a lot, everything works perfectly now",
+        "the staff were so friendly and patient with me",
+        "best customer service I have had in years",
+        "kudos to Maria who helped me yesterday",
+        "really impressed with how quickly you replied",
+        "wonderful experience, I will recommend you to friends",
+        "thank you for going above and beyond",
+        "amazing help from your team, much appreciated",
+        "you guys are awesome, keep it up",
+    ),
+}
 _OPENERS = ("", "Hi, ", "Hello, ", "Hey, ", "Dear support, ", "Good morning, ", "Urgent: ")
 _CLOSERS = (
     "",
@@ -158,6 +232,25 @@ def prose_messages(
     names = list(topics or TOPICS)
     drawn = [names[int(i)] for i in rng.integers(0, len(names), n)]
     return [prose_message(rng, t) for t in drawn], drawn
+
+
+def sentence_messages(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """`(messages, topics)`: `n` messages of the second set (`SENTENCES`), each a
+    sentence of its topic with an opening, a closing, case and typos drawn as in
+    `prose_message`."""
+    rng = np.random.default_rng(seed)
+    names = list(SENTENCES)
+    drawn = [names[int(i)] for i in rng.integers(0, len(names), n)]
+    out = []
+    for topic in drawn:
+        text = f"{rng.choice(_OPENERS)}{rng.choice(SENTENCES[topic])}.{rng.choice(_CLOSERS)}"
+        text = text[0].upper() + text[1:]
+        if rng.random() < 0.3:
+            text = text.lower()
+        if rng.random() < 0.3:
+            text = _typo(rng, text)
+        out.append(text)
+    return out, drawn
 
 
 def probe_lines(path: Path | None = None) -> tuple[list[str], list[str]]:

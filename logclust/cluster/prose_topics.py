@@ -1,0 +1,259 @@
+"""Topics of free text: prose grouped by what it says, k never given.
+
+A threshold on the distance to the nearest group cannot find the topics of free text:
+a message lies about as far from its own topic's centre as the centres of two topics lie
+from each other (wordings differ more than topics do). Nearest centre is still right
+for almost every message once the centres are known. So the centres are found the way
+clustering finds them offline, on a sample, and the stream is placed by nearest centre:
+
+- **Sample.** A reservoir of the prose points seen (uniform over the stream, slots chosen
+  by a hash of the row's number, so a replay gives the same sample).
+- **Refit.** At 64, 128, 256 and 512 prose rows, then each time the rows seen have grown
+  by a quarter (at least 512 rows apart, at most 8,192), KMeans runs over the
+  sample for k = 2..`max_topics` (k-means++ seeds 0-2) and keeps the k of the best mean
+  silhouette. Below `min_silhouette` the sample has no topics (one kind of text, however
+  worded) and stays one group. Each new centre keeps the id of the old topic that gave
+  it most of its sampled rows (each old id once), else takes a new cluster id: a topic
+  keeps its id from refit to refit, and rows already labelled keep theirs.
+- **Place.** A prose text takes the id of the nearest centre. A text with no known word
+  (emoji only, an unknown script) is placed but not sampled.
+
+Not thread-safe (the source clusterer's lock covers it). The centres and ids are saved
+with the source's state; the sample is not (it refills after a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Prose rows at which the first refits run; then every quarter of the rows seen, within
+# these bounds (a refit takes a tenth of a second or so: at most one per 512 rows).
+_FIRST_REFITS = (64, 128, 256)
+_PERIOD = (512, 8192)
+# The least chance of a row to enter the sample (see `ProseTopics._keep`).
+_RECENT = 1 / 8
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _mix(n: int) -> int:
+    """splitmix64 of `n`: a well-spread 64-bit hash."""
+    z = (n + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def kmeans(
+    x: np.ndarray, k: int, seed: int, iters: int = 25, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(labels, centres)` of spherical KMeans on unit rows `x`, from the centres `init`
+    or else from k-means++ seeds."""
+    c = _seeds(x, k, seed) if init is None else init.astype(np.float32, copy=True)
+    labels = np.full(len(x), -1)
+    for _ in range(iters):
+        new = np.argmax(x @ c.T, axis=1)
+        if (new == labels).all():
+            break
+        labels = new
+        onehot = np.eye(k, dtype=np.float32)[labels]
+        sums = onehot.T @ x
+        filled = onehot.sum(0) > 0
+        c[filled] = _unit_rows(sums[filled])
+    return labels, c
+
+
+def _seeds(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means++: `(k, dim)` rows of `x`, each drawn by its squared distance to the
+    rows drawn before."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    centres = [x[int(rng.integers(n))]]
+    d2 = np.full(n, np.inf)
+    for _ in range(1, k):
+        d2 = np.minimum(d2, np.maximum(2.0 - 2.0 * (x @ centres[-1]), 0.0))
+        total = float(d2.sum())
+        pick = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        centres.append(x[pick])
+    return np.stack(centres)
+
+
+def silhouette(dist: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Mean silhouette of `labels` given the pairwise distances `dist`."""
+    onehot = np.eye(k, dtype=dist.dtype)[labels]  # (n, k)
+    sums = dist @ onehot  # (n, k): summed distance of each row to each cluster
+    counts = onehot.sum(0)
+    rows = np.arange(len(labels))
+    own = counts[labels]
+    a = sums[rows, labels] / np.maximum(own - 1, 1)
+    mean = sums / np.maximum(counts, 1)
+    mean[rows, labels] = np.inf
+    mean[:, counts == 0] = np.inf
+    b = mean.min(1)
+    s = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
+    s[own <= 1] = 0.0
+    return float(s.mean())
+
+
+@dataclass
+class ProseTopics:
+    """The topics of one source's prose (see the module docstring).
+
+    Args:
+        min_silhouette: mean silhouette below which the sample is one topic.
+        max_topics: the largest k a refit tries.
+        sample_size: rows in the reservoir.
+    """
+
+    min_silhouette: float = 0.08
+    max_topics: int = 8
+    sample_size: int = 512
+    centres: np.ndarray | None = None  # (k, dim) unit rows
+    ids: list[int] = field(default_factory=list)
+    seen: int = 0  # prose rows placed
+    _sample: list[np.ndarray] = field(default_factory=list, repr=False)
+    _last_refit: int = field(default=0, repr=False)
+
+    def place(
+        self, x: np.ndarray, open_cluster: Callable[[], int], at_cap: bool = False
+    ) -> tuple[int, float, list[int]]:
+        """`(cluster id, distance, ids opened)` of a prose point `x` (unit, or zero for
+        a text with no known word). `open_cluster()` gives a new cluster id; at the
+        cap no refit runs (a refit may open clusters)."""
+        if self.centres is not None and self.centres.shape[1] != x.size:
+            self.centres, self.ids, self._sample = None, [], []  # another prose space
+        self.seen += 1
+        opened: list[int] = []
+        if x.any():
+            self._keep(x)
+        if self.centres is None:
+            cid = open_cluster()
+            self.centres = (x if x.any() else np.full(x.size, x.size**-0.5))[None].copy()
+            self.ids = [cid]
+            return cid, 0.0, [cid]
+        if not at_cap and self._due():
+            opened = self.refit(open_cluster)
+        sims = self.centres @ x
+        j = int(np.argmax(sims))
+        return self.ids[j], float(np.sqrt(max(2.0 - 2.0 * sims[j], 0.0))), opened
+
+    def _due(self) -> bool:
+        """Whether a refit runs at this row (see `_FIRST_REFITS`, `_PERIOD`)."""
+        if self.seen < _PERIOD[0]:
+            return self.seen in _FIRST_REFITS
+        period = min(max(self.seen // 4, _PERIOD[0]), _PERIOD[1])
+        if self.seen - self._last_refit >= period:
+            self._last_refit = self.seen
+            return True
+        return False
+
+    def _keep(self, x: np.ndarray) -> None:
+        """Reservoir sampling, drawn from a hash of the row's number: row n enters with
+        probability max(sample_size / n, 1/8), so the sample is the stream's, with its
+        last few thousand rows always in it (a new topic shows within them)."""
+        if len(self._sample) < self.sample_size:
+            self._sample.append(x.astype(np.float32))
+            return
+        h = _mix(self.seen)
+        chance = max(self.sample_size / self.seen, _RECENT)
+        if (h & 0xFFFFF) < chance * 0x100000:
+            self._sample[(h >> 20) % self.sample_size] = x.astype(np.float32)
+
+    def fit(self, x: np.ndarray) -> np.ndarray:
+        """`(k, dim)` unit centres of the sample `x`: the k of the best silhouette, or
+        one centre when none reaches `min_silhouette`. Beside k-means++ seeds, the
+        current centres are refined as they are, so the topics known compete whole."""
+        dist = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0))
+        np.fill_diagonal(dist, 0.0)
+        smallest = max(3, len(x) // 40)  # a topic is more than a few stray rows
+        runs: list[tuple[int, int, np.ndarray | None]] = [
+            (k, seed, None) for k in range(2, self.max_topics + 1) for seed in range(3)
+        ]
+        if self.centres is not None and len(self.centres) > 1:
+            runs.append((len(self.centres), -1, self.centres))
+        best, best_score = None, self.min_silhouette
+        for k, seed, init in runs:
+            if len(x) < 8 * k:
+                continue
+            labels, c = kmeans(x, k, seed, init=init)
+            if np.bincount(labels, minlength=k).min() < smallest:
+                continue
+            score = silhouette(dist, labels, k)
+            if score > best_score:
+                best, best_score = c, score
+        return best if best is not None else _unit_rows(x.sum(0, keepdims=True))
+
+    def refit(self, open_cluster: Callable[[], int]) -> list[int]:
+        """Refits the centres on the sample; returns the cluster ids it opened."""
+        if len(self._sample) < _FIRST_REFITS[0] or self.centres is None:
+            return []
+        x = np.stack(self._sample)
+        new = self.fit(x)
+        ids = self._match(np.argmax(x @ self.centres.T, axis=1), np.argmax(x @ new.T, axis=1))
+        opened: list[int] = []
+        for i, cid in enumerate(ids):
+            if cid is None:
+                opened.append(open_cluster())
+                ids[i] = opened[-1]
+        self.centres = new.astype(np.float32)
+        self.ids = [int(c) for c in ids if c is not None]
+        return opened
+
+    def _match(self, before: np.ndarray, after: np.ndarray) -> list[int | None]:
+        """The id each new centre keeps: by the sample's rows, the old topic that gave it
+        the most of its rows (most shared rows first, each old id once, at least a third
+        of the new topic's rows), else None (a new topic)."""
+        k_old, k_new = len(self.ids), int(after.max()) + 1
+        shared = np.zeros((k_new, k_old), np.int64)
+        np.add.at(shared, (after, before), 1)
+        size = np.bincount(after, minlength=k_new)
+        ids: list[int | None] = [None] * k_new
+        taken: set[int] = set()
+        for flat in np.argsort(-shared, axis=None, kind="stable").tolist():
+            i, j = divmod(flat, k_old)
+            if shared[i, j] * 3 < size[i] or shared[i, j] == 0:
+                continue
+            if ids[i] is None and j not in taken:
+                ids[i] = self.ids[j]
+                taken.add(j)
+        return ids
+
+    # -- state ---------------------------------------------------------------------------
+
+    def to_doc(self) -> dict[str, Any]:
+        """Centres, ids and the row count as a JSON document (the sample is not kept)."""
+        if self.centres is None:
+            return {"seen": self.seen, "ids": [], "centres": []}
+        return {
+            "seen": self.seen,
+            "ids": list(self.ids),
+            "centres": np.round(self.centres.astype(np.float64), 6).tolist(),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> ProseTopics:
+        """The topics `to_doc` wrote (none for None).
+
+        Raises:
+            ValueError: centres and ids of different lengths, or ragged centres.
+        """
+        out = cls()
+        if not doc:
+            return out
+        ids = [int(i) for i in doc["ids"]]
+        centres = np.asarray(doc["centres"], np.float32)
+        if ids and (centres.ndim != 2 or len(centres) != len(ids)):
+            raise ValueError(
+                f"Prose topics' centres and ids differ in number. Received: "
+                f"{len(ids)} ids, centres of shape {centres.shape}"
+            )
+        out.seen = int(doc["seen"])
+        if ids:
+            out.centres, out.ids = _unit_rows(centres), ids
+        return out

@@ -1,0 +1,118 @@
+"""Topics of free text (`logclust.cluster.prose_topics`) on synthetic points: topics found
+with k never given, one topic for structureless text, ids kept across refits and
+restores, a replay placed the same."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from logclust.cluster.prose_topics import ProseTopics, kmeans, silhouette
+
+
+def _points(
+    n: int, k: int, spread: float, seed: int, dim: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` unit points around `k` random unit centres (noise `spread`), and their topic."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    truth = rng.integers(0, k, n)
+    x = centres[truth] / np.linalg.norm(centres[truth], axis=1, keepdims=True)
+    x = x + spread * rng.normal(size=(n, dim)) / np.sqrt(dim)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), truth
+
+
+def _stream(topics: ProseTopics, x: np.ndarray) -> tuple[list[int], list[int]]:
+    """`(ids, clusters opened)` of points placed one by one."""
+    counter = itertools.count(100)
+    opened: list[int] = []
+
+    def open_cluster() -> int:
+        opened.append(next(counter))
+        return opened[-1]
+
+    return [topics.place(p, open_cluster)[0] for p in x], opened
+
+
+def _per_topic(ids: list[int], truth: np.ndarray, share: float = 0.05) -> list[int]:
+    """Ids holding at least `share` of each topic's rows."""
+    g = np.asarray(ids)
+    out = []
+    for t in np.unique(truth):
+        _, counts = np.unique(g[truth == t], return_counts=True)
+        out.append(int((counts >= share * counts.sum()).sum()))
+    return out
+
+
+def test_topics_found_with_k_never_given() -> None:
+    x, truth = _points(1500, 5, spread=0.9, seed=0)
+    ids, opened = _stream(ProseTopics(), x)
+    late = slice(1100, None)  # after the refit at 1024
+    g, t = np.asarray(ids)[late], truth[late]
+    # the topics overlap a little (as wordings do): a stray row may take a neighbour's id
+    assert adjusted_rand_score(t, g) > 0.95
+    assert len(set(g.tolist())) == 5
+    assert max(_per_topic(ids, truth)) <= 2  # the first rows share the first topic's id
+    assert len(opened) == len(set(ids)) <= 7
+
+
+def test_text_without_topics_stays_one_group() -> None:
+    x, _ = _points(1500, 1, spread=2.0, seed=1)
+    ids, opened = _stream(ProseTopics(), x)
+    assert len(set(ids)) == 1 and len(opened) == 1
+
+
+def test_a_late_topic_gets_an_id_of_its_own() -> None:
+    x, truth = _points(4000, 4, spread=0.9, seed=2)
+    early = np.flatnonzero(truth[:2000] != 3)[:1200]  # topic 3 is absent from them
+    order = np.concatenate([early, np.arange(2000, 4000)])
+    ids, opened = _stream(ProseTopics(), x[order])
+    t = truth[order]
+    late, lt = np.asarray(ids)[-1000:], t[-1000:]  # refits at 2048 and 2560 saw topic 3
+    assert not set(late[lt == 3].tolist()) & set(late[lt != 3].tolist())
+    assert len(set(late[lt == 3].tolist())) == 1 and len(opened) == 4
+
+
+def test_replay_places_the_same_and_state_round_trips() -> None:
+    x, _ = _points(1100, 3, spread=0.9, seed=3)
+    a, b = ProseTopics(), ProseTopics()
+    assert _stream(a, x)[0] == _stream(b, x)[0]
+    back = ProseTopics.from_doc(a.to_doc())
+    assert back.ids == a.ids and back.seen == a.seen
+    probe = x[:50]
+    before = [a.place(p, lambda: -1)[0] for p in probe]
+    after = [back.place(p, lambda: -1)[0] for p in probe]
+    assert before == after
+
+
+def test_zero_point_and_other_width() -> None:
+    t = ProseTopics()
+    cid, _, opened = t.place(np.zeros(8, np.float32), lambda: 7)
+    assert cid == 7 and opened == [7]
+    assert t.place(np.zeros(8, np.float32), lambda: 8)[0] == 7  # placed, not sampled
+    # a point of another width (another bundle's prose space) starts the topics afresh
+    cid, _, opened = t.place(np.ones(4, np.float32) / 2, lambda: 9)
+    assert cid == 9 and opened == [9]
+
+
+def test_bad_documents_are_refused() -> None:
+    with pytest.raises(ValueError, match="Received: 2 ids"):
+        ProseTopics.from_doc({"seen": 3, "ids": [1, 2], "centres": [[1.0, 0.0]]})
+    assert ProseTopics.from_doc(None).centres is None
+
+
+def test_kmeans_and_silhouette_agree_with_sklearn() -> None:
+    from sklearn.metrics import silhouette_score
+
+    x, truth = _points(400, 4, spread=0.5, seed=4)
+    runs = [kmeans(x, 4, seed=s) for s in range(3)]  # k-means++ seeds: the best of three
+    labels, centres = max(runs, key=lambda r: adjusted_rand_score(truth, r[0]))
+    assert adjusted_rand_score(truth, labels) > 0.95
+    assert np.allclose(np.linalg.norm(centres, axis=1), 1.0, atol=1e-5)
+    dist = np.sqrt(np.maximum(2 - 2 * x @ x.T, 0))
+    np.fill_diagonal(dist, 0.0)
+    ours = silhouette(dist, labels, 4)
+    assert ours == pytest.approx(silhouette_score(dist, labels, metric="precomputed"), abs=1e-4)
