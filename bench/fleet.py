@@ -108,8 +108,8 @@ def p99_errors(table: pa.Table, addrs: list[str], ids: list[np.ndarray]) -> np.n
     merged = fleet_latency(addrs, [0.99], since_s=86400.0).table.to_pylist()
     errs = []
     for row in merged:
-        if row["sidecar"] is not None:
-            continue  # a local id: one sidecar's own
+        if row["local"]:
+            continue  # a kind the catalog lacks
         mine = np.concatenate([lat[(src == row["source"]) & (i == row["cluster_id"])] for i in ids])
         exact = float(np.quantile(mine, 0.99))
         errs.append(abs(row["p99"] - exact) / exact)

@@ -43,6 +43,7 @@ import numpy as np
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import NO_TIME_HI, NO_TIME_LO
+from logclust.cluster.local_ids import LocalIds
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.source_state import SourceCounters
 from logclust.cluster.state import STATE_MAGIC, decode_state, encode_state
@@ -133,6 +134,7 @@ class Catalog:
         zeros = np.zeros(n, np.int64)
         lo, hi = np.full(n, NO_TIME_LO), np.full(n, NO_TIME_HI)
         clus.set_counters(SourceCounters(0, clus.last_batch_ms, 0, n, zeros, lo, hi))
+        clus.local_ids = LocalIds(source, n)
         return clus
 
     def check_bundle(self, bundle: str, where: str) -> None:
@@ -155,7 +157,8 @@ def catalog_of(
     clock is kept: the same clusters give the same bytes, so the same digest."""
     states = {
         name: zlib.compress(
-            encode_state(dataclasses.replace(c.state(), last_batch_ms=0)), _ZLIB_LEVEL
+            encode_state(dataclasses.replace(c.state(), last_batch_ms=0, local_ids=None)),
+            _ZLIB_LEVEL,
         )
         for name, c in sorted(clusterers.items())
     }
