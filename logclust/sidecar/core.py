@@ -205,7 +205,7 @@ class Sidecar:
                 b.latency_ms,
                 groups,
             )
-        out = contract.with_labels(table, ids, b.distances, groups)
+        out = contract.with_labels(table, ids, b.distances, groups, wide=stream.translating)
         for name, column in b.headers.items():
             out = out.append_column(name, column)
         if b.keep is not None and b.weight is not None:

@@ -71,7 +71,9 @@ def test_local_ids_are_fleet_unique_persisted_and_merged(
 ) -> None:
     path, catalog = catalog_path
     known = fake_traffic(20, seed=3)
-    known_rows = list(zip(known.column("source").to_pylist(), known.column("body").to_pylist()))
+    known_rows = list(
+        zip(known.column("source").to_pylist(), known.column("body").to_pylist(), strict=True)
+    )
     rows = [("frontend", NEW_A), ("frontend", NEW_B), ("ledger", ELSEWHERE), *known_rows]
     with ExitStack() as stack:
         a = stack.enter_context(_sidecar(path, tmp_path / "a"))
@@ -81,7 +83,9 @@ def test_local_ids_are_fleet_unique_persisted_and_merged(
         assert ids_a == ids_b  # the same kinds, the same ids, whatever the order
         new = ids_a[:3]
         assert len(set(new)) == 3 and all(i >= LOCAL_BIT for i in new)
-        assert all(i < catalog.next_ids.get(s, 0) for (s, _), i in zip(known_rows, ids_a[3:]))
+        assert all(
+            i < catalog.next_ids.get(s, 0) for (s, _), i in zip(known_rows, ids_a[3:], strict=True)
+        )
         # One of the sidecars meets more rows of a new kind: the fleet merges them.
         _label(b, [("frontend", NEW_A)] * 4, latency=50.0)
         lat = fleet_latency([a, b], [0.99], since_s=3600.0).table.to_pylist()
