@@ -83,12 +83,22 @@ class LocalIds:
         (`keys`, each text's cluster `uid`); returns whether any was new."""
         if not uid.size or int(uid.max()) < self.first:
             return False
-        ids, at = np.unique(uid, return_index=True)
-        fresh = [(c, i) for c, i in zip(ids.tolist(), at.tolist(), strict=True) if c >= self.first]
-        fresh = [(c, i) for c, i in fresh if c not in self.of]
-        for cid, i in fresh:
-            self._give(cid, keys[i])
-        return bool(fresh)
+        local = np.flatnonzero(uid >= self.first)
+        named = self._lookup(uid[local] - self.first) != 0
+        if named.all():  # the steady state: one gather, no Python loop
+            return False
+        ids, at = np.unique(uid[local[~named]], return_index=True)
+        for cid, i in zip(ids.tolist(), local[~named][at].tolist(), strict=True):
+            if cid not in self.of:
+                self._give(cid, keys[i])
+        return True
+
+    def _lookup(self, rows: np.ndarray) -> np.ndarray:
+        """The table's entries at `rows` (ids minus `first`), grown to hold them."""
+        top = int(rows.max()) + 1
+        if self._table.size < top:
+            self._rebuild(max(top, 2 * self._table.size))
+        return self._table[rows]
 
     def _give(self, cid: int, text: str | None) -> None:
         salt, ext = 0, 0
@@ -105,7 +115,8 @@ class LocalIds:
                 break
         self.of[cid] = ext
         self._taken[ext] = cid
-        self._table = np.zeros(0, np.int64)  # rebuilt at the next `external`
+        if 0 <= cid - self.first < self._table.size:
+            self._table[cid - self.first] = ext
 
     def external(
         self, ids: np.ndarray, text_of: Callable[[int], str | None] | None = None
@@ -118,14 +129,10 @@ class LocalIds:
         if not local.any():
             return out
         rows = out[local] - self.first
-        top = int(rows.max()) + 1
-        if self._table.size < top:
-            self._rebuild(top)
-        got = self._table[rows]
+        got = self._lookup(rows)
         if not got.all():  # unnamed ones
             for cid in np.unique(rows[got == 0] + self.first).tolist():
                 self._give(cid, text_of(cid) if text_of is not None else None)
-            self._rebuild(top)
             got = self._table[rows]
         out[local] = got
         return out
