@@ -5,7 +5,8 @@ two orders give one kind two ids. A catalog fixes the ids of the kinds it holds:
 source of a sidecar served with one starts from the catalog's clusters (their ids,
 centroids, templates and aliases: a `SourceState` of the build), so a row of a catalog
 kind gets the catalog's id everywhere; a kind the catalog lacks opens a local id at or
-above the source's `next_id` (`Catalog.is_local`).
+above the source's `next_id` (`Catalog.is_local`), which leaves the sidecar as a
+fleet-unique external id (`logclust.cluster.local_ids`).
 
 File format (version 2), little-endian:
 
