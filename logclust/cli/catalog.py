@@ -42,7 +42,7 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
     """`logclust catalog show`: checks the file; one line per source."""
     catalog = read_catalog(args.catalog)
     print(f"catalog {args.catalog}: digest {catalog.digest[:12]}, bundle {catalog.bundle[:12]}")
-    for name, data in catalog.states.items():
-        state, _ = decode_state(bytes(data), catalog.dim)
+    for name in catalog.states:
+        state, _ = decode_state(catalog.state_bytes(name), catalog.dim)
         print(f"  {name}: {state.table.k} clusters, ids below {catalog.next_ids[name]}")
     return 0

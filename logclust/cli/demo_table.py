@@ -157,9 +157,8 @@ def _merged_line(
         return _cluster_line(rs[0])
     cids = [r["cluster_id"] for r in rs]
     exact = float(np.quantile(latency_ms[np.isin(ids, cids)], 0.99))
-    mine = latency.filter(
-        pa.compute.is_in(latency.column("cluster_id"), pa.array(cids, pa.int32()))
-    )
+    col = latency.column("cluster_id")
+    mine = latency.filter(pa.compute.is_in(col, pa.array(cids, col.type)))
     high = merge_latency_rows(mine).column("p99_high")[0].as_py()
     biggest = max(rs, key=lambda r: (r["count"], -r["cluster_id"]))
     groups = {r.get(GROUP_ID) for r in rs}

@@ -3,9 +3,11 @@
 Sidecars served with one catalog (docs/fleet.md) give a kind the same id, so their rows
 merge by `(source, cluster_id)`: latency sketches exactly (DDSketch bucket counts add,
 so the fleet's quantiles are as accurate as one sidecar's), cluster sizes and rates by
-sum. A local id (a kind the catalog lacks, `local` true) is one sidecar's own: it stays
-a row of its own, named by that sidecar's address in `sidecar`. A sidecar that does not
-answer is named in `FleetAnswer.unreachable` and the others are still merged.
+sum. A local id (a kind the catalog lacks, `local` true) is fleet-unique too
+(`logclust.cluster.local_ids`): sidecars that met one new kind through the same text
+give it the same id and their rows merge; other local kinds stay rows of their own. A
+sidecar that does not answer is named in `FleetAnswer.unreachable` and the others are
+still merged.
 """
 
 from __future__ import annotations
@@ -51,10 +53,15 @@ def _ask(
     return answers, unreachable
 
 
-def _key(addr: str, row: dict[str, Any], windowed: bool) -> tuple[Any, ...]:
-    """Rows of one kind share a key: its catalog id, or a local id with its sidecar."""
-    where = addr if row["local"] else None
-    return (row["source"], row["cluster_id"], row.get("window_start") if windowed else 0, where)
+def _key(row: dict[str, Any], windowed: bool) -> tuple[Any, ...]:
+    """Rows of one kind share a key: its id (a catalog id or a fleet-unique local id),
+    with whether it is local."""
+    return (
+        row["source"],
+        row["cluster_id"],
+        row.get("window_start") if windowed else 0,
+        row["local"],
+    )
 
 
 def fleet_latency(
@@ -69,9 +76,9 @@ def fleet_latency(
     """Per-cluster latency over every sidecar of `addrs`, sketches merged exactly.
 
     Returns:
-        Columns `source`, `cluster_id`, `window_start` (when windowed), `sidecar` (the
-        address of a local id; null for a catalog id), `sidecars` (how many had rows),
-        `count`, `min`, `max`, `mean` and one column per quantile.
+        Columns `source`, `cluster_id` (int64), `window_start` (when windowed), `local`
+        (a kind the catalog lacks), `sidecars` (how many had rows), `count`, `min`,
+        `max`, `mean` and one column per quantile.
     """
     qs = list(quantiles) or list(DEFAULT_QUANTILES)
 
@@ -80,9 +87,9 @@ def fleet_latency(
 
     answers, unreachable = _ask(addrs, call, tls, timeout_s)
     merged: dict[tuple[Any, ...], tuple[DDSketch, int]] = {}
-    for addr, table in answers:
+    for _, table in answers:
         for row in table.to_pylist():
-            key = _key(addr, row, window_s is not None)
+            key = _key(row, window_s is not None)
             sketch = DDSketch.from_bytes(row["sketch"])
             if key in merged:
                 acc, n = merged[key]
@@ -96,15 +103,15 @@ def fleet_latency(
 def _latency_table(
     merged: dict[tuple[Any, ...], tuple[DDSketch, int]], qs: list[float], windowed: bool
 ) -> pa.Table:
-    keys = sorted(merged, key=lambda k: (k[0], k[3] or "", k[1], k[2] or 0))
+    keys = sorted(merged, key=lambda k: (k[0], k[1], k[2] or 0))
     sketches = [merged[k][0] for k in keys]
     cols: dict[str, pa.Array] = {
         "source": pa.array([k[0] for k in keys], pa.string()),
-        "cluster_id": pa.array([k[1] for k in keys], pa.int32()),
+        "cluster_id": pa.array([k[1] for k in keys], pa.int64()),
     }
     if windowed:
         cols["window_start"] = pa.array([k[2] for k in keys], pa.timestamp("ms", tz="UTC"))
-    cols["sidecar"] = pa.array([k[3] for k in keys], pa.string())
+    cols["local"] = pa.array([bool(k[3]) for k in keys], pa.bool_())
     cols["sidecars"] = pa.array([merged[k][1] for k in keys], pa.int32())
     cols["count"] = pa.array([s.count for s in sketches], pa.int64())
     cols["min"] = pa.array([s.min for s in sketches], pa.float64())
@@ -126,18 +133,18 @@ def fleet_clusters(
     summed, first/last seen widened, the first template and exemplars kept.
 
     Returns:
-        Columns `source`, `cluster_id`, `sidecar` (the address of a local id; null for a
-        catalog id), `sidecars`, `size`, `first_seen`, `last_seen`, `template`,
-        `exemplars`, `active`, `rows_per_s`, `rows_per_s_before`.
+        Columns `source`, `cluster_id`, `local` (a kind the catalog lacks), `sidecars`,
+        `size`, `first_seen`, `last_seen`, `template`, `exemplars`, `active`,
+        `rows_per_s`, `rows_per_s_before`.
     """
     answers, unreachable = _ask(addrs, lambda c: c.clusters(source), tls, timeout_s)
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for addr, table in answers:
+    for _, table in answers:
         for row in table.to_pylist():
-            key = _key(addr, row, False)
+            key = _key(row, False)
             acc = merged.get(key)
             if acc is None:
-                merged[key] = {**row, "sidecar": key[3], "sidecars": 1}
+                merged[key] = {**row, "sidecars": 1}
                 continue
             acc["sidecars"] += 1
             for name in ("size", "rows_per_s", "rows_per_s_before"):
@@ -148,9 +155,9 @@ def fleet_clusters(
             acc["template"] = acc["template"] or row["template"]
             more = [e for e in row["exemplars"] if e not in acc["exemplars"]]
             acc["exemplars"] = (acc["exemplars"] + more)[:FLEET_EXEMPLARS]
-    names = ["source", "cluster_id", "sidecar", "sidecars", "size", "first_seen", "last_seen"]
+    names = ["source", "cluster_id", "local", "sidecars", "size", "first_seen", "last_seen"]
     names += ["template", "exemplars", "active", "rows_per_s", "rows_per_s_before"]
-    rows = [merged[k] for k in sorted(merged, key=lambda k: (k[0], k[3] or "", k[1]))]
+    rows = [merged[k] for k in sorted(merged, key=lambda k: (k[0], k[1]))]
     if not rows:
         return FleetAnswer(pa.table({n: pa.array([], pa.null()) for n in names}), unreachable)
     return FleetAnswer(pa.Table.from_pylist([{n: r[n] for n in names} for r in rows]), unreachable)

@@ -30,7 +30,7 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
     table = pa.table(
         {
             "source": pa.array([c.source for c in cs], pa.string()),
-            "cluster_id": pa.array([c.cluster_id for c in cs], pa.int32()),
+            "cluster_id": pa.array([c.cluster_id for c in cs], pa.int64()),
             "group_id": pa.array([c.group_id for c in cs], pa.int64()),
             "size": pa.array([c.size for c in cs], pa.int64()),
             "first_seen": pa.array([c.first_seen_unix_ms or None for c in cs], pa.int64()).cast(ts),
@@ -39,7 +39,7 @@ def clusters_to_table(response: pb.ClustersResponse) -> pa.Table:
             "exemplars": pa.array([list(c.exemplars) for c in cs], pa.list_(pa.string())),
             "active": pa.array([c.active for c in cs], pa.bool_()),
             "merged_into": pa.array(
-                [None if c.merged_into < 0 else c.merged_into for c in cs], pa.int32()
+                [None if c.merged_into < 0 else c.merged_into for c in cs], pa.int64()
             ),
             "rows_per_s": pa.array([c.rows_per_s for c in cs], pa.float64()),
             "rows_per_s_before": pa.array([c.rows_per_s_before for c in cs], pa.float64()),

@@ -51,7 +51,7 @@ def _keys(tokens: list[str]) -> tuple[str, ...]:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class ClusterStats:
     """What is known about one cluster id of one source."""
 
@@ -68,8 +68,9 @@ class ClusterStats:
     # The cluster's group (`logclust.cluster.groups`), set on the copies `describe` gives;
     # not saved with the stats (the groups' own state holds it).
     group_id: int | None = field(default=None, compare=False)
-    # Raw texts already offered (not saved; bounds the scrubbing work).
-    _seen: set[str] = field(default_factory=set, repr=False, compare=False)
+    # Raw texts already offered (not saved; bounds the scrubbing work). None until the
+    # cluster is first offered members: a catalog's thousands of clusters hold no set.
+    _seen: set[str] | None = field(default=None, repr=False, compare=False)
 
     def add_members(self, texts: list[str], cap: int) -> None:
         """Keeps up to `cap` distinct members, scrubbed (`logclust.text.privacy`)."""
@@ -77,10 +78,12 @@ class ClusterStats:
             return
         # Texts scrubbed before are not scrubbed again (a cluster looks for members as it
         # grows, mostly finding the ones it has).
-        fresh = [t for t in dict.fromkeys(texts) if t not in self._seen]
-        if len(self._seen) > 16 * cap:
-            self._seen.clear()
-        self._seen.update(fresh)
+        seen = self._seen if self._seen is not None else set()
+        fresh = [t for t in dict.fromkeys(texts) if t not in seen]
+        if len(seen) > 16 * cap:
+            seen.clear()
+        seen.update(fresh)
+        self._seen = seen
         new = [t for t in dict.fromkeys(map(scrub, fresh)) if t not in self.members]
         if new and len(self.members) < cap:
             self.members.extend(new[: cap - len(self.members)])

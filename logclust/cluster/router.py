@@ -25,6 +25,7 @@ from logclust.cluster.catalog import Catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.groups import GroupIndex
+from logclust.cluster.local_ids import LocalIds
 from logclust.cluster.runner import ConsolidationRunner
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.state import SourceParts, encode_parts, from_bytes, load_counters
@@ -313,7 +314,10 @@ class StreamClusters:
             groups = GroupIndex(
                 self.group_threshold, self.semantic_from, prose_vector=self.prose_vector
             )
-            return SourceClusterer(name, self.config, self.embedder.dim, threshold, groups)
+            clus = SourceClusterer(name, self.config, self.embedder.dim, threshold, groups)
+            if self.catalog is not None:  # a source the catalog lacks: every id local
+                clus.local_ids = LocalIds(name, 0)
+            return clus
         clus = self.catalog.clusterer(
             name, self.config, threshold, (self.group_threshold, self.semantic_from)
         )
@@ -323,6 +327,8 @@ class StreamClusters:
             counters = after.counters()
             clus.skip_ids(counters.next_id)
             clus.set_counters(counters)
+            if after.local_ids is not None and clus.local_ids is not None:
+                clus.local_ids.carry(after.local_ids)
         return clus
 
     def use_catalog(self, catalog: Catalog | None) -> list[str]:
@@ -350,12 +356,42 @@ class StreamClusters:
             for name in again:
                 old = self._runners[name].clusterer
                 self._runners[name] = self._shared(self._new_clusterer(name, after=old))
+            for name, r in self._runners.items():  # sources it lacks: every id local
+                if name not in catalog.states and r.clusterer.local_ids is None:
+                    with r.lock:
+                        r.clusterer.local_ids = LocalIds(name, 0)
             return again
 
     def is_local(self, source: str, cluster_id: int) -> bool:
         """Whether an id is this sidecar's own, not the catalog's (False without one)."""
         catalog = self.catalog
         return catalog is not None and catalog.is_local(source, cluster_id)
+
+    @property
+    def translating(self) -> bool:
+        """Whether ids leave the sidecar as external ids (a catalog is served): int64,
+        local kinds' fleet-unique (`logclust.cluster.local_ids`)."""
+        return self.catalog is not None
+
+    def external_ids(self, source: str, ids: np.ndarray) -> np.ndarray:
+        """`(n,)` int64 ids of `source` as they leave the sidecar: as they are without a
+        catalog (or for an unknown source), local ids as their external ids."""
+        with self._lock:
+            runner = self._runners.get(source)
+        if runner is None or not self.translating:
+            return np.asarray(ids, np.int64)
+        with runner.lock:
+            return _external(runner.clusterer, ids)
+
+    def external_rows(self, names: list[str], codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """`external_ids` of each row, given `label`'s source names and codes."""
+        if len(names) == 1:
+            return self.external_ids(names[0], ids)
+        out = np.asarray(ids, np.int64).copy()
+        for code, name in enumerate(names):
+            rows = codes == code
+            out[rows] = self.external_ids(name, ids[rows])
+        return out
 
     def _shared(self, clus: SourceClusterer) -> ConsolidationRunner:
         """Puts `clus` under `max_clusters_total` (when set) and the shared memo."""
@@ -400,7 +436,11 @@ class StreamClusters:
         """`(source, merged id) -> surviving id` of every source."""
         with self._lock:
             clusterers = [r.clusterer for r in self._runners.values()]
-        return {(c.source, g): t for c in clusterers for g, t in dict(c.aliases).items()}
+        out = {(c.source, g): t for c in clusterers for g, t in dict(c.aliases).items()}
+        for c in clusterers:  # local kinds a catalog restart dropped, opened again
+            moved = {} if c.local_ids is None else dict(c.local_ids.moved)
+            out.update({(c.source, g): c.aliases.get(t, t) for g, t in moved.items()})
+        return out
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per source: clusters held, and rows forced into a cluster past `max_clusters`
@@ -491,6 +531,24 @@ class StreamClusters:
                     except (ValueError, KeyError) as e:
                         logger.warning("ignoring stored counters of %r: %s", name, e)
                 self._runners[name] = self._shared(clus)
+
+
+def _external(clus: SourceClusterer, ids: np.ndarray) -> np.ndarray:
+    """`SourceClusterer`'s ids as they leave the sidecar (call with its lock held); an id
+    named now (`LocalIds.external`) is saved with the state."""
+    local = clus.local_ids
+    if local is None:
+        return np.asarray(ids, np.int64)
+    named = len(local.of)
+
+    def first_member(cid: int) -> str | None:
+        st = clus.stats.get(cid)
+        return st.members[0] if st is not None and st.members else None
+
+    out = local.external(ids, first_member)
+    if len(local.of) != named:
+        clus.bump(model=True)
+    return out
 
 
 def _encoded(source: pa.Array) -> tuple[list[str], np.ndarray]:

@@ -61,6 +61,9 @@ class ConsolidationRunner:
         """`SourceClusterer.count` under the lock, then a consolidation if one is due."""
         with self.lock:
             self.clusterer.count(keys, uid, ids, time_ms)
+            local = self.clusterer.local_ids
+            if local is not None and local.name(keys, uid):
+                self.clusterer.bump(model=True)  # new external ids: saved with the state
             self._rows_since += ids.size
             self._maybe_consolidate()
 

@@ -37,6 +37,7 @@ from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.forms import FormIndex, form_keys, near
 from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import IdStats
+from logclust.cluster.local_ids import LocalIds
 from logclust.cluster.memo import PlacementMemo
 from logclust.cluster.reservoir import Reservoir
 from logclust.cluster.source_state import Revisions, SourceCounters, SourceState
@@ -119,6 +120,8 @@ class SourceClusterer(Revisions):
         Revisions.__init__(self)
         # The digest of the catalog this clusterer started from (None: none), not saved.
         self.catalog_digest: str | None = None
+        # External ids of local kinds under a fleet catalog (`logclust.cluster.local_ids`).
+        self.local_ids: LocalIds | None = None
 
     @property
     def k(self) -> int:
@@ -393,10 +396,7 @@ class SourceClusterer(Revisions):
                 "source %r reached its cap of %d clusters (max_clusters=%d, "
                 "max_clusters_total=%s): far lines now join their nearest cluster "
                 "(counted in logclust_cluster_cap_hits_total)",
-                self.source,
-                cap,
-                self.config.max_clusters,
-                self.config.max_clusters_total,
+                *(self.source, cap, self.config.max_clusters, self.config.max_clusters_total),
             )
 
     def _cap(self) -> int:

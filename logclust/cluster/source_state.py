@@ -31,6 +31,8 @@ class SourceState:
     ids: np.ndarray  # (k,) int32 stable id of each row of `table`
     templates: dict[str, Any] | None = None  # `TemplateIndex.to_doc()`; None: none kept
     groups: dict[str, Any] | None = None  # `GroupIndex.to_doc()`; None: saved before groups
+    # `LocalIds.to_doc()`: the external ids of local kinds (None: no fleet catalog served).
+    local_ids: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

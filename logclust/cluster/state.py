@@ -15,6 +15,7 @@ A state of format 1 or 2 loads as unsaved, so the next flush writes it in format
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
 from logclust.cluster.groups import GroupIndex
+from logclust.cluster.local_ids import LocalIds
 from logclust.cluster.source import SourceClusterer
 from logclust.cluster.source_state import SourceCounters, SourceState
 from logclust.cluster.threshold import Centroids
@@ -90,6 +92,8 @@ def encode_state(state: SourceState) -> bytes:
     }
     if state.templates and state.templates.get("templates"):
         meta["templates"] = state.templates  # absent: a state with no templates (older)
+    if state.local_ids is not None:
+        meta["local_ids"] = state.local_ids  # absent: no fleet catalog when saved
     groups = state.groups
     if groups and groups.get("of"):  # absent: a state saved before groups (older)
         meta["groups"] = {k: v for k, v in groups.items() if k != "totals"}
@@ -140,6 +144,7 @@ def decode_state(data: bytes, dim: int) -> tuple[SourceState, int]:
         ids=ids,
         templates=meta.get("templates"),
         groups=_groups_of(meta, arrays),
+        local_ids=meta.get("local_ids"),
     )
     return state, version
 
@@ -205,8 +210,11 @@ def decode_counters(data: bytes) -> SourceCounters:
 
 
 def to_bytes(clusterer: SourceClusterer) -> bytes:
-    """The state of `clusterer` in format 3 (call with its lock held)."""
-    return encode_state(clusterer.state())
+    """The state of `clusterer` in format 3, its local ids' external ids with it (call
+    with its lock held)."""
+    local = clusterer.local_ids
+    doc = None if local is None else local.to_doc()
+    return encode_state(dataclasses.replace(clusterer.state(), local_ids=doc))
 
 
 def from_bytes(
@@ -227,9 +235,12 @@ def from_bytes(
     state, version = decode_state(data, dim)
     tau, start = groups or (config.group_threshold_for(None), 0)
     index = GroupIndex.from_doc(state.groups, tau, start)
-    return SourceClusterer.restored(
+    clus = SourceClusterer.restored(
         state, config, threshold, saved=version == STATE_VERSION, groups=index
     )
+    if state.local_ids is not None:
+        clus.local_ids = LocalIds.from_doc(state.source, state.local_ids)
+    return clus
 
 
 def counters_bytes(clusterer: SourceClusterer) -> bytes:

@@ -32,6 +32,7 @@ I/O; `to_doc`/`from_doc` give a JSON-able form for the source's state.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -145,16 +146,16 @@ class Template:
     words: list[str]
     cid: int
     alive: bool = True
-    # The constant words, in order and as a set (kept by `refresh` when words change).
+    # The constant words, in order (kept by `refresh` when words change). No set of
+    # them is kept: a frozenset per template was most of a large catalog's templates'
+    # memory; `words_of_shape.issuperset(const_seq)` asks the same in C.
     const_seq: tuple[str, ...] = ()
-    const_set: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.refresh()
 
     def refresh(self) -> None:
         self.const_seq = tuple(w for w in self.words if not is_variable(w))
-        self.const_set = frozenset(self.const_seq)
 
     @property
     def constants(self) -> int:
@@ -278,7 +279,7 @@ class TemplateIndex:
         words = frozenset(shape)
         for i in list(self._by_len.get(len(shape), ())):
             t = self._templates[i]
-            if not t.const_set <= words or _diffs(t.words, shape):
+            if not words.issuperset(t.const_seq) or _diffs(t.words, shape):
                 continue
             c = t.constants
             if c == 0 and shape_constants:
@@ -295,7 +296,8 @@ class TemplateIndex:
         out = []
         for i in self._by_len.get(n, ()):
             t = self._templates[i]
-            if len(t.const_set - words) > most:  # each constant missing is a difference
+            # Each constant missing is a difference.
+            if not words.issuperset(t.const_seq) and len(set(t.const_seq) - words) > most:
                 continue
             d = _diffs(t.words, shape)
             if len(d) <= most:
@@ -435,7 +437,9 @@ class TemplateIndex:
             for cid, words in doc.get("templates", []):
                 if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
                     raise ValueError(f"template words must be strings. Received: {words!r}")
-                index._new(list(words), int(cid))
+                # One string per distinct word: a catalog's thousands of templates
+                # share their common words (JSON gives each its own string).
+                index._new([sys.intern(w) for w in words], int(cid))
         except (TypeError, ValueError) as e:
             raise ValueError(f"Malformed templates in the cluster state: {e}") from e
         return index

@@ -312,12 +312,18 @@ def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of integer columns and each row's group: `(groups (g, c), (n,))`.
 
     One 1-D `np.unique` over a mixed-radix key when it fits in int64 (the usual case: a
-    few sources, clusters and windows), else the slower row-wise `np.unique(axis=0)`.
+    few sources, clusters and windows). Wide columns (a fleet's 63-bit local ids) are
+    numbered by their distinct values first; past that, the slower `np.unique(axis=0)`.
     """
     cols = [np.asarray(c, np.int64) for c in columns]
     lows = [int(c.min()) for c in cols]
     spans = [int(c.max()) - lo + 1 for c, lo in zip(cols, lows, strict=True)]
-    if math.prod(spans) >= 2**62:
+    if math.prod(spans) >= 2**62 and cols[0].size:
+        values, codes = zip(*(np.unique(c, return_inverse=True) for c in cols), strict=True)
+        if math.prod(v.size for v in values) < 2**62:
+            small, inv = group_rows(*(c.ravel() for c in codes))
+            wide = np.stack([v[small[:, j]] for j, v in enumerate(values)], 1)
+            return wide, inv
         groups, inv = np.unique(np.stack(cols, 1), axis=0, return_inverse=True)
         return groups, inv.ravel()
     key = np.zeros(cols[0].size, np.int64)

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from logclust.cluster.catalog import Catalog, CatalogError, read_catalog
+from logclust.cluster.local_ids import is_local_id
 from logclust.cluster.router import StreamClusters
 from logclust.sidecar.metrics import Metrics
 
@@ -62,8 +63,8 @@ class CatalogWatcher:
 
     def watch_metrics(self, metrics: Metrics) -> None:
         """Exports the reloads and the refused files; local ids' latency series get
-        `cluster="local-<id>"`."""
-        metrics.cluster_latency.is_local = self.stream.is_local
+        `cluster="local-<external id>"` (`logclust.cluster.local_ids`)."""
+        metrics.cluster_latency.is_local = is_local_id
         metrics.watch_counter(
             "logclust_catalog_reloads",
             "Catalogs loaded again after the file changed.",

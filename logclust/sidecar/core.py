@@ -7,12 +7,14 @@ requests into these calls, and errors raised here are mapped to status codes in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 
 import logclust.turns as turns
@@ -188,16 +190,22 @@ class Sidecar:
         fresh = self.activity.record(b.source_names, b.source_codes, b.ids, now)
         if fresh:
             self._announce(fresh, now)
+        ids, groups = b.ids, b.groups
+        stream = self.labeler.stream
+        if stream.translating:  # ids as they leave the sidecar (docs/fleet.md)
+            ids = stream.external_rows(b.source_names, b.source_codes, b.ids)
+            inner = b.ids if b.groups is None else b.groups
+            groups = stream.external_rows(b.source_names, b.source_codes, inner)
         if self.metrics is not None:
             self.metrics.observe_batch(
                 time.perf_counter() - started,
                 b.source_names,
                 b.source_codes,
-                b.ids,
+                ids,
                 b.latency_ms,
-                b.groups,
+                groups,
             )
-        out = contract.with_labels(table, b.ids, b.distances, b.groups)
+        out = contract.with_labels(table, ids, b.distances, groups, wide=stream.translating)
         for name, column in b.headers.items():
             out = out.append_column(name, column)
         if b.keep is not None and b.weight is not None:
@@ -223,17 +231,47 @@ class Sidecar:
         by: str = "cluster",
     ) -> pa.Table:
         """Per-cluster (or per-group, `by="group"`) latency table (see
-        `StreamLabeler.latency`)."""
-        return self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source, sketches, by)
+        `StreamLabeler.latency`), its ids as they leave the sidecar (int64 under a
+        catalog: local kinds' external ids)."""
+        table = self.labeler.latency(quantiles, start_ms, end_ms, window_ms, source, sketches, by)
+        stream = self.labeler.stream
+        if not stream.translating:
+            return table
+        names = np.asarray(table.column("source").to_pylist(), object)
+        ids = table.column("cluster_id").to_numpy()
+        out = ids.astype(np.int64)
+        for name in set(names.tolist()):
+            rows = names == name
+            out[rows] = stream.external_ids(name, ids[rows])
+        at = table.column_names.index("cluster_id")
+        return table.set_column(at, "cluster_id", pa.array(out, pa.int64()))
 
     def describe(self, source: str | None = None) -> list[tuple[str, ClusterStats]]:
-        """Every cluster of `source` (all sources when None)."""
-        return self.labeler.clusters(source)
+        """Every cluster of `source` (all sources when None), with the ids that leave
+        the sidecar (`cluster_id`, `merged_into`, `group_id`: external under a catalog)."""
+        return self._external_stats(self.labeler.clusters(source))
+
+    def _external_stats(
+        self, described: list[tuple[str, ClusterStats]]
+    ) -> list[tuple[str, ClusterStats]]:
+        stream = self.labeler.stream
+        if not stream.translating:
+            return described
+        by: dict[str, set[int]] = {}
+        for name, st in described:
+            ids = by.setdefault(name, set())
+            ids.update(i for i in (st.cluster_id, st.merged_into, st.group_id) if i is not None)
+        ext: dict[str, dict[int, int]] = {}
+        for name, inner in by.items():
+            keys = sorted(inner)
+            got = stream.external_ids(name, np.asarray(keys, np.int64)).tolist()
+            ext[name] = dict(zip(keys, got, strict=True))
+        return [(name, _renamed(st, ext[name])) for name, st in described]
 
     def cluster_views(self, source: str | None = None) -> list[ClusterView]:
         """Every cluster of `source` (all when None) with its rows/s now and before:
-        what `Clusters` answers and the page shows."""
-        described = self.describe(source)
+        what `Clusters` answers and the page shows (ids as `describe` gives them)."""
+        described = self.labeler.clusters(source)
         now = now_ms()
         top: dict[str, int] = {}
         for name, st in described:
@@ -242,17 +280,17 @@ class Sidecar:
         return [
             ClusterView(
                 name,
-                st,
+                ext,
                 float(rates[name][0][st.cluster_id]),
                 float(rates[name][1][st.cluster_id]),
             )
-            for name, st in described
+            for (name, st), (_, ext) in zip(described, self._external_stats(described), strict=True)
         ]
 
     def _announce(self, fresh: list[tuple[str, list[int]]], now: int) -> None:
         """Logs each new kind as one JSON line and keeps it for the page."""
         for source, ids in fresh:
-            for _, st in self.labeler.stream.describe(source, set(ids)):
+            for _, st in self._external_stats(self.labeler.stream.describe(source, set(ids))):
                 event = NewKind(source, st.cluster_id, now, st.template)
                 self.activity.add_event(event)
                 line = {"event": "new_cluster", "source": source, "cluster_id": st.cluster_id}
@@ -307,3 +345,12 @@ class Sidecar:
         self.activity.forget(source)
         if self.metrics is not None:
             self.metrics.forget_source(source)
+
+
+def _renamed(st: ClusterStats, ext: dict[int, int]) -> ClusterStats:
+    """A copy of `st` with its ids as they leave the sidecar (`ext`: inner -> outer)."""
+    merged = None if st.merged_into is None else ext[st.merged_into]
+    group = None if st.group_id is None else ext[st.group_id]
+    return dataclasses.replace(
+        st, cluster_id=ext[st.cluster_id], merged_into=merged, group_id=group
+    )

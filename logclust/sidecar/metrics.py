@@ -85,9 +85,10 @@ class _ClusterLatencyCollector(Collector):
         # when the cluster opens, so one series keeps one group label).
         self._groups: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        # Whether an id is a sidecar's own, not the fleet catalog's (set when a catalog is
-        # served): its series is labelled `cluster="local-<id>"`, so a sum over the fleet
-        # by cluster can leave the pods' own ids out (`cluster!~"local-.*"`).
+        # Whether an id is a local kind's, not the fleet catalog's (set when a catalog is
+        # served): its series is labelled `cluster="local-<external id>"` (an id the same
+        # kind gets on every pod that met it through the same text), so a fleet sum can
+        # keep or leave out the kinds no catalog has yet (`cluster!~"local-.*"`).
         self.is_local: Callable[[str, int], bool] | None = None
 
     def note_groups(
@@ -141,8 +142,8 @@ class _ClusterLatencyCollector(Collector):
         np.add.at(self._totals, rows, totals)
 
     def _label(self, source: str, cluster: int) -> str:
-        """The `cluster` (or `group`) label of an id: `local-<id>` for an id of this
-        sidecar's own under a fleet catalog."""
+        """The `cluster` (or `group`) label of an id: `local-<id>` for a local kind's
+        external id under a fleet catalog."""
         local = self.is_local is not None and self.is_local(source, cluster)
         return f"local-{cluster}" if local else str(cluster)
 

@@ -227,11 +227,17 @@ def over_max_latency(latency_ms: np.ndarray, max_ms: float) -> np.ndarray:
 
 
 def with_labels(
-    table: pa.Table, ids: np.ndarray, distances: np.ndarray, groups: np.ndarray | None = None
+    table: pa.Table,
+    ids: np.ndarray,
+    distances: np.ndarray,
+    groups: np.ndarray | None = None,
+    wide: bool = False,
 ) -> pa.Table:
     """The caller's table with `cluster_id`, `cluster_distance` and `group_id` appended
-    (`groups` None: each cluster its own group)."""
-    table = table.append_column(OUTPUT_FIELDS[0], pa.array(ids, pa.int32()))
+    (`groups` None: each cluster its own group). `cluster_id` is int32, or int64 when
+    `wide` (a sidecar under a fleet catalog: local kinds' ids are 63-bit)."""
+    kind = pa.int64() if wide else pa.int32()
+    table = table.append_column(pa.field(CLUSTER_ID, kind), pa.array(ids, kind))
     table = table.append_column(OUTPUT_FIELDS[1], pa.array(distances, pa.float32()))
     group = ids if groups is None else groups
     return table.append_column(OUTPUT_FIELDS[2], pa.array(group, pa.int64()))

@@ -3,15 +3,22 @@ the order rows come in, local ids apart from catalog ids, and swaps under load."
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from logclust.cluster.catalog import (
+    _PREFIX,
     CATALOG_MAGIC,
+    CATALOG_VERSION,
     Catalog,
     CatalogError,
     read_catalog,
@@ -20,6 +27,7 @@ from logclust.cluster.catalog import (
 from logclust.cluster.catalog_build import build_catalog
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.router import StreamClusters
+from logclust.cluster.state import STATE_MAGIC
 from logclust.wire import contract
 from tests.cluster.streams import run
 from tests.fakes import FakeLabeler, fake_traffic
@@ -154,6 +162,53 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot be read"):
         read_catalog(tmp_path / "missing.catalog")
     assert data.startswith(CATALOG_MAGIC)
+
+
+def _repack(data: bytes, version: int, edit: Callable[[dict[str, Any], bytes], bytes]) -> bytes:
+    """A catalog file's bytes with its header and payload edited (`edit(header, payload)`
+    changes the header in place and returns the new payload), checksummed again."""
+    body = data[_PREFIX.size :]
+    (n,) = struct.unpack_from("<Q", body)
+    header = json.loads(body[8 : 8 + n])
+    payload = edit(header, body[8 + n :])
+    head = json.dumps(header).encode()
+    new = struct.pack("<Q", len(head)) + head + payload
+    digest = hashlib.sha256(new).digest()
+    return _PREFIX.pack(CATALOG_MAGIC, version, len(new), digest) + new
+
+
+def test_states_are_held_compressed_and_checked(tmp_path: Path) -> None:
+    catalog, _ = _catalog()
+    good = tmp_path / "good.catalog"
+    write_catalog(catalog, good)
+    data = good.read_bytes()
+    raw = {name: catalog.state_bytes(name) for name in catalog.states}
+    assert all(r.startswith(STATE_MAGIC) for r in raw.values())
+    assert sum(map(len, catalog.states.values())) < sum(map(len, raw.values()))
+
+    def as_v1(header: dict[str, Any], payload: bytes) -> bytes:
+        offset = 0
+        for s in header["sources"]:
+            s["offset"], s["bytes"] = offset, len(raw[s["name"]])
+            offset += s["bytes"]
+        return b"".join(raw[s["name"]] for s in header["sources"])
+
+    v1 = read_catalog(_write_bad(tmp_path, _repack(data, 1, as_v1)))  # version 1 still read
+    assert {n: v1.state_bytes(n) for n in v1.states} == raw
+
+    def lying(header: dict[str, Any], payload: bytes) -> bytes:
+        header["sources"][0]["state_bytes"] += 1
+        return payload
+
+    def garbled(header: dict[str, Any], payload: bytes) -> bytes:
+        s = header["sources"][0]
+        return payload[: s["offset"]] + b"x" * s["bytes"] + payload[s["offset"] + s["bytes"] :]
+
+    for edit, what in ((lying, "another length"), (garbled, "does not inflate")):
+        p = _write_bad(tmp_path, _repack(data, CATALOG_VERSION, edit))
+        with pytest.raises(CatalogError, match=what) as err:
+            read_catalog(p)
+        assert str(p) in str(err.value)
 
 
 def test_empty_catalog_and_other_bundle_are_refused(tmp_path: Path) -> None:
