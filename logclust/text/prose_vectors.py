@@ -1,0 +1,191 @@
+"""Static word vectors for free text (prose), distilled from the teacher.
+
+The sentence model the encoder was distilled from (all-MiniLM-L6-v2) places support
+messages by topic far better than the encoder's semantic channel does, but it cannot run
+on the serving path. Most of what it knows about a short message is in its words, so
+`training/prose_words.py` encodes every token of the teacher's WordPiece vocabulary
+alone, reduces the vectors by PCA and ships them as `prose_words.npz` in the bundle. A
+text's vector is then the weighted mean of its content tokens' vectors: numpy and the
+standard library only, thousands of texts per second.
+
+Tokenization follows BERT's (uncased): control characters dropped, accents stripped,
+punctuation and CJK ideographs split into tokens of their own, then greedy
+longest-match-first WordPiece with `##` continuations (a word of more than 100
+characters, or one that cannot be split, is unknown). Stop words
+(`logclust.text.prose`), punctuation and single ASCII characters carry no topic and are
+dropped; each distinct token counts once, so a word repeated ten thousand times weighs
+as one.
+
+File format (`prose_words.npz`, loaded without pickle): `tokens` (one string: the
+vocabulary joined by newlines), `vectors` `(n, dim)` int8, `scales` `(n,)` float32 (a
+row's value is `vectors * scale`), `weights` `(n,)` float32.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from logclust.text.prose import _STOP, MAX_PROSE_CHARS
+
+FILE = "prose_words.npz"
+# A word longer than this is unknown (BERT's `max_input_chars_per_word`).
+MAX_WORD_CHARS = 100
+# Words whose WordPiece split is remembered (each entry a word and a few token ids).
+CACHE_WORDS = 50_000
+# Texts summed per numpy step (bounds the `(tokens, dim)` gather).
+_CHUNK = 2048
+
+_ASCII_DROP = str.maketrans("", "", "".join(chr(c) for c in (*range(9), 11, 12, *range(14, 32), 127)))
+_ASCII_WORDS = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+        (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))  # fmt: skip
+
+
+def _is_cjk(cp: int) -> bool:
+    return any(lo <= cp <= hi for lo, hi in _CJK)
+
+
+def _is_punct(c: str) -> bool:
+    cp = ord(c)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(c).startswith("P")
+
+
+def basic_words(text: str) -> list[str]:
+    """BERT's basic tokenization (uncased): lower case, accents stripped, control
+    characters dropped, punctuation and CJK ideographs as words of their own."""
+    if text.isascii():
+        return _ASCII_WORDS.findall(text.translate(_ASCII_DROP).lower())
+    out: list[str] = []
+    cur: list[str] = []
+    for c in unicodedata.normalize("NFD", unicodedata.normalize("NFC", text).lower()):
+        cat = unicodedata.category(c)
+        if c in "\t\n\r" or cat == "Zs":
+            pass
+        elif cat in ("Mn", "Cc", "Cf") or c == "\ufffd":
+            continue
+        elif _is_punct(c) or _is_cjk(ord(c)):
+            if cur:
+                out.append("".join(cur))
+                cur = []
+            out.append(c)
+            continue
+        else:
+            cur.append(c)
+            continue
+        if cur:  # a space ends the word
+            out.append("".join(cur))
+            cur = []
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def _is_stop(word: str) -> bool:
+    return word in _STOP or (len(word) == 1 and (word.isascii() or _is_punct(word)))
+
+
+class ProseVectors:
+    """A static word-vector table (see the module docstring). Not thread-safe while its
+    word cache fills (`embed` from one thread at a time, or one table per thread).
+
+    Args:
+        tokens: the vocabulary, `##`-prefixed for word continuations.
+        vectors: `(len(tokens), dim)` float32 rows, each already multiplied by its weight.
+    """
+
+    def __init__(self, tokens: Sequence[str], vectors: np.ndarray) -> None:
+        if vectors.ndim != 2 or vectors.shape[0] != len(tokens):
+            raise ValueError(
+                f"vectors must be (len(tokens), dim). Received: {vectors.shape}, "
+                f"{len(tokens)} tokens"
+            )
+        self.tokens = list(tokens)
+        self.vectors = np.ascontiguousarray(vectors, np.float32)
+        self._ids = {t: i for i, t in enumerate(self.tokens)}
+        self._longest = max((len(t) for t in self.tokens), default=1)
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProseVectors:
+        """Reads a `prose_words.npz`; a ValueError names the file when it is malformed."""
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                tokens = str(z["tokens"][()]).split("\n")
+                q, scales, weights = z["vectors"], z["scales"], z["weights"]
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{p} is not a prose word table ({e}). Received: path={p}") from e
+        n = len(tokens)
+        if q.ndim != 2 or q.shape[0] != n or scales.shape != (n,) or weights.shape != (n,):
+            raise ValueError(
+                f"{p} is not a prose word table: shapes disagree. Received: {n} tokens, "
+                f"vectors {q.shape}, scales {scales.shape}, weights {weights.shape}"
+            )
+        rows = q.astype(np.float32) * (scales * weights).astype(np.float32)[:, None]
+        return cls(tokens, rows)
+
+    def wordpiece(self, word: str) -> tuple[int, ...]:
+        """Token ids of one basic word by greedy longest-match-first WordPiece; empty
+        when the word is too long or cannot be split (BERT's [UNK])."""
+        got = self._cache.get(word)
+        if got is not None:
+            return got
+        ids: list[int] = []
+        if len(word) <= MAX_WORD_CHARS:
+            start = 0
+            while start < len(word):
+                end = min(len(word), start + self._longest)
+                while end > start:
+                    piece = word[start:end] if start == 0 else "##" + word[start:end]
+                    i = self._ids.get(piece)
+                    if i is not None:
+                        ids.append(i)
+                        break
+                    end -= 1
+                if end == start:
+                    ids = []
+                    break
+                start = end
+        if len(self._cache) >= CACHE_WORDS:  # forget the oldest entry
+            del self._cache[next(iter(self._cache))]
+        self._cache[word] = out = tuple(ids)
+        return out
+
+    def token_ids(self, text: str) -> list[int]:
+        """The distinct content tokens of a text (first `MAX_PROSE_CHARS` characters),
+        in order of first appearance."""
+        seen: dict[int, None] = {}
+        for w in basic_words(text[:MAX_PROSE_CHARS]):
+            if not _is_stop(w):
+                seen.update(dict.fromkeys(self.wordpiece(w)))
+        return list(seen)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """`(len(texts), dim)` float32: each row the unit-length weighted mean of the
+        text's distinct content tokens; zeros when it has no known one."""
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for start in range(0, len(texts), _CHUNK):
+            ids = [self.token_ids(t) for t in texts[start : start + _CHUNK]]
+            counts = np.fromiter((len(i) for i in ids), np.int64, len(ids))
+            flat = np.fromiter((j for i in ids for j in i), np.int64, int(counts.sum()))
+            has = counts > 0
+            if not has.any():
+                continue
+            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
+            sums = np.add.reduceat(self.vectors[flat], offsets, axis=0)
+            out[start : start + len(ids)][has] = sums
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
