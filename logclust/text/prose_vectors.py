@@ -17,8 +17,9 @@ dropped; each distinct token counts once, so a word repeated ten thousand times 
 as one.
 
 File format (`prose_words.npz`, loaded without pickle): `tokens` (one string: the
-vocabulary joined by newlines), `vectors` `(n, dim)` int8, `scales` `(n,)` float32 (a
-row's value is `vectors * scale`), `weights` `(n,)` float32.
+vocabulary joined by newlines), `vectors` either `(n, dim)` int8 or `(n, dim / 2)` uint8
+(two 4-bit values a byte, each offset by 8, the even column in the low nibble),
+`scales` `(n,)` float32 (a row is its values times its scale), `weights` `(n,)` float32.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ CACHE_WORDS = 50_000
 # Texts summed per numpy step (bounds the `(tokens, dim)` gather).
 _CHUNK = 2048
 
-_ASCII_DROP = str.maketrans("", "", "".join(chr(c) for c in (*range(9), 11, 12, *range(14, 32), 127)))
+_ASCII_DROP = str.maketrans(
+    "", "", "".join(chr(c) for c in (*range(9), 11, 12, *range(14, 32), 127))
+)
 _ASCII_WORDS = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
         (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))  # fmt: skip
@@ -133,7 +136,15 @@ class ProseVectors:
                 f"{p} is not a prose word table: shapes disagree. Received: {n} tokens, "
                 f"vectors {q.shape}, scales {scales.shape}, weights {weights.shape}"
             )
-        rows = q.astype(np.float32) * (scales * weights).astype(np.float32)[:, None]
+        if q.dtype == np.uint8:  # 4-bit, two a byte
+            values = np.empty((n, 2 * q.shape[1]), np.int8)
+            values[:, 0::2] = (q & 15).astype(np.int8) - 8
+            values[:, 1::2] = (q >> 4).astype(np.int8) - 8
+        elif q.dtype == np.int8:
+            values = q
+        else:
+            raise ValueError(f"{p}: vectors must be int8 or uint8. Received: {q.dtype}")
+        rows = values.astype(np.float32) * (scales * weights).astype(np.float32)[:, None]
         return cls(tokens, rows)
 
     def wordpiece(self, word: str) -> tuple[int, ...]:
