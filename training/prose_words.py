@@ -7,10 +7,10 @@ dropped) is encoded alone, `[CLS] token [SEP]` mean-pooled and unit-normalised, 
 teacher pools a sentence (model2vec's recipe; a `##` continuation passes as its own id,
 which placed topics better than encoding its text). The vectors are centred, their top
 `--drop` principal components removed (they say "a token", not which: removing them
-raised KMeans ARI on prose topics) and the next `--dim` kept. Rows are stored as 4-bit (or
-`--bits 8`) integers with one float32 scale each. Written deterministically (fixed zip timestamps, component
-signs fixed), added to the bundle's manifest (`files` and a `prose_words` entry). The
-serving side is `logclust.text.prose_vectors`. Needs the extra `distill`.
+raised KMeans ARI on prose topics) and the next `--dim` kept. Rows are stored as 4-bit
+(or `--bits 8`) integers with one float32 scale each. Written deterministically (fixed
+zip timestamps, component signs fixed), added to the bundle's manifest (`files` and a
+`prose_words` entry). The serving side is `logclust.text.prose_vectors`. Needs the extra `distill`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def build(bundle: Path, dim: int = DIM, drop: int = DROP, bits: int = BITS) -> d
         "bits": bits,
         "tokens": len(tokens),
         "teacher": teacher.TEACHER_NAME,
-        "command": f"python -m training.prose_words --bundle <bundle> --dim {dim} --drop {drop} --bits {bits}",
+        "command": "python -m training.prose_words --bundle <bundle> "
+        f"--dim {dim} --drop {drop} --bits {bits}",
     }
     manifest["prose_words"] = entry
     manifest["files"][FILE] = {}

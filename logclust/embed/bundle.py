@@ -3,9 +3,10 @@
 Files: `tokenizer.model` (SentencePiece), `encoder_f32.tflite` and `encoder_int8.tflite`
 (LiteRT encoders), `centroids.npy` and `radii.npy` (default clusters, fitted on the
 training data; numpy format, loaded without pickle), and `prose_words.npz` (static word
-vectors for free text, `logclust.text.prose_vectors`; bundles made before it lack it). The manifest records the format
-version, the resolved configs, dimensions, a SHA-256 per file, the training data and
-headline metrics. `Bundle.load` checks all of it and names what is wrong.
+vectors for free text, `logclust.text.prose_vectors`; bundles made before it lack it).
+The manifest records the format version, the resolved configs, dimensions, a SHA-256
+per file, the training data and headline metrics. `Bundle.load` checks all of it and
+names what is wrong.
 """
 
 from __future__ import annotations

@@ -94,7 +94,10 @@ def test_malformed_files_are_named(tmp_path: Path, shipped: ProseVectors) -> Non
         with pytest.raises(ValueError, match=name):
             ProseVectors.load(p)
     p = tmp_path / "shapes.npz"
-    np.savez(p, tokens=np.array("a\nb"), vectors=np.zeros((3, 4), np.int8), scales=np.ones(2, np.float32), weights=np.ones(2, np.float32))  # fmt: skip
+    ones = np.ones(2, np.float32)
+    np.savez(
+        p, tokens=np.array("a\nb"), vectors=np.zeros((3, 4), np.int8), scales=ones, weights=ones
+    )
     with pytest.raises(ValueError, match="shapes disagree"):
         ProseVectors.load(p)
     p = tmp_path / "keys.npz"
