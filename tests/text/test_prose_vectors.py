@@ -132,4 +132,4 @@ def test_shipped_table_groups_prose_topics(shipped: ProseVectors) -> None:
         adjusted_rand_score(topics, KMeans(4, n_init=10, random_state=s).fit_predict(x))
         for s in range(3)
     ]
-    assert float(np.mean(scores)) >= 0.8, scores  # measured 0.89 (3 seeds)
+    assert float(np.mean(scores)) >= 0.85, scores  # measured 0.915 (3 seeds)
