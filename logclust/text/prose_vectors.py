@@ -101,24 +101,43 @@ class ProseVectors:
 
     Args:
         tokens: the vocabulary, `##`-prefixed for word continuations.
-        vectors: `(len(tokens), dim)` float32 rows, each already multiplied by its weight.
+        values: `(len(tokens), dim)` rows: float32, or int8 codes kept as they are (a
+            quarter of the memory), each row read as `values * scales`.
+        scales: `(len(tokens),)` factor of each row (its scale times its weight); ones
+            when None.
     """
 
-    def __init__(self, tokens: Sequence[str], vectors: np.ndarray) -> None:
-        if vectors.ndim != 2 or vectors.shape[0] != len(tokens):
+    def __init__(
+        self, tokens: Sequence[str], values: np.ndarray, scales: np.ndarray | None = None
+    ) -> None:
+        n = len(tokens)
+        if (
+            values.ndim != 2
+            or values.shape[0] != n
+            or (scales is not None and scales.shape != (n,))
+        ):
             raise ValueError(
-                f"vectors must be (len(tokens), dim). Received: {vectors.shape}, "
-                f"{len(tokens)} tokens"
+                f"values must be (len(tokens), dim) and scales (len(tokens),). Received: "
+                f"values {values.shape}, scales {None if scales is None else scales.shape}, "
+                f"{n} tokens"
             )
         self.tokens = list(tokens)
-        self.vectors = np.ascontiguousarray(vectors, np.float32)
+        self.values = np.ascontiguousarray(
+            values if values.dtype == np.int8 else values.astype(np.float32)
+        )
+        self.scales = np.ones(n, np.float32) if scales is None else scales.astype(np.float32)
         self._ids = {t: i for i, t in enumerate(self.tokens)}
         self._longest = max((len(t) for t in self.tokens), default=1)
         self._cache: dict[str, tuple[int, ...]] = {}
 
     @property
     def dim(self) -> int:
-        return int(self.vectors.shape[1])
+        return int(self.values.shape[1])
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """`(len(tokens), dim)` float32: every row as `embed` reads it."""
+        return self.values.astype(np.float32) * self.scales[:, None]
 
     @classmethod
     def load(cls, path: str | Path) -> ProseVectors:
@@ -144,8 +163,7 @@ class ProseVectors:
             values = q
         else:
             raise ValueError(f"{p}: vectors must be int8 or uint8. Received: {q.dtype}")
-        rows = values.astype(np.float32) * (scales * weights).astype(np.float32)[:, None]
-        return cls(tokens, rows)
+        return cls(tokens, values, (scales * weights).astype(np.float32))
 
     def wordpiece(self, word: str) -> tuple[int, ...]:
         """Token ids of one basic word by greedy longest-match-first WordPiece; empty
@@ -195,7 +213,8 @@ class ProseVectors:
             if not has.any():
                 continue
             offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
-            sums = np.add.reduceat(self.vectors[flat], offsets, axis=0)
+            rows = self.values[flat].astype(np.float32) * self.scales[flat, None]
+            sums = np.add.reduceat(rows, offsets, axis=0)
             out[start : start + len(ids)][has] = sums
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
