@@ -96,8 +96,8 @@ def _is_stop(word: str) -> bool:
 
 
 class ProseVectors:
-    """A static word-vector table (see the module docstring). Not thread-safe while its
-    word cache fills (`embed` from one thread at a time, or one table per thread).
+    """A static word-vector table (see the module docstring). `embed` may be called from
+    several threads at once: the word cache is only ever added to or replaced whole.
 
     Args:
         tokens: the vocabulary, `##`-prefixed for word continuations.
@@ -187,8 +187,8 @@ class ProseVectors:
                     ids = []
                     break
                 start = end
-        if len(self._cache) >= CACHE_WORDS:  # forget the oldest entry
-            del self._cache[next(iter(self._cache))]
+        if len(self._cache) >= CACHE_WORDS:  # start afresh: bounded, and safe across threads
+            self._cache = {}
         self._cache[word] = out = tuple(ids)
         return out
 

@@ -133,3 +133,14 @@ def test_shipped_table_groups_prose_topics(shipped: ProseVectors) -> None:
         for s in range(3)
     ]
     assert float(np.mean(scores)) >= 0.85, scores  # measured 0.915 (3 seeds)
+
+
+def test_threads_share_a_table(small: ProseVectors, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr("logclust.text.prose_vectors.CACHE_WORDS", 7)  # resets all the time
+    texts = [f"refund w{i} late cafe{i % 5} badly" for i in range(300)]
+    want = ProseVectors(small.tokens, small.values).embed(texts)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(small.embed, [texts] * 8))
+    assert all(np.array_equal(g, want) for g in got)
