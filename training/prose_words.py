@@ -70,8 +70,12 @@ def token_vectors(model: Any, ids: list[int]) -> np.ndarray:
 def reduce(vectors: np.ndarray, dim: int = DIM, drop: int = DROP) -> np.ndarray:
     """Centred PCA: components `drop .. drop + dim` of `vectors`, each signed so that its
     largest loading is positive (the same input gives the same table)."""
-    if not 0 < dim <= vectors.shape[1] - drop:
-        raise ValueError(f"dim must be in 1..{vectors.shape[1] - drop}. Received: dim={dim}")
+    top = min(vectors.shape) - drop  # components there are, less those dropped
+    if not 0 < dim <= top:
+        raise ValueError(
+            f"dim must be in 1..{top} ({vectors.shape} vectors, {drop} components dropped). "
+            f"Received: dim={dim}"
+        )
     x = vectors.astype(np.float64) - vectors.mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     comps = vt[drop : drop + dim]

@@ -60,3 +60,36 @@ def test_tokenization_matches_the_teacher() -> None:
     for text in cases:
         mine = [tokens[i] for w in basic_words(text) for i in pv.wordpiece(w)]
         assert mine == [t for t in tok.tokenize(text) if t != "[UNK]"], text
+
+
+def test_build_adds_the_table_to_a_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    from logclust.embed.bundle import Bundle, write_manifest
+    from training import prose_words
+
+    src = Bundle.load(verify=False)
+    manifest = json.loads((src.path / "manifest.json").read_text())
+    files = {n: m for n, m in manifest["files"].items() if n in ("radii.npy", "tokenizer.model")}
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    for name in files:
+        shutil.copyfile(src.path / name, bundle / name)
+    write_manifest(bundle, dict(manifest, files=files))
+    vocab = {"[PAD]": 0, "[unused0]": 1, "[CLS]": 2, "refund": 3, "late": 4, "##ly": 5}
+    model = SimpleNamespace(tokenizer=SimpleNamespace(get_vocab=lambda: vocab))
+    monkeypatch.setattr(prose_words.teacher, "load", lambda: model)
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(
+        prose_words, "token_vectors", lambda _, ids: rng.normal(size=(len(ids), 12))
+    )
+    with pytest.raises(ValueError, match="dim must be in 1..2"):
+        prose_words.build(bundle, dim=4, drop=1)  # 3 tokens: 3 components at most
+    entry = prose_words.build(bundle, dim=2, drop=1)
+    assert entry["tokens"] == 3 and entry["dim"] == 2
+    b = Bundle.load(bundle)  # the hashes check out
+    assert b.manifest["prose_words"]["file"] == "prose_words.npz"
+    pv = b.prose_vectors
+    assert pv is not None and pv.tokens == ["refund", "late", "##ly"] and pv.dim == 2
