@@ -24,6 +24,7 @@ vocabulary joined by newlines), `vectors` either `(n, dim)` int8 or `(n, dim / 2
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 import zipfile
@@ -39,8 +40,8 @@ FILE = "prose_words.npz"
 MAX_WORD_CHARS = 100
 # Words whose WordPiece split is remembered (each entry a word and a few token ids).
 CACHE_WORDS = 50_000
-# Texts summed per numpy step (bounds the `(tokens, dim)` gather).
-_CHUNK = 2048
+# Tokens summed per numpy step (bounds the `(tokens, dim)` float32 gather to ~12 MB).
+_CHUNK_TOKENS = 16_384
 
 _ASCII_DROP = str.maketrans(
     "", "", "".join(chr(c) for c in (*range(9), 11, 12, *range(14, 32), 127))
@@ -168,33 +169,39 @@ class ProseVectors:
     def wordpiece(self, word: str) -> tuple[int, ...]:
         """Token ids of one basic word by greedy longest-match-first WordPiece; empty
         when the word is too long or cannot be split (BERT's [UNK])."""
+        if len(word) > MAX_WORD_CHARS:  # not cached: the cache holds short keys only
+            return ()
         got = self._cache.get(word)
         if got is not None:
             return got
-        ids: list[int] = []
-        if len(word) <= MAX_WORD_CHARS:
-            start = 0
-            while start < len(word):
-                end = min(len(word), start + self._longest)
-                while end > start:
-                    piece = word[start:end] if start == 0 else "##" + word[start:end]
-                    i = self._ids.get(piece)
-                    if i is not None:
-                        ids.append(i)
-                        break
-                    end -= 1
-                if end == start:
-                    ids = []
-                    break
-                start = end
+        ids = self._split(word)
         if len(self._cache) >= CACHE_WORDS:  # start afresh: bounded, and safe across threads
             self._cache = {}
-        self._cache[word] = out = tuple(ids)
-        return out
+        self._cache[word] = ids
+        return ids
+
+    def _split(self, word: str) -> tuple[int, ...]:
+        ids: list[int] = []
+        start = 0
+        while start < len(word):
+            end = min(len(word), start + self._longest)
+            while end > start:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                i = self._ids.get(piece)
+                if i is not None:
+                    ids.append(i)
+                    break
+                end -= 1
+            if end == start:  # no piece fits: the whole word is unknown
+                return ()
+            start = end
+        return tuple(ids)
 
     def token_ids(self, text: str) -> list[int]:
         """The distinct content tokens of a text (first `MAX_PROSE_CHARS` characters),
         in order of first appearance."""
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be strings. Received: {type(text).__name__}")
         seen: dict[int, None] = {}
         for w in basic_words(text[:MAX_PROSE_CHARS]):
             if not _is_stop(w):
@@ -205,17 +212,28 @@ class ProseVectors:
         """`(len(texts), dim)` float32: each row the unit-length weighted mean of the
         text's distinct content tokens; zeros when it has no known one."""
         out = np.zeros((len(texts), self.dim), np.float32)
-        for start in range(0, len(texts), _CHUNK):
-            ids = [self.token_ids(t) for t in texts[start : start + _CHUNK]]
-            counts = np.fromiter((len(i) for i in ids), np.int64, len(ids))
-            flat = np.fromiter((j for i in ids for j in i), np.int64, int(counts.sum()))
-            has = counts > 0
-            if not has.any():
-                continue
-            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
-            rows = self.values[flat].astype(np.float32) * self.scales[flat, None]
-            sums = np.add.reduceat(rows, offsets, axis=0)
-            out[start : start + len(ids)][has] = sums
+        rows: list[int] = []
+        ids: list[list[int]] = []
+        total = 0
+        for r, text in enumerate(texts):
+            got = self.token_ids(text)
+            if got:
+                rows.append(r)
+                ids.append(got)
+                total += len(got)
+            if total >= _CHUNK_TOKENS:  # bounds the `(tokens, dim)` gather
+                self._sum_into(out, rows, ids)
+                rows, ids, total = [], [], 0
+        if rows:
+            self._sum_into(out, rows, ids)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
         return out
+
+    def _sum_into(self, out: np.ndarray, rows: list[int], ids: list[list[int]]) -> None:
+        """`out[rows[i]] = sum of the vectors of ids[i]` (each `ids[i]` non-empty)."""
+        counts = np.fromiter(map(len, ids), np.int64, len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(counts.sum()))
+        vals = self.values[flat].astype(np.float32)  # (tokens, dim)
+        vals *= self.scales[flat, None]
+        out[rows] = np.add.reduceat(vals, np.cumsum(counts) - counts, axis=0)

@@ -144,3 +144,13 @@ def test_threads_share_a_table(small: ProseVectors, monkeypatch: pytest.MonkeyPa
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(small.embed, [texts] * 8))
     assert all(np.array_equal(g, want) for g in got)
+
+
+def test_bad_items_and_many_tokens(small: ProseVectors, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TypeError, match="Received: NoneType"):
+        small.embed(["refund", None])  # type: ignore[list-item]
+    monkeypatch.setattr("logclust.text.prose_vectors._CHUNK_TOKENS", 3)  # many small sums
+    texts = ["refund late", "", "badly cafe 我", "late"] * 5
+    want = ProseVectors(small.tokens, small.values).embed(texts)
+    assert np.allclose(small.embed(texts), want, atol=1e-6)
+    assert small.wordpiece("un" * 60) == () and "un" * 60 not in small._cache
