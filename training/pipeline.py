@@ -30,7 +30,7 @@ from logclust.embed.bundle import write_manifest
 from logclust.text.masking import Masker, MaskingConfig
 from logclust.text.tokenizer import Tokenizer
 from training import data as data_mod
-from training import semantic, teacher
+from training import prose_words, semantic, teacher
 from training.config import DataConfig, ModelConfig, SemanticConfig, TrainConfig, to_dict
 from training.corpus import python_messages
 from training.dataset import Example, make_examples, split
@@ -54,6 +54,7 @@ STEPS = (
     "finetune",
     "semantic",
     "export",
+    "prose_words",
     "calibrate",
     "evaluate",
 )
@@ -335,6 +336,17 @@ def step_export(cfg: PipelineConfig, prep: Prepared) -> None:
     write_manifest(cfg.out_dir, dict(manifest, files={}))
 
 
+def step_prose_words(cfg: PipelineConfig) -> None:
+    """Distils the teacher's word vectors into the bundle (`training/prose_words.py`),
+    before `calibrate` so that the group threshold is chosen with them; skipped, with a
+    line, when the teacher is not installed."""
+    if not teacher.available():
+        print("prose_words: the teacher is not installed (extra `distill`); table not made")
+        return
+    entry = prose_words.build(cfg.out_dir)
+    print(f"prose_words: {entry['tokens']} tokens x {entry['dim']} in {entry['file']}")
+
+
 def step_calibrate(cfg: PipelineConfig) -> float | None:
     """Chooses the bundle's clustering threshold on the train systems (stream GA and ARI
     of the serving clusterer, `training.evaluate.streaming.calibration_score`); writes
@@ -405,6 +417,8 @@ def run(cfg: PipelineConfig, steps: tuple[str, ...] = STEPS, cluster: Cluster = 
     if "export" in steps:
         step_export(cfg, prep)
         print(f"bundle written to {cfg.out_dir}")
+    if "prose_words" in steps:
+        step_prose_words(cfg)
     if "calibrate" in steps:
         step_calibrate(cfg)
     if "evaluate" in steps:

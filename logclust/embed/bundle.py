@@ -2,13 +2,16 @@
 
 Files: `tokenizer.model` (SentencePiece), `encoder_f32.tflite` and `encoder_int8.tflite`
 (LiteRT encoders), `centroids.npy` and `radii.npy` (default clusters, fitted on the
-training data; numpy format, loaded without pickle). The manifest records the format
-version, the resolved configs, dimensions, a SHA-256 per file, the training data and
-headline metrics. `Bundle.load` checks all of it and names what is wrong.
+training data; numpy format, loaded without pickle), and `prose_words.npz` (static word
+vectors for free text, `logclust.text.prose_vectors`; bundles made before it lack it).
+The manifest records the format version, the resolved configs, dimensions, a SHA-256
+per file, the training data and headline metrics. `Bundle.load` checks all of it and
+names what is wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from logclust.text.masking import MaskingConfig
+from logclust.text.prose_vectors import FILE as PROSE_WORDS
+from logclust.text.prose_vectors import ProseVectors
 
 FORMAT = "logclust-bundle"
 FORMAT_VERSION = 1
@@ -111,6 +116,17 @@ class Bundle:
             raise BundleError(f"centroids.npy must be (k, {self.dim}). Received: {c.shape}")
         return c.astype(np.float32), r.astype(np.float32)
 
+    @functools.cached_property
+    def prose_vectors(self) -> ProseVectors | None:
+        """The static word vectors for prose (`prose_words.npz`, read once, on first
+        use), or None when the bundle has none (made before the table existed)."""
+        if PROSE_WORDS not in self.manifest["files"]:
+            return None
+        try:
+            return ProseVectors.load(self.file(PROSE_WORDS))
+        except ValueError as e:
+            raise BundleError(str(e)) from e
+
     @classmethod
     def load(cls, path: str | Path | None = None, verify: bool = True) -> Bundle:
         """Reads and checks a bundle (the default one when `path` is None)."""
@@ -160,5 +176,5 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
 
 
 def _bundle_files(path: Path) -> list[str]:
-    keep = {".model", ".tflite", ".npy"}
+    keep = {".model", ".tflite", ".npy", ".npz"}
     return [f.name for f in path.iterdir() if f.suffix in keep]

@@ -1,0 +1,106 @@
+"""How well each way of placing prose separates topics, and how fast the table reads.
+
+    python -m training.evaluate.prose_vectors [--bundle models/default] [--n 2000 --seed 1]
+
+KMeans (k = the topics, `training.evaluate.quality.SEEDS`) over the support messages of
+`training.evaluate.groups.prose_messages`, ARI against their topics, for:
+
+- `channel+lexical`: the group point of a prose text as `GroupIndex.point` makes it (the
+  encoder's semantic channel plus hashed content-word stems);
+- `prose_words`: the bundle's static word-vector table (`logclust.text.prose_vectors`);
+- `teacher words`: the teacher's vector of each content word, encoded alone, summed
+  unit rows (what the table approximates; needs the extra `distill`);
+- `teacher`: the teacher on the whole message (needs the extra `distill`).
+
+Then `ProseVectors.embed` throughput on 20,000 messages (one thread, cold and warm cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from logclust.cluster.groups import PROSE, GroupIndex
+from logclust.cluster.labeler import Labeler
+from logclust.embed.bundle import Bundle
+from logclust.text.prose_vectors import ProseVectors, basic_words
+from training import teacher
+from training.evaluate.groups import prose_messages
+from training.evaluate.quality import over_seeds
+
+
+def channel_lexical(bundle: Bundle) -> Callable[[list[str]], np.ndarray]:
+    """Group points of prose texts as the clusterer makes them today."""
+    lab = Labeler(bundle)
+    index = GroupIndex(threshold=1.0, semantic_from=bundle.semantic_from)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        emb = lab.embed(texts)
+        return np.stack([index.point(e, t, PROSE) for e, t in zip(emb, texts, strict=True)])
+
+    return embed
+
+
+def teacher_words(texts: list[str]) -> np.ndarray:
+    """Sum of the teacher's unit vectors of each distinct content word, unit length."""
+    from logclust.text.prose import _STOP
+
+    words = [sorted({w for w in basic_words(t) if w not in _STOP and w.isalpha()}) for t in texts]
+    vocab = sorted({w for ws in words for w in ws})
+    vecs = teacher.load().encode(vocab, batch_size=256, normalize_embeddings=True)
+    row = {w: i for i, w in enumerate(vocab)}
+    out = np.stack([vecs[[row[w] for w in ws]].sum(0) if ws else vecs[0] * 0 for ws in words])
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def whole_teacher(texts: list[str]) -> np.ndarray:
+    return np.asarray(teacher.load().encode(texts, batch_size=64, normalize_embeddings=True))
+
+
+def speed(pv_path: Path, n: int = 20_000) -> tuple[float, float]:
+    """`(cold, warm)` texts/s of `ProseVectors.embed` on `n` short messages."""
+    texts, _ = prose_messages(n, seed=5)
+    pv = ProseVectors.load(pv_path)
+    t0 = time.perf_counter()
+    pv.embed(texts)
+    t1 = time.perf_counter()
+    pv.embed(texts)
+    t2 = time.perf_counter()
+    return n / (t1 - t0), n / (t2 - t1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", type=Path, default=None)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    bundle = Bundle.load(args.bundle)
+    pv = bundle.prose_vectors
+    if pv is None:
+        raise SystemExit(f"{bundle.path} has no prose_words.npz (python -m training.prose_words)")
+    texts, topics = prose_messages(args.n, seed=args.seed)
+    ways: dict[str, Callable[[list[str]], np.ndarray]] = {
+        "channel+lexical": channel_lexical(bundle),
+        "prose_words": pv.embed,
+    }
+    if teacher.available():
+        ways |= {"teacher words": teacher_words, "teacher": whole_teacher}
+    k = len(set(topics))
+    print(f"prose_messages({args.n}, seed={args.seed}), KMeans k={k}, mean of 5 seeds")
+    print("| placement | ARI | ARI std |\n|---|---|---|")
+    for name, embed in ways.items():
+        s = over_seeds(topics, embed(texts), k)
+        print(f"| {name} | {s['ari']:.3f} | {s['ari_std']:.3f} |")
+    path = bundle.file("prose_words.npz")
+    cold, warm = speed(path)
+    print(f"\nprose_words.npz: {path.stat().st_size:,} bytes, {len(pv.tokens):,} tokens x {pv.dim}")
+    print(f"ProseVectors.embed: {cold:,.0f} texts/s cold cache, {warm:,.0f} warm (20,000 texts)")
+
+
+if __name__ == "__main__":
+    main()
