@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
@@ -18,6 +18,7 @@ from logclust.embed.bundle import Bundle, BundleError
 from logclust.embed.encoder import Encoder
 from logclust.text.mask_cache import MaskCache
 from logclust.text.masking import Masker
+from logclust.text.prose import PLACEHOLDER
 from logclust.text.tokenizer import Tokenizer
 
 Texts: TypeAlias = Sequence[str] | pa.Array | pa.ChunkedArray
@@ -90,6 +91,16 @@ class Labeler:
     def semantic_from(self) -> int:
         """Where the semantic channel starts in an embedding (`Bundle.semantic_from`)."""
         return self.bundle.semantic_from
+
+    @property
+    def prose_vector(self) -> Callable[[str], np.ndarray] | None:
+        """A masked prose text's point from the bundle's word vectors
+        (`logclust.text.prose_vectors`), placeholders left out; None when the bundle has
+        no such table (prose is then placed by its embedding)."""
+        table = self.bundle.prose_vectors
+        if table is None:
+            return None
+        return lambda text: table.embed([PLACEHOLDER.sub(" ", text)])[0]
 
     @property
     def masks(self) -> MaskCache:

@@ -8,13 +8,14 @@ clustering finds them offline, on a sample, and the stream is placed by nearest 
 
 - **Sample.** A reservoir of the prose points seen (uniform over the stream, slots chosen
   by a hash of the row's number, so a replay gives the same sample).
-- **Refit.** At 64, 128, 256 and 512 prose rows, then each time the rows seen have grown
-  by a quarter (at least 512 rows apart, at most 8,192), KMeans runs over the
-  sample for k = 2..`max_topics` (k-means++ seeds 0-2) and keeps the k of the best mean
-  silhouette. Below `min_silhouette` the sample has no topics (one kind of text, however
-  worded) and stays one group. Each new centre keeps the id of the old topic that gave
-  it most of its sampled rows (each old id once), else takes a new cluster id: a topic
-  keeps its id from refit to refit, and rows already labelled keep theirs.
+- **Refit.** At 256 and 512 prose rows, then each time the rows seen have grown
+  by a quarter (at least 512 rows apart, at most 8,192), the sample's centres are fitted
+  again, k = 1..`max_topics` never given (`logclust.cluster.topic_fit`: the largest k
+  whose clusters are found again in both halves of the sample; else the k of the best
+  silhouette; else one topic, for one kind of text however worded). Each new centre
+  keeps the id of the old topic that gave it most of its sampled rows (each old id
+  once), else takes a new cluster id: a topic keeps its id from refit to refit, and rows
+  already labelled keep theirs.
 - **Place.** A prose text takes the id of the nearest centre. A text with no known word
   (emoji only, an unknown script) is placed but not sampled.
 
@@ -31,16 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from logclust.cluster.topic_fit import fit_centres, unit_rows
+
 # Prose rows at which the first refits run; then every quarter of the rows seen, within
 # these bounds (a refit takes a tenth of a second or so: at most one per 512 rows).
-_FIRST_REFITS = (64, 128, 256)
+_FIRST_REFITS = (256,)
 _PERIOD = (512, 8192)
 # The least chance of a row to enter the sample (see `ProseTopics._keep`).
 _RECENT = 1 / 8
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+# Dropped topics remembered, so that a topic found again keeps its id.
+_RETIRED = 32
 
 
 def _mix(n: int) -> int:
@@ -51,55 +52,25 @@ def _mix(n: int) -> int:
     return z ^ (z >> 31)
 
 
-def kmeans(
-    x: np.ndarray, k: int, seed: int, iters: int = 25, init: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """`(labels, centres)` of spherical KMeans on unit rows `x`, from the centres `init`
-    or else from k-means++ seeds."""
-    c = _seeds(x, k, seed) if init is None else init.astype(np.float32, copy=True)
-    labels = np.full(len(x), -1)
-    for _ in range(iters):
-        new = np.argmax(x @ c.T, axis=1)
-        if (new == labels).all():
-            break
-        labels = new
-        onehot = np.eye(k, dtype=np.float32)[labels]
-        sums = onehot.T @ x
-        filled = onehot.sum(0) > 0
-        c[filled] = _unit_rows(sums[filled])
-    return labels, c
-
-
-def _seeds(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k-means++: `(k, dim)` rows of `x`, each drawn by its squared distance to the
-    rows drawn before."""
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    centres = [x[int(rng.integers(n))]]
-    d2 = np.full(n, np.inf)
-    for _ in range(1, k):
-        d2 = np.minimum(d2, np.maximum(2.0 - 2.0 * (x @ centres[-1]), 0.0))
-        total = float(d2.sum())
-        pick = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
-        centres.append(x[pick])
-    return np.stack(centres)
-
-
-def silhouette(dist: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Mean silhouette of `labels` given the pairwise distances `dist`."""
-    onehot = np.eye(k, dtype=dist.dtype)[labels]  # (n, k)
-    sums = dist @ onehot  # (n, k): summed distance of each row to each cluster
-    counts = onehot.sum(0)
-    rows = np.arange(len(labels))
-    own = counts[labels]
-    a = sums[rows, labels] / np.maximum(own - 1, 1)
-    mean = sums / np.maximum(counts, 1)
-    mean[rows, labels] = np.inf
-    mean[:, counts == 0] = np.inf
-    b = mean.min(1)
-    s = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
-    s[own <= 1] = 0.0
-    return float(s.mean())
+def _match(before: np.ndarray, after: np.ndarray, old_ids: list[int]) -> list[int | None]:
+    """The id each new centre keeps: by the sample's rows (`before`: their old topic,
+    `after`: their new one), the old topic that gave it the most of its rows (most
+    shared rows first, each old id once, at least a third of the new topic's rows),
+    else None (a new topic)."""
+    k_old, k_new = len(old_ids), int(after.max()) + 1
+    shared = np.zeros((k_new, k_old), np.int64)
+    np.add.at(shared, (after, before), 1)
+    size = np.bincount(after, minlength=k_new)
+    ids: list[int | None] = [None] * k_new
+    taken: set[int] = set()
+    for flat in np.argsort(-shared, axis=None, kind="stable").tolist():
+        i, j = divmod(flat, k_old)
+        if shared[i, j] * 3 < size[i] or shared[i, j] == 0:
+            continue
+        if ids[i] is None and j not in taken:
+            ids[i] = old_ids[j]
+            taken.add(j)
+    return ids
 
 
 @dataclass
@@ -118,6 +89,10 @@ class ProseTopics:
     centres: np.ndarray | None = None  # (k, dim) unit rows
     ids: list[int] = field(default_factory=list)
     seen: int = 0  # prose rows placed
+    # Topics a refit dropped (most recent first, at most `_RETIRED`): a later refit that
+    # finds one again gives it back its id.
+    retired_ids: list[int] = field(default_factory=list)
+    retired: np.ndarray | None = None  # (len(retired_ids), dim) unit rows
     _sample: list[np.ndarray] = field(default_factory=list, repr=False)
     _last_refit: int = field(default=0, repr=False)
 
@@ -129,6 +104,7 @@ class ProseTopics:
         cap no refit runs (a refit may open clusters)."""
         if self.centres is not None and self.centres.shape[1] != x.size:
             self.centres, self.ids, self._sample = None, [], []  # another prose space
+            self.retired_ids, self.retired = [], None
         self.seen += 1
         opened: list[int] = []
         if x.any():
@@ -166,75 +142,44 @@ class ProseTopics:
         if (h & 0xFFFFF) < chance * 0x100000:
             self._sample[(h >> 20) % self.sample_size] = x.astype(np.float16)
 
-    def fit(self, x: np.ndarray) -> np.ndarray:
-        """`(k, dim)` unit centres of the sample `x`: the k of the best silhouette, or
-        one centre when none reaches `min_silhouette`. Beside k-means++ seeds, the
-        current centres are refined as they are, so the topics known compete whole."""
-        dist = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0))
-        np.fill_diagonal(dist, 0.0)
-        smallest = max(3, len(x) // 40)  # a topic is more than a few stray rows
-        runs: list[tuple[int, int, np.ndarray | None]] = [
-            (k, seed, None) for k in range(2, self.max_topics + 1) for seed in range(3)
-        ]
-        if self.centres is not None and len(self.centres) > 1:
-            runs.append((len(self.centres), -1, self.centres))
-        best, best_score = None, self.min_silhouette
-        for k, seed, init in runs:
-            if len(x) < 8 * k:
-                continue
-            labels, c = kmeans(x, k, seed, init=init)
-            if np.bincount(labels, minlength=k).min() < smallest:
-                continue
-            score = silhouette(dist, labels, k)
-            if score > best_score:
-                best, best_score = c, score
-        return best if best is not None else _unit_rows(x.sum(0, keepdims=True))
-
     def refit(self, open_cluster: Callable[[], int]) -> list[int]:
         """Refits the centres on the sample; returns the cluster ids it opened."""
         if len(self._sample) < _FIRST_REFITS[0] or self.centres is None:
             return []
-        x = _unit_rows(np.stack(self._sample).astype(np.float32))
-        new = self.fit(x)
-        ids = self._match(np.argmax(x @ self.centres.T, axis=1), np.argmax(x @ new.T, axis=1))
+        x = unit_rows(np.stack(self._sample).astype(np.float32))
+        new = fit_centres(
+            x, self.max_topics, self.min_silhouette, current=self.centres, seed=self.seen
+        )
+        old_ids = self.ids + self.retired_ids
+        old = self.centres if self.retired is None else np.vstack([self.centres, self.retired])
+        ids = _match(np.argmax(x @ old.T, axis=1), np.argmax(x @ new.T, axis=1), old_ids)
         opened: list[int] = []
         for i, cid in enumerate(ids):
             if cid is None:
                 opened.append(open_cluster())
                 ids[i] = opened[-1]
+        dropped = [j for j, cid in enumerate(old_ids) if cid not in ids][:_RETIRED]
+        self.retired_ids = [old_ids[j] for j in dropped]
+        self.retired = old[dropped] if dropped else None
         self.centres = new.astype(np.float32)
         self.ids = [int(c) for c in ids if c is not None]
         return opened
 
-    def _match(self, before: np.ndarray, after: np.ndarray) -> list[int | None]:
-        """The id each new centre keeps: by the sample's rows, the old topic that gave it
-        the most of its rows (most shared rows first, each old id once, at least a third
-        of the new topic's rows), else None (a new topic)."""
-        k_old, k_new = len(self.ids), int(after.max()) + 1
-        shared = np.zeros((k_new, k_old), np.int64)
-        np.add.at(shared, (after, before), 1)
-        size = np.bincount(after, minlength=k_new)
-        ids: list[int | None] = [None] * k_new
-        taken: set[int] = set()
-        for flat in np.argsort(-shared, axis=None, kind="stable").tolist():
-            i, j = divmod(flat, k_old)
-            if shared[i, j] * 3 < size[i] or shared[i, j] == 0:
-                continue
-            if ids[i] is None and j not in taken:
-                ids[i] = self.ids[j]
-                taken.add(j)
-        return ids
-
     # -- state ---------------------------------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:
-        """Centres, ids and the row count as a JSON document (the sample is not kept)."""
-        if self.centres is None:
-            return {"seen": self.seen, "ids": [], "centres": []}
+        """Centres, ids, the dropped topics and the row count as a JSON document (the
+        sample is not kept)."""
+
+        def rows(c: np.ndarray | None) -> list[list[float]]:
+            return [] if c is None else np.round(c.astype(np.float64), 6).tolist()
+
         return {
             "seen": self.seen,
             "ids": list(self.ids),
-            "centres": np.round(self.centres.astype(np.float64), 6).tolist(),
+            "centres": rows(self.centres),
+            "retired_ids": list(self.retired_ids),
+            "retired": rows(self.retired),
         }
 
     @classmethod
@@ -256,5 +201,14 @@ class ProseTopics:
             )
         out.seen = int(doc["seen"])
         if ids:
-            out.centres, out.ids = _unit_rows(centres), ids
+            out.centres, out.ids = unit_rows(centres), ids
+        gone = [int(i) for i in doc.get("retired_ids", [])]
+        if gone:
+            retired = np.asarray(doc["retired"], np.float32)
+            if retired.shape != (len(gone), centres.shape[-1]):
+                raise ValueError(
+                    f"Prose topics' dropped centres and ids differ. Received: {len(gone)} "
+                    f"ids, centres of shape {retired.shape}"
+                )
+            out.retired_ids, out.retired = gone, unit_rows(retired)
         return out

@@ -30,7 +30,7 @@ _WORD = re.compile(r"^[\"'(¿¡«]*([^\W\d_]+(?:['’-][^\W\d_]+)*)[\"')»]*[.,!
 _SENTENCE_END = re.compile(r"[.!?…。！？]\s*$")
 # Scripts written without spaces between words (CJK ideographs, kana, hangul).
 _NO_SPACE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-_PLACEHOLDER = re.compile(r"<[A-Z*][A-Z0-9_*]*>")
+PLACEHOLDER = re.compile(r"<[A-Z*][A-Z0-9_*]*>")
 _FUNCTION_WORDS = frozenset(
     (
         "a an the i i'm im my me we our you your it it's its is are was were be been am "
@@ -61,7 +61,7 @@ def is_prose(masked: str) -> bool:
     Prose: at least 3 words, >= 90% of them plain words (letters, apostrophes, hyphens,
     sentence punctuation, emoji), at most one placeholder per 8 words, no word that
     looks like an identifier (`camelCase`, `snake_case`, `a.b`, a path, `name:`), and the
-    voice of a person: a word such as "I", "my", "you", "please", "thanks", or (4 words
+    voice of a person: a word such as "I", "my", "you", "please", "thanks", or (3 words
     or more) a sentence end with a function word. A text in a script written without
     spaces (CJK) is prose when it holds 4 such characters and no structure.
     """
@@ -73,7 +73,7 @@ def is_prose(masked: str) -> bool:
     words = s.split()
     if len(words) < 3 or any(_IDENTIFIER.search(w) for w in words):
         return False
-    placeholders = len(_PLACEHOLDER.findall(s))
+    placeholders = len(PLACEHOLDER.findall(s))
     if placeholders * 8 > len(words):
         return False
     plain = [m.group(1).lower() for w in words if (m := _WORD.match(w))]
@@ -90,7 +90,7 @@ def is_prose(masked: str) -> bool:
     if any(w.endswith(":") for w in words[1:]) or (head.endswith(":") and head.isupper()):
         return False
     ends = bool(_SENTENCE_END.search(s))
-    return ends and len(words) >= 4 and any(w in _FUNCTION_WORDS for w in plain)
+    return ends and len(words) >= 3 and any(w in _FUNCTION_WORDS for w in plain)
 
 
 def _stem(word: str) -> str:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from logclust.cluster.prose_topics import ProseTopics, kmeans, silhouette
+from logclust.cluster.prose_topics import ProseTopics
+from logclust.cluster.topic_fit import kmeans, silhouette
 
 
 def _points(

@@ -1,0 +1,146 @@
+"""Centres of a sample of unit points with k never given (`fit_centres`): spherical
+KMeans, the prediction strength of a k, and the silhouette.
+
+Choosing k: **prediction strength** (Tibshirani and Walther, 2005). The sample is cut in
+two halves; each half is clustered with k centres, and the second half's rows are also
+assigned to the first half's centres. A k is right when, in each cluster of the second
+half, nearly every pair of rows is also kept together by the first half's centres (the
+clusters are found again, not cut out of a blob). The largest k whose strength reaches
+`strength` (0.8 by default, the paper's) wins. Free text whose topics overlap too much
+for that has no stable k: then the k of the best mean silhouette is taken when it
+reaches `min_silhouette`, else the sample is one topic (one kind of text, however
+worded: a silhouette of random splits of a blob stays near 0.03).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Rows below which the silhouette is too noisy to choose k by.
+_SILHOUETTE_ROWS = 256
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of `x` scaled to unit length (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def kmeans(
+    x: np.ndarray, k: int, seed: int, iters: int = 25, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(labels, centres)` of spherical KMeans on unit rows `x`, from the centres `init`
+    or else from k-means++ seeds."""
+    c = _seeds(x, k, seed) if init is None else init.astype(np.float32, copy=True)
+    labels = np.full(len(x), -1)
+    for _ in range(iters):
+        new = np.argmax(x @ c.T, axis=1)
+        if (new == labels).all():
+            break
+        labels = new
+        onehot = np.eye(k, dtype=np.float32)[labels]
+        sums = onehot.T @ x
+        filled = onehot.sum(0) > 0
+        c[filled] = unit_rows(sums[filled])
+    return labels, c
+
+
+def _seeds(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means++: `(k, dim)` rows of `x`, each drawn by its squared distance to the
+    rows drawn before."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    centres = [x[int(rng.integers(n))]]
+    d2 = np.full(n, np.inf)
+    for _ in range(1, k):
+        d2 = np.minimum(d2, np.maximum(2.0 - 2.0 * (x @ centres[-1]), 0.0))
+        total = float(d2.sum())
+        pick = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        centres.append(x[pick])
+    return np.stack(centres)
+
+
+def silhouette(dist: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Mean silhouette of `labels` given the pairwise distances `dist`."""
+    onehot = np.eye(k, dtype=dist.dtype)[labels]  # (n, k)
+    sums = dist @ onehot  # (n, k): summed distance of each row to each cluster
+    counts = onehot.sum(0)
+    rows = np.arange(len(labels))
+    own = counts[labels]
+    a = sums[rows, labels] / np.maximum(own - 1, 1)
+    mean = sums / np.maximum(counts, 1)
+    mean[rows, labels] = np.inf
+    mean[:, counts == 0] = np.inf
+    b = mean.min(1)
+    s = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
+    s[own <= 1] = 0.0
+    return float(s.mean())
+
+
+def _best(
+    x: np.ndarray, k: int, seeds: int, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(labels, centres)` of the KMeans run (k-means++ seeds `0..seeds-1`, and `init`
+    when given) whose rows lie closest to their centres."""
+    runs = [kmeans(x, k, s) for s in range(seeds)]
+    if init is not None and len(init) == k:
+        runs.append(kmeans(x, k, -1, init=init))
+    return max(runs, key=lambda r: float(np.max(x @ r[1].T, axis=1).sum()))
+
+
+def prediction_strength(x: np.ndarray, k: int, rng: np.random.Generator) -> float:
+    """The prediction strength of `k` on unit rows `x` (see the module docstring): the
+    least share, over the second half's clusters, of pairs of rows that the first
+    half's centres keep together."""
+    order = rng.permutation(len(x))
+    first, second = x[order[::2]], x[order[1::2]]
+    _, centres = _best(first, k, 2)
+    labels, _ = _best(second, k, 2)
+    kept = np.argmax(second @ centres.T, axis=1)
+    worst = 1.0
+    for j in range(k):
+        rows = kept[labels == j]
+        n = rows.size
+        if n < 2:
+            continue
+        same = np.bincount(rows, minlength=k).astype(np.float64)
+        worst = min(worst, float((same * (same - 1)).sum() / (n * (n - 1))))
+    return worst
+
+
+def fit_centres(
+    x: np.ndarray,
+    max_k: int,
+    min_silhouette: float,
+    strength: float = 0.8,
+    current: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """`(k, dim)` unit centres of the unit rows `x`, k never given (see the module
+    docstring). `current`: centres in use, refined as they are beside the k-means++
+    seeds when their k is chosen, so the topics known compete whole. `seed` draws the
+    halves (the same sample and seed give the same centres)."""
+    rng = np.random.default_rng(seed)
+    smallest = max(3, len(x) // 40)  # a topic is more than a few stray rows
+    stable = [
+        k
+        for k in range(2, max_k + 1)
+        if len(x) >= 32 * k and prediction_strength(x, k, rng) >= strength
+    ]
+    if stable:
+        _, centres = _best(x, max(stable), 3, current)
+        return centres
+    if len(x) < _SILHOUETTE_ROWS:
+        return unit_rows(x.sum(0, keepdims=True))
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0))
+    np.fill_diagonal(dist, 0.0)
+    best, best_score = None, min_silhouette
+    for k in range(2, max_k + 1):
+        if len(x) < 8 * k:
+            break
+        labels, c = _best(x, k, 3, current)
+        if np.bincount(labels, minlength=k).min() < smallest:
+            continue
+        score = silhouette(dist, labels, k)
+        if score > best_score:
+            best, best_score = c, score
+    return best if best is not None else unit_rows(x.sum(0, keepdims=True))
