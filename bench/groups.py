@@ -19,9 +19,8 @@ Prints `group_id` ARI against the true kind (targets: >= 0.95) and among the fre
 alone, groups per free-text topic (<= 2; every group that holds one of its rows, and the
 groups that hold 5% or more of them), structured kinds merged by the group level (pairs
 that the cluster level keeps apart and the group level joins; 0), and prose's cluster
-count. Then `logclust demo`'s
-traffic (`logclust.cli.traffic.generate_traffic`) on a second sidecar: clusters and
-groups of its `feedback` kind (target <= 5).
+count. Then `logclust demo`'s traffic (`logclust.cli.traffic.generate_traffic`) on a
+second sidecar: clusters and groups of its `feedback` kind (target <= 5).
 """
 
 from __future__ import annotations
