@@ -89,6 +89,7 @@ class ProseTopics:
     centres: np.ndarray | None = None  # (k, dim) unit rows
     ids: list[int] = field(default_factory=list)
     seen: int = 0  # prose rows placed
+    refits: int = 0  # refits run (a placement memo drops its prose texts after one)
     # Topics a refit dropped (most recent first, at most `_RETIRED`): a later refit that
     # finds one again gives it back its id.
     retired_ids: list[int] = field(default_factory=list)
@@ -147,6 +148,7 @@ class ProseTopics:
         if len(self._sample) < _FIRST_REFITS[0] or self.centres is None:
             return []
         x = unit_rows(np.stack(self._sample).astype(np.float32))
+        self.refits += 1
         new = fit_centres(
             x, self.max_topics, self.min_silhouette, current=self.centres, seed=self.seen
         )

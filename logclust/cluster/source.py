@@ -189,9 +189,8 @@ class SourceClusterer(Revisions):
     def _offer_sample(
         self, keys: list[str], embed: Callable[[np.ndarray], np.ndarray], inv: np.ndarray
     ) -> None:
-        """Offers the batch's rows to the reservoir. Clusters that templates own are
-        never merged nor split, so with templates only structured bodies are sampled (a
-        line is not embedded to be sampled)."""
+        """Offers the batch's rows to the reservoir: with templates (whose clusters are
+        never merged nor split), only structured bodies (a line is not embedded)."""
         if self._templates is not None:
             bodies = np.fromiter(map(is_structured, keys), bool, len(keys))
             if not bodies.any():
@@ -206,6 +205,7 @@ class SourceClusterer(Revisions):
         """Placement through the memo (bounded by `memo_limit`): templates first, then
         the embedding for new forms."""
         slot, miss = self._memo.find(keys, self.memo_limit())
+        refits = self.groups.prose.refits
         if miss.size:
             if self._templates is None:
                 emb = embed(miss)
@@ -215,7 +215,10 @@ class SourceClusterer(Revisions):
                 uid, d = self._place_by_templates(keys, miss, embed)
             self._touch(model=True)
             self._memo.store(keys, slot, miss, uid, d)
-        return self._memo.values(slot)
+        out = self._memo.values(slot)
+        if self.groups.prose.refits != refits:  # new topics: prose texts are placed again
+            self._remap_memo(np.fromiter(self.groups.prose_clusters(), np.int32))
+        return out
 
     def _place_by_templates(
         self, keys: list[str], miss: np.ndarray, embed: Callable[[np.ndarray], np.ndarray]
@@ -474,8 +477,7 @@ class SourceClusterer(Revisions):
             )
 
     def _remap_memo(self, split_ids: np.ndarray) -> None:
-        """Points the memo's merged ids at their survivors and marks the texts of split
-        clusters to be placed again."""
+        """The memo's merged ids point at their survivors; texts of `split_ids` go again."""
         to = np.arange(max(self._next_id, 1), dtype=np.int32)
         for gone, into in self.aliases.items():
             to[gone] = into

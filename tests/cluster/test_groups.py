@@ -63,10 +63,14 @@ def test_bad_input_each_gets_a_group_none_collapses(labeler: StreamLabeler) -> N
 
 def test_topics_of_free_text_give_a_few_groups(labeler: StreamLabeler) -> None:
     prose, topics = prose_messages(1200, seed=6, topics=["damaged", "late", "refund"])
-    r = labeler.label(prose, source="topics")
-    assert r.groups is not None
-    assert r.ids.tolist() == r.groups.tolist()  # prose clusters are its groups
-    g, t = r.groups, np.asarray(topics)
+    ids, groups = [], []
+    for start in range(0, len(prose), 100):  # batches, as a stream comes: texts repeat
+        r = labeler.label(prose[start : start + 100], source="topics")
+        assert r.groups is not None
+        ids += r.ids.tolist()
+        groups += r.groups.tolist()
+    assert ids == groups  # prose clusters are its groups
+    g, t = np.asarray(groups), np.asarray(topics)
     assert adjusted_rand_score(t[600:], g[600:]) > 0.8  # after the first refits
     for topic in ("damaged", "late", "refund"):
         _, counts = np.unique(g[t == topic], return_counts=True)
@@ -168,3 +172,15 @@ def test_log_templates_group_by_meaning_only_when_asked(line_groups: bool) -> No
     assert (set(r.ids.tolist()) <= known) == line_groups
     if not line_groups:  # each template its own group
         assert r.groups.tolist() == r.ids.astype(np.int64).tolist()
+
+
+def test_texts_seen_before_the_topics_take_their_topic_after(labeler: StreamLabeler) -> None:
+    """The first prose rows share one id while topics are learned; the same texts sent
+    again after the topics are found take their topic's id (the placement memo drops
+    prose texts at each refit)."""
+    prose, topics = prose_messages(400, seed=8, topics=["damaged", "refund"])
+    for start in range(0, 400, 100):
+        labeler.label(prose[start : start + 100], source="again")
+    r = labeler.label(prose[:200], source="again")
+    assert r.groups is not None
+    assert adjusted_rand_score(topics[:200], r.groups) > 0.8
