@@ -46,42 +46,50 @@ def cluster_phases(key: int, ids: np.ndarray) -> np.ndarray:
 
 
 class Groups:
-    """The rows of a segment grouped by cluster id, from one stable sort.
+    """The rows of a part grouped by cluster id, from one stable sort.
 
     Attributes:
+        order: `(m,)` rows by cluster id (ascending), stream order within.
         ids: `(u,)` distinct cluster ids, ascending.
-        inv: `(m,)` each row's index into `ids`.
-        per: `(u,)` rows per cluster.
-        order: `(m,)` rows by cluster, stream order within.
-        group: `(m,)` the index into `ids` of each row of `order`.
+        bounds: `(u + 1,)` where each cluster begins in `order`, then m.
         starts: `(u,)` where each cluster begins in `order`.
-        ends: `(u,)` where each cluster ends in `order` (its last row).
-        first_at: `(u,)` each cluster's first row.
-        rank: `(m,)` each row's place among its cluster's rows.
+        per: `(u,)` rows per cluster.
+        group: `(m,)` the index into `ids` of each row of `order`.
     """
 
-    def __init__(self, ids: np.ndarray) -> None:
+    def __init__(self, ids: np.ndarray, key: np.ndarray) -> None:
         m = ids.size
-        # A stable sort is one permutation whatever the algorithm: a radix sort on 16 bits
-        # when the ids fit.
-        small = m > 0 and 0 <= np.minimum.reduce(ids) and np.maximum.reduce(ids) < 1 << 16
-        self.order = np.argsort(ids.astype(np.uint16) if small else ids, kind="stable")
+        # A stable sort is one permutation whatever the algorithm or the key's type: `key`
+        # is the ids as uint16 (a radix sort) when they fit.
+        self.order = np.argsort(key, kind="stable")
         ordered = ids[self.order]
-        new = np.empty(m, bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        self.starts = new.nonzero()[0]
+        new = np.empty(m + 1, bool)
+        new[0] = new[m] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:m])
+        self.bounds = new.nonzero()[0]
+        self.starts = self.bounds[:-1]
         self.ids = ordered[self.starts]
-        self.first_at = self.order[self.starts]
-        self.ends = np.empty_like(self.starts)
-        self.ends[:-1] = self.starts[1:] - 1
-        self.ends[-1] = m - 1
-        self.per = self.ends - self.starts + 1
-        self.group = np.add.accumulate(new, dtype=np.int64) - 1  # (m,) in sorted order
-        self.inv = np.empty(m, np.int64)
-        self.inv[self.order] = self.group
-        self.rank = np.empty(m, np.int64)
-        self.rank[self.order] = np.arange(m) - self.starts[self.group]
+        self.per = self.bounds[1:] - self.starts
+        self.group = np.add.accumulate(new[:m], dtype=np.intp)
+        self.group -= 1
+
+
+def sort_key(ids: np.ndarray) -> np.ndarray:
+    """What `Groups` sorts `ids` by: as uint16 when they fit (a radix sort), else as
+    they are."""
+    if ids.size and 0 <= np.minimum.reduce(ids) and np.maximum.reduce(ids) < 1 << 16:
+        return ids.astype(np.uint16)
+    return ids
+
+
+def stratum_phases(key: int, ids: np.ndarray) -> np.ndarray:
+    """`(u, STRATA)` phases of clusters `ids`, each stratum with its own key: the same as
+    `cluster_phases` of each stratum's key, in one pass."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    keys = [(key ^ (mask * (j > 0)) ^ (j << 32)) for j in range(STRATA)]
+    offset = np.array([(k + _GOLDEN) & mask for k in keys], np.uint64)
+    x = _mix(ids.astype(np.uint64)[:, None] * _M2 + offset)  # wrapping, no warning on arrays
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def source_key(seed: int, source: str) -> int:

@@ -51,10 +51,11 @@ from logclust.sidecar.sample_level import (
     STRATA,
     TAIL,
     Groups,
-    cluster_phases,
     segment_end,
     segment_quantiles,
+    sort_key,
     source_key,
+    stratum_phases,
     tilt,
     water_level,
 )
@@ -89,9 +90,26 @@ TAIL_MIN_WINDOW_ROWS = 500.0
 _NEVER = int(np.iinfo(np.int64).min // 2)  # a time or position long before any
 # The per-cluster arrays and the value of a slot not yet given to a cluster.
 _FILLS: dict[str, float] = dict(counts=0.0, in_segment=0.0, last_segment=-1, last_row=_NEVER)
-_FILLS.update(sure_ms=_NEVER, sure_row=_NEVER, tail_at=math.nan, phase=0.0, in_level=False)
+_FILLS.update(sure_ms=_NEVER, sure_row=_NEVER, tail_at=math.nan, in_level=False)
 _FILLS.update(exposure=0.0, level_counts=0.0, tail_on=False)
 assert (BODY, TAIL) == (0, 1)  # a row's stratum is whether its latency is above the tail
+
+
+class _Batch:
+    """A batch of one source's rows, and what its parts share."""
+
+    def __init__(self, ids: np.ndarray, time_ms: np.ndarray, latency: np.ndarray) -> None:
+        self.ids = ids
+        self.time_ms = time_ms
+        self.latency = latency
+        self.key = sort_key(ids)
+        self.top = int(np.maximum.reduce(ids)) + 1
+        self.t_max = int(np.maximum.reduce(time_ms))
+        self.t_min = int(np.minimum.reduce(time_ms))
+        self.nan = np.isnan(latency)
+        nans = int(np.add.reduce(self.nan, dtype=np.intp))
+        self.no_latency = nans == ids.size
+        self.all_latency = nans == 0
 
 
 @dataclass(frozen=True)
@@ -120,8 +138,9 @@ class SourceBudget:
         self.fraction = fraction
         self.config = config
         self.key = key
-        self._index: dict[int, int] = {}  # cluster id -> index into the arrays
-        self._lut = np.full(0, -1, np.int64)  # the same as a table: id -> index, -1
+        self._k = 0  # clusters seen: each has an index into the arrays below
+        self._lut = np.full(0, -1, np.int64)  # cluster id -> its index, -1: none yet
+        self._arange = np.arange(0)  # 0, 1, 2, ... as long as the longest batch
         self.counts = np.zeros(0)  # (k,) decayed rows per cluster
         self.in_segment = np.zeros(0)  # (k,) rows per cluster in the current segment
         self.last_segment = np.zeros(0, np.int64)  # (k,) the last segment with its rows
@@ -130,6 +149,7 @@ class SourceBudget:
         # (k,) time and position of each cluster's last row kept for certain
         self.sure_ms = np.zeros(0, np.int64)
         self.sure_row = np.zeros(0, np.int64)
+        self._sure_lo: float = math.inf  # at most the earliest of sure_ms
         self.slot_ms = int(config.slot_s * 1000)
         # The slot in rows: the window's rows in the ratio of the slot to the window in
         # time, at least a segment (one sure row per cluster and segment).
@@ -138,7 +158,7 @@ class SourceBudget:
         )
         self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none
         self._tails = False  # whether any cluster has one
-        self.phase = np.zeros((0, STRATA))  # (k, STRATA) sampling phase of each stratum
+        self.phases = np.zeros((STRATA, 0))  # (STRATA, k) sampling phase of each stratum
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
         # are the cluster's share, whatever its age (a young kind is not taken for rare)
@@ -159,10 +179,12 @@ class SourceBudget:
         self.rows = 0  # rows decided: the position of the next one
         self.total = 0.0  # decayed rows
         self.gain = 1.0  # the controller's factor on F * N
+        self._faded = False  # whether a decay may have left an exposure at nothing
         self.tau = math.inf  # the water level of the current segment
         self._segment_end = 0  # where the current segment ends (row count)
-        # (cluster slot per row, latency, rows, sum of p) of the current segment's parts
-        self._pending: list[tuple[np.ndarray, np.ndarray, int, float]] = []
+        # (cluster index per grouped row, their latency (None: none), rows of kinds in
+        # the level, their sum of p) of the current segment's parts
+        self._pending: list[tuple[np.ndarray, np.ndarray | None, int, float]] = []
         self.clock_ms: int | None = None  # row time at the last segment's start
         self.kept = 0
         self.dropped = 0
@@ -178,108 +200,138 @@ class SourceBudget:
         n = ids.size
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
+        if not n:
+            return Decisions(keep, weight)
+        batch = _Batch(ids, time_ms, latency)
+        if batch.top > self._lut.size:  # ids are small non-negative ints: a dense table
+            more = np.full(max(batch.top, 2 * self._lut.size), -1)
+            self._lut = np.concatenate([self._lut, more])
+        if self._arange.size < n:
+            self._arange = np.arange(max(n, 2 * self._arange.size))
+        # No window can end in this batch while its last row is within the window's time.
+        turns = batch.t_max - self.window_ms >= self.window_len_ms
         start = 0
         while start < n:
             stop = min(n, start + segment_end(self.rows) - self.rows)
             # A window that ends in the part ends its segment too: from the row where it
             # has its least span of rows, the first row past its least span of time.
             first = start + max(0, self.window_row + self.window_rows_min - self.rows)
-            if self.rows and first < stop:
+            if turns and self.rows and first < stop:
                 due = time_ms[first:stop] - self.window_ms >= self.window_len_ms
                 if due.any():
                     at = first + int(np.argmax(due))
                     if at == start:
                         self._new_window(int(time_ms[at]))
+                        turns = batch.t_max - self.window_ms >= self.window_len_ms
                     else:
                         stop = at
-            part = slice(start, stop)
-            keep[part], weight[part] = self._segment(ids[part], time_ms[part], latency[part])
+            self._segment(batch, start, stop, keep[start:stop], weight[start:stop])
             start = stop
-        kept = int(keep.sum())
+        kept = int(np.add.reduce(keep, dtype=np.intp))
         self.kept += kept
         self.dropped += n - kept
         return Decisions(keep, weight)
 
     def _segment(
-        self, ids: np.ndarray, time_ms: np.ndarray, latency: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Decides rows of one segment (or the part of it in this batch): the level, the
-        decay and the tail estimates are set at the segment's start, counts run row by
-        row, so a segment split over batches decides as one."""
-        m = ids.size
+        self, batch: _Batch, start: int, stop: int, keep: np.ndarray, weight: np.ndarray
+    ) -> None:
+        """Decides rows `start:stop` of a batch, one segment's (or the part of it in this
+        batch), into `keep` and `weight`: the level, the decay and the tail estimates are
+        set at the segment's start, counts run row by row, so a segment split over batches
+        decides as one. The work is on the rows grouped by cluster (`Groups`)."""
+        m = stop - start
+        time_ms = batch.time_ms[start:stop]
         if self.rows == self._segment_end:  # a segment begins
             self._begin_segment(int(time_ms[0]))
-        g = Groups(ids)
-        cix = self._index_of(g.ids)  # (u,) cluster cix
-        ix = cix[g.inv]  # (m,) each row's cix
-        p, outside = self._base_p(ix, g)
-        stratum = self._strata(ix, latency)
-        if self._tails:  # some cluster has a tail estimate
-            split = self.tail_on[ix]
-            if split.any():
-                split &= ~np.isnan(self.tail_at[ix])
+        ids = batch.ids[start:stop]
+        g = Groups(ids, batch.key[start:stop])
+        cix, new = self._index_of(g)  # (u,) each cluster's index into the arrays
+        rows_cix = cix[g.group]  # (m,) the same per grouped row
+        ps = self._base_p(rows_cix, g)  # (m,) p of the grouped rows
+        outside = None  # rows of kinds outside the level, in stream order
+        if not np.logical_and.reduce(self.in_level[cix]):
+            ps, outside = self._outside(ps, ids, g)
+        nan = batch.nan[start:stop]
+        latency = None  # of the grouped rows; None: none measured
+        if not (batch.no_latency or np.logical_and.reduce(nan)):
+            latency = batch.latency[start:stop][g.order]
+        stratum = None  # one stratum
+        if latency is not None and (self._tails or not batch.all_latency):
+            stratum = self._strata(rows_cix, latency, nan[g.order])
+            if self._tails:  # some cluster has a tail estimate
+                split = self.tail_on[rows_cix]
                 if split.any():
-                    p = tilt(p, stratum, split, P_FLOOR * self.fraction)
-        sure = self._sure(cix, ix, g, time_ms)
-        if sure is not None:
-            p[sure] = 1.0
-        keep = self._draw(p, cix, g, stratum)
-        weight = np.where(keep, 1.0 / p, 0.0)
-        self._count(cix, g, m)
-        expected = float(p.sum())
+                    split &= ~np.isnan(self.tail_at[rows_cix])
+                    if split.any():
+                        ps = tilt(ps, stratum, split, P_FLOOR * self.fraction)
+        self._sure(cix, g, time_ms, ps, batch)
+        kept = self._draw(ps, cix, g, stratum)
+        p = np.empty(m)
+        p[g.order] = ps
+        keep[g.order] = kept
+        weight[g.order] = np.where(kept, np.divide(1.0, ps), 0.0)
+        self._count(cix, new, g, m)
+        expected = float(np.add.reduce(p))
         self.window_spent += expected
         if outside is None:
-            self._pending.append((ix, latency, m, expected))
+            self._pending.append((rows_cix, latency, m, expected))
         else:
-            level_rows = int(m - outside.sum())
-            self._pending.append((ix, latency, level_rows, float(p[~outside].sum())))
-        return keep, weight
+            level_rows = int(m - np.add.reduce(outside, dtype=np.intp))
+            self._pending.append((rows_cix, latency, level_rows, float(p[~outside].sum())))
 
-    def _base_p(self, ix: np.ndarray, g: Groups) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each row's p before strata and sure rows: its cluster's level over its rows in
-        the window, or its rows so far in the segment when more (a new or bursting kind
-        is thinned as it grows, its first rows kept); and the rows of kinds outside the
-        level (None: none), which draw on the window's allowance for new kinds and past
-        it are kept at the rate."""
-        seen = self.in_segment[ix]  # rows of earlier parts of the segment
-        seen += g.rank
-        np.maximum(self.level_counts[ix], seen, out=seen)
-        p = np.ones(ix.size)  # nothing counted yet: 1
-        np.divide(self.level[ix], seen, out=p, where=seen > 0)
-        np.minimum(np.maximum(p, P_FLOOR * self.fraction, out=p), 1.0, out=p)
-        inside = self.in_level[ix]
-        if inside.all():
-            return p, None
-        outside = ~inside
+    def _base_p(self, rows_cix: np.ndarray, g: Groups) -> np.ndarray:
+        """Each grouped row's p before kinds outside the level, strata and sure rows: its
+        cluster's level over its rows in the window, or its rows so far in the segment
+        when more (a new or bursting kind is thinned as it grows, its first rows kept)."""
+        m = rows_cix.size
+        offset = self.in_segment[rows_cix]  # rows of earlier parts of the segment
+        offset -= g.starts[g.group]  # minus the row's cluster's start: plus the position
+        seen = np.add(offset, self._arange[:m], out=offset)  # its rows before it
+        np.maximum(self.level_counts[rows_cix], seen, out=seen)
+        p = np.ones(m)  # nothing counted yet: 1
+        np.divide(self.level[rows_cix], seen, out=p, where=seen > 0)
+        return np.minimum(np.maximum(p, P_FLOOR * self.fraction, out=p), 1.0, out=p)
+
+    def _outside(
+        self, ps: np.ndarray, ids: np.ndarray, g: Groups
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of kinds outside the level (in stream order) draw on the window's
+        allowance for new kinds, in stream order, and past it are kept at the rate."""
+        outside = ~self.in_level[self._lut[ids]]
+        p = np.empty(ps.size)
+        p[g.order] = ps
         demand = np.where(outside, p, 0.0)
-        over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
-        p = np.where(over, np.minimum(p, self.rate), p)
-        self.new_demand += float(demand.sum())
-        return p, outside
+        spent = float(demand.sum())
+        # The running demand never exceeds its total (within rounding): no row is over.
+        if not self.new_demand + spent * (1.0 + 1e-7) < self.allowance:
+            over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
+            if over.any():
+                ps = np.where(over[g.order], np.minimum(ps, self.rate), ps)
+        self.new_demand += spent
+        return ps, outside
 
-    def _strata(self, ix: np.ndarray, latency: np.ndarray) -> np.ndarray:
-        """Each row's stratum: the tail above its cluster's estimate, the body (also
-        without an estimate), or no latency."""
-        nan = np.isnan(latency)
-        if nan.all():
-            return np.full(latency.size, NO_LATENCY, np.int8)
-        stratum = (latency > self.tail_at[ix]).view(np.int8)  # TAIL 1, BODY 0
+    def _strata(self, rows_cix: np.ndarray, latency: np.ndarray, nan: np.ndarray) -> np.ndarray:
+        """Each grouped row's stratum: the tail above its cluster's estimate, the body
+        (also without an estimate), or no latency."""
+        stratum = (latency > self.tail_at[rows_cix]).view(np.int8)  # TAIL 1, BODY 0
         if nan.any():
             stratum = stratum.copy()
             stratum[nan] = NO_LATENCY
         return stratum
 
-    def _count(self, cix: np.ndarray, g: Groups, m: int) -> None:
+    def _count(self, cix: np.ndarray, new: np.ndarray | None, g: Groups, m: int) -> None:
         """Counts a part's rows: per cluster, in the segment, in the source's exposure
         and in the window."""
         self.counts[cix] += g.per
-        self.exposure[: len(self._index)] += m
-        fresh = self.exposure[cix] == m  # (u,) first seen in this part
-        if fresh.any():
-            self.exposure[cix[fresh]] -= g.first_at[fresh]
+        self.exposure[: self._k] += m
+        if self._faded:  # an exposure may have decayed to nothing: tell new ones by it
+            fresh = self.exposure[cix] == m
+            new = fresh if fresh.any() else None
+        if new is not None:  # first seen in this part: exposed from their first row
+            self.exposure[cix[new]] -= g.order[g.starts[new]]
         self.in_segment[cix] += g.per
         self.last_segment[cix] = self.segments
-        self.last_row[cix] = self.rows + g.order[g.ends]
+        self.last_row[cix] = self.rows + g.order[g.bounds[1:] - 1]
         self.rows += m
         self.total += m
         self.window_rows += m
@@ -289,15 +341,16 @@ class SourceBudget:
         quantile and the controller's gain by the segment's error."""
         if not self._pending:
             return
-        if len(self._pending) == 1:
-            rows_cix, latency = self._pending[0][0], self._pending[0][1]
-        else:
-            rows_cix = np.concatenate([part[0] for part in self._pending])
-            latency = np.concatenate([part[1] for part in self._pending])
-        rows = sum(part[2] for part in self._pending)
-        expected = sum(part[3] for part in self._pending)
-        self._pending = []
+        pending, self._pending = self._pending, []
+        rows = sum(part[2] for part in pending)
+        expected = sum(part[3] for part in pending)
         self._account(rows, expected)
+        if all(part[1] is None for part in pending):  # no latency: nothing to estimate
+            return
+        rows_cix = np.concatenate([part[0] for part in pending])
+        latency = np.concatenate(
+            [np.full(part[0].size, math.nan) if part[1] is None else part[1] for part in pending]
+        )
         per = np.bincount(rows_cix)  # (k',) rows per cluster slot in the segment
         big = per >= TAIL_MIN_ROWS  # enough rows to tell
         if not big.any():
@@ -311,93 +364,109 @@ class SourceBudget:
         blend = np.minimum(1.0, per[at] / TAIL_MEMORY_ROWS)
         self.tail_at[at] = np.where(np.isnan(old), q, old + blend * (q - old))
 
-    def _draw(self, p: np.ndarray, cix: np.ndarray, g: Groups, stratum: np.ndarray) -> np.ndarray:
-        """Systematic sampling per cluster and latency stratum: a row is kept
-        when its stratum's running sum of p, from a seeded random phase, crosses an
-        integer. Each row is kept with probability exactly p (the phase is uniform), and
-        a stratum's kept rows track the sum of its p within one row, so its weighted
-        count is within one weight of the truth."""
-        ps = p[g.order]  # (m,) grouped by cluster, stream order within
-        present = np.bincount(stratum, minlength=3).nonzero()[0]
-        if present.size == 1:  # one stratum: drawn with the phases of the first
+    def _draw(
+        self, ps: np.ndarray, cix: np.ndarray, g: Groups, stratum: np.ndarray | None
+    ) -> np.ndarray:
+        """Systematic sampling per cluster and latency stratum, on the grouped rows: a
+        row is kept when its stratum's running sum of p, from a seeded random phase,
+        crosses an integer. Each row is kept with probability exactly p (the phase is
+        uniform), and a stratum's kept rows track the sum of its p within one row, so its
+        weighted count is within one weight of the truth."""
+        present = None if stratum is None else np.bincount(stratum, minlength=3).nonzero()[0]
+        if present is None or present.size == 1:  # one stratum: the phases of the first
             end = self._run(ps, cix, g, 0)
         else:
-            by = stratum[g.order]
-            end = np.empty(p.size)
+            end = np.empty(ps.size)
             for j in present.tolist():
-                rows = by == j
+                rows = stratum == j
                 end[rows] = self._run(np.where(rows, ps, 0.0), cix, g, j)[rows]
-        keep = np.empty(p.size, bool)
-        keep[g.order] = end - ps < np.floor(end)  # floor(end - ps) < floor(end): crossed
-        return keep
+        return end - ps < np.floor(end)  # floor(end - ps) < floor(end): crossed
 
     def _run(self, ps: np.ndarray, cix: np.ndarray, g: Groups, j: int) -> np.ndarray:
         """The running sum of `ps` (grouped rows, 0 outside stratum `j`) from each
         cluster's phase of stratum `j`, which moves on by the cluster's sum."""
-        cs = np.add.accumulate(ps)  # np.cumsum, without its wrapper
-        edges = np.empty(g.starts.size + 1)  # the sum before each cluster, then the total
-        edges[0] = 0.0
-        edges[1:] = cs[g.ends]
-        phase = self.phase[cix, j]
+        sums = np.empty(ps.size + 1)  # 0, then the running sum
+        sums[0] = 0.0
+        cs = np.add.accumulate(ps, out=sums[1:])  # np.cumsum, without its wrapper
+        edges = sums[g.bounds]  # the sum before each cluster, then the total
+        phases = self.phases[j]
+        phase = phases[cix]
         run = phase[g.group] + cs - edges[g.group]
-        self.phase[cix, j] = np.mod(phase + (edges[1:] - edges[:-1]), 1.0)
+        phases[cix] = np.mod(phase + (edges[1:] - edges[:-1]), 1.0)
         return run
 
-    def _index_of(self, ids: np.ndarray) -> np.ndarray:
-        """The cix of cluster ids; clusters not seen before get one (count 0, their
-        own seeded phases)."""
-        top = int(ids.max()) + 1
-        if top > self._lut.size:  # ids are small non-negative ints: a dense table
-            self._lut = np.concatenate([self._lut, np.full(max(top, 2 * self._lut.size), -1)])
-        cix = self._lut[ids]
-        new = (cix < 0).nonzero()[0]
-        if not new.size:
-            return cix
-        for i in new.tolist():
-            cix[i] = self._lut[ids[i]] = len(self._index)
-            self._index[int(ids[i])] = int(cix[i])
-        k = len(self._index)
+    def _index_of(self, g: Groups) -> tuple[np.ndarray, np.ndarray | None]:
+        """The index of each cluster of a part, and which are new (None: none); clusters
+        not seen before get one (count 0, their own seeded phases), in ascending id."""
+        cix = self._lut[g.ids]
+        if np.minimum.reduce(cix) >= 0:
+            return cix, None
+        new = cix < 0
+        new_ids = g.ids[new]
+        k = self._k + new_ids.size
+        cix[new] = self._lut[new_ids] = np.arange(self._k, k)
         if k > self.counts.size:
             grow = max(k - self.counts.size, 16, self.counts.size // 2)
             fills = {**_FILLS, "level": self.tau}
-            for name, fill in fills.items():  # (k,) and (k, STRATA) arrays, their fills
+            for name, fill in fills.items():  # (k,) arrays, their fills
                 old = getattr(self, name)
-                more = np.full((grow, *old.shape[1:]), fill, old.dtype)
-                setattr(self, name, np.concatenate([old, more]))
-        new_ids = ids[new].astype(np.uint64)
-        for j in range(STRATA):  # each stratum its own phases
-            key = self.key ^ (0xFFFFFFFFFFFFFFFF * (j > 0)) ^ (j << 32)
-            self.phase[cix[new], j] = cluster_phases(key, new_ids)
-        return cix
+                setattr(self, name, np.concatenate([old, np.full(grow, fill, old.dtype)]))
+            self.phases = np.concatenate([self.phases, np.zeros((STRATA, grow))], axis=1)
+        self.phases[:, self._k : k] = stratum_phases(self.key, new_ids).T
+        self._k = k
+        return cix, new
 
     def _sure(
-        self, cix: np.ndarray, ix: np.ndarray, g: Groups, time_ms: np.ndarray
-    ) -> np.ndarray | None:
-        """Rows kept for certain (None: none): a cluster's first row once `slot_s`
+        self, cix: np.ndarray, g: Groups, time_ms: np.ndarray, ps: np.ndarray, batch: _Batch
+    ) -> None:
+        """Keeps rows for certain (p = 1 in `ps`): a cluster's first row once `slot_s`
         seconds of row time and `slot_rows` rows of the source have passed since its last
-        such row (its first row ever included); at most one per cluster and segment."""
-        m = time_ms.size
+        such row (its first row ever included), and its first row of each window; at most
+        one per cluster and segment."""
         first = self.sure_row[cix] < self.window_row  # none yet in this window
+        if batch.t_max - self._sure_lo < self.slot_ms:  # none due by time: the first ones
+            if not first.any():
+                return
+            rows = g.starts[first]
+        else:
+            rows = self._due(cix, g, time_ms, first)
+            if rows is None:
+                return
+        ps[rows] = 1.0
+        at = g.order[rows]  # in the part
+        sure = cix[g.group[rows]]
+        self.sure_ms[sure] = time_ms[at]
+        self.sure_row[sure] = self.rows + at
+        self._sure_lo = min(self._sure_lo, batch.t_min)
+
+    def _due(
+        self, cix: np.ndarray, g: Groups, time_ms: np.ndarray, first: np.ndarray
+    ) -> np.ndarray | None:
+        """The grouped rows kept for certain when some cluster may be due by time: the
+        first row of each cluster due by both spans, or first in the window (None:
+        none)."""
+        m = time_ms.size
         # A cluster whose rows in this part cannot pass both spans has none.
         late = cix[self.rows + m - 1 - self.sure_row[cix] >= self.slot_rows]
         if not first.any() and not (
             late.size and int(time_ms.max()) - int(self.sure_ms[late].min()) >= self.slot_ms
         ):
+            self._sure_lo = int(self.sure_ms[: self._k].min())
             return None
-        i = ix
-        due = (time_ms - self.sure_ms[i] >= self.slot_ms) & (
-            self.rows + np.arange(m) - self.sure_row[i] >= self.slot_rows
+        rows_cix = cix[g.group]
+        sure_row = self.sure_row[rows_cix]
+        due = (time_ms[g.order] - self.sure_ms[rows_cix] >= self.slot_ms) & (
+            self.rows + g.order - sure_row >= self.slot_rows
         )
-        due |= self.sure_row[i] < self.window_row
-        sure = np.zeros(m, bool)
-        if due.any():
-            rows = np.flatnonzero(due)
-            _, at = np.unique(g.inv[rows], return_index=True)  # first due row per cluster
-            rows = rows[at]
-            sure[rows] = True
-            self.sure_ms[i[rows]] = time_ms[rows]
-            self.sure_row[i[rows]] = self.rows + rows
-        return sure
+        due |= sure_row < self.window_row
+        rows = due.nonzero()[0]
+        if not rows.size:
+            return None
+        group = g.group[rows]
+        head = np.empty(rows.size, bool)  # the first due row of each cluster
+        head[0] = True
+        np.not_equal(group[1:], group[:-1], out=head[1:])
+        return rows[head]
 
     def _decay(self, rows: int, now_ms: int) -> None:
         """Ages the counts by `rows` rows or by the time since the last segment,
@@ -406,6 +475,8 @@ class SourceBudget:
         factor = max(
             math.exp(-rows / self.config.window_rows), math.exp(-elapsed_s / self.config.window_s)
         )
+        if factor < 1e-9:  # an exposure of one row would vanish beside a part's rows
+            self._faded = True
         if factor < 1.0:
             self.counts *= factor
             self.exposure *= factor
