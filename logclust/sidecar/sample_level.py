@@ -201,7 +201,24 @@ def water_level(
     if on is None and ascending is not None:  # nearly sorted runs: a fast merge
         n = counts[ascending]
         n = n[n > 0]
-    at, slope = _sorted_breaks(*_breaks(n, on, floor))  # slope on [at[i], at[i + 1]]
+    return _solve(*_sorted_breaks(*_breaks(n, on, floor)), base, target)
+
+
+def sorted_level(total: float, n: np.ndarray, target: float, floor: float) -> float:
+    """`water_level` of clusters none of which is split, from the sum of their counts
+    (`float(counts[counts > 0].sum())`, in their own order) and their positive counts
+    in ascending order `n`: the same level, without sorting them again."""
+    if target >= total:
+        return math.inf
+    base = floor * total
+    if base >= target:
+        return 0.0
+    return _solve(*_sorted_breaks(*_breaks(n, None, floor)), base, target)
+
+
+def _solve(at: np.ndarray, slope: np.ndarray, base: float, target: float) -> float:
+    """The level where the rows kept, `base` at `at[0]` and growing by `slope[i]` on
+    `[at[i], at[i + 1]]`, reach `target`."""
     kept = np.empty(at.size)  # the rows kept at at[i]
     kept[0] = 0.0
     np.add.accumulate(slope[:-1] * (at[1:] - at[:-1]), out=kept[1:])  # np.cumsum
@@ -225,10 +242,7 @@ def _breaks(
         at = np.empty(2 * k)
         np.multiply(floor, n, out=at[:k])
         at[k:] = n
-        delta = np.empty(2 * k)
-        delta[:k] = 1.0
-        delta[k:] = -1.0
-        return at, delta, True
+        return at, _signs(k), True
     a = floor * n
     q = TAIL_QUANTILE
     b = np.maximum(a, n / TAIL_BOOST)
@@ -243,13 +257,22 @@ def _breaks(
     return at, delta, False
 
 
+def _signs(k: int) -> np.ndarray:
+    """`(2k,)` int64: k times +1, then k times -1."""
+    signs = np.empty(2 * k, np.int64)
+    signs[:k] = 1
+    signs[k:] = -1
+    return signs
+
+
 def _sorted_breaks(at: np.ndarray, delta: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
     """The breaks sorted, and the running slope after each. The order of tied breaks is
     the quicksort's: it can change the slope's rounding, and the level's last bits with
     it. Any sort gives the one order where the breaks are distinct, or where every
-    `delta` is +/-1 (`exact`: the slope is an integer at the end of every tie, and only
-    there does it count), so a stable sort (the faster here) stands in for it then."""
-    order = np.argsort(at, kind="stable")
+    `delta` is +/-1 (`exact`, as int64: the slope is an integer at the end of every tie,
+    and only there does it count, summed exactly), so a stable sort (the faster here)
+    stands in for it then. The breaks are not negative: as int64 their bits sort alike."""
+    order = np.argsort(at.view(np.int64), kind="stable")
     ordered = at[order]
     if not exact and (ordered[1:] == ordered[:-1]).any():
         order = np.argsort(at)

@@ -54,6 +54,7 @@ from logclust.sidecar.sample_level import (
     segment_end,
     segment_quantiles,
     sort_key,
+    sorted_level,
     source_key,
     stratum_phases,
     tilt,
@@ -292,9 +293,7 @@ class SourceBudget:
         np.divide(self.level[rows_cix], seen, out=p, where=seen > 0)
         return np.minimum(np.maximum(p, P_FLOOR * self.fraction, out=p), 1.0, out=p)
 
-    def _outside(
-        self, ps: np.ndarray, ids: np.ndarray, g: Groups
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _outside(self, ps: np.ndarray, ids: np.ndarray, g: Groups) -> tuple[np.ndarray, np.ndarray]:
         """The rows of kinds outside the level (in stream order) draw on the window's
         allowance for new kinds, in stream order, and past it are kept at the rate."""
         outside = ~self.in_level[self._lut[ids]]
@@ -524,13 +523,41 @@ class SourceBudget:
         stay whole and the frequent kinds pay: a rare kind is never thinned because the
         window began with a burst."""
         counts = self.level_counts[self.in_level]
-        ascending = self._ascending()
+        ascending = self._sort_counts()  # (k',) the level's counts, ascending
         split = None  # no cluster with a tail stratum: the same as none split
         if self.tail_on.any():
             split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
+            if not split.any():
+                split = None
         floor = P_FLOOR * self.fraction
         target = max(self.gain * self.rate * self.total, 1e-9)
-        if self.rate >= self.fraction or self.rows < SEGMENT_ROWS:  # young: all look rare
+        young = self.rate >= self.fraction or self.rows < SEGMENT_ROWS  # all look rare
+        if split is not None:
+            self._set_split_levels(counts, split, floor, target, young)
+            return
+        positive = ascending[np.searchsorted(ascending, 0.0, "right") :]
+        total = float(counts[counts > 0].sum())  # in the clusters' order, as water_level
+        if young:
+            self.tau = sorted_level(total, positive, target, floor)
+            self.level.fill(self.tau)
+            return
+        fair_target = max(self.gain * self.fraction * self.total, 1e-9)
+        fair = sorted_level(total, positive, fair_target, floor)
+        rare = counts <= fair
+        rest = max(target - float(counts[rare].sum()), 1e-9)
+        frequent = counts[~rare]
+        total = float(frequent[frequent > 0].sum())
+        frequent_sorted = positive[np.searchsorted(positive, fair, "right") :]
+        self.tau = min(fair, sorted_level(total, frequent_sorted, rest, floor))
+        self.level.fill(self.tau)
+        self.level[self.in_level.nonzero()[0][rare]] = fair
+
+    def _set_split_levels(
+        self, counts: np.ndarray, split: np.ndarray, floor: float, target: float, young: bool
+    ) -> None:
+        """`_set_levels` where some clusters of the level have a tail stratum."""
+        ascending = self._ascending()
+        if young:
             self.tau = water_level(counts, target, floor, split, ascending)
             self.level.fill(self.tau)
             return
@@ -538,7 +565,7 @@ class SourceBudget:
         fair = water_level(counts, fair_target, floor, split, ascending)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
-        rest_split = None if split is None else split[~rare]
+        rest_split = split[~rare]
         frequent = ~rare
         place = np.add.accumulate(frequent, dtype=np.int64) - 1  # index among the frequent
         rest_ascending = place[ascending[frequent[ascending]]]
@@ -546,15 +573,21 @@ class SourceBudget:
         self.level.fill(self.tau)
         self.level[np.flatnonzero(self.in_level)[rare]] = fair
 
-    def _ascending(self) -> np.ndarray:
-        """Indices that sort the level's counts (`level_counts[in_level]`): the last
-        segment's order of all clusters, sorted again (nearly sorted: a fast merge),
-        then restricted to the level's."""
+    def _sort_counts(self) -> np.ndarray:
+        """The level's counts (`level_counts[in_level]`) in ascending order, from the last
+        segment's order of all clusters, sorted again (nearly sorted: a fast merge; the
+        counts are not negative, so their bits as int64 sort alike)."""
         size = self.level_counts.size
         if self._order.size < size:  # clusters added since: at the end
             self._order = np.concatenate([self._order, np.arange(self._order.size, size)])
-        by = self.level_counts[self._order].argsort(kind="stable")
+        counts = self.level_counts[self._order]
+        by = counts.view(np.int64).argsort(kind="stable")
         self._order = self._order[by]
+        return counts[by][self.in_level[self._order]]
+
+    def _ascending(self) -> np.ndarray:
+        """Indices that sort the level's counts (`level_counts[in_level]`), from the order
+        `_sort_counts` left."""
         place = np.add.accumulate(self.in_level, dtype=np.int64) - 1
         return place[self._order[self.in_level[self._order]]]
 
