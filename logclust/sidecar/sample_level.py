@@ -270,11 +270,12 @@ def _sorted_breaks(at: np.ndarray, delta: np.ndarray, exact: bool) -> tuple[np.n
     the quicksort's: it can change the slope's rounding, and the level's last bits with
     it. Any sort gives the one order where the breaks are distinct, or where every
     `delta` is +/-1 (`exact`, as int64: the slope is an integer at the end of every tie,
-    and only there does it count, summed exactly), so a stable sort (the faster here)
+    and only there does it count; summed exactly as int64), so a stable sort (the faster here)
     stands in for it then. The breaks are not negative: as int64 their bits sort alike."""
     order = np.argsort(at.view(np.int64), kind="stable")
     ordered = at[order]
     if not exact and (ordered[1:] == ordered[:-1]).any():
         order = np.argsort(at)
         ordered = at[order]
-    return ordered, np.add.accumulate(delta[order])
+    slope = np.add.accumulate(delta[order])
+    return ordered, slope.astype(np.float64) if exact else slope
