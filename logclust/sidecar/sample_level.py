@@ -74,21 +74,24 @@ class Groups:
         self.group -= 1
 
 
-def sort_key(ids: np.ndarray) -> np.ndarray:
-    """What `Groups` sorts `ids` by: as uint16 when they fit (a radix sort), else as
-    they are."""
-    if ids.size and 0 <= np.minimum.reduce(ids) and np.maximum.reduce(ids) < 1 << 16:
-        return ids.astype(np.uint16)
-    return ids
+def sort_key(ids: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """What `Groups` sorts `ids` (from `lo` to `hi`) by: as uint16 when they fit (a
+    radix sort), else as they are."""
+    return ids.astype(np.uint16) if 0 <= lo and hi < 1 << 16 else ids
 
 
-def stratum_phases(key: int, ids: np.ndarray) -> np.ndarray:
-    """`(u, STRATA)` phases of clusters `ids`, each stratum with its own key: the same as
-    `cluster_phases` of each stratum's key, in one pass."""
+def phase_keys(key: int) -> np.ndarray:
+    """`(STRATA,)` uint64: what seeds the phases of each stratum of a source with hash
+    key `key` (`stratum_phases`)."""
     mask = 0xFFFFFFFFFFFFFFFF
     keys = [(key ^ (mask * (j > 0)) ^ (j << 32)) for j in range(STRATA)]
-    offset = np.array([(k + _GOLDEN) & mask for k in keys], np.uint64)
-    x = _mix(ids.astype(np.uint64)[:, None] * _M2 + offset)  # wrapping, no warning on arrays
+    return np.array([(k + _GOLDEN) & mask for k in keys], np.uint64)
+
+
+def stratum_phases(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`(u, STRATA)` phases of clusters `ids`, each stratum seeded by its `phase_keys`:
+    the same as `cluster_phases` of each stratum's key, in one pass."""
+    x = _mix(ids.astype(np.uint64)[:, None] * _M2 + keys)  # wrapping, no warning on arrays
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 

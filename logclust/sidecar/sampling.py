@@ -51,6 +51,7 @@ from logclust.sidecar.sample_level import (
     STRATA,
     TAIL,
     Groups,
+    phase_keys,
     segment_end,
     segment_quantiles,
     sort_key,
@@ -103,8 +104,9 @@ class _Batch:
         self.ids = ids
         self.time_ms = time_ms
         self.latency = latency
-        self.key = sort_key(ids)
-        self.top = int(np.maximum.reduce(ids)) + 1
+        top = int(np.maximum.reduce(ids))
+        self.key = sort_key(ids, int(np.minimum.reduce(ids)), top)
+        self.top = top + 1
         self.t_max = int(np.maximum.reduce(time_ms))
         self.t_min = int(np.minimum.reduce(time_ms))
         self.nan = np.isnan(latency)
@@ -160,6 +162,7 @@ class SourceBudget:
         self.tail_at = np.zeros(0)  # (k,) running TAIL_QUANTILE of latency, NaN: none
         self._tails = False  # whether any cluster has one
         self.phases = np.zeros((STRATA, 0))  # (STRATA, k) sampling phase of each stratum
+        self._phase_keys = phase_keys(key)  # what seeds them
         self.in_level = np.zeros(0, bool)  # (k,) counted in the current segment's level
         # (k,) decayed rows of the source since each cluster's first row: counts over it
         # are the cluster's share, whatever its age (a young kind is not taken for rare)
@@ -301,8 +304,10 @@ class SourceBudget:
         p[g.order] = ps
         demand = np.where(outside, p, 0.0)
         spent = float(demand.sum())
+        if self.new_demand > self.allowance:  # spent already: every such row is over
+            ps = np.where(outside[g.order], np.minimum(ps, self.rate), ps)
         # The running demand never exceeds its total (within rounding): no row is over.
-        if not self.new_demand + spent * (1.0 + 1e-7) < self.allowance:
+        elif not self.new_demand + spent * (1.0 + 1e-7) < self.allowance:
             over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
             if over.any():
                 ps = np.where(over[g.order], np.minimum(ps, self.rate), ps)
@@ -411,7 +416,7 @@ class SourceBudget:
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.full(grow, fill, old.dtype)]))
             self.phases = np.concatenate([self.phases, np.zeros((STRATA, grow))], axis=1)
-        self.phases[:, self._k : k] = stratum_phases(self.key, new_ids).T
+        self.phases[:, self._k : k] = stratum_phases(self._phase_keys, new_ids).T
         self._k = k
         return cix, new
 
@@ -525,7 +530,7 @@ class SourceBudget:
         counts = self.level_counts[self.in_level]
         ascending = self._sort_counts()  # (k',) the level's counts, ascending
         split = None  # no cluster with a tail stratum: the same as none split
-        if self.tail_on.any():
+        if self._tails and self.tail_on.any():  # without a tail estimate, none is split
             split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
             if not split.any():
                 split = None
