@@ -216,7 +216,42 @@ def sorted_level(total: float, n: np.ndarray, target: float, floor: float) -> fl
     base = floor * total
     if base >= target:
         return 0.0
+    if n.size * n[0] >= target:  # the level is below every count: only floors break
+        level = _floor_level(n, base, target, floor)
+        if level is not None:
+            return level
     return _solve(*_sorted_breaks(*_breaks(n, None, floor)), base, target)
+
+
+def _floor_level(n: np.ndarray, base: float, target: float, floor: float) -> float | None:
+    """`sorted_level` where the level lies below every count: the breaks before it are
+    the floors' alone (`floor * n`, in order; the counts' come after them, the least
+    `n[0]`), the slope after the i-th is i, and the rows kept are summed as `_solve`
+    sums them. None where the level is not found before `n[0]`."""
+    at = floor * n
+    summed = np.empty(at.size)  # the rows kept at at[i], less base
+    summed[0] = 0.0
+    np.add.accumulate(_counting(at.size - 1) * (at[1:] - at[:-1]), out=summed[1:])
+    kept = summed + base
+    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
+    if i == 0 or i == at.size or at[i - 1] > n[0]:
+        return None
+    if n[0] < at[i]:  # the next break is n[0]'s: the level must be reached by then
+        at_least = (float(summed[i - 1]) + float(i) * (float(n[0]) - float(at[i - 1]))) + base
+        if at_least < target:
+            return None
+    return float(at[i - 1] + (target - kept[i - 1]) / float(i))
+
+
+_COUNTING = np.arange(1.0, 1025.0)
+
+
+def _counting(k: int) -> np.ndarray:
+    """`(k,)` float64: 1, 2, ..., k."""
+    global _COUNTING
+    if _COUNTING.size < k:
+        _COUNTING = np.arange(1.0, max(k, 2 * _COUNTING.size) + 1.0)
+    return _COUNTING[:k]
 
 
 def _solve(at: np.ndarray, slope: np.ndarray, base: float, target: float) -> float:
