@@ -410,7 +410,7 @@ class SourceBudget:
         k = self._k + new_ids.size
         cix[new] = self._lut[new_ids] = np.arange(self._k, k)
         if k > self.counts.size:
-            grow = max(k - self.counts.size, 16, self.counts.size // 2)
+            grow = max(k - self.counts.size, 16, self.counts.size)
             fills = {**_FILLS, "level": self.tau}
             for name, fill in fills.items():  # (k,) arrays, their fills
                 old = getattr(self, name)
@@ -514,8 +514,9 @@ class SourceBudget:
         self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
         np.minimum(share, 1.0, out=share)
         self.level_counts = share * self.total
-        rows_per_window = share * max(self.total, float(self.window_rows_min))
-        self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
+        if self._tails:  # read only where some cluster has a tail estimate
+            rows_per_window = share * max(self.total, float(self.window_rows_min))
+            self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
         self._set_levels()
         self.allowance = self._new_allowance()
         self.in_segment[:] = 0.0
