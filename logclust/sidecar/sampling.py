@@ -273,7 +273,7 @@ class SourceBudget:
         p = np.empty(m)
         p[g.order] = ps
         keep[g.order] = kept
-        weight[g.order] = np.where(kept, np.divide(1.0, ps), 0.0)
+        weight[g.order] = kept / ps  # 1/p where kept, else 0 (p > 0)
         self._count(cix, new, g, m)
         expected = float(np.add.reduce(p))
         self.window_spent += expected
@@ -302,15 +302,15 @@ class SourceBudget:
         outside = ~self.in_level[self._lut[ids]]
         p = np.empty(ps.size)
         p[g.order] = ps
-        demand = np.where(outside, p, 0.0)
+        demand = outside * p  # p of the rows outside, 0 elsewhere
         spent = float(demand.sum())
         if self.new_demand > self.allowance:  # spent already: every such row is over
-            ps = np.where(outside[g.order], np.minimum(ps, self.rate), ps)
+            np.minimum(ps, self.rate, out=ps, where=outside[g.order])
         # The running demand never exceeds its total (within rounding): no row is over.
         elif not self.new_demand + spent * (1.0 + 1e-7) < self.allowance:
             over = outside & (self.new_demand + np.cumsum(demand) > self.allowance)
-            if over.any():
-                ps = np.where(over[g.order], np.minimum(ps, self.rate), ps)
+            if np.logical_or.reduce(over):
+                np.minimum(ps, self.rate, out=ps, where=over[g.order])
         self.new_demand += spent
         return ps, outside
 
@@ -429,7 +429,7 @@ class SourceBudget:
         one per cluster and segment."""
         first = self.sure_row[cix] < self.window_row  # none yet in this window
         if batch.t_max - self._sure_lo < self.slot_ms:  # none due by time: the first ones
-            if not first.any():
+            if not np.logical_or.reduce(first):
                 return
             rows = g.starts[first]
         else:
