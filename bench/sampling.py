@@ -58,6 +58,7 @@ from training.data import default_data_dir, read_loghub_system, redraw_digits
 # `logclust` console script was installed from.
 HERE = str(Path(__file__).resolve().parents[1])
 WINDOW_MS = 5 * 60 * 1000
+SAMPLE_LEDGER = "logclust.sidecar.sample_ledger"
 T0_MS = 1_780_000_000_000
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo kinds", BOUTIQUE_KINDS),
@@ -354,20 +355,22 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
 
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
-    logclust/sidecar/sample_level.py and sampling.py), loaded beside this one's."""
-    names = ("logclust.sidecar.sample_level", "logclust.sidecar.sampling")
+    logclust/sidecar/sample_level.py, sample_ledger.py where it has one, and
+    sampling.py), loaded beside this one's."""
+    names = ("logclust.sidecar.sample_level", SAMPLE_LEDGER, "logclust.sidecar.sampling")
     saved = {name: sys.modules.get(name) for name in names}
     try:
         for name in names:  # under the same names while loading, so they import each other
-            spec = importlib.util.spec_from_file_location(
-                name, Path(root) / (name.replace(".", "/") + ".py")
-            )
+            path = Path(root) / (name.replace(".", "/") + ".py")
+            if name == SAMPLE_LEDGER and not path.exists():  # older: all in sampling.py
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
                 raise SystemExit(f"No sampler in --against. Received: {root}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
-        return cast("type[Sampler]", sys.modules[names[1]].Sampler)
+        return cast("type[Sampler]", sys.modules[names[-1]].Sampler)
     finally:
         for name, previous in saved.items():
             if previous is None:
