@@ -265,7 +265,8 @@ class SourceBudget(SegmentLedger):
         phases = self.phases[j]
         phase = phases[cix]
         run = phase[g.group] + cs - edges[g.group]
-        phases[cix] = np.mod(phase + (edges[1:] - edges[:-1]), 1.0)
+        moved = phase + (edges[1:] - edges[:-1])  # not negative: x - floor(x) is x mod 1
+        phases[cix] = moved - np.floor(moved)
         return run
 
     def _index_of(self, g: Groups) -> tuple[np.ndarray, np.ndarray | None]:
