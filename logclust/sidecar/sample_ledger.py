@@ -140,10 +140,13 @@ class SegmentLedger:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        rows = sum(part[2] for part in pending)
-        expected = sum(part[3] for part in pending)
+        rows, expected, measured = 0, 0.0, False
+        for _, latency, level_rows, level_p in pending:  # summed in order, as sum() does
+            rows += level_rows
+            expected += level_p
+            measured |= latency is not None
         self._account(rows, expected)
-        if all(part[1] is None for part in pending):  # no latency: nothing to estimate
+        if not measured:  # no latency: nothing to estimate
             return
         rows_cix = np.concatenate([part[0] for part in pending])
         latency = np.concatenate(
@@ -273,7 +276,7 @@ class SegmentLedger:
         """The level's counts (`level_counts[in_level]`) in ascending order, from the last
         segment's order of all clusters, sorted again (nearly sorted: a fast merge; the
         counts are not negative, so their bits as int64 sort alike)."""
-        size = self.level_counts.size
+        size = self._k  # slots not given to a cluster are in no level
         if self._order.size < size:  # clusters added since: at the end
             self._order = np.concatenate([self._order, np.arange(self._order.size, size)])
         counts = self.level_counts[self._order]

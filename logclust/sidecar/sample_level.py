@@ -295,12 +295,12 @@ def _breaks(
     return at, delta, False
 
 
+_PLUS_MINUS = np.array([1, -1], np.int64)
+
+
 def _signs(k: int) -> np.ndarray:
     """`(2k,)` int64: k times +1, then k times -1."""
-    signs = np.empty(2 * k, np.int64)
-    signs[:k] = 1
-    signs[k:] = -1
-    return signs
+    return np.repeat(_PLUS_MINUS, k)
 
 
 def _sorted_breaks(at: np.ndarray, delta: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
