@@ -235,7 +235,8 @@ class SegmentLedger:
             self._set_split_levels(counts, split, floor, target, young)
             return
         positive = ascending[np.searchsorted(ascending, 0.0, "right") :]
-        total = float(counts[counts > 0].sum())  # in the clusters' order, as water_level
+        # Their sum in the clusters' order, as water_level sums them (no zero: the same)
+        total = float((counts if positive.size == counts.size else counts[counts > 0]).sum())
         if young:
             self.tau = sorted_level(total, positive, target, floor)
             self.level.fill(self.tau)
@@ -244,8 +245,7 @@ class SegmentLedger:
         fair = sorted_level(total, positive, fair_target, floor)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
-        frequent = counts[~rare]
-        total = float(frequent[frequent > 0].sum())
+        total = float(counts[~rare].sum())  # all above fair >= 0: positive
         frequent_sorted = positive[np.searchsorted(positive, fair, "right") :]
         self.tau = min(fair, sorted_level(total, frequent_sorted, rest, floor))
         self.level.fill(self.tau)
