@@ -125,9 +125,9 @@ class SegmentLedger:
         self.dropped = 0
 
     def _grow(self, k: int) -> None:
-        """Makes room for at least `k` clusters: each array grows by as many slots as it
-        has (at least 16), each slot with the value of one not yet given to a cluster."""
-        grow = max(k - self.counts.size, 16, self.counts.size)
+        """Makes room for at least `k` clusters: each array grows by half its slots (at
+        least 16), each slot with the value of one not yet given to a cluster."""
+        grow = max(k - self.counts.size, 16, self.counts.size // 2)
         fills = {**_FILLS, "level": self.tau}
         for name, fill in fills.items():  # (k,) arrays, their fills
             old = getattr(self, name)
