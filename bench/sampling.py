@@ -25,7 +25,8 @@ kept) and clusters that lost every row of a window; the per-cluster table of the
 and rarest clusters. **Speed**: records/s of the loghub replay (train systems) with and
 without a budget over gRPC: two sidecars (off, on) on the same core, warmed alike, then
 timed passes alternating between them (`--rounds` pairs, 4 batches in flight), the
-median ratio reported; and CPU per batch in one process, alternating batch by batch.
+median ratio reported, with the sidecar's own CPU per 1,000 records (its threads'
+schedstat); and CPU per batch in one process, alternating batch by batch.
 """
 
 from __future__ import annotations
