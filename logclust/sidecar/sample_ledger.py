@@ -99,7 +99,8 @@ class SegmentLedger:
         # are the cluster's share, whatever its age (a young kind is not taken for rare)
         self.exposure = np.zeros(0)
         self.level_counts = np.zeros(0)  # (k,) rows per window, as at the segment's start
-        self.tail_on = np.zeros(0, bool)  # (k,) enough rows per window for a tail stratum
+        # (k,) enough rows per window for a tail stratum (kept once some cluster has a tail)
+        self.tail_on = np.zeros(0, bool)
         self.level = np.zeros(0)  # (k,) the water level of each cluster in the segment
         self._order = np.zeros(0, np.int64)  # (k,) clusters by level_counts, ascending
         # The window's ledger: where it began (row time, row count), its rows, the rows
