@@ -26,7 +26,8 @@ and rarest clusters. **Speed**: records/s of the loghub replay (train systems) w
 without a budget over gRPC: two sidecars (off, on) on the same core, warmed alike, then
 timed passes alternating between them (`--rounds` pairs, 4 batches in flight), the
 median ratio reported, with the sidecar's own CPU per 1,000 records (its threads'
-schedstat); and CPU per batch in one process, alternating batch by batch.
+schedstat); and CPU per batch in one process, alternating batch by batch: of labelling
+(`label_table`), of the sampler alone, and of the sidecar's whole answer (`label_ipc`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ from logclust.cli.traffic import BOUTIQUE_KINDS, KINDS, generate_traffic
 from logclust.client import Client
 from logclust.cluster.labeler import Labeler
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
+from logclust.sidecar.core import Sidecar as SidecarCore
+from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.sampling import Sampler
+from logclust.sidecar.store import MemoryStore
 from logclust.sidecar.stream_labeler import StreamLabeler
 from training.data import default_data_dir, read_loghub_system, redraw_digits
 
@@ -381,6 +385,42 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         out.line(f"This sampler over the other (medians): {ratio:.3f}; decisions {same_text}")
 
 
+def core_ab(args: argparse.Namespace, out: Output) -> None:
+    """CPU time of the sidecar's whole answer to one 1,000-row replay batch in this
+    process (`Sidecar.label_ipc`: decoding, labelling, metrics, sampling, encoding), off
+    and on alternating batch by batch, the first of each pair alternating too: two
+    sidecars over one encoder, warmed with the same half of the batches. The gRPC A/B
+    without the transport and its wall clock."""
+    lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
+    data = payloads(lines, 1000)
+    encoder = Labeler.load(args.bundle)
+    on_cfg = StreamLabelerConfig(sampling=SamplingConfig(fraction=args.fraction))
+    sides = {
+        "off": SidecarCore(StreamLabeler(encoder), MemoryStore(), Metrics()),
+        "on": SidecarCore(StreamLabeler(encoder, on_cfg), MemoryStore(), Metrics()),
+    }
+    half = len(data) // 2
+    for side in sides.values():
+        for payload in data[:half]:
+            side.label_ipc(payload)
+        side.wait_for_consolidations()
+    ms: dict[str, list[float]] = {mode: [] for mode in sides}
+    for i, payload in enumerate(data[half:]):
+        for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+            start = time.thread_time()
+            sides[mode].label_ipc(payload)
+            ms[mode].append(1000 * (time.thread_time() - start))
+    table = out.table(
+        ["", "batches", "CPU ms per batch, median", "mean"],
+        title="Speed in one process: the sidecar's answer (label_ipc), 1,000-row replay batches",
+    )
+    for mode, values in ms.items():
+        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
+    out.show(table)
+    ratio = np.median(ms["on"]) / np.median(ms["off"])
+    out.line(f"The sidecar's CPU per batch, sampling on / off (medians): {ratio:.3f}")
+
+
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
     logclust/sidecar/sample_level.py, sample_ledger.py where it has one, and
@@ -454,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         quality(args, out)
     if args.part in ("all", "speed"):
         cpu_ab(args, out)
+        core_ab(args, out)
         speed(args, out)
     out.close()
     return 0
