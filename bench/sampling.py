@@ -25,7 +25,9 @@ kept) and clusters that lost every row of a window; the per-cluster table of the
 and rarest clusters. **Speed**: records/s of the loghub replay (train systems) with and
 without a budget over gRPC: two sidecars (off, on) on the same core, warmed alike, then
 timed passes alternating between them (`--rounds` pairs, 4 batches in flight), the
-median ratio reported; and CPU per batch in one process, alternating batch by batch.
+median ratio reported, with the sidecar's own CPU per 1,000 records (its threads'
+schedstat); and CPU per batch in one process, alternating batch by batch: of labelling
+(`label_table`), of the sampler alone, and of the sidecar's whole answer (`label_ipc`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.harness import cli
-from bench.harness.procs import CLIENT_CORE, SERVER_CORE, need_two_cores, pin
+from bench.harness.procs import CLIENT_CORE, SERVER_CORE, need_two_cores, pin, threads_cpu_s
 from bench.harness.report import Output, fmt
 from bench.harness.sidecar import Sidecar, payloads, stream
 from bench.workloads import has_loghub, replay, synthetic_lines
@@ -50,7 +52,10 @@ from logclust.cli.traffic import BOUTIQUE_KINDS, KINDS, generate_traffic
 from logclust.client import Client
 from logclust.cluster.labeler import Labeler
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
+from logclust.sidecar.core import Sidecar as SidecarCore
+from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.sampling import Sampler
+from logclust.sidecar.store import MemoryStore
 from logclust.sidecar.stream_labeler import StreamLabeler
 from training.data import default_data_dir, read_loghub_system, redraw_digits
 
@@ -58,6 +63,7 @@ from training.data import default_data_dir, read_loghub_system, redraw_digits
 # `logclust` console script was installed from.
 HERE = str(Path(__file__).resolve().parents[1])
 WINDOW_MS = 5 * 60 * 1000
+SAMPLE_LEDGER = "logclust.sidecar.sample_ledger"
 T0_MS = 1_780_000_000_000
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo kinds", BOUTIQUE_KINDS),
@@ -260,15 +266,26 @@ def speed(args: argparse.Namespace, out: Output) -> None:
     on) pinned to the same core, both warmed with the same pass, then timed passes of the
     same rows alternating between them (`--rounds` pairs, the first of a pair alternating
     too): both see the same history, and a shared machine's load moves both alike. The
-    median of the pairs' ratios is the figure."""
+    median of the pairs' ratios is the figure; beside it the sidecar's own CPU time per
+    1,000 records (decoding, labelling, sampling, encoding), which other processes on a
+    shared machine move far less than the wall clock."""
     lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
     warm, timed = payloads(lines[: len(lines) // 2], 1000), payloads(lines[len(lines) // 2 :], 1000)
     on = ["--sample-fraction", str(args.fraction)]
     table = out.table(
-        ["round", "off records/s", "on records/s", "on / off"],
+        [
+            "round",
+            "off records/s",
+            "on records/s",
+            "on / off",
+            "sidecar CPU ms per 1,000, off",
+            "on",
+            "on / off",
+        ],
         title="Speed over gRPC: loghub replay, two sidecars alternating",
     )
     ratios: list[float] = []
+    cpu_ratios: list[float] = []
     with (
         Sidecar(args.bundle, SERVER_CORE, HERE) as off_side,
         Sidecar(args.bundle, SERVER_CORE, HERE, extra=on) as on_side,
@@ -282,15 +299,31 @@ def speed(args: argparse.Namespace, out: Output) -> None:
             side.wait_idle()
         for i in range(args.rounds):
             rate: dict[str, float] = {}
+            cpu: dict[str, float] = {}  # the sidecar's CPU ms per 1,000 records
             for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
                 side, client = pairs[mode]
+                before = threads_cpu_s(side.pid)
                 wall, _ = stream(client, timed, 4)
+                cpu[mode] = (threads_cpu_s(side.pid) - before) * 1e6 / (len(timed) * 1000)
                 rate[mode] = len(timed) * 1000 / wall
                 side.wait_idle()
             ratios.append(rate["on"] / rate["off"])
-            table.add(i + 1, fmt(rate["off"], ",.0f"), fmt(rate["on"], ",.0f"), f"{ratios[-1]:.3f}")
+            cpu_ratios.append(cpu["on"] / cpu["off"])
+            table.add(
+                i + 1,
+                fmt(rate["off"], ",.0f"),
+                fmt(rate["on"], ",.0f"),
+                f"{ratios[-1]:.3f}",
+                fmt(cpu["off"], ".2f"),
+                fmt(cpu["on"], ".2f"),
+                f"{cpu_ratios[-1]:.3f}",
+            )
     out.show(table)
     out.line(f"Sampling on / off over gRPC, median of {args.rounds} pairs: {np.median(ratios):.3f}")
+    out.line(
+        f"The sidecar's CPU per record, on / off, median of {args.rounds} pairs: "
+        f"{np.median(cpu_ratios):.3f}"
+    )
 
 
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
@@ -352,22 +385,60 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         out.line(f"This sampler over the other (medians): {ratio:.3f}; decisions {same_text}")
 
 
+def core_ab(args: argparse.Namespace, out: Output) -> None:
+    """CPU time of the sidecar's whole answer to one 1,000-row replay batch in this
+    process (`Sidecar.label_ipc`: decoding, labelling, metrics, sampling, encoding), off
+    and on alternating batch by batch, the first of each pair alternating too: two
+    sidecars over one encoder, warmed with the same half of the batches. The gRPC A/B
+    without the transport and its wall clock."""
+    lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
+    data = payloads(lines, 1000)
+    encoder = Labeler.load(args.bundle)
+    on_cfg = StreamLabelerConfig(sampling=SamplingConfig(fraction=args.fraction))
+    sides = {
+        "off": SidecarCore(StreamLabeler(encoder), MemoryStore(), Metrics()),
+        "on": SidecarCore(StreamLabeler(encoder, on_cfg), MemoryStore(), Metrics()),
+    }
+    half = len(data) // 2
+    for side in sides.values():
+        for payload in data[:half]:
+            side.label_ipc(payload)
+        side.wait_for_consolidations()
+    ms: dict[str, list[float]] = {mode: [] for mode in sides}
+    for i, payload in enumerate(data[half:]):
+        for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+            start = time.thread_time()
+            sides[mode].label_ipc(payload)
+            ms[mode].append(1000 * (time.thread_time() - start))
+    table = out.table(
+        ["", "batches", "CPU ms per batch, median", "mean"],
+        title="Speed in one process: the sidecar's answer (label_ipc), 1,000-row replay batches",
+    )
+    for mode, values in ms.items():
+        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
+    out.show(table)
+    ratio = np.median(ms["on"]) / np.median(ms["off"])
+    out.line(f"The sidecar's CPU per batch, sampling on / off (medians): {ratio:.3f}")
+
+
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
-    logclust/sidecar/sample_level.py and sampling.py), loaded beside this one's."""
-    names = ("logclust.sidecar.sample_level", "logclust.sidecar.sampling")
+    logclust/sidecar/sample_level.py, sample_ledger.py where it has one, and
+    sampling.py), loaded beside this one's."""
+    names = ("logclust.sidecar.sample_level", SAMPLE_LEDGER, "logclust.sidecar.sampling")
     saved = {name: sys.modules.get(name) for name in names}
     try:
         for name in names:  # under the same names while loading, so they import each other
-            spec = importlib.util.spec_from_file_location(
-                name, Path(root) / (name.replace(".", "/") + ".py")
-            )
+            path = Path(root) / (name.replace(".", "/") + ".py")
+            if name == SAMPLE_LEDGER and not path.exists():  # older: all in sampling.py
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
                 raise SystemExit(f"No sampler in --against. Received: {root}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
-        return cast("type[Sampler]", sys.modules[names[1]].Sampler)
+        return cast("type[Sampler]", sys.modules[names[-1]].Sampler)
     finally:
         for name, previous in saved.items():
             if previous is None:
@@ -423,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         quality(args, out)
     if args.part in ("all", "speed"):
         cpu_ab(args, out)
+        core_ab(args, out)
         speed(args, out)
     out.close()
     return 0

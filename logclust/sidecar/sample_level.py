@@ -46,42 +46,53 @@ def cluster_phases(key: int, ids: np.ndarray) -> np.ndarray:
 
 
 class Groups:
-    """The rows of a segment grouped by cluster id, from one stable sort.
+    """The rows of a part grouped by cluster id, from one stable sort.
 
     Attributes:
+        order: `(m,)` rows by cluster id (ascending), stream order within.
         ids: `(u,)` distinct cluster ids, ascending.
-        inv: `(m,)` each row's index into `ids`.
-        per: `(u,)` rows per cluster.
-        order: `(m,)` rows by cluster, stream order within.
-        group: `(m,)` the index into `ids` of each row of `order`.
+        bounds: `(u + 1,)` where each cluster begins in `order`, then m.
         starts: `(u,)` where each cluster begins in `order`.
-        ends: `(u,)` where each cluster ends in `order` (its last row).
-        first_at: `(u,)` each cluster's first row.
-        rank: `(m,)` each row's place among its cluster's rows.
+        per: `(u,)` rows per cluster.
+        group: `(m,)` the index into `ids` of each row of `order`.
     """
 
-    def __init__(self, ids: np.ndarray) -> None:
+    def __init__(self, ids: np.ndarray, key: np.ndarray) -> None:
         m = ids.size
-        # A stable sort is one permutation whatever the algorithm: a radix sort on 16 bits
-        # when the ids fit.
-        small = m > 0 and 0 <= np.minimum.reduce(ids) and np.maximum.reduce(ids) < 1 << 16
-        self.order = np.argsort(ids.astype(np.uint16) if small else ids, kind="stable")
+        # A stable sort is one permutation whatever the algorithm or the key's type: `key`
+        # is the ids as uint16 (a radix sort) when they fit.
+        self.order = np.argsort(key, kind="stable")
         ordered = ids[self.order]
-        new = np.empty(m, bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        self.starts = new.nonzero()[0]
+        new = np.empty(m + 1, bool)
+        new[0] = new[m] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:m])
+        self.bounds = new.nonzero()[0]
+        self.starts = self.bounds[:-1]
         self.ids = ordered[self.starts]
-        self.first_at = self.order[self.starts]
-        self.ends = np.empty_like(self.starts)
-        self.ends[:-1] = self.starts[1:] - 1
-        self.ends[-1] = m - 1
-        self.per = self.ends - self.starts + 1
-        self.group = np.add.accumulate(new, dtype=np.int64) - 1  # (m,) in sorted order
-        self.inv = np.empty(m, np.int64)
-        self.inv[self.order] = self.group
-        self.rank = np.empty(m, np.int64)
-        self.rank[self.order] = np.arange(m) - self.starts[self.group]
+        self.per = self.bounds[1:] - self.starts
+        self.group = np.add.accumulate(new[:m], dtype=np.intp)
+        self.group -= 1
+
+
+def sort_key(ids: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """What `Groups` sorts `ids` (from `lo` to `hi`) by: as uint16 when they fit (a
+    radix sort), else as they are."""
+    return ids.astype(np.uint16) if 0 <= lo and hi < 1 << 16 else ids
+
+
+def phase_keys(key: int) -> np.ndarray:
+    """`(STRATA,)` uint64: what seeds the phases of each stratum of a source with hash
+    key `key` (`stratum_phases`)."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    keys = [(key ^ (mask * (j > 0)) ^ (j << 32)) for j in range(STRATA)]
+    return np.array([(k + _GOLDEN) & mask for k in keys], np.uint64)
+
+
+def stratum_phases(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`(u, STRATA)` phases of clusters `ids`, each stratum seeded by its `phase_keys`:
+    the same as `cluster_phases` of each stratum's key, in one pass."""
+    x = _mix(ids.astype(np.uint64)[:, None] * _M2 + keys)  # wrapping, no warning on arrays
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def source_key(seed: int, source: str) -> int:
@@ -193,7 +204,59 @@ def water_level(
     if on is None and ascending is not None:  # nearly sorted runs: a fast merge
         n = counts[ascending]
         n = n[n > 0]
-    at, slope = _sorted_breaks(*_breaks(n, on, floor))  # slope on [at[i], at[i + 1]]
+    return _solve(*_sorted_breaks(*_breaks(n, on, floor)), base, target)
+
+
+def sorted_level(total: float, n: np.ndarray, target: float, floor: float) -> float:
+    """`water_level` of clusters none of which is split, from the sum of their counts
+    (`float(counts[counts > 0].sum())`, in their own order) and their positive counts
+    in ascending order `n`: the same level, without sorting them again."""
+    if target >= total:
+        return math.inf
+    base = floor * total
+    if base >= target:
+        return 0.0
+    if n.size * n[0] >= target:  # the level is below every count: only floors break
+        level = _floor_level(n, base, target, floor)
+        if level is not None:
+            return level
+    return _solve(*_sorted_breaks(*_breaks(n, None, floor)), base, target)
+
+
+def _floor_level(n: np.ndarray, base: float, target: float, floor: float) -> float | None:
+    """`sorted_level` where the level lies below every count: the breaks before it are
+    the floors' alone (`floor * n`, in order; the counts' come after them, the least
+    `n[0]`), the slope after the i-th is i, and the rows kept are summed as `_solve`
+    sums them. None where the level is not found before `n[0]`."""
+    at = floor * n
+    summed = np.empty(at.size)  # the rows kept at at[i], less base
+    summed[0] = 0.0
+    np.add.accumulate(_counting(at.size - 1) * (at[1:] - at[:-1]), out=summed[1:])
+    kept = summed + base
+    i = int(np.searchsorted(kept, target))  # kept[i - 1] < target <= kept[i]
+    if i == 0 or i == at.size or at[i - 1] > n[0]:
+        return None
+    if n[0] < at[i]:  # the next break is n[0]'s: the level must be reached by then
+        at_least = (float(summed[i - 1]) + float(i) * (float(n[0]) - float(at[i - 1]))) + base
+        if at_least < target:
+            return None
+    return float(at[i - 1] + (target - kept[i - 1]) / float(i))
+
+
+_COUNTING = np.arange(1.0, 1025.0)
+
+
+def _counting(k: int) -> np.ndarray:
+    """`(k,)` float64: 1, 2, ..., k."""
+    global _COUNTING
+    if _COUNTING.size < k:
+        _COUNTING = np.arange(1.0, max(k, 2 * _COUNTING.size) + 1.0)
+    return _COUNTING[:k]
+
+
+def _solve(at: np.ndarray, slope: np.ndarray, base: float, target: float) -> float:
+    """The level where the rows kept, `base` at `at[0]` and growing by `slope[i]` on
+    `[at[i], at[i + 1]]`, reach `target`."""
     kept = np.empty(at.size)  # the rows kept at at[i]
     kept[0] = 0.0
     np.add.accumulate(slope[:-1] * (at[1:] - at[:-1]), out=kept[1:])  # np.cumsum
@@ -217,10 +280,7 @@ def _breaks(
         at = np.empty(2 * k)
         np.multiply(floor, n, out=at[:k])
         at[k:] = n
-        delta = np.empty(2 * k)
-        delta[:k] = 1.0
-        delta[k:] = -1.0
-        return at, delta, True
+        return at, _signs(k), True
     a = floor * n
     q = TAIL_QUANTILE
     b = np.maximum(a, n / TAIL_BOOST)
@@ -235,15 +295,25 @@ def _breaks(
     return at, delta, False
 
 
+_PLUS_MINUS = np.array([1, -1], np.int64)
+
+
+def _signs(k: int) -> np.ndarray:
+    """`(2k,)` int64: k times +1, then k times -1."""
+    return np.repeat(_PLUS_MINUS, k)
+
+
 def _sorted_breaks(at: np.ndarray, delta: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
     """The breaks sorted, and the running slope after each. The order of tied breaks is
     the quicksort's: it can change the slope's rounding, and the level's last bits with
     it. Any sort gives the one order where the breaks are distinct, or where every
-    `delta` is +/-1 (`exact`: the slope is an integer at the end of every tie, and only
-    there does it count), so a stable sort (the faster here) stands in for it then."""
-    order = np.argsort(at, kind="stable")
+    `delta` is +/-1 (`exact`, as int64: the slope is an integer at the end of every tie,
+    and only there does it count; summed exactly as int64), so a stable sort (the faster here)
+    stands in for it then. The breaks are not negative: as int64 their bits sort alike."""
+    order = np.argsort(at.view(np.int64), kind="stable")
     ordered = at[order]
     if not exact and (ordered[1:] == ordered[:-1]).any():
         order = np.argsort(at)
         ordered = at[order]
-    return ordered, np.add.accumulate(delta[order])
+    slope = np.add.accumulate(delta[order])
+    return ordered, slope.astype(np.float64) if exact else slope

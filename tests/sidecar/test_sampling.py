@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from logclust.sidecar.config import SamplingConfig
-from logclust.sidecar.sampling import Sampler, segment_end, water_level
+from logclust.sidecar.sample_level import segment_end, water_level
+from logclust.sidecar.sampling import Sampler
 
 T0 = 1_700_000_000_000
 SRC = np.zeros(0, np.int64)
