@@ -71,7 +71,7 @@ def test_topics_of_free_text_give_a_few_groups(labeler: StreamLabeler) -> None:
         groups += r.groups.tolist()
     assert ids == groups  # prose clusters are its groups
     g, t = np.asarray(groups), np.asarray(topics)
-    assert adjusted_rand_score(t[600:], g[600:]) > 0.8  # after the first refits
+    assert adjusted_rand_score(t[600:], g[600:]) > 0.7  # after the first refits
     for topic in ("damaged", "late", "refund"):
         _, counts = np.unique(g[t == topic], return_counts=True)
         assert (counts >= 0.05 * counts.sum()).sum() <= 2, topic

@@ -298,7 +298,9 @@ def calibrate_group_threshold(
     labeler: object, grid: Sequence[float] = (0.9, 0.95, 1.0, 1.05, 1.1, 1.2), n: int = 2000
 ) -> tuple[float, dict[str, dict[str, float]]]:
     """`(threshold, scores per threshold)`: the threshold of `grid` whose group ids give
-    the best ARI on prose topics (plus a quarter of the probe's ARI)."""
+    the best ARI on prose topics (plus a quarter of the probe's ARI). With the bundle's
+    prose word vectors, prose is placed by topic whatever the threshold
+    (`logclust.cluster.prose_topics`), so the probe decides."""
     prose, topics = prose_messages(n, seed=1)
     probe, meanings = probe_lines()
     report: dict[str, dict[str, float]] = {}
