@@ -12,7 +12,12 @@ KMeans (k = the topics, `training.evaluate.quality.SEEDS`) over the support mess
   unit rows (what the table approximates; needs the extra `distill`);
 - `teacher`: the teacher on the whole message (needs the extra `distill`).
 
-Then `ProseVectors.embed` throughput on 20,000 messages (one thread, cold and warm cache).
+Then the topics as a stream finds them (`logclust.cluster.prose_topics.ProseTopics`, k
+never given, each message placed in turn by the bundle's prose vector, as the sidecar
+does): ARI over all messages and after the first 600 (once the early refits have run),
+beside KMeans with k given on the same vectors, for 3 and 4 support-message topics and
+the 5 topics of `sentence_messages`, seeds 1 and 2. Last, `ProseVectors.embed` throughput
+on 20,000 messages (one thread, cold and warm cache).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import numpy as np
 
 from logclust.cluster.groups import PROSE, GroupIndex
 from logclust.cluster.labeler import Labeler
+from logclust.cluster.prose_topics import ProseTopics
 from logclust.embed.bundle import Bundle
 from logclust.text.prose_vectors import ProseVectors, basic_words
 from training import teacher
-from training.evaluate.groups import prose_messages
+from training.evaluate.groups import prose_messages, sentence_messages
 from training.evaluate.quality import over_seeds
 
 
@@ -59,6 +65,33 @@ def teacher_words(texts: list[str]) -> np.ndarray:
 
 def whole_teacher(texts: list[str]) -> np.ndarray:
     return np.asarray(teacher.load().encode(texts, batch_size=64, normalize_embeddings=True))
+
+
+def streamed(lab: Labeler, n: int = 2000) -> None:
+    """Prints the topics a stream finds (see the module docstring)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    vector = lab.prose_vector
+    assert vector is not None
+    print("\n| stream | seed | topics found | ARI | ARI after 600 | KMeans, k given |")
+    print("|---|---|---|---|---|---|")
+    sets = {
+        "3 topics": lambda s: prose_messages(n, s, ["damaged", "late", "refund"]),
+        "4 topics": lambda s: prose_messages(n, s),
+        "5 sentence topics": lambda s: sentence_messages(n, s),
+    }
+    for name, make in sets.items():
+        for seed in (1, 2):
+            texts, topics = make(seed)
+            x = np.stack([vector(t) for t in lab.masker.mask_texts(texts)])
+            ids = iter(range(1 << 30))
+            found = ProseTopics()
+            g = np.array([found.place(p, ids.__next__)[0] for p in x])
+            ceiling = over_seeds(topics, x, len(set(topics)))["ari"]
+            print(
+                f"| {name} | {seed} | {len(found.ids)} | {adjusted_rand_score(topics, g):.3f} | "
+                f"{adjusted_rand_score(topics[600:], g[600:]):.3f} | {ceiling:.3f} |"
+            )
 
 
 def speed(pv_path: Path, n: int = 20_000) -> tuple[float, float]:
@@ -96,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, embed in ways.items():
         s = over_seeds(topics, embed(texts), k)
         print(f"| {name} | {s['ari']:.3f} | {s['ari_std']:.3f} |")
+    streamed(Labeler(bundle), args.n)
     path = bundle.file("prose_words.npz")
     cold, warm = speed(path)
     print(f"\nprose_words.npz: {path.stat().st_size:,} bytes, {len(pv.tokens):,} tokens x {pv.dim}")
