@@ -117,3 +117,15 @@ def test_kmeans_and_silhouette_agree_with_sklearn() -> None:
     np.fill_diagonal(dist, 0.0)
     ours = silhouette(dist, labels, 4)
     assert ours == pytest.approx(silhouette_score(dist, labels, metric="precomputed"), abs=1e-4)
+
+
+def test_prediction_strength_finds_the_topics_not_a_blob() -> None:
+    from logclust.cluster.topic_fit import fit_centres, prediction_strength
+
+    x, _ = _points(600, 3, spread=0.9, seed=5)
+    rng = np.random.default_rng(0)
+    assert prediction_strength(x, 3, rng) >= 0.8 > prediction_strength(x, 6, rng)
+    assert len(fit_centres(x, 8, 0.08)) == 3
+    blob, _ = _points(600, 1, spread=2.0, seed=6)
+    assert prediction_strength(blob, 3, rng) < 0.8
+    assert len(fit_centres(blob, 8, 0.08)) == 1
