@@ -13,15 +13,15 @@ Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.clust
    the id), and clusters whose centroids came within the threshold merge: the larger keeps
    its id, the other becomes its alias (`ClusterStats.merged_into`). When, and on which
    thread, is the `ConsolidationRunner`'s business.
-4. **Groups** (`logclust.cluster.groups`): each new cluster joins a group by meaning;
-   prose (`logclust.text.prose`) is placed by meaning alone, its clusters are its groups.
+4. **Groups** (`logclust.cluster.groups`): a new cluster joins a group by meaning; prose
+   is placed by topic (`logclust.cluster.prose_topics`), its clusters are its groups.
 5. **State** is exported as a `SourceState` and `SourceCounters`, which
    `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
    counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
 
-Only masked text is kept, never raw bodies. The clusterer knows nothing of threads or
-files: its caller serialises the calls (the `ConsolidationRunner` holds the source's lock).
-The one clock it reads stamps the last batch (`last_batch_ms`: idle sources are evicted).
+Only masked text is kept, never raw bodies. The clusterer knows nothing of threads or files:
+its caller serialises the calls (the `ConsolidationRunner` holds the source's lock). Its
+one clock stamps the last batch (`last_batch_ms`: idle sources are evicted).
 """
 
 from __future__ import annotations
@@ -104,8 +104,7 @@ class SourceClusterer(Revisions):
         self._forms = FormIndex(min(config.cache_size, config.memo_size))
         self.groups = groups or GroupIndex(config.group_threshold_for(None))
         self.rows_seen = 0
-        # Rows offered to the reservoir: every row, or with templates the rows of
-        # structured bodies only (what consolidation may still change).
+        # Rows offered to the reservoir (with templates: structured bodies' rows only).
         self._sampled = 0
         # Wall-clock time of the last batch (Unix ms): idle sources are evicted by it.
         self.last_batch_ms = _wall_ms()
@@ -363,14 +362,15 @@ class SourceClusterer(Revisions):
         """Whether `text` is placed without its embedding: in the memo, a line that fits
         a template, or a new line while templates own every cluster and log templates are
         their own groups (see `_open_for_template`; with `line_groups` a new form needs
-        its meaning). Reads only this source, without its lock: a stale answer costs an
-        embedding, or one computed in `assign`."""
+        its meaning), or prose placed by word vectors. Reads only this source, without
+        its lock: a stale answer costs an embedding, or one computed in `assign`."""
         if text in self._memo.texts():
             return True
-        if self._templates is None or is_structured(text) or is_prose(text):
+        if self._templates is None or is_structured(text):
             return False
-        # No `_cap()` here: it reads the other sources (under the router's lock only); at
-        # the cap a new form is embedded in `assign`, on demand.
+        if self.config.prose and is_prose(text):  # by word vectors, if the bundle has them
+            return self.groups.prose_vector is not None
+        # No `_cap()` here (it reads other sources); at the cap `assign` embeds on demand.
         return (not self._free and not self.config.line_groups) or self._templates.fits(text)
 
     def known_texts(self) -> dict[str, int]:

@@ -188,3 +188,15 @@ def test_texts_seen_before_the_topics_take_their_topic_after(labeler: StreamLabe
     r = labeler.label(prose[:200], source="again")
     assert r.groups is not None
     assert adjusted_rand_score(topics[:200], r.groups) > 0.8
+
+
+def test_prose_is_placed_without_the_encoder() -> None:
+    """With the bundle's word vectors, free text needs no embedding (the encoder is the
+    costly part of a new text)."""
+    lab = StreamLabeler.load(config=CFG)
+    prose, _ = prose_messages(300, seed=9)
+    r = lab.label(prose, source="words")
+    assert r.groups is not None and len(set(prose)) > 100
+    assert lab.stream.cache.size == 0
+    lab.label(['{"user": "ann", "cart": 3}'], source="words")
+    assert lab.stream.cache.size == 1  # a structured body still is embedded
