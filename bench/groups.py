@@ -25,6 +25,8 @@ second sidecar: clusters and groups of its `feedback` kind (target <= 5).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 from sklearn.metrics import adjusted_rand_score
@@ -115,6 +117,20 @@ def per_topic(groups: np.ndarray, truth: np.ndarray, share: float = 0.0) -> list
     return out
 
 
+def prose_rate(bundle: str | None, rows: int, batch: int = 1000) -> float:
+    """Rows of free text alone placed a second of CPU, in this process (`StreamLabeler`,
+    one source, `batch`-row batches of `prose_messages`): what a stream of support
+    messages costs the sidecar's clustering."""
+    from logclust.sidecar.stream_labeler import StreamLabeler
+
+    texts, _ = prose_messages(rows, seed=3)
+    labeler = StreamLabeler.load(bundle)
+    start = time.process_time()
+    for i in range(0, len(texts), batch):
+        labeler.label(texts[i : i + batch], source="prose")
+    return len(texts) / (time.process_time() - start)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__, "groups")
     p.add_argument("--bundle", default=None)
@@ -123,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--demo-rows", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prose-rows", type=int, default=30_000, help="for the free-text rate")
     p.add_argument(
         "--group-threshold",
         type=float,
@@ -131,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     extra = [] if args.group_threshold is None else ["--group-threshold", str(args.group_threshold)]
-    cli.smoke(args, rows=400, demo_rows=1000, batch=200)
+    cli.smoke(args, rows=400, demo_rows=1000, batch=200, prose_rows=600)
     with cli.output(args, "groups") as out:
         out.header(args.bundle, group_threshold=str(args.group_threshold or "bundle's"))
         table = out.table(
@@ -177,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
             len(set(d_ids.tolist())),
         )
         out.show(table)
+        rate = prose_rate(args.bundle, args.prose_rows)
+        out.line(f"free text alone, in process: {rate:,.0f} rows per CPU second")
 
 
 if __name__ == "__main__":
