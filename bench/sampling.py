@@ -368,13 +368,7 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
                 ms[name].append(1000 * (time.thread_time() - start))
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
-    table = out.table(
-        ["", "batches", "CPU ms per batch, median", "mean"],
-        title="Speed in one process: label_table, 1,000-row replay batches",
-    )
-    for mode, values in ms.items():
-        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
-    out.show(table)
+    _show_ms(out, ms, "label_table")
     ratio = np.median(ms["on"]) / np.median(ms["off"])
     out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
     share = np.mean(ms["sampler alone"]) / np.mean(ms["off"])
@@ -383,6 +377,17 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         ratio = np.median(ms["sampler alone"]) / np.median(ms[f"sampler alone, {args.against}"])
         same_text = "the same" if same else "DIFFERENT"
         out.line(f"This sampler over the other (medians): {ratio:.3f}; decisions {same_text}")
+
+
+def _show_ms(out: Output, ms: dict[str, list[float]], what: str) -> None:
+    """A table of CPU ms per batch, median and mean, by mode."""
+    table = out.table(
+        ["", "batches", "CPU ms per batch, median", "mean"],
+        title=f"Speed in one process: {what}, 1,000-row replay batches",
+    )
+    for mode, values in ms.items():
+        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
+    out.show(table)
 
 
 def core_ab(args: argparse.Namespace, out: Output) -> None:
@@ -410,13 +415,7 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
             start = time.thread_time()
             sides[mode].label_ipc(payload)
             ms[mode].append(1000 * (time.thread_time() - start))
-    table = out.table(
-        ["", "batches", "CPU ms per batch, median", "mean"],
-        title="Speed in one process: the sidecar's answer (label_ipc), 1,000-row replay batches",
-    )
-    for mode, values in ms.items():
-        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
-    out.show(table)
+    _show_ms(out, ms, "the sidecar's answer (label_ipc)")
     ratio = np.median(ms["on"]) / np.median(ms["off"])
     out.line(f"The sidecar's CPU per batch, sampling on / off (medians): {ratio:.3f}")
 

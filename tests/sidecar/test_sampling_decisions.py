@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -138,13 +138,14 @@ STREAMS = {
 }
 
 
-def decisions(name: str) -> dict[str, object]:
+def hashes(
+    batches: Iterable[Batch], config: SamplingConfig, sampler: type[Sampler] = Sampler
+) -> dict[str, object]:
     """The hashes of a stream's keep and weight columns, and its rows kept."""
-    make, config = STREAMS[name]
-    sampler = Sampler(config)
+    decide = sampler(config).decide
     keep, weight = [], []
-    for names, codes, ids, t, lat in make():
-        d = sampler.decide(names, codes, ids, t, lat)
+    for names, codes, ids, t, lat in batches:
+        d = decide(names, codes, ids, t, lat)
         keep.append(d.keep)
         weight.append(d.weight)
     k = np.concatenate(keep).astype(np.bool_)
@@ -155,6 +156,12 @@ def decisions(name: str) -> dict[str, object]:
         "keep": hashlib.sha256(k.tobytes()).hexdigest(),
         "weight": hashlib.sha256(w.tobytes()).hexdigest(),
     }
+
+
+def decisions(name: str) -> dict[str, object]:
+    """The hashes of a stream's keep and weight columns, and its rows kept."""
+    make, config = STREAMS[name]
+    return hashes(make(), config)
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

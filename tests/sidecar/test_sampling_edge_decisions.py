@@ -12,40 +12,18 @@ Regenerate (only when the rule itself changes on purpose):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from logclust.sidecar.config import SamplingConfig
-from logclust.sidecar.sampling import Sampler
-from tests.sidecar.test_sampling_decisions import T0_MS, Batch, _batches, _lognormal
+from tests.sidecar.test_sampling_decisions import T0_MS, Batch, _batches, _lognormal, hashes
 
 RECORDED = Path(__file__).parent / "data" / "sampling_edge_decisions.json"
-
-
-def hashes(
-    batches: Iterable[Batch], config: SamplingConfig, sampler: type[Sampler] = Sampler
-) -> dict[str, object]:
-    """The hashes of a stream's keep and weight columns, and its rows kept."""
-    decide = sampler(config).decide
-    keep, weight = [], []
-    for names, codes, ids, t, lat in batches:
-        d = decide(names, codes, ids, t, lat)
-        keep.append(d.keep)
-        weight.append(d.weight)
-    k = np.concatenate(keep).astype(np.bool_)
-    w = np.concatenate(weight).astype(np.float64)
-    return {
-        "rows": int(k.size),
-        "kept": int(k.sum()),
-        "keep": hashlib.sha256(k.tobytes()).hexdigest(),
-        "weight": hashlib.sha256(w.tobytes()).hexdigest(),
-    }
 
 
 def _sizes(rng: np.random.Generator, choices: list[int]) -> Iterator[int]:

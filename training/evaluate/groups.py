@@ -12,7 +12,8 @@ the probe's ARI as a smaller part of the score. Never calibrated on a held-out s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +216,13 @@ def prose_message(rng: np.random.Generator, topic: str) -> str:
     body = f"{subject} {predicate}"
     if rng.random() < 0.3:  # a second sentence on the same topic
         body += f". Also {rng.choice(subjects)} {rng.choice(predicates)}"
-    text = f"{rng.choice(_OPENERS)}{body}.{rng.choice(_CLOSERS)}"
+    return _dressed(rng, lambda: body)
+
+
+def _dressed(rng: np.random.Generator, body: Callable[[], str]) -> str:
+    """`body()` with an opening and a closing, capitalised, at times lower case and with a
+    typo (drawn in that order)."""
+    text = f"{rng.choice(_OPENERS)}{body()}.{rng.choice(_CLOSERS)}"
     text = text[0].upper() + text[1:]
     if rng.random() < 0.3:
         text = text.lower()
@@ -241,16 +248,11 @@ def sentence_messages(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(seed)
     names = list(SENTENCES)
     drawn = [names[int(i)] for i in rng.integers(0, len(names), n)]
-    out = []
-    for topic in drawn:
-        text = f"{rng.choice(_OPENERS)}{rng.choice(SENTENCES[topic])}.{rng.choice(_CLOSERS)}"
-        text = text[0].upper() + text[1:]
-        if rng.random() < 0.3:
-            text = text.lower()
-        if rng.random() < 0.3:
-            text = _typo(rng, text)
-        out.append(text)
-    return out, drawn
+    return [_dressed(rng, partial(_pick, rng, SENTENCES[t])) for t in drawn], drawn
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return str(rng.choice(options))
 
 
 def probe_lines(path: Path | None = None) -> tuple[list[str], list[str]]:
