@@ -180,6 +180,13 @@ MEMO_ENTRY = ItemCost(fixed=247, per_dim=0, per_char=1.1)
 # table's growth either way (by a quarter or by doubling). per_dim 8, not 4: the table
 # holds spare rows, and a consolidation holds a copy of it for a moment.
 CLUSTER = ItemCost(fixed=916, per_dim=8, per_char=20.3)
+# Free text's topics (`logclust.cluster.prose_topics`): a source's sample of prose points,
+# `ProseTopics.sample_size` (1,024) rows of int8, for prose tables of up to 256
+# dimensions (the shipped one has 192), a source.
+PROSE_SAMPLE_BYTES = 1024 * 256
+# The bundle's prose word table once loaded (`Bundle.prose_vectors`: 5.7 MB measured, its
+# int8 codes and scales), rounded up; once a process.
+PROSE_WORDS_BYTES = 6 * MIB
 # A latency sketch of ~235 buckets, as many as `bench.memory_costs`'s sketch holds (the
 # book bounds the exact estimate).
 SKETCH_BYTES = SKETCH_FIXED_BYTES + 235 * SKETCH_BUCKET_BYTES
@@ -244,7 +251,8 @@ def state_bytes(
     chars: int = TEXT_CHARS,
 ) -> float:
     """Worst-case resident bytes of what grows with use: every source present, caches,
-    reservoirs and memos full, the clusters at their bound, the latency book at its."""
+    reservoirs, memos and prose samples full, the clusters at their bound, the latency
+    book at its, the prose word table loaded."""
     memo = min(clusters.memo_size, clusters.cache_size)
     total = clusters.max_clusters_total
     per_source_clusters = clusters.max_clusters * max_sources
@@ -254,6 +262,8 @@ def state_bytes(
         + max_sources * clusters.reservoir_size * RESERVOIR_ROW.bytes(dim, chars)
         + max_sources * memo * MEMO_ENTRY.bytes(dim, chars)
         + n_clusters * CLUSTER.bytes(dim, chars)
+        + max_sources * PROSE_SAMPLE_BYTES
+        + PROSE_WORDS_BYTES
         + latency_max_bytes
     )
 

@@ -34,8 +34,8 @@ DIM = 384
 
 
 def test_sizes_fit_the_budget_and_grow_with_it() -> None:
-    sizes = [memory.sizes_for_budget(b, 64, DIM) for b in (320, 400, 512, 1024)]
-    for budget, s in zip((320, 400, 512, 1024), sizes, strict=True):
+    sizes = [memory.sizes_for_budget(b, 64, DIM) for b in (340, 400, 512, 1024)]
+    for budget, s in zip((340, 400, 512, 1024), sizes, strict=True):
         c = s.apply(StreamClusterConfig())
         worst = memory.state_bytes(c, 64, DIM, s.latency_max_bytes) / memory.MIB
         assert worst + memory.BASE_MIB + memory.HEADROOM_MIB <= budget + 1e-6
