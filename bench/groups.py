@@ -37,6 +37,7 @@ from bench.harness.report import fmt
 from bench.harness.sidecar import Sidecar
 from logclust.cli.traffic import KINDS, generate_traffic
 from logclust.client import Client
+from logclust.sidecar.stream_labeler import StreamLabeler
 from training.evaluate.groups import prose_messages, sentence_messages
 
 _GQL = (
@@ -121,8 +122,6 @@ def prose_rate(bundle: str | None, rows: int, batch: int = 1000) -> float:
     """Rows of free text alone placed a second of CPU, in this process (`StreamLabeler`,
     one source, `batch`-row batches of `prose_messages`): what a stream of support
     messages costs the sidecar's clustering."""
-    from logclust.sidecar.stream_labeler import StreamLabeler
-
     texts, _ = prose_messages(rows, seed=3)
     labeler = StreamLabeler.load(bundle)
     start = time.process_time()

@@ -18,7 +18,7 @@ the same thing. Groups are found online, like clusters, by distance between mean
   stable; a cluster with no group recorded (split off by a consolidation, or kept by a
   state written before groups) is its own group.
 - **Prose** is placed at this level directly, by topic (`logclust.cluster.prose_topics`):
-  its point is the bundle's prose vector of its words (`prose_vector`; without one, the
+  its point is the bundle's prose vector of its words (`prose_embed`; without one, the
   channel and its content words), it takes the id of the nearest topic as its cluster id
   (prose clusters are groups), so a stream of messages on a few topics gives a few
   clusters, not one per sentence.
@@ -37,7 +37,7 @@ import numpy as np
 
 from logclust.cluster.prose_topics import ProseTopics
 from logclust.cluster.templates import is_structured
-from logclust.text.prose import LEXICAL_DIM, lexical_vector
+from logclust.text.prose import LEXICAL_DIM, is_prose, lexical_vector
 
 PROSE = "prose"
 LINE = "line"
@@ -116,8 +116,9 @@ class GroupIndex:
     semantic_from: int = 0
     of: dict[int, int] = field(default_factory=dict)  # cluster id -> group id
     groups: dict[int, _Group] = field(default_factory=dict)
-    # Text -> unit prose point (zeros: no known word); None: `point`'s channel and words.
-    prose_vector: Callable[[str], np.ndarray] | None = None
+    # Texts -> (n, dim) unit prose points (zeros: no known word); None: `point`'s channel
+    # and words.
+    prose_embed: Callable[[list[str]], np.ndarray] | None = None
     prose: ProseTopics = field(default_factory=ProseTopics)
     _tables: dict[tuple[str, int], _Table] = field(default_factory=dict, repr=False)
     _lookup: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
@@ -186,21 +187,29 @@ class GroupIndex:
             if cid not in self.of:
                 self.add_cluster(cid, e, text)
 
+    def prose_points(self, texts: list[str], on: bool = True) -> dict[int, np.ndarray | None]:
+        """Index -> point of each prose text of `texts` (`is_prose`; none unless `on`):
+        the bundle's word vectors (`prose_embed`) of all of them in one batch, or None
+        without a word table (`place_prose` then asks for the text's embedding)."""
+        at = [j for j, t in enumerate(texts) if is_prose(t)] if on else []
+        if not at or self.prose_embed is None:
+            return dict.fromkeys(at)
+        return dict(zip(at, self.prose_embed([texts[j] for j in at]), strict=True))
+
     def place_prose(
         self,
         text: str,
+        x: np.ndarray | None,
         embed: Callable[[np.ndarray], np.ndarray],
         rows: np.ndarray,
         open_cluster: Callable[[], int],
         at_cap: bool,
     ) -> tuple[int, float]:
-        """`(cluster id, distance)` of a prose text: the id of its nearest topic (see
-        `ProseTopics`); topics opened on the way get clusters from `open_cluster()`,
-        each its own group. `embed(rows)[0]` is the text's embedding (asked only without a
-        prose vector)."""
-        if self.prose_vector is not None:
-            x = self.prose_vector(text)
-        else:
+        """`(cluster id, distance)` of a prose text of point `x` (`prose_points`): the id
+        of its nearest topic (see `ProseTopics`); topics opened on the way get clusters
+        from `open_cluster()`, each its own group. Without `x`, the point is made from the
+        text's embedding, `embed(rows)[0]`."""
+        if x is None:
             x = self.point(embed(rows)[0], text, PROSE)
         cid, d, opened = self.prose.place(x, open_cluster, at_cap)
         for new in opened:

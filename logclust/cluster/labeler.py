@@ -93,14 +93,14 @@ class Labeler:
         return self.bundle.semantic_from
 
     @property
-    def prose_vector(self) -> Callable[[str], np.ndarray] | None:
-        """A masked prose text's point from the bundle's word vectors
+    def prose_embed(self) -> Callable[[list[str]], np.ndarray] | None:
+        """Masked prose texts' `(n, dim)` points from the bundle's word vectors
         (`logclust.text.prose_vectors`), placeholders left out; None when the bundle has
         no such table (prose is then placed by its embedding)."""
         table = self.bundle.prose_vectors
         if table is None:
             return None
-        return lambda text: table.embed([PLACEHOLDER.sub(" ", text)])[0]
+        return lambda texts: table.embed([PLACEHOLDER.sub(" ", t) for t in texts])
 
     @property
     def masks(self) -> MaskCache:

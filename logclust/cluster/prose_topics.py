@@ -42,6 +42,8 @@ _FIRST_REFITS = (256,)
 _PERIOD = (512, 32768)
 # The least chance of a row to enter the sample (see `ProseTopics._keep`).
 _RECENT = 1 / 8
+# Rows of a source's sample of prose points (`ProseTopics.sample_size`).
+SAMPLE_ROWS = 1024
 # Dropped topics remembered, so that a topic found again keeps its id.
 _RETIRED = 32
 
@@ -87,7 +89,7 @@ class ProseTopics:
 
     min_silhouette: float = 0.08
     max_topics: int = 8
-    sample_size: int = 1024
+    sample_size: int = SAMPLE_ROWS
     centres: np.ndarray | None = None  # (k, dim) unit rows
     ids: list[int] = field(default_factory=list)
     seen: int = 0  # prose rows placed

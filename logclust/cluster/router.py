@@ -119,8 +119,8 @@ class StreamClusters:
         self.group_threshold = self.config.group_threshold_for(group_threshold)
         self.semantic_from = semantic_from
         # A prose text's point from the bundle's word vectors (None: the embedding's).
-        self.prose_vector: Callable[[str], np.ndarray] | None = getattr(
-            embedder, "prose_vector", None
+        self.prose_embed: Callable[[list[str]], np.ndarray] | None = getattr(
+            embedder, "prose_embed", None
         )
         self.masks = MaskCache(embedder.masker, self.config.cache_size)
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
@@ -312,7 +312,7 @@ class StreamClusters:
         threshold = self.threshold_for(name)
         if self.catalog is None or name not in self.catalog.states:
             groups = GroupIndex(
-                self.group_threshold, self.semantic_from, prose_vector=self.prose_vector
+                self.group_threshold, self.semantic_from, prose_embed=self.prose_embed
             )
             clus = SourceClusterer(name, self.config, self.embedder.dim, threshold, groups)
             if self.catalog is not None:  # a source the catalog lacks: every id local
@@ -321,7 +321,7 @@ class StreamClusters:
         clus = self.catalog.clusterer(
             name, self.config, threshold, (self.group_threshold, self.semantic_from)
         )
-        clus.groups.prose_vector = self.prose_vector
+        clus.groups.prose_embed = self.prose_embed
         clus.catalog_digest = self.catalog.digest
         if after is not None:
             counters = after.counters()
@@ -524,7 +524,7 @@ class StreamClusters:
                 except (ValueError, KeyError, OSError) as e:
                     logger.warning("ignoring stored cluster state of %r: %s", name, e)
                     continue
-                clus.groups.prose_vector = self.prose_vector
+                clus.groups.prose_embed = self.prose_embed
                 if name in counters:
                     try:
                         load_counters(clus, counters[name])

@@ -94,8 +94,7 @@ class SourceClusterer(Revisions):
         self._sample = Reservoir(config.reservoir_size, dim, config.seed)
         self._memo = PlacementMemo()
         self._templates = TemplateIndex(template_settings(config)) if config.templates else None
-        # Clusters that templates own: consolidation never merges or splits them
-        # (templates merge them when a word position turns out to be a variable).
+        # Clusters that templates own: consolidation never merges nor splits them.
         self._templated: set[int] = set()
         # Clusters templates do not own (structured bodies', or a state's saved before
         # templates): only while one exists does a new form need its embedding.
@@ -230,14 +229,15 @@ class SourceClusterer(Revisions):
         uid = np.empty(miss.size, np.int32)
         dist = np.zeros(miss.size, np.float32)
         bodies: list[int] = []
+        prose = self.groups.prose_points([keys[i] for i in miss.tolist()], self.config.prose)
         for j, i in enumerate(miss.tolist()):
             if is_structured(keys[i]):
                 bodies.append(j)
                 continue
-            if self.config.prose and is_prose(keys[i]):
+            if j in prose:
                 at_cap = self._table.k >= self._cap()  # then the nearest prose group
                 uid[j], dist[j] = self.groups.place_prose(
-                    keys[i], embed, miss[j : j + 1], lambda: self._open_templated(None), at_cap
+                    keys[i], prose[j], embed, miss[j : j + 1], self._open_templated, at_cap
                 )
                 continue
             shape = shape_of(keys[i])
@@ -322,7 +322,7 @@ class SourceClusterer(Revisions):
         """`(n,)` int64 group id of each cluster id (see `GroupIndex.group_ids`)."""
         return self.groups.group_ids(ids, self.aliases)
 
-    def _open_templated(self, x: np.ndarray | None) -> int:
+    def _open_templated(self, x: np.ndarray | None = None) -> int:
         """A new cluster that templates own (an empty centroid without `x`)."""
         self._table.open(np.zeros(self.dim, np.float32) if x is None else x)
         cid = self._next_id
@@ -369,7 +369,7 @@ class SourceClusterer(Revisions):
         if self._templates is None or is_structured(text):
             return False
         if self.config.prose and is_prose(text):  # by word vectors, if the bundle has them
-            return self.groups.prose_vector is not None
+            return self.groups.prose_embed is not None
         # No `_cap()` here (it reads other sources); at the cap `assign` embeds on demand.
         return (not self._free and not self.config.line_groups) or self._templates.fits(text)
 

@@ -49,6 +49,7 @@ from typing import Any
 import pyarrow as pa
 
 from logclust.cluster.config import StreamClusterConfig
+from logclust.cluster.prose_topics import SAMPLE_ROWS
 from logclust.latency.book import SKETCH_BUCKET_BYTES, SKETCH_FIXED_BYTES
 
 logger = logging.getLogger(__name__)
@@ -181,9 +182,9 @@ MEMO_ENTRY = ItemCost(fixed=247, per_dim=0, per_char=1.1)
 # holds spare rows, and a consolidation holds a copy of it for a moment.
 CLUSTER = ItemCost(fixed=916, per_dim=8, per_char=20.3)
 # Free text's topics (`logclust.cluster.prose_topics`): a source's sample of prose points,
-# `ProseTopics.sample_size` (1,024) rows of int8, for prose tables of up to 256
-# dimensions (the shipped one has 192), a source.
-PROSE_SAMPLE_BYTES = 1024 * 256
+# `SAMPLE_ROWS` rows of int8, for prose tables of up to 256 dimensions (the shipped one
+# has 192), a source.
+PROSE_SAMPLE_BYTES = SAMPLE_ROWS * 256
 # The bundle's prose word table once loaded (`Bundle.prose_vectors`: 5.7 MB measured, its
 # int8 codes and scales), rounded up; once a process.
 PROSE_WORDS_BYTES = 6 * MIB

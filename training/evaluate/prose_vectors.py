@@ -71,8 +71,8 @@ def streamed(lab: Labeler, n: int = 2000) -> None:
     """Prints the topics a stream finds (see the module docstring)."""
     from sklearn.metrics import adjusted_rand_score
 
-    vector = lab.prose_vector
-    assert vector is not None
+    embed = lab.prose_embed
+    assert embed is not None
     print("\n| stream | seed | topics found | ARI | ARI after 600 | KMeans, k given |")
     print("|---|---|---|---|---|---|")
     sets = {
@@ -83,7 +83,7 @@ def streamed(lab: Labeler, n: int = 2000) -> None:
     for name, make in sets.items():
         for seed in (1, 2):
             texts, topics = make(seed)
-            x = np.stack([vector(t) for t in lab.masker.mask_texts(texts)])
+            x = embed(lab.masker.mask_texts(texts))
             ids = iter(range(1 << 30))
             found = ProseTopics()
             g = np.array([found.place(p, ids.__next__)[0] for p in x])
