@@ -52,14 +52,18 @@ class Sidecar:
         if bundle:
             cmd += ["--bundle", str(bundle)]
         cmd += extra or []
+        # No `preexec_fn`: it makes Popen fork() with this process's gRPC threads alive
+        # (a bench's next hop, say), and the child can hang or crash before exec
+        # (grpc/grpc#43055); without it Python starts the child by vfork. Popen returns
+        # once the child has exec'd, before the interpreter starts any thread, so the
+        # server's threads all inherit the core set here.
         self.proc = subprocess.Popen(
-            cmd,
-            env=code_env(code),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # Set before exec, so every thread the server starts inherits it.
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+            cmd, env=code_env(code), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        try:
+            os.sched_setaffinity(self.proc.pid, {core})
+        except ProcessLookupError:  # it exited at once: the caller's readiness wait says so
+            pass
 
     @property
     def addr(self) -> str:
