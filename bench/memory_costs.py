@@ -2,8 +2,9 @@
 
 Each structure is filled with many items in a fresh process (glibc and Arrow set up as
 `logclust serve` sets them, `lean_process_memory`), and the growth of VmRSS is divided by
-the items: a cache entry (embedding cache and mask cache of one distinct text), a
-reservoir row, a placement-memo entry, a cluster holding `template_members` members, and a
+the items: a cache entry (embedding cache and mask cache of one distinct text), a mask
+cache entry alone (the mask cache holds more texts than the embedding cache), a reservoir
+row, a placement-memo entry, a cluster holding `template_members` members, and a
 latency sketch. Texts are random words of a given mean length; the embedder returns random
 unit vectors of the shipped model's width (the model is not needed: only sizes count).
 Strings are held by the measured structure alone (the worst case: in the server the caches
@@ -34,6 +35,7 @@ from logclust.cluster.runner import ConsolidationRunner
 from logclust.cluster.source import SourceClusterer
 from logclust.latency.book import LatencyBook
 from logclust.server.memory import lean_process_memory
+from logclust.text.mask_cache import MaskCache
 from logclust.text.masking import Masker
 
 _CHILD = "bench.memory_costs"
@@ -109,6 +111,11 @@ def fill(item: str, n: int, data: list[str], dim: int) -> object:
             keys, _ = stream.masks.distinct_keys(pa.array(data[lo : lo + 1000]))
             stream.cache.embed(keys)
         return stream
+    if item == "mask_entry":
+        masks = MaskCache(emb.masker, n)
+        for lo in range(0, len(data), 1000):
+            masks.distinct_keys(pa.array(data[lo : lo + 1000]))
+        return masks
     if item == "reservoir_row":
         res = Reservoir(n, dim)
         for lo in range(0, len(data), 1000):
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = [("sketch", 0)] + [
         (item, c)
         for c in args.chars
-        for item in ("cache_entry", "reservoir_row", "memo_entry", "cluster")
+        for item in ("cache_entry", "mask_entry", "reservoir_row", "memo_entry", "cluster")
     ]
     with cli.output(args, "memory_costs") as out:
         table = out.table(["item", "text chars", "bytes per item"], live=True)

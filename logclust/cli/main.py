@@ -204,6 +204,13 @@ def _add_memory_flags(p: argparse.ArgumentParser) -> None:
     clusters = FieldFlags(g, StreamClusterConfig)
     # None: the size the budget gives (the field's default without a budget).
     clusters("--cache-size", "cache_size", type=int, default=None, help="texts (default: budget's)")
+    clusters(
+        "--mask-cache-size",
+        "mask_cache_size",
+        type=int,
+        default=None,
+        help="text shapes (default: budget's)",
+    )
     clusters("--reservoir-size", "reservoir_size", type=int, default=None, help="rows a source")
     clusters("--max-clusters", "max_clusters", type=int, help="per source")
 

@@ -96,7 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     keep_pandas_out()
     metrics_host, metrics_port = metrics_address(args)
     # Sizes given as flags win over the memory budget's.
-    sizes = {"cache_size": args.cache_size, "reservoir_size": args.reservoir_size}
+    sizes = {
+        "cache_size": args.cache_size,
+        "mask_cache_size": args.mask_cache_size,
+        "reservoir_size": args.reservoir_size,
+    }
     given = {name: value for name, value in sizes.items() if value is not None}
     labeler = StreamLabelerConfig(
         window_s=int(args.window),

@@ -64,10 +64,17 @@ class StreamClusterConfig:
     template_members: int = 16
     max_exemplars: int = 3
     # Masked texts whose embeddings are cached across batches, shared by all sources
-    # (also the mask cache's capacity; an entry's cost grows with dim and the text's
-    # length, measured by `python -m bench.memory_costs`; a steady stream repeats far
-    # fewer texts).
+    # (an entry's cost, with a mask cache entry of its own, grows with dim and the
+    # text's length, measured by `python -m bench.memory_costs`; a steady stream repeats
+    # far fewer texts).
     cache_size: int = 16_384
+    # Distinct text shapes (the text with every digit written as one digit) whose masked
+    # text the mask cache remembers, shared by all sources. An entry holds no vector, so
+    # it costs a fraction of an embedding cache entry (`python -m bench.memory_costs`),
+    # and a stream has many shapes per masked text (numbers of other widths, ids and
+    # names the rules mask): when its shapes outgrow the cache, batches are masked again,
+    # the sidecar's largest cost.
+    mask_cache_size: int = 65_536
     # Texts whose placement one source remembers (at most `cache_size`), so a steady
     # stream places each text once (an entry's cost: `python -m bench.memory_costs`).
     # Under `StreamClusters` this is each source's share when all of its `max_sources`
@@ -93,6 +100,7 @@ class StreamClusterConfig:
             "consolidate_backoff_max": self.consolidate_backoff_max,
             "template_members": self.template_members,
             "cache_size": self.cache_size,
+            "mask_cache_size": self.mask_cache_size,
             "memo_size": self.memo_size,
             "reserved_clusters": self.reserved_clusters,
             "template_family_values": self.template_family_values,

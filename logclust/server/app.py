@@ -347,12 +347,13 @@ def _log_memory(config: ServerConfig, dim: int) -> None:
     latency = config.labeler.latency_max_bytes
     worst = state_bytes(c, sources, dim, latency or 0) / MIB + BASE_MIB + HEADROOM_MIB
     logger.info(
-        "memory: budget %s MiB, %d sources; cache %d texts; per source reservoir %d rows, "
-        "memo %d texts, %d to %d clusters (%s in all); latency windows %s MiB; worst case "
-        "about %.0f MiB (RSS now %.0f MiB)",
+        "memory: budget %s MiB, %d sources; cache %d texts, mask cache %d shapes; per source "
+        "reservoir %d rows, memo %d texts, %d to %d clusters (%s in all); latency windows "
+        "%s MiB; worst case about %.0f MiB (RSS now %.0f MiB)",
         config.memory_budget_mb,
         sources,
         c.cache_size,
+        c.mask_cache_size,
         c.reservoir_size,
         min(c.memo_size, c.cache_size),
         c.reserved_clusters if c.max_clusters_total else c.max_clusters,

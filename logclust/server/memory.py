@@ -173,6 +173,9 @@ class ItemCost:
 # Embedding cache entry (a ring row, key, index) plus mask cache entry (shape, masked
 # text, two dict entries).
 CACHE_ENTRY = ItemCost(fixed=490, per_dim=4, per_char=2.4)
+# Mask cache entry alone (shape, masked text, two dict entries): the mask cache holds more
+# texts than the embedding cache, each beyond it at this cost.
+MASK_ENTRY = ItemCost(fixed=320, per_dim=0, per_char=2.6)
 # Reservoir row (embedding and text).
 RESERVOIR_ROW = ItemCost(fixed=137, per_dim=4, per_char=1.1)
 # Placement memo entry (dict entry, id, distance, text).
@@ -194,10 +197,11 @@ SKETCH_BYTES = SKETCH_FIXED_BYTES + 235 * SKETCH_BUCKET_BYTES
 
 # What the budget left above the process goes to, after the minimums below.
 CACHE_SHARE = 0.10
+MASK_SHARE = 0.10  # texts the mask cache holds beyond the embedding cache's
 RESERVOIR_SHARE = 0.30
 MEMO_SHARE = 0.05
 CLUSTER_SHARE = 0.30
-LATENCY_SHARE = 0.25  # and whatever the others cannot use past their defaults
+LATENCY_SHARE = 0.15  # and whatever the others cannot use past their defaults
 # The smallest sizes that still work: a budget that cannot give them is refused.
 MIN_CACHE = 1024
 MIN_RESERVOIR = 256
@@ -205,7 +209,13 @@ MIN_MEMO = 256
 MIN_CLUSTERS_PER_SOURCE = StreamClusterConfig().reserved_clusters
 MIN_LATENCY_MIB = 4
 # Fields of `StreamClusterConfig` a budget sets.
-SIZED_FIELDS = ("cache_size", "reservoir_size", "memo_size", "max_clusters_total")
+SIZED_FIELDS = (
+    "cache_size",
+    "mask_cache_size",
+    "reservoir_size",
+    "memo_size",
+    "max_clusters_total",
+)
 
 
 @dataclass(frozen=True)
@@ -213,7 +223,8 @@ class MemorySizes:
     """What a memory budget allows (see `sizes_for_budget`).
 
     Attributes:
-        cache_size: texts of the shared embedding cache and mask cache.
+        cache_size: texts of the shared embedding cache.
+        mask_cache_size: text shapes of the shared mask cache (at least `cache_size`).
         reservoir_size: rows of each source's reservoir.
         memo_size: texts of each source's placement memo.
         max_clusters_total: clusters over all sources (each source may always open
@@ -223,6 +234,7 @@ class MemorySizes:
     """
 
     cache_size: int
+    mask_cache_size: int
     reservoir_size: int
     memo_size: int
     max_clusters_total: int
@@ -260,6 +272,7 @@ def state_bytes(
     n_clusters = per_source_clusters if total is None else min(total, per_source_clusters)
     return (
         clusters.cache_size * CACHE_ENTRY.bytes(dim, chars)
+        + max(0, clusters.mask_cache_size - clusters.cache_size) * MASK_ENTRY.bytes(dim, chars)
         + max_sources * clusters.reservoir_size * RESERVOIR_ROW.bytes(dim, chars)
         + max_sources * memo * MEMO_ENTRY.bytes(dim, chars)
         + n_clusters * CLUSTER.bytes(dim, chars)
@@ -273,6 +286,7 @@ def minimum_budget_mb(max_sources: int, dim: int) -> int:
     """The smallest budget `sizes_for_budget` accepts for `max_sources` sources."""
     least = StreamClusterConfig(
         cache_size=MIN_CACHE,
+        mask_cache_size=MIN_CACHE,
         reservoir_size=MIN_RESERVOIR,
         memo_size=MIN_MEMO,
         max_clusters_total=MIN_CLUSTERS_PER_SOURCE * max_sources,
@@ -320,13 +334,18 @@ def sizes_for_budget(budget_mb: int, max_sources: int, dim: int) -> MemorySizes:
         return min(least_count + int(rest * share / (copies * cost.bytes(dim))), most)
 
     cache = grown(MIN_CACHE, CACHE_SHARE, CACHE_ENTRY, 1, default.cache_size)
+    masks = grown(cache, MASK_SHARE, MASK_ENTRY, 1, max(cache, default.mask_cache_size))
     reservoir = grown(MIN_RESERVOIR, RESERVOIR_SHARE, RESERVOIR_ROW, n, default.reservoir_size)
     memo = grown(MIN_MEMO, MEMO_SHARE, MEMO_ENTRY, n, min(default.memo_size, cache))
     clusters = grown(
         MIN_CLUSTERS_PER_SOURCE * n, CLUSTER_SHARE, CLUSTER, 1, default.max_clusters * n
     )
     sized = StreamClusterConfig(
-        cache_size=cache, reservoir_size=reservoir, memo_size=memo, max_clusters_total=clusters
+        cache_size=cache,
+        mask_cache_size=masks,
+        reservoir_size=reservoir,
+        memo_size=memo,
+        max_clusters_total=clusters,
     )
     latency = int((budget_mb - BASE_MIB - HEADROOM_MIB) * MIB - state_bytes(sized, n, dim, 0))
-    return MemorySizes(cache, reservoir, memo, clusters, latency)
+    return MemorySizes(cache, masks, reservoir, memo, clusters, latency)

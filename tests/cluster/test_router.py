@@ -111,6 +111,14 @@ def test_the_memo_is_shared_by_the_sources_present() -> None:
     assert small.sources["a"].memo_limit() == 150  # never past the embedding cache
 
 
+def test_the_mask_cache_has_a_size_of_its_own() -> None:
+    cfg = StreamClusterConfig(cache_size=150, mask_cache_size=600, background_consolidation=False)
+    sc = StreamClusters(FakeLabeler(), cfg)
+    assert (sc.masks.capacity, sc.cache.capacity) == (600, 150)
+    with pytest.raises(ValueError, match="must be positive. Received: mask_cache_size=0"):
+        StreamClusterConfig(mask_cache_size=0)
+
+
 def _word(i: int) -> str:
     """Letters only: masking keeps every text apart."""
     return "".join(chr(97 + int(d)) for d in np.base_repr(i, 10))

@@ -6,9 +6,11 @@ encoder has run at every token width (its largest arenas are part of the base), 
 receives from 8 client threads 64 sources at once. What fills what, with the sizes the
 default budget derives (`sizes_for_budget`):
 
-- the shared embedding and mask caches: a pool of `cache_size` distinct texts, from which
-  every source draws its texts (the model embeds each once; every source places, samples
-  and remembers them as its own);
+- the shared embedding cache: a pool of `cache_size` distinct texts, from which every
+  source draws its texts (the model embeds each once; every source places, samples and
+  remembers them as its own);
+- the shared mask cache: each row ends in a number of 1 to `widths` digits, so each text
+  comes in several shapes that mask alike: more shapes than `mask_cache_size`;
 - each source's placement memo: `memo_size` distinct texts a source, plus a few texts of
   its own that no other source sends;
 - each reservoir: twice `reservoir_size` rows a source (repeats included);
@@ -115,6 +117,8 @@ def traffic(sizes: MemorySizes, seed: int = 0) -> tuple[list[pa.Table], list[pa.
     pool = _words(rng, sizes.cache_size + OWN_TEXTS * SOURCES, 2)
     shared, own = pool[: sizes.cache_size], pool[sizes.cache_size :]
     per_source = max(sizes.memo_size, sizes.max_clusters_total // SOURCES + 1)
+    # Shapes per text (numbers of other widths mask alike): the mask cache fills up.
+    widths = -(-sizes.mask_cache_size // sizes.cache_size) + 1
     rows_per_source = max(2 * sizes.reservoir_size, per_source)
     now = int(time.time() * 1000)
     groups: list[list[pa.Table]] = [[] for _ in range(THREADS)]
@@ -124,7 +128,8 @@ def traffic(sizes: MemorySizes, seed: int = 0) -> tuple[list[pa.Table], list[pa.
             texts = [shared[i] for i in rng.choice(len(shared), per_source - OWN_TEXTS, False)]
             texts += own[s * OWN_TEXTS : (s + 1) * OWN_TEXTS]
             rows = texts + [texts[i] for i in rng.integers(0, len(texts), rows_per_source)]
-            bodies += rows[:rows_per_source]
+            digits = rng.integers(1, widths + 1, rows_per_source)
+            bodies += [f"{r} {7 * 10 ** (d - 1)}" for r, d in zip(rows, digits, strict=False)]
             names += [f"service-{s:02d}"] * rows_per_source
         order = rng.permutation(len(bodies))
         n = len(order)

@@ -47,6 +47,7 @@ def test_sizes_fit_the_budget_and_grow_with_it() -> None:
     # Never past the defaults, however large the budget; fewer sources get more each.
     big = memory.sizes_for_budget(100_000, 64, DIM)
     assert (big.cache_size, big.reservoir_size, big.memo_size) == (16_384, 4096, 16_384)
+    assert big.mask_cache_size == StreamClusterConfig().mask_cache_size
     assert memory.sizes_for_budget(400, 8, DIM).reservoir_size > sizes[1].reservoir_size
 
 
@@ -54,12 +55,26 @@ def test_the_default_budget_holds_the_default_source_limit() -> None:
     least = memory.minimum_budget_mb(64, DIM)
     assert least <= ServerConfig().memory_budget_mb  # type: ignore[operator]
     s = memory.sizes_for_budget(least, 64, DIM)
-    assert (s.cache_size, s.reservoir_size, s.memo_size) == (
+    assert (s.cache_size, s.mask_cache_size, s.reservoir_size, s.memo_size) == (
+        memory.MIN_CACHE,
         memory.MIN_CACHE,
         memory.MIN_RESERVOIR,
         memory.MIN_MEMO,
     )
     assert s.max_clusters_total == 64 * memory.MIN_CLUSTERS_PER_SOURCE
+
+
+def test_the_mask_cache_holds_more_shapes_than_the_embedding_cache_holds_texts() -> None:
+    # A mask cache entry holds no vector: the default budget keeps several shapes a text.
+    s = memory.sizes_for_budget(ServerConfig().memory_budget_mb or 0, 64, DIM)
+    assert s.mask_cache_size >= 3 * s.cache_size
+    # Each shape beyond the embedding cache's texts is counted, at its own cost.
+    c = s.apply(StreamClusterConfig())
+    fewer = StreamClusterConfig(cache_size=c.cache_size, mask_cache_size=c.cache_size)
+    extra = memory.state_bytes(c, 64, DIM, 0) - memory.state_bytes(
+        s.apply(fewer, keep={"mask_cache_size"}), 64, DIM, 0
+    )
+    assert extra == pytest.approx((s.mask_cache_size - s.cache_size) * memory.MASK_ENTRY.bytes(DIM))
 
 
 def test_a_budget_below_the_minimum_names_it() -> None:
@@ -98,13 +113,16 @@ def test_serve_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(service, "lean_process_memory", lambda: {})
     monkeypatch.setattr(service, "keep_pandas_out", lambda: True)
     monkeypatch.setattr(service, "serving_labeler", lambda *a, **k: None)
-    assert cli.main(["serve", "--max-sources", "8", "--cache-size", "16384"]) == 0
+    flags = ["--max-sources", "8", "--cache-size", "16384", "--mask-cache-size", "20000"]
+    assert cli.main(["serve", *flags]) == 0
     assert cli.main(["serve", "--memory-budget-mb", "0", "--max-clusters", "10"]) == 0
     first, second = seen
     assert (
         first.labeler.max_sources == 8 and first.memory_budget_mb == ServerConfig().memory_budget_mb
     )
-    assert first.keep_sizes == {"cache_size"} and first.labeler.clusters.cache_size == 16_384
+    assert first.keep_sizes == {"cache_size", "mask_cache_size"}
+    assert first.labeler.clusters.cache_size == 16_384
+    assert first.labeler.clusters.mask_cache_size == 20_000
     assert second.memory_budget_mb is None and second.labeler.clusters.max_clusters == 10
     help_text = cli.build_parser().format_help() + _serve_help(cli)
     assert f"default: {ServerConfig().memory_budget_mb}" in help_text
