@@ -38,7 +38,7 @@ from logclust.cluster.topic_fit import fit_centres, unit_rows
 # Prose rows at which the first refits run; then every quarter of the rows seen, within
 # these bounds (a refit takes 0.1-0.6 s of CPU: at most one per 512 rows, and a steady
 # stream of prose pays at most ~20 us a row for them).
-_FIRST_REFITS = (256,)
+_FIRST_REFITS = (64, 128, 192, 256, 384)
 _PERIOD = (512, 32768)
 # The least chance of a row to enter the sample (see `ProseTopics._keep`).
 _RECENT = 1 / 8
@@ -46,6 +46,7 @@ _RECENT = 1 / 8
 SAMPLE_ROWS = 1024
 # Dropped topics remembered, so that a topic found again keeps its id.
 _RETIRED = 32
+_CALM = 1
 
 
 def _mix(n: int) -> int:
@@ -101,6 +102,7 @@ class ProseTopics:
     _sample: np.ndarray | None = field(default=None, repr=False)  # (sample_size, dim) int8
     _filled: int = field(default=0, repr=False)  # rows of `_sample` in use
     _last_refit: int = field(default=0, repr=False)
+    _calm: int = field(default=0, repr=False)  # refits in a row that changed no id
 
     def place(
         self, x: np.ndarray, open_cluster: Callable[[], int], at_cap: bool = False
@@ -130,7 +132,7 @@ class ProseTopics:
         """Whether a refit runs at this row (see `_FIRST_REFITS`, `_PERIOD`)."""
         if self.seen < _PERIOD[0]:
             return self.seen in _FIRST_REFITS
-        period = min(max(self.seen // 4, _PERIOD[0]), _PERIOD[1])
+        period = min(max(self.seen // 4, _PERIOD[0]) << self._calm, _PERIOD[1])
         if self.seen - self._last_refit >= period:
             self._last_refit = self.seen
             return True
@@ -173,7 +175,10 @@ class ProseTopics:
         self.retired_ids = [old_ids[j] for j in dropped]
         self.retired = old[dropped] if dropped else None
         self.centres = new.astype(np.float32)
-        self.ids = [int(c) for c in ids if c is not None]
+        new_ids = [int(c) for c in ids if c is not None]
+        calm = not opened and sorted(new_ids) == sorted(self.ids) and len(x) == self.sample_size
+        self._calm = min(self._calm + 1, _CALM) if calm else 0
+        self.ids = new_ids
         return opened
 
     # -- state ---------------------------------------------------------------------------

@@ -20,11 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 # Rows below which the silhouette is too noisy to choose k by.
-_SILHOUETTE_ROWS = 256
+_SILHOUETTE_ROWS = 64
 # Halvings of the sample for the prediction strength, and k-means++ seeds for each half
 # (one KMeans run caught in a poor optimum otherwise decides a k).
 _SPLITS = 3
 _HALF_SEEDS = 4
+_ROWS_PER_K = 32
+_KEEP = 0.1
+_BY_SIL = 1
+_PARS = 0.1
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -134,22 +138,39 @@ def fit_centres(
     ks = range(2, max_k + 1)
     if current is not None and len(current) > 1:  # topics move a few at a refit
         ks = range(max(2, len(current) - 2), min(max_k, len(current) + 2) + 1)
-    stable = [k for k in ks if len(x) >= 32 * k and prediction_strength(x, k, rng) >= strength]
+    cur = len(current) if current is not None else 0
+    stable = []
+    for k in ks:
+        if len(x) < _ROWS_PER_K * k:
+            continue
+        ps = prediction_strength(x, k, rng)
+        if ps >= strength or (k == cur and ps >= strength - _KEEP):
+            stable.append(k)
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0))
+    np.fill_diagonal(dist, 0.0)
+    if stable and _BY_SIL:
+        got = _by_silhouette(x, dist, stable, current, -1.0, smallest)
+        if got is not None:
+            return got
     if stable:
         _, centres = _best(x, max(stable), 3, current)
         return centres
     if len(x) < _SILHOUETTE_ROWS:
         return unit_rows(x.sum(0, keepdims=True))
-    dist = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0))
-    np.fill_diagonal(dist, 0.0)
-    best, best_score = None, min_silhouette
+    got = _by_silhouette(x, dist, [k for k in ks if len(x) >= 8 * k], current, min_silhouette, smallest, _PARS)
+    return got if got is not None else unit_rows(x.sum(0, keepdims=True))
+
+
+def _by_silhouette(x, dist, ks, current, floor, smallest, pars=0.0):
+    got = []
     for k in ks:
-        if len(x) < 8 * k:
-            break
         labels, c = _best(x, k, 3, current)
         if np.bincount(labels, minlength=k).min() < smallest:
             continue
         score = silhouette(dist, labels, k)
-        if score > best_score:
-            best, best_score = c, score
-    return best if best is not None else unit_rows(x.sum(0, keepdims=True))
+        if score > floor:
+            got.append((score, c))
+    if not got:
+        return None
+    top = max(s for s, _ in got)
+    return next(c for s, c in got if s >= top * (1 - pars))
