@@ -164,13 +164,11 @@ def fit_centres(
             bar = strength - _KEEP if k == held else strength
             if prediction_strength(x, k, rng) >= bar:
                 stable.append(k)
-    if len(stable) == 1:
-        _, centres = _best(x, stable[0], 3, current)
-        return centres
-    if stable:  # all stable, none a blob cut: the most topics of about the best silhouette
-        got = _by_silhouette(x, stable, -1.0, current, most=True)
-        if got is not None:
-            return got
+    if stable:
+        got = None
+        if len(stable) > 1:  # the most topics of about the best silhouette
+            got = _by_silhouette(x, stable, -1.0, current, most=True)
+        return got if got is not None else _best(x, max(stable), 3, current)[1]
     if len(x) >= _SILHOUETTE_ROWS:
         fits = [k for k in ks if len(x) >= _SILHOUETTE_ROWS_PER_K * k]
         got = _by_silhouette(x, fits, min_silhouette, current, most=False)
@@ -198,5 +196,6 @@ def _by_silhouette(
     if not scored:
         return None
     top = max(score for score, _ in scored)
-    tied = [c for score, c in scored if score >= top * (1.0 - (_TIED if most else _TIED_BLOB))]
+    bar = top - abs(top) * (_TIED if most else _TIED_BLOB)
+    tied = [c for score, c in scored if score >= bar]  # in order of k; holds the best
     return tied[-1] if most else tied[0]

@@ -199,3 +199,15 @@ def test_tied_silhouettes(monkeypatch: pytest.MonkeyPatch, strength: float, k: i
     monkeypatch.setattr(topic_fit, "silhouette", lambda dist, labels, k: scores[k])
     x, _ = _points(600, 5, spread=0.5, seed=12)
     assert len(topic_fit.fit_centres(x, 5, 0.08)) == k
+
+
+def test_negative_silhouettes_still_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stable ks whose silhouettes are all below zero still give centres (the tie band
+    is measured from the best, whatever its sign)."""
+    import logclust.cluster.topic_fit as topic_fit
+
+    scores = {2: -0.100, 3: -0.103, 4: -0.200}
+    monkeypatch.setattr(topic_fit, "prediction_strength", lambda x, k, rng: 1.0)
+    monkeypatch.setattr(topic_fit, "silhouette", lambda dist, labels, k: scores[k])
+    x, _ = _points(600, 4, spread=0.5, seed=13)
+    assert len(topic_fit.fit_centres(x, 4, 0.08)) == 3
