@@ -8,11 +8,13 @@ clustering finds them offline, on a sample, and the stream is placed by nearest 
 
 - **Sample.** A reservoir of the prose points seen (uniform over the stream, slots chosen
   by a hash of the row's number, so a replay gives the same sample).
-- **Refit.** At 256 and 512 prose rows, then each time the rows seen have grown
-  by a quarter (at least 512 rows apart, at most 32,768), the sample's centres are fitted
-  again, k = 1..`max_topics` never given (`logclust.cluster.topic_fit`: the largest k
-  whose clusters are found again in both halves of the sample; else the k of the best
-  silhouette; else one topic, for one kind of text however worded). Each new centre
+- **Refit.** At 64, 128, 192, 256, 384 and 512 prose rows, then each time the rows seen
+  have grown by a quarter (by a half while the last refit of a full sample changed no
+  id; at least 512 rows apart, at most 32,768), the sample's centres are fitted again,
+  k = 1..`max_topics` never given (`logclust.cluster.topic_fit`: the largest k whose
+  clusters are found again in both halves of the sample, the k in use kept a little
+  below that bar; else the fewest topics of about the best silhouette; else one topic,
+  for one kind of text however worded). Each new centre
   keeps the id of the old topic that gave it most of its sampled rows (each old id
   once), else takes a new cluster id: a topic keeps its id from refit to refit, and rows
   already labelled keep theirs.
@@ -35,10 +37,11 @@ import numpy as np
 
 from logclust.cluster.topic_fit import fit_centres, unit_rows
 
-# Prose rows at which the first refits run; then every quarter of the rows seen, within
-# these bounds (a refit takes 0.1-0.6 s of CPU: at most one per 512 rows, and a steady
-# stream of prose pays at most ~20 us a row for them).
-_FIRST_REFITS = (256,)
+# Prose rows at which the first refits run (every row placed before the first refit
+# shares one id, so they come early; a refit of a small sample is cheap); then every
+# quarter of the rows seen, or every half while refits change nothing, within these
+# bounds (a refit of the full sample takes 0.1-0.6 s of CPU: at most one per 512 rows).
+_FIRST_REFITS = (64, 128, 192, 256, 384)
 _PERIOD = (512, 32768)
 # The least chance of a row to enter the sample (see `ProseTopics._keep`).
 _RECENT = 1 / 8
@@ -101,6 +104,8 @@ class ProseTopics:
     _sample: np.ndarray | None = field(default=None, repr=False)  # (sample_size, dim) int8
     _filled: int = field(default=0, repr=False)  # rows of `_sample` in use
     _last_refit: int = field(default=0, repr=False)
+    # The last refit, on a full sample, kept every topic and its id: refits slow down.
+    _calm: bool = field(default=False, repr=False)
 
     def place(
         self, x: np.ndarray, open_cluster: Callable[[], int], at_cap: bool = False
@@ -130,7 +135,8 @@ class ProseTopics:
         """Whether a refit runs at this row (see `_FIRST_REFITS`, `_PERIOD`)."""
         if self.seen < _PERIOD[0]:
             return self.seen in _FIRST_REFITS
-        period = min(max(self.seen // 4, _PERIOD[0]), _PERIOD[1])
+        share = 2 if self._calm else 4
+        period = min(max(self.seen // share, _PERIOD[0]), _PERIOD[1])
         if self.seen - self._last_refit >= period:
             self._last_refit = self.seen
             return True
@@ -173,7 +179,9 @@ class ProseTopics:
         self.retired_ids = [old_ids[j] for j in dropped]
         self.retired = old[dropped] if dropped else None
         self.centres = new.astype(np.float32)
-        self.ids = [int(c) for c in ids if c is not None]
+        kept = [int(c) for c in ids if c is not None]
+        self._calm = len(x) == self.sample_size and sorted(kept) == sorted(self.ids)
+        self.ids = kept
         return opened
 
     # -- state ---------------------------------------------------------------------------

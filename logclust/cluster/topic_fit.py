@@ -5,26 +5,49 @@ Choosing k: **prediction strength** (Tibshirani and Walther, 2005). The sample i
 two halves; each half is clustered with k centres, and the second half's rows are also
 assigned to the first half's centres. A k is right when, in each cluster of the second
 half, nearly every pair of rows is also kept together by the first half's centres (the
-clusters are found again, not cut out of a blob). The largest k whose strength reaches
-`strength` (0.8 by default, the paper's) wins; each strength is the median of 3 random
-halvings, each half the best of 4 KMeans runs. With topics known, k is sought within two
-of their number (a refit moves a few topics, at a fraction of the full search's cost).
-Free text whose topics overlap too much for that has no stable k: then the k of the best
-mean silhouette is taken when it reaches `min_silhouette`, else the sample is one topic
-(one kind of text, however worded: a silhouette of random splits of a blob stays near
-0.03).
+clusters are found again, not cut out of a blob). A k is stable when its strength
+reaches `strength` (0.8 by default, the paper's); each strength is the median of 3
+random halvings, each half the best of 4 KMeans runs. The k in use needs a little less
+(`_KEEP`): topics that lie close together have a strength that wavers around the bar
+from one sample to the next, and each flip of k renames a topic's rows. Of the stable
+ks, the largest whose mean silhouette is within 5% of the best wins (a k that cuts a
+topic in two is stable too when the topic has parts, but its silhouette drops; two
+close topics score about as well merged as apart, and apart is the safer guess). With
+topics known, k is sought within two of their number (a refit moves a few topics, at a
+fraction of the full search's cost).
+
+Free text whose topics overlap too much has no stable k: then the fewest topics whose
+silhouette is within 10% of the best is taken when it reaches `min_silhouette` (the
+silhouette of overlapping topics creeps up with k as they are cut finer), else the
+sample is one topic (one kind of text, however worded: a silhouette of random splits of
+a blob stays near 0.03; below 64 rows, always one topic).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# Rows below which the silhouette is too noisy to choose k by.
-_SILHOUETTE_ROWS = 256
+# Rows below which the silhouette is too noisy to choose k by (a sample of 64 rows
+# already tells a few topics apart when their points do; below, one topic).
+_SILHOUETTE_ROWS = 64
 # Halvings of the sample for the prediction strength, and k-means++ seeds for each half
 # (one KMeans run caught in a poor optimum otherwise decides a k).
 _SPLITS = 3
 _HALF_SEEDS = 4
+# How far below `strength` the k in use stays stable: the strength of a k whose topics
+# lie close together wavers around the bar from one sample to the next, and each flip
+# of k renames a topic's rows.
+_KEEP = 0.1
+# Silhouettes within this share of the best count as tied. Among stable ks (`_TIED`)
+# the most topics win: two close topics score about as well merged as apart, and
+# prediction strength vouches for each; a k that cuts a topic in two scores clearly
+# less. With no stable k (`_TIED_BLOB`) the fewest win: the silhouette of overlapping
+# topics creeps up with k as it cuts them finer.
+_TIED = 0.05
+_TIED_BLOB = 0.1
+# Rows a topic of the silhouette's k needs on average: in a sample of 128 rows of one
+# kind of text, eight chance clusters of 16 rows reach a silhouette of 0.08.
+_SILHOUETTE_ROWS_PER_K = 16
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -127,29 +150,52 @@ def fit_centres(
 ) -> np.ndarray:
     """`(k, dim)` unit centres of the unit rows `x`, k never given (see the module
     docstring). `current`: centres in use, refined as they are beside the k-means++
-    seeds when their k is chosen, so the topics known compete whole. `seed` draws the
-    halves (the same sample and seed give the same centres)."""
+    seeds when their k is chosen, so the topics known compete whole; their k stays
+    stable down to `strength - _KEEP`. `seed` draws the halves (the same sample and
+    seed give the same centres)."""
     rng = np.random.default_rng(seed)
-    smallest = max(3, len(x) // 40)  # a topic is more than a few stray rows
     ks = range(2, max_k + 1)
-    if current is not None and len(current) > 1:  # topics move a few at a refit
-        ks = range(max(2, len(current) - 2), min(max_k, len(current) + 2) + 1)
-    stable = [k for k in ks if len(x) >= 32 * k and prediction_strength(x, k, rng) >= strength]
+    held = 0 if current is None else len(current)
+    if held > 1:  # topics move a few at a refit
+        ks = range(max(2, held - 2), min(max_k, held + 2) + 1)
+    stable = []
+    for k in ks:
+        if len(x) >= 32 * k:
+            bar = strength - _KEEP if k == held else strength
+            if prediction_strength(x, k, rng) >= bar:
+                stable.append(k)
     if stable:
-        _, centres = _best(x, max(stable), 3, current)
-        return centres
-    if len(x) < _SILHOUETTE_ROWS:
-        return unit_rows(x.sum(0, keepdims=True))
+        got = None
+        if len(stable) > 1:  # the most topics of about the best silhouette
+            got = _by_silhouette(x, stable, -1.0, current, most=True)
+        return got if got is not None else _best(x, max(stable), 3, current)[1]
+    if len(x) >= _SILHOUETTE_ROWS:
+        fits = [k for k in ks if len(x) >= _SILHOUETTE_ROWS_PER_K * k]
+        got = _by_silhouette(x, fits, min_silhouette, current, most=False)
+        if got is not None:
+            return got
+    return unit_rows(x.sum(0, keepdims=True))
+
+
+def _by_silhouette(
+    x: np.ndarray, ks: list[int], floor: float, current: np.ndarray | None, most: bool
+) -> np.ndarray | None:
+    """The centres of the most (`most`) or else the fewest topics (k in `ks`) whose
+    mean silhouette is above `floor` and tied with the best (`_TIED`, `_TIED_BLOB`),
+    each topic more than a few stray rows; None when no k qualifies."""
     dist = np.sqrt(np.maximum(2.0 - 2.0 * (x @ x.T), 0.0))
     np.fill_diagonal(dist, 0.0)
-    best, best_score = None, min_silhouette
+    smallest = max(3, len(x) // 40)
+    scored: list[tuple[float, np.ndarray]] = []
     for k in ks:
-        if len(x) < 8 * k:
-            break
         labels, c = _best(x, k, 3, current)
-        if np.bincount(labels, minlength=k).min() < smallest:
-            continue
-        score = silhouette(dist, labels, k)
-        if score > best_score:
-            best, best_score = c, score
-    return best if best is not None else unit_rows(x.sum(0, keepdims=True))
+        if np.bincount(labels, minlength=k).min() >= smallest:
+            score = silhouette(dist, labels, k)
+            if score > floor:
+                scored.append((score, c))
+    if not scored:
+        return None
+    top = max(score for score, _ in scored)
+    bar = top - abs(top) * (_TIED if most else _TIED_BLOB)
+    tied = [c for score, c in scored if score >= bar]  # in order of k; holds the best
+    return tied[-1] if most else tied[0]

@@ -129,3 +129,85 @@ def test_prediction_strength_finds_the_topics_not_a_blob() -> None:
     blob, _ = _points(600, 1, spread=2.0, seed=6)
     assert prediction_strength(blob, 3, rng) < 0.8
     assert len(fit_centres(blob, 8, 0.08)) == 1
+
+
+def test_topics_are_learned_from_the_first_rows() -> None:
+    """Refits start at 64 prose rows: rows before the 256th already take their topic's
+    id (every row before the first refit shares one id)."""
+    x, truth = _points(600, 4, spread=0.9, seed=10)
+    topics = ProseTopics()
+    ids, _ = _stream(topics, x[:256])
+    g = np.asarray(ids)
+    assert topics.refits == 4  # at 64, 128, 192 and 256 rows
+    assert adjusted_rand_score(truth[64:256], g[64:256]) > 0.9
+    assert len(set(g[:63].tolist())) == 1  # the 64th row is placed after its refit
+
+
+def test_refits_slow_down_while_the_topics_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a refit of the full sample keeps every topic and id, the next comes when the
+    rows seen have doubled, not grown by a quarter (a refit that changes an id, or one
+    of a sample not yet full, brings the quarter back)."""
+    import logclust.cluster.prose_topics as prose_topics
+
+    at: list[int] = []
+    fit = prose_topics.fit_centres
+
+    def counted(x: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        at.append(len(x))
+        return fit(x, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prose_topics, "fit_centres", counted)
+    x, _ = _points(8000, 5, spread=0.9, seed=20)
+    topics = ProseTopics()
+    full: list[int] = []
+    counter = itertools.count()
+    for p in x:
+        before = len(at)
+        topics.place(p, lambda: next(counter))
+        if len(at) > before and at[-1] == topics.sample_size:
+            full.append(topics.seen)
+    assert len(set(topics.ids)) == 5
+    # by quarters they would run at 1024, 1536, 2048, 2731, 3641, 4855 and 6473
+    assert full[0] == 1024 and len(full) == 3
+    assert all(abs(b - 2 * a) < 8 for a, b in zip(full, full[1:], strict=False))
+    assert not topics._due()  # 8000 rows: not yet twice the last refit's
+    topics._calm = False
+    assert topics._due()  # by quarters, it would be
+
+
+def test_the_k_in_use_holds_just_below_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A strength a little under `strength` keeps the k in use (a wavering strength
+    does not flip k from one refit to the next) but does not make a new k."""
+    import logclust.cluster.topic_fit as topic_fit
+
+    x, _ = _points(600, 3, spread=0.9, seed=11)
+    monkeypatch.setattr(topic_fit, "prediction_strength", lambda x, k, rng: 0.75)
+    monkeypatch.setattr(topic_fit, "_SILHOUETTE_ROWS", 10**6)  # no fallback: one topic
+    current = topic_fit.kmeans(x, 3, seed=0)[1]
+    assert len(topic_fit.fit_centres(x, 8, 0.08, current=current)) == 3
+    assert len(topic_fit.fit_centres(x, 8, 0.08)) == 1
+
+
+@pytest.mark.parametrize(("strength", "k"), [(1.0, 3), (0.0, 2)])
+def test_tied_silhouettes(monkeypatch: pytest.MonkeyPatch, strength: float, k: int) -> None:
+    """Among stable ks, the most topics of about the best silhouette win (within 5%);
+    with none stable, the fewest (within 10%)."""
+    import logclust.cluster.topic_fit as topic_fit
+
+    scores = {2: 0.200, 3: 0.195, 4: 0.150, 5: 0.185}
+    monkeypatch.setattr(topic_fit, "prediction_strength", lambda x, k, rng: strength)
+    monkeypatch.setattr(topic_fit, "silhouette", lambda dist, labels, k: scores[k])
+    x, _ = _points(600, 5, spread=0.5, seed=12)
+    assert len(topic_fit.fit_centres(x, 5, 0.08)) == k
+
+
+def test_negative_silhouettes_still_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stable ks whose silhouettes are all below zero still give centres (the tie band
+    is measured from the best, whatever its sign)."""
+    import logclust.cluster.topic_fit as topic_fit
+
+    scores = {2: -0.100, 3: -0.103, 4: -0.200}
+    monkeypatch.setattr(topic_fit, "prediction_strength", lambda x, k, rng: 1.0)
+    monkeypatch.setattr(topic_fit, "silhouette", lambda dist, labels, k: scores[k])
+    x, _ = _points(600, 4, spread=0.5, seed=13)
+    assert len(topic_fit.fit_centres(x, 4, 0.08)) == 3

@@ -241,12 +241,14 @@ def prose_messages(
     return [prose_message(rng, t) for t in drawn], drawn
 
 
-def sentence_messages(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """`(messages, topics)`: `n` messages of the second set (`SENTENCES`), each a
-    sentence of its topic with an opening, a closing, case and typos drawn as in
-    `prose_message`."""
+def sentence_messages(
+    n: int, seed: int = 0, topics: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """`(messages, topics)`: `n` messages of the second set (`SENTENCES`; of `topics`
+    when given), each a sentence of its topic with an opening, a closing, case and typos
+    drawn as in `prose_message`."""
     rng = np.random.default_rng(seed)
-    names = list(SENTENCES)
+    names = list(topics or SENTENCES)
     drawn = [names[int(i)] for i in rng.integers(0, len(names), n)]
     return [_dressed(rng, partial(_pick, rng, SENTENCES[t])) for t in drawn], drawn
 

@@ -16,8 +16,10 @@ Then the topics as a stream finds them (`logclust.cluster.prose_topics.ProseTopi
 never given, each message placed in turn by the bundle's prose vector, as the sidecar
 does): ARI over all messages and after the first 600 (once the early refits have run),
 beside KMeans with k given on the same vectors, for 3 and 4 support-message topics and
-the 5 topics of `sentence_messages`, seeds 1 and 2. Last, `ProseVectors.embed` throughput
-on 20,000 messages (one thread, cold and warm cache).
+the 5 topics of `sentence_messages`, then subsets of the topics that no setting of
+`topic_fit` was chosen on (2 close ones, 2 and 4 of the sentences), seeds 1 and 2.
+Last, `ProseVectors.embed` throughput on 20,000 messages (one thread, cold and warm
+cache).
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ def streamed(lab: Labeler, n: int = 2000) -> None:
         "3 topics": lambda s: prose_messages(n, s, ["damaged", "late", "refund"]),
         "4 topics": lambda s: prose_messages(n, s),
         "5 sentence topics": lambda s: sentence_messages(n, s),
+        # subsets no setting was chosen on
+        "2 close topics (damaged, late)": lambda s: prose_messages(n, s, ["damaged", "late"]),
+        "3 topics (password, refund, late)": lambda s: prose_messages(
+            n, s, ["password", "refund", "late"]
+        ),
+        "2 sentence topics (cancel, billing)": lambda s: sentence_messages(
+            n, s, ["cancel", "billing"]
+        ),
+        "4 sentence topics (no billing)": lambda s: sentence_messages(
+            n, s, ["crash", "praise", "address", "cancel"]
+        ),
     }
     for name, make in sets.items():
         for seed in (1, 2):
