@@ -136,12 +136,14 @@ def rss_mib() -> float:
 # --- budget -------------------------------------------------------------------------------
 
 MIB = 1 << 20
-# RSS of `logclust serve` with the shipped model (f32, dim 384) once it has labelled lines
-# of every token width (16 to 128 tokens; the encoder's arenas and packed weights), with
-# no state to speak of, rounded up: measured as the VmRSS of `logclust serve` (pandas kept
-# out) after ~1,000 random-word lines of 2 to 60 words. Another bundle, or a platform with
-# other libraries, differs: `serve` logs its RSS at start.
-BASE_MIB = 200
+# RSS of `logclust serve` with the shipped model (dim 384) once it has labelled lines of
+# every token width (16 to 128 tokens; the encoder's arenas and packed weights), with no
+# state to speak of, rounded up by a tenth and more: measured as the VmRSS of `logclust
+# serve` (pandas kept out) after 64 lines each of 2, 6, 14, 30 and 60 random words, then
+# 400 of 2 to 60: 149-155 MiB with `--encoder-variant` float32, int8 and auto (2026-12-07;
+# 188-200 MiB with the encoders of 2026-12-01). Another bundle, or a platform with other
+# libraries, differs: `serve` logs its RSS at start.
+BASE_MIB = 170
 # Above the steady state, for a moment: a batch's request, table and answer, a
 # consolidation's copies, the label threads' allocator arenas. Measured as peak minus
 # final RSS in tests/reliability/test_memory_budget.py (64 sources, 8 client threads),
