@@ -42,7 +42,7 @@ LOCAL_BIT = 1 << 62
 _HASH_MASK = LOCAL_BIT - 1
 
 
-def is_local_id(source: str, cluster_id: int) -> bool:
+def is_local_id(cluster_id: int) -> bool:
     """Whether an external id is a local kind's (not a catalog id)."""
     return cluster_id >= LOCAL_BIT
 
@@ -89,8 +89,7 @@ class LocalIds:
             return False
         ids, at = np.unique(uid[local[~named]], return_index=True)
         for cid, i in zip(ids.tolist(), local[~named][at].tolist(), strict=True):
-            if cid not in self.of:
-                self._give(cid, keys[i])
+            self._give(cid, keys[i])
         return True
 
     def _lookup(self, rows: np.ndarray) -> np.ndarray:

@@ -165,7 +165,7 @@ class StreamClusters:
         Raises:
             LimitExceededError: the batch would exceed `max_sources`.
         """
-        names, codes = _encoded(source)
+        names, codes = encoded_sources(source)
         runners = self._admit(names)
         # (u,) distinct masked texts (the mask cache's own strings), (n,) row -> text
         keys, inv = self.masks.distinct_keys(body)
@@ -311,9 +311,7 @@ class StreamClusters:
         (rows, each id's size and times) carry over."""
         threshold = self.threshold_for(name)
         if self.catalog is None or name not in self.catalog.states:
-            groups = GroupIndex(
-                self.group_threshold, self.semantic_from, prose_embed=self.prose_embed
-            )
+            groups = GroupIndex(self.group_threshold, self.semantic_from)
             clus = SourceClusterer(name, self.config, self.embedder.dim, threshold, groups)
             if self.catalog is not None:  # a source the catalog lacks: every id local
                 clus.local_ids = LocalIds(name, 0)
@@ -321,7 +319,6 @@ class StreamClusters:
         clus = self.catalog.clusterer(
             name, self.config, threshold, (self.group_threshold, self.semantic_from)
         )
-        clus.groups.prose_embed = self.prose_embed
         clus.catalog_digest = self.catalog.digest
         if after is not None:
             counters = after.counters()
@@ -394,7 +391,9 @@ class StreamClusters:
         return out
 
     def _shared(self, clus: SourceClusterer) -> ConsolidationRunner:
-        """Puts `clus` under `max_clusters_total` (when set) and the shared memo."""
+        """Puts `clus` under `max_clusters_total` (when set) and the shared memo, and
+        gives its groups the bundle's prose word vectors."""
+        clus.groups.prose_embed = self.prose_embed
         if self.config.max_clusters_total is not None:
             clus.room = partial(self._room_of, clus)
         clus.memo_limit = self._memo_limit
@@ -524,7 +523,6 @@ class StreamClusters:
                 except (ValueError, KeyError, OSError) as e:
                     logger.warning("ignoring stored cluster state of %r: %s", name, e)
                     continue
-                clus.groups.prose_embed = self.prose_embed
                 if name in counters:
                     try:
                         load_counters(clus, counters[name])
@@ -551,7 +549,7 @@ def _external(clus: SourceClusterer, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _encoded(source: pa.Array) -> tuple[list[str], np.ndarray]:
+def encoded_sources(source: pa.Array) -> tuple[list[str], np.ndarray]:
     """`(names, codes)` of the `source` column dictionary-encoded."""
     # One source for every row (`arrow_io.source_column` of a batch without a source
     # column) is already encoded as `dictionary_encode` would encode it.

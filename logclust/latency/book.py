@@ -318,7 +318,7 @@ def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cols = [np.asarray(c, np.int64) for c in columns]
     lows = [int(c.min()) for c in cols]
     spans = [int(c.max()) - lo + 1 for c, lo in zip(cols, lows, strict=True)]
-    if math.prod(spans) >= 2**62 and cols[0].size:
+    if math.prod(spans) >= 2**62:
         values, codes = zip(*(np.unique(c, return_inverse=True) for c in cols), strict=True)
         if math.prod(v.size for v in values) < 2**62:
             small, inv = group_rows(*(c.ravel() for c in codes))

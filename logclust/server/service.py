@@ -166,7 +166,7 @@ class LogClustService(pb_grpc.LogClustServicer):
                 exemplars=st.members[: self.sidecar.config.clusters.max_exemplars],
                 rows_per_s=v.rows_per_s,
                 rows_per_s_before=v.rows_per_s_before,
-                local=is_local_id(v.source, st.cluster_id),
+                local=is_local_id(st.cluster_id),
                 group_id=st.cluster_id if st.group_id is None else st.group_id,
             )
             for v in views

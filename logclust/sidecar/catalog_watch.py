@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 
 from logclust.cluster.catalog import Catalog, CatalogError, read_catalog
-from logclust.cluster.local_ids import is_local_id
 from logclust.cluster.router import StreamClusters
 from logclust.sidecar.metrics import Metrics
 
@@ -62,9 +61,7 @@ class CatalogWatcher:
         return catalog
 
     def watch_metrics(self, metrics: Metrics) -> None:
-        """Exports the reloads and the refused files; local ids' latency series get
-        `cluster="local-<external id>"` (`logclust.cluster.local_ids`)."""
-        metrics.cluster_latency.is_local = is_local_id
+        """Exports the reloads and the refused files."""
         metrics.watch_counter(
             "logclust_catalog_reloads",
             "Catalogs loaded again after the file changed.",

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 import logclust.turns as turns
 from logclust.cluster.descriptions import ClusterStats
+from logclust.cluster.router import encoded_sources
 from logclust.sidecar.activity import ClusterActivity, ClusterView, NewKind
 from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.sample_metrics import SampledRowsCollector
@@ -194,8 +195,8 @@ class Sidecar:
         stream = self.labeler.stream
         if stream.translating:  # ids as they leave the sidecar (docs/fleet.md)
             ids = stream.external_rows(b.source_names, b.source_codes, b.ids)
-            inner = b.ids if b.groups is None else b.groups
-            groups = stream.external_rows(b.source_names, b.source_codes, inner)
+            if b.groups is not None:  # None: each cluster its own group, as ids say
+                groups = stream.external_rows(b.source_names, b.source_codes, b.groups)
         if self.metrics is not None:
             self.metrics.observe_batch(
                 time.perf_counter() - started,
@@ -237,12 +238,9 @@ class Sidecar:
         stream = self.labeler.stream
         if not stream.translating:
             return table
-        names = np.asarray(table.column("source").to_pylist(), object)
+        names, codes = encoded_sources(table.column("source").combine_chunks())
         ids = table.column("cluster_id").to_numpy()
-        out = ids.astype(np.int64)
-        for name in set(names.tolist()):
-            rows = names == name
-            out[rows] = stream.external_ids(name, ids[rows])
+        out = stream.external_rows(names, codes, ids).astype(np.int64)
         at = table.column_names.index("cluster_id")
         return table.set_column(at, "cluster_id", pa.array(out, pa.int64()))
 

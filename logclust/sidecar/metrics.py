@@ -44,6 +44,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from logclust.cluster.local_ids import is_local_id
 from logclust.latency.book import group_rows
 from logclust.latency.pending import PENDING_ROWS, PendingRows
 
@@ -85,11 +86,6 @@ class _ClusterLatencyCollector(Collector):
         # when the cluster opens, so one series keeps one group label).
         self._groups: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        # Whether an id is a local kind's, not the fleet catalog's (set when a catalog is
-        # served): its series is labelled `cluster="local-<external id>"` (an id the same
-        # kind gets on every pod that met it through the same text), so a fleet sum can
-        # keep or leave out the kinds no catalog has yet (`cluster!~"local-.*"`).
-        self.is_local: Callable[[str, int], bool] | None = None
 
     def note_groups(
         self, source_names: Sequence[str], codes: np.ndarray, ids: np.ndarray, groups: np.ndarray
@@ -143,9 +139,10 @@ class _ClusterLatencyCollector(Collector):
 
     def _label(self, source: str, cluster: int) -> str:
         """The `cluster` (or `group`) label of an id: `local-<id>` for a local kind's
-        external id under a fleet catalog."""
-        local = self.is_local is not None and self.is_local(source, cluster)
-        return f"local-{cluster}" if local else str(cluster)
+        external id under a fleet catalog (an id the same kind gets on every pod that met
+        it through the same text), so a fleet sum can keep or leave out the kinds no
+        catalog has yet (`cluster!~"local-.*"`); without a catalog ids are never such."""
+        return f"local-{cluster}" if is_local_id(cluster) else str(cluster)
 
     def _row(self, source: str, cluster: int) -> int:
         """The table row of a series, added if new (lock held)."""

@@ -74,7 +74,6 @@ class SegmentLedger:
         self.key = key
         self._k = 0  # clusters seen: each has an index into the arrays below
         self._lut = np.full(0, -1, np.int64)  # cluster id -> its index, -1: none yet
-        self._arange = np.arange(0)  # 0, 1, 2, ... as long as the longest batch
         self.counts = np.zeros(0)  # (k,) decayed rows per cluster
         self.in_segment = np.zeros(0)  # (k,) rows per cluster in the current segment
         self.last_segment = np.zeros(0, np.int64)  # (k,) the last segment with its rows

@@ -38,13 +38,6 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def cluster_phases(key: int, ids: np.ndarray) -> np.ndarray:
-    """A uniform phase in [0, 1) per cluster id, from a hash of (key, id)."""
-    with np.errstate(over="ignore"):
-        x = _mix(ids.astype(np.uint64) * _M2 + np.uint64(key) + np.uint64(_GOLDEN))
-    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
 class Groups:
     """The rows of a part grouped by cluster id, from one stable sort.
 
@@ -89,8 +82,8 @@ def phase_keys(key: int) -> np.ndarray:
 
 
 def stratum_phases(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """`(u, STRATA)` phases of clusters `ids`, each stratum seeded by its `phase_keys`:
-    the same as `cluster_phases` of each stratum's key, in one pass."""
+    """`(u, STRATA)` phases of clusters `ids`, each stratum seeded by its `phase_keys`: a
+    uniform phase in [0, 1) from a hash of (the stratum's key, id)."""
     x = _mix(ids.astype(np.uint64)[:, None] * _M2 + keys)  # wrapping, no warning on arrays
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 

@@ -46,6 +46,7 @@ from logclust.sidecar.config import SamplingConfig
 from logclust.sidecar.sample_ledger import P_FLOOR, SegmentLedger
 from logclust.sidecar.sample_level import (
     NO_LATENCY,
+    SEGMENT_ROWS,
     Groups,
     segment_end,
     sort_key,
@@ -53,6 +54,9 @@ from logclust.sidecar.sample_level import (
     stratum_phases,
     tilt,
 )
+
+# 0, 1, 2, ...: a row's position in its part (a part lies within one segment).
+_POSITIONS = np.arange(SEGMENT_ROWS)
 
 
 class _Batch:
@@ -107,8 +111,6 @@ class SourceBudget(SegmentLedger):
         if batch.top > self._lut.size:  # ids are small non-negative ints: a dense table
             more = np.full(max(batch.top, 2 * self._lut.size), -1)
             self._lut = np.concatenate([self._lut, more])
-        if self._arange.size < n:
-            self._arange = np.arange(max(n, 2 * self._arange.size))
         # No window can end in this batch while its last row is within the window's time.
         turns = batch.t_max - self.window_ms >= self.window_len_ms
         start = 0
@@ -187,7 +189,7 @@ class SourceBudget(SegmentLedger):
         m = rows_cix.size
         offset = self.in_segment[rows_cix]  # rows of earlier parts of the segment
         offset -= g.starts[g.group]  # minus the row's cluster's start: plus the position
-        seen = np.add(offset, self._arange[:m], out=offset)  # its rows before it
+        seen = np.add(offset, _POSITIONS[:m], out=offset)  # its rows before it
         np.maximum(self.level_counts[rows_cix], seen, out=seen)
         p = np.ones(m)  # nothing counted yet: 1
         np.divide(self.level[rows_cix], seen, out=p, where=seen > 0)

@@ -26,7 +26,7 @@ def test_ids_depend_on_source_and_text_only() -> None:
     assert a < 2**63  # a non-negative int64
     others = {local_id("backend", "disk <NUM> failed"), local_id("frontend", "disk gone")}
     assert a not in others and len(others) == 2
-    assert is_local_id("x", a) and not is_local_id("x", 2**31 - 1)
+    assert is_local_id(a) and not is_local_id(2**31 - 1)
 
 
 def test_names_are_unique_within_a_source_and_external_is_total() -> None:
