@@ -13,10 +13,11 @@ adds the masking rules drain3 ships as its example). The demo's HTTP traffic (13
 streamed too, scored after its first 1,000 rows.
 
     python -m bench.stream_quality [--data ../shared/data/loghub-2k] [--passes 5]
-        [--format content|raw] [--report models/default/REPORT.md] [--json PATH]
+        [--format content|raw|line] [--report models/default/REPORT.md] [--json PATH]
 
 `--format raw` sends the raw lines (headers included) with the system's `log_format`
-preset, as `logclust send --log-format` does; `content` sends the message part.
+preset, as `logclust send --log-format` does; `content` sends the message part; `line`
+sends the raw lines with no format, as a log agent that knows none does.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def scores(
 
 def stream_one(client: Client, name: str, ls: LogSet, args: argparse.Namespace) -> dict[str, Any]:
     """One system through the sidecar and through Drain3: the scores of each last pass."""
-    lines = ls.raw if args.format == "raw" else ls.content
+    lines = ls.content if args.format == "content" else ls.raw
     t0 = time.perf_counter()
     fmt_name = name if args.format == "raw" else None
     mine = sidecar_stream(client, name, passes(lines, args.passes, args.seed), args.batch, fmt_name)
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--http-rows", type=int, default=20_000)
     p.add_argument("--systems", default="", help="comma list of loghub systems (default: all)")
-    p.add_argument("--format", choices=("content", "raw"), default="content")
+    p.add_argument("--format", choices=("content", "raw", "line"), default="content")
     p.add_argument(
         "--encoder-variant",
         choices=("auto", "float32", "int8"),

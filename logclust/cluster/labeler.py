@@ -16,6 +16,7 @@ from logclust.cluster.source import SourceClusterer
 from logclust.cluster.templates import TemplateIndex
 from logclust.embed.bundle import Bundle, BundleError
 from logclust.embed.encoder import Encoder
+from logclust.text.header import message
 from logclust.text.mask_cache import MaskCache
 from logclust.text.masking import Masker
 from logclust.text.prose import PLACEHOLDER
@@ -122,13 +123,14 @@ class Labeler:
         return self.embed_masked(distinct)[rows]
 
     def embed_masked(self, masked: Texts) -> np.ndarray:
-        """Embeddings of already-masked texts; each distinct text is encoded once."""
+        """Embeddings of already-masked texts; each distinct text is encoded once, its
+        message without the header a logger wrote before it (`logclust.text.header`)."""
         arr = _as_string_array(masked)
         if len(arr) == 0:
             return np.zeros((0, self.dim), np.float32)
         enc = arr.dictionary_encode()
         uniq: list[str] = enc.dictionary.to_pylist()
-        rows = self.tokenizer.encode(uniq, self.bundle.max_len)
+        rows = self.tokenizer.encode(list(map(message, uniq)), self.bundle.max_len)
         emb = self.encoder.encode(rows, self.bundle.max_len)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb[enc.indices.to_numpy(zero_copy_only=False)]

@@ -65,3 +65,21 @@ def test_label_embeds_each_distinct_masked_text_once(tiny_bundle: Path) -> None:
     # `embed` masks through the shape cache too: the same rows as masking row by row.
     np.testing.assert_allclose(lab.embed(lines), embed_masked(lab.masker.mask_texts(lines)))
     assert lab.label([]).shape == (0,)
+
+
+def test_the_encoder_reads_each_lines_message(tiny_bundle: Path) -> None:
+    """Headers say which system wrote a line, not what it means: the same message under
+    two loggers' headers gets one embedding, and a line without a header its own."""
+    lab = Labeler.load(tiny_bundle)
+    lines = [
+        "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure for user root",
+        "2023-01-01 10:00:00,123 - auth.service - WARN - authentication failure for user root",
+        "authentication failure for user root",
+        "connection refused by upstream host",
+    ]
+    emb = lab.embed(lines)
+    cos = emb @ emb.T
+    np.testing.assert_allclose(cos[0, 1:3], 1.0, atol=1e-5)
+    assert cos[0, 3] < 0.999
+    # The masked text (the cache key, templates, descriptions) keeps the whole line.
+    assert lab.masker.mask_texts(lines[:1])[0].startswith("Jun <NUM> <TS> combo sshd")

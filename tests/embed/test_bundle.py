@@ -12,6 +12,7 @@ import pytest
 
 from logclust.cluster.labeler import Labeler
 from logclust.embed.bundle import Bundle, BundleError
+from logclust.text.header import message
 from tests.conftest import synthetic_lines
 
 
@@ -29,7 +30,9 @@ def test_parity_keras_vs_tflite(tiny_bundle: Path, tiny_work: Path) -> None:
     texts = [t for t, _ in synthetic_lines(50, seed=3)]
     for variant, floor in (("f32", 0.999), ("int8", 0.99)):
         lab = Labeler(b, variant=variant)
-        ids, _ = pad(lab.tokenizer.encode(lab.masker.mask_texts(texts), b.max_len))
+        # the encoder reads each line's message (`logclust.text.header`)
+        messages = [message(t) for t in lab.masker.mask_texts(texts)]
+        ids, _ = pad(lab.tokenizer.encode(messages, b.max_len))
         ref = encode(tf.constant(ids)).numpy()
         ref /= np.linalg.norm(ref, axis=1, keepdims=True)
         cos = np.sum(ref * lab.embed(texts), axis=1)

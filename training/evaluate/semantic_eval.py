@@ -2,7 +2,8 @@
 
 KMeans with k = the number of categories, over `SEEDS` (mean and spread), for: the
 bundle's whole embedding as a user takes it (`Labeler.embed` on the raw lines), each of
-its parts (decoder, semantic channel), TF-IDF and the teacher(s) on the masked lines.
+its parts (decoder, semantic channel), TF-IDF and the teacher(s) on the masked lines and
+on their messages (the header cut as `Labeler.embed` cuts it, `logclust.text.header`).
 With `--channel`, a channel table not yet exported (`semantic.npz` of a training run) is
 scored too, alone and inside the whole embedding (the bundle's decoder part beside it at
 the bundle's weight, or `--weight`).
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from logclust.cluster.labeler import Labeler
+from logclust.text.header import message
 from training import teacher
 from training.evaluate.baselines import tfidf
 from training.evaluate.quality import SEEDS, over_seeds, read_probe, split_parts
@@ -56,19 +58,23 @@ def inputs_for(
 ) -> dict[str, Any]:
     """Every method's vectors (or sparse rows) of `lines`, by method name."""
     masked = lab.masker.mask_texts(lines)
+    messages = [message(t) for t in masked]  # what the encoder reads (`Labeler.embed_masked`)
     emb = lab.embed(lines)
     out: dict[str, Any] = {"logclust": emb}
     parts = split_parts(emb, lab.bundle.d_model)
     out.update(parts)
     if candidate is not None:
-        chan = channel_embed(lab, candidate, masked)
+        chan = channel_embed(lab, candidate, messages)
         sem = lab.bundle.manifest.get("semantic") or {}
         w = weight if weight is not None else float(sem.get("weight", 0.95))
         out["candidate"] = mixed(parts["decoder"], chan, w)
         out["candidate_channel"] = chan
+    # The baselines read the whole masked line, and its message as the encoder does.
     out["tfidf"] = tfidf(masked)
+    out["tfidf_message"] = tfidf(messages)
     for name, fn in teachers.items():
         out[f"teacher_{name}"] = fn(masked)
+        out[f"teacher_{name}_message"] = fn(messages)
     return out
 
 

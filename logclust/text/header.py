@@ -1,0 +1,142 @@
+"""A masked log line's message: the header a logger writes before it, found without a format.
+
+Log lines start with fields their logger adds: times, dates, host names, process ids,
+levels, a component and a separator (`Jun <NUM> <TS> combo sshd[<NUM>]: ...`,
+`<TS> - INFO [...] - ...`, `<NUM> <NUM> <NUM> INFO dfs.DataNode: ...`). Those fields say
+which system wrote the line, not what it means, and they dominate an embedding of the
+whole line: two lines that mean the same thing in two formats land far apart. The
+encoder reads a line's message instead (`Labeler.embed_masked`); the masked text, the
+cache keys, templates and descriptions keep the whole line.
+
+`message` scans the first tokens of a masked line once, left to right, for the fields
+every common format is made of, and cuts after the last one it is sure of:
+
+* times and numbers (placeholders such as `<TS>`, `<NUM>`, month and weekday names)
+  before any level or separator;
+* a level word (`INFO`, `warn`, `E`, `[error]`), at most two words after the last field
+  (`RAS KERNEL INFO`);
+* a bracketed field (`[main]`, `[<TS>]`), right after the cut or one word after it;
+* a separator `-` or `|` after a field, two words after it at most (`chrome.exe *<NUM> - ...`,
+  `<TS> - app.module - INFO - ...`);
+* a component ending in `:` (`sshd[<NUM>]:`, `dfs.DataNode$PacketResponder:`) right after
+  a level, or at most two words (a host name) after the line's leading times and numbers
+  (a time among them, or two fields); the scan ends there.
+
+A cut needs two fields, a time or a level that starts the line: a line that is already a
+message (`<IP> "GET ..."`, `Notification time out: <NUM>`, a JSON body, prose) is left
+whole, and so is a line with nothing but fields after the cut. Formats the scan does not
+know (fields joined without spaces, fixed columns of words) keep their header: the line
+is embedded as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+
+# Tokens are runs of characters other than spaces and `|`, and `|` itself (fields joined
+# by bars: `<TS>|Step_LSC|<NUM>|...`); a bracketed field may hold spaces (one level of
+# nested brackets: `[QuorumPeer[myid=<NUM>]/...]`).
+_TOKEN = re.compile(r"\[[^\]\[]{0,200}(?:\[[^\]\[]{0,200}\][^\]\[]{0,200})*\][^\s|]*|[^\s|]+|\|")
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
+_TIME = re.compile(r"<TS>|<DATE>|<TIME>")
+_ALNUM = re.compile(r"[^\W_]")
+# A component: a name (dots, `$`, `@`, slashes, `(...)`, `[<NUM>]` allowed) and one colon.
+_COMPONENT = re.compile(r"[\w.$@/()\[\]<>#-]*\w[\w.$@/()\[\]<>#-]*:")
+
+_LEVELS = frozenset(
+    "trace debug info information notice warn warning error err fatal critical crit severe "
+    "fine finer finest verbose".split()
+)
+_LETTER_LEVELS = frozenset("VDIWEF")  # Android's logcat
+_CALENDAR = frozenset(
+    "jan feb mar apr may jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun".split()
+)
+_SEPARATORS = frozenset({"-", "--", "|", "*"})
+
+SCAN_TOKENS = 14  # a header is at most this many tokens
+SCAN_CHARS = 500  # ... within this many characters
+
+# The kinds of token the scan tells apart.
+_TIME_FIELD, _NUMBER, _LEVEL, _BRACKET, _SEPARATOR, _WORD = range(6)
+
+
+@functools.lru_cache(maxsize=2048)  # tokens repeat: `<NUM>`, `<TS>`, `INFO`, hosts
+def _kind(token: str) -> int:
+    bare = token.rstrip(",;")
+    low = bare.lower()
+    if _TIME.search(bare) or low in _CALENDAR:
+        return _TIME_FIELD
+    if bare.startswith("[") and bare.endswith("]"):
+        return _LEVEL if low[1:-1] in _LEVELS else _BRACKET
+    # placeholders and digits with at most one letter left (`<ID>-<ID>-C:<ID>`, `*<NUM>`)
+    if (bare.isdigit() or _PLACEHOLDER.search(bare)) and len(
+        _ALNUM.findall(_PLACEHOLDER.sub("", bare))
+    ) <= (3 if len(_PLACEHOLDER.findall(bare)) >= 2 else 1):
+        return _NUMBER
+    if low in _LEVELS or bare in _LETTER_LEVELS:
+        return _LEVEL
+    if bare in _SEPARATORS:
+        return _SEPARATOR
+    return _WORD
+
+
+def message(text: str) -> str:
+    """The message of a masked line: `text` from the first token after its header, or the
+    whole of `text` when no header is found (module docstring)."""
+    tokens = list(itertools.islice(_TOKEN.finditer(text, 0, SCAN_CHARS), SCAN_TOKENS + 1))
+    cut = _header_tokens(tokens)
+    if not 0 < cut < len(tokens):
+        return text
+    if len(tokens) <= SCAN_TOKENS and all(_kind(m.group()) != _WORD for m in tokens[cut:]):
+        return text  # nothing but header fields after the cut: the line is all header
+    return text[tokens[cut].start() :]
+
+
+def _header_tokens(tokens: list[re.Match[str]]) -> int:
+    """How many of `tokens` are header (0: none found)."""
+    cut = 0
+    fields = 0  # header fields seen: leading times and numbers, levels, brackets
+    timed = False  # a time among them
+    first_level = False  # the line starts with a level (`WARN could not ...`)
+    words = 0  # plain words since the last cut
+    leveled = False  # past a level or a separator
+    separated = False
+    for i, match in enumerate(tokens[: len(tokens) - 1]):
+        token = match.group()
+        kind = _kind(token)
+        if kind == _WORD:
+            if (
+                cut
+                and (timed or fields >= 2)
+                and not separated
+                and words <= (0 if leveled else 2)
+                and not token.endswith("::")
+                and _COMPONENT.fullmatch(token)
+            ):
+                return i + 1
+            words += 1
+            if words > 2:
+                break
+        elif kind == _SEPARATOR:
+            if i == 0:
+                cut = 1
+            elif fields and words <= 2:
+                cut, words, leveled, separated = i + 1, 0, True, True
+        elif kind == _LEVEL:
+            fields += 1
+            first_level = first_level or i == 0
+            if words <= (0 if separated else 2):
+                cut, words, leveled = i + 1, 0, True
+        elif kind == _BRACKET:
+            fields += 1
+            if words <= 1 and cut == i - words:
+                cut, words = i + 1, 0
+        elif leveled or words:  # a time or a number past the leading fields: the message's
+            words += 1
+        else:  # a leading time or number
+            fields += 1
+            timed = timed or kind == _TIME_FIELD
+            cut = i + 1
+    return cut if fields >= 2 or timed or first_level else 0
