@@ -172,6 +172,13 @@ def _add_clustering_flags(p: argparse.ArgumentParser) -> None:
         "pass (default: %(default)s)",
     )
     clusters(
+        "--keep-headers",
+        "keep_headers",
+        action=argparse.BooleanOptionalAction,
+        help="keep a log line's header (time, host, level, component) in its template and "
+        "embedding; without it, lines are clustered by their message (default: %(default)s)",
+    )
+    clusters(
         "--source-threshold",
         "source_thresholds",
         action="append",

@@ -114,6 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             group_threshold=args.group_threshold,
             prose=args.prose,
             line_groups=args.line_groups,
+            keep_headers=args.keep_headers,
             source_thresholds={k: float(v) for k, v in _pairs(args.source_threshold).items()},
             max_clusters=args.max_clusters,
             **given,

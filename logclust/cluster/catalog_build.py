@@ -30,7 +30,7 @@ BUILD_MAX_SOURCES = 4096
 class Premasked:
     """`embedder` for texts masked already (stores keep masked members): masking again
     is not the identity (`<NUM>` would become `<*>`), so its masker keeps them as they
-    are."""
+    are, and `build_catalog` does not cut them to their messages again."""
 
     def __init__(self, embedder: Embedder) -> None:
         self.inner = embedder
@@ -63,7 +63,10 @@ def build_catalog(
         ValueError: no rows at all, or a table that breaks the contract.
     """
     config = dataclasses.replace(config or StreamClusterConfig(), background_consolidation=False)
-    stream = StreamClusters(embedder, config, BUILD_MAX_SOURCES, embedder.threshold)
+    # Premasked texts are cut to their messages already (or kept whole): not cut again.
+    premasked = isinstance(embedder, Premasked)
+    run = dataclasses.replace(config, keep_headers=True) if premasked else config
+    stream = StreamClusters(embedder, run, BUILD_MAX_SOURCES, embedder.threshold)
     stream.use_catalog(base)
     rows = 0
     for table in tables:

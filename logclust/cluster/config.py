@@ -35,6 +35,12 @@ class StreamClusterConfig:
     # otherwise spare: `bench.novelty`, 1% of rows new, 46,222 rows/s against 73,863
     # without. False: a log template is its own group (prose and bodies are grouped).
     line_groups: bool = False
+    # Keep a log line's header (times, host, pid, level, component: what its logger wrote
+    # before the message, found without a format by `logclust.text.header`) in its
+    # masked text. False: templates, clusters and embeddings are of the message, so the
+    # same message under another host, process or month is one template, as loghub's
+    # ground truth has it (`python -m bench.stream_quality --format line`).
+    keep_headers: bool = False
     # Per-source overrides of `threshold` (source name -> threshold).
     source_thresholds: Mapping[str, float] = field(default_factory=dict)
     # Clusters one source may hold: bounds memory (a cluster's cost grows with dim and

@@ -16,7 +16,6 @@ from logclust.cluster.source import SourceClusterer
 from logclust.cluster.templates import TemplateIndex
 from logclust.embed.bundle import Bundle, BundleError
 from logclust.embed.encoder import Encoder
-from logclust.text.header import message
 from logclust.text.mask_cache import MaskCache
 from logclust.text.masking import Masker
 from logclust.text.prose import PLACEHOLDER
@@ -113,8 +112,9 @@ class Labeler:
         return self._masks
 
     def mask_distinct(self, texts: Texts) -> tuple[pa.Array, np.ndarray]:
-        """`(distinct masked texts, each row's index into them)` of raw texts: the same as
-        `dictionary_encode(masker.mask(texts))`, masking each digit shape once."""
+        """`(distinct masked texts, each row's index into them)` of raw texts, masking each
+        digit shape once: a log line is cut to its message (`logclust.text.header`), as the
+        sidecar cuts it unless `keep_headers`."""
         return self.masks.mask_distinct(_as_string_array(texts))
 
     def embed(self, texts: Texts) -> np.ndarray:
@@ -123,14 +123,14 @@ class Labeler:
         return self.embed_masked(distinct)[rows]
 
     def embed_masked(self, masked: Texts) -> np.ndarray:
-        """Embeddings of already-masked texts; each distinct text is encoded once, its
-        message without the header a logger wrote before it (`logclust.text.header`)."""
+        """Embeddings of already-masked texts (as `mask_distinct` gives them: a log line's
+        message, `logclust.text.header`); each distinct text is encoded once."""
         arr = _as_string_array(masked)
         if len(arr) == 0:
             return np.zeros((0, self.dim), np.float32)
         enc = arr.dictionary_encode()
         uniq: list[str] = enc.dictionary.to_pylist()
-        rows = self.tokenizer.encode(list(map(message, uniq)), self.bundle.max_len)
+        rows = self.tokenizer.encode(uniq, self.bundle.max_len)
         emb = self.encoder.encode(rows, self.bundle.max_len)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb[enc.indices.to_numpy(zero_copy_only=False)]

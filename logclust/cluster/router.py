@@ -122,7 +122,9 @@ class StreamClusters:
         self.prose_embed: Callable[[list[str]], np.ndarray] | None = getattr(
             embedder, "prose_embed", None
         )
-        self.masks = MaskCache(embedder.masker, self.config.mask_cache_size)
+        self.masks = MaskCache(
+            embedder.masker, self.config.mask_cache_size, messages=not self.config.keep_headers
+        )
         self.cache = EmbeddingCache(embedder, self.config.cache_size)
         self._runners: dict[str, ConsolidationRunner] = {}
         self._lock = threading.Lock()

@@ -3,18 +3,20 @@
 Log lines start with fields their logger adds: times, dates, host names, process ids,
 levels, a component and a separator (`Jun <NUM> <TS> combo sshd[<NUM>]: ...`,
 `<TS> - INFO [...] - ...`, `<NUM> <NUM> <NUM> INFO dfs.DataNode: ...`). Those fields say
-which system wrote the line, not what it means, and they dominate an embedding of the
-whole line: two lines that mean the same thing in two formats land far apart. The
-encoder reads a line's message instead (`Labeler.embed_masked`); the masked text, the
-cache keys, templates and descriptions keep the whole line.
+which system wrote the line, not what it means. Kept, they split one template into many
+(a month, a host or a process name that changes) and dominate the line's embedding: two
+lines that mean the same thing in two formats land far apart. So the mask cache cuts
+each masked line to its message (`logclust.text.mask_cache`), unless the sidecar is told
+to `--keep-headers`: templates, clusters and embeddings are of messages, as loghub's
+ground truth templates are.
 
 `message` scans the first tokens of a masked line once, left to right, for the fields
 every common format is made of, and cuts after the last one it is sure of:
 
 * times and numbers (placeholders such as `<TS>`, `<NUM>`, month and weekday names)
   before any level or separator;
-* a level word (`INFO`, `warn`, `E`, `[error]`), at most two words after the last field
-  (`RAS KERNEL INFO`);
+* a level word (`INFO`, `warn`, `[error]`), at most two words after the last field
+  (`RAS KERNEL INFO`), and a one-letter level (`E`) right after it;
 * a bracketed field (`[main]`, `[<TS>]`), right after the cut or one word after it;
 * a separator `-` or `|` after a field, two words after it at most (`chrome.exe *<NUM> - ...`,
   `<TS> - app.module - INFO - ...`);
@@ -22,11 +24,11 @@ every common format is made of, and cuts after the last one it is sure of:
   a level, or at most two words (a host name) after the line's leading times and numbers
   (a time among them, or two fields); the scan ends there.
 
-A cut needs two fields, a time or a level that starts the line: a line that is already a
-message (`<IP> "GET ..."`, `Notification time out: <NUM>`, a JSON body, prose) is left
-whole, and so is a line with nothing but fields after the cut. Formats the scan does not
-know (fields joined without spaces, fixed columns of words) keep their header: the line
-is embedded as before.
+A cut needs a leading time, two leading numbers or a bracketed level that opens the line:
+a line that is already a message (`<IP> "GET ..."`, `ERROR IN CONTACTING RM.`,
+`Notification time out: <NUM>`, a JSON body, prose) is left whole, and so is a line with
+nothing but fields after the cut. Formats the scan does not know (fields joined without
+spaces, fixed columns of words) keep their header.
 """
 
 from __future__ import annotations
@@ -70,10 +72,14 @@ def _kind(token: str) -> int:
         return _TIME_FIELD
     if bare.startswith("[") and bare.endswith("]"):
         return _LEVEL if low[1:-1] in _LEVELS else _BRACKET
-    # placeholders and digits with at most one letter left (`<ID>-<ID>-C:<ID>`, `*<NUM>`)
-    if (bare.isdigit() or _PLACEHOLDER.search(bare)) and len(
-        _ALNUM.findall(_PLACEHOLDER.sub("", bare))
-    ) <= (3 if len(_PLACEHOLDER.findall(bare)) >= 2 else 1):
+    # placeholders and digits with at most one letter left (`<ID>-<ID>-C:<ID>`, `*<NUM>`);
+    # one that ends in a colon names what follows (`<ID>: <NUM>.<ID> country code ...`)
+    if (
+        (bare.isdigit() or _PLACEHOLDER.search(bare))
+        and not bare.endswith(":")
+        and len(_ALNUM.findall(_PLACEHOLDER.sub("", bare)))
+        <= (3 if len(_PLACEHOLDER.findall(bare)) >= 2 else 1)
+    ):
         return _NUMBER
     if low in _LEVELS or bare in _LETTER_LEVELS:
         return _LEVEL
@@ -97,9 +103,9 @@ def message(text: str) -> str:
 def _header_tokens(tokens: list[re.Match[str]]) -> int:
     """How many of `tokens` are header (0: none found)."""
     cut = 0
-    fields = 0  # header fields seen: leading times and numbers, levels, brackets
+    leading = 0  # times and numbers before any word, level or separator
     timed = False  # a time among them
-    first_level = False  # the line starts with a level (`WARN could not ...`)
+    opened = False  # the line opens with a bracketed level (`[ERROR] disk full`)
     words = 0  # plain words since the last cut
     leveled = False  # past a level or a separator
     separated = False
@@ -109,7 +115,7 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
         if kind == _WORD:
             if (
                 cut
-                and (timed or fields >= 2)
+                and (timed or leading >= 2)
                 and not separated
                 and words <= (0 if leveled else 2)
                 and not token.endswith("::")
@@ -122,21 +128,21 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
         elif kind == _SEPARATOR:
             if i == 0:
                 cut = 1
-            elif fields and words <= 2:
+            elif cut and words <= 2:
                 cut, words, leveled, separated = i + 1, 0, True, True
         elif kind == _LEVEL:
-            fields += 1
-            first_level = first_level or i == 0
-            if words <= (0 if separated else 2):
+            opened = opened or (i == 0 and token.startswith("["))
+            # a one-letter level only right after the fields (`<TS> <NUM> <NUM> D Tag:`)
+            most = 0 if separated or token in _LETTER_LEVELS else 2
+            if words <= most and (cut or i == 0):
                 cut, words, leveled = i + 1, 0, True
         elif kind == _BRACKET:
-            fields += 1
             if words <= 1 and cut == i - words:
                 cut, words = i + 1, 0
         elif leveled or words:  # a time or a number past the leading fields: the message's
             words += 1
         else:  # a leading time or number
-            fields += 1
+            leading += 1
             timed = timed or kind == _TIME_FIELD
             cut = i + 1
-    return cut if fields >= 2 or timed or first_level else 0
+    return cut if timed or leading >= 2 or opened else 0

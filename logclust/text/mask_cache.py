@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from logclust.text.header import message
 from logclust.text.masking import Masker, MaskingConfig
 from logclust.text.rule_analysis import groups_at_edges, guard_literals
 
@@ -153,19 +154,23 @@ class MaskCache:
 
     Thread-safe.
 
-    `mask_distinct(texts)` returns exactly `pc.dictionary_encode(masker.mask(texts))`
-    (dictionary in first-occurrence order, and indices) for string arrays without nulls.
+    `mask_distinct(texts)` returns exactly `pc.dictionary_encode(masked)` (dictionary in
+    first-occurrence order, and indices) for string arrays without nulls, where `masked`
+    is `masker.mask(texts)` with each text cut to its message (`logclust.text.header`)
+    when `messages`, else `masker.mask(texts)` itself.
 
     Args:
         masker: the bundle's masker.
         capacity: shapes remembered across batches.
+        messages: cut each masked text to its message (a shape is cut once, when masked).
     """
 
-    def __init__(self, masker: Masker, capacity: int = 65_536) -> None:
+    def __init__(self, masker: Masker, capacity: int = 65_536, messages: bool = True) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive. Received: capacity={capacity}")
         self.masker = masker
         self.capacity = capacity
+        self.messages = messages
         self.plan = ShapePlan.of(masker.config)
         if not self.plan.exact:
             logger.info("mask cache off (%s): every row is masked", self.plan.reason)
@@ -200,7 +205,13 @@ class MaskCache:
             raise ValueError(f"texts must not hold nulls. Received: {texts.null_count} null(s)")
         if not self.plan.exact:
             enc = pc.dictionary_encode(self.masker.mask(texts))
-            return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
+            whole: list[str] = enc.dictionary.to_pylist()
+            indices = enc.indices.to_numpy(zero_copy_only=False)
+            if not self.messages:
+                return whole, indices
+            # Two masked texts may have one message: numbered again, first occurrence first.
+            cut = pc.dictionary_encode(pa.array(list(map(message, whole)), pa.string()))
+            return cut.dictionary.to_pylist(), cut.indices.to_numpy(zero_copy_only=False)[indices]
         prepared = self.masker.prepare(texts)
         shapes = pc.dictionary_encode(digit_shape(prepared, self.plan.digit, self.plan.guards))
         keys: list[str] = shapes.dictionary.to_pylist()
@@ -236,6 +247,8 @@ class MaskCache:
         self.direct_rows += int(slow.size)
         n_interned = len(self._texts)
         direct = self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
+        if self.messages:
+            direct = list(map(message, direct))
         extra = list(dict.fromkeys(t for t in direct if t not in self._text_ids))
         local = {t: n_interned + j for j, t in enumerate(extra)}
         known = self._text_ids
@@ -271,7 +284,10 @@ class MaskCache:
     ) -> None:
         masked = self.masker.apply_rules(shapes.take(pa.array(missing, pa.int64())))
         digits = pc.match_substring_regex(masked, "[0-9]").to_numpy(zero_copy_only=False)
-        for j, (i, text) in enumerate(zip(missing.tolist(), masked.to_pylist(), strict=True)):
+        texts = masked.to_pylist()
+        if self.messages:
+            texts = list(map(message, texts))
+        for j, (i, text) in enumerate(zip(missing.tolist(), texts, strict=True)):
             unsafe = bool(digits[j])
             self.unsafe_shapes += unsafe
             shape_text[i] = _UNSAFE_ID if unsafe else self._intern(text)

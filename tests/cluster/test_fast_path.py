@@ -2,8 +2,8 @@
 
 Fast path: `StreamClusters.label` (mask cache by digit shape, dedupe within the batch,
 embedding cache across batches, the memo of placements). Plain path: every row masked on
-its own and the placement rule (`logclust.cluster.threshold.place`) applied directly.
-Same input, same cluster ids.
+its own, cut to its message (`logclust.text.header`), and the placement rule
+(`logclust.cluster.threshold.place`) applied directly. Same input, same cluster ids.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.router import StreamClusters
 from logclust.cluster.threshold import Centroids, place
+from logclust.text.header import message
 from tests.conftest import synthetic_lines
 from tests.fakes import FakeLabeler, fake_traffic
 from tests.support.replay import has_loghub, loghub_replay
@@ -55,7 +56,7 @@ def _plain_ids(labeler: Any, lines: list[str], threshold: float, batch: int) -> 
     out = []
     for start in range(0, len(lines), batch):
         masked = labeler.masker.mask(pa.array(lines[start : start + batch], pa.string()))
-        texts = masked.to_pylist()
+        texts = [message(t) for t in masked.to_pylist()]  # the sidecar's default
         new = [t for t in dict.fromkeys(texts) if t not in placed]
         if new:
             cidx, _, _ = place(labeler.embed_masked(pa.array(new)), table, threshold, 4096)

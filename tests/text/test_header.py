@@ -56,11 +56,19 @@ HEADERS = [
     ("<NUM>-<TS>|Step_LSC|<NUM>|onStandStepChanged <NUM>", "onStandStepChanged <NUM>"),
     # a level that starts the line
     ("[ERROR] disk full on <PATH>", "disk full on <PATH>"),
-    ("WARN could not find file <PATH>", "could not find file <PATH>"),
 ]
 
 # Lines that are messages already: left whole.
 WHOLE = [
+    # a level word alone is no header: messages start with them too
+    "WARN could not find file <PATH>",
+    "ERROR IN CONTACTING RM.",
+    "Error returned from iconservicesagent: (null)",
+    "<HOST>:<NUM> error : A connection request was canceled before the completion.",
+    "<NUM> total interrupts. <NUM> critical input interrupts.",
+    "CPU: <ID> I cache: <ID>, <ID> D cache: <ID>",
+    "[HID] [ATC] Service::processWakeReason Wake reason: Host (<HEX>)",
+    "<ID>: <NUM>.<ID> country code set to '<ID>'.",
     "Notification time out: <NUM>",
     '<IP> "GET <PATH> HTTP/<NUM>" status: <NUM> len: <NUM>',
     "dial tcp <IP>: connect: connection refused",

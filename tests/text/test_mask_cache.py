@@ -9,6 +9,7 @@ import pytest
 
 from logclust.cli.traffic import generate_traffic
 from logclust.embed.bundle import Bundle
+from logclust.text.header import message
 from logclust.text.mask_cache import MaskCache, ShapePlan, digit_shape
 from logclust.text.masking import PREPARE_FACTOR, Masker, MaskingConfig, MaskRule
 from logclust.text.structure import mask_structure
@@ -108,6 +109,8 @@ def _assert_same(cache: MaskCache, texts: list[str]) -> None:
     reference = rule_by_rule(cache.masker.config, arr)
     assert cache.masker.mask(arr).equals(reference)  # rules skipped by literal prefilters
     uniques, indices = cache.mask_distinct(arr)  # digit shapes masked once
+    if cache.messages:  # each masked line cut to its message (the sidecar's default)
+        reference = pa.array([message(t) for t in reference.to_pylist()], pa.string())
     plain = pc.dictionary_encode(reference)
     assert uniques.equals(plain.dictionary)
     np.testing.assert_array_equal(indices, plain.indices.to_numpy())
@@ -141,10 +144,11 @@ def test_shape_keeps_digits_only_inside_guards_of_one_row() -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("messages", [True, False], ids=["messages", "keep-headers"])
 def test_cache_is_off_when_exactness_is_not_proven(
-    rules: tuple[MaskRule, ...], reason: str
+    rules: tuple[MaskRule, ...], reason: str, messages: bool
 ) -> None:
-    cache = MaskCache(Masker(MaskingConfig(rules=rules)))
+    cache = MaskCache(Masker(MaskingConfig(rules=rules)), messages=messages)
     assert not cache.plan.exact and reason in cache.plan.reason
     _assert_same(cache, _synthetic(300, seed=1))
 
@@ -169,13 +173,14 @@ def test_synthetic_lines_mask_exactly_as_rule_by_rule(config: MaskingConfig) -> 
     assert (cache.unsafe_shapes > 0) == (cache.direct_rows > 0) == ("number" in config.disabled)
 
 
-def test_loghub_lines_mask_exactly_as_rule_by_rule() -> None:
+@pytest.mark.parametrize("messages", [True, False], ids=["messages", "keep-headers"])
+def test_loghub_lines_mask_exactly_as_rule_by_rule(messages: bool) -> None:
     # The shipped bundle's rules (what serving uses) over every loghub system, with every
     # digit re-drawn on each pass as the replay benchmark does.
     lines = _loghub(seed=0)
     if not lines:
         pytest.skip(f"loghub-2k data not found at {LOGHUB}")
-    cache = MaskCache(Masker(Bundle.load().masking))
+    cache = MaskCache(Masker(Bundle.load().masking), messages=messages)
     assert cache.plan.exact
     for seed in range(3):
         batch = _loghub(seed)
