@@ -251,3 +251,24 @@ def test_the_cluster_package_imports_no_layer_above_it() -> None:
                     ["logclust", "sidecar"],
                     ["logclust", "server"],
                 ), f"{path.name} imports {name}"
+
+
+def test_log_lines_cluster_by_their_message_unless_headers_are_kept() -> None:
+    """One message under many hosts, processes and months is one template; with
+    `keep_headers` the whole line is the masked text (headers split it)."""
+    hosts, months = ["combo", "web-7", "db"], ["Jun", "Jul"]
+    body = [
+        f"{months[i % 2]} {1 + i % 28} 10:{i % 60:02d}:01 {hosts[i % 3]} sshd[{100 + i}]: "
+        f"session opened for user {['root', 'alice'][i % 2]} by (uid=0)"
+        for i in range(60)
+    ]
+    ids = {}
+    for keep in (False, True):
+        cfg = StreamClusterConfig(keep_headers=keep, background_consolidation=False)
+        sc = StreamClusters(FakeLabeler(), cfg)
+        assert sc.masks.messages is not keep
+        out = sc.label(pa.array(body), pa.array(["s"] * len(body)), np.zeros(len(body), np.int64))
+        ids[keep] = set(out[0].tolist())
+        templates = [st.template for _, st in sc.describe("s")]
+        assert all(t.startswith("session opened") != keep for t in templates), templates
+    assert len(ids[False]) == 1 and len(ids[True]) > 1

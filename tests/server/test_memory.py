@@ -116,7 +116,9 @@ def test_serve_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     flags = ["--max-sources", "8", "--cache-size", "16384", "--mask-cache-size", "20000"]
     assert cli.main(["serve", *flags]) == 0
     assert cli.main(["serve", "--memory-budget-mb", "0", "--max-clusters", "10"]) == 0
-    first, second = seen
+    assert cli.main(["serve", "--keep-headers"]) == 0
+    first, second, third = seen
+    assert not first.labeler.clusters.keep_headers and third.labeler.clusters.keep_headers
     assert (
         first.labeler.max_sources == 8 and first.memory_budget_mb == ServerConfig().memory_budget_mb
     )
