@@ -24,11 +24,14 @@ every common format is made of, and cuts after the last one it is sure of:
   a level, or at most two words (a host name) after the line's leading times and numbers
   (a time among them, or two fields); the scan ends there.
 
-A cut needs a leading time, two leading numbers or a bracketed level that opens the line:
-a line that is already a message (`<IP> "GET ..."`, `ERROR IN CONTACTING RM.`,
-`Notification time out: <NUM>`, a JSON body, prose) is left whole, and so is a line with
-nothing but fields after the cut. Formats the scan does not know (fields joined without
-spaces, fixed columns of words) keep their header.
+A cut needs two tokens or more, among them a leading time, or two leading numbers and a
+level, bracket or separator (or a bracketed level that opens the line): a line that is
+already a message (`[<TS>] <<<< Boss >>>> ...`, `<NUM> <ID> EDRAM error(s) ...`,
+`<IP> "GET ..."`, `ERROR IN CONTACTING RM.`, `Notification time out: <NUM>`, a JSON body,
+prose) is left whole, and so is a line with nothing but fields after the cut, or one
+token after a separator (`<NUM>@<TS>:<TS> PopulateComponentFamiliesKey - Begin`). Formats
+the scan does not know (fields joined without spaces, fixed columns of words) keep their
+header.
 """
 
 from __future__ import annotations
@@ -95,8 +98,11 @@ def message(text: str) -> str:
     cut = _header_tokens(tokens)
     if not 0 < cut < len(tokens):
         return text
-    if len(tokens) <= SCAN_TOKENS and all(_kind(m.group()) != _WORD for m in tokens[cut:]):
-        return text  # nothing but header fields after the cut: the line is all header
+    if len(tokens) <= SCAN_TOKENS and (
+        all(_kind(m.group()) != _WORD for m in tokens[cut:])
+        or (len(tokens) - cut < 2 and _kind(tokens[cut - 1].group()) == _SEPARATOR)
+    ):
+        return text  # header fields only after the cut, or one token after a separator
     return text[tokens[cut].start() :]
 
 
@@ -106,6 +112,7 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
     leading = 0  # times and numbers before any word, level or separator
     timed = False  # a time among them
     opened = False  # the line opens with a bracketed level (`[ERROR] disk full`)
+    marked = False  # a level, a bracketed field or a separator is among the cut tokens
     words = 0  # plain words since the last cut
     leveled = False  # past a level or a separator
     separated = False
@@ -129,20 +136,24 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
             if i == 0:
                 cut = 1
             elif cut and words <= 2:
-                cut, words, leveled, separated = i + 1, 0, True, True
+                cut, words, leveled, separated, marked = i + 1, 0, True, True, True
         elif kind == _LEVEL:
             opened = opened or (i == 0 and token.startswith("["))
             # a one-letter level only right after the fields (`<TS> <NUM> <NUM> D Tag:`)
             most = 0 if separated or token in _LETTER_LEVELS else 2
             if words <= most and (cut or i == 0):
-                cut, words, leveled = i + 1, 0, True
+                cut, words, leveled, marked = i + 1, 0, True, True
         elif kind == _BRACKET:
             if words <= 1 and cut == i - words:
-                cut, words = i + 1, 0
+                cut, words, marked = i + 1, 0, True
         elif leveled or words:  # a time or a number past the leading fields: the message's
             words += 1
         else:  # a leading time or number
             leading += 1
             timed = timed or kind == _TIME_FIELD
             cut = i + 1
-    return cut if timed or leading >= 2 or opened else 0
+    # One field alone (`<TS> msg`, `[<TS>] msg`) is no header to cut: a placeholder that
+    # every line holds splits no template, and messages start with times and counts too.
+    if opened or (cut >= 2 and (timed or (leading >= 2 and marked))):
+        return cut
+    return 0

@@ -69,6 +69,12 @@ WHOLE = [
     "CPU: <ID> I cache: <ID>, <ID> D cache: <ID>",
     "[HID] [ATC] Service::processWakeReason Wake reason: Host (<HEX>)",
     "<ID>: <NUM>.<ID> country code set to '<ID>'.",
+    # one field alone: times and counts start messages too
+    "[<TS>] <<<< Boss >>>> figPlaybackBossPrerollCompleted: unexpected preroll",
+    "<TS> : BTLE scanner Powered On",
+    "<NUM>@<TS>:<TS> CSI perf trace:",
+    "<NUM> <ID> EDRAM error(s) (dcr <HEX>) detected and corrected",
+    "<NUM>@<TS>:<TS> PopulateComponentFamiliesKey - Begin",
     "Notification time out: <NUM>",
     '<IP> "GET <PATH> HTTP/<NUM>" status: <NUM> len: <NUM>',
     "dial tcp <IP>: connect: connection refused",
