@@ -20,7 +20,7 @@ def cmd_catalog_build(args: argparse.Namespace) -> int:
     if not args.input and not args.store:
         raise ValueError("catalog build needs --input FILE or --store DIR. Received: neither")
     labeler = Labeler.load(args.bundle)
-    config = StreamClusterConfig(threshold=args.threshold)
+    config = StreamClusterConfig(threshold=args.threshold, keep_headers=args.keep_headers)
     tables = [read_input(path, args.log_format) for path in args.input]
     base = None if args.base is None else read_catalog(args.base)
     if base is not None:

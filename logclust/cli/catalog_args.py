@@ -39,6 +39,13 @@ def add_catalog_parser(
     b.add_argument("--bundle", default=None, help="model bundle (default: the built-in one)")
     b.add_argument("--threshold", type=float, default=None, help="as `serve --threshold`")
     b.add_argument("--log-format", default=None, metavar="FORMAT", help="as for `label`")
+    b.add_argument(
+        "--keep-headers",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="as `serve --keep-headers` (the sidecars and stores it serves must agree; "
+        "default: %(default)s)",
+    )
     b.set_defaults(func=handler("catalog", "cmd_catalog_build"))
     s = verbs.add_parser("show", help="check a catalog and list its sources")
     s.add_argument("catalog")

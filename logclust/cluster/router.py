@@ -336,12 +336,23 @@ class StreamClusters:
         labelled wholly by the old clusters or wholly by the new). Returns those sources.
 
         Raises:
-            ValueError: a catalog of another embedding dimension.
+            ValueError: a catalog of another embedding dimension, or one whose texts were
+                cut to their messages where this sidecar keeps headers, or the reverse
+                (a catalog that records no `keep_headers` was built before the cut, of
+                whole lines): its templates would never match.
         """
         if catalog is not None and catalog.dim != self.embedder.dim:
             raise ValueError(
                 f"The catalog's embeddings are of dimension {catalog.dim}, the model's "
                 f"{self.embedder.dim}. Received: dim={catalog.dim}"
+            )
+        built = bool(catalog.settings.get("keep_headers", True)) if catalog else None
+        if catalog is not None and built != self.config.keep_headers:
+            raise ValueError(
+                f"The catalog was built {'with' if built else 'without'} log headers and this "
+                f"sidecar runs {'with' if self.config.keep_headers else 'without'} them: "
+                "rebuild the catalog (`logclust catalog build`), or serve with "
+                f"--{'' if built else 'no-'}keep-headers. Received: keep_headers={built}"
             )
         with self._lock:
             self.catalog = catalog

@@ -13,16 +13,19 @@ ground truth templates are.
 `message` scans the first tokens of a masked line once, left to right, for the fields
 every common format is made of, and cuts after the last one it is sure of:
 
-* times and numbers (placeholders such as `<TS>`, `<NUM>`, month and weekday names)
-  before any level or separator;
-* a level word (`INFO`, `warn`, `[error]`), at most two words after the last field
-  (`RAS KERNEL INFO`), and a one-letter level (`E`) right after it;
-* a bracketed field (`[main]`, `[<TS>]`), right after the cut or one word after it;
+* times and numbers (`<TS>`, `<NUM>`, `<ID>`, `<IP>`, month and weekday names; not a
+  `<PATH>`, `<URL>`, `<EMAIL>`, `<MAC>` or `<BOOL>`) before any level or separator;
+* a level word in capitals (`INFO`, `Warn`, or any case in brackets: `[error]`), at most
+  two words after the last field (`RAS KERNEL INFO`), and a one-letter level right after
+  it and before a tag (`<NUM> <NUM> D WindowManager:`);
+* a bracketed field (`[main]`, `[<TS>]`; not a JSON array or a list), right after the cut
+  or one word after it;
 * a separator `-` or `|` after a field, two words after it at most (`chrome.exe *<NUM> - ...`,
   `<TS> - app.module - INFO - ...`);
-* a component ending in `:` (`sshd[<NUM>]:`, `dfs.DataNode$PacketResponder:`) right after
-  a level, or at most two words (a host name) after the line's leading times and numbers
-  (a time among them, or two fields); the scan ends there.
+* a component ending in `:` (`dfs.DataNode$PacketResponder:`, `WindowManager:`) right
+  after a level, or a program's (`sshd[<NUM>]:`, `kernel[<NUM>]:`, and a bare name after
+  syslog's date and host: `Jun <NUM> <TS> combo logrotate:`) at most two words after the
+  line's leading times and numbers; the scan ends there.
 
 A cut needs two tokens or more, among them a leading time, or two leading numbers and a
 level, bracket or separator (or a bracketed level that opens the line): a line that is
@@ -45,10 +48,14 @@ import re
 # nested brackets: `[QuorumPeer[myid=<NUM>]/...]`).
 _TOKEN = re.compile(r"\[[^\]\[]{0,200}(?:\[[^\]\[]{0,200}\][^\]\[]{0,200})*\][^\s|]*|[^\s|]+|\|")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
+# What a header's fields mask to; a path, URL, address or boolean is the message's.
+_DATA = re.compile(r"<(?:PATH|URL|EMAIL|MAC|BOOL)>")
 _TIME = re.compile(r"<TS>|<DATE>|<TIME>")
 _ALNUM = re.compile(r"[^\W_]")
-# A component: a name (dots, `$`, `@`, slashes, `(...)`, `[<NUM>]` allowed) and one colon.
+# A component: a name (dots, `$`, `@`, slashes, `(...)`, `[<NUM>]` allowed) and one colon;
+# a program's, not after a level: a pid or a dotted or qualified name (`sshd[<NUM>]:`).
 _COMPONENT = re.compile(r"[\w.$@/()\[\]<>#-]*\w[\w.$@/()\[\]<>#-]*:")
+_PROGRAM = re.compile(r"[\[(.$/]")
 
 _LEVELS = frozenset(
     "trace debug info information notice warn warning error err fatal critical crit severe "
@@ -74,17 +81,22 @@ def _kind(token: str) -> int:
     if _TIME.search(bare) or low in _CALENDAR:
         return _TIME_FIELD
     if bare.startswith("[") and bare.endswith("]"):
-        return _LEVEL if low[1:-1] in _LEVELS else _BRACKET
+        if low[1:-1] in _LEVELS:
+            return _LEVEL
+        # a JSON array or a list is data: `[{"op": ...}]`, `["login", "bob"]`
+        return _WORD if any(c in bare for c in '{"') or ", " in bare else _BRACKET
     # placeholders and digits with at most one letter left (`<ID>-<ID>-C:<ID>`, `*<NUM>`);
     # one that ends in a colon names what follows (`<ID>: <NUM>.<ID> country code ...`)
     if (
         (bare.isdigit() or _PLACEHOLDER.search(bare))
         and not bare.endswith(":")
+        and not _DATA.search(bare)
         and len(_ALNUM.findall(_PLACEHOLDER.sub("", bare)))
         <= (3 if len(_PLACEHOLDER.findall(bare)) >= 2 else 1)
     ):
         return _NUMBER
-    if low in _LEVELS or bare in _LETTER_LEVELS:
+    # bare levels are written in capitals (`INFO`, `Info`); `error fetching` is a message
+    if (low in _LEVELS and (bare.isupper() or bare.istitle())) or bare in _LETTER_LEVELS:
         return _LEVEL
     if bare in _SEPARATORS:
         return _SEPARATOR
@@ -98,12 +110,15 @@ def message(text: str) -> str:
     cut = _header_tokens(tokens)
     if not 0 < cut < len(tokens):
         return text
+    rest = text[tokens[cut].start() :]
+    if rest.startswith(("{", "[{", '["', "<?xml")):
+        return text  # a structured body follows a label: the label tells bodies apart
     if len(tokens) <= SCAN_TOKENS and (
         all(_kind(m.group()) != _WORD for m in tokens[cut:])
         or (len(tokens) - cut < 2 and _kind(tokens[cut - 1].group()) == _SEPARATOR)
     ):
         return text  # header fields only after the cut, or one token after a separator
-    return text[tokens[cut].start() :]
+    return rest
 
 
 def _header_tokens(tokens: list[re.Match[str]]) -> int:
@@ -111,6 +126,7 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
     cut = 0
     leading = 0  # times and numbers before any word, level or separator
     timed = False  # a time among them
+    syslog = False  # a month or weekday among them: `Jun <NUM> <TS> host program: ...`
     opened = False  # the line opens with a bracketed level (`[ERROR] disk full`)
     marked = False  # a level, a bracketed field or a separator is among the cut tokens
     words = 0  # plain words since the last cut
@@ -119,6 +135,8 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
     for i, match in enumerate(tokens[: len(tokens) - 1]):
         token = match.group()
         kind = _kind(token)
+        if kind == _LEVEL and token in _LETTER_LEVELS and not tokens[i + 1].group().endswith(":"):
+            kind = _WORD  # a one-letter level comes before a tag (`D WindowManager:`)
         if kind == _WORD:
             if (
                 cut
@@ -127,6 +145,8 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
                 and words <= (0 if leveled else 2)
                 and not token.endswith("::")
                 and _COMPONENT.fullmatch(token)
+                and (leveled or _PROGRAM.search(token) or (syslog and words == 1))
+                and _ALNUM.search(_PLACEHOLDER.sub("", token))
             ):
                 return i + 1
             words += 1
@@ -151,6 +171,7 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
         else:  # a leading time or number
             leading += 1
             timed = timed or kind == _TIME_FIELD
+            syslog = syslog or token.lower() in _CALENDAR
             cut = i + 1
     # One field alone (`<TS> msg`, `[<TS>] msg`) is no header to cut: a placeholder that
     # every line holds splits no template, and messages start with times and counts too.

@@ -3,6 +3,7 @@ the order rows come in, local ids apart from catalog ids, and swaps under load."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -220,6 +221,24 @@ def test_empty_catalog_and_other_bundle_are_refused(tmp_path: Path) -> None:
     catalog.check_bundle(catalog.bundle, "fleet.catalog")
     with pytest.raises(ValueError, match="dimension"):
         StreamClusters(FakeLabeler(dim=64), CFG).use_catalog(catalog)
+
+
+def test_a_catalog_cut_otherwise_than_the_sidecar_is_refused() -> None:
+    """Templates of messages never match whole lines: a catalog built with or without
+    headers serves only sidecars that agree; one that records nothing (built before the
+    cut) was of whole lines."""
+    catalog, _ = _catalog()
+    assert catalog.settings["keep_headers"] is False
+    StreamClusters(FakeLabeler(), CFG).use_catalog(catalog)
+    keep = dataclasses.replace(CFG, keep_headers=True)
+    with pytest.raises(ValueError, match="built without log headers.*--no-keep-headers"):
+        StreamClusters(FakeLabeler(), keep).use_catalog(catalog)
+    old = dataclasses.replace(
+        catalog, settings={k: v for k, v in catalog.settings.items() if k != "keep_headers"}
+    )
+    with pytest.raises(ValueError, match="built with log headers.*--keep-headers"):
+        StreamClusters(FakeLabeler(), CFG).use_catalog(old)
+    StreamClusters(FakeLabeler(), keep).use_catalog(old)
 
 
 def test_a_build_on_a_base_keeps_its_ids() -> None:

@@ -81,5 +81,8 @@ def test_the_encoder_reads_each_lines_message(tiny_bundle: Path) -> None:
     cos = emb @ emb.T
     np.testing.assert_allclose(cos[0, 1:3], 1.0, atol=1e-5)
     assert cos[0, 3] < 0.999
-    # The masked text (the cache key, templates, descriptions) keeps the whole line.
+    # The masker itself keeps the whole line; the mask cache cuts it (templates,
+    # descriptions and cache keys are of the message).
     assert lab.masker.mask_texts(lines[:1])[0].startswith("Jun <NUM> <TS> combo sshd")
+    distinct, _ = lab.mask_distinct(lines[:3])
+    assert distinct.to_pylist() == ["authentication failure for user root"]

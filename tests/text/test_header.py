@@ -127,3 +127,25 @@ def test_other_scripts_and_odd_characters(line: str) -> None:
     out = message(line)
     assert out and line.endswith(out)
     assert not out.startswith("<TS>")
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ('<TS> request: {"amount": <NUM>}', '<TS> response: {"amount": <NUM>}'),
+        ('<TS> INFO request: {"amount": <NUM>}', '<TS> INFO response: {"amount": <NUM>}'),
+        ("<TS> Success: user created", "<TS> Failure: user created"),
+        ("<TS> order <NUM>: shipped", "<TS> invoice <NUM>: shipped"),
+        ("<TS> cpu load: <NUM> percent", "<TS> disk usage: <NUM> percent"),
+        ("<TS> <IP> login: failed", "<TS> <IP> payment: failed"),
+        ("<TS> <PATH> access denied", "<TS> <EMAIL> access denied"),
+        ('<TS> [{"op": <*>}] applied', '<TS> [{"from": <*>, "op": <*>}] applied'),
+        ('<TS> ["login", "bob"] ok', '<TS> ["logout", "bob"] ok'),
+        ("<TS> error fetching user <NUM>", "<TS> info fetching user <NUM>"),
+        ("<TS> I think the server is down", "<TS> V think the server is down"),
+    ],
+)
+def test_words_that_tell_messages_apart_are_not_cut(one: str, other: str) -> None:
+    """Labels, data placeholders, lists and lower-case words are the message's: cutting
+    them would merge two kinds."""
+    assert message(one) != message(other)
