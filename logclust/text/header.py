@@ -15,7 +15,7 @@ every common format is made of, and cuts after the last one it is sure of:
 
 * times and numbers (`<TS>`, `<NUM>`, `<ID>`, `<IP>`, month and weekday names; not a
   `<PATH>`, `<URL>`, `<EMAIL>`, `<MAC>` or `<BOOL>`) before any level or separator;
-* a level word in capitals (`INFO`, `Warn`, or any case in brackets: `[error]`), at most
+* a level word in capitals (`INFO`, `Warn`, `FATAL:`; any case in brackets: `[error]`), at most
   two words after the last field (`RAS KERNEL INFO`), and a one-letter level right after
   it and before a tag (`<NUM> <NUM> D WindowManager:`);
 * a bracketed field (`[main]`, `[<TS>]`; not a JSON array or a list), right after the cut
@@ -25,10 +25,12 @@ every common format is made of, and cuts after the last one it is sure of:
 * a component ending in `:` (`dfs.DataNode$PacketResponder:`, `WindowManager:`) right
   after a level, or a program's (`sshd[<NUM>]:`, `kernel[<NUM>]:`, and a bare name after
   syslog's date and host: `Jun <NUM> <TS> combo logrotate:`) at most two words after the
-  line's leading times and numbers; the scan ends there.
+  line's leading times and numbers, or klog's source position (`controller.go:<NUM>]`);
+  the scan ends there.
 
 A cut needs two tokens or more, among them a leading time, or two leading numbers and a
-level, bracket or separator (or a bracketed level that opens the line): a line that is
+level, bracket or separator, or a time and a separator after a level (or a bracketed
+level that opens the line): a line that is
 already a message (`[<TS>] <<<< Boss >>>> ...`, `<NUM> <ID> EDRAM error(s) ...`,
 `<IP> "GET ..."`, `ERROR IN CONTACTING RM.`, `Notification time out: <NUM>`, a JSON body,
 prose) is left whole, and so is a line with nothing but fields after the cut, or one
@@ -56,10 +58,12 @@ _ALNUM = re.compile(r"[^\W_]")
 # a program's, not after a level: a pid or a dotted or qualified name (`sshd[<NUM>]:`).
 _COMPONENT = re.compile(r"[\w.$@/()\[\]<>#-]*\w[\w.$@/()\[\]<>#-]*:")
 _PROGRAM = re.compile(r"[\[(.$/]")
+# klog's source position ends its header: `I1207 <TS> <NUM> controller.go:<NUM>] ...`
+_SOURCE_LINE = re.compile(r"[\w./-]+\.\w+:<NUM>\]")
 
 _LEVELS = frozenset(
     "trace debug info information notice warn warning error err fatal critical crit severe "
-    "fine finer finest verbose".split()
+    "fine finer finest verbose log panic".split()
 )
 _LETTER_LEVELS = frozenset("VDIWEF")  # Android's logcat
 _CALENDAR = frozenset(
@@ -78,6 +82,7 @@ _TIME_FIELD, _NUMBER, _LEVEL, _BRACKET, _SEPARATOR, _WORD = range(6)
 def _kind(token: str) -> int:
     bare = token.rstrip(",;")
     low = bare.lower()
+    level = bare.removesuffix(":")  # `LOG:`, `FATAL:` as PostgreSQL writes them
     if _TIME.search(bare) or low in _CALENDAR:
         return _TIME_FIELD
     if bare.startswith("[") and bare.endswith("]"):
@@ -96,7 +101,9 @@ def _kind(token: str) -> int:
     ):
         return _NUMBER
     # bare levels are written in capitals (`INFO`, `Info`); `error fetching` is a message
-    if (low in _LEVELS and (bare.isupper() or bare.istitle())) or bare in _LETTER_LEVELS:
+    if (level.lower() in _LEVELS and (level.isupper() or level.istitle())) or (
+        bare in _LETTER_LEVELS
+    ):
         return _LEVEL
     if bare in _SEPARATORS:
         return _SEPARATOR
@@ -132,12 +139,15 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
     words = 0  # plain words since the last cut
     leveled = False  # past a level or a separator
     separated = False
+    late_time = False  # a time after a level (`INFO [main] <TS> Daemon.java:<NUM> - ...`)
     for i, match in enumerate(tokens[: len(tokens) - 1]):
         token = match.group()
         kind = _kind(token)
         if kind == _LEVEL and token in _LETTER_LEVELS and not tokens[i + 1].group().endswith(":"):
             kind = _WORD  # a one-letter level comes before a tag (`D WindowManager:`)
         if kind == _WORD:
+            if cut and (timed or leading >= 2) and words <= 1 and _SOURCE_LINE.fullmatch(token):
+                return i + 1
             if (
                 cut
                 and (timed or leading >= 2)
@@ -168,6 +178,7 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
                 cut, words, marked = i + 1, 0, True
         elif leveled or words:  # a time or a number past the leading fields: the message's
             words += 1
+            late_time = late_time or kind == _TIME_FIELD
         else:  # a leading time or number
             leading += 1
             timed = timed or kind == _TIME_FIELD
@@ -175,6 +186,6 @@ def _header_tokens(tokens: list[re.Match[str]]) -> int:
             cut = i + 1
     # One field alone (`<TS> msg`, `[<TS>] msg`) is no header to cut: a placeholder that
     # every line holds splits no template, and messages start with times and counts too.
-    if opened or (cut >= 2 and (timed or (leading >= 2 and marked))):
+    if opened or (cut >= 2 and (timed or (leading >= 2 and marked) or (late_time and separated))):
         return cut
     return 0

@@ -54,6 +54,28 @@ HEADERS = [
     ),
     ("<TS> WARN [worker-<NUM>] c.e.Pool: pool exhausted", "pool exhausted"),
     ("<NUM>-<TS>|Step_LSC|<NUM>|onStandStepChanged <NUM>", "onStandStepChanged <NUM>"),
+    # klog, PostgreSQL, Cassandra, Kafka, Redis, systemd
+    (
+        "<ID> <TS> <NUM> controller.go:<NUM>] Starting workers for node controller",
+        "Starting workers for node controller",
+    ),
+    (
+        '<TS> UTC [<NUM>] FATAL: password authentication failed for user "bob"',
+        'password authentication failed for user "bob"',
+    ),
+    (
+        "INFO [main] <TS> CassandraDaemon.java:<NUM> - Starting up the daemon",
+        "Starting up the daemon",
+    ),
+    (
+        "[<TS>] INFO [KafkaServer id=<NUM>] started (kafka.server.KafkaServer)",
+        "started (kafka.server.KafkaServer)",
+    ),
+    ("<NUM>:M <NUM> Dec <NUM> <TS> * Ready to accept connections", "Ready to accept connections"),
+    (
+        "Dec <NUM> <TS> host systemd[<NUM>]: Started Session <NUM> of user root.",
+        "Started Session <NUM> of user root.",
+    ),
     # a level that starts the line
     ("[ERROR] disk full on <PATH>", "disk full on <PATH>"),
 ]
