@@ -346,7 +346,7 @@ class StreamClusters:
                 f"The catalog's embeddings are of dimension {catalog.dim}, the model's "
                 f"{self.embedder.dim}. Received: dim={catalog.dim}"
             )
-        built = bool(catalog.settings.get("keep_headers", True)) if catalog else None
+        built = catalog is None or bool(catalog.settings.get("keep_headers", True))
         if catalog is not None and built != self.config.keep_headers:
             raise ValueError(
                 f"The catalog was built {'with' if built else 'without'} log headers and this "

@@ -21,7 +21,7 @@ from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.state import decode_state
 from logclust.embed.embedding_cache import Embedder
 from logclust.sidecar.store import DB_NAME, SqliteStore
-from logclust.text.header import message
+from logclust.text.mask_cache import MaskCache
 from logclust.wire import contract
 
 
@@ -80,13 +80,11 @@ def fold_stores(
     )
     # Sample rows given too are masked here as a sidecar masks them; then every text is
     # clustered as it is (`Premasked`).
-    keep_headers = config is not None and config.keep_headers
-    masked = [_masked(t, embedder, keep_headers) for t in extra]
+    masks = MaskCache(embedder.masker, messages=not (config is not None and config.keep_headers))
+    masked = [_masked(t, masks) for t in extra]
     return build_catalog([table, *masked], Premasked(embedder), config, manifest, base)
 
 
-def _masked(table: pa.Table, embedder: Embedder, keep_headers: bool) -> pa.Table:
-    body = embedder.masker.mask(contract.column_array(table, contract.BODY))
-    if not keep_headers:
-        body = pa.array(list(map(message, body.to_pylist())), pa.string())
-    return pa.table({"body": body, "source": contract.source_column(table)})
+def _masked(table: pa.Table, masks: MaskCache) -> pa.Table:
+    distinct, rows = masks.mask_distinct(contract.column_array(table, contract.BODY))
+    return pa.table({"body": distinct.take(rows), "source": contract.source_column(table)})

@@ -15,13 +15,13 @@ every common format is made of, and cuts after the last one it is sure of:
 
 * times and numbers (`<TS>`, `<NUM>`, `<ID>`, `<IP>`, month and weekday names; not a
   `<PATH>`, `<URL>`, `<EMAIL>`, `<MAC>` or `<BOOL>`) before any level or separator;
-* a level word in capitals (`INFO`, `Warn`, `FATAL:`; any case in brackets: `[error]`), at most
-  two words after the last field (`RAS KERNEL INFO`), and a one-letter level right after
-  it and before a tag (`<NUM> <NUM> D WindowManager:`);
+* a level word in capitals (`INFO`, `Warn`, `FATAL:`; any case in brackets: `[error]`),
+  at most two words after the last field (`RAS KERNEL INFO`), and a one-letter level
+  right after it and before a tag (`<NUM> <NUM> D WindowManager:`);
 * a bracketed field (`[main]`, `[<TS>]`; not a JSON array or a list), right after the cut
   or one word after it;
-* a separator `-` or `|` after a field, two words after it at most (`chrome.exe *<NUM> - ...`,
-  `<TS> - app.module - INFO - ...`);
+* a separator `-` or `|` after a field, two words after it at most
+  (`chrome.exe *<NUM> - ...`, `<TS> - app.module - INFO - ...`);
 * a component ending in `:` (`dfs.DataNode$PacketResponder:`, `WindowManager:`) right
   after a level, or a program's (`sshd[<NUM>]:`, `kernel[<NUM>]:`, and a bare name after
   syslog's date and host: `Jun <NUM> <TS> combo logrotate:`) at most two words after the
@@ -30,13 +30,12 @@ every common format is made of, and cuts after the last one it is sure of:
 
 A cut needs two tokens or more, among them a leading time, or two leading numbers and a
 level, bracket or separator, or a time and a separator after a level (or a bracketed
-level that opens the line): a line that is
-already a message (`[<TS>] <<<< Boss >>>> ...`, `<NUM> <ID> EDRAM error(s) ...`,
-`<IP> "GET ..."`, `ERROR IN CONTACTING RM.`, `Notification time out: <NUM>`, a JSON body,
-prose) is left whole, and so is a line with nothing but fields after the cut, or one
-token after a separator (`<NUM>@<TS>:<TS> PopulateComponentFamiliesKey - Begin`). Formats
-the scan does not know (fields joined without spaces, fixed columns of words) keep their
-header.
+level that opens the line). A line that is already a message (`[<TS>] <<<< Boss >>>> ...`,
+`<NUM> <ID> EDRAM error(s) ...`, `<IP> "GET ..."`, `ERROR IN CONTACTING RM.`,
+`Notification time out: <NUM>`, a JSON body, prose) is left whole, and so is a line with
+nothing but fields after the cut, or one token after a separator
+(`<NUM>@<TS>:<TS> PopulateComponentFamiliesKey - Begin`). Formats the scan does not know
+(fields joined without spaces, fixed columns of words) keep their header.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -171,6 +172,7 @@ class MaskCache:
         self.masker = masker
         self.capacity = capacity
         self.messages = messages
+        self._cut: Callable[[str], str] = message if messages else str
         self.plan = ShapePlan.of(masker.config)
         if not self.plan.exact:
             logger.info("mask cache off (%s): every row is masked", self.plan.reason)
@@ -205,12 +207,13 @@ class MaskCache:
             raise ValueError(f"texts must not hold nulls. Received: {texts.null_count} null(s)")
         if not self.plan.exact:
             enc = pc.dictionary_encode(self.masker.mask(texts))
-            whole: list[str] = enc.dictionary.to_pylist()
             indices = enc.indices.to_numpy(zero_copy_only=False)
             if not self.messages:
-                return whole, indices
+                return enc.dictionary.to_pylist(), indices
             # Two masked texts may have one message: numbered again, first occurrence first.
-            cut = pc.dictionary_encode(pa.array(list(map(message, whole)), pa.string()))
+            cut = pc.dictionary_encode(
+                pa.array(map(message, enc.dictionary.to_pylist()), pa.string())
+            )
             return cut.dictionary.to_pylist(), cut.indices.to_numpy(zero_copy_only=False)[indices]
         prepared = self.masker.prepare(texts)
         shapes = pc.dictionary_encode(digit_shape(prepared, self.plan.digit, self.plan.guards))
@@ -246,9 +249,9 @@ class MaskCache:
         slow = np.flatnonzero(row_text == _UNSAFE_ID)
         self.direct_rows += int(slow.size)
         n_interned = len(self._texts)
-        direct = self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist()
-        if self.messages:
-            direct = list(map(message, direct))
+        direct = list(
+            map(self._cut, self.masker.apply_rules(prepared.take(pa.array(slow))).to_pylist())
+        )
         extra = list(dict.fromkeys(t for t in direct if t not in self._text_ids))
         local = {t: n_interned + j for j, t in enumerate(extra)}
         known = self._text_ids
@@ -284,13 +287,10 @@ class MaskCache:
     ) -> None:
         masked = self.masker.apply_rules(shapes.take(pa.array(missing, pa.int64())))
         digits = pc.match_substring_regex(masked, "[0-9]").to_numpy(zero_copy_only=False)
-        texts = masked.to_pylist()
-        if self.messages:
-            texts = list(map(message, texts))
-        for j, (i, text) in enumerate(zip(missing.tolist(), texts, strict=True)):
+        for j, (i, text) in enumerate(zip(missing.tolist(), masked.to_pylist(), strict=True)):
             unsafe = bool(digits[j])
             self.unsafe_shapes += unsafe
-            shape_text[i] = _UNSAFE_ID if unsafe else self._intern(text)
+            shape_text[i] = _UNSAFE_ID if unsafe else self._intern(self._cut(text))
             self._masked[keys[i]] = int(shape_text[i])
         while len(self._masked) > self.capacity:
             del self._masked[next(iter(self._masked))]
