@@ -198,26 +198,32 @@ class GroupIndex:
 
     def place_prose(
         self,
-        text: str,
-        x: np.ndarray | None,
+        texts: list[str],
+        points: list[np.ndarray | None],
         embed: Callable[[np.ndarray], np.ndarray],
         rows: np.ndarray,
         open_cluster: Callable[[], int],
         at_cap: bool,
-    ) -> tuple[int, float]:
-        """`(cluster id, distance)` of a prose text of point `x` (`prose_points`): the id
-        of its nearest topic (see `ProseTopics`); topics opened on the way get clusters
-        from `open_cluster()`, each its own group. Without `x`, the point is made from the
-        text's embedding, `embed(rows)[0]`."""
-        if x is None:
-            x = self.point(embed(rows)[0], text, PROSE)
-        cid, d, opened = self.prose.place(x, open_cluster, at_cap)
+    ) -> tuple[list[int], list[float]]:
+        """`(cluster ids, distances)` of a batch's prose texts of points `points`
+        (`prose_points`), placed together by topic (`ProseTopics.place_many`); topics
+        opened on the way get clusters from `open_cluster()`, each its own group. A
+        missing point is made from the text's embedding (`embed(rows)`, `rows` the
+        texts' rows)."""
+        if any(x is None for x in points):
+            emb = embed(rows)
+            points = [
+                self.point(emb[i], t, PROSE) if x is None else x
+                for i, (t, x) in enumerate(zip(texts, points, strict=True))
+            ]
+        ready = [x for x in points if x is not None]
+        cids, dist, opened = self.prose.place_many(ready, open_cluster, at_cap)
         for new in opened:
             self._open(new, self.prose.centres[self.prose.ids.index(new)], PROSE)  # type: ignore[index]
             self.of[new] = new
         if opened:
             self.changed()
-        return cid, d
+        return cids, dist
 
     def prose_clusters(self) -> set[int]:
         """Clusters of prose (the clusterer never merges nor splits them)."""

@@ -19,7 +19,9 @@ clustering finds them offline, on a sample, and the stream is placed by nearest 
   once), else takes a new cluster id: a topic keeps its id from refit to refit, and rows
   already labelled keep theirs.
 - **Place.** A prose text takes the id of the nearest centre. A text with no known word
-  (emoji only, an unknown script) is placed but not sampled.
+  (emoji only, an unknown script) is placed but not sampled. A batch's texts are placed
+  together (`place_many`): all enter the sample, a refit due within the batch runs after
+  its last text, then each takes its nearest centre.
 
 Not thread-safe (the source clusterer's lock covers it). The sample is one int8 matrix,
 allocated at a source's first prose text (192 KiB at the shipped table's 192 dimensions;
@@ -113,23 +115,44 @@ class ProseTopics:
         """`(cluster id, distance, ids opened)` of a prose point `x` (unit, or zero for
         a text with no known word). `open_cluster()` gives a new cluster id; at the
         cap no refit runs (a refit may open clusters)."""
-        if self.centres is not None and self.centres.shape[1] != x.size:
+        ids, dist, opened = self.place_many([x], open_cluster, at_cap)
+        return ids[0], dist[0], opened
+
+    def place_many(
+        self, points: list[np.ndarray], open_cluster: Callable[[], int], at_cap: bool = False
+    ) -> tuple[list[int], list[float], list[int]]:
+        """`(cluster ids, distances, ids opened)` of a batch's prose points, placed
+        together: every point is counted and sampled first, a refit due anywhere in the
+        batch runs once after its last point, and then each point takes its nearest
+        centre. A batch is thus placed by topics fitted on its own rows too: the first
+        batch of a source with a few dozen prose rows is split by topic at once, where
+        placing row by row gives every row before the first refit one id. Ids that rows
+        already hold never change; `place` is this with a batch of one."""
+        if not points:
+            return [], [], []
+        if self.centres is not None and self.centres.shape[1] != points[0].size:
             self.centres, self.ids, self._sample = None, [], None  # another prose space
             self.retired_ids, self.retired = [], None
-        self.seen += 1
         opened: list[int] = []
-        if x.any():
-            self._keep(x)
-        if self.centres is None:
-            cid = open_cluster()
-            self.centres = (x if x.any() else np.full(x.size, x.size**-0.5))[None].copy()
-            self.ids = [cid]
-            return cid, 0.0, [cid]
-        if not at_cap and self._due():
-            opened = self.refit(open_cluster)
-        sims = self.centres @ x
-        j = int(np.argmax(sims))
-        return self.ids[j], float(np.sqrt(max(2.0 - 2.0 * sims[j], 0.0))), opened
+        due = False
+        for x in points:
+            self.seen += 1
+            if x.any():
+                self._keep(x)
+            if self.centres is None:
+                opened.append(open_cluster())
+                self.centres = (x if x.any() else np.full(x.size, x.size**-0.5))[None].copy()
+                self.ids = [opened[-1]]
+            elif not at_cap and self._due():
+                due = True
+        if due:
+            opened += self.refit(open_cluster)
+        assert self.centres is not None  # the first point set them
+        sims = np.stack(points).astype(np.float32) @ self.centres.T
+        best = np.argmax(sims, axis=1)
+        top = sims[np.arange(len(points)), best].astype(np.float64)
+        dist = np.sqrt(np.maximum(2.0 - 2.0 * top, 0.0))
+        return [self.ids[j] for j in best.tolist()], dist.tolist(), opened
 
     def _due(self) -> bool:
         """Whether a refit runs at this row (see `_FIRST_REFITS`, `_PERIOD`)."""

@@ -230,15 +230,21 @@ class SourceClusterer(Revisions):
         dist = np.zeros(miss.size, np.float32)
         bodies: list[int] = []
         prose = self.groups.prose_points([keys[i] for i in miss.tolist()], self.config.prose)
+        if prose:  # together, by topic; at the cap, each joins its nearest topic
+            at = np.fromiter(prose, np.intp, len(prose))
+            uid[at], dist[at] = self.groups.place_prose(
+                [keys[i] for i in miss[at].tolist()],
+                list(prose.values()),
+                embed,
+                miss[at],
+                self._open_templated,
+                self._table.k >= self._cap(),
+            )
         for j, i in enumerate(miss.tolist()):
+            if j in prose:
+                continue
             if is_structured(keys[i]):
                 bodies.append(j)
-                continue
-            if j in prose:
-                at_cap = self._table.k >= self._cap()  # then the nearest prose group
-                uid[j], dist[j] = self.groups.place_prose(
-                    keys[i], prose[j], embed, miss[j : j + 1], self._open_templated, at_cap
-                )
                 continue
             shape = shape_of(keys[i])
             found = self._templates.match(shape)

@@ -211,3 +211,39 @@ def test_negative_silhouettes_still_choose(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(topic_fit, "silhouette", lambda dist, labels, k: scores[k])
     x, _ = _points(600, 4, spread=0.5, seed=13)
     assert len(topic_fit.fit_centres(x, 4, 0.08)) == 3
+
+
+def test_a_batch_is_placed_by_topics_fitted_on_its_own_rows() -> None:
+    # 150 rows of 3 topics in one batch: the refits due at 64 and 128 run once, after the
+    # batch's last row, so every row is placed by topic; row by row, the first 63 rows
+    # share the first topic's id whatever their topic.
+    x, truth = _points(150, 3, spread=0.6, seed=3)
+    opened: list[int] = []
+    counter = itertools.count(100)
+
+    def open_cluster() -> int:
+        opened.append(next(counter))
+        return opened[-1]
+
+    together = ProseTopics()
+    ids, dist, new = together.place_many(list(x), open_cluster)
+    assert adjusted_rand_score(truth, ids) > 0.95
+    assert sorted(set(ids)) == sorted(new) == opened  # each topic opened once
+    assert together.seen == 150 and together.refits == 1
+    assert all(0.0 <= d < 2.0 for d in dist)
+    one_by_one, _ = _stream(ProseTopics(), x)
+    assert len(set(one_by_one[:63])) == 1
+    assert adjusted_rand_score(truth[:63], one_by_one[:63]) == 0.0
+
+    # The next batch keeps the ids: rows already placed never change, topics go on.
+    more, more_truth = _points(90, 3, spread=0.6, seed=3)
+    later, _, _ = together.place_many(list(more), open_cluster)
+    assert adjusted_rand_score(more_truth, later) > 0.95
+    assert set(later) <= set(ids)
+
+
+def test_place_many_of_nothing_and_of_one() -> None:
+    t = ProseTopics()
+    assert t.place_many([], lambda: 1) == ([], [], [])
+    ids, dist, opened = t.place_many([np.ones(4, np.float32) / 2], lambda: 5)
+    assert ids == [5] and opened == [5] and dist[0] == pytest.approx(0.0, abs=1e-3)
