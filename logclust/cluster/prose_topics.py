@@ -31,7 +31,7 @@ the source's state; the sample is not (it refills after a restart).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +134,7 @@ class ProseTopics:
             self.centres, self.ids, self._sample = None, [], None  # another prose space
             self.retired_ids, self.retired = [], None
         opened: list[int] = []
-        due = False
+        due: list[tuple[int, int]] = []  # (rows sampled, rows seen) where a refit fell due
         for x in points:
             self.seen += 1
             if x.any():
@@ -144,9 +144,9 @@ class ProseTopics:
                 self.centres = (x if x.any() else np.full(x.size, x.size**-0.5))[None].copy()
                 self.ids = [opened[-1]]
             elif not at_cap and self._due():
-                due = True
+                due.append((self._filled, self.seen))
         if due:
-            opened += self.refit(open_cluster)
+            opened += self.refit(open_cluster, steps=due[:-1])
         assert self.centres is not None  # the first point set them
         sims = np.stack(points).astype(np.float32) @ self.centres.T
         best = np.argmax(sims, axis=1)
@@ -181,15 +181,27 @@ class ProseTopics:
         if (h & 0xFFFFF) < chance * 0x100000:
             self._sample[(h >> 20) % self.sample_size] = row
 
-    def refit(self, open_cluster: Callable[[], int]) -> list[int]:
-        """Refits the centres on the sample; returns the cluster ids it opened."""
+    def refit(
+        self, open_cluster: Callable[[], int], steps: Sequence[tuple[int, int]] = ()
+    ) -> list[int]:
+        """Refits the centres on the sample; returns the cluster ids it opened.
+        `steps`: `(rows sampled, rows seen)` of refits that fell due earlier in a batch.
+        Each fits the sample as it then was (its first rows), seeding the next with its
+        centres, as placing row by row would have: the last fit then seeks k near them,
+        and a batch that crosses several early refits costs their small samples, not a
+        full search of k on a large one."""
         if self._sample is None or self._filled < _FIRST_REFITS[0] or self.centres is None:
             return []
+        current = self.centres
+        for filled, seen in steps:
+            if filled >= _FIRST_REFITS[0]:
+                early = unit_rows(self._sample[:filled].astype(np.float32))
+                current = fit_centres(
+                    early, self.max_topics, self.min_silhouette, current=current, seed=seen
+                )
         x = unit_rows(self._sample[: self._filled].astype(np.float32))
         self.refits += 1
-        new = fit_centres(
-            x, self.max_topics, self.min_silhouette, current=self.centres, seed=self.seen
-        )
+        new = fit_centres(x, self.max_topics, self.min_silhouette, current=current, seed=self.seen)
         old_ids = self.ids + self.retired_ids
         old = self.centres if self.retired is None else np.vstack([self.centres, self.retired])
         ids = _match(np.argmax(x @ old.T, axis=1), np.argmax(x @ new.T, axis=1), old_ids)

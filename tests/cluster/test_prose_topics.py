@@ -247,3 +247,27 @@ def test_place_many_of_nothing_and_of_one() -> None:
     assert t.place_many([], lambda: 1) == ([], [], [])
     ids, dist, opened = t.place_many([np.ones(4, np.float32) / 2], lambda: 5)
     assert ids == [5] and opened == [5] and dist[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_batch_crossing_early_refits_fits_their_small_samples(monkeypatch) -> None:
+    # The refits due within a batch fit the sample as it was at each (seeding the next),
+    # and the last fits the whole batch: a large first batch costs what row-by-row
+    # placing costs, not a search of every k on its full sample.
+    import logclust.cluster.prose_topics as pt
+
+    sizes: list[int] = []
+    real = pt.fit_centres
+
+    def recorded(x: np.ndarray, *args, **kw):  # type: ignore[no-untyped-def]
+        sizes.append(len(x))
+        return real(x, *args, **kw)
+
+    monkeypatch.setattr(pt, "fit_centres", recorded)
+    x, truth = _points(600, 3, spread=0.6, seed=4)
+    counter = itertools.count()
+    ids, _, _ = ProseTopics().place_many(list(x), lambda: next(counter))
+    assert sizes == [64, 128, 192, 256, 384, 600]
+    assert adjusted_rand_score(truth, ids) > 0.95
+    sizes.clear()
+    _stream(ProseTopics(), x)
+    assert sizes == [64, 128, 192, 256, 384, 512]
