@@ -16,10 +16,18 @@ characters, or one that cannot be split, is unknown). Stop words
 dropped; each distinct token counts once, so a word repeated ten thousand times weighs
 as one.
 
+**Whole words.** WordPiece splits many common words into pieces whose vectors, each
+encoded alone, say little of the word (`refund` is `ref ##und`, `invoice` is `in ##vo
+##ice`). The table also holds a vector for each such frequent English word, the teacher's
+encoding of the whole word reduced the same way; a word found there is one token and is
+not split.
+
 File format (`prose_words.npz`, loaded without pickle): `tokens` (one string: the
-vocabulary joined by newlines), `vectors` either `(n, dim)` int8 or `(n, dim / 2)` uint8
-(two 4-bit values a byte, each offset by 8, the even column in the low nibble),
-`scales` `(n,)` float32 (a row is its values times its scale), `weights` `(n,)` float32.
+vocabulary joined by newlines), optionally `words` (the whole words, one string joined
+by newlines; their rows follow the tokens' rows), `vectors` either `(n, dim)` int8 or
+`(n, dim / 2)` uint8 (two 4-bit values a byte, each offset by 8, the even column in the
+low nibble), `scales` `(n,)` float32 (a row is its values times its scale), `weights`
+`(n,)` float32; `n` is the number of tokens plus words.
 """
 
 from __future__ import annotations
@@ -102,27 +110,35 @@ class ProseVectors:
 
     Args:
         tokens: the vocabulary, `##`-prefixed for word continuations.
-        values: `(len(tokens), dim)` rows: float32, or int8 codes kept as they are (a
-            quarter of the memory), each row read as `values * scales`.
-        scales: `(len(tokens),)` factor of each row (its scale times its weight); ones
-            when None.
+        values: `(len(tokens) + len(words), dim)` rows: float32, or int8 codes kept as
+            they are (a quarter of the memory), each row read as `values * scales`.
+        scales: `(len(tokens) + len(words),)` factor of each row (its scale times its
+            weight); ones when None.
+        words: whole words whose rows follow the tokens' (see the module docstring).
     """
 
     def __init__(
-        self, tokens: Sequence[str], values: np.ndarray, scales: np.ndarray | None = None
+        self,
+        tokens: Sequence[str],
+        values: np.ndarray,
+        scales: np.ndarray | None = None,
+        words: Sequence[str] = (),
     ) -> None:
-        n = len(tokens)
+        n = len(tokens) + len(words)
         if (
             values.ndim != 2
             or values.shape[0] != n
             or (scales is not None and scales.shape != (n,))
         ):
             raise ValueError(
-                f"values must be (len(tokens), dim) and scales (len(tokens),). Received: "
-                f"values {values.shape}, scales {None if scales is None else scales.shape}, "
-                f"{n} tokens"
+                f"values must be (len(tokens) + len(words), dim) and scales of that length. "
+                f"Received: values {values.shape}, scales "
+                f"{None if scales is None else scales.shape}, {len(tokens)} tokens, "
+                f"{len(words)} words"
             )
         self.tokens = list(tokens)
+        self.words = list(words)
+        self._whole = {w: (len(self.tokens) + i,) for i, w in enumerate(self.words)}
         self.values = np.ascontiguousarray(
             values if values.dtype == np.int8 else values.astype(np.float32)
         )
@@ -147,14 +163,17 @@ class ProseVectors:
         try:
             with np.load(p, allow_pickle=False) as z:
                 tokens = str(z["tokens"][()]).split("\n")
+                words = str(z["words"][()]).split("\n") if "words" in z.files else []
                 q, scales, weights = z["vectors"], z["scales"], z["weights"]
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{p} is not a prose word table ({e}). Received: path={p}") from e
-        n = len(tokens)
+        words = [w for w in words if w]
+        n = len(tokens) + len(words)
         if q.ndim != 2 or q.shape[0] != n or scales.shape != (n,) or weights.shape != (n,):
             raise ValueError(
-                f"{p} is not a prose word table: shapes disagree. Received: {n} tokens, "
-                f"vectors {q.shape}, scales {scales.shape}, weights {weights.shape}"
+                f"{p} is not a prose word table: shapes disagree. Received: {len(tokens)} "
+                f"tokens, {len(words)} words, vectors {q.shape}, scales {scales.shape}, "
+                f"weights {weights.shape}"
             )
         if q.dtype == np.uint8:  # 4-bit, two a byte
             values = np.empty((n, 2 * q.shape[1]), np.int8)
@@ -164,17 +183,18 @@ class ProseVectors:
             values = q
         else:
             raise ValueError(f"{p}: vectors must be int8 or uint8. Received: {q.dtype}")
-        return cls(tokens, values, (scales * weights).astype(np.float32))
+        return cls(tokens, values, (scales * weights).astype(np.float32), words)
 
     def wordpiece(self, word: str) -> tuple[int, ...]:
-        """Token ids of one basic word by greedy longest-match-first WordPiece; empty
-        when the word is too long or cannot be split (BERT's [UNK])."""
+        """Token ids of one basic word: its whole-word row when the table has one, else
+        greedy longest-match-first WordPiece; empty when the word is too long or cannot
+        be split (BERT's [UNK])."""
         if len(word) > MAX_WORD_CHARS:  # not cached: the cache holds short keys only
             return ()
         got = self._cache.get(word)
         if got is not None:
             return got
-        ids = self._split(word)
+        ids = self._whole.get(word) or self._split(word)
         if len(self._cache) >= CACHE_WORDS:  # start afresh: bounded, and safe across threads
             self._cache = {}
         self._cache[word] = ids

@@ -154,3 +154,23 @@ def test_bad_items_and_many_tokens(small: ProseVectors, monkeypatch: pytest.Monk
     want = ProseVectors(small.tokens, small.values).embed(texts)
     assert np.allclose(small.embed(texts), want, atol=1e-6)
     assert small.wordpiece("un" * 60) == () and "un" * 60 not in small._cache
+
+
+def test_a_whole_word_is_one_row_and_not_split(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(len(TOKENS) + 1, 8)).astype(np.float32)
+    pv = ProseVectors(TOKENS, values, words=["unaffable"])
+    assert pv.wordpiece("unaffable") == (len(TOKENS),)  # its own row, after the tokens
+    assert [pv.tokens[i] for i in pv.wordpiece("badly")] == ["bad", "##ly"]  # others split
+    got = pv.embed(["unaffable", "unaffable unaffable"])
+    want = values[len(TOKENS)] / np.linalg.norm(values[len(TOKENS)])
+    assert np.allclose(got[0], want, atol=1e-6) and np.allclose(got[1], want, atol=1e-6)
+    with pytest.raises(ValueError, match="len\\(words\\)"):
+        ProseVectors(TOKENS, values[:-1], words=["unaffable"])
+
+
+def test_the_shipped_table_holds_whole_words(shipped: ProseVectors) -> None:
+    # Words that WordPiece cuts into pieces that say little of them (`ref ##und`).
+    assert {"refund", "invoice", "unsubscribe"} <= set(shipped.words)
+    assert len(shipped.wordpiece("refund")) == 1
+    assert shipped.vectors.shape[0] == len(shipped.tokens) + len(shipped.words)

@@ -85,11 +85,36 @@ def test_build_adds_the_table_to_a_bundle(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(
         prose_words, "token_vectors", lambda _, ids: rng.normal(size=(len(ids), 12))
     )
+    monkeypatch.setattr(prose_words, "candidate_words", lambda pv, zipf: ["lately"])
+    monkeypatch.setattr(
+        prose_words, "word_vectors", lambda _, words: rng.normal(size=(len(words), 12))
+    )
+    monkeypatch.setattr(prose_words, "choose_words", lambda pv, words, rows, most: [0])
     with pytest.raises(ValueError, match="dim must be in 1..2"):
         prose_words.build(bundle, dim=4, drop=1)  # 3 tokens: 3 components at most
     entry = prose_words.build(bundle, dim=2, drop=1)
-    assert entry["tokens"] == 3 and entry["dim"] == 2
+    assert entry["tokens"] == 3 and entry["dim"] == 2 and entry["whole_words"] == 1
     b = Bundle.load(bundle)  # the hashes check out
     assert b.manifest["prose_words"]["file"] == "prose_words.npz"
     pv = b.prose_vectors
     assert pv is not None and pv.tokens == ["refund", "late", "##ly"] and pv.dim == 2
+    assert pv.words == ["lately"] and pv.wordpiece("lately") == (3,)
+    assert prose_words.build(bundle, dim=2, drop=1, most_words=0)["whole_words"] == 0
+
+
+def test_whole_words_are_kept_where_their_pieces_point_elsewhere(tmp_path: Path) -> None:
+    from training.prose_words import choose_words
+
+    tokens = ["ref", "##und", "late", "##ly"]
+    rows = np.eye(4, dtype=np.float32)
+    pv = ProseVectors(tokens, rows)
+    words = ["refund", "lately"]
+    whole = np.array([[0, 0, 1, 0], [0, 0, 1, 1]], np.float32)  # refund: elsewhere
+    assert choose_words(pv, words, whole) == [0]
+    assert choose_words(pv, words, whole, cosine=1.01) == [0, 1]
+    assert choose_words(pv, words, whole, cosine=1.01, most=1) == [0]
+    path = tmp_path / "t.npz"
+    write_table(path, tokens, np.vstack([rows, whole[:1]]), np.ones(5, np.float32), 8, ["refund"])
+    back = ProseVectors.load(path)
+    assert back.words == ["refund"] and back.wordpiece("refund") == (4,)
+    assert np.allclose(back.vectors[4], whole[0], atol=0.01)

@@ -1,6 +1,7 @@
 """How well each way of placing prose separates topics, and how fast the table reads.
 
     python -m training.evaluate.prose_vectors [--bundle models/default] [--n 2000 --seed 1]
+    python -m training.evaluate.prose_vectors --subsets [--against OTHER/prose_words.npz]
 
 KMeans (k = the topics, `training.evaluate.quality.SEEDS`) over the support messages of
 `training.evaluate.groups.prose_messages`, ARI against their topics, for:
@@ -107,6 +108,37 @@ def streamed(lab: Labeler, n: int = 2000) -> None:
             )
 
 
+def subsets(tables: dict[str, ProseVectors], n: int = 600, seed: int = 11) -> None:
+    """Prints KMeans ARI (k given) of each table on every subset of 2, 3 and 4 topics of
+    both message sets (`n` messages each), then the mean over subsets and, for a second
+    table, how many subsets it does better or worse on (by more than 0.01)."""
+    from itertools import combinations
+
+    from training.evaluate.groups import SENTENCES, TOPICS
+
+    names = list(tables)
+    print(f"\n| topics ({n} messages, seed {seed}) | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    scores: dict[str, list[float]] = {name: [] for name in names}
+    for make, topics in ((sentence_messages, SENTENCES), (prose_messages, TOPICS)):
+        for r in (2, 3, 4):
+            for combo in combinations(topics, r):
+                texts, truth = make(n, seed, list(combo))
+                row = []
+                for name, pv in tables.items():
+                    scores[name].append(over_seeds(truth, pv.embed(texts), r)["ari"])
+                    row.append(f"{scores[name][-1]:.3f}")
+                print(f"| {make.__name__}: {' + '.join(combo)} | " + " | ".join(row) + " |")
+    means = " | ".join(f"{np.mean(v):.3f}" for v in scores.values())
+    print(f"| **mean of {len(scores[names[0]])}** | {means} |")
+    if len(names) == 2:
+        a, b = np.array(scores[names[0]]), np.array(scores[names[1]])
+        print(
+            f"{names[1]} against {names[0]}: better on {int((b > a + 0.01).sum())}, worse on "
+            f"{int((b < a - 0.01).sum())} of {len(a)} subsets (by more than 0.01)"
+        )
+
+
 def speed(pv_path: Path, n: int = 20_000) -> tuple[float, float]:
     """`(cold, warm)` texts/s of `ProseVectors.embed` on `n` short messages."""
     texts, _ = prose_messages(n, seed=5)
@@ -124,11 +156,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bundle", type=Path, default=None)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--subsets",
+        action="store_true",
+        help="only the table on every 2-4 topic subset of both message sets",
+    )
+    ap.add_argument("--against", type=Path, default=None, help="another prose_words.npz")
     args = ap.parse_args(argv)
     bundle = Bundle.load(args.bundle)
     pv = bundle.prose_vectors
     if pv is None:
         raise SystemExit(f"{bundle.path} has no prose_words.npz (python -m training.prose_words)")
+    if args.subsets:
+        tables = {} if args.against is None else {"other": ProseVectors.load(args.against)}
+        subsets(tables | {"bundle": pv})
+        return
     texts, topics = prose_messages(args.n, seed=args.seed)
     ways: dict[str, Callable[[list[str]], np.ndarray]] = {
         "channel+lexical": channel_lexical(bundle),
