@@ -199,31 +199,33 @@ class GroupIndex:
     def place_prose(
         self,
         texts: list[str],
-        points: list[np.ndarray | None],
+        points: dict[int, np.ndarray | None],
         embed: Callable[[np.ndarray], np.ndarray],
         rows: np.ndarray,
         open_cluster: Callable[[], int],
         at_cap: bool,
-    ) -> tuple[list[int], list[float]]:
-        """`(cluster ids, distances)` of a batch's prose texts of points `points`
-        (`prose_points`), placed together by topic (`ProseTopics.place_many`); topics
-        opened on the way get clusters from `open_cluster()`, each its own group. A
-        missing point is made from the text's embedding (`embed(rows)`, `rows` the
-        texts' rows)."""
-        if any(x is None for x in points):
-            emb = embed(rows)
-            points = [
-                self.point(emb[i], t, PROSE) if x is None else x
-                for i, (t, x) in enumerate(zip(texts, points, strict=True))
+    ) -> tuple[np.ndarray, list[int], list[float]]:
+        """`(indexes, cluster ids, distances)` of a batch's prose texts: `points` maps
+        the index of each into `texts` to its point (`prose_points`), placed together by
+        topic (`ProseTopics.place_many`); topics opened on the way get clusters from
+        `open_cluster()`, each its own group. A missing point is made from the text's
+        embedding (`embed(rows[indexes])`)."""
+        at = np.fromiter(points, np.intp, len(points))
+        ready = list(points.values())
+        if any(x is None for x in ready):
+            emb = embed(rows[at])
+            ready = [
+                self.point(emb[n], texts[j], PROSE) if x is None else x
+                for n, (j, x) in enumerate(points.items())
             ]
-        ready = [x for x in points if x is not None]
-        cids, dist, opened = self.prose.place_many(ready, open_cluster, at_cap)
+        xs = [x for x in ready if x is not None]
+        cids, dist, opened = self.prose.place_many(xs, open_cluster, at_cap)
         for new in opened:
             self._open(new, self.prose.centres[self.prose.ids.index(new)], PROSE)  # type: ignore[index]
             self.of[new] = new
         if opened:
             self.changed()
-        return cids, dist
+        return at, cids, dist
 
     def prose_clusters(self) -> set[int]:
         """Clusters of prose (the clusterer never merges nor splits them)."""

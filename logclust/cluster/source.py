@@ -229,20 +229,13 @@ class SourceClusterer(Revisions):
         uid = np.empty(miss.size, np.int32)
         dist = np.zeros(miss.size, np.float32)
         bodies: list[int] = []
-        prose = self.groups.prose_points([keys[i] for i in miss.tolist()], self.config.prose)
+        texts = [keys[i] for i in miss.tolist()]
+        prose = self.groups.prose_points(texts, self.config.prose)
         if prose:  # together, by topic; at the cap, each joins its nearest topic
-            at = np.fromiter(prose, np.intp, len(prose))
-            uid[at], dist[at] = self.groups.place_prose(
-                [keys[i] for i in miss[at].tolist()],
-                list(prose.values()),
-                embed,
-                miss[at],
-                self._open_templated,
-                self._table.k >= self._cap(),
-            )
-        for j, i in enumerate(miss.tolist()):
-            if j in prose:
-                continue
+            cap = self._table.k >= self._cap()
+            got = self.groups.place_prose(texts, prose, embed, miss, self._open_templated, cap)
+            uid[got[0]], dist[got[0]] = got[1], got[2]
+        for j, i in ((j, i) for j, i in enumerate(miss.tolist()) if j not in prose):
             if is_structured(keys[i]):
                 bodies.append(j)
                 continue
@@ -257,8 +250,8 @@ class SourceClusterer(Revisions):
             if self.config.line_groups and int(uid[j]) not in self.groups.of:
                 self.groups.add_cluster(int(uid[j]), embed(miss[j : j + 1])[0], keys[i])
         if bodies:
-            texts = [keys[i] for i in miss[bodies].tolist()]
-            self._place_bodies(texts, bodies, (uid, dist), lambda idx: embed(miss[idx]))
+            body_texts = [texts[j] for j in bodies]
+            self._place_bodies(body_texts, bodies, (uid, dist), lambda idx: embed(miss[idx]))
         return uid, dist
 
     def _place_bodies(
