@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from logclust.cli import _threads  # noqa: F401  (first: sets BLAS threads before numpy loads)
 from logclust.cli.catalog_args import add_catalog_parser
 from logclust.cli.defaults import FORMATS, SERVE_ENCODER_BATCH
 from logclust.cli.settings import FieldFlags, bind_prefixed
