@@ -259,8 +259,12 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     double fair_target = PyFloat_AsDouble(args[20]);
     double least_p = PyFloat_AsDouble(args[21]);
     if (PyErr_Occurred()) goto done;
-    if (k < 0 || k > cap || order_len < k) {
+    if (k < 0 || k > cap) {
         PyErr_Format(PyExc_ValueError, "k out of range. Received: %zd (capacity %zd)", k, cap);
+        goto done;
+    }
+    if (order_len < k) {
+        PyErr_Format(PyExc_ValueError, "order: fewer than k items. Received: %zd", order_len);
         goto done;
     }
     for (Py_ssize_t i = 0; i < k; i++)

@@ -70,6 +70,10 @@ class CompiledBudget(SourceBudget):
         latency = np.ascontiguousarray(latency, np.float64)
         if int(ids.min()) < 0:
             return super().decide(ids, time_ms, latency)
+        top = int(ids.max()) + 1
+        if top > self._lut.size:  # grown as the reference grows it (ids index it)
+            more = np.full(max(top, 2 * self._lut.size), -1)
+            self._lut = np.concatenate([self._lut, more])
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
         t_max, t_min = int(time_ms.max()), int(time_ms.min())
@@ -115,7 +119,7 @@ class CompiledBudget(SourceBudget):
         k_before = self._k
         out = self._call_part(ids, time_ms, latency, start, stop, keep, weight, rows_cix,
                               latency_grouped, t_max, k_before)  # fmt: skip
-        if out is None:  # kinds without an index (or ids past the table): give them one
+        if out is None:  # kinds without an index: give them one
             self._add_kinds(ids[start:stop])
             out = self._call_part(ids, time_ms, latency, start, stop, keep, weight, rows_cix,
                                   latency_grouped, t_max, k_before)  # fmt: skip
@@ -159,12 +163,8 @@ class CompiledBudget(SourceBudget):
         )  # fmt: skip
 
     def _add_kinds(self, ids: np.ndarray) -> None:
-        """Gives the kinds among `ids` without one an index (count 0, their own seeded
-        phases), in ascending id, as `SourceBudget._index_of` does."""
-        top = int(ids.max()) + 1
-        if top > self._lut.size:  # ids are small non-negative ints: a dense table
-            more = np.full(max(top, 2 * self._lut.size), -1)
-            self._lut = np.concatenate([self._lut, more])
+        """Gives the kinds among `ids` (within the table) without one an index (count 0,
+        their own seeded phases), in ascending id, as `SourceBudget._index_of` does."""
         new_ids = np.unique(ids[self._lut[ids] < 0]).astype(np.int64)
         k = self._k + new_ids.size
         self._lut[new_ids] = np.arange(self._k, k)
