@@ -64,6 +64,14 @@ from training.data import default_data_dir, read_loghub_system, redraw_digits
 HERE = str(Path(__file__).resolve().parents[1])
 WINDOW_MS = 5 * 60 * 1000
 SAMPLE_LEDGER = "logclust.sidecar.sample_ledger"
+# The sampler's modules in import order; all but the first may be absent from an older
+# checkout (`--against`).
+OPTIONAL_MODULES = (
+    SAMPLE_LEDGER,
+    "logclust.sidecar.sample_rows",
+    "logclust.sidecar.sample_compiled",
+)
+SAMPLER_MODULES = ("logclust.sidecar.sample_level", *OPTIONAL_MODULES)
 T0_MS = 1_780_000_000_000
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo kinds", BOUTIQUE_KINDS),
@@ -422,14 +430,15 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
 
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
-    logclust/sidecar/sample_level.py, sample_ledger.py where it has one, and
-    sampling.py), loaded beside this one's."""
-    names = ("logclust.sidecar.sample_level", SAMPLE_LEDGER, "logclust.sidecar.sampling")
+    logclust/sidecar/sample_level.py, and sample_ledger.py, sample_rows.py and
+    sample_compiled.py where it has them, and sampling.py), loaded beside this one's (a
+    compiled kernel is this checkout's)."""
+    names = (*SAMPLER_MODULES, "logclust.sidecar.sampling")
     saved = {name: sys.modules.get(name) for name in names}
     try:
         for name in names:  # under the same names while loading, so they import each other
             path = Path(root) / (name.replace(".", "/") + ".py")
-            if name == SAMPLE_LEDGER and not path.exists():  # older: all in sampling.py
+            if name in OPTIONAL_MODULES and not path.exists():  # older: all in sampling.py
                 continue
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:

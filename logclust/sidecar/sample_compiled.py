@@ -117,12 +117,12 @@ class CompiledBudget(SourceBudget):
         rows_cix = np.empty(m, np.int64)
         latency_grouped = np.empty(m)
         k_before = self._k
-        out = self._call_part(ids, time_ms, latency, start, stop, keep, weight, rows_cix,
-                              latency_grouped, t_max, k_before)  # fmt: skip
+        arrays = (ids, time_ms, latency, start, stop, keep, weight, rows_cix, latency_grouped)
+        out = self._call_part(arrays, t_max, k_before)
         if out is None:  # kinds without an index: give them one
             self._add_kinds(ids[start:stop])
-            out = self._call_part(ids, time_ms, latency, start, stop, keep, weight, rows_cix,
-                                  latency_grouped, t_max, k_before)  # fmt: skip
+            out = self._call_part(arrays, t_max, k_before)
+            assert out is not None, "every kind of the part has an index"
         kept, expected, level_rows, level_p, sure, self.new_demand, sure_ms, measured = out
         if sure == 1:
             self._sure_lo = sure_ms
@@ -136,23 +136,15 @@ class CompiledBudget(SourceBudget):
         return int(kept)
 
     def _call_part(
-        self,
-        ids: np.ndarray,
-        time_ms: np.ndarray,
-        latency: np.ndarray,
-        start: int,
-        stop: int,
-        keep: np.ndarray,
-        weight: np.ndarray,
-        rows_cix: np.ndarray,
-        latency_grouped: np.ndarray,
-        t_max: int,
-        k_before: int,
+        self, arrays: tuple[object, ...], t_max: int, k_before: int
     ) -> tuple[int, float, int, float, int, float, int, bool] | None:
-        """One call of the kernel's `part` on this source's arrays."""
+        """One call of the kernel's `part` on the part's `arrays` (the batch's ids, times
+        and latencies, start, stop, keep, weight, and the grouped rows' cluster indices
+        and latencies to fill) and this source's state; None where a kind of the part has
+        no index yet (nothing changed)."""
         assert _KERNEL is not None
         return _KERNEL.part(  # type: ignore[no-any-return]
-            ids, time_ms, latency, start, stop, keep, weight, rows_cix, latency_grouped,
+            *arrays,
             self._lut, self.counts, self.exposure, self.in_segment, self.last_segment,
             self.last_row, self.sure_ms, self.sure_row, self.level_counts, self.level,
             self.in_level, self.tail_on, self.tail_at, self.phases,

@@ -34,7 +34,6 @@ window's first row), with the level and estimates set at a segment's start: deci
 do not depend on how rows were split into batches nor on how sources interleave.
 """
 
-
 from __future__ import annotations
 
 import threading
@@ -55,10 +54,13 @@ class Sampler:
 
     Args:
         config: the budgets (`fraction`, `source_fractions`), windows, slot and seed.
+        compiled_loops: decide with the compiled loops where they are built
+            (`CompiledBudget`); False: always with the numpy reference. The same rows.
     """
 
-    def __init__(self, config: SamplingConfig) -> None:
+    def __init__(self, config: SamplingConfig, compiled_loops: bool = True) -> None:
         self.config = config
+        self.compiled_loops = compiled_loops and compiled() is not None
         self._budgets: dict[str, SourceBudget] = {}
         self._whole: dict[str, int] = {}  # rows of sources without a budget
         self._lock = threading.Lock()
@@ -107,7 +109,7 @@ class Sampler:
             if fraction is None or fraction >= 1.0:
                 return None
             key = source_key(self.config.seed, source)
-            kind = SourceBudget if compiled() is None else CompiledBudget  # the same rows
+            kind = CompiledBudget if self.compiled_loops else SourceBudget  # the same rows
             budget = self._budgets[source] = kind(fraction, self.config, key)
         return budget
 
