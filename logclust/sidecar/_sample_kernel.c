@@ -101,6 +101,11 @@ static double sum_of(const double *a, Py_ssize_t n) { return 0.0 + pairwise_sum(
 static inline double dmin(double a, double b) { return b < a ? b : a; }
 static inline double dmax(double a, double b) { return b > a ? b : a; }
 
+/* floor(x) for the draws' running sums (not negative): a truncation below 2^52 */
+static inline double floor_pos(double x) {
+    return x >= 0.0 && x < 4503599627370496.0 ? (double)(int64_t)x : floor(x);
+}
+
 static inline int64_t bits(double x) {
     int64_t i;
     memcpy(&i, &x, sizeof i);
@@ -216,6 +221,27 @@ static void stable_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, 
     }
 }
 
+/* A stable sort of idx[0:k] by keys[0:k] that starts from the last segment's order:
+ * nearly sorted, so by insertion while that moves few items, else merged (stable_sort).
+ * tmp: 2k more of each, and k + 1 runs. */
+static void resort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64_t *ti,
+                   Py_ssize_t *runs) {
+    Py_ssize_t budget = 32 * k, i;
+    for (i = 1; i < k && budget > 0; i++) {
+        int64_t v = keys[i], x = idx[i];
+        Py_ssize_t j = i;
+        while (j > 0 && keys[j - 1] > v) {
+            keys[j] = keys[j - 1];
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        keys[j] = v;
+        idx[j] = x;
+        budget -= i - j;
+    }
+    if (i < k) stable_sort(keys, idx, k, tk, ti, runs);
+}
+
 /*
  * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
  *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
@@ -301,13 +327,13 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         idx[i] = order[i];
         keys[i] = bits(level_counts[order[i]]);
     }
-    if (k > 0) stable_sort(keys, idx, k, tk, ti, runs);
+    if (k > 0) resort(keys, idx, k, tk, ti, runs);
     memcpy(order, idx, k * sizeof *order);
     int split = 0;
     if (tails)
         for (Py_ssize_t i = 0; i < cap; i++)
             if (in_level[i] && tail_on[i] && !isnan(tail_at[i])) split = 1;
-    if (split) {
+    if (split) { /* the caller's levels */
         for (Py_ssize_t i = 0; i < cap; i++) in_segment[i] = 0.0;
         result = Py_NewRef(Py_None);
         goto done;
@@ -319,7 +345,7 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
         }
     for (Py_ssize_t i = 0; i < k; i++)
-        if (in_level[order[i]]) ascending[na++] = level_counts[order[i]];
+        if (in_level[idx[i]]) memcpy(&ascending[na++], &keys[i], sizeof *ascending);
     if (na != nl) {
         PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
         goto done;
@@ -680,12 +706,12 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 end[i] = (phase + s) - edge;
             }
             double moved = phase + (s - edge);
-            ph[x] = moved - floor(moved);
+            ph[x] = moved - floor_pos(moved);
         }
     }
     Py_ssize_t kept = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
-        int take = end[i] - ps[i] < floor(end[i]);
+        int take = end[i] - ps[i] < floor_pos(end[i]);
         Py_ssize_t r = order[i];
         keep[start + r] = (char)take;
         weight[start + r] = (double)take / ps[i];
@@ -723,7 +749,44 @@ done:
     return result;
 }
 
+/* scan(ids, time_ms) -> (least id, greatest id, least time, greatest time) of a batch
+ * (n >= 1; ids int32 or int64, times int64). */
+static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 2 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
+        return NULL;
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    Py_ssize_t n;
+    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 1, &n, "ids");
+    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n, NULL, "time_ms") : NULL;
+    if (time_ms) {
+        int64_t lo = INT64_MAX, hi = INT64_MIN, t_lo = INT64_MAX, t_hi = INT64_MIN;
+        for (Py_ssize_t r = 0; r < n; r++) {
+            int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];
+            lo = id < lo ? id : lo;
+            hi = id > hi ? id : hi;
+            t_lo = t < t_lo ? t : t_lo;
+            t_hi = t > t_hi ? t : t_hi;
+        }
+        result = Py_BuildValue("(LLLL)", (long long)lo, (long long)hi, (long long)t_lo,
+                               (long long)t_hi);
+    }
+    release(&b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "The least and greatest id and time of a batch."},
     {"part", (PyCFunction)(void (*)(void))part, METH_FASTCALL,
      "Decides rows start:stop of a batch (SourceBudget._segment after a segment's start)."},
     {"segment", (PyCFunction)(void (*)(void))segment, METH_FASTCALL,

@@ -68,15 +68,16 @@ class CompiledBudget(SourceBudget):
         ids = np.ascontiguousarray(ids)
         time_ms = np.ascontiguousarray(time_ms, np.int64)
         latency = np.ascontiguousarray(latency, np.float64)
-        if int(ids.min()) < 0:
+        assert _KERNEL is not None
+        least, most, t_min, t_max = _KERNEL.scan(ids, time_ms)
+        if least < 0:
             return super().decide(ids, time_ms, latency)
-        top = int(ids.max()) + 1
+        top = most + 1
         if top > self._lut.size:  # grown as the reference grows it (ids index it)
             more = np.full(max(top, 2 * self._lut.size), -1)
             self._lut = np.concatenate([self._lut, more])
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
-        t_max, t_min = int(time_ms.max()), int(time_ms.min())
         turns = t_max - self.window_ms >= self.window_len_ms
         start = kept = 0
         while start < n:
