@@ -242,6 +242,53 @@ static void resort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64
     if (i < k) stable_sort(keys, idx, k, tk, ti, runs);
 }
 
+/* A stable sort of idx[0:k] by keys[0:k] (the bits of non-negative doubles): by their
+ * exponent and first mantissa bits into buckets, stably, then each bucket by insertion;
+ * `resort` where the buckets would outnumber the items. tmp: 2k more of each, k + 1 runs
+ * or buckets. */
+static void bucket_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64_t *ti,
+                        Py_ssize_t *runs) {
+    const int shift = 46; /* 11 exponent bits and 6 of the mantissa */
+    int64_t lo = INT64_MAX, hi = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int64_t b = keys[i] >> shift;
+        lo = b < lo ? b : lo;
+        hi = b > hi ? b : hi;
+    }
+    if (k < 64 || hi - lo >= (int64_t)k) {
+        resort(keys, idx, k, tk, ti, runs);
+        return;
+    }
+    Py_ssize_t range = (Py_ssize_t)(hi - lo) + 1, *start = runs; /* range + 1 <= k + 1 */
+    memset(start, 0, (size_t)(range + 1) * sizeof *start);
+    for (Py_ssize_t i = 0; i < k; i++) start[(keys[i] >> shift) - lo + 1]++;
+    for (Py_ssize_t b = 0; b < range; b++) start[b + 1] += start[b];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        Py_ssize_t at = start[(keys[i] >> shift) - lo]++;
+        tk[at] = keys[i];
+        ti[at] = idx[i];
+    }
+    /* start[b] is now where bucket b + 1 begins: each bucket in order, by insertion */
+    Py_ssize_t from = 0;
+    for (Py_ssize_t b = 0; b < range; b++) {
+        Py_ssize_t to = start[b];
+        for (Py_ssize_t i = from + 1; i < to; i++) {
+            int64_t v = tk[i], x = ti[i];
+            Py_ssize_t j = i;
+            while (j > from && tk[j - 1] > v) {
+                tk[j] = tk[j - 1];
+                ti[j] = ti[j - 1];
+                j--;
+            }
+            tk[j] = v;
+            ti[j] = x;
+        }
+        from = to;
+    }
+    memcpy(keys, tk, (size_t)k * sizeof *keys);
+    memcpy(idx, ti, (size_t)k * sizeof *idx);
+}
+
 /*
  * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
  *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
@@ -327,7 +374,7 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         idx[i] = order[i];
         keys[i] = bits(level_counts[order[i]]);
     }
-    if (k > 0) resort(keys, idx, k, tk, ti, runs);
+    if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
     memcpy(order, idx, k * sizeof *order);
     int split = 0;
     if (tails)
@@ -579,61 +626,28 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         group[i] = c;
     }
 
-    /* _base_p, on the grouped rows */
-    int any_outside = 0;
+    /* Which kinds are outside the level; strata of the grouped rows (every row: one
+     * stratum present draws as none) and their latencies; the rows kept for certain
+     * (`_sure`, which reads no p: chosen first, applied after the tilt). */
+    int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
-        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
-        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
-            double seen = dmax(lc, ins + (double)i);
-            double q = seen > 0.0 ? lv / seen : 1.0;
-            ps[i] = dmin(dmax(q, least_p), 1.0);
-            rows_cix[i] = x;
-        }
+        double tail_x = tail_at[x];
         if (!in_level[x]) any_outside = 1;
-    }
-    /* _outside: the allowance of kinds outside the level, in stream order */
-    if (any_outside) {
-        for (Py_ssize_t i = 0; i < m; i++) p[order[i]] = ps[i];
-        for (Py_ssize_t r = 0; r < m; r++) {
-            outside[r] = !in_level[row_ix[r]];
-            demand[r] = outside[r] ? p[r] : 0.0;
-        }
-        double spent = sum_of(demand, m);
-        if (new_demand > allowance) {
-            for (Py_ssize_t i = 0; i < m; i++)
-                if (outside[order[i]]) ps[i] = dmin(ps[i], rate);
-        } else if (!(new_demand + spent * (1.0 + 1e-7) < allowance)) {
-            double cs = 0.0;
-            for (Py_ssize_t r = 0; r < m; r++) {
-                cs = r ? cs + demand[r] : demand[r];
-                tmp[r] = (outside[r] && new_demand + cs > allowance) ? 1.0 : 0.0;
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double lat = latency[start + order[i]];
+            lat_g[i] = lat;
+            rows_cix[i] = x;
+            if (isnan(lat)) {
+                st[i] = NO_LATENCY;
+            } else {
+                measured = 1;
+                st[i] = lat > tail_x;
             }
-            for (Py_ssize_t i = 0; i < m; i++)
-                if (tmp[order[i]] != 0.0) ps[i] = dmin(ps[i], rate);
-        }
-        new_demand += spent;
-    }
-    /* strata (every row: the same draws as none where one stratum is present) and tilt */
-    int measured = 0, present[STRATA] = {0, 0, 0};
-    for (Py_ssize_t i = 0; i < m; i++) {
-        double lat = latency[start + order[i]];
-        int64_t x = gcix[group[i]];
-        lat_g[i] = lat;
-        if (isnan(lat)) {
-            st[i] = NO_LATENCY;
-        } else {
-            measured = 1;
-            st[i] = lat > tail_at[x];
-        }
-        present[(int)st[i]] = 1;
-        if (tails && tail_on[x] && !isnan(tail_at[x])) {
-            double q = ps[i], tail = dmin(1.0, TAIL_BOOST * q);
-            double body = dmax(dmin(q, least_p), (q - (1.0 - TAIL_QUANTILE) * tail) / TAIL_QUANTILE);
-            ps[i] = st[i] == 0 ? body : st[i] == 1 ? tail : q;
+            present[(int)st[i]] = 1;
         }
     }
-    /* _sure: rows kept for certain, at most one per cluster */
+    int strata = present[0] + present[1] + present[2];
     int sure_code = 0;
     long long sure_value = 0;
     Py_ssize_t *sure_at = next; /* (u) the grouped row kept for certain, -1: none */
@@ -681,27 +695,86 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
             }
         }
     }
+    /* _base_p, on the grouped rows: each cluster's level over its rows in the window, or
+     * its rows so far in the segment where more */
+    for (Py_ssize_t c = 0; c < u; c++) {
+        int64_t x = gcix[c];
+        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
+        /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
+        double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double so_far = ins + (double)i;
+            ps[i] = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
+        }
+    }
+    /* _outside: the allowance of kinds outside the level, in stream order */
+    if (any_outside) {
+        for (Py_ssize_t i = 0; i < m; i++) p[order[i]] = ps[i];
+        for (Py_ssize_t r = 0; r < m; r++) {
+            outside[r] = !in_level[row_ix[r]];
+            demand[r] = outside[r] ? p[r] : 0.0;
+        }
+        double spent = sum_of(demand, m);
+        if (new_demand > allowance) {
+            for (Py_ssize_t i = 0; i < m; i++)
+                if (outside[order[i]]) ps[i] = dmin(ps[i], rate);
+        } else if (!(new_demand + spent * (1.0 + 1e-7) < allowance)) {
+            double cs = 0.0;
+            for (Py_ssize_t r = 0; r < m; r++) {
+                cs = r ? cs + demand[r] : demand[r];
+                tmp[r] = (outside[r] && new_demand + cs > allowance) ? 1.0 : 0.0;
+            }
+            for (Py_ssize_t i = 0; i < m; i++)
+                if (tmp[order[i]] != 0.0) ps[i] = dmin(ps[i], rate);
+        }
+        new_demand += spent;
+    }
+    /* The tilt of split clusters' strata, the rows kept for certain, and where one stratum
+     * is present the draw too (systematic, from each cluster's phase of the first). */
+    double s_run = 0.0;
+    for (Py_ssize_t c = 0; c < u; c++) {
+        int64_t x = gcix[c];
+        int split = tails && tail_on[x] && !isnan(tail_at[x]);
+        double edge = s_run, phase = phases[x];
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double q = ps[i];
+            if (split) {
+                double tail = dmin(1.0, TAIL_BOOST * q);
+                double body =
+                    dmax(dmin(q, least_p), (q - (1.0 - TAIL_QUANTILE) * tail) / TAIL_QUANTILE);
+                q = st[i] == 0 ? body : st[i] == 1 ? tail : q;
+            }
+            if (i == sure_at[c]) q = 1.0;
+            ps[i] = q;
+            if (strata <= 1) {
+                s_run = s_run + q;
+                end[i] = (phase + s_run) - edge;
+            }
+        }
+        if (strata <= 1) {
+            double moved = phase + (s_run - edge);
+            phases[x] = moved - floor_pos(moved);
+        }
+    }
     if (any_sure) {
         for (Py_ssize_t c = 0; c < u; c++)
             if (sure_at[c] >= 0) {
-                Py_ssize_t i = sure_at[c], at = order[i];
-                ps[i] = 1.0;
+                Py_ssize_t at = order[sure_at[c]];
                 sure_ms[gcix[c]] = time_ms[start + at];
                 sure_row[gcix[c]] = rows + at;
             }
         sure_code = 2;
     }
-    /* _draw: systematic sampling per cluster and stratum, from each one's phase */
-    int strata = present[0] + present[1] + present[2];
-    for (int j = 0; j < STRATA; j++) {
-        if (strata > 1 ? !present[j] : j > 0) continue;
+    /* _draw where strata differ: each stratum's running sum from its own phases */
+    for (int j = 0; strata > 1 && j < STRATA; j++) {
+        if (!present[j]) continue;
         double *ph = phases + (Py_ssize_t)j * cap;
         double s = 0.0;
         for (Py_ssize_t c = 0; c < u; c++) {
             int64_t x = gcix[c];
             double edge = s, phase = ph[x];
             for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
-                if (strata > 1 && st[i] != j) continue;
+                if (st[i] != j) continue;
                 s = s + ps[i];
                 end[i] = (phase + s) - edge;
             }
