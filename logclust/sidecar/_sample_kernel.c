@@ -822,11 +822,12 @@ done:
     return result;
 }
 
-/* scan(ids, time_ms) -> (least id, greatest id, least time, greatest time) of a batch
- * (n >= 1; ids int32 or int64, times int64). */
+/* scan(ids, time_ms, latency) -> (least id, greatest id, least time, greatest time) of
+ * a batch (n >= 1; ids int32 or int64, times int64, latencies float64, all contiguous:
+ * ValueError where not, and `part` takes them as they are). */
 static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 2 arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 3 arguments");
         return NULL;
     }
     Buffers b = {.n = 0};
@@ -841,7 +842,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t n;
     void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 1, &n, "ids");
     int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n, NULL, "time_ms") : NULL;
-    if (time_ms) {
+    double *latency = time_ms ? get(&b, args[2], 'd', 0, n, NULL, "latency") : NULL;
+    if (latency) {
         int64_t lo = INT64_MAX, hi = INT64_MIN, t_lo = INT64_MAX, t_hi = INT64_MIN;
         for (Py_ssize_t r = 0; r < n; r++) {
             int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];

@@ -57,25 +57,31 @@ class CompiledBudget(SourceBudget):
     """`SourceBudget` with the per-row work in compiled loops (the same arguments, the same
     decisions). Batches with negative cluster ids go to the numpy reference."""
 
+    # The per-cluster arrays the kernel's `part` takes, in its order; None after any of
+    # them is replaced (they grow by new arrays; the kernel writes in place).
+    _arrays: tuple[np.ndarray, ...] | None = None
+
     def decide(self, ids: np.ndarray, time_ms: np.ndarray, latency: np.ndarray) -> Decisions:
         """Keeps or drops each row of this source, in stream order (as
         `SourceBudget.decide`)."""
         n = ids.size
         if not n or ids.dtype.kind not in "iu":
             return super().decide(ids, time_ms, latency)
-        if ids.dtype not in (np.int32, np.int64):
-            ids = ids.astype(np.int64)
-        ids = np.ascontiguousarray(ids)
-        time_ms = np.ascontiguousarray(time_ms, np.int64)
-        latency = np.ascontiguousarray(latency, np.float64)
         assert _KERNEL is not None
-        least, most, t_min, t_max = _KERNEL.scan(ids, time_ms)
+        try:  # the arrays as the kernel takes them (contiguous int32/int64, int64, float64)
+            least, most, t_min, t_max = _KERNEL.scan(ids, time_ms, latency)
+        except ValueError:  # of another type or layout: converted once
+            ids = np.ascontiguousarray(ids, np.int64 if ids.dtype != np.int32 else np.int32)
+            time_ms = np.ascontiguousarray(time_ms, np.int64)
+            latency = np.ascontiguousarray(latency, np.float64)
+            least, most, t_min, t_max = _KERNEL.scan(ids, time_ms, latency)
         if least < 0:
             return super().decide(ids, time_ms, latency)
         top = most + 1
         if top > self._lut.size:  # grown as the reference grows it (ids index it)
             more = np.full(max(top, 2 * self._lut.size), -1)
             self._lut = np.concatenate([self._lut, more])
+            self._arrays = None
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
         turns = t_max - self.window_ms >= self.window_len_ms
@@ -144,16 +150,26 @@ class CompiledBudget(SourceBudget):
         and latencies to fill) and this source's state; None where a kind of the part has
         no index yet (nothing changed)."""
         assert _KERNEL is not None
+        state = self._arrays
+        if state is None:  # the arrays were replaced (grown): gathered again
+            state = self._arrays = (
+                self._lut, self.counts, self.exposure, self.in_segment, self.last_segment,
+                self.last_row, self.sure_ms, self.sure_row, self.level_counts, self.level,
+                self.in_level, self.tail_on, self.tail_at, self.phases,
+            )  # fmt: skip
         return _KERNEL.part(  # type: ignore[no-any-return]
             *arrays,
-            self._lut, self.counts, self.exposure, self.in_segment, self.last_segment,
-            self.last_row, self.sure_ms, self.sure_row, self.level_counts, self.level,
-            self.in_level, self.tail_on, self.tail_at, self.phases,
+            *state,
             self._k, k_before, self.rows, self.segments, self.window_row, self.slot_ms,
             self.slot_rows, t_max - self._sure_lo < self.slot_ms,
             sample_ledger.P_FLOOR * self.fraction, self.rate, self.allowance, self.new_demand,
             self._tails, self._faded,
         )  # fmt: skip
+
+    def _grow(self, k: int) -> None:
+        """`SegmentLedger._grow`, and the kernel's arrays gathered again."""
+        super()._grow(k)
+        self._arrays = None
 
     def _add_kinds(self, ids: np.ndarray) -> None:
         """Gives the kinds among `ids` (within the table) without one an index (count 0,

@@ -122,15 +122,16 @@ def test_generated_streams_decide_alike(seed: int) -> None:
 
 
 @needs_kernel
-def test_negative_and_odd_ids_go_to_the_reference() -> None:
+def test_odd_arrays_are_converted_and_negative_ids_go_to_the_reference() -> None:
     def stream() -> Iterator[Batch]:
         rng = np.random.default_rng(0)
         for i, dtype in enumerate([np.int64, np.uint16, np.int8, np.int64]):
             ids = rng.integers(0, 40, 700).astype(dtype)
             if i == 3:
                 ids[5] = -1  # decided by numpy, as it always was
-            t = T0_MS + i * 1000 + np.arange(700)
-            yield ["app"], np.zeros(700, np.int32), ids, t, rng.lognormal(0.0, 1.0, 700)
+            t = T0_MS + i * 1000 + np.arange(1400)[::2]  # not contiguous
+            lat = rng.lognormal(0.0, 1.0, 700).astype(np.float32 if i == 2 else np.float64)
+            yield ["app"], np.zeros(700, np.int32), ids, t, lat
 
     _assert_same(stream, SamplingConfig(fraction=0.1))
 
@@ -162,3 +163,9 @@ def test_the_kernel_refuses_arrays_of_the_wrong_kind() -> None:
         KERNEL.segment(*args[:-1])
     with pytest.raises(TypeError, match="37 arguments"):
         KERNEL.part(ids)
+    times = T0_MS + np.arange(10)
+    assert KERNEL.scan(ids, times, np.zeros(10)) == (0, 9, T0_MS, T0_MS + 9)
+    with pytest.raises(ValueError, match="latency.*Received: f"):
+        KERNEL.scan(ids, times, np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="time_ms.*fewer than 10"):
+        KERNEL.scan(ids, times[:5], np.zeros(10))
