@@ -345,13 +345,16 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             PyErr_SetString(PyExc_ValueError, "order: an index out of range");
             goto done;
         }
+    /* Slots not yet given to a cluster (k and past) hold zeros and are in no level after
+     * the first segment: what the loops would write there is what is there already. */
+    Py_ssize_t span = segments >= 1 ? k : cap;
     if (factor < 1.0)
-        for (Py_ssize_t i = 0; i < cap; i++) {
+        for (Py_ssize_t i = 0; i < span; i++) {
             counts[i] *= factor;
             exposure[i] *= factor;
         }
     double window = dmax(total, rows_min);
-    for (Py_ssize_t i = 0; i < cap; i++) {
+    for (Py_ssize_t i = 0; i < span; i++) {
         double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
         in_level[i] = (last_segment[i] >= segments - 1) ||
                       ((double)(rows - last_row[i]) * share <= ACTIVE_GAP && last_segment[i] >= 0);
@@ -370,33 +373,38 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
     double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
     double *gather = ascending + k;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        idx[i] = order[i];
-        keys[i] = bits(level_counts[order[i]]);
-    }
-    if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
-    memcpy(order, idx, k * sizeof *order);
     int split = 0;
     if (tails)
-        for (Py_ssize_t i = 0; i < cap; i++)
+        for (Py_ssize_t i = 0; i < span; i++)
             if (in_level[i] && tail_on[i] && !isnan(tail_at[i])) split = 1;
-    if (split) { /* the caller's levels */
-        for (Py_ssize_t i = 0; i < cap; i++) in_segment[i] = 0.0;
+    if (split) { /* the caller's levels read `order`: every cluster, by count */
+        for (Py_ssize_t i = 0; i < k; i++) {
+            idx[i] = order[i];
+            keys[i] = bits(level_counts[order[i]]);
+        }
+        if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
+        memcpy(order, idx, k * sizeof *order);
+        for (Py_ssize_t i = 0; i < span; i++) in_segment[i] = 0.0;
         result = Py_NewRef(Py_None);
         goto done;
     }
-    Py_ssize_t nl = 0, na = 0, np_ = 0;
-    for (Py_ssize_t i = 0; i < cap; i++)
+    /* Here only the level's counts in ascending order count, not which cluster has which
+     * (ties are equal): `order` is left as it was, a permutation of the clusters. */
+    Py_ssize_t nl = 0, np_ = 0;
+    for (Py_ssize_t i = 0; i < span; i++)
         if (in_level[i]) {
+            if (i >= k) {
+                PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
+                goto done;
+            }
+            keys[nl] = bits(level_counts[i]);
+            idx[nl] = i;
             in_order[nl++] = level_counts[i];
             if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
         }
-    for (Py_ssize_t i = 0; i < k; i++)
-        if (in_level[idx[i]]) memcpy(&ascending[na++], &keys[i], sizeof *ascending);
-    if (na != nl) {
-        PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
-        goto done;
-    }
+    if (nl > 0) bucket_sort(keys, idx, nl, tk, ti, runs);
+    memcpy(ascending, keys, (size_t)nl * sizeof *ascending);
+    Py_ssize_t na = nl;
     double level_total = sum_of(gather, np_);
     Py_ssize_t zeros = 0;
     while (zeros < na && ascending[zeros] <= 0.0) zeros++;
@@ -421,10 +429,11 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         double lower = sorted_level(freq_total, positive + skip, npos - skip, rest, least_p);
         tau = lower < fair ? lower : fair;
     }
-    for (Py_ssize_t i = 0; i < cap; i++) {
+    for (Py_ssize_t i = 0; i < span; i++) {
         level[i] = (!young && in_level[i] && level_counts[i] <= fair) ? fair : tau;
         in_segment[i] = 0.0;
     }
+    for (Py_ssize_t i = span; i < cap; i++) level[i] = tau;
     result = PyFloat_FromDouble(tau);
 done:
     free(scratch);
