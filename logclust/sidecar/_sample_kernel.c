@@ -242,32 +242,39 @@ static void resort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64
     if (i < k) stable_sort(keys, idx, k, tk, ti, runs);
 }
 
-/* A stable sort of idx[0:k] by keys[0:k] (the bits of non-negative doubles): by their
- * exponent and first mantissa bits into buckets, stably, then each bucket by insertion;
- * `resort` where the buckets would outnumber the items. tmp: 2k more of each, k + 1 runs
- * or buckets. */
+/* A stable sort of idx[0:k] by keys[0:k] (the bits of non-negative doubles): into
+ * buckets by their exponent and as many leading mantissa bits as make about k buckets
+ * (zeros in one of their own), stably, then each bucket by insertion; `resort` where
+ * the values span too many exponents. tmp: 2k more of each, and k + 1 runs. */
 static void bucket_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64_t *ti,
                         Py_ssize_t *runs) {
-    const int shift = 46; /* 11 exponent bits and 6 of the mantissa */
     int64_t lo = INT64_MAX, hi = 0;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        int64_t b = keys[i] >> shift;
-        lo = b < lo ? b : lo;
-        hi = b > hi ? b : hi;
-    }
-    if (k < 64 || hi - lo >= (int64_t)k) {
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (keys[i] != 0) {
+            lo = keys[i] < lo ? keys[i] : lo;
+            hi = keys[i] > hi ? keys[i] : hi;
+        }
+    int64_t exponents = lo > hi ? 1 : (hi >> 52) - (lo >> 52) + 1;
+    if (k < 32 || exponents > k / 2) {
         resort(keys, idx, k, tk, ti, runs);
         return;
     }
-    Py_ssize_t range = (Py_ssize_t)(hi - lo) + 1, *start = runs; /* range + 1 <= k + 1 */
+    int mantissa = 0; /* leading mantissa bits in the bucket: about k buckets in all */
+    while (mantissa < 20 && (exponents << (mantissa + 1)) <= k) mantissa++;
+    int shift = 52 - mantissa;
+    int64_t first = lo > hi ? 0 : lo >> shift;
+    Py_ssize_t range = lo > hi ? 1 : (Py_ssize_t)((hi >> shift) - first) + 2; /* + zeros */
+    Py_ssize_t *start = runs; /* range + 1 <= k + 1 */
     memset(start, 0, (size_t)(range + 1) * sizeof *start);
-    for (Py_ssize_t i = 0; i < k; i++) start[(keys[i] >> shift) - lo + 1]++;
+#define BUCKET(key) ((key) == 0 ? 0 : (Py_ssize_t)(((key) >> shift) - first) + 1)
+    for (Py_ssize_t i = 0; i < k; i++) start[BUCKET(keys[i]) + 1]++;
     for (Py_ssize_t b = 0; b < range; b++) start[b + 1] += start[b];
     for (Py_ssize_t i = 0; i < k; i++) {
-        Py_ssize_t at = start[(keys[i] >> shift) - lo]++;
+        Py_ssize_t at = start[BUCKET(keys[i])]++;
         tk[at] = keys[i];
         ti[at] = idx[i];
     }
+#undef BUCKET
     /* start[b] is now where bucket b + 1 begins: each bucket in order, by insertion */
     Py_ssize_t from = 0;
     for (Py_ssize_t b = 0; b < range; b++) {
