@@ -347,6 +347,8 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     on_cfg = StreamLabelerConfig(sampling=sampling)
     labelers = {"off": StreamLabeler(encoder), "on": StreamLabeler(encoder, on_cfg)}
     samplers = {"sampler alone": Sampler(sampling)}
+    if samplers["sampler alone"].compiled_loops:  # and this checkout's numpy reference
+        samplers["sampler alone, numpy"] = Sampler(sampling, compiled_loops=False)
     if args.against:
         samplers[f"sampler alone, {args.against}"] = reference_sampler(args.against)(sampling)
     half = len(tables) // 2
@@ -377,10 +379,15 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
     _show_ms(out, ms, "label_table")
+    loops = "compiled" if samplers["sampler alone"].compiled_loops else "numpy (not built)"
+    out.line(f"This checkout's sampler: {loops} loops")
     ratio = np.median(ms["on"]) / np.median(ms["off"])
     out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
     share = np.mean(ms["sampler alone"]) / np.mean(ms["off"])
     out.line(f"The sampler alone over labelling without it (means): {share:.3f}")
+    if "sampler alone, numpy" in ms:
+        ratio = np.median(ms["sampler alone"]) / np.median(ms["sampler alone, numpy"])
+        out.line(f"Compiled loops over this checkout's numpy reference (medians): {ratio:.3f}")
     if args.against:
         ratio = np.median(ms["sampler alone"]) / np.median(ms[f"sampler alone, {args.against}"])
         same_text = "the same" if same else "DIFFERENT"

@@ -36,17 +36,20 @@ do not depend on how rows were split into batches nor on how sources interleave.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from logclust.sidecar.config import SamplingConfig
-from logclust.sidecar.sample_compiled import CompiledBudget, compiled
+from logclust.sidecar.sample_compiled import SAMPLER_ENV, CompiledBudget, compiled
 from logclust.sidecar.sample_level import source_key
 from logclust.sidecar.sample_rows import Decisions, SourceBudget
 
 __all__ = ["Decisions", "Sampler", "SourceBudget"]
+
+logger = logging.getLogger(__name__)
 
 
 class Sampler:
@@ -61,6 +64,13 @@ class Sampler:
     def __init__(self, config: SamplingConfig, compiled_loops: bool = True) -> None:
         self.config = config
         self.compiled_loops = compiled_loops and compiled() is not None
+        if compiled_loops and not self.compiled_loops and config.enabled:
+            logger.warning(
+                "Sampling runs its numpy reference, about 4x the CPU of the compiled loops: "
+                "logclust.sidecar._sample_kernel is not built (a C compiler at install) or "
+                "%s=numpy. The same rows are kept.",
+                SAMPLER_ENV,
+            )
         self._budgets: dict[str, SourceBudget] = {}
         self._whole: dict[str, int] = {}  # rows of sources without a budget
         self._lock = threading.Lock()
