@@ -32,6 +32,10 @@ for each source with a budget F:
 Rows are decided in segments at fixed positions of each source's stream (and at a
 window's first row), with the level and estimates set at a segment's start: decisions
 do not depend on how rows were split into batches nor on how sources interleave.
+
+Each source's rows are decided by a `CompiledBudget` (`logclust.sidecar.sample_compiled`,
+the per-row loops in C) where its extension is built, else by the numpy reference
+`SourceBudget` (`logclust.sidecar.sample_rows`): the same rows, bit for bit.
 """
 
 from __future__ import annotations
