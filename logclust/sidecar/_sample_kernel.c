@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
+#define KERNEL_VERSION 1
 #define SEGMENT_ROWS 1024
 #define TAIL_QUANTILE 0.98
 #define TAIL_BOOST 50.0
@@ -894,7 +896,8 @@ PyMODINIT_FUNC PyInit__sample_kernel(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     /* the constants the arithmetic is compiled with: the caller checks them */
-    if (PyModule_AddIntConstant(m, "SEGMENT_ROWS", SEGMENT_ROWS) < 0 ||
+    if (PyModule_AddIntConstant(m, "VERSION", KERNEL_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "SEGMENT_ROWS", SEGMENT_ROWS) < 0 ||
         PyModule_AddObject(m, "TAIL_QUANTILE", PyFloat_FromDouble(TAIL_QUANTILE)) < 0 ||
         PyModule_AddObject(m, "TAIL_BOOST", PyFloat_FromDouble(TAIL_BOOST)) < 0 ||
         PyModule_AddObject(m, "ACTIVE_GAP", PyFloat_FromDouble(ACTIVE_GAP)) < 0 ||

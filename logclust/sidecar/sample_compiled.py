@@ -24,10 +24,14 @@ from logclust.sidecar.sample_rows import Decisions, SourceBudget
 
 # LOGCLUST_SAMPLER=numpy runs the numpy reference even where the kernel is built.
 SAMPLER_ENV = "LOGCLUST_SAMPLER"
+# The kernel's calls as this module makes them: a kernel built from another version of
+# _sample_kernel.c (a checkout not built again) is not used.
+KERNEL_VERSION = 1
 
 
 def _load() -> ModuleType | None:
-    """The kernel, when built and compiled with the constants of this checkout."""
+    """The kernel, when built, of this module's version and with the constants of this
+    checkout."""
     if os.environ.get(SAMPLER_ENV, "") == "numpy":
         return None
     try:
@@ -35,7 +39,8 @@ def _load() -> ModuleType | None:
     except ImportError:  # not built (no compiler): the numpy reference decides
         return None
     same = (
-        kernel.SEGMENT_ROWS == sample_level.SEGMENT_ROWS
+        getattr(kernel, "VERSION", None) == KERNEL_VERSION
+        and kernel.SEGMENT_ROWS == sample_level.SEGMENT_ROWS
         and kernel.TAIL_QUANTILE == sample_level.TAIL_QUANTILE
         and kernel.TAIL_BOOST == sample_level.TAIL_BOOST
         and kernel.NO_LATENCY == sample_level.NO_LATENCY

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import pytest
 
-from logclust.sidecar import sampling
+from logclust.sidecar import sample_compiled, sampling
 from logclust.sidecar.config import SamplingConfig
 from logclust.sidecar.sample_compiled import CompiledBudget, compiled
 from logclust.sidecar.sample_rows import SourceBudget
@@ -169,3 +169,15 @@ def test_the_kernel_refuses_arrays_of_the_wrong_kind() -> None:
         KERNEL.scan(ids, times, np.zeros(10, np.float32))
     with pytest.raises(ValueError, match="time_ms.*fewer than 10"):
         KERNEL.scan(ids, times[:5], np.zeros(10))
+
+
+@needs_kernel
+def test_a_kernel_of_another_version_or_turned_off_is_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert sample_compiled._load() is KERNEL
+    monkeypatch.setattr(sample_compiled, "KERNEL_VERSION", sample_compiled.KERNEL_VERSION + 1)
+    assert sample_compiled._load() is None  # built from another _sample_kernel.c
+    monkeypatch.undo()
+    monkeypatch.setenv(sample_compiled.SAMPLER_ENV, "numpy")
+    assert sample_compiled._load() is None
