@@ -266,7 +266,11 @@ static void bucket_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, 
     int shift = 52 - mantissa;
     int64_t first = lo > hi ? 0 : lo >> shift;
     Py_ssize_t range = lo > hi ? 1 : (Py_ssize_t)((hi >> shift) - first) + 2; /* + zeros */
-    Py_ssize_t *start = runs; /* range + 1 <= k + 1 */
+    if (range > k) { /* start (runs) holds k + 1: range + 1 of them are written */
+        resort(keys, idx, k, tk, ti, runs);
+        return;
+    }
+    Py_ssize_t *start = runs;
     memset(start, 0, (size_t)(range + 1) * sizeof *start);
 #define BUCKET(key) ((key) == 0 ? 0 : (Py_ssize_t)(((key) >> shift) - first) + 1)
     for (Py_ssize_t i = 0; i < k; i++) start[BUCKET(keys[i]) + 1]++;
