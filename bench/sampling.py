@@ -64,6 +64,14 @@ from training.data import default_data_dir, read_loghub_system, redraw_digits
 HERE = str(Path(__file__).resolve().parents[1])
 WINDOW_MS = 5 * 60 * 1000
 SAMPLE_LEDGER = "logclust.sidecar.sample_ledger"
+# The sampler's modules in import order; all but the first may be absent from an older
+# checkout (`--against`).
+OPTIONAL_MODULES = (
+    SAMPLE_LEDGER,
+    "logclust.sidecar.sample_rows",
+    "logclust.sidecar.sample_compiled",
+)
+SAMPLER_MODULES = ("logclust.sidecar.sample_level", *OPTIONAL_MODULES)
 T0_MS = 1_780_000_000_000
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo kinds", BOUTIQUE_KINDS),
@@ -339,6 +347,8 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     on_cfg = StreamLabelerConfig(sampling=sampling)
     labelers = {"off": StreamLabeler(encoder), "on": StreamLabeler(encoder, on_cfg)}
     samplers = {"sampler alone": Sampler(sampling)}
+    if samplers["sampler alone"].compiled_loops:  # and this checkout's numpy reference
+        samplers["sampler alone, numpy"] = Sampler(sampling, compiled_loops=False)
     if args.against:
         samplers[f"sampler alone, {args.against}"] = reference_sampler(args.against)(sampling)
     half = len(tables) // 2
@@ -369,10 +379,15 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
     _show_ms(out, ms, "label_table")
+    loops = "compiled" if samplers["sampler alone"].compiled_loops else "numpy (not built)"
+    out.line(f"This checkout's sampler: {loops} loops")
     ratio = np.median(ms["on"]) / np.median(ms["off"])
     out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
     share = np.mean(ms["sampler alone"]) / np.mean(ms["off"])
     out.line(f"The sampler alone over labelling without it (means): {share:.3f}")
+    if "sampler alone, numpy" in ms:
+        ratio = np.median(ms["sampler alone"]) / np.median(ms["sampler alone, numpy"])
+        out.line(f"Compiled loops over this checkout's numpy reference (medians): {ratio:.3f}")
     if args.against:
         ratio = np.median(ms["sampler alone"]) / np.median(ms[f"sampler alone, {args.against}"])
         same_text = "the same" if same else "DIFFERENT"
@@ -422,14 +437,15 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
 
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
-    logclust/sidecar/sample_level.py, sample_ledger.py where it has one, and
-    sampling.py), loaded beside this one's."""
-    names = ("logclust.sidecar.sample_level", SAMPLE_LEDGER, "logclust.sidecar.sampling")
+    logclust/sidecar/sample_level.py, and sample_ledger.py, sample_rows.py and
+    sample_compiled.py where it has them, and sampling.py), loaded beside this one's (a
+    compiled kernel is this checkout's)."""
+    names = (*SAMPLER_MODULES, "logclust.sidecar.sampling")
     saved = {name: sys.modules.get(name) for name in names}
     try:
         for name in names:  # under the same names while loading, so they import each other
             path = Path(root) / (name.replace(".", "/") + ".py")
-            if name == SAMPLE_LEDGER and not path.exists():  # older: all in sampling.py
+            if name in OPTIONAL_MODULES and not path.exists():  # older: all in sampling.py
                 continue
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:

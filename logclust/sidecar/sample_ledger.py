@@ -165,9 +165,10 @@ class SegmentLedger:
         blend = np.minimum(1.0, per[at] / TAIL_MEMORY_ROWS)
         self.tail_at[at] = np.where(np.isnan(old), q, old + blend * (q - old))
 
-    def _decay(self, rows: int, now_ms: int) -> None:
-        """Ages the counts by `rows` rows or by the time since the last segment,
-        whichever ages them less (the window is the longer of the two)."""
+    def _decay(self, rows: int, now_ms: int) -> float:
+        """The factor that ages the counts by `rows` rows or by the time since the last
+        segment, whichever ages them less (the window is the longer of the two); the
+        source's decayed rows aged by it (the clusters' counts by `_refresh`)."""
         elapsed_s = 0.0 if self.clock_ms is None else max(0, now_ms - self.clock_ms) / 1000
         factor = max(
             math.exp(-rows / self.config.window_rows), math.exp(-elapsed_s / self.config.window_s)
@@ -175,9 +176,8 @@ class SegmentLedger:
         if factor < 1e-9:  # an exposure of one row would vanish beside a part's rows
             self._faded = True
         if factor < 1.0:
-            self.counts *= factor
-            self.exposure *= factor
             self.total *= factor
+        return factor
 
     def _begin_segment(self, now_ms: int) -> None:
         """Closes the last segment and sets the level of the next: the rate pays back the
@@ -188,14 +188,8 @@ class SegmentLedger:
         if not self.rows:
             self.window_ms = now_ms
         self._segment_end = segment_end(self.rows)
-        self._decay(self._segment_end - self.rows, now_ms)
+        factor = self._decay(self._segment_end - self.rows, now_ms)
         self.clock_ms = max(self.clock_ms or now_ms, now_ms)
-        share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
-        # A kind is in the level if it sent a row in the last segment, or if its silence
-        # since its last row is what its share predicts (a rare kind between two rows).
-        self.in_level = (self.last_segment >= self.segments - 1) | (
-            (self.rows - self.last_row) * share <= ACTIVE_GAP
-        ) & (self.last_segment >= 0)  # slots not yet given to a cluster are not in it
         # Rows the window holds: N, and at least twice the rows seen so far, up to its
         # least span (a window seen for r rows is as likely as not to last r more).
         expect = max(
@@ -205,15 +199,40 @@ class SegmentLedger:
         horizon = max(expect - self.window_rows, float(self._segment_end - self.rows))
         lo, hi = RATE_RANGE
         self.rate = min(hi * self.fraction, max(lo * self.fraction, self.fraction + debt / horizon))
+        self._refresh(factor)
+        self.allowance = self._new_allowance()
+        self.segments += 1
+
+    def _refresh(self, factor: float) -> None:
+        """The arrays at a segment's start: the counts aged by `factor`, the kinds in the
+        level, their rows per window and tail flags, the levels (`_set_levels`), and no
+        rows yet in the segment."""
+        if factor < 1.0:
+            self.counts *= factor
+            self.exposure *= factor
+        share = self.counts / np.maximum(self.exposure, SEGMENT_ROWS)
+        # A kind is in the level if it sent a row in the last segment, or if its silence
+        # since its last row is what its share predicts (a rare kind between two rows).
+        self.in_level = (self.last_segment >= self.segments - 1) | (
+            (self.rows - self.last_row) * share <= ACTIVE_GAP
+        ) & (self.last_segment >= 0)  # slots not yet given to a cluster are not in it
         np.minimum(share, 1.0, out=share)
         self.level_counts = share * self.total
         if self._tails:  # read only where some cluster has a tail estimate
             rows_per_window = share * max(self.total, float(self.window_rows_min))
             self.tail_on = rows_per_window >= TAIL_MIN_WINDOW_ROWS
         self._set_levels()
-        self.allowance = self._new_allowance()
         self.in_segment[:] = 0.0
-        self.segments += 1
+
+    def _targets(self) -> tuple[float, float, float, bool]:
+        """The least p, the rows the level keeps, those it keeps at F (the steady level),
+        and whether every kind is shared the first (the window does not pay back, or
+        the source is young: all its kinds look rare)."""
+        floor = P_FLOOR * self.fraction
+        target = max(self.gain * self.rate * self.total, 1e-9)
+        fair_target = max(self.gain * self.fraction * self.total, 1e-9)
+        young = self.rate >= self.fraction or self.rows < SEGMENT_ROWS
+        return floor, target, fair_target, young
 
     def _set_levels(self) -> None:
         """The water level of each cluster for the segment: the rate times N (times the
@@ -228,11 +247,9 @@ class SegmentLedger:
             split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
             if not split.any():
                 split = None
-        floor = P_FLOOR * self.fraction
-        target = max(self.gain * self.rate * self.total, 1e-9)
-        young = self.rate >= self.fraction or self.rows < SEGMENT_ROWS  # all look rare
+        floor, target, fair_target, young = self._targets()
         if split is not None:
-            self._set_split_levels(counts, split, floor, target, young)
+            self._set_split_levels(counts, split, floor, target, fair_target, young)
             return
         positive = ascending[np.searchsorted(ascending, 0.0, "right") :]
         # Their sum in the clusters' order, as water_level sums them (no zero: the same)
@@ -241,7 +258,6 @@ class SegmentLedger:
             self.tau = sorted_level(total, positive, target, floor)
             self.level.fill(self.tau)
             return
-        fair_target = max(self.gain * self.fraction * self.total, 1e-9)
         fair = sorted_level(total, positive, fair_target, floor)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)
@@ -252,15 +268,21 @@ class SegmentLedger:
         self.level[self.in_level.nonzero()[0][rare]] = fair
 
     def _set_split_levels(
-        self, counts: np.ndarray, split: np.ndarray, floor: float, target: float, young: bool
+        self,
+        counts: np.ndarray,
+        split: np.ndarray,
+        floor: float,
+        target: float,
+        fair_target: float,
+        young: bool,
     ) -> None:
-        """`_set_levels` where some clusters of the level have a tail stratum."""
+        """`_set_levels` where some clusters of the level have a tail stratum (`floor`
+        and the targets: `_targets`)."""
         ascending = self._ascending()
         if young:
             self.tau = water_level(counts, target, floor, split, ascending)
             self.level.fill(self.tau)
             return
-        fair_target = max(self.gain * self.fraction * self.total, 1e-9)
         fair = water_level(counts, fair_target, floor, split, ascending)
         rare = counts <= fair
         rest = max(target - float(counts[rare].sum()), 1e-9)

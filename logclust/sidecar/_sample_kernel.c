@@ -1,0 +1,914 @@
+/*
+ * The per-row loops of sampling by cluster, compiled (logclust.sidecar.sample_compiled).
+ *
+ * The same arithmetic as the numpy reference (logclust/sidecar/sampling.py,
+ * sample_ledger.py, sample_level.py), operation for operation, so that every decision is
+ * the same bit for bit: running sums in the order numpy's accumulate takes them, sums of
+ * arrays in the order numpy's pairwise summation takes them (`pairwise_sum`), no fused
+ * multiply-add (built with -ffp-contract=off), stable sorts. Arrays come through the
+ * buffer protocol (no numpy headers); every length and index is checked before use and
+ * a mismatch raises ValueError. No Python object is touched inside the loops.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
+#define KERNEL_VERSION 1
+#define SEGMENT_ROWS 1024
+#define TAIL_QUANTILE 0.98
+#define TAIL_BOOST 50.0
+#define ACTIVE_GAP 3.0
+#define TAIL_MIN_WINDOW_ROWS 500.0
+#define NO_LATENCY 2
+#define STRATA 3
+#define MAX_BUFFERS 24
+
+/* ------------------------------------------------------------------ buffers */
+
+typedef struct {
+    Py_buffer views[MAX_BUFFERS];
+    int n;
+} Buffers;
+
+static void release(Buffers *b) {
+    for (int i = 0; i < b->n; i++) PyBuffer_Release(&b->views[i]);
+    b->n = 0;
+}
+
+/* The data of array `o`: C-contiguous, of `kind` ('d' float64, 'q' int64, 'i' int32,
+ * '?' bool), at least `min_len` items; writable when asked. NULL with ValueError set. */
+static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t min_len,
+                 Py_ssize_t *len, const char *name) {
+    if (b->n >= MAX_BUFFERS) {
+        PyErr_SetString(PyExc_RuntimeError, "too many buffers");
+        return NULL;
+    }
+    Py_buffer *v = &b->views[b->n];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(o, v, flags) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: not a contiguous%s array", name,
+                     writable ? " writable" : "");
+        return NULL;
+    }
+    b->n++;
+    const char *f = v->format ? v->format : "B";
+    while (*f == '@' || *f == '=' || *f == '<') f++;
+    int ok;
+    switch (kind) {
+        case 'd': ok = v->itemsize == 8 && strcmp(f, "d") == 0; break;
+        case 'q': ok = v->itemsize == 8 && (strcmp(f, "l") == 0 || strcmp(f, "q") == 0); break;
+        case 'i': ok = v->itemsize == 4 && (strcmp(f, "i") == 0 || strcmp(f, "l") == 0); break;
+        default: ok = v->itemsize == 1 && strcmp(f, "?") == 0; break;
+    }
+    Py_ssize_t items = v->itemsize ? v->len / v->itemsize : 0;
+    if (!ok || items < min_len) {
+        PyErr_Format(PyExc_ValueError, "%s: wrong type or fewer than %zd items. Received: %s, %zd",
+                     name, min_len, f, items);
+        return NULL;
+    }
+    if (len) *len = items;
+    return v->buf;
+}
+
+/* ---------------------------------------------------------------- arithmetic */
+
+/* numpy's pairwise summation of float64 (np.add.reduce on a contiguous array, from 0). */
+static double pairwise_sum(const double *a, Py_ssize_t n) {
+    if (n < 8) {
+        double res = -0.0;
+        for (Py_ssize_t i = 0; i < n; i++) res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8], res;
+        Py_ssize_t i;
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
+static double sum_of(const double *a, Py_ssize_t n) { return 0.0 + pairwise_sum(a, n); }
+
+static inline double dmin(double a, double b) { return b < a ? b : a; }
+static inline double dmax(double a, double b) { return b > a ? b : a; }
+
+/* floor(x) for the draws' running sums (not negative): a truncation below 2^52 */
+static inline double floor_pos(double x) {
+    return x >= 0.0 && x < 4503599627370496.0 ? (double)(int64_t)x : floor(x);
+}
+
+static inline int64_t bits(double x) {
+    int64_t i;
+    memcpy(&i, &x, sizeof i);
+    return i;
+}
+
+/* ------------------------------------------------------------------- levels */
+
+/* `_floor_level`: the level where it lies below every count (n ascending, k >= 1);
+ * found 0 when not. */
+static double floor_level(const double *n, Py_ssize_t k, double base, double target,
+                          double least_p, int *found) {
+    *found = 0;
+    double summed = 0.0, prev_summed = 0.0, at_prev = least_p * n[0];
+    Py_ssize_t i;
+    double kept = summed + base;
+    if (kept >= target) return 0.0; /* i == 0 */
+    for (i = 1; i < k; i++) {
+        double at = least_p * n[i];
+        prev_summed = summed;
+        summed = summed + (double)i * (at - at_prev);
+        kept = summed + base;
+        if (kept >= target) break;
+        at_prev = at;
+    }
+    if (i == k) return 0.0;
+    /* kept[i - 1] < target <= kept[i]; at_prev is at[i - 1], prev_summed summed[i - 1] */
+    double at_i = least_p * n[i];
+    if (at_prev > n[0]) return 0.0;
+    if (n[0] < at_i) {
+        double at_least = (prev_summed + (double)i * (n[0] - at_prev)) + base;
+        if (at_least < target) return 0.0;
+    }
+    *found = 1;
+    return at_prev + (target - (prev_summed + base)) / (double)i;
+}
+
+/* `_solve` on the breaks of clusters none of which is split: least_p * n (+1 each) merged
+ * stably with n (-1 each), both ascending. */
+static double solve_unsplit(const double *n, Py_ssize_t k, double base, double target,
+                            double least_p) {
+    Py_ssize_t ia = 0, ib = 0, count = 2 * k;
+    int64_t slope = 0;
+    double at_prev = 0.0, kept = 0.0, kept_prev = 0.0, slope_prev = 0.0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        double at;
+        int from_a;
+        if (ia < k && ib < k) {
+            double a = least_p * n[ia];
+            from_a = bits(a) <= bits(n[ib]);
+            at = from_a ? a : n[ib];
+        } else {
+            from_a = ia < k;
+            at = from_a ? least_p * n[ia] : n[ib];
+        }
+        kept_prev = kept;
+        if (i > 0) kept = kept + slope_prev * (at - at_prev);
+        if (kept + base >= target) {
+            if (i == 0) return at;
+            return at_prev + (target - (kept_prev + base)) / slope_prev;
+        }
+        slope += from_a ? 1 : -1;
+        if (from_a) ia++;
+        else ib++;
+        at_prev = at;
+        slope_prev = (double)slope;
+    }
+    /* past every break: searchsorted gives the end */
+    return at_prev + (target - (kept + base)) / slope_prev;
+}
+
+/* `sorted_level`: n ascending and positive, total their sum in the clusters' order. */
+static double sorted_level(double total, const double *n, Py_ssize_t k, double target,
+                           double least_p) {
+    if (target >= total) return INFINITY;
+    double base = least_p * total;
+    if (base >= target) return 0.0;
+    if ((double)k * n[0] >= target) {
+        int found;
+        double level = floor_level(n, k, base, target, least_p, &found);
+        if (found) return level;
+    }
+    return solve_unsplit(n, k, base, target, least_p);
+}
+
+/* A stable sort of idx[0:k] by keys[0:k] (int64), natural runs merged pairwise: fast on
+ * the nearly sorted counts of consecutive segments. tmp: 2k more of each. */
+static void stable_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64_t *ti,
+                        Py_ssize_t *runs) {
+    Py_ssize_t nr = 0;
+    runs[nr++] = 0;
+    for (Py_ssize_t i = 1; i < k; i++)
+        if (keys[i] < keys[i - 1]) runs[nr++] = i;
+    runs[nr] = k;
+    while (nr > 1) {
+        Py_ssize_t out = 0;
+        for (Py_ssize_t r = 0; r < nr; r += 2) {
+            Py_ssize_t lo = runs[r], mid = runs[r + 1 < nr ? r + 1 : nr];
+            Py_ssize_t hi = r + 1 < nr ? runs[r + 2] : mid;
+            Py_ssize_t a = lo, c = mid, o = lo;
+            while (a < mid && c < hi) {
+                if (keys[c] < keys[a]) { tk[o] = keys[c]; ti[o++] = idx[c++]; }
+                else { tk[o] = keys[a]; ti[o++] = idx[a++]; }
+            }
+            while (a < mid) { tk[o] = keys[a]; ti[o++] = idx[a++]; }
+            while (c < hi) { tk[o] = keys[c]; ti[o++] = idx[c++]; }
+            runs[out++] = lo;
+        }
+        runs[out] = k;
+        nr = out;
+        memcpy(keys, tk, k * sizeof *keys);
+        memcpy(idx, ti, k * sizeof *idx);
+    }
+}
+
+/* A stable sort of idx[0:k] by keys[0:k] that starts from the last segment's order:
+ * nearly sorted, so by insertion while that moves few items, else merged (stable_sort).
+ * tmp: 2k more of each, and k + 1 runs. */
+static void resort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64_t *ti,
+                   Py_ssize_t *runs) {
+    Py_ssize_t budget = 32 * k, i;
+    for (i = 1; i < k && budget > 0; i++) {
+        int64_t v = keys[i], x = idx[i];
+        Py_ssize_t j = i;
+        while (j > 0 && keys[j - 1] > v) {
+            keys[j] = keys[j - 1];
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        keys[j] = v;
+        idx[j] = x;
+        budget -= i - j;
+    }
+    if (i < k) stable_sort(keys, idx, k, tk, ti, runs);
+}
+
+/* A stable sort of idx[0:k] by keys[0:k] (the bits of non-negative doubles): into
+ * buckets by their exponent and as many leading mantissa bits as make about k buckets
+ * (zeros in one of their own), stably, then each bucket by insertion; `resort` where
+ * the values span too many exponents. tmp: 2k more of each, and k + 1 runs. */
+static void bucket_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, int64_t *ti,
+                        Py_ssize_t *runs) {
+    int64_t lo = INT64_MAX, hi = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (keys[i] != 0) {
+            lo = keys[i] < lo ? keys[i] : lo;
+            hi = keys[i] > hi ? keys[i] : hi;
+        }
+    int64_t exponents = lo > hi ? 1 : (hi >> 52) - (lo >> 52) + 1;
+    if (k < 32 || exponents > k / 2) {
+        resort(keys, idx, k, tk, ti, runs);
+        return;
+    }
+    int mantissa = 0; /* leading mantissa bits in the bucket: about k buckets in all */
+    while (mantissa < 20 && (exponents << (mantissa + 1)) <= k) mantissa++;
+    int shift = 52 - mantissa;
+    int64_t first = lo > hi ? 0 : lo >> shift;
+    Py_ssize_t range = lo > hi ? 1 : (Py_ssize_t)((hi >> shift) - first) + 2; /* + zeros */
+    if (range > k) { /* start (runs) holds k + 1: range + 1 of them are written */
+        resort(keys, idx, k, tk, ti, runs);
+        return;
+    }
+    Py_ssize_t *start = runs;
+    memset(start, 0, (size_t)(range + 1) * sizeof *start);
+#define BUCKET(key) ((key) == 0 ? 0 : (Py_ssize_t)(((key) >> shift) - first) + 1)
+    for (Py_ssize_t i = 0; i < k; i++) start[BUCKET(keys[i]) + 1]++;
+    for (Py_ssize_t b = 0; b < range; b++) start[b + 1] += start[b];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        Py_ssize_t at = start[BUCKET(keys[i])]++;
+        tk[at] = keys[i];
+        ti[at] = idx[i];
+    }
+#undef BUCKET
+    /* start[b] is now where bucket b + 1 begins: each bucket in order, by insertion */
+    Py_ssize_t from = 0;
+    for (Py_ssize_t b = 0; b < range; b++) {
+        Py_ssize_t to = start[b];
+        for (Py_ssize_t i = from + 1; i < to; i++) {
+            int64_t v = tk[i], x = ti[i];
+            Py_ssize_t j = i;
+            while (j > from && tk[j - 1] > v) {
+                tk[j] = tk[j - 1];
+                ti[j] = ti[j - 1];
+                j--;
+            }
+            tk[j] = v;
+            ti[j] = x;
+        }
+        from = to;
+    }
+    memcpy(keys, tk, (size_t)k * sizeof *keys);
+    memcpy(idx, ti, (size_t)k * sizeof *idx);
+}
+
+/*
+ * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
+ *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
+ *         rows_min, young, target, fair_target, least_p) -> tau, or None where some
+ * cluster of the level is split (its levels are left to the caller, `order` sorted).
+ *
+ * What `SegmentLedger._begin_segment` does to the arrays: the decay, the kinds in the
+ * level, their rows per window, the tail flags, the counts' order and the levels.
+ */
+static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 22) {
+        PyErr_SetString(PyExc_TypeError, "segment() takes 22 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    void *scratch = NULL;
+    Py_ssize_t cap, order_len;
+    double *counts = get(&b, args[0], 'd', 1, 0, &cap, "counts");
+    if (!counts) goto done;
+    double *exposure = get(&b, args[1], 'd', 1, cap, NULL, "exposure");
+    int64_t *last_segment = exposure ? get(&b, args[2], 'q', 0, cap, NULL, "last_segment") : NULL;
+    int64_t *last_row = last_segment ? get(&b, args[3], 'q', 0, cap, NULL, "last_row") : NULL;
+    char *in_level = last_row ? get(&b, args[4], '?', 1, cap, NULL, "in_level") : NULL;
+    double *level_counts = in_level ? get(&b, args[5], 'd', 1, cap, NULL, "level_counts") : NULL;
+    char *tail_on = level_counts ? get(&b, args[6], '?', 1, cap, NULL, "tail_on") : NULL;
+    double *tail_at = tail_on ? get(&b, args[7], 'd', 0, cap, NULL, "tail_at") : NULL;
+    double *in_segment = tail_at ? get(&b, args[8], 'd', 1, cap, NULL, "in_segment") : NULL;
+    double *level = in_segment ? get(&b, args[9], 'd', 1, cap, NULL, "level") : NULL;
+    int64_t *order = level ? get(&b, args[10], 'q', 1, 0, &order_len, "order") : NULL;
+    if (!order) goto done;
+    Py_ssize_t k = PyLong_AsSsize_t(args[11]);
+    double factor = PyFloat_AsDouble(args[12]);
+    long long segments = PyLong_AsLongLong(args[13]);
+    long long rows = PyLong_AsLongLong(args[14]);
+    double total = PyFloat_AsDouble(args[15]);
+    int tails = PyObject_IsTrue(args[16]);
+    double rows_min = PyFloat_AsDouble(args[17]);
+    int young = PyObject_IsTrue(args[18]);
+    double target = PyFloat_AsDouble(args[19]);
+    double fair_target = PyFloat_AsDouble(args[20]);
+    double least_p = PyFloat_AsDouble(args[21]);
+    if (PyErr_Occurred()) goto done;
+    if (k < 0 || k > cap) {
+        PyErr_Format(PyExc_ValueError, "k out of range. Received: %zd (capacity %zd)", k, cap);
+        goto done;
+    }
+    if (order_len < k) {
+        PyErr_Format(PyExc_ValueError, "order: fewer than k items. Received: %zd", order_len);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (order[i] < 0 || order[i] >= k) {
+            PyErr_SetString(PyExc_ValueError, "order: an index out of range");
+            goto done;
+        }
+    /* Slots not yet given to a cluster (k and past) hold zeros and are in no level after
+     * the first segment: what the loops would write there is what is there already. */
+    Py_ssize_t span = segments >= 1 ? k : cap;
+    if (factor < 1.0)
+        for (Py_ssize_t i = 0; i < span; i++) {
+            counts[i] *= factor;
+            exposure[i] *= factor;
+        }
+    double window = dmax(total, rows_min);
+    for (Py_ssize_t i = 0; i < span; i++) {
+        double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
+        in_level[i] = (last_segment[i] >= segments - 1) ||
+                      ((double)(rows - last_row[i]) * share <= ACTIVE_GAP && last_segment[i] >= 0);
+        share = dmin(share, 1.0);
+        level_counts[i] = share * total;
+        if (tails) tail_on[i] = share * window >= TAIL_MIN_WINDOW_ROWS;
+    }
+    /* keys and indices (k each), merge buffers (2k), runs (k + 1), then the level's
+     * counts in the clusters' order and ascending (k each), and the sums' gathers (k) */
+    scratch = malloc((size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
+    if (!scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *keys = scratch, *idx = keys + k, *tk = idx + k, *ti = tk + k;
+    Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
+    double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
+    double *gather = ascending + k;
+    int split = 0;
+    if (tails)
+        for (Py_ssize_t i = 0; i < span; i++)
+            if (in_level[i] && tail_on[i] && !isnan(tail_at[i])) split = 1;
+    if (split) { /* the caller's levels read `order`: every cluster, by count */
+        for (Py_ssize_t i = 0; i < k; i++) {
+            idx[i] = order[i];
+            keys[i] = bits(level_counts[order[i]]);
+        }
+        if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
+        memcpy(order, idx, k * sizeof *order);
+        for (Py_ssize_t i = 0; i < span; i++) in_segment[i] = 0.0;
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    /* Here only the level's counts in ascending order count, not which cluster has which
+     * (ties are equal): `order` is left as it was, a permutation of the clusters. */
+    Py_ssize_t nl = 0, np_ = 0;
+    for (Py_ssize_t i = 0; i < span; i++)
+        if (in_level[i]) {
+            if (i >= k) {
+                PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
+                goto done;
+            }
+            keys[nl] = bits(level_counts[i]);
+            idx[nl] = i;
+            in_order[nl++] = level_counts[i];
+            if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
+        }
+    if (nl > 0) bucket_sort(keys, idx, nl, tk, ti, runs);
+    memcpy(ascending, keys, (size_t)nl * sizeof *ascending);
+    Py_ssize_t na = nl;
+    double level_total = sum_of(gather, np_);
+    Py_ssize_t zeros = 0;
+    while (zeros < na && ascending[zeros] <= 0.0) zeros++;
+    const double *positive = ascending + zeros;
+    Py_ssize_t npos = na - zeros;
+    double tau, fair = 0.0;
+    if (young) {
+        tau = sorted_level(level_total, positive, npos, target, least_p);
+    } else {
+        fair = sorted_level(level_total, positive, npos, fair_target, least_p);
+        Py_ssize_t nr = 0;
+        for (Py_ssize_t i = 0; i < nl; i++)
+            if (in_order[i] <= fair) gather[nr++] = in_order[i];
+        double rest = target - sum_of(gather, nr);
+        rest = dmax(rest, 1e-9);
+        Py_ssize_t nf = 0;
+        for (Py_ssize_t i = 0; i < nl; i++)
+            if (!(in_order[i] <= fair)) gather[nf++] = in_order[i];
+        double freq_total = sum_of(gather, nf);
+        Py_ssize_t skip = 0;
+        while (skip < npos && positive[skip] <= fair) skip++;
+        double lower = sorted_level(freq_total, positive + skip, npos - skip, rest, least_p);
+        tau = lower < fair ? lower : fair;
+    }
+    for (Py_ssize_t i = 0; i < span; i++) {
+        level[i] = (!young && in_level[i] && level_counts[i] <= fair) ? fair : tau;
+        in_segment[i] = 0.0;
+    }
+    for (Py_ssize_t i = span; i < cap; i++) level[i] = tau;
+    result = PyFloat_FromDouble(tau);
+done:
+    free(scratch);
+    release(&b);
+    return result;
+}
+
+/* --------------------------------------------------------------------- rows */
+
+/* A part's rows grouped by cluster id (ascending), stream order within. */
+typedef struct {
+    Py_ssize_t m, u;
+    Py_ssize_t *order;  /* (m) rows by cluster id */
+    Py_ssize_t *group;  /* (m) the group of each row of order */
+    Py_ssize_t *bounds; /* (u + 1) where each group begins in order, then m */
+    int64_t *cix;       /* (u) each group's cluster index */
+} Groups;
+
+static int cmp_id(const void *a, const void *b) {
+    int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return (x > y) - (x < y);
+}
+
+/* Groups rows by id: a counting sort over the ids' range when small, else a sort of the
+ * distinct ids. rows_ix: the cluster index of each row (stream order). 0, or -1 with an
+ * error set. */
+static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, int64_t lo,
+                      int64_t hi, Py_ssize_t *slot_of, Py_ssize_t cap) {
+    Py_ssize_t m = g->m;
+    uint64_t range = (uint64_t)(hi - lo) + 1;
+    g->u = 0;
+    if (range <= (uint64_t)(16 * m + 4096)) {
+        Py_ssize_t *cnt = calloc((size_t)range, sizeof *cnt);
+        if (!cnt) { PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
+        Py_ssize_t pos = 0;
+        for (uint64_t v = 0; v < range; v++)
+            if (cnt[v]) {
+                Py_ssize_t c = g->u++;
+                g->bounds[c] = pos;
+                pos += cnt[v];
+                cnt[v] = c;
+            }
+        g->bounds[g->u] = m;
+        for (Py_ssize_t r = 0; r < m; r++) {
+            Py_ssize_t c = cnt[row_id[r] - lo];
+            g->cix[c] = rows_ix[r];
+        }
+        free(cnt);
+    } else { /* sparse ids: the distinct ones sorted, by their cluster index's slot */
+        int64_t *pairs = malloc((size_t)m * 2 * sizeof *pairs);
+        if (!pairs) { PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t r = 0; r < m; r++) {
+            int64_t x = rows_ix[r];
+            if (slot_of[x] < 0) {
+                slot_of[x] = g->u;
+                pairs[2 * g->u] = row_id[r];
+                pairs[2 * g->u + 1] = x;
+                g->u++;
+            }
+        }
+        qsort(pairs, (size_t)g->u, 2 * sizeof *pairs, cmp_id);
+        Py_ssize_t *per = calloc((size_t)g->u + 1, sizeof *per);
+        if (!per) { free(pairs); PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t c = 0; c < g->u; c++) {
+            g->cix[c] = pairs[2 * c + 1];
+            slot_of[pairs[2 * c + 1]] = c;
+        }
+        for (Py_ssize_t r = 0; r < m; r++) per[slot_of[rows_ix[r]]]++;
+        Py_ssize_t pos = 0;
+        for (Py_ssize_t c = 0; c < g->u; c++) {
+            g->bounds[c] = pos;
+            pos += per[c];
+        }
+        g->bounds[g->u] = m;
+        free(per);
+        free(pairs);
+        (void)cap;
+    }
+    return 0;
+}
+
+/*
+ * part(ids, time_ms, latency, start, stop, keep, weight, rows_cix, lat_grouped,
+ *      lut, counts, exposure, in_segment, last_segment, last_row, sure_ms, sure_row,
+ *      level_counts, level, in_level, tail_on, tail_at, phases,
+ *      k, k_before, rows, segments, window_row, slot_ms, slot_rows, timely,
+ *      least_p, rate, allowance, new_demand, tails, faded)
+ * -> None when a row's cluster has no index yet (nothing changed), else
+ *    (kept, expected, level_rows, level_p, sure, new_demand, sure_ms, measured)
+ *
+ * What `SourceBudget._segment` does for rows start:stop of a batch, after the segment's
+ * start: the rows grouped by cluster, their p (level, kinds outside the level, strata,
+ * rows kept for certain), the systematic draw, the weights and the counts. sure: 0 the
+ * earliest sure time is unchanged, 1 it is sure_ms, 2 it is at most the batch's least time.
+ */
+static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 37) {
+        PyErr_SetString(PyExc_TypeError, "part() takes 37 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    char *mem = NULL;
+    Py_ssize_t n_ids, cap, lut_len, phases_len;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
+        return NULL;
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 0, &n_ids, "ids");
+    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n_ids, NULL, "time_ms") : NULL;
+    double *latency = time_ms ? get(&b, args[2], 'd', 0, n_ids, NULL, "latency") : NULL;
+    if (!latency) goto done;
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]), stop = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) goto done;
+    if (start < 0 || stop > n_ids || start >= stop) {
+        PyErr_Format(PyExc_ValueError, "rows out of range. Received: %zd:%zd of %zd", start,
+                     stop, n_ids);
+        goto done;
+    }
+    Py_ssize_t m = stop - start;
+    char *keep = get(&b, args[5], '?', 1, n_ids, NULL, "keep");
+    double *weight = keep ? get(&b, args[6], 'd', 1, n_ids, NULL, "weight") : NULL;
+    int64_t *rows_cix = weight ? get(&b, args[7], 'q', 1, m, NULL, "rows_cix") : NULL;
+    double *lat_g = rows_cix ? get(&b, args[8], 'd', 1, m, NULL, "lat_grouped") : NULL;
+    int64_t *lut = lat_g ? get(&b, args[9], 'q', 0, 0, &lut_len, "lut") : NULL;
+    double *counts = lut ? get(&b, args[10], 'd', 1, 0, &cap, "counts") : NULL;
+    double *exposure = counts ? get(&b, args[11], 'd', 1, cap, NULL, "exposure") : NULL;
+    double *in_segment = exposure ? get(&b, args[12], 'd', 1, cap, NULL, "in_segment") : NULL;
+    int64_t *last_segment = in_segment ? get(&b, args[13], 'q', 1, cap, NULL, "last_segment") : NULL;
+    int64_t *last_row = last_segment ? get(&b, args[14], 'q', 1, cap, NULL, "last_row") : NULL;
+    int64_t *sure_ms = last_row ? get(&b, args[15], 'q', 1, cap, NULL, "sure_ms") : NULL;
+    int64_t *sure_row = sure_ms ? get(&b, args[16], 'q', 1, cap, NULL, "sure_row") : NULL;
+    double *level_counts = sure_row ? get(&b, args[17], 'd', 0, cap, NULL, "level_counts") : NULL;
+    double *level = level_counts ? get(&b, args[18], 'd', 0, cap, NULL, "level") : NULL;
+    char *in_level = level ? get(&b, args[19], '?', 0, cap, NULL, "in_level") : NULL;
+    char *tail_on = in_level ? get(&b, args[20], '?', 0, cap, NULL, "tail_on") : NULL;
+    double *tail_at = tail_on ? get(&b, args[21], 'd', 0, cap, NULL, "tail_at") : NULL;
+    double *phases = tail_at ? get(&b, args[22], 'd', 1, STRATA * cap, &phases_len, "phases") : NULL;
+    if (!phases) goto done;
+    Py_ssize_t k = PyLong_AsSsize_t(args[23]), k_before = PyLong_AsSsize_t(args[24]);
+    long long rows = PyLong_AsLongLong(args[25]), segments = PyLong_AsLongLong(args[26]);
+    long long window_row = PyLong_AsLongLong(args[27]), slot_ms = PyLong_AsLongLong(args[28]);
+    long long slot_rows = PyLong_AsLongLong(args[29]);
+    int timely = PyObject_IsTrue(args[30]);
+    double least_p = PyFloat_AsDouble(args[31]), rate = PyFloat_AsDouble(args[32]);
+    double allowance = PyFloat_AsDouble(args[33]), new_demand = PyFloat_AsDouble(args[34]);
+    int tails = PyObject_IsTrue(args[35]), faded = PyObject_IsTrue(args[36]);
+    if (PyErr_Occurred()) goto done;
+    if (k < 0 || k > cap || k_before < 0 || k_before > k || phases_len != STRATA * cap) {
+        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%zd of %zd", k, cap);
+        goto done;
+    }
+
+    /* rows (stream order): id, cluster index; the ids' range */
+    /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
+    mem = malloc(((size_t)16 * m + 16 + (size_t)cap) * 8);
+    if (!mem) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *row_id = (int64_t *)mem, *row_ix = row_id + m;
+    Py_ssize_t *order = (Py_ssize_t *)(row_ix + m), *group = order + m;
+    Py_ssize_t *bounds = group + m, *next = bounds + m + 1, *slot_of = next + m + 1;
+    int64_t *gcix = (int64_t *)(slot_of + cap);
+    double *ps = (double *)(gcix + m), *p = ps + m, *demand = p + m, *end = demand + m;
+    double *tmp = end + m, *run_p = tmp + m;
+    char *st = (char *)(run_p + m), *outside = st + m;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (Py_ssize_t r = 0; r < m; r++) {
+        int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
+        if (id < 0 || id >= lut_len || lut[id] < 0) {
+            result = Py_NewRef(Py_None); /* a new kind, or an id past the table */
+            goto done;
+        }
+        if (lut[id] >= k) {
+            PyErr_SetString(PyExc_ValueError, "lut: an index past k");
+            goto done;
+        }
+        row_id[r] = id;
+        row_ix[r] = lut[id];
+        lo = id < lo ? id : lo;
+        hi = id > hi ? id : hi;
+    }
+    for (Py_ssize_t x = 0; x < cap; x++) slot_of[x] = -1;
+    Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
+    if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
+    Py_ssize_t u = g.u;
+    for (Py_ssize_t c = 0; c < u; c++) {
+        next[c] = bounds[c];
+        slot_of[gcix[c]] = c;
+    }
+    for (Py_ssize_t r = 0; r < m; r++) {
+        Py_ssize_t c = slot_of[row_ix[r]], i = next[c]++;
+        order[i] = r;
+        group[i] = c;
+    }
+
+    /* Which kinds are outside the level; strata of the grouped rows (every row: one
+     * stratum present draws as none) and their latencies; the rows kept for certain
+     * (`_sure`, which reads no p: chosen first, applied after the tilt). */
+    int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
+    for (Py_ssize_t c = 0; c < u; c++) {
+        int64_t x = gcix[c];
+        double tail_x = tail_at[x];
+        if (!in_level[x]) any_outside = 1;
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double lat = latency[start + order[i]];
+            lat_g[i] = lat;
+            rows_cix[i] = x;
+            if (isnan(lat)) {
+                st[i] = NO_LATENCY;
+            } else {
+                measured = 1;
+                st[i] = lat > tail_x;
+            }
+            present[(int)st[i]] = 1;
+        }
+    }
+    int strata = present[0] + present[1] + present[2];
+    int sure_code = 0;
+    long long sure_value = 0;
+    Py_ssize_t *sure_at = next; /* (u) the grouped row kept for certain, -1: none */
+    int any_sure = 0, any_first = 0;
+    for (Py_ssize_t c = 0; c < u; c++) {
+        sure_at[c] = -1;
+        if (sure_row[gcix[c]] < window_row) any_first = 1;
+    }
+    if (timely) {
+        for (Py_ssize_t c = 0; c < u; c++)
+            if (sure_row[gcix[c]] < window_row) {
+                sure_at[c] = bounds[c];
+                any_sure = 1;
+            }
+    } else {
+        int64_t t_max = INT64_MIN, late_min = INT64_MAX;
+        int any_late = 0;
+        for (Py_ssize_t r = 0; r < m; r++)
+            t_max = time_ms[start + r] > t_max ? time_ms[start + r] : t_max;
+        for (Py_ssize_t c = 0; c < u; c++) {
+            int64_t x = gcix[c];
+            if (rows + m - 1 - sure_row[x] >= slot_rows) {
+                any_late = 1;
+                late_min = sure_ms[x] < late_min ? sure_ms[x] : late_min;
+            }
+        }
+        if (!any_first && !(any_late && t_max - late_min >= slot_ms)) {
+            int64_t least = INT64_MAX;
+            for (Py_ssize_t x = 0; x < k; x++) least = sure_ms[x] < least ? sure_ms[x] : least;
+            sure_code = 1;
+            sure_value = least;
+        } else {
+            for (Py_ssize_t c = 0; c < u; c++) {
+                int64_t x = gcix[c];
+                int first = sure_row[x] < window_row;
+                for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+                    Py_ssize_t at = order[i];
+                    if (first || (time_ms[start + at] - sure_ms[x] >= slot_ms &&
+                                  rows + at - sure_row[x] >= slot_rows)) {
+                        sure_at[c] = i;
+                        any_sure = 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    /* _base_p, on the grouped rows: each cluster's level over its rows in the window, or
+     * its rows so far in the segment where more */
+    for (Py_ssize_t c = 0; c < u; c++) {
+        int64_t x = gcix[c];
+        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
+        /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
+        double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double so_far = ins + (double)i;
+            ps[i] = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
+        }
+    }
+    /* _outside: the allowance of kinds outside the level, in stream order */
+    if (any_outside) {
+        for (Py_ssize_t i = 0; i < m; i++) p[order[i]] = ps[i];
+        for (Py_ssize_t r = 0; r < m; r++) {
+            outside[r] = !in_level[row_ix[r]];
+            demand[r] = outside[r] ? p[r] : 0.0;
+        }
+        double spent = sum_of(demand, m);
+        if (new_demand > allowance) {
+            for (Py_ssize_t i = 0; i < m; i++)
+                if (outside[order[i]]) ps[i] = dmin(ps[i], rate);
+        } else if (!(new_demand + spent * (1.0 + 1e-7) < allowance)) {
+            double cs = 0.0;
+            for (Py_ssize_t r = 0; r < m; r++) {
+                cs = r ? cs + demand[r] : demand[r];
+                tmp[r] = (outside[r] && new_demand + cs > allowance) ? 1.0 : 0.0;
+            }
+            for (Py_ssize_t i = 0; i < m; i++)
+                if (tmp[order[i]] != 0.0) ps[i] = dmin(ps[i], rate);
+        }
+        new_demand += spent;
+    }
+    /* The tilt of split clusters' strata, the rows kept for certain, and where one stratum
+     * is present the draw too (systematic, from each cluster's phase of the first). */
+    double s_run = 0.0;
+    for (Py_ssize_t c = 0; c < u; c++) {
+        int64_t x = gcix[c];
+        int split = tails && tail_on[x] && !isnan(tail_at[x]);
+        double edge = s_run, phase = phases[x];
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double q = ps[i];
+            if (split) {
+                double tail = dmin(1.0, TAIL_BOOST * q);
+                double body =
+                    dmax(dmin(q, least_p), (q - (1.0 - TAIL_QUANTILE) * tail) / TAIL_QUANTILE);
+                q = st[i] == 0 ? body : st[i] == 1 ? tail : q;
+            }
+            if (i == sure_at[c]) q = 1.0;
+            ps[i] = q;
+            if (strata <= 1) {
+                s_run = s_run + q;
+                end[i] = (phase + s_run) - edge;
+            }
+        }
+        if (strata <= 1) {
+            double moved = phase + (s_run - edge);
+            phases[x] = moved - floor_pos(moved);
+        }
+    }
+    if (any_sure) {
+        for (Py_ssize_t c = 0; c < u; c++)
+            if (sure_at[c] >= 0) {
+                Py_ssize_t at = order[sure_at[c]];
+                sure_ms[gcix[c]] = time_ms[start + at];
+                sure_row[gcix[c]] = rows + at;
+            }
+        sure_code = 2;
+    }
+    /* _draw where strata differ: each stratum's running sum from its own phases */
+    for (int j = 0; strata > 1 && j < STRATA; j++) {
+        if (!present[j]) continue;
+        double *ph = phases + (Py_ssize_t)j * cap;
+        double s = 0.0;
+        for (Py_ssize_t c = 0; c < u; c++) {
+            int64_t x = gcix[c];
+            double edge = s, phase = ph[x];
+            for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+                if (st[i] != j) continue;
+                s = s + ps[i];
+                end[i] = (phase + s) - edge;
+            }
+            double moved = phase + (s - edge);
+            ph[x] = moved - floor_pos(moved);
+        }
+    }
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int take = end[i] - ps[i] < floor_pos(end[i]);
+        Py_ssize_t r = order[i];
+        keep[start + r] = (char)take;
+        weight[start + r] = (double)take / ps[i];
+        p[r] = ps[i];
+        kept += take;
+    }
+    /* _count */
+    for (Py_ssize_t c = 0; c < u; c++) counts[gcix[c]] += (double)(bounds[c + 1] - bounds[c]);
+    for (Py_ssize_t x = 0; x < k; x++) exposure[x] += (double)m;
+    /* new in this part (or, after a decay to nothing, exposed for this part alone) */
+    for (Py_ssize_t c = 0; c < u; c++)
+        tmp[c] = (faded ? exposure[gcix[c]] == (double)m : gcix[c] >= k_before) ? 1.0 : 0.0;
+    for (Py_ssize_t c = 0; c < u; c++) {
+        int64_t x = gcix[c];
+        if (tmp[c] != 0.0) exposure[x] -= (double)order[bounds[c]];
+        in_segment[x] += (double)(bounds[c + 1] - bounds[c]);
+        last_segment[x] = segments;
+        last_row[x] = rows + order[bounds[c + 1] - 1];
+    }
+    /* the sums of p, in stream order */
+    double expected = sum_of(p, m), level_p = expected;
+    Py_ssize_t level_rows = m;
+    if (any_outside) {
+        Py_ssize_t nk = 0;
+        for (Py_ssize_t r = 0; r < m; r++)
+            if (!outside[r]) run_p[nk++] = p[r];
+        level_rows = nk;
+        level_p = sum_of(run_p, nk);
+    }
+    result = Py_BuildValue("(ndndidLO)", kept, expected, level_rows, level_p, sure_code,
+                           new_demand, sure_value, measured ? Py_True : Py_False);
+done:
+    free(mem);
+    release(&b);
+    return result;
+}
+
+/* scan(ids, time_ms, latency) -> (least id, greatest id, least time, greatest time) of
+ * a batch (n >= 1; ids int32 or int64, times int64, latencies float64, all contiguous:
+ * ValueError where not, and `part` takes them as they are). */
+static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 3 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
+        return NULL;
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    Py_ssize_t n;
+    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 1, &n, "ids");
+    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n, NULL, "time_ms") : NULL;
+    double *latency = time_ms ? get(&b, args[2], 'd', 0, n, NULL, "latency") : NULL;
+    if (latency) {
+        int64_t lo = INT64_MAX, hi = INT64_MIN, t_lo = INT64_MAX, t_hi = INT64_MIN;
+        for (Py_ssize_t r = 0; r < n; r++) {
+            int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];
+            lo = id < lo ? id : lo;
+            hi = id > hi ? id : hi;
+            t_lo = t < t_lo ? t : t_lo;
+            t_hi = t > t_hi ? t : t_hi;
+        }
+        result = Py_BuildValue("(LLLL)", (long long)lo, (long long)hi, (long long)t_lo,
+                               (long long)t_hi);
+    }
+    release(&b);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "The least and greatest id and time of a batch."},
+    {"part", (PyCFunction)(void (*)(void))part, METH_FASTCALL,
+     "Decides rows start:stop of a batch (SourceBudget._segment after a segment's start)."},
+    {"segment", (PyCFunction)(void (*)(void))segment, METH_FASTCALL,
+     "A segment's start: decay, the level's kinds and counts, their order and levels."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_sample_kernel",
+    "The per-row loops of sampling by cluster, compiled (see sample_compiled.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__sample_kernel(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    /* the constants the arithmetic is compiled with: the caller checks them */
+    if (PyModule_AddIntConstant(m, "VERSION", KERNEL_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "SEGMENT_ROWS", SEGMENT_ROWS) < 0 ||
+        PyModule_AddObject(m, "TAIL_QUANTILE", PyFloat_FromDouble(TAIL_QUANTILE)) < 0 ||
+        PyModule_AddObject(m, "TAIL_BOOST", PyFloat_FromDouble(TAIL_BOOST)) < 0 ||
+        PyModule_AddObject(m, "ACTIVE_GAP", PyFloat_FromDouble(ACTIVE_GAP)) < 0 ||
+        PyModule_AddObject(m, "TAIL_MIN_WINDOW_ROWS", PyFloat_FromDouble(TAIL_MIN_WINDOW_ROWS)) < 0 ||
+        PyModule_AddIntConstant(m, "NO_LATENCY", NO_LATENCY) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
