@@ -200,32 +200,30 @@ class GroupIndex:
         self,
         texts: list[str],
         points: dict[int, np.ndarray | None],
+        out: tuple[np.ndarray, np.ndarray],
         embed: Callable[[np.ndarray], np.ndarray],
         rows: np.ndarray,
         open_cluster: Callable[[], int],
         at_cap: bool,
-    ) -> tuple[np.ndarray, list[int], list[float]]:
-        """`(indexes, cluster ids, distances)` of a batch's prose texts: `points` maps
-        the index of each into `texts` to its point (`prose_points`), placed together by
-        topic (`ProseTopics.place_many`); topics opened on the way get clusters from
-        `open_cluster()`, each its own group. A missing point is made from the text's
-        embedding (`embed(rows[indexes])`)."""
+    ) -> None:
+        """Places a batch's prose texts together by topic (`ProseTopics.place_many`):
+        `points` maps the index of each into `texts` to its point (`prose_points`), and
+        each text's cluster id and distance go to that index of `out`, `(ids,
+        distances)`. Topics opened on the way get clusters from `open_cluster()`, each its
+        own group. Without a word table the points are made from the texts' embeddings
+        (`embed(rows[indexes])`)."""
         at = np.fromiter(points, np.intp, len(points))
-        ready = list(points.values())
-        if any(x is None for x in ready):
+        xs = [x for x in points.values() if x is not None]
+        if len(xs) < len(at):  # no word table (`prose_points`): points of the embeddings
             emb = embed(rows[at])
-            ready = [
-                self.point(emb[n], texts[j], PROSE) if x is None else x
-                for n, (j, x) in enumerate(points.items())
-            ]
-        xs = [x for x in ready if x is not None]
+            xs = [self.point(e, texts[j], PROSE) for e, j in zip(emb, at.tolist(), strict=True)]
         cids, dist, opened = self.prose.place_many(xs, open_cluster, at_cap)
+        out[0][at], out[1][at] = cids, dist
         for new in opened:
             self._open(new, self.prose.centres[self.prose.ids.index(new)], PROSE)  # type: ignore[index]
             self.of[new] = new
         if opened:
             self.changed()
-        return at, cids, dist
 
     def prose_clusters(self) -> set[int]:
         """Clusters of prose (the clusterer never merges nor splits them)."""

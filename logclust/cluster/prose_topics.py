@@ -148,7 +148,7 @@ class ProseTopics:
         if due:
             opened += self.refit(open_cluster, steps=due[:-1])
         assert self.centres is not None  # the first point set them
-        sims = np.stack(points).astype(np.float32) @ self.centres.T
+        sims = np.stack(points).astype(np.float32, copy=False) @ self.centres.T
         best = np.argmax(sims, axis=1)
         top = sims[np.arange(len(points)), best].astype(np.float64)
         dist = np.sqrt(np.maximum(2.0 - 2.0 * top, 0.0))

@@ -232,10 +232,11 @@ class SourceClusterer(Revisions):
         texts = [keys[i] for i in miss.tolist()]
         prose = self.groups.prose_points(texts, self.config.prose)
         if prose:  # together, by topic; at the cap, each joins its nearest topic
-            cap = self._table.k >= self._cap()
-            got = self.groups.place_prose(texts, prose, embed, miss, self._open_templated, cap)
-            uid[got[0]], dist[got[0]] = got[1], got[2]
-        for j, i in ((j, i) for j, i in enumerate(miss.tolist()) if j not in prose):
+            opener, cap = self._open_templated, self._table.k >= self._cap()
+            self.groups.place_prose(texts, prose, (uid, dist), embed, miss, opener, cap)
+        for j, i in enumerate(miss.tolist()):
+            if j in prose:
+                continue
             if is_structured(keys[i]):
                 bodies.append(j)
                 continue

@@ -82,29 +82,13 @@ class CompiledBudget(SourceBudget):
             least, most, t_min, t_max = _KERNEL.scan(ids, time_ms, latency)
         if least < 0:
             return super().decide(ids, time_ms, latency)
-        top = most + 1
-        if top > self._lut.size:  # grown as the reference grows it (ids index it)
-            more = np.full(max(top, 2 * self._lut.size), -1)
-            self._lut = np.concatenate([self._lut, more])
+        if self._grow_lut(most + 1):  # as the reference grows it (ids index it)
             self._arrays = None
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
-        turns = t_max - self.window_ms >= self.window_len_ms
-        start = kept = 0
-        while start < n:
-            stop = min(n, start + sample_level.segment_end(self.rows) - self.rows)
-            first = start + max(0, self.window_row + self.window_rows_min - self.rows)
-            if turns and self.rows and first < stop:
-                due = time_ms[first:stop] - self.window_ms >= self.window_len_ms
-                if due.any():
-                    at = first + int(np.argmax(due))
-                    if at == start:
-                        self._new_window(int(time_ms[at]))
-                        turns = t_max - self.window_ms >= self.window_len_ms
-                    else:
-                        stop = at
+        kept = 0
+        for start, stop in self._parts(time_ms, t_max):
             kept += self._part(ids, time_ms, latency, start, stop, keep, weight, t_min, t_max)
-            start = stop
         self.kept += kept
         self.dropped += n - kept
         return Decisions(keep, weight)

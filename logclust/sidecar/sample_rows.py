@@ -5,6 +5,7 @@ module is its reference: both decide the same rows, bit for bit."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +74,30 @@ class SourceBudget(SegmentLedger):
         if not n:
             return Decisions(keep, weight)
         batch = _Batch(ids, time_ms, latency)
-        if batch.top > self._lut.size:  # ids are small non-negative ints: a dense table
-            more = np.full(max(batch.top, 2 * self._lut.size), -1)
-            self._lut = np.concatenate([self._lut, more])
+        self._grow_lut(batch.top)
+        for start, stop in self._parts(time_ms, batch.t_max):
+            self._segment(batch, start, stop, keep[start:stop], weight[start:stop])
+        kept = int(np.add.reduce(keep, dtype=np.intp))
+        self.kept += kept
+        self.dropped += n - kept
+        return Decisions(keep, weight)
+
+    def _grow_lut(self, top: int) -> bool:
+        """Makes the id -> index table hold ids below `top` (ids are small non-negative
+        ints: a dense table); whether it grew."""
+        if top <= self._lut.size:
+            return False
+        more = np.full(max(top, 2 * self._lut.size), -1)
+        self._lut = np.concatenate([self._lut, more])
+        return True
+
+    def _parts(self, time_ms: np.ndarray, t_max: int) -> Iterator[tuple[int, int]]:
+        """`(start, stop)` of each part of a batch, in order: each within one segment, and
+        a window that ends in the batch turned at its first row. The caller decides each
+        part (which moves `rows` on) before the next is drawn."""
+        n = time_ms.size
         # No window can end in this batch while its last row is within the window's time.
-        turns = batch.t_max - self.window_ms >= self.window_len_ms
+        turns = t_max - self.window_ms >= self.window_len_ms
         start = 0
         while start < n:
             stop = min(n, start + segment_end(self.rows) - self.rows)
@@ -90,15 +110,11 @@ class SourceBudget(SegmentLedger):
                     at = first + int(np.argmax(due))
                     if at == start:
                         self._new_window(int(time_ms[at]))
-                        turns = batch.t_max - self.window_ms >= self.window_len_ms
+                        turns = t_max - self.window_ms >= self.window_len_ms
                     else:
                         stop = at
-            self._segment(batch, start, stop, keep[start:stop], weight[start:stop])
+            yield start, stop
             start = stop
-        kept = int(np.add.reduce(keep, dtype=np.intp))
-        self.kept += kept
-        self.dropped += n - kept
-        return Decisions(keep, weight)
 
     def _segment(
         self, batch: _Batch, start: int, stop: int, keep: np.ndarray, weight: np.ndarray
