@@ -15,12 +15,13 @@ Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.clust
    thread, is the `ConsolidationRunner`'s business.
 4. **Groups** (`logclust.cluster.groups`): a new cluster joins a group by meaning; prose
    is placed by topic (`logclust.cluster.prose_topics`), its clusters are its groups.
+   Structured bodies with the fields of one placed take its cluster (`logclust.cluster.forms`).
 5. **State** is exported as a `SourceState` and `SourceCounters`, which
    `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
    counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
 
 Only masked text is kept, never raw bodies. The clusterer knows nothing of threads or files:
-its caller serialises the calls (the `ConsolidationRunner` holds the source's lock). Its
+its caller serialises the calls (the `ConsolidationRunner` holds the source's lock); its
 one clock stamps the last batch (`last_batch_ms`: idle sources are evicted).
 """
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from logclust.cluster.config import StreamClusterConfig
 from logclust.cluster.descriptions import ClusterStats
-from logclust.cluster.forms import FormIndex, form_keys, near
+from logclust.cluster.forms import FormIndex
 from logclust.cluster.groups import GroupIndex
 from logclust.cluster.id_stats import IdStats
 from logclust.cluster.local_ids import LocalIds
@@ -99,8 +100,9 @@ class SourceClusterer(Revisions):
         # Clusters templates do not own (structured bodies', or a state's saved before
         # templates): only while one exists does a new form need its embedding.
         self._free: set[int] = set()
-        # Form bodies' field names -> the cluster the first such body joined.
+        # Bodies' fields -> their cluster; the clusters XML elements own (never merged).
         self._forms = FormIndex(min(config.cache_size, config.memo_size))
+        self._structural: set[int] = set()
         self.groups = groups or GroupIndex(config.group_threshold_for(None))
         self.rows_seen = 0
         # Rows offered to the reservoir (with templates: structured bodies' rows only).
@@ -262,33 +264,27 @@ class SourceClusterer(Revisions):
         out: tuple[np.ndarray, np.ndarray],
         embed: Callable[[np.ndarray], np.ndarray],
     ) -> None:
-        """Structured bodies `texts` (at `rows` of `out`, `(ids, distances)`): a form
-        with the fields of one already placed takes its cluster; the others are placed
-        by their embeddings (fields may be optional), one body per set of fields."""
+        """Structured bodies `texts` (at `rows` of `out`, `(ids, distances)`): a body with
+        the fields of one already placed takes its cluster (`FormIndex.plan`); the others
+        are placed by their embeddings, one body per set of fields, an XML body of new
+        elements in a cluster of its own (never merged: its elements are its kind)."""
         uid, dist = out
-        first: dict[tuple[str, ...], int] = {}  # fields -> the row placed for them
-        left: list[int] = []
-        later: list[tuple[int, int]] = []  # (row, row placed for its fields)
-        for text, j in zip(texts, rows, strict=True):
-            keys = form_keys(text)
-            known = None if keys is None else self._forms.find(keys)
-            if known is not None:
-                uid[j] = self._live(known)
-            elif keys is not None and (lead := near(keys, first)) is not None:
-                later.append((j, lead))
-            else:
-                left.append(j)
-                if keys is not None:
-                    first[keys] = j
-        if left:
-            idx = np.array(left, np.int64)
+        plan = self._forms.plan(texts, rows)
+        for j, cid in plan.known:
+            uid[j] = self._live(cid)
+        if plan.left:
+            idx = np.array(plan.left, np.int64)
             emb = embed(idx)
-            uid[idx], dist[idx] = self._place(emb)
+            own = np.isin(idx, plan.apart)
+            uid[idx[~own]], dist[idx[~own]] = self._place(emb[~own])
+            if own.any():  # a threshold below 0: each opens a cluster (within the cap)
+                uid[idx[own]], dist[idx[own]] = self._place(emb[own], -1.0)
+                self._structural.update(uid[idx[own]].tolist())
             text_of = dict(zip(rows, texts, strict=True))
-            self.groups.add_clusters(uid[idx], emb, [text_of[j] for j in left])
-        for j, lead in later:
+            self.groups.add_clusters(uid[idx], emb, [text_of[j] for j in plan.left])
+        for j, lead in plan.later:
             uid[j], dist[j] = uid[lead], dist[lead]
-        self._forms.add({keys: int(uid[j]) for keys, j in first.items()})
+        self._forms.add({keys: int(uid[j]) for keys, j in plan.first.items()})
 
     def _open_for_template(
         self, embed: Callable[[np.ndarray], np.ndarray], idx: np.ndarray
@@ -378,10 +374,9 @@ class SourceClusterer(Revisions):
         found here may still be placed again by `assign`)."""
         return self._memo.texts()
 
-    def _place(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k0 = self._table.k
-        cap = self._cap()
-        cidx, d, forced = place(emb, self._table, self.threshold, cap)
+    def _place(self, emb: np.ndarray, at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        k0, cap = self._table.k, self._cap()
+        cidx, d, forced = place(emb, self._table, self.threshold if at is None else at, cap)
         opened = self._table.k - k0
         if opened:
             fresh = np.arange(self._next_id, self._next_id + opened, dtype=np.int32)
@@ -433,10 +428,12 @@ class SourceClusterer(Revisions):
         )
 
     def _fixed_rows(self) -> np.ndarray:
-        """`(k,)` rows of clusters that templates own (never merged or split)."""
-        if not self._templated:
+        """`(k,)` rows of clusters that templates or XML elements own (never merged or
+        split)."""
+        fixed = self._templated | self._structural
+        if not fixed:
             return np.zeros(self._table.k, bool)
-        return np.isin(self._ids, np.fromiter(self._templated, np.int32))
+        return np.isin(self._ids, np.fromiter(fixed, np.int32))
 
     def apply_consolidation(self, job: ConsolidationJob, done: Consolidation) -> None:
         """Swaps in the result `done` of `job`; clusters opened since `job` was made stay
@@ -573,6 +570,9 @@ class SourceClusterer(Revisions):
         self._live_of = None
         self._stats.restore(state.stats, state.next_id)
         self._table, self._ids = state.table, state.ids
+        self._structural = self._forms.restore(
+            (st.cluster_id, st.members[0]) for st in state.stats if st.members
+        )
         if config.templates and state.templates:
             self._templates = TemplateIndex.from_doc(state.templates, template_settings(config))
             self._templated = self._templates.cluster_ids()

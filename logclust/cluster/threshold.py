@@ -130,7 +130,8 @@ def place(
     Args:
         x: `(m, dim)` unit embeddings.
         table: the clusters; updated in place (running means, new clusters).
-        threshold: largest Euclidean distance to a centroid that joins it.
+        threshold: largest Euclidean distance to a centroid that joins it (below 0: each
+            row opens a cluster of its own, within the cap).
         max_clusters: cap on `table.k`.
 
     Returns:
@@ -158,6 +159,7 @@ def place(
         c = table.open(x[lead])
         d = np.linalg.norm(x[rest] - x[lead], axis=1)
         join = d <= threshold
+        join[0] = True  # the leader (a threshold below 0 opens a cluster per row)
         cidx[rest[join]], dist[rest[join]] = c, d[join]
         members = rest[join][1:]  # the leader is already counted by `open`
         if members.size:

@@ -12,7 +12,16 @@ from logclust.cluster.descriptions import template_of
 from logclust.cluster.quality import ari
 from logclust.cluster.router import StreamClusters
 from logclust.cluster.source import SourceClusterer
-from tests.cluster.streams import VectorEmbedder, angle, at, merging_vectors, run, with_source
+from logclust.text.masking import Masker
+from tests.cluster.streams import (
+    VectorEmbedder,
+    angle,
+    at,
+    merging_vectors,
+    run,
+    saved,
+    with_source,
+)
 from tests.fakes import FakeLabeler, fake_traffic
 
 # The embedding rule alone (templates off): these tests pin how vectors place texts.
@@ -176,3 +185,41 @@ def test_rows_placed_then_counted_after_a_merge_count_for_the_survivor() -> None
     clus.count(["a", "c"], uid, ids, np.zeros(3, np.int64))
     sizes = {st.cluster_id: st.size for st in clus.describe()}
     assert sizes[int(ids[0])] == 3 and sizes.get(int(ids[2]), 0) == 0
+
+
+def test_xml_bodies_of_other_elements_stay_apart_through_consolidation_and_restore() -> None:
+    body = "<env><body><%s><account>a</account>%s</%s></body></env>"
+    get, move = body % ("Get", "", "Get"), body % ("Move", "", "Move")
+    get_note = body % ("Get", "<note>b</note>", "Get")  # an optional element more
+    get_tag = body % ("Get", "<tag>c</tag>", "Get")  # seen first after the restore
+    reordered = "<env><body><Get><note>b</note><account>a</account></Get></body></env>"
+    # One point for all: no embedding tells these apart; their elements do.
+    masked = Masker().mask(pa.array([get, move, get_note, get_tag, reordered])).to_pylist()
+    vectors = {t: at(0.0) for t in masked}
+    cfg = StreamClusterConfig(background_consolidation=False)
+    sc = StreamClusters(VectorEmbedder(vectors), cfg)
+    ids = run(sc, pa.table({"body": [get, move, get_note, reordered] * 5}))
+    assert ids[0] != ids[1] and ids[0] == ids[2] == ids[3]
+    for _ in range(3):
+        sc.consolidate_now("default")
+    assert run(sc, pa.table({"body": [get, move]})).tolist() == ids[:2].tolist()
+    states, _ = saved(sc)
+    again = StreamClusters(VectorEmbedder(vectors), cfg)
+    again.load_states(states)
+    again.consolidate_now("default")
+    after = run(again, pa.table({"body": [move, get_tag, get]}))
+    assert after.tolist() == [ids[1], ids[0], ids[0]]
+
+
+def test_xml_fields_and_their_near_kin() -> None:
+    from logclust.cluster.forms import form_keys, near
+
+    soap = "<s:Env><s:Body><%s><id><NUM></id></%s></s:Body></s:Env>"
+    assert form_keys(soap % ("Get", "Get")) == ("<xml>", "Get", "id", "s:Body", "s:Env")
+    assert form_keys("<a><ID></a>") == ("<xml>", "a")  # a masked value is no element
+    assert form_keys("<a><ID>x</ID></a>") == ("<xml>", "ID", "a")  # an element in capitals
+    known = {form_keys(soap % ("Get", "Get")): 1}
+    assert near(form_keys(soap % ("Move", "Move")), known) is None  # they differ both ways
+    more = "<s:Env><s:Body><Get><id><NUM></id><n>x</n></Get></s:Body></s:Env>"
+    assert near(form_keys(more), known) == 1  # one optional element more
+    assert near(form_keys("<s:Env><x/></s:Env>"), known) is None  # too little in common
