@@ -302,49 +302,39 @@ static void bucket_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, 
     memcpy(idx, ti, (size_t)k * sizeof *idx);
 }
 
-/*
- * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
- *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
- *         rows_min, young, target, fair_target, least_p) -> tau, or None where some
- * cluster of the level is split (its levels are left to the caller, `order` sorted).
- *
- * What `SegmentLedger._begin_segment` does to the arrays: the decay, the kinds in the
- * level, their rows per window, the tail flags, the counts' order and the levels.
- */
-static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 22) {
-        PyErr_SetString(PyExc_TypeError, "segment() takes 22 arguments");
-        return NULL;
-    }
-    Buffers b = {.n = 0};
-    PyObject *result = NULL;
+/* The arrays and numbers of a segment's start (`segment`). */
+typedef struct {
+    double *counts, *exposure;
+    int64_t *last_segment, *last_row;
+    char *in_level;
+    double *level_counts;
+    char *tail_on;
+    double *tail_at, *in_segment, *level;
+    int64_t *order;
+    Py_ssize_t cap, order_len, k;
+    double factor;
+    long long segments, rows;
+    double total;
+    int tails;
+    double rows_min;
+    int young;
+    double target, fair_target, least_p;
+} SegmentIn;
+
+/* `segment` on checked arrays: 0 with *tau_out set, 1 where some cluster of the level is
+ * split (`order` sorted), -1 with an error set. */
+static int segment_core(const SegmentIn *a, double *tau_out) {
+    double *counts = a->counts, *exposure = a->exposure, *level_counts = a->level_counts;
+    int64_t *last_segment = a->last_segment, *last_row = a->last_row, *order = a->order;
+    char *in_level = a->in_level, *tail_on = a->tail_on;
+    double *tail_at = a->tail_at, *in_segment = a->in_segment, *level = a->level;
+    Py_ssize_t cap = a->cap, order_len = a->order_len, k = a->k;
+    double factor = a->factor, total = a->total, rows_min = a->rows_min;
+    long long segments = a->segments, rows = a->rows;
+    int tails = a->tails, young = a->young;
+    double target = a->target, fair_target = a->fair_target, least_p = a->least_p;
+    int status = -1;
     void *scratch = NULL;
-    Py_ssize_t cap, order_len;
-    double *counts = get(&b, args[0], 'd', 1, 0, &cap, "counts");
-    if (!counts) goto done;
-    double *exposure = get(&b, args[1], 'd', 1, cap, NULL, "exposure");
-    int64_t *last_segment = exposure ? get(&b, args[2], 'q', 0, cap, NULL, "last_segment") : NULL;
-    int64_t *last_row = last_segment ? get(&b, args[3], 'q', 0, cap, NULL, "last_row") : NULL;
-    char *in_level = last_row ? get(&b, args[4], '?', 1, cap, NULL, "in_level") : NULL;
-    double *level_counts = in_level ? get(&b, args[5], 'd', 1, cap, NULL, "level_counts") : NULL;
-    char *tail_on = level_counts ? get(&b, args[6], '?', 1, cap, NULL, "tail_on") : NULL;
-    double *tail_at = tail_on ? get(&b, args[7], 'd', 0, cap, NULL, "tail_at") : NULL;
-    double *in_segment = tail_at ? get(&b, args[8], 'd', 1, cap, NULL, "in_segment") : NULL;
-    double *level = in_segment ? get(&b, args[9], 'd', 1, cap, NULL, "level") : NULL;
-    int64_t *order = level ? get(&b, args[10], 'q', 1, 0, &order_len, "order") : NULL;
-    if (!order) goto done;
-    Py_ssize_t k = PyLong_AsSsize_t(args[11]);
-    double factor = PyFloat_AsDouble(args[12]);
-    long long segments = PyLong_AsLongLong(args[13]);
-    long long rows = PyLong_AsLongLong(args[14]);
-    double total = PyFloat_AsDouble(args[15]);
-    int tails = PyObject_IsTrue(args[16]);
-    double rows_min = PyFloat_AsDouble(args[17]);
-    int young = PyObject_IsTrue(args[18]);
-    double target = PyFloat_AsDouble(args[19]);
-    double fair_target = PyFloat_AsDouble(args[20]);
-    double least_p = PyFloat_AsDouble(args[21]);
-    if (PyErr_Occurred()) goto done;
     if (k < 0 || k > cap) {
         PyErr_Format(PyExc_ValueError, "k out of range. Received: %zd (capacity %zd)", k, cap);
         goto done;
@@ -398,7 +388,7 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
         memcpy(order, idx, k * sizeof *order);
         for (Py_ssize_t i = 0; i < span; i++) in_segment[i] = 0.0;
-        result = Py_NewRef(Py_None);
+        status = 1;
         goto done;
     }
     /* Here only the level's counts in ascending order count, not which cluster has which
@@ -447,9 +437,66 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         in_segment[i] = 0.0;
     }
     for (Py_ssize_t i = span; i < cap; i++) level[i] = tau;
-    result = PyFloat_FromDouble(tau);
+    *tau_out = tau;
+    status = 0;
 done:
     free(scratch);
+    return status;
+}
+
+/*
+ * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
+ *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
+ *         rows_min, young, target, fair_target, least_p) -> tau, or None where some
+ * cluster of the level is split (its levels are left to the caller, `order` sorted).
+ *
+ * What `SegmentLedger._begin_segment` does to the arrays: the decay, the kinds in the
+ * level, their rows per window, the tail flags, the counts' order and the levels.
+ */
+static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 22) {
+        PyErr_SetString(PyExc_TypeError, "segment() takes 22 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    Py_ssize_t cap, order_len;
+    double *counts = get(&b, args[0], 'd', 1, 0, &cap, "counts");
+    if (!counts) goto done;
+    double *exposure = get(&b, args[1], 'd', 1, cap, NULL, "exposure");
+    int64_t *last_segment = exposure ? get(&b, args[2], 'q', 0, cap, NULL, "last_segment") : NULL;
+    int64_t *last_row = last_segment ? get(&b, args[3], 'q', 0, cap, NULL, "last_row") : NULL;
+    char *in_level = last_row ? get(&b, args[4], '?', 1, cap, NULL, "in_level") : NULL;
+    double *level_counts = in_level ? get(&b, args[5], 'd', 1, cap, NULL, "level_counts") : NULL;
+    char *tail_on = level_counts ? get(&b, args[6], '?', 1, cap, NULL, "tail_on") : NULL;
+    double *tail_at = tail_on ? get(&b, args[7], 'd', 0, cap, NULL, "tail_at") : NULL;
+    double *in_segment = tail_at ? get(&b, args[8], 'd', 1, cap, NULL, "in_segment") : NULL;
+    double *level = in_segment ? get(&b, args[9], 'd', 1, cap, NULL, "level") : NULL;
+    int64_t *order = level ? get(&b, args[10], 'q', 1, 0, &order_len, "order") : NULL;
+    if (!order) goto done;
+    Py_ssize_t k = PyLong_AsSsize_t(args[11]);
+    double factor = PyFloat_AsDouble(args[12]);
+    long long segments = PyLong_AsLongLong(args[13]);
+    long long rows = PyLong_AsLongLong(args[14]);
+    double total = PyFloat_AsDouble(args[15]);
+    int tails = PyObject_IsTrue(args[16]);
+    double rows_min = PyFloat_AsDouble(args[17]);
+    int young = PyObject_IsTrue(args[18]);
+    double target = PyFloat_AsDouble(args[19]);
+    double fair_target = PyFloat_AsDouble(args[20]);
+    double least_p = PyFloat_AsDouble(args[21]);
+    if (PyErr_Occurred()) goto done;
+    {
+        SegmentIn in = {counts, exposure, last_segment, last_row, in_level, level_counts,
+                        tail_on, tail_at, in_segment, level, order, cap, order_len, k,
+                        factor, segments, rows, total, tails, rows_min, young, target,
+                        fair_target, least_p};
+        double tau;
+        int status = segment_core(&in, &tau);
+        if (status == 0) result = PyFloat_FromDouble(tau);
+        else if (status == 1) result = Py_NewRef(Py_None);
+    }
+done:
     release(&b);
     return result;
 }
@@ -529,80 +576,61 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
     return 0;
 }
 
-/*
- * part(ids, time_ms, latency, start, stop, keep, weight, rows_cix, lat_grouped,
- *      lut, counts, exposure, in_segment, last_segment, last_row, sure_ms, sure_row,
- *      level_counts, level, in_level, tail_on, tail_at, phases,
- *      k, k_before, rows, segments, window_row, slot_ms, slot_rows, timely,
- *      least_p, rate, allowance, new_demand, tails, faded)
- * -> None when a row's cluster has no index yet (nothing changed), else
- *    (kept, expected, level_rows, level_p, sure, new_demand, sure_ms, measured)
- *
- * What `SourceBudget._segment` does for rows start:stop of a batch, after the segment's
- * start: the rows grouped by cluster, their p (level, kinds outside the level, strata,
- * rows kept for certain), the systematic draw, the weights and the counts. sure: 0 the
- * earliest sure time is unchanged, 1 it is sure_ms, 2 it is at most the batch's least time.
- */
-static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 37) {
-        PyErr_SetString(PyExc_TypeError, "part() takes 37 arguments");
-        return NULL;
-    }
-    Buffers b = {.n = 0};
-    PyObject *result = NULL;
+/* The arrays and numbers of one part (`part`). */
+typedef struct {
+    void *ids;
+    int wide;
+    int64_t *time_ms;
+    double *latency;
+    Py_ssize_t start, stop;
+    char *keep;
+    double *weight;
+    int64_t *rows_cix;
+    double *lat_g;
+    int64_t *lut;
+    Py_ssize_t lut_len;
+    double *counts, *exposure, *in_segment;
+    int64_t *last_segment, *last_row, *sure_ms, *sure_row;
+    double *level_counts, *level;
+    char *in_level, *tail_on;
+    double *tail_at, *phases;
+    Py_ssize_t cap, k, k_before;
+    long long rows, segments, window_row, slot_ms, slot_rows;
+    int timely;
+    double least_p, rate, allowance, new_demand;
+    int tails, faded;
+} PartIn;
+
+/* What a part returns (`part`). */
+typedef struct {
+    Py_ssize_t kept, level_rows;
+    double expected, level_p, new_demand;
+    int sure_code, measured;
+    long long sure_value;
+} PartOut;
+
+/* `part` on checked arrays: 0 with *o set, 1 where a row's cluster has no index yet
+ * (nothing changed), -1 with an error set. */
+static int part_core(const PartIn *a, PartOut *o) {
+    void *ids = a->ids;
+    int wide = a->wide;
+    int64_t *time_ms = a->time_ms, *rows_cix = a->rows_cix, *lut = a->lut;
+    double *latency = a->latency, *weight = a->weight, *lat_g = a->lat_g;
+    Py_ssize_t start = a->start, m = a->stop - a->start, lut_len = a->lut_len;
+    char *keep = a->keep, *in_level = a->in_level, *tail_on = a->tail_on;
+    double *counts = a->counts, *exposure = a->exposure, *in_segment = a->in_segment;
+    int64_t *last_segment = a->last_segment, *last_row = a->last_row;
+    int64_t *sure_ms = a->sure_ms, *sure_row = a->sure_row;
+    double *level_counts = a->level_counts, *level = a->level;
+    double *tail_at = a->tail_at, *phases = a->phases;
+    Py_ssize_t cap = a->cap, k = a->k, k_before = a->k_before;
+    long long rows = a->rows, segments = a->segments, window_row = a->window_row;
+    long long slot_ms = a->slot_ms, slot_rows = a->slot_rows;
+    int timely = a->timely, tails = a->tails, faded = a->faded;
+    double least_p = a->least_p, rate = a->rate, allowance = a->allowance;
+    double new_demand = a->new_demand;
+    int status = -1;
     char *mem = NULL;
-    Py_ssize_t n_ids, cap, lut_len, phases_len;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
-        return NULL;
-    }
-    int wide = probe.itemsize == 8;
-    PyBuffer_Release(&probe);
-    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 0, &n_ids, "ids");
-    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n_ids, NULL, "time_ms") : NULL;
-    double *latency = time_ms ? get(&b, args[2], 'd', 0, n_ids, NULL, "latency") : NULL;
-    if (!latency) goto done;
-    Py_ssize_t start = PyLong_AsSsize_t(args[3]), stop = PyLong_AsSsize_t(args[4]);
-    if (PyErr_Occurred()) goto done;
-    if (start < 0 || stop > n_ids || start >= stop) {
-        PyErr_Format(PyExc_ValueError, "rows out of range. Received: %zd:%zd of %zd", start,
-                     stop, n_ids);
-        goto done;
-    }
-    Py_ssize_t m = stop - start;
-    char *keep = get(&b, args[5], '?', 1, n_ids, NULL, "keep");
-    double *weight = keep ? get(&b, args[6], 'd', 1, n_ids, NULL, "weight") : NULL;
-    int64_t *rows_cix = weight ? get(&b, args[7], 'q', 1, m, NULL, "rows_cix") : NULL;
-    double *lat_g = rows_cix ? get(&b, args[8], 'd', 1, m, NULL, "lat_grouped") : NULL;
-    int64_t *lut = lat_g ? get(&b, args[9], 'q', 0, 0, &lut_len, "lut") : NULL;
-    double *counts = lut ? get(&b, args[10], 'd', 1, 0, &cap, "counts") : NULL;
-    double *exposure = counts ? get(&b, args[11], 'd', 1, cap, NULL, "exposure") : NULL;
-    double *in_segment = exposure ? get(&b, args[12], 'd', 1, cap, NULL, "in_segment") : NULL;
-    int64_t *last_segment = in_segment ? get(&b, args[13], 'q', 1, cap, NULL, "last_segment") : NULL;
-    int64_t *last_row = last_segment ? get(&b, args[14], 'q', 1, cap, NULL, "last_row") : NULL;
-    int64_t *sure_ms = last_row ? get(&b, args[15], 'q', 1, cap, NULL, "sure_ms") : NULL;
-    int64_t *sure_row = sure_ms ? get(&b, args[16], 'q', 1, cap, NULL, "sure_row") : NULL;
-    double *level_counts = sure_row ? get(&b, args[17], 'd', 0, cap, NULL, "level_counts") : NULL;
-    double *level = level_counts ? get(&b, args[18], 'd', 0, cap, NULL, "level") : NULL;
-    char *in_level = level ? get(&b, args[19], '?', 0, cap, NULL, "in_level") : NULL;
-    char *tail_on = in_level ? get(&b, args[20], '?', 0, cap, NULL, "tail_on") : NULL;
-    double *tail_at = tail_on ? get(&b, args[21], 'd', 0, cap, NULL, "tail_at") : NULL;
-    double *phases = tail_at ? get(&b, args[22], 'd', 1, STRATA * cap, &phases_len, "phases") : NULL;
-    if (!phases) goto done;
-    Py_ssize_t k = PyLong_AsSsize_t(args[23]), k_before = PyLong_AsSsize_t(args[24]);
-    long long rows = PyLong_AsLongLong(args[25]), segments = PyLong_AsLongLong(args[26]);
-    long long window_row = PyLong_AsLongLong(args[27]), slot_ms = PyLong_AsLongLong(args[28]);
-    long long slot_rows = PyLong_AsLongLong(args[29]);
-    int timely = PyObject_IsTrue(args[30]);
-    double least_p = PyFloat_AsDouble(args[31]), rate = PyFloat_AsDouble(args[32]);
-    double allowance = PyFloat_AsDouble(args[33]), new_demand = PyFloat_AsDouble(args[34]);
-    int tails = PyObject_IsTrue(args[35]), faded = PyObject_IsTrue(args[36]);
-    if (PyErr_Occurred()) goto done;
-    if (k < 0 || k > cap || k_before < 0 || k_before > k || phases_len != STRATA * cap) {
-        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%zd of %zd", k, cap);
-        goto done;
-    }
 
     /* rows (stream order): id, cluster index; the ids' range */
     /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
@@ -622,7 +650,7 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t r = 0; r < m; r++) {
         int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
         if (id < 0 || id >= lut_len || lut[id] < 0) {
-            result = Py_NewRef(Py_None); /* a new kind, or an id past the table */
+            status = 1; /* a new kind, or an id past the table */
             goto done;
         }
         if (lut[id] >= k) {
@@ -836,10 +864,109 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         level_rows = nk;
         level_p = sum_of(run_p, nk);
     }
-    result = Py_BuildValue("(ndndidLO)", kept, expected, level_rows, level_p, sure_code,
-                           new_demand, sure_value, measured ? Py_True : Py_False);
+    o->kept = kept;
+    o->expected = expected;
+    o->level_rows = level_rows;
+    o->level_p = level_p;
+    o->sure_code = sure_code;
+    o->new_demand = new_demand;
+    o->sure_value = sure_value;
+    o->measured = measured;
+    status = 0;
 done:
     free(mem);
+    return status;
+}
+
+/*
+ * part(ids, time_ms, latency, start, stop, keep, weight, rows_cix, lat_grouped,
+ *      lut, counts, exposure, in_segment, last_segment, last_row, sure_ms, sure_row,
+ *      level_counts, level, in_level, tail_on, tail_at, phases,
+ *      k, k_before, rows, segments, window_row, slot_ms, slot_rows, timely,
+ *      least_p, rate, allowance, new_demand, tails, faded)
+ * -> None when a row's cluster has no index yet (nothing changed), else
+ *    (kept, expected, level_rows, level_p, sure, new_demand, sure_ms, measured)
+ *
+ * What `SourceBudget._segment` does for rows start:stop of a batch, after the segment's
+ * start: the rows grouped by cluster, their p (level, kinds outside the level, strata,
+ * rows kept for certain), the systematic draw, the weights and the counts. sure: 0 the
+ * earliest sure time is unchanged, 1 it is sure_ms, 2 it is at most the batch's least time.
+ */
+static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 37) {
+        PyErr_SetString(PyExc_TypeError, "part() takes 37 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    Py_ssize_t n_ids, cap, lut_len, phases_len;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
+        return NULL;
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 0, &n_ids, "ids");
+    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n_ids, NULL, "time_ms") : NULL;
+    double *latency = time_ms ? get(&b, args[2], 'd', 0, n_ids, NULL, "latency") : NULL;
+    if (!latency) goto done;
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]), stop = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) goto done;
+    if (start < 0 || stop > n_ids || start >= stop) {
+        PyErr_Format(PyExc_ValueError, "rows out of range. Received: %zd:%zd of %zd", start,
+                     stop, n_ids);
+        goto done;
+    }
+    Py_ssize_t m = stop - start;
+    char *keep = get(&b, args[5], '?', 1, n_ids, NULL, "keep");
+    double *weight = keep ? get(&b, args[6], 'd', 1, n_ids, NULL, "weight") : NULL;
+    int64_t *rows_cix = weight ? get(&b, args[7], 'q', 1, m, NULL, "rows_cix") : NULL;
+    double *lat_g = rows_cix ? get(&b, args[8], 'd', 1, m, NULL, "lat_grouped") : NULL;
+    int64_t *lut = lat_g ? get(&b, args[9], 'q', 0, 0, &lut_len, "lut") : NULL;
+    double *counts = lut ? get(&b, args[10], 'd', 1, 0, &cap, "counts") : NULL;
+    double *exposure = counts ? get(&b, args[11], 'd', 1, cap, NULL, "exposure") : NULL;
+    double *in_segment = exposure ? get(&b, args[12], 'd', 1, cap, NULL, "in_segment") : NULL;
+    int64_t *last_segment = in_segment ? get(&b, args[13], 'q', 1, cap, NULL, "last_segment") : NULL;
+    int64_t *last_row = last_segment ? get(&b, args[14], 'q', 1, cap, NULL, "last_row") : NULL;
+    int64_t *sure_ms = last_row ? get(&b, args[15], 'q', 1, cap, NULL, "sure_ms") : NULL;
+    int64_t *sure_row = sure_ms ? get(&b, args[16], 'q', 1, cap, NULL, "sure_row") : NULL;
+    double *level_counts = sure_row ? get(&b, args[17], 'd', 0, cap, NULL, "level_counts") : NULL;
+    double *level = level_counts ? get(&b, args[18], 'd', 0, cap, NULL, "level") : NULL;
+    char *in_level = level ? get(&b, args[19], '?', 0, cap, NULL, "in_level") : NULL;
+    char *tail_on = in_level ? get(&b, args[20], '?', 0, cap, NULL, "tail_on") : NULL;
+    double *tail_at = tail_on ? get(&b, args[21], 'd', 0, cap, NULL, "tail_at") : NULL;
+    double *phases = tail_at ? get(&b, args[22], 'd', 1, STRATA * cap, &phases_len, "phases") : NULL;
+    if (!phases) goto done;
+    Py_ssize_t k = PyLong_AsSsize_t(args[23]), k_before = PyLong_AsSsize_t(args[24]);
+    long long rows = PyLong_AsLongLong(args[25]), segments = PyLong_AsLongLong(args[26]);
+    long long window_row = PyLong_AsLongLong(args[27]), slot_ms = PyLong_AsLongLong(args[28]);
+    long long slot_rows = PyLong_AsLongLong(args[29]);
+    int timely = PyObject_IsTrue(args[30]);
+    double least_p = PyFloat_AsDouble(args[31]), rate = PyFloat_AsDouble(args[32]);
+    double allowance = PyFloat_AsDouble(args[33]), new_demand = PyFloat_AsDouble(args[34]);
+    int tails = PyObject_IsTrue(args[35]), faded = PyObject_IsTrue(args[36]);
+    if (PyErr_Occurred()) goto done;
+    if (k < 0 || k > cap || k_before < 0 || k_before > k || phases_len != STRATA * cap) {
+        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%zd of %zd", k, cap);
+        goto done;
+    }
+    {
+        PartIn in = {ids, wide, time_ms, latency, start, stop, keep, weight, rows_cix, lat_g,
+                     lut, lut_len, counts, exposure, in_segment, last_segment, last_row,
+                     sure_ms, sure_row, level_counts, level, in_level, tail_on, tail_at,
+                     phases, cap, k, k_before, rows, segments, window_row, slot_ms,
+                     slot_rows, timely, least_p, rate, allowance, new_demand, tails, faded};
+        PartOut o;
+        int status = part_core(&in, &o);
+        if (status == 0)
+            result = Py_BuildValue("(ndndidLO)", o.kept, o.expected, o.level_rows, o.level_p,
+                                   o.sure_code, o.new_demand, o.sure_value,
+                                   o.measured ? Py_True : Py_False);
+        else if (status == 1)
+            result = Py_NewRef(Py_None);
+    }
+done:
     release(&b);
     return result;
 }
