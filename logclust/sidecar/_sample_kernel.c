@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
-#define KERNEL_VERSION 1
+#define KERNEL_VERSION 2
 #define SEGMENT_ROWS 1024
 #define TAIL_QUANTILE 0.98
 #define TAIL_BOOST 50.0
@@ -971,6 +971,458 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ batches */
+
+/* The ledger's numbers (sample_ledger.py) `decide` steps itself: the same constants. */
+#define FIRST_SEGMENT_ROWS 16
+#define P_FLOOR 0.25
+#define NEW_SHARE 0.5
+#define CONTROL_RATE 1.0
+#define CONTROL_CLIP 0.5
+#define GAIN_LO 0.5
+#define GAIN_HI 2.0
+#define RATE_LO 0.25
+#define RATE_HI 2.5
+
+/* The attributes of a `CompiledBudget` that `decide` reads (and the numbers it writes
+ * back), interned once. */
+enum {
+    A_K, A_ROWS, A_SEGMENTS, A_WINDOW_MS, A_WINDOW_ROW, A_WINDOW_ROWS, A_SEGMENT_END,
+    A_CLOCK_MS, A_SURE_LO, A_SEG_FILL, A_SEG_ROWS, A_SEG_P, A_SEG_MEASURED, A_TAILS, A_FADED,
+    A_TOTAL, A_WINDOW_SPENT, A_NEW_DEMAND, A_RATE, A_ALLOWANCE, A_GAIN, A_TAU, A_FRACTION,
+    A_SLOT_MS, A_SLOT_ROWS, A_WINDOW_LEN_MS, A_WINDOW_ROWS_MIN, A_WINDOW_S,
+    /* arrays */
+    A_LUT, A_COUNTS, A_EXPOSURE, A_IN_SEGMENT, A_LAST_SEGMENT, A_LAST_ROW, A_SURE_MS,
+    A_SURE_ROW, A_LEVEL_COUNTS, A_LEVEL, A_IN_LEVEL, A_TAIL_ON, A_TAIL_AT, A_PHASES, A_ORDER,
+    A_SEG_CIX, A_SEG_LAT,
+    /* methods */
+    A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT,
+    N_ATTRS
+};
+static const char *attr_names[N_ATTRS] = {
+    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
+    "clock_ms", "_sure_lo", "_seg_fill", "_seg_rows", "_seg_p", "_seg_measured", "_tails",
+    "_faded", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
+    "fraction", "slot_ms", "slot_rows", "_window_len_ms", "_window_rows_min", "_window_s",
+    "_lut", "counts", "exposure", "in_segment", "last_segment", "last_row", "sure_ms",
+    "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
+    "_seg_cix", "_seg_lat",
+    "_grow_lut", "_add_kinds", "_begin_segment",
+};
+static PyObject *attrs[N_ATTRS];
+
+/* A source's ledger as `decide` steps it: its numbers, and its arrays while held. */
+typedef struct {
+    PyObject *self;
+    Buffers b;
+    int64_t *lut, *last_segment, *last_row, *sure_ms, *sure_row, *order, *seg_cix;
+    double *counts, *exposure, *in_segment, *level_counts, *level, *tail_at, *phases, *seg_lat;
+    char *in_level, *tail_on;
+    Py_ssize_t lut_len, cap, order_len, seg_cap;
+    long long k, rows, segments, window_ms, window_row, window_rows, segment_end, clock_ms;
+    long long sure_lo, seg_fill, seg_rows, slot_ms, slot_rows, window_len_ms, window_rows_min;
+    int has_clock, sure_lo_inf, tails, faded, seg_measured;
+    double total, window_spent, new_demand, rate, allowance, gain, tau, seg_p, fraction;
+    double window_s;
+} Ledger;
+
+static int get_ll(PyObject *self, int a, long long *out) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *out = PyLong_AsLongLong(o);
+    Py_DECREF(o);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_d(PyObject *self, int a, double *out) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *out = PyFloat_AsDouble(o);
+    Py_DECREF(o);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_bool(PyObject *self, int a, int *out) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *out = PyObject_IsTrue(o);
+    Py_DECREF(o);
+    return *out < 0 ? -1 : 0;
+}
+
+/* An int (None: *has = 0), or for `_sure_lo` inf (*has = 0). */
+static int get_opt(PyObject *self, int a, long long *out, int *has) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *has = 1;
+    *out = 0;
+    if (o == Py_None || (PyFloat_Check(o) && isinf(PyFloat_AS_DOUBLE(o)) &&
+                         PyFloat_AS_DOUBLE(o) > 0)) {
+        *has = 0;
+    } else {
+        *out = PyLong_AsLongLong(o);
+    }
+    Py_DECREF(o);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int load_numbers(Ledger *L) {
+    PyObject *s = L->self;
+    int sure;
+    if (get_ll(s, A_K, &L->k) || get_ll(s, A_ROWS, &L->rows) ||
+        get_ll(s, A_SEGMENTS, &L->segments) || get_ll(s, A_WINDOW_MS, &L->window_ms) ||
+        get_ll(s, A_WINDOW_ROW, &L->window_row) || get_ll(s, A_WINDOW_ROWS, &L->window_rows) ||
+        get_ll(s, A_SEGMENT_END, &L->segment_end) ||
+        get_opt(s, A_CLOCK_MS, &L->clock_ms, &L->has_clock) ||
+        get_opt(s, A_SURE_LO, &L->sure_lo, &sure) || get_ll(s, A_SEG_FILL, &L->seg_fill) ||
+        get_ll(s, A_SEG_ROWS, &L->seg_rows) || get_d(s, A_SEG_P, &L->seg_p) ||
+        get_bool(s, A_SEG_MEASURED, &L->seg_measured) || get_bool(s, A_TAILS, &L->tails) ||
+        get_bool(s, A_FADED, &L->faded) || get_d(s, A_TOTAL, &L->total) ||
+        get_d(s, A_WINDOW_SPENT, &L->window_spent) || get_d(s, A_NEW_DEMAND, &L->new_demand) ||
+        get_d(s, A_RATE, &L->rate) || get_d(s, A_ALLOWANCE, &L->allowance) ||
+        get_d(s, A_GAIN, &L->gain) || get_d(s, A_TAU, &L->tau) ||
+        get_d(s, A_FRACTION, &L->fraction) || get_ll(s, A_SLOT_MS, &L->slot_ms) ||
+        get_ll(s, A_SLOT_ROWS, &L->slot_rows) ||
+        get_ll(s, A_WINDOW_LEN_MS, &L->window_len_ms) ||
+        get_ll(s, A_WINDOW_ROWS_MIN, &L->window_rows_min) || get_d(s, A_WINDOW_S, &L->window_s))
+        return -1;
+    L->sure_lo_inf = !sure;
+    if (L->window_rows_min < 1) {
+        PyErr_Format(PyExc_ValueError, "_window_rows_min must be positive. Received: %lld",
+                     L->window_rows_min);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_attr(PyObject *self, int a, PyObject *v) {
+    if (!v) return -1;
+    int r = PyObject_SetAttr(self, attrs[a], v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The numbers `decide` changes, written back. */
+static int store_numbers(const Ledger *L) {
+    PyObject *s = L->self;
+    return set_attr(s, A_ROWS, PyLong_FromLongLong(L->rows)) ||
+           set_attr(s, A_SEGMENTS, PyLong_FromLongLong(L->segments)) ||
+           set_attr(s, A_WINDOW_MS, PyLong_FromLongLong(L->window_ms)) ||
+           set_attr(s, A_WINDOW_ROW, PyLong_FromLongLong(L->window_row)) ||
+           set_attr(s, A_WINDOW_ROWS, PyLong_FromLongLong(L->window_rows)) ||
+           set_attr(s, A_SEGMENT_END, PyLong_FromLongLong(L->segment_end)) ||
+           set_attr(s, A_CLOCK_MS,
+                    L->has_clock ? PyLong_FromLongLong(L->clock_ms) : Py_NewRef(Py_None)) ||
+           set_attr(s, A_SURE_LO,
+                    L->sure_lo_inf ? PyFloat_FromDouble(INFINITY) : PyLong_FromLongLong(L->sure_lo)) ||
+           set_attr(s, A_SEG_FILL, PyLong_FromLongLong(L->seg_fill)) ||
+           set_attr(s, A_SEG_ROWS, PyLong_FromLongLong(L->seg_rows)) ||
+           set_attr(s, A_SEG_P, PyFloat_FromDouble(L->seg_p)) ||
+           set_attr(s, A_SEG_MEASURED, PyBool_FromLong(L->seg_measured)) ||
+           set_attr(s, A_FADED, PyBool_FromLong(L->faded)) ||
+           set_attr(s, A_TOTAL, PyFloat_FromDouble(L->total)) ||
+           set_attr(s, A_WINDOW_SPENT, PyFloat_FromDouble(L->window_spent)) ||
+           set_attr(s, A_NEW_DEMAND, PyFloat_FromDouble(L->new_demand)) ||
+           set_attr(s, A_RATE, PyFloat_FromDouble(L->rate)) ||
+           set_attr(s, A_ALLOWANCE, PyFloat_FromDouble(L->allowance)) ||
+           set_attr(s, A_GAIN, PyFloat_FromDouble(L->gain)) ||
+           set_attr(s, A_TAU, PyFloat_FromDouble(L->tau))
+               ? -1
+               : 0;
+}
+
+static void *get_attr_array(Ledger *L, int a, char kind, int writable, Py_ssize_t min_len,
+                            Py_ssize_t *len) {
+    PyObject *o = PyObject_GetAttr(L->self, attrs[a]);
+    if (!o) return NULL;
+    void *data = get(&L->b, o, kind, writable, min_len, len, attr_names[a]);
+    Py_DECREF(o); /* the view holds its own reference */
+    return data;
+}
+
+/* The ledger's arrays, checked: every per-cluster array of `cap` slots or more, phases of
+ * STRATA * cap, k within them, the segment's scratch of SEGMENT_ROWS. */
+static int load_arrays(Ledger *L) {
+    Py_ssize_t phases_len;
+    release(&L->b);
+    if (!(L->counts = get_attr_array(L, A_COUNTS, 'd', 1, 0, &L->cap)) ||
+        !(L->lut = get_attr_array(L, A_LUT, 'q', 0, 0, &L->lut_len)) ||
+        !(L->exposure = get_attr_array(L, A_EXPOSURE, 'd', 1, L->cap, NULL)) ||
+        !(L->in_segment = get_attr_array(L, A_IN_SEGMENT, 'd', 1, L->cap, NULL)) ||
+        !(L->last_segment = get_attr_array(L, A_LAST_SEGMENT, 'q', 1, L->cap, NULL)) ||
+        !(L->last_row = get_attr_array(L, A_LAST_ROW, 'q', 1, L->cap, NULL)) ||
+        !(L->sure_ms = get_attr_array(L, A_SURE_MS, 'q', 1, L->cap, NULL)) ||
+        !(L->sure_row = get_attr_array(L, A_SURE_ROW, 'q', 1, L->cap, NULL)) ||
+        !(L->level_counts = get_attr_array(L, A_LEVEL_COUNTS, 'd', 1, L->cap, NULL)) ||
+        !(L->level = get_attr_array(L, A_LEVEL, 'd', 1, L->cap, NULL)) ||
+        !(L->in_level = get_attr_array(L, A_IN_LEVEL, '?', 1, L->cap, NULL)) ||
+        !(L->tail_on = get_attr_array(L, A_TAIL_ON, '?', 1, L->cap, NULL)) ||
+        !(L->tail_at = get_attr_array(L, A_TAIL_AT, 'd', 0, L->cap, NULL)) ||
+        !(L->phases = get_attr_array(L, A_PHASES, 'd', 1, STRATA * L->cap, &phases_len)) ||
+        !(L->order = get_attr_array(L, A_ORDER, 'q', 1, 0, &L->order_len)) ||
+        !(L->seg_cix = get_attr_array(L, A_SEG_CIX, 'q', 1, SEGMENT_ROWS, &L->seg_cap)) ||
+        !(L->seg_lat = get_attr_array(L, A_SEG_LAT, 'd', 1, L->seg_cap, NULL)))
+        return -1;
+    if (L->k < 0 || L->k > L->cap || phases_len != STRATA * L->cap) {
+        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%lld of %zd", L->k,
+                     L->cap);
+        return -1;
+    }
+    return 0;
+}
+
+/* The ledger's method `a` called with `arg` (stolen): the numbers written back first, the
+ * numbers and arrays read again after (it may replace them). */
+static int call_back(Ledger *L, int a, PyObject *arg) {
+    if (!arg || store_numbers(L) < 0) {
+        Py_XDECREF(arg);
+        return -1;
+    }
+    release(&L->b);
+    PyObject *r = PyObject_CallMethodOneArg(L->self, attrs[a], arg);
+    Py_DECREF(arg);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return load_numbers(L) < 0 || load_arrays(L) < 0 ? -1 : 0;
+}
+
+/* `segment_end` (sample_level.py) */
+static long long segment_end_of(long long rows) {
+    if (rows < SEGMENT_ROWS) {
+        long long end = FIRST_SEGMENT_ROWS;
+        while (end <= rows) end *= 2;
+        return end;
+    }
+    return (rows / SEGMENT_ROWS + 1) * SEGMENT_ROWS;
+}
+
+/* `SegmentLedger._new_window` */
+static void new_window(Ledger *L, int64_t now_ms) {
+    __int128 length = L->window_len_ms, at = L->window_ms;
+    L->window_ms = (long long)((__int128)now_ms < at + 2 * length ? at + length : now_ms);
+    L->window_row = L->rows;
+    L->window_rows = 0;
+    L->window_spent = 0.0;
+    L->new_demand = 0.0;
+    L->segment_end = L->rows;
+}
+
+/* `SegmentLedger._account` */
+static void account(Ledger *L, long long rows, double expected) {
+    if (rows <= 0) return;
+    double fair = L->rate * (double)rows;
+    double err = dmin(CONTROL_CLIP, dmax(-CONTROL_CLIP, (fair - expected) / fair));
+    double step = CONTROL_RATE * (double)rows / (double)L->window_rows_min * err;
+    L->gain = dmin(GAIN_HI, dmax(GAIN_LO, L->gain * exp(step)));
+}
+
+/* `SegmentLedger._decay` */
+static double decay(Ledger *L, long long rows, int64_t now_ms) {
+    double elapsed_s = 0.0;
+    if (L->has_clock) {
+        __int128 gap = (__int128)now_ms - L->clock_ms;
+        elapsed_s = gap > 0 ? (double)gap / 1000.0 : 0.0;
+    }
+    double factor = dmax(exp((double)(-rows) / (double)L->window_rows_min),
+                         exp(-elapsed_s / L->window_s));
+    if (factor < 1e-9) L->faded = 1;
+    if (factor < 1.0) L->total *= factor;
+    return factor;
+}
+
+/* `SegmentLedger._begin_segment` where no part of the last segment measured a latency and
+ * no cluster has a tail estimate (no quantiles, no split levels) and `order` holds every
+ * cluster; elsewhere the ledger's own method. 0, or -1 with an error set. */
+static int begin_segment(Ledger *L, int64_t now_ms) {
+    if (L->seg_measured || L->tails || L->order_len < L->k)
+        return call_back(L, A_BEGIN_SEGMENT, PyLong_FromLongLong(now_ms));
+    if (L->seg_fill) { /* _close_segment */
+        account(L, L->seg_rows, L->seg_p);
+        L->seg_fill = L->seg_rows = 0;
+        L->seg_p = 0.0;
+    }
+    if (!L->rows) L->window_ms = now_ms;
+    L->segment_end = segment_end_of(L->rows);
+    double factor = decay(L, L->segment_end - L->rows, now_ms);
+    long long clock = L->has_clock && L->clock_ms != 0 ? L->clock_ms : now_ms;
+    L->clock_ms = now_ms > clock ? now_ms : clock;
+    L->has_clock = 1;
+    long long least = 2 * L->window_rows < L->window_rows_min ? 2 * L->window_rows
+                                                                : L->window_rows_min;
+    double expect = dmax(dmax(L->total, (double)least), (double)L->window_rows);
+    double debt = L->fraction * (double)L->window_rows - L->window_spent;
+    double horizon = dmax(expect - (double)L->window_rows, (double)(L->segment_end - L->rows));
+    L->rate = dmin(RATE_HI * L->fraction,
+                   dmax(RATE_LO * L->fraction, L->fraction + debt / horizon));
+    /* _refresh, _targets */
+    double floor_p = P_FLOOR * L->fraction;
+    double target = dmax(L->gain * L->rate * L->total, 1e-9);
+    double fair_target = dmax(L->gain * L->fraction * L->total, 1e-9);
+    int young = L->rate >= L->fraction || L->rows < SEGMENT_ROWS;
+    SegmentIn in = {L->counts, L->exposure, L->last_segment, L->last_row, L->in_level,
+                    L->level_counts, L->tail_on, L->tail_at, L->in_segment, L->level,
+                    L->order, L->cap, L->order_len, L->k, factor, L->segments, L->rows,
+                    L->total, 0, (double)L->window_rows_min, young, target, fair_target,
+                    floor_p};
+    for (Py_ssize_t i = 0; i < L->k; i++)
+        if (L->order[i] < 0 || L->order[i] >= L->k) {
+            PyErr_SetString(PyExc_ValueError, "_order: an index out of range");
+            return -1;
+        }
+    double tau;
+    int status = segment_core(&in, &tau);
+    if (status != 0) {
+        if (status == 1) PyErr_SetString(PyExc_RuntimeError, "a split level without tails");
+        return -1;
+    }
+    L->tau = tau;
+    L->allowance = NEW_SHARE * L->fraction * dmax(L->total, (double)L->window_rows);
+    L->segments += 1;
+    return 0;
+}
+
+/* `CompiledBudget._part`: rows start:stop of the batch (within one segment), their
+ * grouped clusters and latencies into the segment's scratch. The number kept, or -1 with
+ * an error set. */
+static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
+                              int64_t *time_ms, double *latency, Py_ssize_t start,
+                              Py_ssize_t stop, char *keep, double *weight, int64_t t_min,
+                              int64_t t_max) {
+    if (L->rows == L->segment_end && begin_segment(L, time_ms[start]) < 0) return -1;
+    Py_ssize_t m = stop - start;
+    if (L->seg_fill + m > L->seg_cap) {
+        PyErr_SetString(PyExc_RuntimeError, "a segment of more than SEGMENT_ROWS rows");
+        return -1;
+    }
+    long long k_before = L->k;
+    PartOut o;
+    for (int tries = 0;; tries++) {
+        int timely = L->sure_lo_inf || (__int128)t_max - L->sure_lo < L->slot_ms;
+        PartIn in = {ids, wide, time_ms, latency, start, stop, keep, weight,
+                     L->seg_cix + L->seg_fill, L->seg_lat + L->seg_fill, L->lut, L->lut_len,
+                     L->counts, L->exposure, L->in_segment, L->last_segment, L->last_row,
+                     L->sure_ms, L->sure_row, L->level_counts, L->level, L->in_level,
+                     L->tail_on, L->tail_at, L->phases, L->cap, L->k, k_before, L->rows,
+                     L->segments, L->window_row, L->slot_ms, L->slot_rows, timely,
+                     P_FLOOR * L->fraction, L->rate, L->allowance, L->new_demand, L->tails,
+                     L->faded};
+        int status = part_core(&in, &o);
+        if (status < 0) return -1;
+        if (status == 0) break;
+        if (tries) {
+            PyErr_SetString(PyExc_RuntimeError, "a kind of the part has no index");
+            return -1;
+        }
+        /* kinds without an index: the ledger gives them one */
+        if (call_back(L, A_ADD_KINDS, PySequence_GetSlice(ids_obj, start, stop)) < 0) return -1;
+    }
+    if (o.sure_code == 1) {
+        L->sure_lo = o.sure_value;
+        L->sure_lo_inf = 0;
+    } else if (o.sure_code == 2 && (L->sure_lo_inf || t_min < L->sure_lo)) {
+        L->sure_lo = t_min;
+        L->sure_lo_inf = 0;
+    }
+    L->rows += m;
+    L->total += (double)m;
+    L->window_rows += m;
+    L->window_spent += o.expected;
+    L->new_demand = o.new_demand;
+    L->seg_fill += m;
+    L->seg_rows += o.level_rows;
+    L->seg_p += o.level_p;
+    L->seg_measured |= o.measured;
+    return o.kept;
+}
+
+/*
+ * decide(budget, ids, time_ms, latency, keep, weight) -> rows kept, or NEGATIVE_IDS where
+ * an id is negative, or OTHER_ARRAYS where ids, times or latencies are not contiguous
+ * int32/int64, int64 and float64 (in both, nothing changed).
+ *
+ * What `CompiledBudget.decide` does for a whole batch in one call: the batch's parts
+ * (`SourceBudget._parts`, windows turned at their first row), each segment's start where
+ * no latency nor tail is involved (else the budget's `_begin_segment`), and each part's
+ * rows (`part`, new kinds given an index by the budget's `_add_kinds`), the budget's
+ * numbers read at the start and written back at the end.
+ */
+#define NEGATIVE_IDS -1
+#define OTHER_ARRAYS -2
+static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "decide() takes 6 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    Ledger L = {.self = args[0]};
+    PyObject *result = NULL;
+    Py_buffer probe;
+    Py_ssize_t n;
+    if (PyObject_GetBuffer(args[1], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return PyLong_FromLong(OTHER_ARRAYS);
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    void *ids = get(&b, args[1], wide ? 'q' : 'i', 0, 1, &n, "ids");
+    int64_t *time_ms = ids ? get(&b, args[2], 'q', 0, n, NULL, "time_ms") : NULL;
+    double *latency = time_ms ? get(&b, args[3], 'd', 0, n, NULL, "latency") : NULL;
+    if (!latency) {
+        PyErr_Clear();
+        release(&b);
+        return PyLong_FromLong(OTHER_ARRAYS);
+    }
+    char *keep = get(&b, args[4], '?', 1, n, NULL, "keep");
+    double *weight = keep ? get(&b, args[5], 'd', 1, n, NULL, "weight") : NULL;
+    if (!weight) goto done;
+    int64_t lo = INT64_MAX, hi = INT64_MIN, t_min = INT64_MAX, t_max = INT64_MIN;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];
+        lo = id < lo ? id : lo;
+        hi = id > hi ? id : hi;
+        t_min = t < t_min ? t : t_min;
+        t_max = t > t_max ? t : t_max;
+    }
+    if (lo < 0) {
+        result = PyLong_FromLong(NEGATIVE_IDS);
+        goto done;
+    }
+    if (load_numbers(&L) < 0 || load_arrays(&L) < 0) goto done;
+    if (hi >= L.lut_len && call_back(&L, A_GROW_LUT, PyLong_FromLongLong(hi + 1)) < 0)
+        goto done; /* ids index the table: as the reference grows it */
+    int turns = (__int128)t_max - L.window_ms >= L.window_len_ms;
+    Py_ssize_t kept = 0, start = 0;
+    while (start < n) {
+        __int128 stop = start + (__int128)(segment_end_of(L.rows) - L.rows);
+        stop = stop < n ? stop : n;
+        long long ahead = L.window_row + L.window_rows_min - L.rows;
+        __int128 first = start + (__int128)(ahead > 0 ? ahead : 0);
+        if (turns && L.rows && first < stop) {
+            for (Py_ssize_t i = (Py_ssize_t)first; i < (Py_ssize_t)stop; i++)
+                if ((int64_t)((uint64_t)time_ms[i] - (uint64_t)L.window_ms) >= L.window_len_ms) {
+                    if (i == start) {
+                        new_window(&L, time_ms[i]);
+                        turns = (__int128)t_max - L.window_ms >= L.window_len_ms;
+                    } else {
+                        stop = i;
+                    }
+                    break;
+                }
+        }
+        Py_ssize_t got = decide_part(&L, args[1], ids, wide, time_ms, latency, start,
+                                     (Py_ssize_t)stop, keep, weight, t_min, t_max);
+        if (got < 0) goto done;
+        kept += got;
+        start = (Py_ssize_t)stop;
+    }
+    if (store_numbers(&L) < 0) goto done;
+    result = PyLong_FromSsize_t(kept);
+done:
+    release(&L.b);
+    release(&b);
+    return result;
+}
+
 /* scan(ids, time_ms, latency) -> (least id, greatest id, least time, greatest time) of
  * a batch (n >= 1; ids int32 or int64, times int64, latencies float64, all contiguous:
  * ValueError where not, and `part` takes them as they are). */
@@ -1009,6 +1461,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
 }
 
 static PyMethodDef methods[] = {
+    {"decide", (PyCFunction)(void (*)(void))decide, METH_FASTCALL,
+     "Decides a whole batch of one source (CompiledBudget.decide)."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "The least and greatest id and time of a batch."},
     {"part", (PyCFunction)(void (*)(void))part, METH_FASTCALL,
@@ -1024,6 +1478,8 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__sample_kernel(void) {
+    for (int a = 0; a < N_ATTRS; a++)
+        if (!attrs[a] && !(attrs[a] = PyUnicode_InternFromString(attr_names[a]))) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     /* the constants the arithmetic is compiled with: the caller checks them */
@@ -1033,7 +1489,16 @@ PyMODINIT_FUNC PyInit__sample_kernel(void) {
         PyModule_AddObject(m, "TAIL_BOOST", PyFloat_FromDouble(TAIL_BOOST)) < 0 ||
         PyModule_AddObject(m, "ACTIVE_GAP", PyFloat_FromDouble(ACTIVE_GAP)) < 0 ||
         PyModule_AddObject(m, "TAIL_MIN_WINDOW_ROWS", PyFloat_FromDouble(TAIL_MIN_WINDOW_ROWS)) < 0 ||
-        PyModule_AddIntConstant(m, "NO_LATENCY", NO_LATENCY) < 0) {
+        PyModule_AddIntConstant(m, "NO_LATENCY", NO_LATENCY) < 0 ||
+        PyModule_AddIntConstant(m, "FIRST_SEGMENT_ROWS", FIRST_SEGMENT_ROWS) < 0 ||
+        PyModule_AddObject(m, "P_FLOOR", PyFloat_FromDouble(P_FLOOR)) < 0 ||
+        PyModule_AddObject(m, "NEW_SHARE", PyFloat_FromDouble(NEW_SHARE)) < 0 ||
+        PyModule_AddObject(m, "CONTROL_RATE", PyFloat_FromDouble(CONTROL_RATE)) < 0 ||
+        PyModule_AddObject(m, "CONTROL_CLIP", PyFloat_FromDouble(CONTROL_CLIP)) < 0 ||
+        PyModule_AddObject(m, "GAIN_RANGE", Py_BuildValue("(dd)", GAIN_LO, GAIN_HI)) < 0 ||
+        PyModule_AddObject(m, "RATE_RANGE", Py_BuildValue("(dd)", RATE_LO, RATE_HI)) < 0 ||
+        PyModule_AddIntConstant(m, "NEGATIVE_IDS", NEGATIVE_IDS) < 0 ||
+        PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0) {
         Py_DECREF(m);
         return NULL;
     }
