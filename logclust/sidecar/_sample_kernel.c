@@ -837,7 +837,7 @@ static int part_core(const PartIn *a, PartOut *o) {
         int take = end[i] - ps[i] < floor_pos(end[i]);
         Py_ssize_t r = order[i];
         keep[start + r] = (char)take;
-        weight[start + r] = (double)take / ps[i];
+        weight[start + r] = take ? 1.0 / ps[i] : 0.0; /* 0 / p is +0 (p > 0) */
         p[r] = ps[i];
         kept += take;
     }
