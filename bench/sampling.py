@@ -68,6 +68,7 @@ from training.data import default_data_dir, read_loghub_system, redraw_digits
 HERE = str(Path(__file__).resolve().parents[1])
 WINDOW_MS = 5 * 60 * 1000
 SAMPLE_LEDGER = "logclust.sidecar.sample_ledger"
+KERNEL = "logclust.sidecar._sample_kernel"
 # The sampler's modules in import order; all but the first may be absent from an older
 # checkout (`--against`).
 OPTIONAL_MODULES = (
@@ -469,20 +470,32 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
     logclust/sidecar/sample_level.py, and sample_ledger.py, sample_rows.py and
-    sample_compiled.py where it has them, and sampling.py), loaded beside this one's (a
-    compiled kernel is this checkout's)."""
-    names = (*SAMPLER_MODULES, "logclust.sidecar.sampling")
+    sample_compiled.py where it has them, and sampling.py), loaded beside this one's, with
+    its own compiled kernel where it has one built (`python setup.py build_ext --inplace`
+    there), else this checkout's (which a sampler of another kernel version leaves
+    unused: it decides with its numpy reference)."""
+    names = (KERNEL, *SAMPLER_MODULES, "logclust.sidecar.sampling")
+    package = sys.modules["logclust.sidecar"]
+    short = {name: name.rsplit(".", 1)[1] for name in names}
     saved = {name: sys.modules.get(name) for name in names}
+    # `from logclust.sidecar import x` reads the package's attribute before sys.modules
+    attributes = {name: getattr(package, short[name], None) for name in names}
+    built = sorted((Path(root) / "logclust/sidecar").glob("_sample_kernel*.so"))
     try:
         for name in names:  # under the same names while loading, so they import each other
             path = Path(root) / (name.replace(".", "/") + ".py")
-            if name in OPTIONAL_MODULES and not path.exists():  # older: all in sampling.py
+            if name == KERNEL:
+                if not built:
+                    continue
+                path = built[0]
+            elif name in OPTIONAL_MODULES and not path.exists():  # older: all in sampling.py
                 continue
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
                 raise SystemExit(f"No sampler in --against. Received: {root}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
+            setattr(package, short[name], module)
             spec.loader.exec_module(module)
         return cast("type[Sampler]", sys.modules[names[-1]].Sampler)
     finally:
@@ -491,6 +504,11 @@ def reference_sampler(root: str) -> type[Sampler]:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = previous
+            if attributes[name] is None:
+                if hasattr(package, short[name]):
+                    delattr(package, short[name])
+            else:
+                setattr(package, short[name], attributes[name])
 
 
 def quality(args: argparse.Namespace, out: Output) -> None:
