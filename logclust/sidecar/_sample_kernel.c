@@ -392,7 +392,8 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
         goto done;
     }
     /* Here only the level's counts in ascending order count, not which cluster has which
-     * (ties are equal): `order` is left as it was, a permutation of the clusters. */
+     * (ties are equal): every cluster sorted from the last segment's order (nearly
+     * sorted: few moves), which `order` keeps for the next. */
     Py_ssize_t nl = 0, np_ = 0;
     for (Py_ssize_t i = 0; i < span; i++)
         if (in_level[i]) {
@@ -400,14 +401,18 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
                 PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
                 goto done;
             }
-            keys[nl] = bits(level_counts[i]);
-            idx[nl] = i;
             in_order[nl++] = level_counts[i];
             if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
         }
-    if (nl > 0) bucket_sort(keys, idx, nl, tk, ti, runs);
-    memcpy(ascending, keys, (size_t)nl * sizeof *ascending);
-    Py_ssize_t na = nl;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        idx[i] = order[i];
+        keys[i] = bits(level_counts[order[i]]);
+    }
+    if (k > 0) resort(keys, idx, k, tk, ti, runs);
+    memcpy(order, idx, (size_t)k * sizeof *order);
+    Py_ssize_t na = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (in_level[idx[i]]) ascending[na++] = level_counts[idx[i]];
     double level_total = sum_of(gather, np_);
     Py_ssize_t zeros = 0;
     while (zeros < na && ascending[zeros] <= 0.0) zeros++;
@@ -680,10 +685,21 @@ static int part_core(const PartIn *a, PartOut *o) {
      * stratum present draws as none) and their latencies; the rows kept for certain
      * (`_sure`, which reads no p: chosen first, applied after the tilt). */
     int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
+    int unmeasured = 1; /* no latency in the part: read in stream order, not gathered */
+    for (Py_ssize_t r = 0; r < m && unmeasured; r++) unmeasured = isnan(latency[start + r]);
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
         double tail_x = tail_at[x];
         if (!in_level[x]) any_outside = 1;
+        if (unmeasured) {
+            for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+                lat_g[i] = NAN;
+                rows_cix[i] = x;
+                st[i] = NO_LATENCY;
+            }
+            present[NO_LATENCY] = 1;
+            continue;
+        }
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double lat = latency[start + order[i]];
             lat_g[i] = lat;
