@@ -999,6 +999,8 @@ done:
 #define GAIN_HI 2.0
 #define RATE_LO 0.25
 #define RATE_HI 2.5
+#define TAIL_MEMORY_ROWS 256.0
+#define TAIL_MIN_ROWS 50
 
 /* The attributes of a `CompiledBudget` that `decide` reads (and the numbers it writes
  * back), interned once. */
@@ -1012,7 +1014,7 @@ enum {
     A_SURE_ROW, A_LEVEL_COUNTS, A_LEVEL, A_IN_LEVEL, A_TAIL_ON, A_TAIL_AT, A_PHASES, A_ORDER,
     A_SEG_CIX, A_SEG_LAT,
     /* methods */
-    A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT,
+    A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT, A_SPLIT_LEVELS,
     N_ATTRS
 };
 static const char *attr_names[N_ATTRS] = {
@@ -1023,7 +1025,7 @@ static const char *attr_names[N_ATTRS] = {
     "_lut", "counts", "exposure", "in_segment", "last_segment", "last_row", "sure_ms",
     "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
     "_seg_cix", "_seg_lat",
-    "_grow_lut", "_add_kinds", "_begin_segment",
+    "_grow_lut", "_add_kinds", "_begin_segment", "_split_levels",
 };
 static PyObject *attrs[N_ATTRS];
 
@@ -1136,6 +1138,7 @@ static int store_numbers(const Ledger *L) {
            set_attr(s, A_SEG_P, PyFloat_FromDouble(L->seg_p)) ||
            set_attr(s, A_SEG_MEASURED, PyBool_FromLong(L->seg_measured)) ||
            set_attr(s, A_FADED, PyBool_FromLong(L->faded)) ||
+           set_attr(s, A_TAILS, PyBool_FromLong(L->tails)) ||
            set_attr(s, A_TOTAL, PyFloat_FromDouble(L->total)) ||
            set_attr(s, A_WINDOW_SPENT, PyFloat_FromDouble(L->window_spent)) ||
            set_attr(s, A_NEW_DEMAND, PyFloat_FromDouble(L->new_demand)) ||
@@ -1190,13 +1193,14 @@ static int load_arrays(Ledger *L) {
 /* The ledger's method `a` called with `arg` (stolen): the numbers written back first, the
  * numbers and arrays read again after (it may replace them). */
 static int call_back(Ledger *L, int a, PyObject *arg) {
-    if (!arg || store_numbers(L) < 0) {
+    if ((a != A_SPLIT_LEVELS && !arg) || store_numbers(L) < 0) {
         Py_XDECREF(arg);
         return -1;
     }
     release(&L->b);
-    PyObject *r = PyObject_CallMethodOneArg(L->self, attrs[a], arg);
-    Py_DECREF(arg);
+    PyObject *r = arg ? PyObject_CallMethodOneArg(L->self, attrs[a], arg)
+                      : PyObject_CallMethodNoArgs(L->self, attrs[a]);
+    Py_XDECREF(arg);
     if (!r) return -1;
     Py_DECREF(r);
     return load_numbers(L) < 0 || load_arrays(L) < 0 ? -1 : 0;
@@ -1246,16 +1250,99 @@ static double decay(Ledger *L, long long rows, int64_t now_ms) {
     return factor;
 }
 
-/* `SegmentLedger._begin_segment` where no part of the last segment measured a latency and
- * no cluster has a tail estimate (no quantiles, no split levels) and `order` holds every
- * cluster; elsewhere the ledger's own method. 0, or -1 with an error set. */
+/* The k-th smallest of v[0:n] (k < n; no NaN), by selection: v is reordered. */
+static double select_kth(double *v, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        /* the median of three as pivot */
+        double a = v[lo], b = v[mid], c = v[hi];
+        double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (pivot < v[j]) j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+/* `SegmentLedger._estimate_tails` on the segment's scratch (its first `fill` rows): each
+ * cluster with TAIL_MIN_ROWS rows in the segment moves its tail estimate towards the TAIL_QUANTILE of
+ * its measured latencies there (the value at rank floor(q (n - 1)), as
+ * `segment_quantiles` picks it). 0, or -1 with an error set. */
+static int estimate_tails(Ledger *L, Py_ssize_t fill) {
+    Py_ssize_t k = L->k;
+    for (Py_ssize_t r = 0; r < fill; r++)
+        if (L->seg_cix[r] < 0 || L->seg_cix[r] >= k) {
+            PyErr_SetString(PyExc_ValueError, "_seg_cix: an index out of range");
+            return -1;
+        }
+    /* rows per cluster, measured rows of the large ones, where each cluster's begin */
+    Py_ssize_t *per = calloc((size_t)(3 * k + 1), sizeof *per);
+    double *values = malloc((size_t)(fill + 1) * sizeof *values);
+    if (!per || !values) {
+        free(per);
+        free(values);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t *on = per + k, *at = on + k + 1;
+    for (Py_ssize_t r = 0; r < fill; r++) per[L->seg_cix[r]]++;
+    Py_ssize_t measured = 0;
+    for (Py_ssize_t r = 0; r < fill; r++) {
+        int64_t x = L->seg_cix[r];
+        if (per[x] >= TAIL_MIN_ROWS && !isnan(L->seg_lat[r])) {
+            on[x]++;
+            measured++;
+        }
+    }
+    if (measured) {
+        Py_ssize_t pos = 0;
+        for (Py_ssize_t x = 0; x < k; x++) {
+            at[x] = pos;
+            pos += on[x];
+        }
+        for (Py_ssize_t r = 0; r < fill; r++) {
+            int64_t x = L->seg_cix[r];
+            if (per[x] >= TAIL_MIN_ROWS && !isnan(L->seg_lat[r])) values[at[x]++] = L->seg_lat[r];
+        }
+        for (Py_ssize_t x = 0; x < k; x++) {
+            Py_ssize_t n = on[x];
+            if (!n) continue;
+            Py_ssize_t rank = (Py_ssize_t)(TAIL_QUANTILE * (double)(n - 1));
+            double q = select_kth(values + at[x] - n, n, rank);
+            double old = L->tail_at[x], blend = dmin(1.0, (double)per[x] / TAIL_MEMORY_ROWS);
+            L->tail_at[x] = isnan(old) ? q : old + blend * (q - old);
+        }
+        L->tails = 1;
+    }
+    free(values);
+    free(per);
+    return 0;
+}
+
+/* `SegmentLedger._begin_segment` where `order` holds every cluster; the levels of a
+ * segment where some cluster of the level is split by the budget's `_split_levels`, and
+ * the whole of it elsewhere by the budget's own method. 0, or -1 with an error set. */
 static int begin_segment(Ledger *L, int64_t now_ms) {
-    if (L->seg_measured || L->tails || L->order_len < L->k)
-        return call_back(L, A_BEGIN_SEGMENT, PyLong_FromLongLong(now_ms));
+    if (L->order_len < L->k) return call_back(L, A_BEGIN_SEGMENT, PyLong_FromLongLong(now_ms));
     if (L->seg_fill) { /* _close_segment */
+        int measured = L->seg_measured;
+        Py_ssize_t fill = L->seg_fill;
         account(L, L->seg_rows, L->seg_p);
         L->seg_fill = L->seg_rows = 0;
         L->seg_p = 0.0;
+        L->seg_measured = 0;
+        if (measured && estimate_tails(L, fill) < 0) return -1;
     }
     if (!L->rows) L->window_ms = now_ms;
     L->segment_end = segment_end_of(L->rows);
@@ -1278,8 +1365,8 @@ static int begin_segment(Ledger *L, int64_t now_ms) {
     SegmentIn in = {L->counts, L->exposure, L->last_segment, L->last_row, L->in_level,
                     L->level_counts, L->tail_on, L->tail_at, L->in_segment, L->level,
                     L->order, L->cap, L->order_len, L->k, factor, L->segments, L->rows,
-                    L->total, 0, (double)L->window_rows_min, young, target, fair_target,
-                    floor_p};
+                    L->total, L->tails, (double)L->window_rows_min, young, target,
+                    fair_target, floor_p};
     for (Py_ssize_t i = 0; i < L->k; i++)
         if (L->order[i] < 0 || L->order[i] >= L->k) {
             PyErr_SetString(PyExc_ValueError, "_order: an index out of range");
@@ -1287,11 +1374,9 @@ static int begin_segment(Ledger *L, int64_t now_ms) {
         }
     double tau;
     int status = segment_core(&in, &tau);
-    if (status != 0) {
-        if (status == 1) PyErr_SetString(PyExc_RuntimeError, "a split level without tails");
-        return -1;
-    }
-    L->tau = tau;
+    if (status < 0) return -1;
+    if (status == 0) L->tau = tau;
+    else if (call_back(L, A_SPLIT_LEVELS, NULL) < 0) return -1; /* sets tau and the levels */
     L->allowance = NEW_SHARE * L->fraction * dmax(L->total, (double)L->window_rows);
     L->segments += 1;
     return 0;
@@ -1513,6 +1598,8 @@ PyMODINIT_FUNC PyInit__sample_kernel(void) {
         PyModule_AddObject(m, "CONTROL_CLIP", PyFloat_FromDouble(CONTROL_CLIP)) < 0 ||
         PyModule_AddObject(m, "GAIN_RANGE", Py_BuildValue("(dd)", GAIN_LO, GAIN_HI)) < 0 ||
         PyModule_AddObject(m, "RATE_RANGE", Py_BuildValue("(dd)", RATE_LO, RATE_HI)) < 0 ||
+        PyModule_AddObject(m, "TAIL_MEMORY_ROWS", PyFloat_FromDouble(TAIL_MEMORY_ROWS)) < 0 ||
+        PyModule_AddIntConstant(m, "TAIL_MIN_ROWS", TAIL_MIN_ROWS) < 0 ||
         PyModule_AddIntConstant(m, "NEGATIVE_IDS", NEGATIVE_IDS) < 0 ||
         PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0) {
         Py_DECREF(m);

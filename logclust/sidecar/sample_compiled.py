@@ -58,6 +58,8 @@ def _load() -> ModuleType | None:
         and kernel.CONTROL_CLIP == sample_ledger.CONTROL_CLIP
         and kernel.GAIN_RANGE == sample_ledger.GAIN_RANGE
         and kernel.RATE_RANGE == sample_ledger.RATE_RANGE
+        and kernel.TAIL_MEMORY_ROWS == sample_ledger.TAIL_MEMORY_ROWS
+        and kernel.TAIL_MIN_ROWS == sample_ledger.TAIL_MIN_ROWS
     )
     return kernel if same else None
 
@@ -148,9 +150,15 @@ class CompiledBudget(SourceBudget):
             self._order, self._k, factor, self.segments, self.rows, self.total, self._tails,
             float(self.window_rows_min), young, target, fair_target, floor,
         )  # fmt: skip
-        if tau is not None:
+        if tau is None:
+            self._split_levels()
+        else:
             self.tau = tau
-            return
+
+    def _split_levels(self) -> None:
+        """The levels of a segment where some cluster of the level has a tail stratum, in
+        numpy (`SegmentLedger._set_split_levels`), once the kernel has set the arrays."""
+        floor, target, fair_target, young = self._targets()
         counts = self.level_counts[self.in_level]
         split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         self._set_split_levels(counts, split, floor, target, fair_target, young)
