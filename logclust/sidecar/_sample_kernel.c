@@ -1276,8 +1276,8 @@ static double select_kth(double *v, Py_ssize_t n, Py_ssize_t k) {
 }
 
 /* `SegmentLedger._estimate_tails` on the segment's scratch (its first `fill` rows): each
- * cluster with TAIL_MIN_ROWS rows in the segment moves its tail estimate towards the TAIL_QUANTILE of
- * its measured latencies there (the value at rank floor(q (n - 1)), as
+ * cluster with TAIL_MIN_ROWS rows in the segment moves its tail estimate towards the
+ * TAIL_QUANTILE of its measured latencies there (the value at rank floor(q (n - 1)), as
  * `segment_quantiles` picks it). 0, or -1 with an error set. */
 static int estimate_tails(Ledger *L, Py_ssize_t fill) {
     Py_ssize_t k = L->k;
