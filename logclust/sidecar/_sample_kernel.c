@@ -1014,7 +1014,7 @@ enum {
     A_SURE_ROW, A_LEVEL_COUNTS, A_LEVEL, A_IN_LEVEL, A_TAIL_ON, A_TAIL_AT, A_PHASES, A_ORDER,
     A_SEG_CIX, A_SEG_LAT,
     /* methods */
-    A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT, A_SPLIT_LEVELS,
+    A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT,
     N_ATTRS
 };
 static const char *attr_names[N_ATTRS] = {
@@ -1025,7 +1025,7 @@ static const char *attr_names[N_ATTRS] = {
     "_lut", "counts", "exposure", "in_segment", "last_segment", "last_row", "sure_ms",
     "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
     "_seg_cix", "_seg_lat",
-    "_grow_lut", "_add_kinds", "_begin_segment", "_split_levels",
+    "_grow_lut", "_add_kinds", "_begin_segment",
 };
 static PyObject *attrs[N_ATTRS];
 
@@ -1193,14 +1193,13 @@ static int load_arrays(Ledger *L) {
 /* The ledger's method `a` called with `arg` (stolen): the numbers written back first, the
  * numbers and arrays read again after (it may replace them). */
 static int call_back(Ledger *L, int a, PyObject *arg) {
-    if ((a != A_SPLIT_LEVELS && !arg) || store_numbers(L) < 0) {
+    if (!arg || store_numbers(L) < 0) {
         Py_XDECREF(arg);
         return -1;
     }
     release(&L->b);
-    PyObject *r = arg ? PyObject_CallMethodOneArg(L->self, attrs[a], arg)
-                      : PyObject_CallMethodNoArgs(L->self, attrs[a]);
-    Py_XDECREF(arg);
+    PyObject *r = PyObject_CallMethodOneArg(L->self, attrs[a], arg);
+    Py_DECREF(arg);
     if (!r) return -1;
     Py_DECREF(r);
     return load_numbers(L) < 0 || load_arrays(L) < 0 ? -1 : 0;
@@ -1248,6 +1247,236 @@ static double decay(Ledger *L, long long rows, int64_t now_ms) {
     if (factor < 1e-9) L->faded = 1;
     if (factor < 1.0) L->total *= factor;
     return factor;
+}
+
+/* ------------------------------------------------------------- split levels */
+
+static PyObject *np_frombuffer; /* numpy.frombuffer: quicksort's order of tied breaks */
+
+/* The order numpy's default argsort (its quicksort) gives `at` (n items), into `order`:
+ * where breaks of a split cluster tie, their order moves the slope's rounding, and the
+ * reference takes that sort's. 0, or -1 with an error set. */
+static int quick_order(const double *at, Py_ssize_t n, int64_t *order) {
+    if (!np_frombuffer) {
+        PyObject *np = PyImport_ImportModule("numpy");
+        if (!np) return -1;
+        np_frombuffer = PyObject_GetAttrString(np, "frombuffer");
+        Py_DECREF(np);
+        if (!np_frombuffer) return -1;
+    }
+    PyObject *mem = PyMemoryView_FromMemory((char *)at, n * (Py_ssize_t)sizeof *at, PyBUF_READ);
+    if (!mem) return -1;
+    PyObject *arr = PyObject_CallFunction(np_frombuffer, "Os", mem, "f8");
+    Py_DECREF(mem);
+    if (!arr) return -1;
+    PyObject *idx = PyObject_CallMethod(arr, "argsort", NULL);
+    Py_DECREF(arr);
+    if (!idx) return -1;
+    Buffers b = {.n = 0};
+    int64_t *got = get(&b, idx, 'q', 0, n, NULL, "argsort");
+    if (got) memcpy(order, got, (size_t)n * sizeof *order);
+    release(&b);
+    Py_DECREF(idx);
+    return got ? 0 : -1;
+}
+
+/* `_kept_at_floor` (sample_level.py) */
+static double kept_at_floor(double floor_p) {
+    double q = TAIL_QUANTILE;
+    double tail = dmin(1.0, TAIL_BOOST * floor_p);
+    double body = dmax(dmin(floor_p, floor_p), (floor_p - (1.0 - q) * tail) / q);
+    return q * body + (1.0 - q) * tail;
+}
+
+/* numpy's searchsorted (side left) of one key: its binary search, step for step. */
+static Py_ssize_t search_left(const double *a, Py_ssize_t n, double key) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + ((hi - lo) >> 1);
+        if (a[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Room for `water_level` of up to k clusters. */
+typedef struct {
+    double *n, *at, *sorted, *slope, *kept, *gather;
+    int64_t *keys, *idx, *tk, *ti;
+    Py_ssize_t *runs;
+    char *on;
+} LevelRoom;
+
+/* `water_level` (sample_level.py) of `counts` (k, the clusters' order) with `split`
+ * flags: the breaks of each cluster's rows kept, sorted (stably by their bits; where a
+ * split cluster's breaks tie, in numpy quicksort's order), the slope summed along them
+ * in that order and the level read off where the rows kept reach `target`, as `_solve`
+ * does. 0 with *level set, or -1 with an error set. */
+static int water_level_c(const double *counts, const char *split, Py_ssize_t k, double target,
+                         double floor_p, LevelRoom *w, double *level) {
+    Py_ssize_t m = 0, non = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (counts[i] > 0) {
+            w->n[m] = counts[i];
+            w->on[m] = split[i];
+            non += split[i] != 0;
+            m++;
+        }
+    double total = sum_of(w->n, m);
+    if (target >= total) {
+        *level = INFINITY;
+        return 0;
+    }
+    double base = floor_p * total;
+    if (non) {
+        Py_ssize_t g = 0;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) w->gather[g++] = w->n[i];
+        base += (kept_at_floor(floor_p) - floor_p) * sum_of(w->gather, g);
+    }
+    if (base >= target) {
+        *level = 0.0;
+        return 0;
+    }
+    /* the breaks (`_breaks`), in the reference's order, and their slope changes */
+    double *at = w->at, *slope = w->slope;
+    Py_ssize_t nb = 0;
+    int exact = non == 0, ties = 0;
+    if (exact) { /* the positive counts ascending (ties are equal: any order), their floors */
+        for (Py_ssize_t i = 0; i < m; i++) {
+            w->keys[i] = bits(w->n[i]);
+            w->idx[i] = i;
+        }
+        if (m > 0) stable_sort(w->keys, w->idx, m, w->tk, w->ti, w->runs);
+        for (Py_ssize_t i = 0; i < m; i++) at[nb + i] = floor_p * w->n[w->idx[i]];
+        for (Py_ssize_t i = 0; i < m; i++) at[nb + m + i] = w->n[w->idx[i]];
+        for (Py_ssize_t i = 0; i < m; i++) slope[i] = 1.0, slope[m + i] = -1.0;
+        nb = 2 * m;
+    } else {
+        double q = TAIL_QUANTILE, s1 = (1.0 - q) * TAIL_BOOST, keep_p = q * floor_p + 1.0 - q;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (!w->on[i]) at[nb] = floor_p * w->n[i], slope[nb++] = 1.0;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (!w->on[i]) at[nb] = w->n[i], slope[nb++] = -1.0;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) at[nb] = floor_p * w->n[i], slope[nb++] = s1;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) {
+                double a = floor_p * w->n[i], b = w->n[i] / TAIL_BOOST;
+                ties |= !(b > a); /* its tail is whole at its floor: two breaks at a */
+                at[nb] = b > a ? b : a;
+                slope[nb++] = -s1;
+            }
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) {
+                double a = floor_p * w->n[i], b = w->n[i] / TAIL_BOOST;
+                b = b > a ? b : a;
+                double c = w->n[i] * keep_p;
+                at[nb] = c > b ? c : b;
+                slope[nb++] = 1.0;
+            }
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) at[nb] = w->n[i], slope[nb++] = -1.0;
+    }
+    /* `_sorted_breaks` (where ties are certain, the stable sort is not needed) */
+    if (!ties) {
+        for (Py_ssize_t i = 0; i < nb; i++) {
+            w->keys[i] = bits(at[i]);
+            w->idx[i] = i;
+        }
+        if (nb > 0) stable_sort(w->keys, w->idx, nb, w->tk, w->ti, w->runs);
+        for (Py_ssize_t i = 1; i < nb && !exact && !ties; i++)
+            ties = at[w->idx[i]] == at[w->idx[i - 1]];
+    }
+    if (ties && quick_order(at, nb, w->idx) < 0) return -1;
+    double *sorted = w->sorted, *kept = w->kept;
+    double run = 0.0;
+    int64_t run_int = 0;
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        int64_t j = w->idx[i];
+        sorted[i] = at[j];
+        if (exact) {
+            run_int += (int64_t)slope[j];
+            w->gather[i] = (double)run_int;
+        } else {
+            run = i ? run + slope[j] : slope[j];
+            w->gather[i] = run;
+        }
+    }
+    /* `_solve`: the rows kept at each break, from base */
+    kept[0] = 0.0;
+    for (Py_ssize_t i = 1; i < nb; i++) {
+        double step = w->gather[i - 1] * (sorted[i] - sorted[i - 1]);
+        kept[i] = i == 1 ? step : kept[i - 1] + step;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) kept[i] += base;
+    Py_ssize_t i = search_left(kept, nb, target);
+    *level = i == 0 ? sorted[0] : sorted[i - 1] + (target - kept[i - 1]) / w->gather[i - 1];
+    return 0;
+}
+
+/* `SegmentLedger._set_split_levels` on the ledger's arrays (the levels of a segment where
+ * some cluster of the level has a tail stratum). 0, or -1 with an error set. */
+static int split_levels(Ledger *L, double floor_p, double target, double fair_target,
+                        int young) {
+    Py_ssize_t cap = L->cap, k = 0;
+    /* counts, split flags and slots of the level (k), then room for 6 breaks each */
+    size_t slots = (size_t)6 * (size_t)cap + 2;
+    char *mem = malloc(slots * (9 * sizeof(double) + 2 * sizeof(int64_t)) + (size_t)cap * 2);
+    if (!mem) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    double *counts = (double *)mem, *freq = counts + cap;
+    int64_t *slot = (int64_t *)(freq + cap);
+    LevelRoom w;
+    w.n = (double *)(slot + cap);
+    w.at = w.n + cap;
+    w.sorted = w.at + slots;
+    w.slope = w.sorted + slots;
+    w.kept = w.slope + slots;
+    w.gather = w.kept + slots;
+    w.keys = (int64_t *)(w.gather + slots);
+    w.idx = w.keys + slots;
+    w.tk = w.idx + slots;
+    w.ti = w.tk + slots;
+    w.runs = (Py_ssize_t *)(w.ti + slots);
+    char *split = (char *)(w.runs + slots), *freq_split = split + cap;
+    w.on = freq_split + cap;
+    int status = -1;
+    for (Py_ssize_t i = 0; i < cap; i++)
+        if (L->in_level[i]) {
+            counts[k] = L->level_counts[i];
+            split[k] = L->tail_on[i] && !isnan(L->tail_at[i]);
+            slot[k++] = i;
+        }
+    double tau, fair = 0.0;
+    if (young) {
+        if (water_level_c(counts, split, k, target, floor_p, &w, &tau) < 0) goto done;
+    } else {
+        if (water_level_c(counts, split, k, fair_target, floor_p, &w, &fair) < 0) goto done;
+        Py_ssize_t nr = 0, nf = 0;
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (counts[i] <= fair) w.gather[nr++] = counts[i];
+        double rest = dmax(target - sum_of(w.gather, nr), 1e-9);
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (!(counts[i] <= fair)) {
+                freq[nf] = counts[i];
+                freq_split[nf++] = split[i];
+            }
+        double lower;
+        if (water_level_c(freq, freq_split, nf, rest, floor_p, &w, &lower) < 0) goto done;
+        tau = dmin(fair, lower);
+    }
+    for (Py_ssize_t i = 0; i < cap; i++) L->level[i] = tau;
+    if (!young)
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (counts[i] <= fair) L->level[slot[i]] = fair;
+    L->tau = tau;
+    status = 0;
+done:
+    free(mem);
+    return status;
 }
 
 /* The k-th smallest of v[0:n] (k < n; no NaN), by selection: v is reordered. */
@@ -1330,9 +1559,8 @@ static int estimate_tails(Ledger *L, Py_ssize_t fill) {
     return 0;
 }
 
-/* `SegmentLedger._begin_segment` where `order` holds every cluster; the levels of a
- * segment where some cluster of the level is split by the budget's `_split_levels`, and
- * the whole of it elsewhere by the budget's own method. 0, or -1 with an error set. */
+/* `SegmentLedger._begin_segment` where `order` holds every cluster (elsewhere the
+ * budget's own method). 0, or -1 with an error set. */
 static int begin_segment(Ledger *L, int64_t now_ms) {
     if (L->order_len < L->k) return call_back(L, A_BEGIN_SEGMENT, PyLong_FromLongLong(now_ms));
     if (L->seg_fill) { /* _close_segment */
@@ -1376,7 +1604,7 @@ static int begin_segment(Ledger *L, int64_t now_ms) {
     int status = segment_core(&in, &tau);
     if (status < 0) return -1;
     if (status == 0) L->tau = tau;
-    else if (call_back(L, A_SPLIT_LEVELS, NULL) < 0) return -1; /* sets tau and the levels */
+    else if (split_levels(L, floor_p, target, fair_target, young) < 0) return -1;
     L->allowance = NEW_SHARE * L->fraction * dmax(L->total, (double)L->window_rows);
     L->segments += 1;
     return 0;

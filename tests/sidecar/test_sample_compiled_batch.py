@@ -1,7 +1,7 @@
 """The compiled sampler's one call per batch (`_sample_kernel.decide`): the ledger it steps
 and writes back is the numpy reference's, number for number and bit for bit; segments
-start in the kernel (only split levels, new kinds and a grown id table go back to
-Python); and the call checks what it is given. Where the extension is not built, these
+start in the kernel (only new kinds, a grown id table, and a segment's start after new
+kinds go back to Python); and the call checks what it is given. Where the extension is not built, these
 tests skip (as test_sample_compiled's do)."""
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def _count_calls(budget: CompiledBudget, name: str) -> Callable[[], int]:
 @needs_kernel
 @pytest.mark.parametrize("latency", [False, True])
 def test_segments_start_in_the_kernel(latency: bool) -> None:
-    """Once every kind has an index, a segment's start is the kernel's (with latencies,
-    bar the levels of split clusters)."""
+    """Once every kind has an index, a segment's start is the kernel's, with latencies
+    too (tail estimates, and the levels of clusters with a tail stratum)."""
     rng = np.random.default_rng(0)
     budget = CompiledBudget(0.1, SamplingConfig(fraction=0.1), 7)
     ids = np.minimum(rng.geometric(0.1, 40_000), 60).astype(np.int64)
@@ -108,8 +108,8 @@ def test_segments_start_in_the_kernel(latency: bool) -> None:
         part = slice(start, start + 1000)
         budget.decide(ids[part], times[part], lat[part])
     assert budget.segments - segments >= 19
-    assert begins() == 0
-    assert (splits() > 0) == latency  # tail strata only where latencies are measured
+    assert begins() == 0 and splits() == 0
+    assert budget._tails == latency  # tail strata only where latencies are measured
 
 
 @needs_kernel
