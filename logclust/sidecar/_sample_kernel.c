@@ -1131,8 +1131,8 @@ static int store_numbers(const Ledger *L) {
            set_attr(s, A_SEGMENT_END, PyLong_FromLongLong(L->segment_end)) ||
            set_attr(s, A_CLOCK_MS,
                     L->has_clock ? PyLong_FromLongLong(L->clock_ms) : Py_NewRef(Py_None)) ||
-           set_attr(s, A_SURE_LO,
-                    L->sure_lo_inf ? PyFloat_FromDouble(INFINITY) : PyLong_FromLongLong(L->sure_lo)) ||
+           set_attr(s, A_SURE_LO, L->sure_lo_inf ? PyFloat_FromDouble(INFINITY)
+                                                 : PyLong_FromLongLong(L->sure_lo)) ||
            set_attr(s, A_SEG_FILL, PyLong_FromLongLong(L->seg_fill)) ||
            set_attr(s, A_SEG_ROWS, PyLong_FromLongLong(L->seg_rows)) ||
            set_attr(s, A_SEG_P, PyFloat_FromDouble(L->seg_p)) ||

@@ -1,8 +1,8 @@
 """The compiled sampler's one call per batch (`_sample_kernel.decide`): the ledger it steps
 and writes back is the numpy reference's, number for number and bit for bit; segments
 start in the kernel (only new kinds, a grown id table, and a segment's start after new
-kinds go back to Python); and the call checks what it is given. Where the extension is not built, these
-tests skip (as test_sample_compiled's do)."""
+kinds go back to Python); and the call checks what it is given. Where the extension is
+not built, these tests skip (as test_sample_compiled's do)."""
 
 from __future__ import annotations
 
