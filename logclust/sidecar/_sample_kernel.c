@@ -530,7 +530,7 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
     Py_ssize_t m = g->m;
     uint64_t range = (uint64_t)(hi - lo) + 1;
     g->u = 0;
-    if (range <= (uint64_t)(16 * m + 4096)) {
+    if (range <= (uint64_t)(8 * m + 256)) { /* else a few rows of far apart ids: sorted */
         Py_ssize_t *cnt = calloc((size_t)range, sizeof *cnt);
         if (!cnt) { PyErr_NoMemory(); return -1; }
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
@@ -667,7 +667,7 @@ static int part_core(const PartIn *a, PartOut *o) {
         lo = id < lo ? id : lo;
         hi = id > hi ? id : hi;
     }
-    for (Py_ssize_t x = 0; x < cap; x++) slot_of[x] = -1;
+    for (Py_ssize_t r = 0; r < m; r++) slot_of[row_ix[r]] = -1; /* the slots read: O(m) */
     Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
     if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
     Py_ssize_t u = g.u;
