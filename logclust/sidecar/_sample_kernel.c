@@ -359,8 +359,9 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     double window = dmax(total, rows_min);
     for (Py_ssize_t i = 0; i < span; i++) {
         double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
-        in_level[i] = (last_segment[i] >= segments - 1) ||
-                      ((double)(rows - last_row[i]) * share <= ACTIVE_GAP && last_segment[i] >= 0);
+        /* (no short circuit: the same value, without a branch per cluster) */
+        int quiet = (double)(rows - last_row[i]) * share <= ACTIVE_GAP;
+        in_level[i] = (last_segment[i] >= segments - 1) | (quiet & (last_segment[i] >= 0));
         share = dmin(share, 1.0);
         level_counts[i] = share * total;
         if (tails) tail_on[i] = share * window >= TAIL_MIN_WINDOW_ROWS;
