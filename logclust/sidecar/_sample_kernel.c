@@ -535,15 +535,18 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
         Py_ssize_t *cnt = calloc((size_t)range, sizeof *cnt);
         if (!cnt) { PyErr_NoMemory(); return -1; }
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
-        Py_ssize_t pos = 0;
-        for (uint64_t v = 0; v < range; v++)
-            if (cnt[v]) {
-                Py_ssize_t c = g->u++;
-                g->bounds[c] = pos;
-                pos += cnt[v];
-                cnt[v] = c;
-            }
-        g->bounds[g->u] = m;
+        /* each id present, in order, its group: without a branch per id of the range (an
+         * absent id writes where the next present one writes the same) */
+        Py_ssize_t pos = 0, u = 0;
+        for (uint64_t v = 0; v < range; v++) {
+            Py_ssize_t n = cnt[v];
+            g->bounds[u] = pos;
+            cnt[v] = u;
+            pos += n;
+            u += n != 0;
+        }
+        g->u = u;
+        g->bounds[u] = m;
         for (Py_ssize_t r = 0; r < m; r++) {
             Py_ssize_t c = cnt[row_id[r] - lo];
             g->cix[c] = rows_ix[r];
