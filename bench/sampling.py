@@ -354,7 +354,7 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     the sampler alone (`Sampler.decide`) on the off labeller's answers, warmed the same:
     compiled, the numpy reference, compiled with latencies (lognormal, a median per
     cluster: tail strata once clusters are large), and with `--against DIR` the sampler
-    of another checkout, alternating with this one."""
+    of another checkout, without and with latencies, alternating with this one's."""
     lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
     tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
     encoder = Labeler.load(args.bundle)
@@ -366,11 +366,14 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         samplers["sampler alone, numpy"] = Sampler(sampling, compiled_loops=False)
     if args.against:
         samplers[f"sampler alone, {args.against}"] = reference_sampler(args.against)(sampling)
-    with_latency = Sampler(sampling)
+    with_latency = {"sampler alone, with latencies": Sampler(sampling)}
+    if args.against:
+        other = reference_sampler(args.against)(sampling)
+        with_latency[f"sampler alone, with latencies, {args.against}"] = other
     rng = np.random.default_rng(0)
     half = len(tables) // 2
     ms: dict[str, list[float]] = {name: [] for name in (*labelers, *samplers)}
-    ms["sampler alone, with latencies"] = []
+    ms.update({name: [] for name in with_latency})
     ms["the sampler within `on`"] = inside = []
     on_sampler = labelers["on"].sampler
     assert on_sampler is not None
@@ -413,10 +416,16 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
         latency = (1.0 + labels.ids % 17) * rng.lognormal(0.0, 0.5, labels.ids.size)
-        start = time.thread_time()
-        with_latency.decide(labels.source_names, labels.source_codes, labels.ids, now, latency)
-        if i >= half:
-            ms["sampler alone, with latencies"].append(1000 * (time.thread_time() - start))
+        decided = []
+        for name in list(with_latency) if i % 2 == 0 else list(with_latency)[::-1]:
+            start = time.thread_time()
+            d = with_latency[name].decide(
+                labels.source_names, labels.source_codes, labels.ids, now, latency
+            )
+            if i >= half:
+                ms[name].append(1000 * (time.thread_time() - start))
+            decided.append(np.concatenate([d.keep, d.weight]))
+        same &= all(np.array_equal(decided[0], other) for other in decided[1:])
     _show_ms(out, ms, "label_table")
     loops = "compiled" if samplers["sampler alone"].compiled_loops else "numpy (not built)"
     out.line(f"This checkout's sampler: {loops} loops")
@@ -437,8 +446,13 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         out.line(f"Compiled loops over this checkout's numpy reference (medians): {ratio:.3f}")
     if args.against:
         ratio = np.median(ms["sampler alone"]) / np.median(ms[f"sampler alone, {args.against}"])
+        name = f"sampler alone, with latencies, {args.against}"
+        with_ratio = np.median(ms["sampler alone, with latencies"]) / np.median(ms[name])
         same_text = "the same" if same else "DIFFERENT"
-        out.line(f"This sampler over the other (medians): {ratio:.3f}; decisions {same_text}")
+        out.line(
+            f"This sampler over the other (medians): {ratio:.3f}, with latencies "
+            f"{with_ratio:.3f}; decisions {same_text}"
+        )
 
 
 def _show_ms(out: Output, ms: dict[str, list[float]], what: str) -> None:
