@@ -5,14 +5,15 @@ fraction of its time.
 The loops are the C extension `logclust.sidecar._sample_kernel`, built with the package
 where a C compiler is at hand (`pip install .`; `setup.py` marks it optional). Where it is
 absent, `compiled()` is None and the sampler runs the numpy reference. Each batch is one
-call (`decide`): the kernel walks the batch's parts and windows, starts each segment
-(`segment`: the decay, the level's kinds, their order and levels), decides each part's rows
-(`part`: grouping by cluster, p, kinds outside the level, strata, sure rows, the draw, the
-counts) into arrays the budget allocates once, and steps the ledger's numbers, which stay
-attributes of the budget (read at the call's start, written back at its end). What is rare
-it hands back to the budget's Python methods: a new kind's index and phases
-(`_add_kinds`), a larger id table (`_grow_lut`), and a segment's start where latencies were
-measured or some cluster has a tail stratum (`_begin_segment`: tail estimates, split levels).
+call (`decide`): the kernel walks the batch's parts and windows, starts each segment (the
+close of the last, its tail estimates included; the decay, the level's kinds, their order
+and the water levels, split ones included), decides each part's rows (grouping by cluster,
+p, kinds outside the level, strata, sure rows, the draw, the counts) into scratch arrays the
+budget allocates once, and steps the ledger's numbers, which stay attributes of the budget
+(read at the call's start, written back at its end). What is rare it hands back to the
+budget's Python methods: a new kind's index and phases (`_add_kinds`), a larger id table
+(`_grow_lut`), and a segment's start after new kinds (`_begin_segment`: the counts' order
+grows). `segment` and `part` remain callable alone, as the Python path and tests use them.
 """
 
 from __future__ import annotations
