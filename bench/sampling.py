@@ -2,7 +2,8 @@
 truth: every row is labelled, so the answers hold both the sample and what it stands for.
 
     python -m bench.sampling [--bundle DIR] [--fraction 0.1] [--http-rows 12000]
-                             [--speed-rows 60000] [--seed 0] [--against DIR]
+                             [--speed-rows 100000] [--speed-seconds 180] [--rounds N]
+                             [--seed 0] [--against DIR] [--part all|quality|speed]
 
 Setup as `bench.sidecar`: `logclust serve` in a child process pinned to core 0 (a fresh
 one per workload), this process the client on core 1, 1,000-row batches over one stream.
@@ -22,12 +23,15 @@ per cluster and window with at least 1,000 rows, the weighted count (sum of
 (both p99 as the inverse of the empirical CDF, no interpolation);
 the worst window of the rare clusters (under 0.1% of a window's rows: share of their rows
 kept) and clusters that lost every row of a window; the per-cluster table of the largest
-and rarest clusters. **Speed**: records/s of the loghub replay (train systems) with and
-without a budget over gRPC: two sidecars (off, on) on the same core, warmed alike, then
-timed passes alternating between them (`--rounds` pairs, 4 batches in flight), the
-median ratio reported, with the sidecar's own CPU per 1,000 records (its threads'
-schedstat); and CPU per batch in one process, alternating batch by batch: of labelling
-(`label_table`), of the sampler alone, and of the sidecar's whole answer (`label_ipc`).
+and rarest clusters. **Speed** (half the replay warms, half is timed): CPU per
+1,000-row batch in one process, sampling off and on alternating batch by batch on the same
+rows: of labelling (`label_table`), of the sampler alone (compiled, numpy, and compiled
+with latencies), and of the sidecar's whole answer (`label_ipc`); then records/s of the
+loghub replay (train systems) with and without a budget over gRPC: two sidecars (off, on)
+on the same core, warmed alike, then timed passes alternating between them (`--rounds`
+pairs, or as many as fit in `--speed-seconds`; 4 batches in flight), with the sidecar's
+own CPU per 1,000 records (its threads' schedstat). Each A/B is reported as the median of
+its per-pair ratios with their interquartile range (the noise, beside the effect).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -54,7 +58,7 @@ from logclust.cluster.labeler import Labeler
 from logclust.sidecar.config import SamplingConfig, StreamLabelerConfig
 from logclust.sidecar.core import Sidecar as SidecarCore
 from logclust.sidecar.metrics import Metrics
-from logclust.sidecar.sampling import Sampler
+from logclust.sidecar.sampling import Decisions, Sampler
 from logclust.sidecar.store import MemoryStore
 from logclust.sidecar.stream_labeler import StreamLabeler
 from training.data import default_data_dir, read_loghub_system, redraw_digits
@@ -64,6 +68,7 @@ from training.data import default_data_dir, read_loghub_system, redraw_digits
 HERE = str(Path(__file__).resolve().parents[1])
 WINDOW_MS = 5 * 60 * 1000
 SAMPLE_LEDGER = "logclust.sidecar.sample_ledger"
+KERNEL = "logclust.sidecar._sample_kernel"
 # The sampler's modules in import order; all but the first may be absent from an older
 # checkout (`--against`).
 OPTIONAL_MODULES = (
@@ -269,14 +274,21 @@ def report_clusters(out: Output, run: Labelled, top: int) -> None:
     out.show(table)
 
 
+def spread(ratios: list[float]) -> str:
+    """The median of per-pair ratios, their interquartile range and count."""
+    lo, mid, hi = np.percentile(ratios, [25, 50, 75])
+    return f"{mid:.3f} (IQR {lo:.3f}-{hi:.3f}, {len(ratios)} pairs)"
+
+
 def speed(args: argparse.Namespace, out: Output) -> None:
     """Records/s of the replay with and without a budget over gRPC: two sidecars (off and
     on) pinned to the same core, both warmed with the same pass, then timed passes of the
-    same rows alternating between them (`--rounds` pairs, the first of a pair alternating
-    too): both see the same history, and a shared machine's load moves both alike. The
-    median of the pairs' ratios is the figure; beside it the sidecar's own CPU time per
-    1,000 records (decoding, labelling, sampling, encoding), which other processes on a
-    shared machine move far less than the wall clock."""
+    same rows alternating between them (`--rounds` pairs, or as many as fit in
+    `--speed-seconds`; the first of a pair alternating too): both see the same history,
+    and a shared machine's load moves both alike. The figure is the median of the pairs'
+    ratios with their interquartile range; beside it the sidecar's own CPU time per 1,000
+    records (decoding, labelling, sampling, encoding), which other processes on a shared
+    machine move far less than the wall clock."""
     lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
     warm, timed = payloads(lines[: len(lines) // 2], 1000), payloads(lines[len(lines) // 2 :], 1000)
     on = ["--sample-fraction", str(args.fraction)]
@@ -305,7 +317,9 @@ def speed(args: argparse.Namespace, out: Output) -> None:
             client.wait_ready(60)
             stream(client, warm, 4)
             side.wait_idle()
-        for i in range(args.rounds):
+        began = time.monotonic()
+        i = 0
+        while (i < args.rounds) if args.rounds else (time.monotonic() - began < args.speed_seconds):
             rate: dict[str, float] = {}
             cpu: dict[str, float] = {}  # the sidecar's CPU ms per 1,000 records
             for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
@@ -317,8 +331,9 @@ def speed(args: argparse.Namespace, out: Output) -> None:
                 side.wait_idle()
             ratios.append(rate["on"] / rate["off"])
             cpu_ratios.append(cpu["on"] / cpu["off"])
+            i += 1
             table.add(
-                i + 1,
+                i,
                 fmt(rate["off"], ",.0f"),
                 fmt(rate["on"], ",.0f"),
                 f"{ratios[-1]:.3f}",
@@ -327,19 +342,19 @@ def speed(args: argparse.Namespace, out: Output) -> None:
                 f"{cpu_ratios[-1]:.3f}",
             )
     out.show(table)
-    out.line(f"Sampling on / off over gRPC, median of {args.rounds} pairs: {np.median(ratios):.3f}")
-    out.line(
-        f"The sidecar's CPU per record, on / off, median of {args.rounds} pairs: "
-        f"{np.median(cpu_ratios):.3f}"
-    )
+    out.line(f"Over gRPC, records/s on / off, median of per-pair ratios: {spread(ratios)}")
+    out.line(f"The sidecar's CPU per record, on / off: {spread(cpu_ratios)}")
 
 
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
-    on alternating batch by batch (two `StreamLabeler`s over one encoder, both warmed with
-    the same pass): the load of a shared machine moves both alike. Beside them, the
-    sampler alone (`Sampler.decide`) on the off labeller's answers, warmed the same, and
-    with `--against DIR` the sampler of another checkout, alternating with this one."""
+    on alternating batch by batch, the first of each pair alternating too (two
+    `StreamLabeler`s over one encoder, both warmed with the same first half): the load of
+    a shared machine moves both alike, and each pair labels the same rows. Beside them,
+    the sampler alone (`Sampler.decide`) on the off labeller's answers, warmed the same:
+    compiled, the numpy reference, compiled with latencies (lognormal, a median per
+    cluster: tail strata once clusters are large), and with `--against DIR` the sampler
+    of another checkout, without and with latencies, alternating with this one's."""
     lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
     tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
     encoder = Labeler.load(args.bundle)
@@ -351,21 +366,43 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         samplers["sampler alone, numpy"] = Sampler(sampling, compiled_loops=False)
     if args.against:
         samplers[f"sampler alone, {args.against}"] = reference_sampler(args.against)(sampling)
+    with_latency = {"sampler alone, with latencies": Sampler(sampling)}
+    if args.against:
+        other = reference_sampler(args.against)(sampling)
+        with_latency[f"sampler alone, with latencies, {args.against}"] = other
+    rng = np.random.default_rng(0)
     half = len(tables) // 2
-    for lab in labelers.values():
-        for t in tables[:half]:
-            lab.label_table(t)
-        lab.wait_for_consolidations()
     ms: dict[str, list[float]] = {name: [] for name in (*labelers, *samplers)}
+    ms.update({name: [] for name in with_latency})
+    ms["the sampler within `on`"] = inside = []
+    on_sampler = labelers["on"].sampler
+    assert on_sampler is not None
+    decide = on_sampler.decide
+
+    def timed_decide(*args: Any) -> Decisions:
+        start = time.thread_time()
+        d = decide(*args)
+        inside.append(1000 * (time.thread_time() - start))
+        return d
+
+    on_sampler.decide = timed_decide  # type: ignore[method-assign,assignment]
+    ratios: list[float] = []
     same = True  # whether the samplers decided alike
     for i, t in enumerate(tables):
-        if i >= half:
-            for mode, lab in labelers.items():
-                start = time.thread_time()
-                labels = lab.label_table(t)
+        if i == half:  # both warmed with the same batches
+            inside.clear()
+            for lab in labelers.values():
+                lab.wait_for_consolidations()
+        order = ("off", "on") if i % 2 == 0 else ("on", "off")
+        for mode in order:
+            start = time.thread_time()
+            got = labelers[mode].label_table(t)
+            if i >= half:
                 ms[mode].append(1000 * (time.thread_time() - start))
-        else:
-            labels = labelers["off"].label_table(t)
+            if mode == "off":
+                labels = got
+        if i >= half:
+            ratios.append(ms["on"][-1] / ms["off"][-1])
         now = np.full(labels.ids.size, int(time.time() * 1000))
         names = list(samplers) if i % 2 == 0 else list(samplers)[::-1]
         decided = []
@@ -378,30 +415,56 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
                 ms[name].append(1000 * (time.thread_time() - start))
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
+        latency = (1.0 + labels.ids % 17) * rng.lognormal(0.0, 0.5, labels.ids.size)
+        decided = []
+        for name in list(with_latency) if i % 2 == 0 else list(with_latency)[::-1]:
+            start = time.thread_time()
+            d = with_latency[name].decide(
+                labels.source_names, labels.source_codes, labels.ids, now, latency
+            )
+            if i >= half:
+                ms[name].append(1000 * (time.thread_time() - start))
+            decided.append(np.concatenate([d.keep, d.weight]))
+        same &= all(np.array_equal(decided[0], other) for other in decided[1:])
     _show_ms(out, ms, "label_table")
     loops = "compiled" if samplers["sampler alone"].compiled_loops else "numpy (not built)"
     out.line(f"This checkout's sampler: {loops} loops")
-    ratio = np.median(ms["on"]) / np.median(ms["off"])
-    out.line(f"CPU per batch, sampling on / off (medians): {ratio:.3f}")
+    out.line(f"Labelling (`label_table`) CPU per batch, on / off: {spread(ratios)}")
     share = np.mean(ms["sampler alone"]) / np.mean(ms["off"])
-    out.line(f"The sampler alone over labelling without it (means): {share:.3f}")
+    out.line(
+        f"The sampler alone per 1,000 rows {np.mean(ms['sampler alone']):.3f} ms against "
+        f"labelling without it {np.mean(ms['off']):.3f} ms (means): {share:.3f} of it"
+    )
+    extra = (np.mean(ms["on"]) - np.mean(ms["off"])) / np.mean(ms["off"])
+    within = np.mean(inside) / np.mean(ms["off"])
+    out.line(
+        f"Labelling on over off (means): +{100 * extra:.1f}%, of which the sampler within "
+        f"it {100 * within:.1f}% ({np.mean(inside):.3f} ms per 1,000 rows)"
+    )
     if "sampler alone, numpy" in ms:
         ratio = np.median(ms["sampler alone"]) / np.median(ms["sampler alone, numpy"])
         out.line(f"Compiled loops over this checkout's numpy reference (medians): {ratio:.3f}")
     if args.against:
         ratio = np.median(ms["sampler alone"]) / np.median(ms[f"sampler alone, {args.against}"])
+        name = f"sampler alone, with latencies, {args.against}"
+        with_ratio = np.median(ms["sampler alone, with latencies"]) / np.median(ms[name])
         same_text = "the same" if same else "DIFFERENT"
-        out.line(f"This sampler over the other (medians): {ratio:.3f}; decisions {same_text}")
+        out.line(
+            f"This sampler over the other (medians): {ratio:.3f}, with latencies "
+            f"{with_ratio:.3f}; decisions {same_text}"
+        )
 
 
 def _show_ms(out: Output, ms: dict[str, list[float]], what: str) -> None:
-    """A table of CPU ms per batch, median and mean, by mode."""
+    """A table of CPU ms per batch (1,000 rows), median, quartiles and mean, by mode."""
     table = out.table(
-        ["", "batches", "CPU ms per batch, median", "mean"],
+        ["", "batches", "CPU ms per 1,000 rows, median", "IQR", "mean"],
         title=f"Speed in one process: {what}, 1,000-row replay batches",
     )
     for mode, values in ms.items():
-        table.add(mode, len(values), fmt(np.median(values), ".3f"), fmt(np.mean(values), ".3f"))
+        lo, mid, hi = np.percentile(values, [25, 50, 75])
+        quartiles = f"{lo:.3f}-{hi:.3f}"
+        table.add(mode, len(values), fmt(mid, ".3f"), quartiles, fmt(np.mean(values), ".3f"))
     out.show(table)
 
 
@@ -425,33 +488,46 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
             side.label_ipc(payload)
         side.wait_for_consolidations()
     ms: dict[str, list[float]] = {mode: [] for mode in sides}
+    ratios: list[float] = []
     for i, payload in enumerate(data[half:]):
         for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
             start = time.thread_time()
             sides[mode].label_ipc(payload)
             ms[mode].append(1000 * (time.thread_time() - start))
+        ratios.append(ms["on"][-1] / ms["off"][-1])
     _show_ms(out, ms, "the sidecar's answer (label_ipc)")
-    ratio = np.median(ms["on"]) / np.median(ms["off"])
-    out.line(f"The sidecar's CPU per batch, sampling on / off (medians): {ratio:.3f}")
+    out.line(f"The sidecar's CPU per batch (label_ipc), on / off: {spread(ratios)}")
 
 
 def reference_sampler(root: str) -> type[Sampler]:
     """The `Sampler` of another checkout (`--against DIR`: its
     logclust/sidecar/sample_level.py, and sample_ledger.py, sample_rows.py and
-    sample_compiled.py where it has them, and sampling.py), loaded beside this one's (a
-    compiled kernel is this checkout's)."""
-    names = (*SAMPLER_MODULES, "logclust.sidecar.sampling")
+    sample_compiled.py where it has them, and sampling.py), loaded beside this one's, with
+    its own compiled kernel where it has one built (`python setup.py build_ext --inplace`
+    there), else this checkout's (which a sampler of another kernel version leaves
+    unused: it decides with its numpy reference)."""
+    names = (KERNEL, *SAMPLER_MODULES, "logclust.sidecar.sampling")
+    package = sys.modules["logclust.sidecar"]
+    short = {name: name.rsplit(".", 1)[1] for name in names}
     saved = {name: sys.modules.get(name) for name in names}
+    # `from logclust.sidecar import x` reads the package's attribute before sys.modules
+    attributes = {name: getattr(package, short[name], None) for name in names}
+    built = sorted((Path(root) / "logclust/sidecar").glob("_sample_kernel*.so"))
     try:
         for name in names:  # under the same names while loading, so they import each other
             path = Path(root) / (name.replace(".", "/") + ".py")
-            if name in OPTIONAL_MODULES and not path.exists():  # older: all in sampling.py
+            if name == KERNEL:
+                if not built:
+                    continue
+                path = built[0]
+            elif name in OPTIONAL_MODULES and not path.exists():  # older: all in sampling.py
                 continue
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
                 raise SystemExit(f"No sampler in --against. Received: {root}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
+            setattr(package, short[name], module)
             spec.loader.exec_module(module)
         return cast("type[Sampler]", sys.modules[names[-1]].Sampler)
     finally:
@@ -460,6 +536,11 @@ def reference_sampler(root: str) -> type[Sampler]:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = previous
+            if attributes[name] is None:
+                if hasattr(package, short[name]):
+                    delattr(package, short[name])
+            else:
+                setattr(package, short[name], attributes[name])
 
 
 def quality(args: argparse.Namespace, out: Output) -> None:
@@ -485,8 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the sampling seed (--sample-seed)")
     p.add_argument("--passes", type=int, default=5, help="Android passes of the replay")
     p.add_argument("--http-rows", type=int, default=12_000, help="requests per phase")
-    p.add_argument("--speed-rows", type=int, default=60_000)
-    p.add_argument("--rounds", type=int, default=9, help="speed A/B pairs")
+    p.add_argument("--speed-rows", type=int, default=100_000, help="replay rows, half timed")
+    p.add_argument("--rounds", type=int, default=0, help="gRPC A/B pairs; 0: --speed-seconds")
+    p.add_argument("--speed-seconds", type=float, default=180.0, help="time for gRPC A/B pairs")
     p.add_argument(
         "--against",
         default=None,

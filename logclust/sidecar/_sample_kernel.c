@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
-#define KERNEL_VERSION 1
+#define KERNEL_VERSION 2
 #define SEGMENT_ROWS 1024
 #define TAIL_QUANTILE 0.98
 #define TAIL_BOOST 50.0
@@ -302,49 +302,39 @@ static void bucket_sort(int64_t *keys, int64_t *idx, Py_ssize_t k, int64_t *tk, 
     memcpy(idx, ti, (size_t)k * sizeof *idx);
 }
 
-/*
- * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
- *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
- *         rows_min, young, target, fair_target, least_p) -> tau, or None where some
- * cluster of the level is split (its levels are left to the caller, `order` sorted).
- *
- * What `SegmentLedger._begin_segment` does to the arrays: the decay, the kinds in the
- * level, their rows per window, the tail flags, the counts' order and the levels.
- */
-static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 22) {
-        PyErr_SetString(PyExc_TypeError, "segment() takes 22 arguments");
-        return NULL;
-    }
-    Buffers b = {.n = 0};
-    PyObject *result = NULL;
+/* The arrays and numbers of a segment's start (`segment`). */
+typedef struct {
+    double *counts, *exposure;
+    int64_t *last_segment, *last_row;
+    char *in_level;
+    double *level_counts;
+    char *tail_on;
+    double *tail_at, *in_segment, *level;
+    int64_t *order;
+    Py_ssize_t cap, order_len, k;
+    double factor;
+    long long segments, rows;
+    double total;
+    int tails;
+    double rows_min;
+    int young;
+    double target, fair_target, least_p;
+} SegmentIn;
+
+/* `segment` on checked arrays: 0 with *tau_out set, 1 where some cluster of the level is
+ * split (`order` sorted), -1 with an error set. */
+static int segment_core(const SegmentIn *a, double *tau_out) {
+    double *counts = a->counts, *exposure = a->exposure, *level_counts = a->level_counts;
+    int64_t *last_segment = a->last_segment, *last_row = a->last_row, *order = a->order;
+    char *in_level = a->in_level, *tail_on = a->tail_on;
+    double *tail_at = a->tail_at, *in_segment = a->in_segment, *level = a->level;
+    Py_ssize_t cap = a->cap, order_len = a->order_len, k = a->k;
+    double factor = a->factor, total = a->total, rows_min = a->rows_min;
+    long long segments = a->segments, rows = a->rows;
+    int tails = a->tails, young = a->young;
+    double target = a->target, fair_target = a->fair_target, least_p = a->least_p;
+    int status = -1;
     void *scratch = NULL;
-    Py_ssize_t cap, order_len;
-    double *counts = get(&b, args[0], 'd', 1, 0, &cap, "counts");
-    if (!counts) goto done;
-    double *exposure = get(&b, args[1], 'd', 1, cap, NULL, "exposure");
-    int64_t *last_segment = exposure ? get(&b, args[2], 'q', 0, cap, NULL, "last_segment") : NULL;
-    int64_t *last_row = last_segment ? get(&b, args[3], 'q', 0, cap, NULL, "last_row") : NULL;
-    char *in_level = last_row ? get(&b, args[4], '?', 1, cap, NULL, "in_level") : NULL;
-    double *level_counts = in_level ? get(&b, args[5], 'd', 1, cap, NULL, "level_counts") : NULL;
-    char *tail_on = level_counts ? get(&b, args[6], '?', 1, cap, NULL, "tail_on") : NULL;
-    double *tail_at = tail_on ? get(&b, args[7], 'd', 0, cap, NULL, "tail_at") : NULL;
-    double *in_segment = tail_at ? get(&b, args[8], 'd', 1, cap, NULL, "in_segment") : NULL;
-    double *level = in_segment ? get(&b, args[9], 'd', 1, cap, NULL, "level") : NULL;
-    int64_t *order = level ? get(&b, args[10], 'q', 1, 0, &order_len, "order") : NULL;
-    if (!order) goto done;
-    Py_ssize_t k = PyLong_AsSsize_t(args[11]);
-    double factor = PyFloat_AsDouble(args[12]);
-    long long segments = PyLong_AsLongLong(args[13]);
-    long long rows = PyLong_AsLongLong(args[14]);
-    double total = PyFloat_AsDouble(args[15]);
-    int tails = PyObject_IsTrue(args[16]);
-    double rows_min = PyFloat_AsDouble(args[17]);
-    int young = PyObject_IsTrue(args[18]);
-    double target = PyFloat_AsDouble(args[19]);
-    double fair_target = PyFloat_AsDouble(args[20]);
-    double least_p = PyFloat_AsDouble(args[21]);
-    if (PyErr_Occurred()) goto done;
     if (k < 0 || k > cap) {
         PyErr_Format(PyExc_ValueError, "k out of range. Received: %zd (capacity %zd)", k, cap);
         goto done;
@@ -369,8 +359,9 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     double window = dmax(total, rows_min);
     for (Py_ssize_t i = 0; i < span; i++) {
         double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
-        in_level[i] = (last_segment[i] >= segments - 1) ||
-                      ((double)(rows - last_row[i]) * share <= ACTIVE_GAP && last_segment[i] >= 0);
+        /* (no short circuit: the same value, without a branch per cluster) */
+        int quiet = (double)(rows - last_row[i]) * share <= ACTIVE_GAP;
+        in_level[i] = (last_segment[i] >= segments - 1) | (quiet & (last_segment[i] >= 0));
         share = dmin(share, 1.0);
         level_counts[i] = share * total;
         if (tails) tail_on[i] = share * window >= TAIL_MIN_WINDOW_ROWS;
@@ -398,11 +389,12 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
         memcpy(order, idx, k * sizeof *order);
         for (Py_ssize_t i = 0; i < span; i++) in_segment[i] = 0.0;
-        result = Py_NewRef(Py_None);
+        status = 1;
         goto done;
     }
     /* Here only the level's counts in ascending order count, not which cluster has which
-     * (ties are equal): `order` is left as it was, a permutation of the clusters. */
+     * (ties are equal): every cluster sorted from the last segment's order (nearly
+     * sorted: few moves), which `order` keeps for the next. */
     Py_ssize_t nl = 0, np_ = 0;
     for (Py_ssize_t i = 0; i < span; i++)
         if (in_level[i]) {
@@ -410,14 +402,18 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
                 goto done;
             }
-            keys[nl] = bits(level_counts[i]);
-            idx[nl] = i;
             in_order[nl++] = level_counts[i];
             if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
         }
-    if (nl > 0) bucket_sort(keys, idx, nl, tk, ti, runs);
-    memcpy(ascending, keys, (size_t)nl * sizeof *ascending);
-    Py_ssize_t na = nl;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        idx[i] = order[i];
+        keys[i] = bits(level_counts[order[i]]);
+    }
+    if (k > 0) resort(keys, idx, k, tk, ti, runs);
+    memcpy(order, idx, (size_t)k * sizeof *order);
+    Py_ssize_t na = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (in_level[idx[i]]) ascending[na++] = level_counts[idx[i]];
     double level_total = sum_of(gather, np_);
     Py_ssize_t zeros = 0;
     while (zeros < na && ascending[zeros] <= 0.0) zeros++;
@@ -447,9 +443,66 @@ static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         in_segment[i] = 0.0;
     }
     for (Py_ssize_t i = span; i < cap; i++) level[i] = tau;
-    result = PyFloat_FromDouble(tau);
+    *tau_out = tau;
+    status = 0;
 done:
     free(scratch);
+    return status;
+}
+
+/*
+ * segment(counts, exposure, last_segment, last_row, in_level, level_counts, tail_on,
+ *         tail_at, in_segment, level, order, k, factor, segments, rows, total, tails,
+ *         rows_min, young, target, fair_target, least_p) -> tau, or None where some
+ * cluster of the level is split (its levels are left to the caller, `order` sorted).
+ *
+ * What `SegmentLedger._begin_segment` does to the arrays: the decay, the kinds in the
+ * level, their rows per window, the tail flags, the counts' order and the levels.
+ */
+static PyObject *segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 22) {
+        PyErr_SetString(PyExc_TypeError, "segment() takes 22 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    Py_ssize_t cap, order_len;
+    double *counts = get(&b, args[0], 'd', 1, 0, &cap, "counts");
+    if (!counts) goto done;
+    double *exposure = get(&b, args[1], 'd', 1, cap, NULL, "exposure");
+    int64_t *last_segment = exposure ? get(&b, args[2], 'q', 0, cap, NULL, "last_segment") : NULL;
+    int64_t *last_row = last_segment ? get(&b, args[3], 'q', 0, cap, NULL, "last_row") : NULL;
+    char *in_level = last_row ? get(&b, args[4], '?', 1, cap, NULL, "in_level") : NULL;
+    double *level_counts = in_level ? get(&b, args[5], 'd', 1, cap, NULL, "level_counts") : NULL;
+    char *tail_on = level_counts ? get(&b, args[6], '?', 1, cap, NULL, "tail_on") : NULL;
+    double *tail_at = tail_on ? get(&b, args[7], 'd', 0, cap, NULL, "tail_at") : NULL;
+    double *in_segment = tail_at ? get(&b, args[8], 'd', 1, cap, NULL, "in_segment") : NULL;
+    double *level = in_segment ? get(&b, args[9], 'd', 1, cap, NULL, "level") : NULL;
+    int64_t *order = level ? get(&b, args[10], 'q', 1, 0, &order_len, "order") : NULL;
+    if (!order) goto done;
+    Py_ssize_t k = PyLong_AsSsize_t(args[11]);
+    double factor = PyFloat_AsDouble(args[12]);
+    long long segments = PyLong_AsLongLong(args[13]);
+    long long rows = PyLong_AsLongLong(args[14]);
+    double total = PyFloat_AsDouble(args[15]);
+    int tails = PyObject_IsTrue(args[16]);
+    double rows_min = PyFloat_AsDouble(args[17]);
+    int young = PyObject_IsTrue(args[18]);
+    double target = PyFloat_AsDouble(args[19]);
+    double fair_target = PyFloat_AsDouble(args[20]);
+    double least_p = PyFloat_AsDouble(args[21]);
+    if (PyErr_Occurred()) goto done;
+    {
+        SegmentIn in = {counts, exposure, last_segment, last_row, in_level, level_counts,
+                        tail_on, tail_at, in_segment, level, order, cap, order_len, k,
+                        factor, segments, rows, total, tails, rows_min, young, target,
+                        fair_target, least_p};
+        double tau;
+        int status = segment_core(&in, &tau);
+        if (status == 0) result = PyFloat_FromDouble(tau);
+        else if (status == 1) result = Py_NewRef(Py_None);
+    }
+done:
     release(&b);
     return result;
 }
@@ -478,19 +531,22 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
     Py_ssize_t m = g->m;
     uint64_t range = (uint64_t)(hi - lo) + 1;
     g->u = 0;
-    if (range <= (uint64_t)(16 * m + 4096)) {
+    if (range <= (uint64_t)(8 * m + 256)) { /* else a few rows of far apart ids: sorted */
         Py_ssize_t *cnt = calloc((size_t)range, sizeof *cnt);
         if (!cnt) { PyErr_NoMemory(); return -1; }
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
-        Py_ssize_t pos = 0;
-        for (uint64_t v = 0; v < range; v++)
-            if (cnt[v]) {
-                Py_ssize_t c = g->u++;
-                g->bounds[c] = pos;
-                pos += cnt[v];
-                cnt[v] = c;
-            }
-        g->bounds[g->u] = m;
+        /* each id present, in order, its group: without a branch per id of the range (an
+         * absent id writes where the next present one writes the same) */
+        Py_ssize_t pos = 0, u = 0;
+        for (uint64_t v = 0; v < range; v++) {
+            Py_ssize_t n = cnt[v];
+            g->bounds[u] = pos;
+            cnt[v] = u;
+            pos += n;
+            u += n != 0;
+        }
+        g->u = u;
+        g->bounds[u] = m;
         for (Py_ssize_t r = 0; r < m; r++) {
             Py_ssize_t c = cnt[row_id[r] - lo];
             g->cix[c] = rows_ix[r];
@@ -529,80 +585,61 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
     return 0;
 }
 
-/*
- * part(ids, time_ms, latency, start, stop, keep, weight, rows_cix, lat_grouped,
- *      lut, counts, exposure, in_segment, last_segment, last_row, sure_ms, sure_row,
- *      level_counts, level, in_level, tail_on, tail_at, phases,
- *      k, k_before, rows, segments, window_row, slot_ms, slot_rows, timely,
- *      least_p, rate, allowance, new_demand, tails, faded)
- * -> None when a row's cluster has no index yet (nothing changed), else
- *    (kept, expected, level_rows, level_p, sure, new_demand, sure_ms, measured)
- *
- * What `SourceBudget._segment` does for rows start:stop of a batch, after the segment's
- * start: the rows grouped by cluster, their p (level, kinds outside the level, strata,
- * rows kept for certain), the systematic draw, the weights and the counts. sure: 0 the
- * earliest sure time is unchanged, 1 it is sure_ms, 2 it is at most the batch's least time.
- */
-static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 37) {
-        PyErr_SetString(PyExc_TypeError, "part() takes 37 arguments");
-        return NULL;
-    }
-    Buffers b = {.n = 0};
-    PyObject *result = NULL;
+/* The arrays and numbers of one part (`part`). */
+typedef struct {
+    void *ids;
+    int wide;
+    int64_t *time_ms;
+    double *latency;
+    Py_ssize_t start, stop;
+    char *keep;
+    double *weight;
+    int64_t *rows_cix;
+    double *lat_g;
+    int64_t *lut;
+    Py_ssize_t lut_len;
+    double *counts, *exposure, *in_segment;
+    int64_t *last_segment, *last_row, *sure_ms, *sure_row;
+    double *level_counts, *level;
+    char *in_level, *tail_on;
+    double *tail_at, *phases;
+    Py_ssize_t cap, k, k_before;
+    long long rows, segments, window_row, slot_ms, slot_rows;
+    int timely;
+    double least_p, rate, allowance, new_demand;
+    int tails, faded;
+} PartIn;
+
+/* What a part returns (`part`). */
+typedef struct {
+    Py_ssize_t kept, level_rows;
+    double expected, level_p, new_demand;
+    int sure_code, measured;
+    long long sure_value;
+} PartOut;
+
+/* `part` on checked arrays: 0 with *o set, 1 where a row's cluster has no index yet
+ * (nothing changed), -1 with an error set. */
+static int part_core(const PartIn *a, PartOut *o) {
+    void *ids = a->ids;
+    int wide = a->wide;
+    int64_t *time_ms = a->time_ms, *rows_cix = a->rows_cix, *lut = a->lut;
+    double *latency = a->latency, *weight = a->weight, *lat_g = a->lat_g;
+    Py_ssize_t start = a->start, m = a->stop - a->start, lut_len = a->lut_len;
+    char *keep = a->keep, *in_level = a->in_level, *tail_on = a->tail_on;
+    double *counts = a->counts, *exposure = a->exposure, *in_segment = a->in_segment;
+    int64_t *last_segment = a->last_segment, *last_row = a->last_row;
+    int64_t *sure_ms = a->sure_ms, *sure_row = a->sure_row;
+    double *level_counts = a->level_counts, *level = a->level;
+    double *tail_at = a->tail_at, *phases = a->phases;
+    Py_ssize_t cap = a->cap, k = a->k, k_before = a->k_before;
+    long long rows = a->rows, segments = a->segments, window_row = a->window_row;
+    long long slot_ms = a->slot_ms, slot_rows = a->slot_rows;
+    int timely = a->timely, tails = a->tails, faded = a->faded;
+    double least_p = a->least_p, rate = a->rate, allowance = a->allowance;
+    double new_demand = a->new_demand;
+    int status = -1;
     char *mem = NULL;
-    Py_ssize_t n_ids, cap, lut_len, phases_len;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
-        return NULL;
-    }
-    int wide = probe.itemsize == 8;
-    PyBuffer_Release(&probe);
-    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 0, &n_ids, "ids");
-    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n_ids, NULL, "time_ms") : NULL;
-    double *latency = time_ms ? get(&b, args[2], 'd', 0, n_ids, NULL, "latency") : NULL;
-    if (!latency) goto done;
-    Py_ssize_t start = PyLong_AsSsize_t(args[3]), stop = PyLong_AsSsize_t(args[4]);
-    if (PyErr_Occurred()) goto done;
-    if (start < 0 || stop > n_ids || start >= stop) {
-        PyErr_Format(PyExc_ValueError, "rows out of range. Received: %zd:%zd of %zd", start,
-                     stop, n_ids);
-        goto done;
-    }
-    Py_ssize_t m = stop - start;
-    char *keep = get(&b, args[5], '?', 1, n_ids, NULL, "keep");
-    double *weight = keep ? get(&b, args[6], 'd', 1, n_ids, NULL, "weight") : NULL;
-    int64_t *rows_cix = weight ? get(&b, args[7], 'q', 1, m, NULL, "rows_cix") : NULL;
-    double *lat_g = rows_cix ? get(&b, args[8], 'd', 1, m, NULL, "lat_grouped") : NULL;
-    int64_t *lut = lat_g ? get(&b, args[9], 'q', 0, 0, &lut_len, "lut") : NULL;
-    double *counts = lut ? get(&b, args[10], 'd', 1, 0, &cap, "counts") : NULL;
-    double *exposure = counts ? get(&b, args[11], 'd', 1, cap, NULL, "exposure") : NULL;
-    double *in_segment = exposure ? get(&b, args[12], 'd', 1, cap, NULL, "in_segment") : NULL;
-    int64_t *last_segment = in_segment ? get(&b, args[13], 'q', 1, cap, NULL, "last_segment") : NULL;
-    int64_t *last_row = last_segment ? get(&b, args[14], 'q', 1, cap, NULL, "last_row") : NULL;
-    int64_t *sure_ms = last_row ? get(&b, args[15], 'q', 1, cap, NULL, "sure_ms") : NULL;
-    int64_t *sure_row = sure_ms ? get(&b, args[16], 'q', 1, cap, NULL, "sure_row") : NULL;
-    double *level_counts = sure_row ? get(&b, args[17], 'd', 0, cap, NULL, "level_counts") : NULL;
-    double *level = level_counts ? get(&b, args[18], 'd', 0, cap, NULL, "level") : NULL;
-    char *in_level = level ? get(&b, args[19], '?', 0, cap, NULL, "in_level") : NULL;
-    char *tail_on = in_level ? get(&b, args[20], '?', 0, cap, NULL, "tail_on") : NULL;
-    double *tail_at = tail_on ? get(&b, args[21], 'd', 0, cap, NULL, "tail_at") : NULL;
-    double *phases = tail_at ? get(&b, args[22], 'd', 1, STRATA * cap, &phases_len, "phases") : NULL;
-    if (!phases) goto done;
-    Py_ssize_t k = PyLong_AsSsize_t(args[23]), k_before = PyLong_AsSsize_t(args[24]);
-    long long rows = PyLong_AsLongLong(args[25]), segments = PyLong_AsLongLong(args[26]);
-    long long window_row = PyLong_AsLongLong(args[27]), slot_ms = PyLong_AsLongLong(args[28]);
-    long long slot_rows = PyLong_AsLongLong(args[29]);
-    int timely = PyObject_IsTrue(args[30]);
-    double least_p = PyFloat_AsDouble(args[31]), rate = PyFloat_AsDouble(args[32]);
-    double allowance = PyFloat_AsDouble(args[33]), new_demand = PyFloat_AsDouble(args[34]);
-    int tails = PyObject_IsTrue(args[35]), faded = PyObject_IsTrue(args[36]);
-    if (PyErr_Occurred()) goto done;
-    if (k < 0 || k > cap || k_before < 0 || k_before > k || phases_len != STRATA * cap) {
-        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%zd of %zd", k, cap);
-        goto done;
-    }
 
     /* rows (stream order): id, cluster index; the ids' range */
     /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
@@ -622,7 +659,7 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t r = 0; r < m; r++) {
         int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
         if (id < 0 || id >= lut_len || lut[id] < 0) {
-            result = Py_NewRef(Py_None); /* a new kind, or an id past the table */
+            status = 1; /* a new kind, or an id past the table */
             goto done;
         }
         if (lut[id] >= k) {
@@ -634,7 +671,7 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         lo = id < lo ? id : lo;
         hi = id > hi ? id : hi;
     }
-    for (Py_ssize_t x = 0; x < cap; x++) slot_of[x] = -1;
+    for (Py_ssize_t r = 0; r < m; r++) slot_of[row_ix[r]] = -1; /* the slots read: O(m) */
     Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
     if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
     Py_ssize_t u = g.u;
@@ -652,10 +689,21 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
      * stratum present draws as none) and their latencies; the rows kept for certain
      * (`_sure`, which reads no p: chosen first, applied after the tilt). */
     int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
+    int unmeasured = 1; /* no latency in the part: read in stream order, not gathered */
+    for (Py_ssize_t r = 0; r < m && unmeasured; r++) unmeasured = isnan(latency[start + r]);
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
         double tail_x = tail_at[x];
         if (!in_level[x]) any_outside = 1;
+        if (unmeasured) {
+            for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+                lat_g[i] = NAN;
+                rows_cix[i] = x;
+                st[i] = NO_LATENCY;
+            }
+            present[NO_LATENCY] = 1;
+            continue;
+        }
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double lat = latency[start + order[i]];
             lat_g[i] = lat;
@@ -809,7 +857,7 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         int take = end[i] - ps[i] < floor_pos(end[i]);
         Py_ssize_t r = order[i];
         keep[start + r] = (char)take;
-        weight[start + r] = (double)take / ps[i];
+        weight[start + r] = take ? 1.0 / ps[i] : 0.0; /* 0 / p is +0 (p > 0) */
         p[r] = ps[i];
         kept += take;
     }
@@ -836,10 +884,874 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         level_rows = nk;
         level_p = sum_of(run_p, nk);
     }
-    result = Py_BuildValue("(ndndidLO)", kept, expected, level_rows, level_p, sure_code,
-                           new_demand, sure_value, measured ? Py_True : Py_False);
+    o->kept = kept;
+    o->expected = expected;
+    o->level_rows = level_rows;
+    o->level_p = level_p;
+    o->sure_code = sure_code;
+    o->new_demand = new_demand;
+    o->sure_value = sure_value;
+    o->measured = measured;
+    status = 0;
 done:
     free(mem);
+    return status;
+}
+
+/*
+ * part(ids, time_ms, latency, start, stop, keep, weight, rows_cix, lat_grouped,
+ *      lut, counts, exposure, in_segment, last_segment, last_row, sure_ms, sure_row,
+ *      level_counts, level, in_level, tail_on, tail_at, phases,
+ *      k, k_before, rows, segments, window_row, slot_ms, slot_rows, timely,
+ *      least_p, rate, allowance, new_demand, tails, faded)
+ * -> None when a row's cluster has no index yet (nothing changed), else
+ *    (kept, expected, level_rows, level_p, sure, new_demand, sure_ms, measured)
+ *
+ * What `SourceBudget._segment` does for rows start:stop of a batch, after the segment's
+ * start: the rows grouped by cluster, their p (level, kinds outside the level, strata,
+ * rows kept for certain), the systematic draw, the weights and the counts. sure: 0 the
+ * earliest sure time is unchanged, 1 it is sure_ms, 2 it is at most the batch's least time.
+ */
+static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 37) {
+        PyErr_SetString(PyExc_TypeError, "part() takes 37 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    PyObject *result = NULL;
+    Py_ssize_t n_ids, cap, lut_len, phases_len;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
+        return NULL;
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 0, &n_ids, "ids");
+    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n_ids, NULL, "time_ms") : NULL;
+    double *latency = time_ms ? get(&b, args[2], 'd', 0, n_ids, NULL, "latency") : NULL;
+    if (!latency) goto done;
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]), stop = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) goto done;
+    if (start < 0 || stop > n_ids || start >= stop) {
+        PyErr_Format(PyExc_ValueError, "rows out of range. Received: %zd:%zd of %zd", start,
+                     stop, n_ids);
+        goto done;
+    }
+    Py_ssize_t m = stop - start;
+    char *keep = get(&b, args[5], '?', 1, n_ids, NULL, "keep");
+    double *weight = keep ? get(&b, args[6], 'd', 1, n_ids, NULL, "weight") : NULL;
+    int64_t *rows_cix = weight ? get(&b, args[7], 'q', 1, m, NULL, "rows_cix") : NULL;
+    double *lat_g = rows_cix ? get(&b, args[8], 'd', 1, m, NULL, "lat_grouped") : NULL;
+    int64_t *lut = lat_g ? get(&b, args[9], 'q', 0, 0, &lut_len, "lut") : NULL;
+    double *counts = lut ? get(&b, args[10], 'd', 1, 0, &cap, "counts") : NULL;
+    double *exposure = counts ? get(&b, args[11], 'd', 1, cap, NULL, "exposure") : NULL;
+    double *in_segment = exposure ? get(&b, args[12], 'd', 1, cap, NULL, "in_segment") : NULL;
+    int64_t *last_segment = in_segment ? get(&b, args[13], 'q', 1, cap, NULL, "last_segment") : NULL;
+    int64_t *last_row = last_segment ? get(&b, args[14], 'q', 1, cap, NULL, "last_row") : NULL;
+    int64_t *sure_ms = last_row ? get(&b, args[15], 'q', 1, cap, NULL, "sure_ms") : NULL;
+    int64_t *sure_row = sure_ms ? get(&b, args[16], 'q', 1, cap, NULL, "sure_row") : NULL;
+    double *level_counts = sure_row ? get(&b, args[17], 'd', 0, cap, NULL, "level_counts") : NULL;
+    double *level = level_counts ? get(&b, args[18], 'd', 0, cap, NULL, "level") : NULL;
+    char *in_level = level ? get(&b, args[19], '?', 0, cap, NULL, "in_level") : NULL;
+    char *tail_on = in_level ? get(&b, args[20], '?', 0, cap, NULL, "tail_on") : NULL;
+    double *tail_at = tail_on ? get(&b, args[21], 'd', 0, cap, NULL, "tail_at") : NULL;
+    double *phases = tail_at ? get(&b, args[22], 'd', 1, STRATA * cap, &phases_len, "phases") : NULL;
+    if (!phases) goto done;
+    Py_ssize_t k = PyLong_AsSsize_t(args[23]), k_before = PyLong_AsSsize_t(args[24]);
+    long long rows = PyLong_AsLongLong(args[25]), segments = PyLong_AsLongLong(args[26]);
+    long long window_row = PyLong_AsLongLong(args[27]), slot_ms = PyLong_AsLongLong(args[28]);
+    long long slot_rows = PyLong_AsLongLong(args[29]);
+    int timely = PyObject_IsTrue(args[30]);
+    double least_p = PyFloat_AsDouble(args[31]), rate = PyFloat_AsDouble(args[32]);
+    double allowance = PyFloat_AsDouble(args[33]), new_demand = PyFloat_AsDouble(args[34]);
+    int tails = PyObject_IsTrue(args[35]), faded = PyObject_IsTrue(args[36]);
+    if (PyErr_Occurred()) goto done;
+    if (k < 0 || k > cap || k_before < 0 || k_before > k || phases_len != STRATA * cap) {
+        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%zd of %zd", k, cap);
+        goto done;
+    }
+    {
+        PartIn in = {ids, wide, time_ms, latency, start, stop, keep, weight, rows_cix, lat_g,
+                     lut, lut_len, counts, exposure, in_segment, last_segment, last_row,
+                     sure_ms, sure_row, level_counts, level, in_level, tail_on, tail_at,
+                     phases, cap, k, k_before, rows, segments, window_row, slot_ms,
+                     slot_rows, timely, least_p, rate, allowance, new_demand, tails, faded};
+        PartOut o;
+        int status = part_core(&in, &o);
+        if (status == 0)
+            result = Py_BuildValue("(ndndidLO)", o.kept, o.expected, o.level_rows, o.level_p,
+                                   o.sure_code, o.new_demand, o.sure_value,
+                                   o.measured ? Py_True : Py_False);
+        else if (status == 1)
+            result = Py_NewRef(Py_None);
+    }
+done:
+    release(&b);
+    return result;
+}
+
+/* ------------------------------------------------------------------ batches */
+
+/* The ledger's numbers (sample_ledger.py) `decide` steps itself: the same constants. */
+#define FIRST_SEGMENT_ROWS 16
+#define P_FLOOR 0.25
+#define NEW_SHARE 0.5
+#define CONTROL_RATE 1.0
+#define CONTROL_CLIP 0.5
+#define GAIN_LO 0.5
+#define GAIN_HI 2.0
+#define RATE_LO 0.25
+#define RATE_HI 2.5
+#define TAIL_MEMORY_ROWS 256.0
+#define TAIL_MIN_ROWS 50
+
+/* The attributes of a `CompiledBudget` that `decide` reads (and the numbers it writes
+ * back), interned once. */
+enum {
+    A_K, A_ROWS, A_SEGMENTS, A_WINDOW_MS, A_WINDOW_ROW, A_WINDOW_ROWS, A_SEGMENT_END,
+    A_CLOCK_MS, A_SURE_LO, A_SEG_FILL, A_SEG_ROWS, A_SEG_P, A_SEG_MEASURED, A_TAILS, A_FADED,
+    A_TOTAL, A_WINDOW_SPENT, A_NEW_DEMAND, A_RATE, A_ALLOWANCE, A_GAIN, A_TAU, A_FRACTION,
+    A_SLOT_MS, A_SLOT_ROWS, A_WINDOW_LEN_MS, A_WINDOW_ROWS_MIN, A_WINDOW_S,
+    /* arrays */
+    A_LUT, A_COUNTS, A_EXPOSURE, A_IN_SEGMENT, A_LAST_SEGMENT, A_LAST_ROW, A_SURE_MS,
+    A_SURE_ROW, A_LEVEL_COUNTS, A_LEVEL, A_IN_LEVEL, A_TAIL_ON, A_TAIL_AT, A_PHASES, A_ORDER,
+    A_SEG_CIX, A_SEG_LAT,
+    /* methods */
+    A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT,
+    N_ATTRS
+};
+static const char *attr_names[N_ATTRS] = {
+    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
+    "clock_ms", "_sure_lo", "_seg_fill", "_seg_rows", "_seg_p", "_seg_measured", "_tails",
+    "_faded", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
+    "fraction", "slot_ms", "slot_rows", "_window_len_ms", "_window_rows_min", "_window_s",
+    "_lut", "counts", "exposure", "in_segment", "last_segment", "last_row", "sure_ms",
+    "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
+    "_seg_cix", "_seg_lat",
+    "_grow_lut", "_add_kinds", "_begin_segment",
+};
+static PyObject *attrs[N_ATTRS];
+
+/* A source's ledger as `decide` steps it: its numbers, and its arrays while held. */
+typedef struct {
+    PyObject *self;
+    Buffers b;
+    int64_t *lut, *last_segment, *last_row, *sure_ms, *sure_row, *order, *seg_cix;
+    double *counts, *exposure, *in_segment, *level_counts, *level, *tail_at, *phases, *seg_lat;
+    char *in_level, *tail_on;
+    Py_ssize_t lut_len, cap, order_len, seg_cap;
+    long long k, rows, segments, window_ms, window_row, window_rows, segment_end, clock_ms;
+    long long sure_lo, seg_fill, seg_rows, slot_ms, slot_rows, window_len_ms, window_rows_min;
+    int has_clock, sure_lo_inf, tails, faded, seg_measured;
+    double total, window_spent, new_demand, rate, allowance, gain, tau, seg_p, fraction;
+    double window_s;
+} Ledger;
+
+static int get_ll(PyObject *self, int a, long long *out) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *out = PyLong_AsLongLong(o);
+    Py_DECREF(o);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_d(PyObject *self, int a, double *out) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *out = PyFloat_AsDouble(o);
+    Py_DECREF(o);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_bool(PyObject *self, int a, int *out) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *out = PyObject_IsTrue(o);
+    Py_DECREF(o);
+    return *out < 0 ? -1 : 0;
+}
+
+/* An int (None: *has = 0), or for `_sure_lo` inf (*has = 0). */
+static int get_opt(PyObject *self, int a, long long *out, int *has) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return -1;
+    *has = 1;
+    *out = 0;
+    if (o == Py_None || (PyFloat_Check(o) && isinf(PyFloat_AS_DOUBLE(o)) &&
+                         PyFloat_AS_DOUBLE(o) > 0)) {
+        *has = 0;
+    } else {
+        *out = PyLong_AsLongLong(o);
+    }
+    Py_DECREF(o);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int load_numbers(Ledger *L) {
+    PyObject *s = L->self;
+    int sure;
+    if (get_ll(s, A_K, &L->k) || get_ll(s, A_ROWS, &L->rows) ||
+        get_ll(s, A_SEGMENTS, &L->segments) || get_ll(s, A_WINDOW_MS, &L->window_ms) ||
+        get_ll(s, A_WINDOW_ROW, &L->window_row) || get_ll(s, A_WINDOW_ROWS, &L->window_rows) ||
+        get_ll(s, A_SEGMENT_END, &L->segment_end) ||
+        get_opt(s, A_CLOCK_MS, &L->clock_ms, &L->has_clock) ||
+        get_opt(s, A_SURE_LO, &L->sure_lo, &sure) || get_ll(s, A_SEG_FILL, &L->seg_fill) ||
+        get_ll(s, A_SEG_ROWS, &L->seg_rows) || get_d(s, A_SEG_P, &L->seg_p) ||
+        get_bool(s, A_SEG_MEASURED, &L->seg_measured) || get_bool(s, A_TAILS, &L->tails) ||
+        get_bool(s, A_FADED, &L->faded) || get_d(s, A_TOTAL, &L->total) ||
+        get_d(s, A_WINDOW_SPENT, &L->window_spent) || get_d(s, A_NEW_DEMAND, &L->new_demand) ||
+        get_d(s, A_RATE, &L->rate) || get_d(s, A_ALLOWANCE, &L->allowance) ||
+        get_d(s, A_GAIN, &L->gain) || get_d(s, A_TAU, &L->tau) ||
+        get_d(s, A_FRACTION, &L->fraction) || get_ll(s, A_SLOT_MS, &L->slot_ms) ||
+        get_ll(s, A_SLOT_ROWS, &L->slot_rows) ||
+        get_ll(s, A_WINDOW_LEN_MS, &L->window_len_ms) ||
+        get_ll(s, A_WINDOW_ROWS_MIN, &L->window_rows_min) || get_d(s, A_WINDOW_S, &L->window_s))
+        return -1;
+    L->sure_lo_inf = !sure;
+    if (L->window_rows_min < 1) {
+        PyErr_Format(PyExc_ValueError, "_window_rows_min must be positive. Received: %lld",
+                     L->window_rows_min);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_attr(PyObject *self, int a, PyObject *v) {
+    if (!v) return -1;
+    int r = PyObject_SetAttr(self, attrs[a], v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The numbers `decide` changes, written back. */
+static int store_numbers(const Ledger *L) {
+    PyObject *s = L->self;
+    return set_attr(s, A_ROWS, PyLong_FromLongLong(L->rows)) ||
+           set_attr(s, A_SEGMENTS, PyLong_FromLongLong(L->segments)) ||
+           set_attr(s, A_WINDOW_MS, PyLong_FromLongLong(L->window_ms)) ||
+           set_attr(s, A_WINDOW_ROW, PyLong_FromLongLong(L->window_row)) ||
+           set_attr(s, A_WINDOW_ROWS, PyLong_FromLongLong(L->window_rows)) ||
+           set_attr(s, A_SEGMENT_END, PyLong_FromLongLong(L->segment_end)) ||
+           set_attr(s, A_CLOCK_MS,
+                    L->has_clock ? PyLong_FromLongLong(L->clock_ms) : Py_NewRef(Py_None)) ||
+           set_attr(s, A_SURE_LO, L->sure_lo_inf ? PyFloat_FromDouble(INFINITY)
+                                                 : PyLong_FromLongLong(L->sure_lo)) ||
+           set_attr(s, A_SEG_FILL, PyLong_FromLongLong(L->seg_fill)) ||
+           set_attr(s, A_SEG_ROWS, PyLong_FromLongLong(L->seg_rows)) ||
+           set_attr(s, A_SEG_P, PyFloat_FromDouble(L->seg_p)) ||
+           set_attr(s, A_SEG_MEASURED, PyBool_FromLong(L->seg_measured)) ||
+           set_attr(s, A_FADED, PyBool_FromLong(L->faded)) ||
+           set_attr(s, A_TAILS, PyBool_FromLong(L->tails)) ||
+           set_attr(s, A_TOTAL, PyFloat_FromDouble(L->total)) ||
+           set_attr(s, A_WINDOW_SPENT, PyFloat_FromDouble(L->window_spent)) ||
+           set_attr(s, A_NEW_DEMAND, PyFloat_FromDouble(L->new_demand)) ||
+           set_attr(s, A_RATE, PyFloat_FromDouble(L->rate)) ||
+           set_attr(s, A_ALLOWANCE, PyFloat_FromDouble(L->allowance)) ||
+           set_attr(s, A_GAIN, PyFloat_FromDouble(L->gain)) ||
+           set_attr(s, A_TAU, PyFloat_FromDouble(L->tau))
+               ? -1
+               : 0;
+}
+
+static void *get_attr_array(Ledger *L, int a, char kind, int writable, Py_ssize_t min_len,
+                            Py_ssize_t *len) {
+    PyObject *o = PyObject_GetAttr(L->self, attrs[a]);
+    if (!o) return NULL;
+    void *data = get(&L->b, o, kind, writable, min_len, len, attr_names[a]);
+    Py_DECREF(o); /* the view holds its own reference */
+    return data;
+}
+
+/* The ledger's arrays, checked: every per-cluster array of `cap` slots or more, phases of
+ * STRATA * cap, k within them, the segment's scratch of SEGMENT_ROWS. */
+static int load_arrays(Ledger *L) {
+    Py_ssize_t phases_len;
+    release(&L->b);
+    if (!(L->counts = get_attr_array(L, A_COUNTS, 'd', 1, 0, &L->cap)) ||
+        !(L->lut = get_attr_array(L, A_LUT, 'q', 0, 0, &L->lut_len)) ||
+        !(L->exposure = get_attr_array(L, A_EXPOSURE, 'd', 1, L->cap, NULL)) ||
+        !(L->in_segment = get_attr_array(L, A_IN_SEGMENT, 'd', 1, L->cap, NULL)) ||
+        !(L->last_segment = get_attr_array(L, A_LAST_SEGMENT, 'q', 1, L->cap, NULL)) ||
+        !(L->last_row = get_attr_array(L, A_LAST_ROW, 'q', 1, L->cap, NULL)) ||
+        !(L->sure_ms = get_attr_array(L, A_SURE_MS, 'q', 1, L->cap, NULL)) ||
+        !(L->sure_row = get_attr_array(L, A_SURE_ROW, 'q', 1, L->cap, NULL)) ||
+        !(L->level_counts = get_attr_array(L, A_LEVEL_COUNTS, 'd', 1, L->cap, NULL)) ||
+        !(L->level = get_attr_array(L, A_LEVEL, 'd', 1, L->cap, NULL)) ||
+        !(L->in_level = get_attr_array(L, A_IN_LEVEL, '?', 1, L->cap, NULL)) ||
+        !(L->tail_on = get_attr_array(L, A_TAIL_ON, '?', 1, L->cap, NULL)) ||
+        !(L->tail_at = get_attr_array(L, A_TAIL_AT, 'd', 0, L->cap, NULL)) ||
+        !(L->phases = get_attr_array(L, A_PHASES, 'd', 1, STRATA * L->cap, &phases_len)) ||
+        !(L->order = get_attr_array(L, A_ORDER, 'q', 1, 0, &L->order_len)) ||
+        !(L->seg_cix = get_attr_array(L, A_SEG_CIX, 'q', 1, SEGMENT_ROWS, &L->seg_cap)) ||
+        !(L->seg_lat = get_attr_array(L, A_SEG_LAT, 'd', 1, L->seg_cap, NULL)))
+        return -1;
+    if (L->k < 0 || L->k > L->cap || phases_len != STRATA * L->cap) {
+        PyErr_Format(PyExc_ValueError, "clusters out of range. Received: k=%lld of %zd", L->k,
+                     L->cap);
+        return -1;
+    }
+    return 0;
+}
+
+/* The ledger's method `a` called with `arg` (stolen): the numbers written back first, the
+ * numbers and arrays read again after (it may replace them). */
+static int call_back(Ledger *L, int a, PyObject *arg) {
+    if (!arg || store_numbers(L) < 0) {
+        Py_XDECREF(arg);
+        return -1;
+    }
+    release(&L->b);
+    PyObject *r = PyObject_CallMethodOneArg(L->self, attrs[a], arg);
+    Py_DECREF(arg);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return load_numbers(L) < 0 || load_arrays(L) < 0 ? -1 : 0;
+}
+
+/* `segment_end` (sample_level.py) */
+static long long segment_end_of(long long rows) {
+    if (rows < SEGMENT_ROWS) {
+        long long end = FIRST_SEGMENT_ROWS;
+        while (end <= rows) end *= 2;
+        return end;
+    }
+    return (rows / SEGMENT_ROWS + 1) * SEGMENT_ROWS;
+}
+
+/* `SegmentLedger._new_window` */
+static void new_window(Ledger *L, int64_t now_ms) {
+    __int128 length = L->window_len_ms, at = L->window_ms;
+    L->window_ms = (long long)((__int128)now_ms < at + 2 * length ? at + length : now_ms);
+    L->window_row = L->rows;
+    L->window_rows = 0;
+    L->window_spent = 0.0;
+    L->new_demand = 0.0;
+    L->segment_end = L->rows;
+}
+
+/* `SegmentLedger._account` */
+static void account(Ledger *L, long long rows, double expected) {
+    if (rows <= 0) return;
+    double fair = L->rate * (double)rows;
+    double err = dmin(CONTROL_CLIP, dmax(-CONTROL_CLIP, (fair - expected) / fair));
+    double step = CONTROL_RATE * (double)rows / (double)L->window_rows_min * err;
+    L->gain = dmin(GAIN_HI, dmax(GAIN_LO, L->gain * exp(step)));
+}
+
+/* `SegmentLedger._decay` */
+static double decay(Ledger *L, long long rows, int64_t now_ms) {
+    double elapsed_s = 0.0;
+    if (L->has_clock) {
+        __int128 gap = (__int128)now_ms - L->clock_ms;
+        elapsed_s = gap > 0 ? (double)gap / 1000.0 : 0.0;
+    }
+    double factor = dmax(exp((double)(-rows) / (double)L->window_rows_min),
+                         exp(-elapsed_s / L->window_s));
+    if (factor < 1e-9) L->faded = 1;
+    if (factor < 1.0) L->total *= factor;
+    return factor;
+}
+
+/* ------------------------------------------------------------- split levels */
+
+static PyObject *np_frombuffer; /* numpy.frombuffer: quicksort's order of tied breaks */
+
+/* The order numpy's default argsort (its quicksort) gives `at` (n items), into `order`:
+ * where breaks of a split cluster tie, their order moves the slope's rounding, and the
+ * reference takes that sort's. 0, or -1 with an error set. */
+static int quick_order(const double *at, Py_ssize_t n, int64_t *order) {
+    if (!np_frombuffer) {
+        PyObject *np = PyImport_ImportModule("numpy");
+        if (!np) return -1;
+        np_frombuffer = PyObject_GetAttrString(np, "frombuffer");
+        Py_DECREF(np);
+        if (!np_frombuffer) return -1;
+    }
+    PyObject *mem = PyMemoryView_FromMemory((char *)at, n * (Py_ssize_t)sizeof *at, PyBUF_READ);
+    if (!mem) return -1;
+    PyObject *arr = PyObject_CallFunction(np_frombuffer, "Os", mem, "f8");
+    Py_DECREF(mem);
+    if (!arr) return -1;
+    PyObject *idx = PyObject_CallMethod(arr, "argsort", NULL);
+    Py_DECREF(arr);
+    if (!idx) return -1;
+    Buffers b = {.n = 0};
+    int64_t *got = get(&b, idx, 'q', 0, n, NULL, "argsort");
+    if (got) memcpy(order, got, (size_t)n * sizeof *order);
+    release(&b);
+    Py_DECREF(idx);
+    return got ? 0 : -1;
+}
+
+/* `_kept_at_floor` (sample_level.py) */
+static double kept_at_floor(double floor_p) {
+    double q = TAIL_QUANTILE;
+    double tail = dmin(1.0, TAIL_BOOST * floor_p);
+    double body = dmax(dmin(floor_p, floor_p), (floor_p - (1.0 - q) * tail) / q);
+    return q * body + (1.0 - q) * tail;
+}
+
+/* numpy's searchsorted (side left) of one key: its binary search, step for step. */
+static Py_ssize_t search_left(const double *a, Py_ssize_t n, double key) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + ((hi - lo) >> 1);
+        if (a[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Room for `water_level` of up to k clusters. */
+typedef struct {
+    double *n, *at, *sorted, *slope, *kept, *gather;
+    int64_t *keys, *idx, *tk, *ti;
+    Py_ssize_t *runs;
+    char *on;
+} LevelRoom;
+
+/* `water_level` (sample_level.py) of `counts` (k, the clusters' order) with `split`
+ * flags: the breaks of each cluster's rows kept, sorted (stably by their bits; where a
+ * split cluster's breaks tie, in numpy quicksort's order), the slope summed along them
+ * in that order and the level read off where the rows kept reach `target`, as `_solve`
+ * does. 0 with *level set, or -1 with an error set. */
+static int water_level_c(const double *counts, const char *split, Py_ssize_t k, double target,
+                         double floor_p, LevelRoom *w, double *level) {
+    Py_ssize_t m = 0, non = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (counts[i] > 0) {
+            w->n[m] = counts[i];
+            w->on[m] = split[i];
+            non += split[i] != 0;
+            m++;
+        }
+    double total = sum_of(w->n, m);
+    if (target >= total) {
+        *level = INFINITY;
+        return 0;
+    }
+    double base = floor_p * total;
+    if (non) {
+        Py_ssize_t g = 0;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) w->gather[g++] = w->n[i];
+        base += (kept_at_floor(floor_p) - floor_p) * sum_of(w->gather, g);
+    }
+    if (base >= target) {
+        *level = 0.0;
+        return 0;
+    }
+    /* the breaks (`_breaks`), in the reference's order, and their slope changes */
+    double *at = w->at, *slope = w->slope;
+    Py_ssize_t nb = 0;
+    int exact = non == 0, ties = 0;
+    if (exact) { /* the positive counts ascending (ties are equal: any order), their floors */
+        for (Py_ssize_t i = 0; i < m; i++) {
+            w->keys[i] = bits(w->n[i]);
+            w->idx[i] = i;
+        }
+        if (m > 0) stable_sort(w->keys, w->idx, m, w->tk, w->ti, w->runs);
+        for (Py_ssize_t i = 0; i < m; i++) at[nb + i] = floor_p * w->n[w->idx[i]];
+        for (Py_ssize_t i = 0; i < m; i++) at[nb + m + i] = w->n[w->idx[i]];
+        for (Py_ssize_t i = 0; i < m; i++) slope[i] = 1.0, slope[m + i] = -1.0;
+        nb = 2 * m;
+    } else {
+        double q = TAIL_QUANTILE, s1 = (1.0 - q) * TAIL_BOOST, keep_p = q * floor_p + 1.0 - q;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (!w->on[i]) at[nb] = floor_p * w->n[i], slope[nb++] = 1.0;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (!w->on[i]) at[nb] = w->n[i], slope[nb++] = -1.0;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) at[nb] = floor_p * w->n[i], slope[nb++] = s1;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) {
+                double a = floor_p * w->n[i], b = w->n[i] / TAIL_BOOST;
+                ties |= !(b > a); /* its tail is whole at its floor: two breaks at a */
+                at[nb] = b > a ? b : a;
+                slope[nb++] = -s1;
+            }
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) {
+                double a = floor_p * w->n[i], b = w->n[i] / TAIL_BOOST;
+                b = b > a ? b : a;
+                double c = w->n[i] * keep_p;
+                at[nb] = c > b ? c : b;
+                slope[nb++] = 1.0;
+            }
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (w->on[i]) at[nb] = w->n[i], slope[nb++] = -1.0;
+    }
+    /* `_sorted_breaks` (where ties are certain, the stable sort is not needed) */
+    if (!ties) {
+        for (Py_ssize_t i = 0; i < nb; i++) {
+            w->keys[i] = bits(at[i]);
+            w->idx[i] = i;
+        }
+        if (nb > 0) stable_sort(w->keys, w->idx, nb, w->tk, w->ti, w->runs);
+        for (Py_ssize_t i = 1; i < nb && !exact && !ties; i++)
+            ties = at[w->idx[i]] == at[w->idx[i - 1]];
+    }
+    if (ties && quick_order(at, nb, w->idx) < 0) return -1;
+    double *sorted = w->sorted, *kept = w->kept;
+    double run = 0.0;
+    int64_t run_int = 0;
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        int64_t j = w->idx[i];
+        sorted[i] = at[j];
+        if (exact) {
+            run_int += (int64_t)slope[j];
+            w->gather[i] = (double)run_int;
+        } else {
+            run = i ? run + slope[j] : slope[j];
+            w->gather[i] = run;
+        }
+    }
+    /* `_solve`: the rows kept at each break, from base */
+    kept[0] = 0.0;
+    for (Py_ssize_t i = 1; i < nb; i++) {
+        double step = w->gather[i - 1] * (sorted[i] - sorted[i - 1]);
+        kept[i] = i == 1 ? step : kept[i - 1] + step;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) kept[i] += base;
+    Py_ssize_t i = search_left(kept, nb, target);
+    *level = i == 0 ? sorted[0] : sorted[i - 1] + (target - kept[i - 1]) / w->gather[i - 1];
+    return 0;
+}
+
+/* `SegmentLedger._set_split_levels` on the ledger's arrays (the levels of a segment where
+ * some cluster of the level has a tail stratum). 0, or -1 with an error set. */
+static int split_levels(Ledger *L, double floor_p, double target, double fair_target,
+                        int young) {
+    Py_ssize_t cap = L->cap, k = 0;
+    /* counts, split flags and slots of the level (k), then room for 6 breaks each */
+    size_t slots = (size_t)6 * (size_t)cap + 2;
+    char *mem = malloc(slots * (9 * sizeof(double) + 2 * sizeof(int64_t)) + (size_t)cap * 2);
+    if (!mem) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    double *counts = (double *)mem, *freq = counts + cap;
+    int64_t *slot = (int64_t *)(freq + cap);
+    LevelRoom w;
+    w.n = (double *)(slot + cap);
+    w.at = w.n + cap;
+    w.sorted = w.at + slots;
+    w.slope = w.sorted + slots;
+    w.kept = w.slope + slots;
+    w.gather = w.kept + slots;
+    w.keys = (int64_t *)(w.gather + slots);
+    w.idx = w.keys + slots;
+    w.tk = w.idx + slots;
+    w.ti = w.tk + slots;
+    w.runs = (Py_ssize_t *)(w.ti + slots);
+    char *split = (char *)(w.runs + slots), *freq_split = split + cap;
+    w.on = freq_split + cap;
+    int status = -1;
+    for (Py_ssize_t i = 0; i < cap; i++)
+        if (L->in_level[i]) {
+            counts[k] = L->level_counts[i];
+            split[k] = L->tail_on[i] && !isnan(L->tail_at[i]);
+            slot[k++] = i;
+        }
+    double tau, fair = 0.0;
+    if (young) {
+        if (water_level_c(counts, split, k, target, floor_p, &w, &tau) < 0) goto done;
+    } else {
+        if (water_level_c(counts, split, k, fair_target, floor_p, &w, &fair) < 0) goto done;
+        Py_ssize_t nr = 0, nf = 0;
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (counts[i] <= fair) w.gather[nr++] = counts[i];
+        double rest = dmax(target - sum_of(w.gather, nr), 1e-9);
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (!(counts[i] <= fair)) {
+                freq[nf] = counts[i];
+                freq_split[nf++] = split[i];
+            }
+        double lower;
+        if (water_level_c(freq, freq_split, nf, rest, floor_p, &w, &lower) < 0) goto done;
+        tau = dmin(fair, lower);
+    }
+    for (Py_ssize_t i = 0; i < cap; i++) L->level[i] = tau;
+    if (!young)
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (counts[i] <= fair) L->level[slot[i]] = fair;
+    L->tau = tau;
+    status = 0;
+done:
+    free(mem);
+    return status;
+}
+
+/* The k-th smallest of v[0:n] (k < n; no NaN), by selection: v is reordered. */
+static double select_kth(double *v, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        /* the median of three as pivot */
+        double a = v[lo], b = v[mid], c = v[hi];
+        double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (pivot < v[j]) j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+/* `SegmentLedger._estimate_tails` on the segment's scratch (its first `fill` rows): each
+ * cluster with TAIL_MIN_ROWS rows in the segment moves its tail estimate towards the
+ * TAIL_QUANTILE of its measured latencies there (the value at rank floor(q (n - 1)), as
+ * `segment_quantiles` picks it). 0, or -1 with an error set. */
+static int estimate_tails(Ledger *L, Py_ssize_t fill) {
+    Py_ssize_t k = L->k;
+    for (Py_ssize_t r = 0; r < fill; r++)
+        if (L->seg_cix[r] < 0 || L->seg_cix[r] >= k) {
+            PyErr_SetString(PyExc_ValueError, "_seg_cix: an index out of range");
+            return -1;
+        }
+    /* rows per cluster, measured rows of the large ones, where each cluster's begin */
+    Py_ssize_t *per = calloc((size_t)(3 * k + 1), sizeof *per);
+    double *values = malloc((size_t)(fill + 1) * sizeof *values);
+    if (!per || !values) {
+        free(per);
+        free(values);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t *on = per + k, *at = on + k + 1;
+    for (Py_ssize_t r = 0; r < fill; r++) per[L->seg_cix[r]]++;
+    Py_ssize_t measured = 0;
+    for (Py_ssize_t r = 0; r < fill; r++) {
+        int64_t x = L->seg_cix[r];
+        if (per[x] >= TAIL_MIN_ROWS && !isnan(L->seg_lat[r])) {
+            on[x]++;
+            measured++;
+        }
+    }
+    if (measured) {
+        Py_ssize_t pos = 0;
+        for (Py_ssize_t x = 0; x < k; x++) {
+            at[x] = pos;
+            pos += on[x];
+        }
+        for (Py_ssize_t r = 0; r < fill; r++) {
+            int64_t x = L->seg_cix[r];
+            if (per[x] >= TAIL_MIN_ROWS && !isnan(L->seg_lat[r])) values[at[x]++] = L->seg_lat[r];
+        }
+        for (Py_ssize_t x = 0; x < k; x++) {
+            Py_ssize_t n = on[x];
+            if (!n) continue;
+            Py_ssize_t rank = (Py_ssize_t)(TAIL_QUANTILE * (double)(n - 1));
+            double q = select_kth(values + at[x] - n, n, rank);
+            double old = L->tail_at[x], blend = dmin(1.0, (double)per[x] / TAIL_MEMORY_ROWS);
+            L->tail_at[x] = isnan(old) ? q : old + blend * (q - old);
+        }
+        L->tails = 1;
+    }
+    free(values);
+    free(per);
+    return 0;
+}
+
+/* `SegmentLedger._begin_segment` where `order` holds every cluster (elsewhere the
+ * budget's own method). 0, or -1 with an error set. */
+static int begin_segment(Ledger *L, int64_t now_ms) {
+    if (L->order_len < L->k) return call_back(L, A_BEGIN_SEGMENT, PyLong_FromLongLong(now_ms));
+    if (L->seg_fill) { /* _close_segment */
+        int measured = L->seg_measured;
+        Py_ssize_t fill = L->seg_fill;
+        account(L, L->seg_rows, L->seg_p);
+        L->seg_fill = L->seg_rows = 0;
+        L->seg_p = 0.0;
+        L->seg_measured = 0;
+        if (measured && estimate_tails(L, fill) < 0) return -1;
+    }
+    if (!L->rows) L->window_ms = now_ms;
+    L->segment_end = segment_end_of(L->rows);
+    double factor = decay(L, L->segment_end - L->rows, now_ms);
+    long long clock = L->has_clock && L->clock_ms != 0 ? L->clock_ms : now_ms;
+    L->clock_ms = now_ms > clock ? now_ms : clock;
+    L->has_clock = 1;
+    long long least = 2 * L->window_rows < L->window_rows_min ? 2 * L->window_rows
+                                                                : L->window_rows_min;
+    double expect = dmax(dmax(L->total, (double)least), (double)L->window_rows);
+    double debt = L->fraction * (double)L->window_rows - L->window_spent;
+    double horizon = dmax(expect - (double)L->window_rows, (double)(L->segment_end - L->rows));
+    L->rate = dmin(RATE_HI * L->fraction,
+                   dmax(RATE_LO * L->fraction, L->fraction + debt / horizon));
+    /* _refresh, _targets */
+    double floor_p = P_FLOOR * L->fraction;
+    double target = dmax(L->gain * L->rate * L->total, 1e-9);
+    double fair_target = dmax(L->gain * L->fraction * L->total, 1e-9);
+    int young = L->rate >= L->fraction || L->rows < SEGMENT_ROWS;
+    SegmentIn in = {L->counts, L->exposure, L->last_segment, L->last_row, L->in_level,
+                    L->level_counts, L->tail_on, L->tail_at, L->in_segment, L->level,
+                    L->order, L->cap, L->order_len, L->k, factor, L->segments, L->rows,
+                    L->total, L->tails, (double)L->window_rows_min, young, target,
+                    fair_target, floor_p};
+    for (Py_ssize_t i = 0; i < L->k; i++)
+        if (L->order[i] < 0 || L->order[i] >= L->k) {
+            PyErr_SetString(PyExc_ValueError, "_order: an index out of range");
+            return -1;
+        }
+    double tau;
+    int status = segment_core(&in, &tau);
+    if (status < 0) return -1;
+    if (status == 0) L->tau = tau;
+    else if (split_levels(L, floor_p, target, fair_target, young) < 0) return -1;
+    L->allowance = NEW_SHARE * L->fraction * dmax(L->total, (double)L->window_rows);
+    L->segments += 1;
+    return 0;
+}
+
+/* `CompiledBudget._part`: rows start:stop of the batch (within one segment), their
+ * grouped clusters and latencies into the segment's scratch. The number kept, or -1 with
+ * an error set. */
+static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
+                              int64_t *time_ms, double *latency, Py_ssize_t start,
+                              Py_ssize_t stop, char *keep, double *weight, int64_t t_min,
+                              int64_t t_max) {
+    if (L->rows == L->segment_end && begin_segment(L, time_ms[start]) < 0) return -1;
+    Py_ssize_t m = stop - start;
+    if (L->seg_fill + m > L->seg_cap) {
+        PyErr_SetString(PyExc_RuntimeError, "a segment of more than SEGMENT_ROWS rows");
+        return -1;
+    }
+    long long k_before = L->k;
+    PartOut o;
+    for (int tries = 0;; tries++) {
+        int timely = L->sure_lo_inf || (__int128)t_max - L->sure_lo < L->slot_ms;
+        PartIn in = {ids, wide, time_ms, latency, start, stop, keep, weight,
+                     L->seg_cix + L->seg_fill, L->seg_lat + L->seg_fill, L->lut, L->lut_len,
+                     L->counts, L->exposure, L->in_segment, L->last_segment, L->last_row,
+                     L->sure_ms, L->sure_row, L->level_counts, L->level, L->in_level,
+                     L->tail_on, L->tail_at, L->phases, L->cap, L->k, k_before, L->rows,
+                     L->segments, L->window_row, L->slot_ms, L->slot_rows, timely,
+                     P_FLOOR * L->fraction, L->rate, L->allowance, L->new_demand, L->tails,
+                     L->faded};
+        int status = part_core(&in, &o);
+        if (status < 0) return -1;
+        if (status == 0) break;
+        if (tries) {
+            PyErr_SetString(PyExc_RuntimeError, "a kind of the part has no index");
+            return -1;
+        }
+        /* kinds without an index: the ledger gives them one */
+        if (call_back(L, A_ADD_KINDS, PySequence_GetSlice(ids_obj, start, stop)) < 0) return -1;
+    }
+    if (o.sure_code == 1) {
+        L->sure_lo = o.sure_value;
+        L->sure_lo_inf = 0;
+    } else if (o.sure_code == 2 && (L->sure_lo_inf || t_min < L->sure_lo)) {
+        L->sure_lo = t_min;
+        L->sure_lo_inf = 0;
+    }
+    L->rows += m;
+    L->total += (double)m;
+    L->window_rows += m;
+    L->window_spent += o.expected;
+    L->new_demand = o.new_demand;
+    L->seg_fill += m;
+    L->seg_rows += o.level_rows;
+    L->seg_p += o.level_p;
+    L->seg_measured |= o.measured;
+    return o.kept;
+}
+
+/*
+ * decide(budget, ids, time_ms, latency, keep, weight) -> rows kept, or NEGATIVE_IDS where
+ * an id is negative, or OTHER_ARRAYS where ids, times or latencies are not contiguous
+ * int32/int64, int64 and float64 (in both, nothing changed).
+ *
+ * What `CompiledBudget.decide` does for a whole batch in one call: the batch's parts
+ * (`SourceBudget._parts`, windows turned at their first row), each segment's start where
+ * no latency nor tail is involved (else the budget's `_begin_segment`), and each part's
+ * rows (`part`, new kinds given an index by the budget's `_add_kinds`), the budget's
+ * numbers read at the start and written back at the end.
+ */
+#define NEGATIVE_IDS -1
+#define OTHER_ARRAYS -2
+static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "decide() takes 6 arguments");
+        return NULL;
+    }
+    Buffers b = {.n = 0};
+    Ledger L = {.self = args[0]};
+    PyObject *result = NULL;
+    Py_buffer probe;
+    Py_ssize_t n;
+    if (PyObject_GetBuffer(args[1], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return PyLong_FromLong(OTHER_ARRAYS);
+    }
+    int wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    void *ids = get(&b, args[1], wide ? 'q' : 'i', 0, 1, &n, "ids");
+    int64_t *time_ms = ids ? get(&b, args[2], 'q', 0, n, NULL, "time_ms") : NULL;
+    double *latency = time_ms ? get(&b, args[3], 'd', 0, n, NULL, "latency") : NULL;
+    if (!latency) {
+        PyErr_Clear();
+        release(&b);
+        return PyLong_FromLong(OTHER_ARRAYS);
+    }
+    char *keep = get(&b, args[4], '?', 1, n, NULL, "keep");
+    double *weight = keep ? get(&b, args[5], 'd', 1, n, NULL, "weight") : NULL;
+    if (!weight) goto done;
+    int64_t lo = INT64_MAX, hi = INT64_MIN, t_min = INT64_MAX, t_max = INT64_MIN;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];
+        lo = id < lo ? id : lo;
+        hi = id > hi ? id : hi;
+        t_min = t < t_min ? t : t_min;
+        t_max = t > t_max ? t : t_max;
+    }
+    if (lo < 0) {
+        result = PyLong_FromLong(NEGATIVE_IDS);
+        goto done;
+    }
+    if (load_numbers(&L) < 0 || load_arrays(&L) < 0) goto done;
+    if (hi >= L.lut_len && call_back(&L, A_GROW_LUT, PyLong_FromLongLong(hi + 1)) < 0)
+        goto done; /* ids index the table: as the reference grows it */
+    int turns = (__int128)t_max - L.window_ms >= L.window_len_ms;
+    Py_ssize_t kept = 0, start = 0;
+    while (start < n) {
+        __int128 stop = start + (__int128)(segment_end_of(L.rows) - L.rows);
+        stop = stop < n ? stop : n;
+        long long ahead = L.window_row + L.window_rows_min - L.rows;
+        __int128 first = start + (__int128)(ahead > 0 ? ahead : 0);
+        if (turns && L.rows && first < stop) {
+            for (Py_ssize_t i = (Py_ssize_t)first; i < (Py_ssize_t)stop; i++)
+                if ((int64_t)((uint64_t)time_ms[i] - (uint64_t)L.window_ms) >= L.window_len_ms) {
+                    if (i == start) {
+                        new_window(&L, time_ms[i]);
+                        turns = (__int128)t_max - L.window_ms >= L.window_len_ms;
+                    } else {
+                        stop = i;
+                    }
+                    break;
+                }
+        }
+        Py_ssize_t got = decide_part(&L, args[1], ids, wide, time_ms, latency, start,
+                                     (Py_ssize_t)stop, keep, weight, t_min, t_max);
+        if (got < 0) goto done;
+        kept += got;
+        start = (Py_ssize_t)stop;
+    }
+    if (store_numbers(&L) < 0) goto done;
+    result = PyLong_FromSsize_t(kept);
+done:
+    release(&L.b);
     release(&b);
     return result;
 }
@@ -882,6 +1794,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
 }
 
 static PyMethodDef methods[] = {
+    {"decide", (PyCFunction)(void (*)(void))decide, METH_FASTCALL,
+     "Decides a whole batch of one source (CompiledBudget.decide)."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "The least and greatest id and time of a batch."},
     {"part", (PyCFunction)(void (*)(void))part, METH_FASTCALL,
@@ -897,6 +1811,8 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__sample_kernel(void) {
+    for (int a = 0; a < N_ATTRS; a++)
+        if (!attrs[a] && !(attrs[a] = PyUnicode_InternFromString(attr_names[a]))) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     /* the constants the arithmetic is compiled with: the caller checks them */
@@ -906,7 +1822,18 @@ PyMODINIT_FUNC PyInit__sample_kernel(void) {
         PyModule_AddObject(m, "TAIL_BOOST", PyFloat_FromDouble(TAIL_BOOST)) < 0 ||
         PyModule_AddObject(m, "ACTIVE_GAP", PyFloat_FromDouble(ACTIVE_GAP)) < 0 ||
         PyModule_AddObject(m, "TAIL_MIN_WINDOW_ROWS", PyFloat_FromDouble(TAIL_MIN_WINDOW_ROWS)) < 0 ||
-        PyModule_AddIntConstant(m, "NO_LATENCY", NO_LATENCY) < 0) {
+        PyModule_AddIntConstant(m, "NO_LATENCY", NO_LATENCY) < 0 ||
+        PyModule_AddIntConstant(m, "FIRST_SEGMENT_ROWS", FIRST_SEGMENT_ROWS) < 0 ||
+        PyModule_AddObject(m, "P_FLOOR", PyFloat_FromDouble(P_FLOOR)) < 0 ||
+        PyModule_AddObject(m, "NEW_SHARE", PyFloat_FromDouble(NEW_SHARE)) < 0 ||
+        PyModule_AddObject(m, "CONTROL_RATE", PyFloat_FromDouble(CONTROL_RATE)) < 0 ||
+        PyModule_AddObject(m, "CONTROL_CLIP", PyFloat_FromDouble(CONTROL_CLIP)) < 0 ||
+        PyModule_AddObject(m, "GAIN_RANGE", Py_BuildValue("(dd)", GAIN_LO, GAIN_HI)) < 0 ||
+        PyModule_AddObject(m, "RATE_RANGE", Py_BuildValue("(dd)", RATE_LO, RATE_HI)) < 0 ||
+        PyModule_AddObject(m, "TAIL_MEMORY_ROWS", PyFloat_FromDouble(TAIL_MEMORY_ROWS)) < 0 ||
+        PyModule_AddIntConstant(m, "TAIL_MIN_ROWS", TAIL_MIN_ROWS) < 0 ||
+        PyModule_AddIntConstant(m, "NEGATIVE_IDS", NEGATIVE_IDS) < 0 ||
+        PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

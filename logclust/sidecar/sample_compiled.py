@@ -4,11 +4,16 @@ fraction of its time.
 
 The loops are the C extension `logclust.sidecar._sample_kernel`, built with the package
 where a C compiler is at hand (`pip install .`; `setup.py` marks it optional). Where it is
-absent, `compiled()` is None and the sampler runs the numpy reference. Python keeps the
-state, the windows, the ledger's scalars and what is rare (a new kind's index and phases,
-levels with tail strata); each part of a segment is one call (`part`: grouping by cluster,
-p, kinds outside the level, strata, sure rows, the draw, the counts) and each segment's
-start another (`segment`: the decay, the level's kinds, their order and levels).
+absent, `compiled()` is None and the sampler runs the numpy reference. Each batch is one
+call (`decide`): the kernel walks the batch's parts and windows, starts each segment (the
+close of the last, its tail estimates included; the decay, the level's kinds, their order
+and the water levels, split ones included), decides each part's rows (grouping by cluster,
+p, kinds outside the level, strata, sure rows, the draw, the counts) into scratch arrays the
+budget allocates once, and steps the ledger's numbers, which stay attributes of the budget
+(read at the call's start, written back at its end). What is rare it hands back to the
+budget's Python methods: a new kind's index and phases (`_add_kinds`), a larger id table
+(`_grow_lut`), and a segment's start after new kinds (`_begin_segment`: the counts' order
+grows). `segment` and `part` remain callable alone, as the Python path and tests use them.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from types import ModuleType
 import numpy as np
 
 from logclust.sidecar import sample_ledger, sample_level
-from logclust.sidecar.sample_level import stratum_phases
+from logclust.sidecar.config import SamplingConfig
+from logclust.sidecar.sample_level import SEGMENT_ROWS, stratum_phases
 from logclust.sidecar.sample_rows import Decisions, SourceBudget
 
 # LOGCLUST_SAMPLER=numpy runs the numpy reference even where the kernel is built.
 SAMPLER_ENV = "LOGCLUST_SAMPLER"
 # The kernel's calls as this module makes them: a kernel built from another version of
 # _sample_kernel.c (a checkout not built again) is not used.
-KERNEL_VERSION = 1
+KERNEL_VERSION = 2
 
 
 def _load() -> ModuleType | None:
@@ -46,6 +52,15 @@ def _load() -> ModuleType | None:
         and kernel.NO_LATENCY == sample_level.NO_LATENCY
         and kernel.ACTIVE_GAP == sample_ledger.ACTIVE_GAP
         and kernel.TAIL_MIN_WINDOW_ROWS == sample_ledger.TAIL_MIN_WINDOW_ROWS
+        and kernel.FIRST_SEGMENT_ROWS == sample_level.FIRST_SEGMENT_ROWS
+        and kernel.P_FLOOR == sample_ledger.P_FLOOR
+        and kernel.NEW_SHARE == sample_ledger.NEW_SHARE
+        and kernel.CONTROL_RATE == sample_ledger.CONTROL_RATE
+        and kernel.CONTROL_CLIP == sample_ledger.CONTROL_CLIP
+        and kernel.GAIN_RANGE == sample_ledger.GAIN_RANGE
+        and kernel.RATE_RANGE == sample_ledger.RATE_RANGE
+        and kernel.TAIL_MEMORY_ROWS == sample_ledger.TAIL_MEMORY_ROWS
+        and kernel.TAIL_MIN_ROWS == sample_ledger.TAIL_MIN_ROWS
     )
     return kernel if same else None
 
@@ -62,103 +77,55 @@ class CompiledBudget(SourceBudget):
     """`SourceBudget` with the per-row work in compiled loops (the same arguments, the same
     decisions). Batches with negative cluster ids go to the numpy reference."""
 
-    # The per-cluster arrays the kernel's `part` takes, in its order; None after any of
-    # them is replaced (they grow by new arrays; the kernel writes in place).
-    _arrays: tuple[np.ndarray, ...] | None = None
+    def __init__(self, fraction: float, config: SamplingConfig, key: int) -> None:
+        super().__init__(fraction, config, key)
+        # The current segment's parts as the kernel leaves them for `_close_segment`: each
+        # grouped row's cluster index and latency (a segment holds at most SEGMENT_ROWS
+        # rows), how many, the rows of kinds in the level and their sum of p, and whether
+        # any latency was measured; reused from segment to segment.
+        self._seg_cix = np.zeros(SEGMENT_ROWS, np.int64)
+        self._seg_lat = np.zeros(SEGMENT_ROWS)
+        self._seg_fill = 0
+        self._seg_rows = 0
+        self._seg_p = 0.0
+        self._seg_measured = False
+        # The windows' spans, as the kernel reads them.
+        self._window_len_ms = self.window_len_ms
+        self._window_rows_min = self.window_rows_min
+        self._window_s = float(config.window_s)
 
     def decide(self, ids: np.ndarray, time_ms: np.ndarray, latency: np.ndarray) -> Decisions:
         """Keeps or drops each row of this source, in stream order (as
-        `SourceBudget.decide`)."""
+        `SourceBudget.decide`), in one call of the kernel per batch."""
         n = ids.size
         if not n or ids.dtype.kind not in "iu":
             return super().decide(ids, time_ms, latency)
         assert _KERNEL is not None
-        try:  # the arrays as the kernel takes them (contiguous int32/int64, int64, float64)
-            least, most, t_min, t_max = _KERNEL.scan(ids, time_ms, latency)
-        except ValueError:  # of another type or layout: converted once
+        keep = np.empty(n, bool)
+        weight = np.empty(n, np.float64)
+        kept = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
+        if kept == _KERNEL.OTHER_ARRAYS:  # of another type or layout: converted once
             ids = np.ascontiguousarray(ids, np.int64 if ids.dtype != np.int32 else np.int32)
             time_ms = np.ascontiguousarray(time_ms, np.int64)
             latency = np.ascontiguousarray(latency, np.float64)
-            least, most, t_min, t_max = _KERNEL.scan(ids, time_ms, latency)
-        if least < 0:
+            kept = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
+        if kept == _KERNEL.NEGATIVE_IDS:
             return super().decide(ids, time_ms, latency)
-        if self._grow_lut(most + 1):  # as the reference grows it (ids index it)
-            self._arrays = None
-        keep = np.empty(n, bool)
-        weight = np.empty(n, np.float64)
-        kept = 0
-        for start, stop in self._parts(time_ms, t_max):
-            kept += self._part(ids, time_ms, latency, start, stop, keep, weight, t_min, t_max)
         self.kept += kept
         self.dropped += n - kept
         return Decisions(keep, weight)
 
-    def _part(
-        self,
-        ids: np.ndarray,
-        time_ms: np.ndarray,
-        latency: np.ndarray,
-        start: int,
-        stop: int,
-        keep: np.ndarray,
-        weight: np.ndarray,
-        t_min: int,
-        t_max: int,
-    ) -> int:
-        """Decides rows `start:stop` (within one segment) into `keep` and `weight`, as
-        `SourceBudget._segment`; returns the rows kept."""
-        if self.rows == self._segment_end:  # a segment begins
-            self._begin_segment(int(time_ms[start]))
-        m = stop - start
-        rows_cix = np.empty(m, np.int64)
-        latency_grouped = np.empty(m)
-        k_before = self._k
-        arrays = (ids, time_ms, latency, start, stop, keep, weight, rows_cix, latency_grouped)
-        out = self._call_part(arrays, t_max, k_before)
-        if out is None:  # kinds without an index: give them one
-            self._add_kinds(ids[start:stop])
-            out = self._call_part(arrays, t_max, k_before)
-            assert out is not None, "every kind of the part has an index"
-        kept, expected, level_rows, level_p, sure, self.new_demand, sure_ms, measured = out
-        if sure == 1:
-            self._sure_lo = sure_ms
-        elif sure == 2:
-            self._sure_lo = min(self._sure_lo, t_min)
-        self.rows += m
-        self.total += m
-        self.window_rows += m
-        self.window_spent += expected
-        self._pending.append((rows_cix, latency_grouped if measured else None, level_rows, level_p))
-        return int(kept)
-
-    def _call_part(
-        self, arrays: tuple[object, ...], t_max: int, k_before: int
-    ) -> tuple[int, float, int, float, int, float, int, bool] | None:
-        """One call of the kernel's `part` on the part's `arrays` (the batch's ids, times
-        and latencies, start, stop, keep, weight, and the grouped rows' cluster indices
-        and latencies to fill) and this source's state; None where a kind of the part has
-        no index yet (nothing changed)."""
-        assert _KERNEL is not None
-        state = self._arrays
-        if state is None:  # the arrays were replaced (grown): gathered again
-            state = self._arrays = (
-                self._lut, self.counts, self.exposure, self.in_segment, self.last_segment,
-                self.last_row, self.sure_ms, self.sure_row, self.level_counts, self.level,
-                self.in_level, self.tail_on, self.tail_at, self.phases,
-            )  # fmt: skip
-        return _KERNEL.part(  # type: ignore[no-any-return]
-            *arrays,
-            *state,
-            self._k, k_before, self.rows, self.segments, self.window_row, self.slot_ms,
-            self.slot_rows, t_max - self._sure_lo < self.slot_ms,
-            sample_ledger.P_FLOOR * self.fraction, self.rate, self.allowance, self.new_demand,
-            self._tails, self._faded,
-        )  # fmt: skip
-
-    def _grow(self, k: int) -> None:
-        """`SegmentLedger._grow`, and the kernel's arrays gathered again."""
-        super()._grow(k)
-        self._arrays = None
+    def _close_segment(self) -> None:
+        """`SegmentLedger._close_segment` on the parts the kernel left in the segment's
+        scratch (the same rows, sums and latencies, in the same order)."""
+        fill = self._seg_fill
+        if not fill:
+            return
+        measured = self._seg_measured
+        self._account(self._seg_rows, self._seg_p)
+        self._seg_fill, self._seg_rows, self._seg_p, self._seg_measured = 0, 0, 0.0, False
+        if measured:
+            self._estimate_tails(self._seg_cix[:fill], self._seg_lat[:fill])
 
     def _add_kinds(self, ids: np.ndarray) -> None:
         """Gives the kinds among `ids` (within the table) without one an index (count 0,
@@ -184,9 +151,15 @@ class CompiledBudget(SourceBudget):
             self._order, self._k, factor, self.segments, self.rows, self.total, self._tails,
             float(self.window_rows_min), young, target, fair_target, floor,
         )  # fmt: skip
-        if tau is not None:
+        if tau is None:
+            self._split_levels()
+        else:
             self.tau = tau
-            return
+
+    def _split_levels(self) -> None:
+        """The levels of a segment where some cluster of the level has a tail stratum, in
+        numpy (`SegmentLedger._set_split_levels`), once the kernel has set the arrays."""
+        floor, target, fair_target, young = self._targets()
         counts = self.level_counts[self.in_level]
         split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         self._set_split_levels(counts, split, floor, target, fair_target, young)

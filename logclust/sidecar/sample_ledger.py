@@ -152,6 +152,11 @@ class SegmentLedger:
         latency = np.concatenate(
             [np.full(part[0].size, math.nan) if part[1] is None else part[1] for part in pending]
         )
+        self._estimate_tails(rows_cix, latency)
+
+    def _estimate_tails(self, rows_cix: np.ndarray, latency: np.ndarray) -> None:
+        """Moves each cluster's tail estimate towards the quantile of the segment's rows
+        (`rows_cix`, the cluster index of each, and their `latency`, NaN where none)."""
         per = np.bincount(rows_cix)  # (k',) rows per cluster slot in the segment
         big = per >= TAIL_MIN_ROWS  # enough rows to tell
         if not big.any():
