@@ -3,12 +3,14 @@ by its element names.
 
 The stream clusterer places a structured body by its embedding; a body with the fields of
 one already placed takes that one's cluster instead (`FormIndex`): one kind whatever the
-fields' order, a form's path, or an optional field more or less (for XML, any elements
-more or less while one body's elements hold all of the other's). Two XML bodies of one
-envelope whose elements differ both ways (`<GetBalance>` and `<TransferFunds>` in one
-SOAP envelope) are two kinds, however close their embeddings: an XML body whose element
-names no cluster holds opens its own cluster (`FormIndex.plan`), and the clusterer
-never merges it. Pure data structure: no I/O, no threads.
+fields' order, a form's path, or an optional field more or less. An XML body's kind is its
+skeleton, the elements that hold elements and the root (`INNER`): leaf elements may come
+and go in any combination (optional fields), and a skeleton may hold a few elements more
+than another's (an optional block). Two XML bodies of one envelope whose skeletons differ
+both ways (`<GetBalance>` and `<TransferFunds>` in one SOAP envelope) are two kinds,
+however close their embeddings: an XML body of no known kind opens its own cluster
+(`FormIndex.plan`), and the clusterer never merges it. Pure data structure: no I/O, no
+threads.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ Fields = tuple[str, ...]
 
 FORM = "<form>"
 XML = "<xml>"
-# A start tag's name (not `</`, `<?`, `<!`); a masked value (`<NUM>`, `<ID>`) is none.
-_XML_NAME = re.compile(r"<([A-Za-z_][\w.:-]*)")
+# A start tag: its name (not `</`, `<?`, `<!`; a masked value such as `<NUM>` is none),
+# its attributes (masked values in them), and whether it closes itself.
+_XML_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)((?:[^<>]|<(?:\*|[A-Z][A-Z0-9_]*)>)*?)(/?)>")
 _PLACEHOLDER_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+# Marks an element that holds elements (or is the root): the skeleton of a body's kind.
+INNER = "/"
 
 
 def form_keys(masked: str) -> Fields | None:
@@ -32,7 +37,7 @@ def form_keys(masked: str) -> Fields | None:
     with the same fields are one kind whatever their order or path."""
     s = masked.strip()
     if s.startswith("<") and s.endswith(">") and ("</" in s or "/>" in s):
-        names = {n for n in _XML_NAME.findall(s) if not _is_placeholder(s, n)}
+        names = _xml_names(s)
         return (XML, *sorted(names)) if names else None
     if " " in s or "=" not in s:
         return None
@@ -41,6 +46,18 @@ def form_keys(masked: str) -> Fields | None:
     if not keys or any("=" not in part for part in query.split("&") if part):
         return None
     return (FORM, *sorted(keys))
+
+
+def _xml_names(text: str) -> set[str]:
+    """The element names of an XML body, those that hold elements (and the root's)
+    marked with `INNER`."""
+    tags = [m for m in _XML_TAG.finditer(text) if not _is_placeholder(text, m.group(1))]
+    names = {m.group(1) for m in tags}
+    inner = {tags[0].group(1)} if tags else set()
+    for m, nxt in zip(tags, tags[1:], strict=False):
+        if not m.group(3) and not text[m.end() : nxt.start()].strip():
+            inner.add(m.group(1))  # another element follows at once: a child
+    return {n + INNER if n in inner else n for n in names}
 
 
 def _is_placeholder(text: str, name: str) -> bool:
@@ -123,14 +140,7 @@ def near(keys: Fields, forms: dict[Fields, int]) -> int | None:
         return found
     mine = set(keys[1:])
     if keys[0] == XML:
-        best: tuple[int, int] | None = None
-        for other, value in forms.items():
-            theirs = set(other[1:])
-            if other[0] == XML and (mine <= theirs or theirs <= mine):
-                apart = len(mine ^ theirs)
-                if 2 * apart <= max(len(mine), len(theirs)) and (best is None or apart < best[0]):
-                    best = (apart, value)
-        return None if best is None else best[1]
+        return _near_xml(mine, forms)
     if len(keys) < 3:
         return None
     for other, value in forms.items():
@@ -138,3 +148,22 @@ def near(keys: Fields, forms: dict[Fields, int]) -> int | None:
             if len(mine.symmetric_difference(other[1:])) == 1:
                 return value
     return None
+
+
+def _near_xml(mine: set[str], forms: dict[Fields, int]) -> int | None:
+    """The cluster of an XML body of the same kind as one with element names `mine`: its
+    elements that hold elements (`INNER`) are those of the other or hold all of them or
+    are all held by them, differing in at most half; leaf elements may differ (optional
+    fields). The fewest differences first."""
+    skeleton = {n for n in mine if n.endswith(INNER)}
+    best: tuple[int, int, int] | None = None
+    for other, value in forms.items():
+        if other[0] != XML:
+            continue
+        theirs = {n for n in other[1:] if n.endswith(INNER)}
+        if skeleton <= theirs or theirs <= skeleton:
+            apart = len(skeleton ^ theirs)
+            if 2 * apart <= max(len(skeleton), len(theirs)):
+                rank = (apart, len(mine.symmetric_difference(other[1:])), value)
+                best = rank if best is None or rank[:2] < best[:2] else best
+    return None if best is None else best[2]
