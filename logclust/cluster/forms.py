@@ -9,8 +9,9 @@ and go in any combination (optional fields), and a skeleton may hold a few eleme
 than another's (an optional block). Two XML bodies of one envelope whose skeletons differ
 both ways (`<GetBalance>` and `<TransferFunds>` in one SOAP envelope) are two kinds,
 however close their embeddings: an XML body of no known kind opens its own cluster
-(`FormIndex.plan`), and the clusterer never merges it. Pure data structure: no I/O, no
-threads.
+(`FormIndex.plan`), and the clusterer never merges it. So does a JSON body whose named
+kind is new (two GraphQL operations sent as persisted queries, two event types). Pure
+data structure: no I/O, no threads.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from logclust.cluster.descriptions import ClusterStats
+from logclust.text.structure import KIND_KEYS
+
 Fields = tuple[str, ...]
 
 FORM = "<form>"
 XML = "<xml>"
+KIND = "<kind>"
+# What masking keeps of a JSON body's kind (`logclust.text.structure.KIND_KEYS`): a
+# top-level `"type": "click"` (nested ones and other values are placeholders).
+_KIND_PAIR = re.compile(r'"(' + "|".join(sorted(KIND_KEYS)) + r')": "([A-Za-z_][A-Za-z_.:-]*)"')
 # A start tag: its name (not `</`, `<?`, `<!`; a masked value such as `<NUM>` is none),
 # its attributes (masked values in them), and whether it closes itself.
 _XML_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)((?:[^<>]|<(?:\*|[A-Z][A-Z0-9_]*)>)*?)(/?)>")
@@ -33,12 +43,16 @@ INNER = "/"
 
 def form_keys(masked: str) -> Fields | None:
     """The fields of a structured body, sorted, behind a tag: a form's field names
-    (`[path?]k=v&k=v...`), an XML body's element names; None for other texts. Bodies
-    with the same fields are one kind whatever their order or path."""
+    (`[path?]k=v&k=v...`), an XML body's element names, a JSON body's named kind
+    (`"operationName": "GetCart"`, kept by masking); None for other texts. Bodies with
+    the same fields are one kind whatever their order or path."""
     s = masked.strip()
     if s.startswith("<") and s.endswith(">") and ("</" in s or "/>" in s):
         names = _xml_names(s)
         return (XML, *sorted(names)) if names else None
+    if s.startswith("{"):
+        kind = {f"{k}={v}" for k, v in _KIND_PAIR.findall(s)}
+        return (KIND, *sorted(kind)) if kind else None
     if " " in s or "=" not in s:
         return None
     query = s.split("?", 1)[1] if "?" in s else s
@@ -73,7 +87,9 @@ class BodyPlan:
     known: list[tuple[int, int]] = field(default_factory=list)  # (row, its cluster id)
     later: list[tuple[int, int]] = field(default_factory=list)  # (row, row placed for it)
     left: list[int] = field(default_factory=list)  # rows placed by their embeddings
-    apart: list[int] = field(default_factory=list)  # of `left`: XML that opens its own
+    # Of `left`: bodies of a kind (XML skeleton, named JSON kind) -> their fields: each
+    # opens a cluster unless its nearest cluster is of its kind or of none known.
+    apart: dict[int, Fields] = field(default_factory=dict)
     first: dict[Fields, int] = field(default_factory=dict)  # fields -> row placed for them
 
 
@@ -85,6 +101,7 @@ class FormIndex:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._ids: dict[Fields, int] = {}
+        self._of: dict[int, Fields] = {}  # cluster -> the first fields placed in it
 
     def find(self, fields: Fields) -> int | None:
         """The cluster of a body with these fields (see `near`)."""
@@ -94,8 +111,25 @@ class FormIndex:
         """Records the cluster each set of fields was placed in."""
         if len(self._ids) + len(placed) > self.capacity:
             self._ids.clear()
+            self._of.clear()
         for fields, cid in placed.items():
             self._ids.setdefault(fields, cid)
+            self._of.setdefault(cid, fields)
+
+    def joinable(self, cids: np.ndarray, within: np.ndarray, kinds: list[Fields]) -> np.ndarray:
+        """Which bodies of `kinds` may join their nearest cluster (`cids`, `within` the
+        threshold) rather than open their own: one of the same kind, or of no kind known
+        (a fleet catalog's cluster, one placed before the index knew kinds; the first body
+        only of each)."""
+        out = np.zeros(len(cids), bool)
+        taken: set[int] = set()
+        rows = zip(cids.tolist(), within.tolist(), kinds, strict=True)
+        for i, (cid, near, kind) in enumerate(rows):
+            held = self._of.get(cid)
+            if near and (held == kind or (held is None and cid not in taken)):
+                out[i] = True
+                taken.add(cid)
+        return out
 
     def plan(self, texts: list[str], rows: list[int]) -> BodyPlan:
         """Sorts the bodies `texts` (at `rows`): those whose fields have a cluster
@@ -104,8 +138,8 @@ class FormIndex:
         those, XML bodies (`apart`) each open a cluster of their own."""
         out = BodyPlan()
         for text, j in zip(texts, rows, strict=True):
-            keys = form_keys(text)
-            known = None if keys is None else self.find(keys)
+            keys = form_keys(text)  # a named JSON kind is a bar to other kinds, no more:
+            known = None if keys is None or keys[0] == KIND else self.find(keys)
             if known is not None:
                 out.known.append((j, known))
             elif keys is not None and (lead := near(keys, out.first)) is not None:
@@ -114,18 +148,18 @@ class FormIndex:
                 out.left.append(j)
                 if keys is not None:
                     out.first[keys] = j
-                    if keys[0] == XML:
-                        out.apart.append(j)
+                    if keys[0] != FORM:
+                        out.apart[j] = keys
         return out
 
-    def restore(self, members: Iterable[tuple[int, str]]) -> set[int]:
-        """Records the XML fields of clusters restored from a state, by a member of each
-        (`(cluster id, masked text)`); returns the ids of those clusters."""
+    def restore(self, stats: Iterable[ClusterStats]) -> set[int]:
+        """Records the kinds (XML skeletons, named JSON kinds) of clusters restored from a
+        state, read from a kept member of each; returns the ids of those clusters."""
         found: dict[Fields, int] = {}
-        for cid, text in members:
-            keys = form_keys(text)
-            if keys is not None and keys[0] == XML:
-                found.setdefault(keys, cid)
+        for st in stats:
+            keys = form_keys(st.members[0]) if st.members else None
+            if keys is not None and keys[0] != FORM:
+                found.setdefault(keys, st.cluster_id)
         self.add(found)
         return set(found.values())
 
@@ -141,6 +175,8 @@ def near(keys: Fields, forms: dict[Fields, int]) -> int | None:
     mine = set(keys[1:])
     if keys[0] == XML:
         return _near_xml(mine, forms)
+    if keys[0] == KIND:  # a named kind is that name only
+        return None
     if len(keys) < 3:
         return None
     for other, value in forms.items():

@@ -15,7 +15,6 @@ Behaviour (settings in `StreamClusterConfig`; the rule itself in `logclust.clust
    thread, is the `ConsolidationRunner`'s business.
 4. **Groups** (`logclust.cluster.groups`): a new cluster joins a group by meaning; prose
    is placed by topic (`logclust.cluster.prose_topics`), its clusters are its groups.
-   Structured bodies with the fields of one placed take its cluster (`logclust.cluster.forms`).
 5. **State** is exported as a `SourceState` and `SourceCounters`, which
    `logclust.cluster.state` encodes without pickle, so ids survive restarts. Changes are
    counted (`revision`); `mark_saved` tells the clusterer what the store confirmed holding.
@@ -264,10 +263,8 @@ class SourceClusterer(Revisions):
         out: tuple[np.ndarray, np.ndarray],
         embed: Callable[[np.ndarray], np.ndarray],
     ) -> None:
-        """Structured bodies `texts` (at `rows` of `out`, `(ids, distances)`): a body with
-        the fields of one already placed takes its cluster (`FormIndex.plan`); the others
-        are placed by their embeddings, one body per set of fields, an XML body of new
-        elements in a cluster of its own (never merged: its elements are its kind)."""
+        """Structured bodies `texts` (at `rows` of `out`, `(ids, distances)`): see
+        `FormIndex.plan`; a body of a new XML skeleton or named kind gets its own cluster."""
         uid, dist = out
         plan = self._forms.plan(texts, rows)
         for j, cid in plan.known:
@@ -275,11 +272,17 @@ class SourceClusterer(Revisions):
         if plan.left:
             idx = np.array(plan.left, np.int64)
             emb = embed(idx)
-            own = np.isin(idx, plan.apart)
+            own = np.isin(idx, list(plan.apart))
             uid[idx[~own]], dist[idx[~own]] = self._place(emb[~own])
-            if own.any():  # a threshold below 0: each opens a cluster (within the cap)
-                uid[idx[own]], dist[idx[own]] = self._place(emb[own], -1.0)
-                self._structural.update(uid[idx[own]].tolist())
+            if own.any():  # a new kind opens a cluster, or joins one of no known kind
+                at, e, ok = idx[own], emb[own], np.zeros(int(own.sum()), bool)
+                if self._table.k:
+                    near, d = self._table.nearest(e)
+                    kinds = [plan.apart[j] for j in at.tolist()]
+                    ok = self._forms.joinable(self._ids[near], d <= self.threshold, kinds)
+                uid[at[ok]], dist[at[ok]] = self._place(e[ok])
+                uid[at[~ok]], dist[at[~ok]] = self._place(e[~ok], -1.0)  # below 0: one each
+                self._structural.update(uid[at].tolist())
             text_of = dict(zip(rows, texts, strict=True))
             self.groups.add_clusters(uid[idx], emb, [text_of[j] for j in plan.left])
         for j, lead in plan.later:
@@ -428,8 +431,7 @@ class SourceClusterer(Revisions):
         )
 
     def _fixed_rows(self) -> np.ndarray:
-        """`(k,)` rows of clusters that templates or XML elements own (never merged or
-        split)."""
+        """`(k,)` rows of clusters templates or body kinds own (never merged or split)."""
         fixed = self._templated | self._structural
         if not fixed:
             return np.zeros(self._table.k, bool)
@@ -570,9 +572,7 @@ class SourceClusterer(Revisions):
         self._live_of = None
         self._stats.restore(state.stats, state.next_id)
         self._table, self._ids = state.table, state.ids
-        self._structural = self._forms.restore(
-            (st.cluster_id, st.members[0]) for st in state.stats if st.members
-        )
+        self._structural = self._forms.restore(state.stats)
         if config.templates and state.templates:
             self._templates = TemplateIndex.from_doc(state.templates, template_settings(config))
             self._templated = self._templates.cluster_ids()

@@ -37,6 +37,15 @@ MAX_DEPTH = 32
 # `{` positions tried per row when looking for JSON embedded in a log line: bounds the
 # work on lines full of braces that are not JSON.
 MAX_EMBED_TRIES = 8
+# Top-level keys whose string value names the body's kind: kept when it is a name
+# (letters, `_`, `.`, `:`, `-`; no digits, at most 64 characters), masked otherwise. Two
+# GraphQL operations sent as persisted queries differ only in `operationName`, two
+# events only in `type`; a nested key (`shipping.method`) is a value like any other.
+KIND_KEYS = frozenset(
+    {"operationName", "operation", "op", "type", "event", "eventType", "event_type", "action",
+     "kind", "command"}
+)  # fmt: skip
+_KIND_VALUE = re.compile(r'"[A-Za-z_][A-Za-z_.:-]{0,63}"')
 
 _SHAPE = str.maketrans("0123456789", "1111111111")
 
@@ -330,8 +339,20 @@ def _parse_json(
             stack.append(_Frame(punct == "{"))
         elif punct:
             return None
+        elif len(stack) == 1 and kind == "s" and _names_kind(top, shape, m.start(kind), pos):
+            _add(top, text[m.start(kind) : pos])  # decided on the shape: digits never kept
         else:
             _add(top, _mask_scalar(kind, text, shape, m.start(kind), pos))
+
+
+def _names_kind(frame: _Frame, shape: str, start: int, end: int) -> bool:
+    """Whether the string at `start:end` is a top-level object's value that names its
+    kind (`KIND_KEYS`)."""
+    return (
+        frame.is_object
+        and frame.key[1:-1] in KIND_KEYS
+        and _KIND_VALUE.fullmatch(shape, start, end) is not None
+    )
 
 
 def _mask_scalar(kind: str, text: str, shape: str, start: int, end: int) -> str:

@@ -101,25 +101,30 @@ def test_structured_kinds_sharing_keys_stay_apart(labeler: StreamLabeler) -> Non
         '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
         "<%s><id>%d</id></%s></soap:Body></soap:Envelope>"
     )
+    # GraphQL persisted queries: no query text, only the operation's name
+    persisted = '{"operationName":"%s","variables":{"id":"%d"},'
+    persisted += '"extensions":{"persistedQuery":{"version":1,"sha256Hash":"%s"}}}'
     texts = []
     for i in range(20):
         texts.append(gql % ("GetUser", "GetUser", "user", "name email", i))
         texts.append(gql % ("GetOrder", "GetOrder", "order", "total status", i))
         texts.append(soap % ("GetQuote", i, "GetQuote"))
         texts.append(soap % ("CancelOrder", i, "CancelOrder"))
+        texts.append(persisted % ("GetCart", i, "9f86d081884c"))
+        texts.append(persisted % ("EmptyCart", i, "60303ae22b99"))
     r = labeler.label(texts, source="structured")
     assert r.groups is not None
-    kinds = np.array([i % 4 for i in range(len(texts))])
+    kinds = np.array([i % 6 for i in range(len(texts))])
     # Each operation is one cluster and one group of its own, at both levels: the two
-    # SOAP operations differ only in their element names, which no embedding distance
-    # tells apart as well as the elements do.
-    for a in range(4):
+    # SOAP operations differ only in their element names, the persisted queries only in
+    # `operationName`, which no embedding distance tells apart as well.
+    for a in range(6):
         assert len(set(r.ids[kinds == a].tolist())) == 1
-        for b in range(a + 1, 4):
+        for b in range(a + 1, 6):
             assert not set(r.ids[kinds == a].tolist()) & set(r.ids[kinds == b].tolist())
             shared = set(r.groups[kinds == a].tolist()) & set(r.groups[kinds == b].tolist())
             assert not shared, f"kinds {a} and {b} share groups {shared}"
-    assert len(set(r.groups.tolist())) == len(set(r.ids.tolist())) == 4
+    assert len(set(r.groups.tolist())) == len(set(r.ids.tolist())) == 6
 
 
 def test_groups_survive_save_and_restore(labeler: StreamLabeler) -> None:

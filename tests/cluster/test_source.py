@@ -227,3 +227,15 @@ def test_xml_fields_and_their_near_kin() -> None:
     # Optional leaves in any combination are one kind: the skeleton (`Order`) is the same.
     order = {form_keys("<Order><id><NUM></id><coupon><*></coupon></Order>"): 7}
     assert near(form_keys("<Order><id><NUM></id><gift><*></gift></Order>"), order) == 7
+
+
+def test_json_bodies_of_other_named_kinds_never_share_a_cluster() -> None:
+    click, view = '{"type": "click", "x": 1}', '{"type": "view", "x": 1}'
+    click_more = '{"type": "click", "x": 1, "y": "z"}'  # the same kind, another field
+    plain = '{"x": 1}'  # no named kind: placed by its embedding alone
+    masked = Masker().mask(pa.array([click, view, click_more, plain])).to_pylist()
+    vectors = {t: at(0.0) for t in masked}  # one point for all
+    sc = StreamClusters(VectorEmbedder(vectors), StreamClusterConfig())
+    ids = run(sc, pa.table({"body": [plain, click, view, click_more] * 3}))
+    # The kinds keep apart; the first kind joins the cluster of no kind it lies in.
+    assert ids[1] != ids[2] and ids[1] == ids[3] == ids[0]

@@ -347,3 +347,19 @@ def test_xml_digits_decide_nothing() -> None:
 
 def test_form_hex_value_is_typed() -> None:
     assert mask_text("flags=0x1F") == "flags=<HEX>"
+
+
+def test_a_value_that_names_the_kind_is_kept_at_the_top_level_only() -> None:
+    persisted = (
+        '{"operationName": "%s", "variables": {"id": "7"}, '
+        '"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab12"}}}'
+    )
+    get, orders = mask_text(persisted % "GetUser"), mask_text(persisted % "ListOrders")
+    assert get != orders and '"operationName": "GetUser"' in get  # two operations, two kinds
+    assert mask_text('{"type": "click", "user": "bob"}') == '{"type": "click", "user": <*>}'
+    # Not a name (digits, spaces, too long), or not at the top: a value like any other.
+    assert mask_text('{"type": "v2click"}') == '{"type": <*>}'
+    assert mask_text('{"event": "page view"}') == '{"event": <*>}'
+    assert mask_text('{"type": "%s"}' % ("x" * 65)) == '{"type": <*>}'
+    assert mask_text('{"shipping": {"type": "express"}}') == '{"shipping": {"type": <*>}}'
+    assert mask_text('{"level": "info"}') == '{"level": <*>}'
