@@ -7,7 +7,8 @@ A fresh `logclust serve` (`bench.harness.Sidecar`, a temporary store) labels, k 
 given, a stream of one source mixing:
 
 - the structured kinds of `logclust demo`'s traffic (forms, JSON, GraphQL, XML; not its
-  free-text `feedback`), plus two GraphQL operations that share their keys and two SOAP
+  free-text `feedback`), plus two GraphQL operations that share their keys, two sent as
+  persisted queries (the operation's name and a hash, no query text) and two SOAP
   operations that share an envelope;
 - free text on several topics, two ways in two runs: support messages on 4 topics, each
   written many ways (`training.evaluate.groups.prose_messages`: openings, synonyms,
@@ -51,6 +52,13 @@ _SOAP = (
     "<amount>%d</amount></%s></soap:Body></soap:Envelope>"
 )
 
+# GraphQL persisted queries (Apollo's APQ): the client sends the query's hash, not its text.
+_APQ = (
+    '{"operationName":"%s","variables":{"cartId":"%s","limit":%d},'
+    '"extensions":{"persistedQuery":{"version":1,"sha256Hash":"%s"}}}'
+)
+_HASHES = {"GetCart": "9f86d081884c7d65", "EmptyCart": "60303ae22b998861"}
+
 
 def _extra(rng: np.random.Generator, kind: str) -> str:
     ident = "".join(rng.choice(list("abcdef0123456789"), 12))
@@ -59,11 +67,14 @@ def _extra(rng: np.random.Generator, kind: str) -> str:
         return _GQL % ("GetUser", "GetUser", "user", "name email avatar", ident, n)
     if kind == "gql_orders":
         return _GQL % ("ListOrders", "ListOrders", "orders", "total status items", ident, n)
+    if kind.startswith("apq_"):  # a persisted query: the operation's name, no query text
+        op = "GetCart" if kind == "apq_cart" else "EmptyCart"
+        return _APQ % (op, ident, n, _HASHES[op])
     op = "GetBalance" if kind == "soap_balance" else "TransferFunds"
     return _SOAP % (ident, op, ident, n, op)
 
 
-EXTRA = ("gql_user", "gql_orders", "soap_balance", "soap_transfer")
+EXTRA = ("gql_user", "gql_orders", "soap_balance", "soap_transfer", "apq_cart", "apq_empty")
 # Free-text rows counted as the learning phase (the first refits of the topics).
 LEARNING = 512
 
