@@ -8,10 +8,11 @@ skeleton, the elements that hold elements and the root (`INNER`): leaf elements 
 and go in any combination (optional fields), and a skeleton may hold a few elements more
 than another's (an optional block). Two XML bodies of one envelope whose skeletons differ
 both ways (`<GetBalance>` and `<TransferFunds>` in one SOAP envelope) are two kinds,
-however close their embeddings: an XML body of no known kind opens its own cluster
-(`FormIndex.plan`), and the clusterer never merges it. So does a JSON body whose named
-kind is new (two GraphQL operations sent as persisted queries, two event types). Pure
-data structure: no I/O, no threads.
+however close their embeddings: a body of a new kind joins its nearest cluster only when
+no rival kind holds it (another skeleton of its root; for JSON, another named kind: two
+GraphQL operations sent as persisted queries, two event types), else opens its own
+(`FormIndex.plan`, `joinable`), and the clusterer never merges either. Pure data
+structure: no I/O, no threads.
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ def form_keys(masked: str) -> Fields | None:
     the same fields are one kind whatever their order or path."""
     s = masked.strip()
     if s.startswith("<") and s.endswith(">") and ("</" in s or "/>" in s):
-        names = _xml_names(s)
-        return (XML, *sorted(names)) if names else None
+        return _xml_fields(s)
     if s.startswith("{"):
         kind = {f"{k}={v}" for k, v in _KIND_PAIR.findall(s)}
         return (KIND, *sorted(kind)) if kind else None
@@ -62,16 +62,27 @@ def form_keys(masked: str) -> Fields | None:
     return (FORM, *sorted(keys))
 
 
-def _xml_names(text: str) -> set[str]:
-    """The element names of an XML body, those that hold elements (and the root's)
-    marked with `INNER`."""
+def _xml_fields(text: str) -> Fields | None:
+    """`(XML, root, *the other element names sorted)` of an XML body, those that hold
+    elements (and the root) marked with `INNER`; None without an element."""
     tags = [m for m in _XML_TAG.finditer(text) if not _is_placeholder(text, m.group(1))]
-    names = {m.group(1) for m in tags}
-    inner = {tags[0].group(1)} if tags else set()
+    if not tags:
+        return None
+    inner = {tags[0].group(1)}
     for m, nxt in zip(tags, tags[1:], strict=False):
         if not m.group(3) and not text[m.end() : nxt.start()].strip():
             inner.add(m.group(1))  # another element follows at once: a child
-    return {n + INNER if n in inner else n for n in names}
+    names = {m.group(1) + INNER if m.group(1) in inner else m.group(1) for m in tags}
+    root = tags[0].group(1) + INNER
+    return (XML, root, *sorted(names - {root}))
+
+
+def _rivals(held: Fields | None, kind: Fields) -> bool:
+    """Whether a cluster of kind `held` must not take a body of another kind `kind`: two
+    named JSON kinds, or two XML skeletons of one root (two operations in one envelope)."""
+    if held is None or held == kind or held[0] != kind[0]:
+        return False
+    return kind[0] == KIND or (kind[0] == XML and held[1] == kind[1])
 
 
 def _is_placeholder(text: str, name: str) -> bool:
@@ -102,9 +113,13 @@ class FormIndex:
         self.capacity = capacity
         self._ids: dict[Fields, int] = {}
         self._of: dict[int, Fields] = {}  # cluster -> the first fields placed in it
+        self._roots: dict[str, dict[Fields, int]] = {}  # XML fields by their root
 
     def find(self, fields: Fields) -> int | None:
-        """The cluster of a body with these fields (see `near`)."""
+        """The cluster of a body with these fields (see `near`; XML among the bodies of
+        its root element only, so a stream of many roots costs no scan of them all)."""
+        if fields[0] == XML:
+            return near(fields, self._roots.get(fields[1], {}))
         return near(fields, self._ids)
 
     def add(self, placed: dict[Fields, int]) -> None:
@@ -112,23 +127,27 @@ class FormIndex:
         if len(self._ids) + len(placed) > self.capacity:
             self._ids.clear()
             self._of.clear()
+            self._roots.clear()
         for fields, cid in placed.items():
             self._ids.setdefault(fields, cid)
             self._of.setdefault(cid, fields)
+            if fields[0] == XML:
+                self._roots.setdefault(fields[1], {}).setdefault(fields, cid)
 
     def joinable(self, cids: np.ndarray, within: np.ndarray, kinds: list[Fields]) -> np.ndarray:
         """Which bodies of `kinds` may join their nearest cluster (`cids`, `within` the
-        threshold) rather than open their own: one of the same kind, or of no kind known
-        (a fleet catalog's cluster, one placed before the index knew kinds; the first body
-        only of each)."""
+        threshold) rather than open their own: one of the same kind or of no rival kind
+        (another named JSON kind, another XML skeleton of the same root), such as a
+        cluster of no kind known (a fleet catalog's, one placed before the index knew
+        kinds) or of another root, and no rival of it joining in the same batch."""
         out = np.zeros(len(cids), bool)
-        taken: set[int] = set()
+        joined: dict[int, list[Fields]] = {}  # kinds that join each cluster in this batch
         rows = zip(cids.tolist(), within.tolist(), kinds, strict=True)
         for i, (cid, near, kind) in enumerate(rows):
-            held = self._of.get(cid)
-            if near and (held == kind or (held is None and cid not in taken)):
+            others = [self._of.get(cid), *joined.get(cid, [])]
+            if near and not any(_rivals(other, kind) for other in others):
                 out[i] = True
-                taken.add(cid)
+                joined.setdefault(cid, []).append(kind)
         return out
 
     def plan(self, texts: list[str], rows: list[int]) -> BodyPlan:
@@ -174,7 +193,7 @@ def near(keys: Fields, forms: dict[Fields, int]) -> int | None:
         return found
     mine = set(keys[1:])
     if keys[0] == XML:
-        return _near_xml(mine, forms)
+        return _near_xml(keys, forms)
     if keys[0] == KIND:  # a named kind is that name only
         return None
     if len(keys) < 3:
@@ -186,15 +205,16 @@ def near(keys: Fields, forms: dict[Fields, int]) -> int | None:
     return None
 
 
-def _near_xml(mine: set[str], forms: dict[Fields, int]) -> int | None:
-    """The cluster of an XML body of the same kind as one with element names `mine`: its
-    elements that hold elements (`INNER`) are those of the other or hold all of them or
-    are all held by them, differing in at most half; leaf elements may differ (optional
-    fields). The fewest differences first."""
+def _near_xml(keys: Fields, forms: dict[Fields, int]) -> int | None:
+    """The cluster of an XML body of the same kind as one with fields `keys`: the same
+    root, and its elements that hold elements (`INNER`) are those of the other or hold
+    all of them or are all held by them, differing in at most half; leaf elements may
+    differ (optional fields). The fewest differences first."""
+    mine = set(keys[1:])
     skeleton = {n for n in mine if n.endswith(INNER)}
     best: tuple[int, int, int] | None = None
     for other, value in forms.items():
-        if other[0] != XML:
+        if other[0] != XML or other[1] != keys[1]:
             continue
         theirs = {n for n in other[1:] if n.endswith(INNER)}
         if skeleton <= theirs or theirs <= skeleton:

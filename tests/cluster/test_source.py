@@ -215,10 +215,10 @@ def test_xml_fields_and_their_near_kin() -> None:
     from logclust.cluster.forms import form_keys, near
 
     soap = "<s:Env><s:Body><%s><id><NUM></id></%s></s:Body></s:Env>"
-    # Elements that hold elements, and the root, are marked: the kind's skeleton.
-    assert form_keys(soap % ("Get", "Get")) == ("<xml>", "Get/", "id", "s:Body/", "s:Env/")
+    # The root first, then the other names; those that hold elements are marked.
+    assert form_keys(soap % ("Get", "Get")) == ("<xml>", "s:Env/", "Get/", "id", "s:Body/")
     assert form_keys("<a x=<*>><ID></a>") == ("<xml>", "a/")  # a masked value is no element
-    assert form_keys("<a><ID>x</ID></a>") == ("<xml>", "ID", "a/")  # an element in capitals
+    assert form_keys("<a><ID>x</ID></a>") == ("<xml>", "a/", "ID")  # an element in capitals
     known = {form_keys(soap % ("Get", "Get")): 1}
     assert near(form_keys(soap % ("Move", "Move")), known) is None  # skeletons differ both ways
     more = "<s:Env><s:Body><Get><id><NUM></id><n>x</n></Get></s:Body></s:Env>"
