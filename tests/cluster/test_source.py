@@ -239,3 +239,20 @@ def test_json_bodies_of_other_named_kinds_never_share_a_cluster() -> None:
     ids = run(sc, pa.table({"body": [plain, click, view, click_more] * 3}))
     # The kinds keep apart; the first kind joins the cluster of no kind it lies in.
     assert ids[1] != ids[2] and ids[1] == ids[3] == ids[0]
+
+
+def test_a_body_of_a_new_kind_joins_only_where_no_rival_kind_is() -> None:
+    from logclust.cluster.forms import FormIndex, form_keys
+
+    index = FormIndex(100)
+    get = form_keys("<s:Env><Get><id><NUM></id></Get></s:Env>")
+    move = form_keys("<s:Env><Move><id><NUM></id></Move></s:Env>")
+    other_root = form_keys("<feed><entry><t><*></t></entry></feed>")
+    click, view = form_keys('{"type": "click"}'), form_keys('{"type": "view"}')
+    assert None not in (get, move, other_root, click, view)
+    index.add({get: 1, click: 2})  # clusters 1 and 2 hold a kind; 3 holds none known
+    cids, near = np.array([1, 1, 2, 3, 3, 3]), np.array([True, True, True, True, True, False])
+    ok = index.joinable(cids, near, [move, other_root, view, click, view, get])
+    # another skeleton of its root: no; another root: yes; another named kind: no; a
+    # cluster of no kind: the first kind yes, its rival in the same batch no; too far: no
+    assert ok.tolist() == [False, True, False, True, False, False]
