@@ -114,6 +114,31 @@ static inline int64_t bits(double x) {
     return i;
 }
 
+/* ------------------------------------------------------------------- rooms */
+
+/* Scratch that lasts from call to call (grown, never shrunk): a batch allocates nothing.
+ * Each room serves one loop that calls no Python while it holds it, so under the GIL no
+ * other call can reach it meanwhile. */
+enum { ROOM_SEGMENT, ROOM_PART, ROOM_GROUP, ROOM_TAILS, N_ROOMS };
+static void *rooms[N_ROOMS];
+static size_t room_sizes[N_ROOMS];
+
+/* Room `r` of at least `bytes` (its contents undefined), or NULL with MemoryError set. */
+static void *room(int r, size_t bytes) {
+    if (bytes > room_sizes[r]) {
+        size_t size = bytes + bytes / 2 + 64;
+        void *grown = malloc(size);
+        if (!grown) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        free(rooms[r]);
+        rooms[r] = grown;
+        room_sizes[r] = size;
+    }
+    return rooms[r];
+}
+
 /* ------------------------------------------------------------------- levels */
 
 /* `_floor_level`: the level where it lies below every count (n ascending, k >= 1);
@@ -368,11 +393,8 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     }
     /* keys and indices (k each), merge buffers (2k), runs (k + 1), then the level's
      * counts in the clusters' order and ascending (k each), and the sums' gathers (k) */
-    scratch = malloc((size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
-    if (!scratch) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    scratch = room(ROOM_SEGMENT, (size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
+    if (!scratch) goto done;
     int64_t *keys = scratch, *idx = keys + k, *tk = idx + k, *ti = tk + k;
     Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
     double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
@@ -446,7 +468,6 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     *tau_out = tau;
     status = 0;
 done:
-    free(scratch);
     return status;
 }
 
@@ -513,7 +534,7 @@ done:
 typedef struct {
     Py_ssize_t m, u;
     Py_ssize_t *order;  /* (m) rows by cluster id */
-    Py_ssize_t *group;  /* (m) the group of each row of order */
+    Py_ssize_t *group;  /* (m) the group of each row, in stream order */
     Py_ssize_t *bounds; /* (u + 1) where each group begins in order, then m */
     int64_t *cix;       /* (u) each group's cluster index */
 } Groups;
@@ -524,7 +545,8 @@ static int cmp_id(const void *a, const void *b) {
 }
 
 /* Groups rows by id: a counting sort over the ids' range when small, else a sort of the
- * distinct ids. rows_ix: the cluster index of each row (stream order). 0, or -1 with an
+ * distinct ids (slot_of: room for every cluster index). rows_ix: the cluster index of
+ * each row (stream order). Sets u, bounds, cix and each row's group. 0, or -1 with an
  * error set. */
 static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, int64_t lo,
                       int64_t hi, Py_ssize_t *slot_of, Py_ssize_t cap) {
@@ -532,8 +554,9 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
     uint64_t range = (uint64_t)(hi - lo) + 1;
     g->u = 0;
     if (range <= (uint64_t)(8 * m + 256)) { /* else a few rows of far apart ids: sorted */
-        Py_ssize_t *cnt = calloc((size_t)range, sizeof *cnt);
-        if (!cnt) { PyErr_NoMemory(); return -1; }
+        Py_ssize_t *cnt = room(ROOM_GROUP, (size_t)range * sizeof *cnt);
+        if (!cnt) return -1;
+        memset(cnt, 0, (size_t)range * sizeof *cnt);
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
         /* each id present, in order, its group: without a branch per id of the range (an
          * absent id writes where the next present one writes the same) */
@@ -550,11 +573,13 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
         for (Py_ssize_t r = 0; r < m; r++) {
             Py_ssize_t c = cnt[row_id[r] - lo];
             g->cix[c] = rows_ix[r];
+            g->group[r] = c;
         }
-        free(cnt);
     } else { /* sparse ids: the distinct ones sorted, by their cluster index's slot */
-        int64_t *pairs = malloc((size_t)m * 2 * sizeof *pairs);
-        if (!pairs) { PyErr_NoMemory(); return -1; }
+        /* pairs (2m), then per (m + 1) */
+        int64_t *pairs = room(ROOM_GROUP, ((size_t)3 * m + 1) * sizeof *pairs);
+        if (!pairs) return -1;
+        for (Py_ssize_t r = 0; r < m; r++) slot_of[rows_ix[r]] = -1; /* the slots read */
         for (Py_ssize_t r = 0; r < m; r++) {
             int64_t x = rows_ix[r];
             if (slot_of[x] < 0) {
@@ -565,21 +590,19 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
             }
         }
         qsort(pairs, (size_t)g->u, 2 * sizeof *pairs, cmp_id);
-        Py_ssize_t *per = calloc((size_t)g->u + 1, sizeof *per);
-        if (!per) { free(pairs); PyErr_NoMemory(); return -1; }
+        Py_ssize_t *per = (Py_ssize_t *)(pairs + 2 * m);
+        memset(per, 0, ((size_t)g->u + 1) * sizeof *per);
         for (Py_ssize_t c = 0; c < g->u; c++) {
             g->cix[c] = pairs[2 * c + 1];
             slot_of[pairs[2 * c + 1]] = c;
         }
-        for (Py_ssize_t r = 0; r < m; r++) per[slot_of[rows_ix[r]]]++;
+        for (Py_ssize_t r = 0; r < m; r++) per[g->group[r] = slot_of[rows_ix[r]]]++;
         Py_ssize_t pos = 0;
         for (Py_ssize_t c = 0; c < g->u; c++) {
             g->bounds[c] = pos;
             pos += per[c];
         }
         g->bounds[g->u] = m;
-        free(per);
-        free(pairs);
         (void)cap;
     }
     return 0;
@@ -643,11 +666,8 @@ static int part_core(const PartIn *a, PartOut *o) {
 
     /* rows (stream order): id, cluster index; the ids' range */
     /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
-    mem = malloc(((size_t)16 * m + 16 + (size_t)cap) * 8);
-    if (!mem) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    mem = room(ROOM_PART, ((size_t)16 * m + 16 + (size_t)cap) * 8);
+    if (!mem) goto done;
     int64_t *row_id = (int64_t *)mem, *row_ix = row_id + m;
     Py_ssize_t *order = (Py_ssize_t *)(row_ix + m), *group = order + m;
     Py_ssize_t *bounds = group + m, *next = bounds + m + 1, *slot_of = next + m + 1;
@@ -671,19 +691,11 @@ static int part_core(const PartIn *a, PartOut *o) {
         lo = id < lo ? id : lo;
         hi = id > hi ? id : hi;
     }
-    for (Py_ssize_t r = 0; r < m; r++) slot_of[row_ix[r]] = -1; /* the slots read: O(m) */
     Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
     if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
     Py_ssize_t u = g.u;
-    for (Py_ssize_t c = 0; c < u; c++) {
-        next[c] = bounds[c];
-        slot_of[gcix[c]] = c;
-    }
-    for (Py_ssize_t r = 0; r < m; r++) {
-        Py_ssize_t c = slot_of[row_ix[r]], i = next[c]++;
-        order[i] = r;
-        group[i] = c;
-    }
+    for (Py_ssize_t c = 0; c < u; c++) next[c] = bounds[c];
+    for (Py_ssize_t r = 0; r < m; r++) order[next[group[r]]++] = r;
 
     /* Which kinds are outside the level; strata of the grouped rows (every row: one
      * stratum present draws as none) and their latencies; the rows kept for certain
@@ -695,6 +707,15 @@ static int part_core(const PartIn *a, PartOut *o) {
         int64_t x = gcix[c];
         double tail_x = tail_at[x];
         if (!in_level[x]) any_outside = 1;
+        /* _base_p, on the grouped rows: the cluster's level over its rows in the window,
+         * or its rows so far in the segment where more */
+        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
+        /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
+        double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double so_far = ins + (double)i;
+            ps[i] = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
+        }
         if (unmeasured) {
             for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
                 lat_g[i] = NAN;
@@ -765,18 +786,6 @@ static int part_core(const PartIn *a, PartOut *o) {
             }
         }
     }
-    /* _base_p, on the grouped rows: each cluster's level over its rows in the window, or
-     * its rows so far in the segment where more */
-    for (Py_ssize_t c = 0; c < u; c++) {
-        int64_t x = gcix[c];
-        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
-        /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
-        double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
-        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
-            double so_far = ins + (double)i;
-            ps[i] = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
-        }
-    }
     /* _outside: the allowance of kinds outside the level, in stream order */
     if (any_outside) {
         for (Py_ssize_t i = 0; i < m; i++) p[order[i]] = ps[i];
@@ -802,6 +811,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     /* The tilt of split clusters' strata, the rows kept for certain, and where one stratum
      * is present the draw too (systematic, from each cluster's phase of the first). */
     double s_run = 0.0;
+    Py_ssize_t kept = 0;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
         int split = tails && tail_on[x] && !isnan(tail_at[x]);
@@ -816,9 +826,16 @@ static int part_core(const PartIn *a, PartOut *o) {
             }
             if (i == sure_at[c]) q = 1.0;
             ps[i] = q;
-            if (strata <= 1) {
+            if (strata <= 1) { /* the draw, and the row's answer */
                 s_run = s_run + q;
-                end[i] = (phase + s_run) - edge;
+                double e = (phase + s_run) - edge;
+                int take = e - q < floor_pos(e);
+                Py_ssize_t r = order[i];
+                keep[start + r] = (char)take;
+                /* 1 / p or +0 (p > 0), without a branch on the draw */
+                weight[start + r] = (double)take * (1.0 / q);
+                p[r] = q;
+                kept += take;
             }
         }
         if (strata <= 1) {
@@ -852,8 +869,7 @@ static int part_core(const PartIn *a, PartOut *o) {
             ph[x] = moved - floor_pos(moved);
         }
     }
-    Py_ssize_t kept = 0;
-    for (Py_ssize_t i = 0; i < m; i++) {
+    for (Py_ssize_t i = 0; strata > 1 && i < m; i++) {
         int take = end[i] - ps[i] < floor_pos(end[i]);
         Py_ssize_t r = order[i];
         keep[start + r] = (char)take;
@@ -894,7 +910,6 @@ static int part_core(const PartIn *a, PartOut *o) {
     o->measured = measured;
     status = 0;
 done:
-    free(mem);
     return status;
 }
 
@@ -1479,7 +1494,6 @@ static int split_levels(Ledger *L, double floor_p, double target, double fair_ta
     L->tau = tau;
     status = 0;
 done:
-    free(mem);
     return status;
 }
 
@@ -1520,14 +1534,12 @@ static int estimate_tails(Ledger *L, Py_ssize_t fill) {
             return -1;
         }
     /* rows per cluster, measured rows of the large ones, where each cluster's begin */
-    Py_ssize_t *per = calloc((size_t)(3 * k + 1), sizeof *per);
-    double *values = malloc((size_t)(fill + 1) * sizeof *values);
-    if (!per || !values) {
-        free(per);
-        free(values);
-        PyErr_NoMemory();
-        return -1;
-    }
+    /* per (k), on (k + 1), at (k), then the values (fill + 1) */
+    size_t ints = (size_t)(3 * k + 1) * sizeof(Py_ssize_t);
+    Py_ssize_t *per = room(ROOM_TAILS, ints + (size_t)(fill + 1) * sizeof(double));
+    if (!per) return -1;
+    memset(per, 0, ints);
+    double *values = (double *)((char *)per + ints);
     Py_ssize_t *on = per + k, *at = on + k + 1;
     for (Py_ssize_t r = 0; r < fill; r++) per[L->seg_cix[r]]++;
     Py_ssize_t measured = 0;
@@ -1558,8 +1570,6 @@ static int estimate_tails(Ledger *L, Py_ssize_t fill) {
         }
         L->tails = 1;
     }
-    free(values);
-    free(per);
     return 0;
 }
 
