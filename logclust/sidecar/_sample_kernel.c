@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
-#define KERNEL_VERSION 2
+#define KERNEL_VERSION 3
 #define SEGMENT_ROWS 1024
 #define TAIL_QUANTILE 0.98
 #define TAIL_BOOST 50.0
@@ -1021,13 +1021,34 @@ done:
 #define TAIL_MEMORY_ROWS 256.0
 #define TAIL_MIN_ROWS 50
 
-/* The attributes of a `CompiledBudget` that `decide` reads (and the numbers it writes
- * back), interned once. */
+/* The ledger's numbers, in two arrays of the budget (`_ints`, int64, and `_floats`,
+ * float64) that its attributes read and write (sample_compiled.py names them in this
+ * order, and checks INT_NUMBERS and FLOAT_NUMBERS): `decide` reads them at its start and
+ * writes them back at its end, two buffers in place of an attribute each. */
 enum {
-    A_K, A_ROWS, A_SEGMENTS, A_WINDOW_MS, A_WINDOW_ROW, A_WINDOW_ROWS, A_SEGMENT_END,
-    A_CLOCK_MS, A_SURE_LO, A_SEG_FILL, A_SEG_ROWS, A_SEG_P, A_SEG_MEASURED, A_TAILS, A_FADED,
-    A_TOTAL, A_WINDOW_SPENT, A_NEW_DEMAND, A_RATE, A_ALLOWANCE, A_GAIN, A_TAU, A_FRACTION,
-    A_SLOT_MS, A_SLOT_ROWS, A_WINDOW_LEN_MS, A_WINDOW_ROWS_MIN, A_WINDOW_S,
+    I_K, I_ROWS, I_SEGMENTS, I_WINDOW_MS, I_WINDOW_ROW, I_WINDOW_ROWS, I_SEGMENT_END,
+    I_CLOCK_MS, I_HAS_CLOCK, I_SURE_LO, I_SURE_LO_INF, I_SEG_FILL, I_SEG_ROWS,
+    I_SEG_MEASURED, I_TAILS, I_FADED, I_SLOT_MS, I_SLOT_ROWS, I_WINDOW_LEN_MS,
+    I_WINDOW_ROWS_MIN, I_KEPT, I_DROPPED, N_INTS
+};
+static const char *int_names[N_INTS] = {
+    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
+    "clock_ms", "_has_clock", "_sure_lo", "_sure_lo_inf", "_seg_fill", "_seg_rows",
+    "_seg_measured", "_tails", "_faded", "slot_ms", "slot_rows", "_window_len_ms",
+    "_window_rows_min", "kept", "dropped",
+};
+enum {
+    F_SEG_P, F_TOTAL, F_WINDOW_SPENT, F_NEW_DEMAND, F_RATE, F_ALLOWANCE, F_GAIN, F_TAU,
+    F_FRACTION, F_WINDOW_S, N_FLOATS
+};
+static const char *float_names[N_FLOATS] = {
+    "_seg_p", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
+    "fraction", "_window_s",
+};
+
+/* The attributes of a `CompiledBudget` that `decide` reads, interned once. */
+enum {
+    A_INTS, A_FLOATS,
     /* arrays */
     A_LUT, A_COUNTS, A_EXPOSURE, A_IN_SEGMENT, A_LAST_SEGMENT, A_LAST_ROW, A_SURE_MS,
     A_SURE_ROW, A_LEVEL_COUNTS, A_LEVEL, A_IN_LEVEL, A_TAIL_ON, A_TAIL_AT, A_PHASES, A_ORDER,
@@ -1037,10 +1058,7 @@ enum {
     N_ATTRS
 };
 static const char *attr_names[N_ATTRS] = {
-    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
-    "clock_ms", "_sure_lo", "_seg_fill", "_seg_rows", "_seg_p", "_seg_measured", "_tails",
-    "_faded", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
-    "fraction", "slot_ms", "slot_rows", "_window_len_ms", "_window_rows_min", "_window_s",
+    "_ints", "_floats",
     "_lut", "counts", "exposure", "in_segment", "last_segment", "last_row", "sure_ms",
     "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
     "_seg_cix", "_seg_lat",
@@ -1051,79 +1069,70 @@ static PyObject *attrs[N_ATTRS];
 /* A source's ledger as `decide` steps it: its numbers, and its arrays while held. */
 typedef struct {
     PyObject *self;
-    Buffers b;
+    Buffers b, nb; /* the arrays' views; the numbers' two */
+    int64_t *ints;
+    double *floats;
     int64_t *lut, *last_segment, *last_row, *sure_ms, *sure_row, *order, *seg_cix;
     double *counts, *exposure, *in_segment, *level_counts, *level, *tail_at, *phases, *seg_lat;
     char *in_level, *tail_on;
     Py_ssize_t lut_len, cap, order_len, seg_cap;
     long long k, rows, segments, window_ms, window_row, window_rows, segment_end, clock_ms;
     long long sure_lo, seg_fill, seg_rows, slot_ms, slot_rows, window_len_ms, window_rows_min;
+    long long kept, dropped;
     int has_clock, sure_lo_inf, tails, faded, seg_measured;
     double total, window_spent, new_demand, rate, allowance, gain, tau, seg_p, fraction;
     double window_s;
 } Ledger;
 
-static int get_ll(PyObject *self, int a, long long *out) {
+/* The array of attribute `a` into `b`, checked (at least `min_len` items). */
+static void *get_attr_in(Buffers *b, PyObject *self, int a, char kind, int writable,
+                         Py_ssize_t min_len, Py_ssize_t *len) {
     PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *out = PyLong_AsLongLong(o);
-    Py_DECREF(o);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int get_d(PyObject *self, int a, double *out) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *out = PyFloat_AsDouble(o);
-    Py_DECREF(o);
-    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int get_bool(PyObject *self, int a, int *out) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *out = PyObject_IsTrue(o);
-    Py_DECREF(o);
-    return *out < 0 ? -1 : 0;
-}
-
-/* An int (None: *has = 0), or for `_sure_lo` inf (*has = 0). */
-static int get_opt(PyObject *self, int a, long long *out, int *has) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *has = 1;
-    *out = 0;
-    if (o == Py_None || (PyFloat_Check(o) && isinf(PyFloat_AS_DOUBLE(o)) &&
-                         PyFloat_AS_DOUBLE(o) > 0)) {
-        *has = 0;
-    } else {
-        *out = PyLong_AsLongLong(o);
-    }
-    Py_DECREF(o);
-    return PyErr_Occurred() ? -1 : 0;
+    if (!o) return NULL;
+    void *data = get(b, o, kind, writable, min_len, len, attr_names[a]);
+    Py_DECREF(o); /* the view holds its own reference */
+    return data;
 }
 
 static int load_numbers(Ledger *L) {
-    PyObject *s = L->self;
-    int sure;
-    if (get_ll(s, A_K, &L->k) || get_ll(s, A_ROWS, &L->rows) ||
-        get_ll(s, A_SEGMENTS, &L->segments) || get_ll(s, A_WINDOW_MS, &L->window_ms) ||
-        get_ll(s, A_WINDOW_ROW, &L->window_row) || get_ll(s, A_WINDOW_ROWS, &L->window_rows) ||
-        get_ll(s, A_SEGMENT_END, &L->segment_end) ||
-        get_opt(s, A_CLOCK_MS, &L->clock_ms, &L->has_clock) ||
-        get_opt(s, A_SURE_LO, &L->sure_lo, &sure) || get_ll(s, A_SEG_FILL, &L->seg_fill) ||
-        get_ll(s, A_SEG_ROWS, &L->seg_rows) || get_d(s, A_SEG_P, &L->seg_p) ||
-        get_bool(s, A_SEG_MEASURED, &L->seg_measured) || get_bool(s, A_TAILS, &L->tails) ||
-        get_bool(s, A_FADED, &L->faded) || get_d(s, A_TOTAL, &L->total) ||
-        get_d(s, A_WINDOW_SPENT, &L->window_spent) || get_d(s, A_NEW_DEMAND, &L->new_demand) ||
-        get_d(s, A_RATE, &L->rate) || get_d(s, A_ALLOWANCE, &L->allowance) ||
-        get_d(s, A_GAIN, &L->gain) || get_d(s, A_TAU, &L->tau) ||
-        get_d(s, A_FRACTION, &L->fraction) || get_ll(s, A_SLOT_MS, &L->slot_ms) ||
-        get_ll(s, A_SLOT_ROWS, &L->slot_rows) ||
-        get_ll(s, A_WINDOW_LEN_MS, &L->window_len_ms) ||
-        get_ll(s, A_WINDOW_ROWS_MIN, &L->window_rows_min) || get_d(s, A_WINDOW_S, &L->window_s))
-        return -1;
-    L->sure_lo_inf = !sure;
+    release(&L->nb);
+    L->ints = get_attr_in(&L->nb, L->self, A_INTS, 'q', 1, N_INTS, NULL);
+    L->floats = L->ints ? get_attr_in(&L->nb, L->self, A_FLOATS, 'd', 1, N_FLOATS, NULL) : NULL;
+    if (!L->floats) return -1;
+    const int64_t *i = L->ints;
+    const double *f = L->floats;
+    L->k = i[I_K];
+    L->rows = i[I_ROWS];
+    L->segments = i[I_SEGMENTS];
+    L->window_ms = i[I_WINDOW_MS];
+    L->window_row = i[I_WINDOW_ROW];
+    L->window_rows = i[I_WINDOW_ROWS];
+    L->segment_end = i[I_SEGMENT_END];
+    L->clock_ms = i[I_CLOCK_MS];
+    L->has_clock = i[I_HAS_CLOCK] != 0;
+    L->sure_lo = i[I_SURE_LO];
+    L->sure_lo_inf = i[I_SURE_LO_INF] != 0;
+    L->seg_fill = i[I_SEG_FILL];
+    L->seg_rows = i[I_SEG_ROWS];
+    L->seg_measured = i[I_SEG_MEASURED] != 0;
+    L->tails = i[I_TAILS] != 0;
+    L->faded = i[I_FADED] != 0;
+    L->slot_ms = i[I_SLOT_MS];
+    L->slot_rows = i[I_SLOT_ROWS];
+    L->window_len_ms = i[I_WINDOW_LEN_MS];
+    L->window_rows_min = i[I_WINDOW_ROWS_MIN];
+    L->kept = i[I_KEPT];
+    L->dropped = i[I_DROPPED];
+    L->seg_p = f[F_SEG_P];
+    L->total = f[F_TOTAL];
+    L->window_spent = f[F_WINDOW_SPENT];
+    L->new_demand = f[F_NEW_DEMAND];
+    L->rate = f[F_RATE];
+    L->allowance = f[F_ALLOWANCE];
+    L->gain = f[F_GAIN];
+    L->tau = f[F_TAU];
+    L->fraction = f[F_FRACTION];
+    L->window_s = f[F_WINDOW_S];
     if (L->window_rows_min < 1) {
         PyErr_Format(PyExc_ValueError, "_window_rows_min must be positive. Received: %lld",
                      L->window_rows_min);
@@ -1132,50 +1141,41 @@ static int load_numbers(Ledger *L) {
     return 0;
 }
 
-static int set_attr(PyObject *self, int a, PyObject *v) {
-    if (!v) return -1;
-    int r = PyObject_SetAttr(self, attrs[a], v);
-    Py_DECREF(v);
-    return r;
-}
-
-/* The numbers `decide` changes, written back. */
+/* The numbers `decide` changes, written back (into the arrays `load_numbers` read). */
 static int store_numbers(const Ledger *L) {
-    PyObject *s = L->self;
-    return set_attr(s, A_ROWS, PyLong_FromLongLong(L->rows)) ||
-           set_attr(s, A_SEGMENTS, PyLong_FromLongLong(L->segments)) ||
-           set_attr(s, A_WINDOW_MS, PyLong_FromLongLong(L->window_ms)) ||
-           set_attr(s, A_WINDOW_ROW, PyLong_FromLongLong(L->window_row)) ||
-           set_attr(s, A_WINDOW_ROWS, PyLong_FromLongLong(L->window_rows)) ||
-           set_attr(s, A_SEGMENT_END, PyLong_FromLongLong(L->segment_end)) ||
-           set_attr(s, A_CLOCK_MS,
-                    L->has_clock ? PyLong_FromLongLong(L->clock_ms) : Py_NewRef(Py_None)) ||
-           set_attr(s, A_SURE_LO, L->sure_lo_inf ? PyFloat_FromDouble(INFINITY)
-                                                 : PyLong_FromLongLong(L->sure_lo)) ||
-           set_attr(s, A_SEG_FILL, PyLong_FromLongLong(L->seg_fill)) ||
-           set_attr(s, A_SEG_ROWS, PyLong_FromLongLong(L->seg_rows)) ||
-           set_attr(s, A_SEG_P, PyFloat_FromDouble(L->seg_p)) ||
-           set_attr(s, A_SEG_MEASURED, PyBool_FromLong(L->seg_measured)) ||
-           set_attr(s, A_FADED, PyBool_FromLong(L->faded)) ||
-           set_attr(s, A_TAILS, PyBool_FromLong(L->tails)) ||
-           set_attr(s, A_TOTAL, PyFloat_FromDouble(L->total)) ||
-           set_attr(s, A_WINDOW_SPENT, PyFloat_FromDouble(L->window_spent)) ||
-           set_attr(s, A_NEW_DEMAND, PyFloat_FromDouble(L->new_demand)) ||
-           set_attr(s, A_RATE, PyFloat_FromDouble(L->rate)) ||
-           set_attr(s, A_ALLOWANCE, PyFloat_FromDouble(L->allowance)) ||
-           set_attr(s, A_GAIN, PyFloat_FromDouble(L->gain)) ||
-           set_attr(s, A_TAU, PyFloat_FromDouble(L->tau))
-               ? -1
-               : 0;
+    int64_t *i = L->ints;
+    double *f = L->floats;
+    i[I_ROWS] = L->rows;
+    i[I_SEGMENTS] = L->segments;
+    i[I_WINDOW_MS] = L->window_ms;
+    i[I_WINDOW_ROW] = L->window_row;
+    i[I_WINDOW_ROWS] = L->window_rows;
+    i[I_SEGMENT_END] = L->segment_end;
+    i[I_CLOCK_MS] = L->has_clock ? L->clock_ms : 0;
+    i[I_HAS_CLOCK] = L->has_clock;
+    i[I_SURE_LO] = L->sure_lo_inf ? 0 : L->sure_lo;
+    i[I_SURE_LO_INF] = L->sure_lo_inf;
+    i[I_SEG_FILL] = L->seg_fill;
+    i[I_SEG_ROWS] = L->seg_rows;
+    i[I_SEG_MEASURED] = L->seg_measured;
+    i[I_FADED] = L->faded;
+    i[I_TAILS] = L->tails;
+    i[I_KEPT] = L->kept;
+    i[I_DROPPED] = L->dropped;
+    f[F_SEG_P] = L->seg_p;
+    f[F_TOTAL] = L->total;
+    f[F_WINDOW_SPENT] = L->window_spent;
+    f[F_NEW_DEMAND] = L->new_demand;
+    f[F_RATE] = L->rate;
+    f[F_ALLOWANCE] = L->allowance;
+    f[F_GAIN] = L->gain;
+    f[F_TAU] = L->tau;
+    return 0;
 }
 
 static void *get_attr_array(Ledger *L, int a, char kind, int writable, Py_ssize_t min_len,
                             Py_ssize_t *len) {
-    PyObject *o = PyObject_GetAttr(L->self, attrs[a]);
-    if (!o) return NULL;
-    void *data = get(&L->b, o, kind, writable, min_len, len, attr_names[a]);
-    Py_DECREF(o); /* the view holds its own reference */
-    return data;
+    return get_attr_in(&L->b, L->self, a, kind, writable, min_len, len);
 }
 
 /* The ledger's arrays, checked: every per-cluster array of `cap` slots or more, phases of
@@ -1758,10 +1758,13 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
         kept += got;
         start = (Py_ssize_t)stop;
     }
+    L.kept += kept;
+    L.dropped += n - kept;
     if (store_numbers(&L) < 0) goto done;
     result = PyLong_FromSsize_t(kept);
 done:
     release(&L.b);
+    release(&L.nb);
     release(&b);
     return result;
 }
@@ -1820,6 +1823,20 @@ static struct PyModuleDef module = {
     "The per-row loops of sampling by cluster, compiled (see sample_compiled.py).", -1, methods,
 };
 
+/* A tuple of `n` names (the order of the ledger's numbers), or NULL with an error set. */
+static PyObject *names_tuple(const char **names, int n) {
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (!s) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
+}
+
 PyMODINIT_FUNC PyInit__sample_kernel(void) {
     for (int a = 0; a < N_ATTRS; a++)
         if (!attrs[a] && !(attrs[a] = PyUnicode_InternFromString(attr_names[a]))) return NULL;
@@ -1843,7 +1860,9 @@ PyMODINIT_FUNC PyInit__sample_kernel(void) {
         PyModule_AddObject(m, "TAIL_MEMORY_ROWS", PyFloat_FromDouble(TAIL_MEMORY_ROWS)) < 0 ||
         PyModule_AddIntConstant(m, "TAIL_MIN_ROWS", TAIL_MIN_ROWS) < 0 ||
         PyModule_AddIntConstant(m, "NEGATIVE_IDS", NEGATIVE_IDS) < 0 ||
-        PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0) {
+        PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0 ||
+        PyModule_AddObject(m, "INT_NUMBERS", names_tuple(int_names, N_INTS)) < 0 ||
+        PyModule_AddObject(m, "FLOAT_NUMBERS", names_tuple(float_names, N_FLOATS)) < 0) {
         Py_DECREF(m);
         return NULL;
     }
