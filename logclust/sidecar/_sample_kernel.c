@@ -39,22 +39,17 @@ static void release(Buffers *b) {
     b->n = 0;
 }
 
-/* The data of array `o`: C-contiguous, of `kind` ('d' float64, 'q' int64, 'i' int32,
- * '?' bool), at least `min_len` items; writable when asked. NULL with ValueError set. */
-static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t min_len,
-                 Py_ssize_t *len, const char *name) {
-    if (b->n >= MAX_BUFFERS) {
-        PyErr_SetString(PyExc_RuntimeError, "too many buffers");
-        return NULL;
-    }
-    Py_buffer *v = &b->views[b->n];
+/* The data of array `o` into view `v`: C-contiguous, of `kind` ('d' float64, 'q' int64,
+ * 'i' int32, '?' bool), at least `min_len` items; writable when asked. NULL with
+ * ValueError set (and `v` released). */
+static void *get_into(Py_buffer *v, PyObject *o, char kind, int writable, Py_ssize_t min_len,
+                      Py_ssize_t *len, const char *name) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(o, v, flags) < 0) {
         PyErr_Format(PyExc_ValueError, "%s: not a contiguous%s array", name,
                      writable ? " writable" : "");
         return NULL;
     }
-    b->n++;
     const char *f = v->format ? v->format : "B";
     while (*f == '@' || *f == '=' || *f == '<') f++;
     int ok;
@@ -68,10 +63,23 @@ static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t mi
     if (!ok || items < min_len) {
         PyErr_Format(PyExc_ValueError, "%s: wrong type or fewer than %zd items. Received: %s, %zd",
                      name, min_len, f, items);
+        PyBuffer_Release(v);
         return NULL;
     }
     if (len) *len = items;
     return v->buf;
+}
+
+/* `get_into` a view of `b` (released with the others). */
+static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t min_len,
+                 Py_ssize_t *len, const char *name) {
+    if (b->n >= MAX_BUFFERS) {
+        PyErr_SetString(PyExc_RuntimeError, "too many buffers");
+        return NULL;
+    }
+    void *data = get_into(&b->views[b->n], o, kind, writable, min_len, len, name);
+    if (data) b->n++;
+    return data;
 }
 
 /* ---------------------------------------------------------------- arithmetic */
@@ -1055,6 +1063,8 @@ enum {
     A_SEG_CIX, A_SEG_LAT,
     /* methods */
     A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT,
+    /* the views kept */
+    A_VIEWS,
     N_ATTRS
 };
 static const char *attr_names[N_ATTRS] = {
@@ -1063,13 +1073,92 @@ static const char *attr_names[N_ATTRS] = {
     "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
     "_seg_cix", "_seg_lat",
     "_grow_lut", "_add_kinds", "_begin_segment",
+    "_views",
 };
 static PyObject *attrs[N_ATTRS];
+
+/* The views of a budget's arrays (attributes A_INTS to A_SEG_LAT), kept from call to call
+ * in its `_views` (a capsule): an array the budget still holds is not asked for its
+ * buffer again (its view keeps it alive and its data in place), one it replaced is. */
+#define N_VIEWS (A_SEG_LAT + 1)
+typedef struct {
+    PyObject *obj[N_VIEWS]; /* the array each view is of (NULL: none) */
+    Py_buffer view[N_VIEWS];
+    Py_ssize_t items[N_VIEWS];
+} Views;
+static const char *VIEWS = "logclust.sidecar._sample_kernel.views";
+
+static void views_free(PyObject *capsule) {
+    Views *v = PyCapsule_GetPointer(capsule, VIEWS);
+    if (!v) {
+        PyErr_Clear();
+        return;
+    }
+    for (int a = 0; a < N_VIEWS; a++)
+        if (v->obj[a]) PyBuffer_Release(&v->view[a]);
+    PyMem_Free(v);
+}
+
+/* The budget's views, made on its first call. NULL with an error set. */
+static Views *views_of(PyObject *self) {
+    PyObject *o = PyObject_GetAttr(self, attrs[A_VIEWS]);
+    if (!o) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+    } else if (PyCapsule_IsValid(o, VIEWS)) {
+        Views *v = PyCapsule_GetPointer(o, VIEWS);
+        Py_DECREF(o); /* the budget holds it */
+        return v;
+    } else {
+        Py_DECREF(o);
+    }
+    Views *v = PyMem_Calloc(1, sizeof *v);
+    if (!v) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(v, VIEWS, views_free);
+    if (!capsule) {
+        PyMem_Free(v);
+        return NULL;
+    }
+    int r = PyObject_SetAttr(self, attrs[A_VIEWS], capsule);
+    Py_DECREF(capsule);
+    return r < 0 ? NULL : v;
+}
+
+/* The data of the budget's array attribute `a`, checked as `get_into` checks it, from its
+ * kept view where it is the same array. */
+static void *get_kept(Views *v, PyObject *self, int a, char kind, int writable,
+                      Py_ssize_t min_len, Py_ssize_t *len) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return NULL;
+    if (o != v->obj[a]) {
+        if (v->obj[a]) {
+            PyBuffer_Release(&v->view[a]);
+            v->obj[a] = NULL;
+        }
+        if (!get_into(&v->view[a], o, kind, writable, 0, &v->items[a], attr_names[a])) {
+            Py_DECREF(o);
+            return NULL;
+        }
+        v->obj[a] = o;
+    }
+    Py_DECREF(o); /* the view holds its own reference */
+    if (v->items[a] < min_len) {
+        PyErr_Format(PyExc_ValueError, "%s: wrong type or fewer than %zd items. Received: %s, %zd",
+                     attr_names[a], min_len, v->view[a].format ? v->view[a].format : "B",
+                     v->items[a]);
+        return NULL;
+    }
+    if (len) *len = v->items[a];
+    return v->view[a].buf;
+}
 
 /* A source's ledger as `decide` steps it: its numbers, and its arrays while held. */
 typedef struct {
     PyObject *self;
-    Buffers b, nb; /* the arrays' views; the numbers' two */
+    Views *views; /* the budget's arrays' views, numbers' included */
     int64_t *ints;
     double *floats;
     int64_t *lut, *last_segment, *last_row, *sure_ms, *sure_row, *order, *seg_cix;
@@ -1084,20 +1173,9 @@ typedef struct {
     double window_s;
 } Ledger;
 
-/* The array of attribute `a` into `b`, checked (at least `min_len` items). */
-static void *get_attr_in(Buffers *b, PyObject *self, int a, char kind, int writable,
-                         Py_ssize_t min_len, Py_ssize_t *len) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return NULL;
-    void *data = get(b, o, kind, writable, min_len, len, attr_names[a]);
-    Py_DECREF(o); /* the view holds its own reference */
-    return data;
-}
-
 static int load_numbers(Ledger *L) {
-    release(&L->nb);
-    L->ints = get_attr_in(&L->nb, L->self, A_INTS, 'q', 1, N_INTS, NULL);
-    L->floats = L->ints ? get_attr_in(&L->nb, L->self, A_FLOATS, 'd', 1, N_FLOATS, NULL) : NULL;
+    L->ints = get_kept(L->views, L->self, A_INTS, 'q', 1, N_INTS, NULL);
+    L->floats = L->ints ? get_kept(L->views, L->self, A_FLOATS, 'd', 1, N_FLOATS, NULL) : NULL;
     if (!L->floats) return -1;
     const int64_t *i = L->ints;
     const double *f = L->floats;
@@ -1175,14 +1253,13 @@ static int store_numbers(const Ledger *L) {
 
 static void *get_attr_array(Ledger *L, int a, char kind, int writable, Py_ssize_t min_len,
                             Py_ssize_t *len) {
-    return get_attr_in(&L->b, L->self, a, kind, writable, min_len, len);
+    return get_kept(L->views, L->self, a, kind, writable, min_len, len);
 }
 
 /* The ledger's arrays, checked: every per-cluster array of `cap` slots or more, phases of
  * STRATA * cap, k within them, the segment's scratch of SEGMENT_ROWS. */
 static int load_arrays(Ledger *L) {
     Py_ssize_t phases_len;
-    release(&L->b);
     if (!(L->counts = get_attr_array(L, A_COUNTS, 'd', 1, 0, &L->cap)) ||
         !(L->lut = get_attr_array(L, A_LUT, 'q', 0, 0, &L->lut_len)) ||
         !(L->exposure = get_attr_array(L, A_EXPOSURE, 'd', 1, L->cap, NULL)) ||
@@ -1216,7 +1293,6 @@ static int call_back(Ledger *L, int a, PyObject *arg) {
         Py_XDECREF(arg);
         return -1;
     }
-    release(&L->b);
     PyObject *r = PyObject_CallMethodOneArg(L->self, attrs[a], arg);
     Py_DECREF(arg);
     if (!r) return -1;
@@ -1730,7 +1806,8 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
         result = PyLong_FromLong(NEGATIVE_IDS);
         goto done;
     }
-    if (load_numbers(&L) < 0 || load_arrays(&L) < 0) goto done;
+    if (!(L.views = views_of(L.self)) || load_numbers(&L) < 0 || load_arrays(&L) < 0)
+        goto done;
     if (hi >= L.lut_len && call_back(&L, A_GROW_LUT, PyLong_FromLongLong(hi + 1)) < 0)
         goto done; /* ids index the table: as the reference grows it */
     int turns = (__int128)t_max - L.window_ms >= L.window_len_ms;
@@ -1763,8 +1840,6 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     if (store_numbers(&L) < 0) goto done;
     result = PyLong_FromSsize_t(kept);
 done:
-    release(&L.b);
-    release(&L.nb);
     release(&b);
     return result;
 }

@@ -111,6 +111,9 @@ class CompiledBudget(SourceBudget):
         self._seg_rows = 0
         self._seg_p = 0.0
         self._seg_measured = False
+        # The kernel's views of the arrays above, kept from call to call (a capsule it
+        # makes on its first call; an array replaced here is viewed again).
+        self._views: object = None
         # The windows' spans, as the kernel reads them.
         self._window_len_ms = self.window_len_ms
         self._window_rows_min = self.window_rows_min
