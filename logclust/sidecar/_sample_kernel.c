@@ -682,7 +682,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     int64_t *gcix = (int64_t *)(slot_of + cap);
     double *ps = (double *)(gcix + m), *p = ps + m, *demand = p + m, *end = demand + m;
     double *tmp = end + m, *run_p = tmp + m;
-    char *st = (char *)(run_p + m), *outside = st + m;
+    char *st = (char *)(run_p + m);
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (Py_ssize_t r = 0; r < m; r++) {
         int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
@@ -711,18 +711,25 @@ static int part_core(const PartIn *a, PartOut *o) {
     int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
     int unmeasured = 1; /* no latency in the part: read in stream order, not gathered */
     for (Py_ssize_t r = 0; r < m && unmeasured; r++) unmeasured = isnan(latency[start + r]);
+    for (Py_ssize_t c = 0; c < u && !any_outside; c++) any_outside = !in_level[gcix[c]];
+    /* _outside where the window's allowance for kinds outside the level is spent already:
+     * every row of theirs is over it (at most the rate) */
+    int over_all = any_outside && new_demand > allowance;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
         double tail_x = tail_at[x];
-        if (!in_level[x]) any_outside = 1;
+        int out = !in_level[x];
         /* _base_p, on the grouped rows: the cluster's level over its rows in the window,
-         * or its rows so far in the segment where more */
+         * or its rows so far in the segment where more; and the demand of kinds outside
+         * the level (their p, in stream order) */
         double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
         /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
         double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double so_far = ins + (double)i;
-            ps[i] = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
+            double q = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
+            if (any_outside) demand[order[i]] = out ? q : 0.0;
+            ps[i] = out && over_all ? dmin(q, rate) : q;
         }
         if (unmeasured) {
             for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
@@ -794,22 +801,16 @@ static int part_core(const PartIn *a, PartOut *o) {
             }
         }
     }
-    /* _outside: the allowance of kinds outside the level, in stream order */
+    /* _outside: the allowance of kinds outside the level, in stream order (where spent
+     * already, applied with the base p) */
     if (any_outside) {
-        for (Py_ssize_t i = 0; i < m; i++) p[order[i]] = ps[i];
-        for (Py_ssize_t r = 0; r < m; r++) {
-            outside[r] = !in_level[row_ix[r]];
-            demand[r] = outside[r] ? p[r] : 0.0;
-        }
         double spent = sum_of(demand, m);
-        if (new_demand > allowance) {
-            for (Py_ssize_t i = 0; i < m; i++)
-                if (outside[order[i]]) ps[i] = dmin(ps[i], rate);
-        } else if (!(new_demand + spent * (1.0 + 1e-7) < allowance)) {
+        /* the running demand never exceeds its total (within rounding): no row is over */
+        if (!over_all && !(new_demand + spent * (1.0 + 1e-7) < allowance)) {
             double cs = 0.0;
             for (Py_ssize_t r = 0; r < m; r++) {
                 cs = r ? cs + demand[r] : demand[r];
-                tmp[r] = (outside[r] && new_demand + cs > allowance) ? 1.0 : 0.0;
+                tmp[r] = (!in_level[row_ix[r]] && new_demand + cs > allowance) ? 1.0 : 0.0;
             }
             for (Py_ssize_t i = 0; i < m; i++)
                 if (tmp[order[i]] != 0.0) ps[i] = dmin(ps[i], rate);
@@ -904,7 +905,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     if (any_outside) {
         Py_ssize_t nk = 0;
         for (Py_ssize_t r = 0; r < m; r++)
-            if (!outside[r]) run_p[nk++] = p[r];
+            if (in_level[row_ix[r]]) run_p[nk++] = p[r];
         level_rows = nk;
         level_p = sum_of(run_p, nk);
     }
