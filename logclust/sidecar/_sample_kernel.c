@@ -1086,6 +1086,10 @@ typedef struct {
     PyObject *obj[N_VIEWS]; /* the array each view is of (NULL: none) */
     Py_buffer view[N_VIEWS];
     Py_ssize_t items[N_VIEWS];
+    /* the split levels' scratch (grown, never shrunk): the budget's own, as the levels
+     * call numpy (which may let another thread in) while they hold it */
+    char *split;
+    size_t split_size;
 } Views;
 static const char *VIEWS = "logclust.sidecar._sample_kernel.views";
 
@@ -1097,6 +1101,7 @@ static void views_free(PyObject *capsule) {
     }
     for (int a = 0; a < N_VIEWS; a++)
         if (v->obj[a]) PyBuffer_Release(&v->view[a]);
+    free(v->split);
     PyMem_Free(v);
 }
 
@@ -1518,11 +1523,19 @@ static int split_levels(Ledger *L, double floor_p, double target, double fair_ta
     Py_ssize_t cap = L->cap, k = 0;
     /* counts, split flags and slots of the level (k), then room for 6 breaks each */
     size_t slots = (size_t)6 * (size_t)cap + 2;
-    char *mem = malloc(slots * (9 * sizeof(double) + 2 * sizeof(int64_t)) + (size_t)cap * 2);
-    if (!mem) {
-        PyErr_NoMemory();
-        return -1;
+    size_t bytes = slots * (9 * sizeof(double) + 2 * sizeof(int64_t)) + (size_t)cap * 2;
+    Views *v = L->views;
+    if (bytes > v->split_size) {
+        char *grown = malloc(bytes + bytes / 2);
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        free(v->split);
+        v->split = grown;
+        v->split_size = bytes + bytes / 2;
     }
+    char *mem = v->split;
     double *counts = (double *)mem, *freq = counts + cap;
     int64_t *slot = (int64_t *)(freq + cap);
     LevelRoom w;
