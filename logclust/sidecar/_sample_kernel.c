@@ -1777,7 +1777,8 @@ static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
  * (`SourceBudget._parts`, windows turned at their first row), each segment's start where
  * no latency nor tail is involved (else the budget's `_begin_segment`), and each part's
  * rows (`part`, new kinds given an index by the budget's `_add_kinds`), the budget's
- * numbers read at the start and written back at the end.
+ * numbers read at the start and written back at the end (the rows kept and dropped
+ * counted there too).
  */
 #define NEGATIVE_IDS -1
 #define OTHER_ARRAYS -2

@@ -9,8 +9,12 @@ call (`decide`): the kernel walks the batch's parts and windows, starts each seg
 close of the last, its tail estimates included; the decay, the level's kinds, their order
 and the water levels, split ones included), decides each part's rows (grouping by cluster,
 p, kinds outside the level, strata, sure rows, the draw, the counts) into scratch arrays the
-budget allocates once, and steps the ledger's numbers, which stay attributes of the budget
-(read at the call's start, written back at its end). What is rare it hands back to the
+budget allocates once, and steps the ledger's numbers: slots of two small arrays
+(`INT_NUMBERS`, `FLOAT_NUMBERS`) that the budget's attributes of those names read and write,
+so the kernel reads them at the call's start and writes them back at its end in place. It
+keeps its views of the budget's arrays from call to call (an array the budget replaced is
+viewed and checked again), and its own scratch lasts from call to call: a batch allocates
+nothing but its two answer columns. What is rare it hands back to the
 budget's Python methods: a new kind's index and phases (`_add_kinds`), a larger id table
 (`_grow_lut`), and a segment's start after new kinds (`_begin_segment`: the counts' order
 grows). `segment` and `part` remain callable alone, as the Python path and tests use them.
