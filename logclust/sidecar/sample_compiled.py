@@ -196,13 +196,13 @@ def _int_slot(i: int, name: str) -> property:
     """The attribute of int64 slot `i`: an int (a bool for flags; None for `clock_ms`
     unset, inf for `_sure_lo` unset, as the reference keeps them)."""
     if name in _BOOLS:
-        return property(lambda s: bool(s._ints[i]), lambda s, v: s._ints.__setitem__(i, v))
+        return property(lambda s: bool(s._ints.item(i)), lambda s, v: s._ints.__setitem__(i, v))
     if name in ("clock_ms", "_sure_lo"):
         flag = INT_NUMBERS.index("_has_clock" if name == "clock_ms" else "_sure_lo_inf")
         unset, unset_flag = (None, 0) if name == "clock_ms" else (math.inf, 1)
 
         def get(s: CompiledBudget) -> int | float | None:
-            return unset if s._ints[flag] == unset_flag else int(s._ints[i])
+            return unset if s._ints.item(flag) == unset_flag else s._ints.item(i)
 
         def put(s: CompiledBudget, v: int | float | None) -> None:
             gone = v is None or v == math.inf
@@ -210,12 +210,12 @@ def _int_slot(i: int, name: str) -> property:
             s._ints[i] = 0 if gone else int(v)  # type: ignore[arg-type]
 
         return property(get, put)
-    return property(lambda s: int(s._ints[i]), lambda s, v: s._ints.__setitem__(i, v))
+    return property(lambda s: s._ints.item(i), lambda s, v: s._ints.__setitem__(i, v))
 
 
 def _float_slot(i: int) -> property:
     """The attribute of float64 slot `i`, a float."""
-    return property(lambda s: float(s._floats[i]), lambda s, v: s._floats.__setitem__(i, v))
+    return property(lambda s: s._floats.item(i), lambda s, v: s._floats.__setitem__(i, v))
 
 
 for _i, _name in enumerate(INT_NUMBERS):
