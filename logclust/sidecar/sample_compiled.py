@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -90,6 +91,10 @@ def _load() -> ModuleType | None:
 _KERNEL = _load()
 
 
+# The kernel's batch call, looked up once (None: not built; `CompiledBudget` then unused).
+_decide: Callable[..., int] | None = None if _KERNEL is None else _KERNEL.decide
+
+
 def compiled() -> ModuleType | None:
     """The compiled kernel, or None where it is not built (or is turned off)."""
     return _KERNEL
@@ -127,18 +132,35 @@ class CompiledBudget(SourceBudget):
         """Keeps or drops each row of this source, in stream order (as
         `SourceBudget.decide`), in one call of the kernel per batch."""
         n = ids.size
-        if not n or ids.dtype.kind not in "iu":
-            return super().decide(ids, time_ms, latency)
-        assert _KERNEL is not None
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
-        kept = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)  # counts kept rows
-        if kept == _KERNEL.OTHER_ARRAYS:  # of another type or layout: converted once
+        assert _decide is not None
+        kept = _decide(self, ids, time_ms, latency, keep, weight)  # counts the kept rows
+        if kept < 0:  # nothing decided: the arrays of another kind, or negative ids
+            return self._decide_other(kept, ids, time_ms, latency, keep, weight)
+        return Decisions(keep, weight)
+
+    def _decide_other(
+        self,
+        why: int,
+        ids: np.ndarray,
+        time_ms: np.ndarray,
+        latency: np.ndarray,
+        keep: np.ndarray,
+        weight: np.ndarray,
+    ) -> Decisions:
+        """A batch the kernel did not take (`why`): no rows or ids that are not integers
+        and negative ids go to the numpy reference; arrays of another type or layout are
+        converted once and given to the kernel again."""
+        assert _KERNEL is not None
+        if why == _KERNEL.OTHER_ARRAYS:
+            if not ids.size or ids.dtype.kind not in "iu":
+                return super().decide(ids, time_ms, latency)
             ids = np.ascontiguousarray(ids, np.int64 if ids.dtype != np.int32 else np.int32)
             time_ms = np.ascontiguousarray(time_ms, np.int64)
             latency = np.ascontiguousarray(latency, np.float64)
-            kept = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
-        if kept == _KERNEL.NEGATIVE_IDS:
+            why = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
+        if why == _KERNEL.NEGATIVE_IDS:
             return super().decide(ids, time_ms, latency)
         return Decisions(keep, weight)
 
