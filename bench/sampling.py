@@ -348,6 +348,9 @@ def speed(args: argparse.Namespace, out: Output) -> None:
     out.line(f"The sidecar's CPU per record, on / off: {spread(cpu_ratios)}")
 
 
+BARE = "a sampler's call on a source without a budget"
+
+
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
     on alternating batch by batch, the first of each pair alternating too (two
@@ -377,6 +380,10 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     ms: dict[str, list[float]] = {name: [] for name in (*labelers, *samplers)}
     ms.update({name: [] for name in with_latency})
     ms["the sampler within `on`"] = inside = []
+    # The call alone: a sampler whose budget names another source keeps these rows whole
+    # (no kernel, two arrays of ones), as cold after the labelling as the others.
+    bare = Sampler(SamplingConfig(source_fractions={"elsewhere": args.fraction}))
+    ms[BARE] = []
     on_sampler = labelers["on"].sampler
     assert on_sampler is not None
     decide = on_sampler.decide
@@ -417,6 +424,10 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
                 ms[name].append(1000 * (time.thread_time() - start))
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
+        start = time.thread_time()
+        bare.decide(labels.source_names, labels.source_codes, labels.ids, now, labels.latency_ms)
+        if i >= half:
+            ms[BARE].append(1000 * (time.thread_time() - start))
         latency = (1.0 + labels.ids % 17) * rng.lognormal(0.0, 0.5, labels.ids.size)
         decided = []
         for name in list(with_latency) if i % 2 == 0 else list(with_latency)[::-1]:
