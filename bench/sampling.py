@@ -26,7 +26,8 @@ kept) and clusters that lost every row of a window; the per-cluster table of the
 and rarest clusters. **Speed** (half the replay warms, half is timed): CPU per
 1,000-row batch in one process, sampling off and on alternating batch by batch on the same
 rows: of labelling (`label_table`), of the sampler alone (compiled, numpy, and compiled
-with latencies), and of the sidecar's whole answer (`label_ipc`); then records/s of the
+with latencies), and of the sidecar's whole answer (`label_ipc`), with what its two more
+columns cost to build and encode and the bytes they add; then records/s of the
 loghub replay (train systems) with and without a budget over gRPC: two sidecars (off, on)
 on the same core, warmed alike, then timed passes alternating between them (`--rounds`
 pairs, or as many as fit in `--speed-seconds`; 4 batches in flight), with the sidecar's
@@ -61,6 +62,7 @@ from logclust.sidecar.metrics import Metrics
 from logclust.sidecar.sampling import Decisions, Sampler
 from logclust.sidecar.store import MemoryStore
 from logclust.sidecar.stream_labeler import StreamLabeler
+from logclust.wire import contract, ipc
 from training.data import default_data_dir, read_loghub_system, redraw_digits
 
 # The sidecars run this checkout's package (the one this process imports), whatever the
@@ -346,6 +348,9 @@ def speed(args: argparse.Namespace, out: Output) -> None:
     out.line(f"The sidecar's CPU per record, on / off: {spread(cpu_ratios)}")
 
 
+BARE = "a sampler's call on a source without a budget"
+
+
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     """CPU time of labelling one 1,000-row replay batch in this process, sampling off and
     on alternating batch by batch, the first of each pair alternating too (two
@@ -375,6 +380,10 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
     ms: dict[str, list[float]] = {name: [] for name in (*labelers, *samplers)}
     ms.update({name: [] for name in with_latency})
     ms["the sampler within `on`"] = inside = []
+    # The call alone: a sampler whose budget names another source keeps these rows whole
+    # (no kernel, two arrays of ones), as cold after the labelling as the others.
+    bare = Sampler(SamplingConfig(source_fractions={"elsewhere": args.fraction}))
+    ms[BARE] = []
     on_sampler = labelers["on"].sampler
     assert on_sampler is not None
     decide = on_sampler.decide
@@ -415,6 +424,10 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
                 ms[name].append(1000 * (time.thread_time() - start))
             decided.append(np.concatenate([d.keep, d.weight]))
         same &= all(np.array_equal(decided[0], other) for other in decided[1:])
+        start = time.thread_time()
+        bare.decide(labels.source_names, labels.source_codes, labels.ids, now, labels.latency_ms)
+        if i >= half:
+            ms[BARE].append(1000 * (time.thread_time() - start))
         latency = (1.0 + labels.ids % 17) * rng.lognormal(0.0, 0.5, labels.ids.size)
         decided = []
         for name in list(with_latency) if i % 2 == 0 else list(with_latency)[::-1]:
@@ -489,14 +502,49 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
         side.wait_for_consolidations()
     ms: dict[str, list[float]] = {mode: [] for mode in sides}
     ratios: list[float] = []
+    answers: dict[str, list[bytes]] = {mode: [] for mode in sides}
     for i, payload in enumerate(data[half:]):
         for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
             start = time.thread_time()
-            sides[mode].label_ipc(payload)
+            answer, _ = sides[mode].label_ipc(payload)
             ms[mode].append(1000 * (time.thread_time() - start))
+            answers[mode].append(answer)
         ratios.append(ms["on"][-1] / ms["off"][-1])
     _show_ms(out, ms, "the sidecar's answer (label_ipc)")
     out.line(f"The sidecar's CPU per batch (label_ipc), on / off: {spread(ratios)}")
+    answer_columns(out, answers, float(np.median(ms["off"])))
+
+
+def answer_columns(out: Output, answers: dict[str, list[bytes]], off_ms: float) -> None:
+    """What the two answer columns (`keep`, `sample_weight`) cost where the answer is
+    built and encoded: `contract.with_sample` on the off sidecar's answer with the on
+    sidecar's decisions, and `encode_ipc` of the answer with them against without (each
+    timed over 20 calls, the median of the batches), and the bytes they add."""
+    built, encoded, extra, sizes = [], [], [], []
+    for off, on in zip(answers["off"], answers["on"], strict=True):
+        table, sampled = ipc.decode_trusted_ipc(off), ipc.decode_trusted_ipc(on)
+        keep = sampled.column(contract.KEEP).to_numpy(zero_copy_only=False)
+        weight = sampled.column(contract.SAMPLE_WEIGHT).to_numpy()
+        start = time.thread_time()
+        for _ in range(20):
+            contract.with_sample(table, keep, weight)
+        built.append(1000 * (time.thread_time() - start) / 20)
+        start = time.thread_time()
+        for _ in range(20):
+            ipc.encode_ipc(table)
+        middle = time.thread_time()
+        for _ in range(20):
+            ipc.encode_ipc(sampled)
+        encoded.append(1000 * (time.thread_time() - middle) / 20)
+        extra.append(encoded[-1] - 1000 * (middle - start) / 20)
+        sizes.append((len(on) - len(off), len(off)))
+    more, base = np.median([s[0] for s in sizes]), np.median([s[1] for s in sizes])
+    build, enc = float(np.median(built)), float(np.median(extra))
+    out.line(
+        f"The two answer columns per 1,000 rows: built {build:.4f} ms, encoded +{enc:.4f} ms "
+        f"({100 * (build + enc) / off_ms:.2f}% of the off answer's {off_ms:.3f} ms, medians); "
+        f"+{more:,.0f} bytes on {base:,.0f} ({100 * more / base:.1f}%)"
+    )
 
 
 def reference_sampler(root: str) -> type[Sampler]:

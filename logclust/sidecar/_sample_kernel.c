@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
-#define KERNEL_VERSION 2
+#define KERNEL_VERSION 3
 #define SEGMENT_ROWS 1024
 #define TAIL_QUANTILE 0.98
 #define TAIL_BOOST 50.0
@@ -39,22 +39,17 @@ static void release(Buffers *b) {
     b->n = 0;
 }
 
-/* The data of array `o`: C-contiguous, of `kind` ('d' float64, 'q' int64, 'i' int32,
- * '?' bool), at least `min_len` items; writable when asked. NULL with ValueError set. */
-static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t min_len,
-                 Py_ssize_t *len, const char *name) {
-    if (b->n >= MAX_BUFFERS) {
-        PyErr_SetString(PyExc_RuntimeError, "too many buffers");
-        return NULL;
-    }
-    Py_buffer *v = &b->views[b->n];
+/* The data of array `o` into view `v`: C-contiguous, of `kind` ('d' float64, 'q' int64,
+ * 'i' int32, '?' bool), at least `min_len` items; writable when asked. NULL with
+ * ValueError set (and `v` released). */
+static void *get_into(Py_buffer *v, PyObject *o, char kind, int writable, Py_ssize_t min_len,
+                      Py_ssize_t *len, const char *name) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(o, v, flags) < 0) {
         PyErr_Format(PyExc_ValueError, "%s: not a contiguous%s array", name,
                      writable ? " writable" : "");
         return NULL;
     }
-    b->n++;
     const char *f = v->format ? v->format : "B";
     while (*f == '@' || *f == '=' || *f == '<') f++;
     int ok;
@@ -68,10 +63,23 @@ static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t mi
     if (!ok || items < min_len) {
         PyErr_Format(PyExc_ValueError, "%s: wrong type or fewer than %zd items. Received: %s, %zd",
                      name, min_len, f, items);
+        PyBuffer_Release(v);
         return NULL;
     }
     if (len) *len = items;
     return v->buf;
+}
+
+/* `get_into` a view of `b` (released with the others). */
+static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t min_len,
+                 Py_ssize_t *len, const char *name) {
+    if (b->n >= MAX_BUFFERS) {
+        PyErr_SetString(PyExc_RuntimeError, "too many buffers");
+        return NULL;
+    }
+    void *data = get_into(&b->views[b->n], o, kind, writable, min_len, len, name);
+    if (data) b->n++;
+    return data;
 }
 
 /* ---------------------------------------------------------------- arithmetic */
@@ -112,6 +120,31 @@ static inline int64_t bits(double x) {
     int64_t i;
     memcpy(&i, &x, sizeof i);
     return i;
+}
+
+/* ------------------------------------------------------------------- rooms */
+
+/* Scratch that lasts from call to call (grown, never shrunk): a batch allocates nothing.
+ * Each room serves one loop that calls no Python while it holds it, so under the GIL no
+ * other call can reach it meanwhile. */
+enum { ROOM_SEGMENT, ROOM_PART, ROOM_GROUP, ROOM_TAILS, N_ROOMS };
+static void *rooms[N_ROOMS];
+static size_t room_sizes[N_ROOMS];
+
+/* Room `r` of at least `bytes` (its contents undefined), or NULL with MemoryError set. */
+static void *room(int r, size_t bytes) {
+    if (bytes > room_sizes[r]) {
+        size_t size = bytes + bytes / 2 + 64;
+        void *grown = malloc(size);
+        if (!grown) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        free(rooms[r]);
+        rooms[r] = grown;
+        room_sizes[r] = size;
+    }
+    return rooms[r];
 }
 
 /* ------------------------------------------------------------------- levels */
@@ -368,11 +401,8 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     }
     /* keys and indices (k each), merge buffers (2k), runs (k + 1), then the level's
      * counts in the clusters' order and ascending (k each), and the sums' gathers (k) */
-    scratch = malloc((size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
-    if (!scratch) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    scratch = room(ROOM_SEGMENT, (size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
+    if (!scratch) goto done;
     int64_t *keys = scratch, *idx = keys + k, *tk = idx + k, *ti = tk + k;
     Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
     double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
@@ -446,7 +476,6 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     *tau_out = tau;
     status = 0;
 done:
-    free(scratch);
     return status;
 }
 
@@ -513,7 +542,7 @@ done:
 typedef struct {
     Py_ssize_t m, u;
     Py_ssize_t *order;  /* (m) rows by cluster id */
-    Py_ssize_t *group;  /* (m) the group of each row of order */
+    Py_ssize_t *group;  /* (m) the group of each row, in stream order */
     Py_ssize_t *bounds; /* (u + 1) where each group begins in order, then m */
     int64_t *cix;       /* (u) each group's cluster index */
 } Groups;
@@ -524,7 +553,8 @@ static int cmp_id(const void *a, const void *b) {
 }
 
 /* Groups rows by id: a counting sort over the ids' range when small, else a sort of the
- * distinct ids. rows_ix: the cluster index of each row (stream order). 0, or -1 with an
+ * distinct ids (slot_of: room for every cluster index). rows_ix: the cluster index of
+ * each row (stream order). Sets u, bounds, cix and each row's group. 0, or -1 with an
  * error set. */
 static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, int64_t lo,
                       int64_t hi, Py_ssize_t *slot_of, Py_ssize_t cap) {
@@ -532,8 +562,9 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
     uint64_t range = (uint64_t)(hi - lo) + 1;
     g->u = 0;
     if (range <= (uint64_t)(8 * m + 256)) { /* else a few rows of far apart ids: sorted */
-        Py_ssize_t *cnt = calloc((size_t)range, sizeof *cnt);
-        if (!cnt) { PyErr_NoMemory(); return -1; }
+        Py_ssize_t *cnt = room(ROOM_GROUP, (size_t)range * sizeof *cnt);
+        if (!cnt) return -1;
+        memset(cnt, 0, (size_t)range * sizeof *cnt);
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
         /* each id present, in order, its group: without a branch per id of the range (an
          * absent id writes where the next present one writes the same) */
@@ -550,11 +581,13 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
         for (Py_ssize_t r = 0; r < m; r++) {
             Py_ssize_t c = cnt[row_id[r] - lo];
             g->cix[c] = rows_ix[r];
+            g->group[r] = c;
         }
-        free(cnt);
     } else { /* sparse ids: the distinct ones sorted, by their cluster index's slot */
-        int64_t *pairs = malloc((size_t)m * 2 * sizeof *pairs);
-        if (!pairs) { PyErr_NoMemory(); return -1; }
+        /* pairs (2m), then per (m + 1) */
+        int64_t *pairs = room(ROOM_GROUP, ((size_t)3 * m + 1) * sizeof *pairs);
+        if (!pairs) return -1;
+        for (Py_ssize_t r = 0; r < m; r++) slot_of[rows_ix[r]] = -1; /* the slots read */
         for (Py_ssize_t r = 0; r < m; r++) {
             int64_t x = rows_ix[r];
             if (slot_of[x] < 0) {
@@ -565,21 +598,19 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
             }
         }
         qsort(pairs, (size_t)g->u, 2 * sizeof *pairs, cmp_id);
-        Py_ssize_t *per = calloc((size_t)g->u + 1, sizeof *per);
-        if (!per) { free(pairs); PyErr_NoMemory(); return -1; }
+        Py_ssize_t *per = (Py_ssize_t *)(pairs + 2 * m);
+        memset(per, 0, ((size_t)g->u + 1) * sizeof *per);
         for (Py_ssize_t c = 0; c < g->u; c++) {
             g->cix[c] = pairs[2 * c + 1];
             slot_of[pairs[2 * c + 1]] = c;
         }
-        for (Py_ssize_t r = 0; r < m; r++) per[slot_of[rows_ix[r]]]++;
+        for (Py_ssize_t r = 0; r < m; r++) per[g->group[r] = slot_of[rows_ix[r]]]++;
         Py_ssize_t pos = 0;
         for (Py_ssize_t c = 0; c < g->u; c++) {
             g->bounds[c] = pos;
             pos += per[c];
         }
         g->bounds[g->u] = m;
-        free(per);
-        free(pairs);
         (void)cap;
     }
     return 0;
@@ -643,18 +674,15 @@ static int part_core(const PartIn *a, PartOut *o) {
 
     /* rows (stream order): id, cluster index; the ids' range */
     /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
-    mem = malloc(((size_t)16 * m + 16 + (size_t)cap) * 8);
-    if (!mem) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    mem = room(ROOM_PART, ((size_t)16 * m + 16 + (size_t)cap) * 8);
+    if (!mem) goto done;
     int64_t *row_id = (int64_t *)mem, *row_ix = row_id + m;
     Py_ssize_t *order = (Py_ssize_t *)(row_ix + m), *group = order + m;
     Py_ssize_t *bounds = group + m, *next = bounds + m + 1, *slot_of = next + m + 1;
     int64_t *gcix = (int64_t *)(slot_of + cap);
     double *ps = (double *)(gcix + m), *p = ps + m, *demand = p + m, *end = demand + m;
     double *tmp = end + m, *run_p = tmp + m;
-    char *st = (char *)(run_p + m), *outside = st + m;
+    char *st = (char *)(run_p + m);
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (Py_ssize_t r = 0; r < m; r++) {
         int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
@@ -671,19 +699,11 @@ static int part_core(const PartIn *a, PartOut *o) {
         lo = id < lo ? id : lo;
         hi = id > hi ? id : hi;
     }
-    for (Py_ssize_t r = 0; r < m; r++) slot_of[row_ix[r]] = -1; /* the slots read: O(m) */
     Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
     if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
     Py_ssize_t u = g.u;
-    for (Py_ssize_t c = 0; c < u; c++) {
-        next[c] = bounds[c];
-        slot_of[gcix[c]] = c;
-    }
-    for (Py_ssize_t r = 0; r < m; r++) {
-        Py_ssize_t c = slot_of[row_ix[r]], i = next[c]++;
-        order[i] = r;
-        group[i] = c;
-    }
+    for (Py_ssize_t c = 0; c < u; c++) next[c] = bounds[c];
+    for (Py_ssize_t r = 0; r < m; r++) order[next[group[r]]++] = r;
 
     /* Which kinds are outside the level; strata of the grouped rows (every row: one
      * stratum present draws as none) and their latencies; the rows kept for certain
@@ -691,10 +711,26 @@ static int part_core(const PartIn *a, PartOut *o) {
     int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
     int unmeasured = 1; /* no latency in the part: read in stream order, not gathered */
     for (Py_ssize_t r = 0; r < m && unmeasured; r++) unmeasured = isnan(latency[start + r]);
+    for (Py_ssize_t c = 0; c < u && !any_outside; c++) any_outside = !in_level[gcix[c]];
+    /* _outside where the window's allowance for kinds outside the level is spent already:
+     * every row of theirs is over it (at most the rate) */
+    int over_all = any_outside && new_demand > allowance;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
         double tail_x = tail_at[x];
-        if (!in_level[x]) any_outside = 1;
+        int out = !in_level[x];
+        /* _base_p, on the grouped rows: the cluster's level over its rows in the window,
+         * or its rows so far in the segment where more; and the demand of kinds outside
+         * the level (their p, in stream order) */
+        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
+        /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
+        double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
+        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            double so_far = ins + (double)i;
+            double q = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
+            if (any_outside) demand[order[i]] = out ? q : 0.0;
+            ps[i] = out && over_all ? dmin(q, rate) : q;
+        }
         if (unmeasured) {
             for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
                 lat_g[i] = NAN;
@@ -765,34 +801,16 @@ static int part_core(const PartIn *a, PartOut *o) {
             }
         }
     }
-    /* _base_p, on the grouped rows: each cluster's level over its rows in the window, or
-     * its rows so far in the segment where more */
-    for (Py_ssize_t c = 0; c < u; c++) {
-        int64_t x = gcix[c];
-        double ins = in_segment[x] - (double)bounds[c], lc = level_counts[x], lv = level[x];
-        /* seen = max(lc, its rows so far): lc until they pass it, the same p till then */
-        double p_lc = dmin(dmax(lc > 0.0 ? lv / lc : 1.0, least_p), 1.0);
-        for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
-            double so_far = ins + (double)i;
-            ps[i] = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
-        }
-    }
-    /* _outside: the allowance of kinds outside the level, in stream order */
+    /* _outside: the allowance of kinds outside the level, in stream order (where spent
+     * already, applied with the base p) */
     if (any_outside) {
-        for (Py_ssize_t i = 0; i < m; i++) p[order[i]] = ps[i];
-        for (Py_ssize_t r = 0; r < m; r++) {
-            outside[r] = !in_level[row_ix[r]];
-            demand[r] = outside[r] ? p[r] : 0.0;
-        }
         double spent = sum_of(demand, m);
-        if (new_demand > allowance) {
-            for (Py_ssize_t i = 0; i < m; i++)
-                if (outside[order[i]]) ps[i] = dmin(ps[i], rate);
-        } else if (!(new_demand + spent * (1.0 + 1e-7) < allowance)) {
+        /* the running demand never exceeds its total (within rounding): no row is over */
+        if (!over_all && !(new_demand + spent * (1.0 + 1e-7) < allowance)) {
             double cs = 0.0;
             for (Py_ssize_t r = 0; r < m; r++) {
                 cs = r ? cs + demand[r] : demand[r];
-                tmp[r] = (outside[r] && new_demand + cs > allowance) ? 1.0 : 0.0;
+                tmp[r] = (!in_level[row_ix[r]] && new_demand + cs > allowance) ? 1.0 : 0.0;
             }
             for (Py_ssize_t i = 0; i < m; i++)
                 if (tmp[order[i]] != 0.0) ps[i] = dmin(ps[i], rate);
@@ -802,6 +820,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     /* The tilt of split clusters' strata, the rows kept for certain, and where one stratum
      * is present the draw too (systematic, from each cluster's phase of the first). */
     double s_run = 0.0;
+    Py_ssize_t kept = 0;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
         int split = tails && tail_on[x] && !isnan(tail_at[x]);
@@ -816,9 +835,16 @@ static int part_core(const PartIn *a, PartOut *o) {
             }
             if (i == sure_at[c]) q = 1.0;
             ps[i] = q;
-            if (strata <= 1) {
+            if (strata <= 1) { /* the draw, and the row's answer */
                 s_run = s_run + q;
-                end[i] = (phase + s_run) - edge;
+                double e = (phase + s_run) - edge;
+                int take = e - q < floor_pos(e);
+                Py_ssize_t r = order[i];
+                keep[start + r] = (char)take;
+                /* 1 / p or +0 (p > 0), without a branch on the draw */
+                weight[start + r] = (double)take * (1.0 / q);
+                p[r] = q;
+                kept += take;
             }
         }
         if (strata <= 1) {
@@ -852,8 +878,7 @@ static int part_core(const PartIn *a, PartOut *o) {
             ph[x] = moved - floor_pos(moved);
         }
     }
-    Py_ssize_t kept = 0;
-    for (Py_ssize_t i = 0; i < m; i++) {
+    for (Py_ssize_t i = 0; strata > 1 && i < m; i++) {
         int take = end[i] - ps[i] < floor_pos(end[i]);
         Py_ssize_t r = order[i];
         keep[start + r] = (char)take;
@@ -880,7 +905,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     if (any_outside) {
         Py_ssize_t nk = 0;
         for (Py_ssize_t r = 0; r < m; r++)
-            if (!outside[r]) run_p[nk++] = p[r];
+            if (in_level[row_ix[r]]) run_p[nk++] = p[r];
         level_rows = nk;
         level_p = sum_of(run_p, nk);
     }
@@ -894,7 +919,6 @@ static int part_core(const PartIn *a, PartOut *o) {
     o->measured = measured;
     status = 0;
 done:
-    free(mem);
     return status;
 }
 
@@ -1006,109 +1030,193 @@ done:
 #define TAIL_MEMORY_ROWS 256.0
 #define TAIL_MIN_ROWS 50
 
-/* The attributes of a `CompiledBudget` that `decide` reads (and the numbers it writes
- * back), interned once. */
+/* The ledger's numbers, in two arrays of the budget (`_ints`, int64, and `_floats`,
+ * float64) that its attributes read and write (sample_compiled.py names them in this
+ * order, and checks INT_NUMBERS and FLOAT_NUMBERS): `decide` reads them at its start and
+ * writes them back at its end, two buffers in place of an attribute each. */
 enum {
-    A_K, A_ROWS, A_SEGMENTS, A_WINDOW_MS, A_WINDOW_ROW, A_WINDOW_ROWS, A_SEGMENT_END,
-    A_CLOCK_MS, A_SURE_LO, A_SEG_FILL, A_SEG_ROWS, A_SEG_P, A_SEG_MEASURED, A_TAILS, A_FADED,
-    A_TOTAL, A_WINDOW_SPENT, A_NEW_DEMAND, A_RATE, A_ALLOWANCE, A_GAIN, A_TAU, A_FRACTION,
-    A_SLOT_MS, A_SLOT_ROWS, A_WINDOW_LEN_MS, A_WINDOW_ROWS_MIN, A_WINDOW_S,
+    I_K, I_ROWS, I_SEGMENTS, I_WINDOW_MS, I_WINDOW_ROW, I_WINDOW_ROWS, I_SEGMENT_END,
+    I_CLOCK_MS, I_HAS_CLOCK, I_SURE_LO, I_SURE_LO_INF, I_SEG_FILL, I_SEG_ROWS,
+    I_SEG_MEASURED, I_TAILS, I_FADED, I_SLOT_MS, I_SLOT_ROWS, I_WINDOW_LEN_MS,
+    I_WINDOW_ROWS_MIN, I_KEPT, I_DROPPED, N_INTS
+};
+static const char *int_names[N_INTS] = {
+    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
+    "clock_ms", "_has_clock", "_sure_lo", "_sure_lo_inf", "_seg_fill", "_seg_rows",
+    "_seg_measured", "_tails", "_faded", "slot_ms", "slot_rows", "_window_len_ms",
+    "_window_rows_min", "kept", "dropped",
+};
+enum {
+    F_SEG_P, F_TOTAL, F_WINDOW_SPENT, F_NEW_DEMAND, F_RATE, F_ALLOWANCE, F_GAIN, F_TAU,
+    F_FRACTION, F_WINDOW_S, N_FLOATS
+};
+static const char *float_names[N_FLOATS] = {
+    "_seg_p", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
+    "fraction", "_window_s",
+};
+
+/* The attributes of a `CompiledBudget` that `decide` reads, interned once. */
+enum {
+    A_INTS, A_FLOATS,
     /* arrays */
     A_LUT, A_COUNTS, A_EXPOSURE, A_IN_SEGMENT, A_LAST_SEGMENT, A_LAST_ROW, A_SURE_MS,
     A_SURE_ROW, A_LEVEL_COUNTS, A_LEVEL, A_IN_LEVEL, A_TAIL_ON, A_TAIL_AT, A_PHASES, A_ORDER,
     A_SEG_CIX, A_SEG_LAT,
     /* methods */
     A_GROW_LUT, A_ADD_KINDS, A_BEGIN_SEGMENT,
+    /* the views kept */
+    A_VIEWS,
     N_ATTRS
 };
 static const char *attr_names[N_ATTRS] = {
-    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
-    "clock_ms", "_sure_lo", "_seg_fill", "_seg_rows", "_seg_p", "_seg_measured", "_tails",
-    "_faded", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
-    "fraction", "slot_ms", "slot_rows", "_window_len_ms", "_window_rows_min", "_window_s",
+    "_ints", "_floats",
     "_lut", "counts", "exposure", "in_segment", "last_segment", "last_row", "sure_ms",
     "sure_row", "level_counts", "level", "in_level", "tail_on", "tail_at", "phases", "_order",
     "_seg_cix", "_seg_lat",
     "_grow_lut", "_add_kinds", "_begin_segment",
+    "_views",
 };
 static PyObject *attrs[N_ATTRS];
+
+/* The views of a budget's arrays (attributes A_INTS to A_SEG_LAT), kept from call to call
+ * in its `_views` (a capsule): an array the budget still holds is not asked for its
+ * buffer again (its view keeps it alive and its data in place), one it replaced is. */
+#define N_VIEWS (A_SEG_LAT + 1)
+typedef struct {
+    PyObject *obj[N_VIEWS]; /* the array each view is of (NULL: none) */
+    Py_buffer view[N_VIEWS];
+    Py_ssize_t items[N_VIEWS];
+    /* the split levels' scratch (grown, never shrunk): the budget's own, as the levels
+     * call numpy (which may let another thread in) while they hold it */
+    char *split;
+    size_t split_size;
+} Views;
+static const char *VIEWS = "logclust.sidecar._sample_kernel.views";
+
+static void views_free(PyObject *capsule) {
+    Views *v = PyCapsule_GetPointer(capsule, VIEWS);
+    if (!v) {
+        PyErr_Clear();
+        return;
+    }
+    for (int a = 0; a < N_VIEWS; a++)
+        if (v->obj[a]) PyBuffer_Release(&v->view[a]);
+    free(v->split);
+    PyMem_Free(v);
+}
+
+/* The budget's views, made on its first call. NULL with an error set. */
+static Views *views_of(PyObject *self) {
+    PyObject *o = PyObject_GetAttr(self, attrs[A_VIEWS]);
+    if (!o) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+    } else if (PyCapsule_IsValid(o, VIEWS)) {
+        Views *v = PyCapsule_GetPointer(o, VIEWS);
+        Py_DECREF(o); /* the budget holds it */
+        return v;
+    } else {
+        Py_DECREF(o);
+    }
+    Views *v = PyMem_Calloc(1, sizeof *v);
+    if (!v) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(v, VIEWS, views_free);
+    if (!capsule) {
+        PyMem_Free(v);
+        return NULL;
+    }
+    int r = PyObject_SetAttr(self, attrs[A_VIEWS], capsule);
+    Py_DECREF(capsule);
+    return r < 0 ? NULL : v;
+}
+
+/* The data of the budget's array attribute `a`, checked as `get_into` checks it, from its
+ * kept view where it is the same array. */
+static void *get_kept(Views *v, PyObject *self, int a, char kind, int writable,
+                      Py_ssize_t min_len, Py_ssize_t *len) {
+    PyObject *o = PyObject_GetAttr(self, attrs[a]);
+    if (!o) return NULL;
+    if (o != v->obj[a]) {
+        if (v->obj[a]) {
+            PyBuffer_Release(&v->view[a]);
+            v->obj[a] = NULL;
+        }
+        if (!get_into(&v->view[a], o, kind, writable, 0, &v->items[a], attr_names[a])) {
+            Py_DECREF(o);
+            return NULL;
+        }
+        v->obj[a] = o;
+    }
+    Py_DECREF(o); /* the view holds its own reference */
+    if (v->items[a] < min_len) {
+        PyErr_Format(PyExc_ValueError, "%s: wrong type or fewer than %zd items. Received: %s, %zd",
+                     attr_names[a], min_len, v->view[a].format ? v->view[a].format : "B",
+                     v->items[a]);
+        return NULL;
+    }
+    if (len) *len = v->items[a];
+    return v->view[a].buf;
+}
 
 /* A source's ledger as `decide` steps it: its numbers, and its arrays while held. */
 typedef struct {
     PyObject *self;
-    Buffers b;
+    Views *views; /* the budget's arrays' views, numbers' included */
+    int64_t *ints;
+    double *floats;
     int64_t *lut, *last_segment, *last_row, *sure_ms, *sure_row, *order, *seg_cix;
     double *counts, *exposure, *in_segment, *level_counts, *level, *tail_at, *phases, *seg_lat;
     char *in_level, *tail_on;
     Py_ssize_t lut_len, cap, order_len, seg_cap;
     long long k, rows, segments, window_ms, window_row, window_rows, segment_end, clock_ms;
     long long sure_lo, seg_fill, seg_rows, slot_ms, slot_rows, window_len_ms, window_rows_min;
+    long long kept, dropped;
     int has_clock, sure_lo_inf, tails, faded, seg_measured;
     double total, window_spent, new_demand, rate, allowance, gain, tau, seg_p, fraction;
     double window_s;
 } Ledger;
 
-static int get_ll(PyObject *self, int a, long long *out) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *out = PyLong_AsLongLong(o);
-    Py_DECREF(o);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int get_d(PyObject *self, int a, double *out) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *out = PyFloat_AsDouble(o);
-    Py_DECREF(o);
-    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int get_bool(PyObject *self, int a, int *out) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *out = PyObject_IsTrue(o);
-    Py_DECREF(o);
-    return *out < 0 ? -1 : 0;
-}
-
-/* An int (None: *has = 0), or for `_sure_lo` inf (*has = 0). */
-static int get_opt(PyObject *self, int a, long long *out, int *has) {
-    PyObject *o = PyObject_GetAttr(self, attrs[a]);
-    if (!o) return -1;
-    *has = 1;
-    *out = 0;
-    if (o == Py_None || (PyFloat_Check(o) && isinf(PyFloat_AS_DOUBLE(o)) &&
-                         PyFloat_AS_DOUBLE(o) > 0)) {
-        *has = 0;
-    } else {
-        *out = PyLong_AsLongLong(o);
-    }
-    Py_DECREF(o);
-    return PyErr_Occurred() ? -1 : 0;
-}
-
 static int load_numbers(Ledger *L) {
-    PyObject *s = L->self;
-    int sure;
-    if (get_ll(s, A_K, &L->k) || get_ll(s, A_ROWS, &L->rows) ||
-        get_ll(s, A_SEGMENTS, &L->segments) || get_ll(s, A_WINDOW_MS, &L->window_ms) ||
-        get_ll(s, A_WINDOW_ROW, &L->window_row) || get_ll(s, A_WINDOW_ROWS, &L->window_rows) ||
-        get_ll(s, A_SEGMENT_END, &L->segment_end) ||
-        get_opt(s, A_CLOCK_MS, &L->clock_ms, &L->has_clock) ||
-        get_opt(s, A_SURE_LO, &L->sure_lo, &sure) || get_ll(s, A_SEG_FILL, &L->seg_fill) ||
-        get_ll(s, A_SEG_ROWS, &L->seg_rows) || get_d(s, A_SEG_P, &L->seg_p) ||
-        get_bool(s, A_SEG_MEASURED, &L->seg_measured) || get_bool(s, A_TAILS, &L->tails) ||
-        get_bool(s, A_FADED, &L->faded) || get_d(s, A_TOTAL, &L->total) ||
-        get_d(s, A_WINDOW_SPENT, &L->window_spent) || get_d(s, A_NEW_DEMAND, &L->new_demand) ||
-        get_d(s, A_RATE, &L->rate) || get_d(s, A_ALLOWANCE, &L->allowance) ||
-        get_d(s, A_GAIN, &L->gain) || get_d(s, A_TAU, &L->tau) ||
-        get_d(s, A_FRACTION, &L->fraction) || get_ll(s, A_SLOT_MS, &L->slot_ms) ||
-        get_ll(s, A_SLOT_ROWS, &L->slot_rows) ||
-        get_ll(s, A_WINDOW_LEN_MS, &L->window_len_ms) ||
-        get_ll(s, A_WINDOW_ROWS_MIN, &L->window_rows_min) || get_d(s, A_WINDOW_S, &L->window_s))
-        return -1;
-    L->sure_lo_inf = !sure;
+    L->ints = get_kept(L->views, L->self, A_INTS, 'q', 1, N_INTS, NULL);
+    L->floats = L->ints ? get_kept(L->views, L->self, A_FLOATS, 'd', 1, N_FLOATS, NULL) : NULL;
+    if (!L->floats) return -1;
+    const int64_t *i = L->ints;
+    const double *f = L->floats;
+    L->k = i[I_K];
+    L->rows = i[I_ROWS];
+    L->segments = i[I_SEGMENTS];
+    L->window_ms = i[I_WINDOW_MS];
+    L->window_row = i[I_WINDOW_ROW];
+    L->window_rows = i[I_WINDOW_ROWS];
+    L->segment_end = i[I_SEGMENT_END];
+    L->clock_ms = i[I_CLOCK_MS];
+    L->has_clock = i[I_HAS_CLOCK] != 0;
+    L->sure_lo = i[I_SURE_LO];
+    L->sure_lo_inf = i[I_SURE_LO_INF] != 0;
+    L->seg_fill = i[I_SEG_FILL];
+    L->seg_rows = i[I_SEG_ROWS];
+    L->seg_measured = i[I_SEG_MEASURED] != 0;
+    L->tails = i[I_TAILS] != 0;
+    L->faded = i[I_FADED] != 0;
+    L->slot_ms = i[I_SLOT_MS];
+    L->slot_rows = i[I_SLOT_ROWS];
+    L->window_len_ms = i[I_WINDOW_LEN_MS];
+    L->window_rows_min = i[I_WINDOW_ROWS_MIN];
+    L->kept = i[I_KEPT];
+    L->dropped = i[I_DROPPED];
+    L->seg_p = f[F_SEG_P];
+    L->total = f[F_TOTAL];
+    L->window_spent = f[F_WINDOW_SPENT];
+    L->new_demand = f[F_NEW_DEMAND];
+    L->rate = f[F_RATE];
+    L->allowance = f[F_ALLOWANCE];
+    L->gain = f[F_GAIN];
+    L->tau = f[F_TAU];
+    L->fraction = f[F_FRACTION];
+    L->window_s = f[F_WINDOW_S];
     if (L->window_rows_min < 1) {
         PyErr_Format(PyExc_ValueError, "_window_rows_min must be positive. Received: %lld",
                      L->window_rows_min);
@@ -1117,57 +1225,47 @@ static int load_numbers(Ledger *L) {
     return 0;
 }
 
-static int set_attr(PyObject *self, int a, PyObject *v) {
-    if (!v) return -1;
-    int r = PyObject_SetAttr(self, attrs[a], v);
-    Py_DECREF(v);
-    return r;
-}
-
-/* The numbers `decide` changes, written back. */
+/* The numbers `decide` changes, written back (into the arrays `load_numbers` read). */
 static int store_numbers(const Ledger *L) {
-    PyObject *s = L->self;
-    return set_attr(s, A_ROWS, PyLong_FromLongLong(L->rows)) ||
-           set_attr(s, A_SEGMENTS, PyLong_FromLongLong(L->segments)) ||
-           set_attr(s, A_WINDOW_MS, PyLong_FromLongLong(L->window_ms)) ||
-           set_attr(s, A_WINDOW_ROW, PyLong_FromLongLong(L->window_row)) ||
-           set_attr(s, A_WINDOW_ROWS, PyLong_FromLongLong(L->window_rows)) ||
-           set_attr(s, A_SEGMENT_END, PyLong_FromLongLong(L->segment_end)) ||
-           set_attr(s, A_CLOCK_MS,
-                    L->has_clock ? PyLong_FromLongLong(L->clock_ms) : Py_NewRef(Py_None)) ||
-           set_attr(s, A_SURE_LO, L->sure_lo_inf ? PyFloat_FromDouble(INFINITY)
-                                                 : PyLong_FromLongLong(L->sure_lo)) ||
-           set_attr(s, A_SEG_FILL, PyLong_FromLongLong(L->seg_fill)) ||
-           set_attr(s, A_SEG_ROWS, PyLong_FromLongLong(L->seg_rows)) ||
-           set_attr(s, A_SEG_P, PyFloat_FromDouble(L->seg_p)) ||
-           set_attr(s, A_SEG_MEASURED, PyBool_FromLong(L->seg_measured)) ||
-           set_attr(s, A_FADED, PyBool_FromLong(L->faded)) ||
-           set_attr(s, A_TAILS, PyBool_FromLong(L->tails)) ||
-           set_attr(s, A_TOTAL, PyFloat_FromDouble(L->total)) ||
-           set_attr(s, A_WINDOW_SPENT, PyFloat_FromDouble(L->window_spent)) ||
-           set_attr(s, A_NEW_DEMAND, PyFloat_FromDouble(L->new_demand)) ||
-           set_attr(s, A_RATE, PyFloat_FromDouble(L->rate)) ||
-           set_attr(s, A_ALLOWANCE, PyFloat_FromDouble(L->allowance)) ||
-           set_attr(s, A_GAIN, PyFloat_FromDouble(L->gain)) ||
-           set_attr(s, A_TAU, PyFloat_FromDouble(L->tau))
-               ? -1
-               : 0;
+    int64_t *i = L->ints;
+    double *f = L->floats;
+    i[I_ROWS] = L->rows;
+    i[I_SEGMENTS] = L->segments;
+    i[I_WINDOW_MS] = L->window_ms;
+    i[I_WINDOW_ROW] = L->window_row;
+    i[I_WINDOW_ROWS] = L->window_rows;
+    i[I_SEGMENT_END] = L->segment_end;
+    i[I_CLOCK_MS] = L->has_clock ? L->clock_ms : 0;
+    i[I_HAS_CLOCK] = L->has_clock;
+    i[I_SURE_LO] = L->sure_lo_inf ? 0 : L->sure_lo;
+    i[I_SURE_LO_INF] = L->sure_lo_inf;
+    i[I_SEG_FILL] = L->seg_fill;
+    i[I_SEG_ROWS] = L->seg_rows;
+    i[I_SEG_MEASURED] = L->seg_measured;
+    i[I_FADED] = L->faded;
+    i[I_TAILS] = L->tails;
+    i[I_KEPT] = L->kept;
+    i[I_DROPPED] = L->dropped;
+    f[F_SEG_P] = L->seg_p;
+    f[F_TOTAL] = L->total;
+    f[F_WINDOW_SPENT] = L->window_spent;
+    f[F_NEW_DEMAND] = L->new_demand;
+    f[F_RATE] = L->rate;
+    f[F_ALLOWANCE] = L->allowance;
+    f[F_GAIN] = L->gain;
+    f[F_TAU] = L->tau;
+    return 0;
 }
 
 static void *get_attr_array(Ledger *L, int a, char kind, int writable, Py_ssize_t min_len,
                             Py_ssize_t *len) {
-    PyObject *o = PyObject_GetAttr(L->self, attrs[a]);
-    if (!o) return NULL;
-    void *data = get(&L->b, o, kind, writable, min_len, len, attr_names[a]);
-    Py_DECREF(o); /* the view holds its own reference */
-    return data;
+    return get_kept(L->views, L->self, a, kind, writable, min_len, len);
 }
 
 /* The ledger's arrays, checked: every per-cluster array of `cap` slots or more, phases of
  * STRATA * cap, k within them, the segment's scratch of SEGMENT_ROWS. */
 static int load_arrays(Ledger *L) {
     Py_ssize_t phases_len;
-    release(&L->b);
     if (!(L->counts = get_attr_array(L, A_COUNTS, 'd', 1, 0, &L->cap)) ||
         !(L->lut = get_attr_array(L, A_LUT, 'q', 0, 0, &L->lut_len)) ||
         !(L->exposure = get_attr_array(L, A_EXPOSURE, 'd', 1, L->cap, NULL)) ||
@@ -1201,7 +1299,6 @@ static int call_back(Ledger *L, int a, PyObject *arg) {
         Py_XDECREF(arg);
         return -1;
     }
-    release(&L->b);
     PyObject *r = PyObject_CallMethodOneArg(L->self, attrs[a], arg);
     Py_DECREF(arg);
     if (!r) return -1;
@@ -1426,11 +1523,19 @@ static int split_levels(Ledger *L, double floor_p, double target, double fair_ta
     Py_ssize_t cap = L->cap, k = 0;
     /* counts, split flags and slots of the level (k), then room for 6 breaks each */
     size_t slots = (size_t)6 * (size_t)cap + 2;
-    char *mem = malloc(slots * (9 * sizeof(double) + 2 * sizeof(int64_t)) + (size_t)cap * 2);
-    if (!mem) {
-        PyErr_NoMemory();
-        return -1;
+    size_t bytes = slots * (9 * sizeof(double) + 2 * sizeof(int64_t)) + (size_t)cap * 2;
+    Views *v = L->views;
+    if (bytes > v->split_size) {
+        char *grown = malloc(bytes + bytes / 2);
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        free(v->split);
+        v->split = grown;
+        v->split_size = bytes + bytes / 2;
     }
+    char *mem = v->split;
     double *counts = (double *)mem, *freq = counts + cap;
     int64_t *slot = (int64_t *)(freq + cap);
     LevelRoom w;
@@ -1479,7 +1584,6 @@ static int split_levels(Ledger *L, double floor_p, double target, double fair_ta
     L->tau = tau;
     status = 0;
 done:
-    free(mem);
     return status;
 }
 
@@ -1520,14 +1624,12 @@ static int estimate_tails(Ledger *L, Py_ssize_t fill) {
             return -1;
         }
     /* rows per cluster, measured rows of the large ones, where each cluster's begin */
-    Py_ssize_t *per = calloc((size_t)(3 * k + 1), sizeof *per);
-    double *values = malloc((size_t)(fill + 1) * sizeof *values);
-    if (!per || !values) {
-        free(per);
-        free(values);
-        PyErr_NoMemory();
-        return -1;
-    }
+    /* per (k), on (k + 1), at (k), then the values (fill + 1) */
+    size_t ints = (size_t)(3 * k + 1) * sizeof(Py_ssize_t);
+    Py_ssize_t *per = room(ROOM_TAILS, ints + (size_t)(fill + 1) * sizeof(double));
+    if (!per) return -1;
+    memset(per, 0, ints);
+    double *values = (double *)((char *)per + ints);
     Py_ssize_t *on = per + k, *at = on + k + 1;
     for (Py_ssize_t r = 0; r < fill; r++) per[L->seg_cix[r]]++;
     Py_ssize_t measured = 0;
@@ -1558,8 +1660,6 @@ static int estimate_tails(Ledger *L, Py_ssize_t fill) {
         }
         L->tails = 1;
     }
-    free(values);
-    free(per);
     return 0;
 }
 
@@ -1677,7 +1777,8 @@ static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
  * (`SourceBudget._parts`, windows turned at their first row), each segment's start where
  * no latency nor tail is involved (else the budget's `_begin_segment`), and each part's
  * rows (`part`, new kinds given an index by the budget's `_add_kinds`), the budget's
- * numbers read at the start and written back at the end.
+ * numbers read at the start and written back at the end (the rows kept and dropped
+ * counted there too).
  */
 #define NEGATIVE_IDS -1
 #define OTHER_ARRAYS -2
@@ -1720,7 +1821,8 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
         result = PyLong_FromLong(NEGATIVE_IDS);
         goto done;
     }
-    if (load_numbers(&L) < 0 || load_arrays(&L) < 0) goto done;
+    if (!(L.views = views_of(L.self)) || load_numbers(&L) < 0 || load_arrays(&L) < 0)
+        goto done;
     if (hi >= L.lut_len && call_back(&L, A_GROW_LUT, PyLong_FromLongLong(hi + 1)) < 0)
         goto done; /* ids index the table: as the reference grows it */
     int turns = (__int128)t_max - L.window_ms >= L.window_len_ms;
@@ -1748,10 +1850,11 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
         kept += got;
         start = (Py_ssize_t)stop;
     }
+    L.kept += kept;
+    L.dropped += n - kept;
     if (store_numbers(&L) < 0) goto done;
     result = PyLong_FromSsize_t(kept);
 done:
-    release(&L.b);
     release(&b);
     return result;
 }
@@ -1810,6 +1913,20 @@ static struct PyModuleDef module = {
     "The per-row loops of sampling by cluster, compiled (see sample_compiled.py).", -1, methods,
 };
 
+/* A tuple of `n` names (the order of the ledger's numbers), or NULL with an error set. */
+static PyObject *names_tuple(const char **names, int n) {
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (!s) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
+}
+
 PyMODINIT_FUNC PyInit__sample_kernel(void) {
     for (int a = 0; a < N_ATTRS; a++)
         if (!attrs[a] && !(attrs[a] = PyUnicode_InternFromString(attr_names[a]))) return NULL;
@@ -1833,7 +1950,9 @@ PyMODINIT_FUNC PyInit__sample_kernel(void) {
         PyModule_AddObject(m, "TAIL_MEMORY_ROWS", PyFloat_FromDouble(TAIL_MEMORY_ROWS)) < 0 ||
         PyModule_AddIntConstant(m, "TAIL_MIN_ROWS", TAIL_MIN_ROWS) < 0 ||
         PyModule_AddIntConstant(m, "NEGATIVE_IDS", NEGATIVE_IDS) < 0 ||
-        PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0) {
+        PyModule_AddIntConstant(m, "OTHER_ARRAYS", OTHER_ARRAYS) < 0 ||
+        PyModule_AddObject(m, "INT_NUMBERS", names_tuple(int_names, N_INTS)) < 0 ||
+        PyModule_AddObject(m, "FLOAT_NUMBERS", names_tuple(float_names, N_FLOATS)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

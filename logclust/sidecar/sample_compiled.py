@@ -9,8 +9,12 @@ call (`decide`): the kernel walks the batch's parts and windows, starts each seg
 close of the last, its tail estimates included; the decay, the level's kinds, their order
 and the water levels, split ones included), decides each part's rows (grouping by cluster,
 p, kinds outside the level, strata, sure rows, the draw, the counts) into scratch arrays the
-budget allocates once, and steps the ledger's numbers, which stay attributes of the budget
-(read at the call's start, written back at its end). What is rare it hands back to the
+budget allocates once, and steps the ledger's numbers: slots of two small arrays
+(`INT_NUMBERS`, `FLOAT_NUMBERS`) that the budget's attributes of those names read and write,
+so the kernel reads them at the call's start and writes them back at its end in place. It
+keeps its views of the budget's arrays from call to call (an array the budget replaced is
+viewed and checked again), and its own scratch lasts from call to call: a batch allocates
+nothing but its two answer columns. What is rare it hands back to the
 budget's Python methods: a new kind's index and phases (`_add_kinds`), a larger id table
 (`_grow_lut`), and a segment's start after new kinds (`_begin_segment`: the counts' order
 grows). `segment` and `part` remain callable alone, as the Python path and tests use them.
@@ -18,7 +22,9 @@ grows). `segment` and `part` remain callable alone, as the Python path and tests
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -32,7 +38,22 @@ from logclust.sidecar.sample_rows import Decisions, SourceBudget
 SAMPLER_ENV = "LOGCLUST_SAMPLER"
 # The kernel's calls as this module makes them: a kernel built from another version of
 # _sample_kernel.c (a checkout not built again) is not used.
-KERNEL_VERSION = 2
+KERNEL_VERSION = 3
+# The ledger's numbers the kernel steps, in the order of their slots in the budget's
+# `_ints` (int64) and `_floats` (float64); each an attribute of `CompiledBudget` that reads
+# and writes its slot. `_has_clock` and `_sure_lo_inf` say whether `clock_ms` is set and
+# whether `_sure_lo` is infinite (None and inf have no int64).
+INT_NUMBERS = (
+    "_k", "rows", "segments", "window_ms", "window_row", "window_rows", "_segment_end",
+    "clock_ms", "_has_clock", "_sure_lo", "_sure_lo_inf", "_seg_fill", "_seg_rows",
+    "_seg_measured", "_tails", "_faded", "slot_ms", "slot_rows", "_window_len_ms",
+    "_window_rows_min", "kept", "dropped",
+)  # fmt: skip
+FLOAT_NUMBERS = (
+    "_seg_p", "total", "window_spent", "new_demand", "rate", "allowance", "gain", "tau",
+    "fraction", "_window_s",
+)  # fmt: skip
+_BOOLS = ("_seg_measured", "_tails", "_faded")
 
 
 def _load() -> ModuleType | None:
@@ -61,11 +82,17 @@ def _load() -> ModuleType | None:
         and kernel.RATE_RANGE == sample_ledger.RATE_RANGE
         and kernel.TAIL_MEMORY_ROWS == sample_ledger.TAIL_MEMORY_ROWS
         and kernel.TAIL_MIN_ROWS == sample_ledger.TAIL_MIN_ROWS
+        and kernel.INT_NUMBERS == INT_NUMBERS
+        and kernel.FLOAT_NUMBERS == FLOAT_NUMBERS
     )
     return kernel if same else None
 
 
 _KERNEL = _load()
+
+
+# The kernel's batch call, looked up once (None: not built; `CompiledBudget` then unused).
+_decide: Callable[..., int] | None = None if _KERNEL is None else _KERNEL.decide
 
 
 def compiled() -> ModuleType | None:
@@ -78,6 +105,10 @@ class CompiledBudget(SourceBudget):
     decisions). Batches with negative cluster ids go to the numpy reference."""
 
     def __init__(self, fraction: float, config: SamplingConfig, key: int) -> None:
+        # The ledger's numbers, in the slots the kernel reads (INT_NUMBERS, FLOAT_NUMBERS):
+        # before the ledger's own start sets them.
+        self._ints = np.zeros(len(INT_NUMBERS), np.int64)
+        self._floats = np.zeros(len(FLOAT_NUMBERS))
         super().__init__(fraction, config, key)
         # The current segment's parts as the kernel leaves them for `_close_segment`: each
         # grouped row's cluster index and latency (a segment holds at most SEGMENT_ROWS
@@ -89,6 +120,9 @@ class CompiledBudget(SourceBudget):
         self._seg_rows = 0
         self._seg_p = 0.0
         self._seg_measured = False
+        # The kernel's views of the arrays above, kept from call to call (a capsule it
+        # makes on its first call; an array replaced here is viewed again).
+        self._views: object = None
         # The windows' spans, as the kernel reads them.
         self._window_len_ms = self.window_len_ms
         self._window_rows_min = self.window_rows_min
@@ -98,21 +132,36 @@ class CompiledBudget(SourceBudget):
         """Keeps or drops each row of this source, in stream order (as
         `SourceBudget.decide`), in one call of the kernel per batch."""
         n = ids.size
-        if not n or ids.dtype.kind not in "iu":
-            return super().decide(ids, time_ms, latency)
-        assert _KERNEL is not None
         keep = np.empty(n, bool)
         weight = np.empty(n, np.float64)
-        kept = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
-        if kept == _KERNEL.OTHER_ARRAYS:  # of another type or layout: converted once
+        assert _decide is not None
+        kept = _decide(self, ids, time_ms, latency, keep, weight)  # counts the kept rows
+        if kept < 0:  # nothing decided: the arrays of another kind, or negative ids
+            return self._decide_other(kept, ids, time_ms, latency, keep, weight)
+        return Decisions(keep, weight)
+
+    def _decide_other(
+        self,
+        why: int,
+        ids: np.ndarray,
+        time_ms: np.ndarray,
+        latency: np.ndarray,
+        keep: np.ndarray,
+        weight: np.ndarray,
+    ) -> Decisions:
+        """A batch the kernel did not take (`why`): no rows or ids that are not integers
+        and negative ids go to the numpy reference; arrays of another type or layout are
+        converted once and given to the kernel again."""
+        assert _KERNEL is not None
+        if why == _KERNEL.OTHER_ARRAYS:
+            if not ids.size or ids.dtype.kind not in "iu":
+                return super().decide(ids, time_ms, latency)
             ids = np.ascontiguousarray(ids, np.int64 if ids.dtype != np.int32 else np.int32)
             time_ms = np.ascontiguousarray(time_ms, np.int64)
             latency = np.ascontiguousarray(latency, np.float64)
-            kept = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
-        if kept == _KERNEL.NEGATIVE_IDS:
+            why = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
+        if why == _KERNEL.NEGATIVE_IDS:
             return super().decide(ids, time_ms, latency)
-        self.kept += kept
-        self.dropped += n - kept
         return Decisions(keep, weight)
 
     def _close_segment(self) -> None:
@@ -163,3 +212,36 @@ class CompiledBudget(SourceBudget):
         counts = self.level_counts[self.in_level]
         split = self.tail_on[self.in_level] & ~np.isnan(self.tail_at[self.in_level])
         self._set_split_levels(counts, split, floor, target, fair_target, young)
+
+
+def _int_slot(i: int, name: str) -> property:
+    """The attribute of int64 slot `i`: an int (a bool for flags; None for `clock_ms`
+    unset, inf for `_sure_lo` unset, as the reference keeps them)."""
+    if name in _BOOLS:
+        return property(lambda s: bool(s._ints.item(i)), lambda s, v: s._ints.__setitem__(i, v))
+    if name in ("clock_ms", "_sure_lo"):
+        flag = INT_NUMBERS.index("_has_clock" if name == "clock_ms" else "_sure_lo_inf")
+        unset, unset_flag = (None, 0) if name == "clock_ms" else (math.inf, 1)
+
+        def get(s: CompiledBudget) -> int | float | None:
+            return unset if s._ints.item(flag) == unset_flag else s._ints.item(i)
+
+        def put(s: CompiledBudget, v: int | float | None) -> None:
+            gone = v is None or v == math.inf
+            s._ints[flag] = unset_flag if gone else 1 - unset_flag
+            s._ints[i] = 0 if gone else int(v)  # type: ignore[arg-type]
+
+        return property(get, put)
+    return property(lambda s: s._ints.item(i), lambda s, v: s._ints.__setitem__(i, v))
+
+
+def _float_slot(i: int) -> property:
+    """The attribute of float64 slot `i`, a float."""
+    return property(lambda s: s._floats.item(i), lambda s, v: s._floats.__setitem__(i, v))
+
+
+for _i, _name in enumerate(INT_NUMBERS):
+    if not _name.startswith(("_has_", "_sure_lo_inf")):
+        setattr(CompiledBudget, _name, _int_slot(_i, _name))
+for _i, _name in enumerate(FLOAT_NUMBERS):
+    setattr(CompiledBudget, _name, _float_slot(_i))

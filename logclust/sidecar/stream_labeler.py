@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -235,11 +235,21 @@ class StreamLabeler:
         over = contract.over_max_latency(latency, self.config.max_latency_ms)
         if over.any():  # not measured for the metrics either
             latency = np.where(over, np.nan, latency)
-        labels = BatchLabels(ids, p.distances, names, codes, latency, batch.headers, groups=groups)
-        if self.sampler is None:
-            return labels
-        sample = self.sampler.decide(names, codes, ids, p.time_ms, latency)
-        return replace(labels, keep=sample.keep, weight=sample.weight)
+        keep = weight = None
+        if self.sampler is not None:
+            sample = self.sampler.decide(names, codes, ids, p.time_ms, latency)
+            keep, weight = sample.keep, sample.weight
+        return BatchLabels(
+            ids,
+            p.distances,
+            names,
+            codes,
+            latency,
+            batch.headers,
+            groups=groups,
+            keep=keep,
+            weight=weight,
+        )
 
     def header_bytes(self, table: pa.Table) -> int:
         """An upper bound of the bytes the `log_<field>` columns add to `table`'s answer:

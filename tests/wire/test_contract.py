@@ -172,3 +172,16 @@ def test_decoded_size_reads_compressed_lengths_without_decompressing() -> None:
         with pytest.raises(LimitExceededError, match="max_decompressed_bytes"):
             ipc.decode_ipc(data, max_decoded_bytes=table.nbytes // 2)
         assert ipc.decode_ipc(data, max_decoded_bytes=table.nbytes * 2).equals(table)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000])
+def test_with_sample_builds_the_columns_pa_array_would(n: int) -> None:
+    rng = np.random.default_rng(n)
+    table = pa.table({"body": pa.array([f"line {i}" for i in range(n)], pa.string())})
+    keep = rng.random(n) < 0.3
+    weight = np.where(keep, 1.0 / 0.3, 0.0)
+    got = contract.with_sample(table, keep, weight)
+    assert got.column_names == ["body", contract.KEEP, contract.SAMPLE_WEIGHT]
+    assert got.column(contract.KEEP).equals(pa.chunked_array([pa.array(keep, pa.bool_())]))
+    assert got.column(contract.SAMPLE_WEIGHT).to_numpy().tobytes() == weight.tobytes()
+    got.validate(full=True)
