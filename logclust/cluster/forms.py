@@ -34,6 +34,7 @@ KIND = "<kind>"
 # What masking keeps of a JSON body's kind (`logclust.text.structure.KIND_KEYS`): a
 # top-level `"type": "click"` (nested ones and other values are placeholders).
 _KIND_PAIR = re.compile(r'"(' + "|".join(sorted(KIND_KEYS)) + r')": "([A-Za-z_][A-Za-z_.:-]*)"')
+_KIND_NAME = re.compile(r"[A-Za-z_][A-Za-z_.:-]*")  # a kept form value (a placeholder is none)
 # A start tag: its name (not `</`, `<?`, `<!`; a masked value such as `<NUM>` is none),
 # its attributes (masked values in them), and whether it closes itself.
 _XML_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)((?:[^<>]|<(?:\*|[A-Z][A-Z0-9_]*)>)*?)(/?)>")
@@ -44,9 +45,9 @@ INNER = "/"
 
 def form_keys(masked: str) -> Fields | None:
     """The fields of a structured body, sorted, behind a tag: a form's field names
-    (`[path?]k=v&k=v...`), an XML body's element names, a JSON body's named kind
-    (`"operationName": "GetCart"`, kept by masking); None for other texts. Bodies with
-    the same fields are one kind whatever their order or path."""
+    (`[path?]k=v&k=v...`), an XML body's element names, a JSON body's or a form's named
+    kind (`"operationName": "GetCart"`, `action=delete`, kept by masking); None for other
+    texts. Bodies with the same fields are one kind whatever their order or path."""
     s = masked.strip()
     if s.startswith("<") and s.endswith(">") and ("</" in s or "/>" in s):
         return _xml_fields(s)
@@ -56,10 +57,13 @@ def form_keys(masked: str) -> Fields | None:
     if " " in s or "=" not in s:
         return None
     query = s.split("?", 1)[1] if "?" in s else s
-    keys = [part.split("=", 1)[0] for part in query.split("&") if part]
-    if not keys or any("=" not in part for part in query.split("&") if part):
+    pairs = [part.split("=", 1) for part in query.split("&") if part]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
         return None
-    return (FORM, *sorted(keys))
+    kind = {f"{k}={v}" for k, v in pairs if k in KIND_KEYS and _KIND_NAME.fullmatch(v)}
+    if kind:  # a form that names its kind (`action=delete`) is that kind, as JSON's
+        return (KIND, *sorted(kind))
+    return (FORM, *sorted(k for k, _ in pairs))
 
 
 def _xml_fields(text: str) -> Fields | None:

@@ -37,10 +37,11 @@ MAX_DEPTH = 32
 # `{` positions tried per row when looking for JSON embedded in a log line: bounds the
 # work on lines full of braces that are not JSON.
 MAX_EMBED_TRIES = 8
-# Top-level keys whose string value names the body's kind: kept when it is a name
-# (letters, `_`, `.`, `:`, `-`; no digits, at most 64 characters), masked otherwise. Two
-# GraphQL operations sent as persisted queries differ only in `operationName`, two
-# events only in `type`; a nested key (`shipping.method`) is a value like any other.
+# Top-level keys whose string value names the body's kind (a JSON object's, a form's):
+# kept when it is a name (letters, `_`, `.`, `:`, `-`; no digits, at most 64 characters),
+# masked otherwise. Two GraphQL operations sent as persisted queries differ only in
+# `operationName`, two events only in `type`, two form posts only in `action`; a nested
+# key (`shipping.method`) is a value like any other.
 KIND_KEYS = frozenset(
     {"operationName", "operation", "op", "type", "event", "eventType", "event_type", "action",
      "kind", "command"}
@@ -239,12 +240,23 @@ def _mask_form(text: str, shape: str) -> str | None:
         return None
     target = text[m.start(1) : m.end(1)] if m.group(1) else ""
     pairs = [
-        text[p.start(1) : p.end(1)] + "=" + _form_value(text, shape, p.start(2), p.end(2))
+        text[p.start(1) : p.end(1)] + "=" + _pair_value(text, shape, p)
         for p in _PAIR_SPLIT.finditer(shape, m.start(2), m.end(2))
     ]
     trailing = "&" if shape[m.start(2) : m.end(2)].endswith("&") else ""
     version = " " + text[m.start(3) : m.end(3)].strip() if m.group(3) else ""
     return target + "&".join(pairs) + trailing + version
+
+
+def _pair_value(text: str, shape: str, pair: re.Match[str]) -> str:
+    """A form field's value masked, or kept where it names the form's kind
+    (`action=delete`: `KIND_KEYS`, decided on the shape)."""
+    start, end = pair.start(2), pair.end(2)
+    if text[pair.start(1) : pair.end(1)] in KIND_KEYS and _KIND_VALUE.fullmatch(
+        '"' + shape[start:end] + '"'
+    ):
+        return text[start:end]
+    return _form_value(text, shape, start, end)
 
 
 def _form_value(text: str, shape: str, start: int, end: int) -> str:

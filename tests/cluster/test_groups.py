@@ -112,19 +112,21 @@ def test_structured_kinds_sharing_keys_stay_apart(labeler: StreamLabeler) -> Non
         texts.append(soap % ("CancelOrder", i, "CancelOrder"))
         texts.append(persisted % ("GetCart", i, "9f86d081884c"))
         texts.append(persisted % ("EmptyCart", i, "60303ae22b99"))
+        texts.append(f"action=archive&item={i}&note=n{i}")  # forms that name their kind
+        texts.append(f"action=restore&item={i}&note=n{i}")
     r = labeler.label(texts, source="structured")
     assert r.groups is not None
-    kinds = np.array([i % 6 for i in range(len(texts))])
+    kinds = np.array([i % 8 for i in range(len(texts))])
     # Each operation is one cluster and one group of its own, at both levels: the two
     # SOAP operations differ only in their element names, the persisted queries only in
-    # `operationName`, which no embedding distance tells apart as well.
-    for a in range(6):
+    # `operationName`, the forms only in `action`, which no embedding tells apart as well.
+    for a in range(8):
         assert len(set(r.ids[kinds == a].tolist())) == 1
-        for b in range(a + 1, 6):
+        for b in range(a + 1, 8):
             assert not set(r.ids[kinds == a].tolist()) & set(r.ids[kinds == b].tolist())
             shared = set(r.groups[kinds == a].tolist()) & set(r.groups[kinds == b].tolist())
             assert not shared, f"kinds {a} and {b} share groups {shared}"
-    assert len(set(r.groups.tolist())) == len(set(r.ids.tolist())) == 6
+    assert len(set(r.groups.tolist())) == len(set(r.ids.tolist())) == 8
 
 
 def test_groups_survive_save_and_restore(labeler: StreamLabeler) -> None:

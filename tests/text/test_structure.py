@@ -363,3 +363,7 @@ def test_a_value_that_names_the_kind_is_kept_at_the_top_level_only() -> None:
     assert mask_text('{"type": "%s"}' % ("x" * 65)) == '{"type": <*>}'
     assert mask_text('{"shipping": {"type": "express"}}') == '{"shipping": {"type": <*>}}'
     assert mask_text('{"level": "info"}') == '{"level": <*>}'
+    # A form names its kind the same way; a query string too.
+    assert mask_text("action=delete&id=7") == "action=delete&id=<NUM>"
+    assert mask_text("action=v2delete&id=7") == "action=<*>&id=<NUM>"
+    assert mask_text("/api/items?op=search&q=red+shoes") == "/api/items?op=search&q=<*>"
