@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from logclust.cluster.descriptions import ClusterStats
-from logclust.text.structure import KIND_KEYS
+from logclust.text.structure import KIND_KEYS, KIND_NAME
 
 Fields = tuple[str, ...]
 
@@ -33,8 +33,8 @@ XML = "<xml>"
 KIND = "<kind>"
 # What masking keeps of a JSON body's kind (`logclust.text.structure.KIND_KEYS`): a
 # top-level `"type": "click"` (nested ones and other values are placeholders).
-_KIND_PAIR = re.compile(r'"(' + "|".join(sorted(KIND_KEYS)) + r')": "([A-Za-z_][A-Za-z_.:-]*)"')
-_KIND_NAME = re.compile(r"[A-Za-z_][A-Za-z_.:-]*")  # a kept form value (a placeholder is none)
+_KIND_PAIR = re.compile(r'"(' + "|".join(sorted(KIND_KEYS)) + r')": "(' + KIND_NAME + ')"')
+_KIND_NAME = re.compile(KIND_NAME)  # a kept form value (a placeholder is none)
 # A start tag: its name (not `</`, `<?`, `<!`; a masked value such as `<NUM>` is none),
 # its attributes (masked values in them), and whether it closes itself.
 _XML_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)((?:[^<>]|<(?:\*|[A-Z][A-Z0-9_]*)>)*?)(/?)>")
@@ -156,12 +156,13 @@ class FormIndex:
 
     def plan(self, texts: list[str], rows: list[int]) -> BodyPlan:
         """Sorts the bodies `texts` (at `rows`): those whose fields have a cluster
-        (`known`), those whose fields an earlier body of the batch brings (`later`), and
-        the rest (`left`, one body per set of fields), placed by their embeddings; of
-        those, XML bodies (`apart`) each open a cluster of their own."""
+        (`known`; never by a named kind alone), those whose fields an earlier body of the
+        batch brings (`later`), and the rest (`left`, one body per set of fields), placed
+        by their embeddings; of those, bodies of a kind (`apart`) join their nearest
+        cluster only where `joinable`, else each opens its own."""
         out = BodyPlan()
         for text, j in zip(texts, rows, strict=True):
-            keys = form_keys(text)  # a named JSON kind is a bar to other kinds, no more:
+            keys = form_keys(text)
             known = None if keys is None or keys[0] == KIND else self.find(keys)
             if known is not None:
                 out.known.append((j, known))
@@ -195,13 +196,11 @@ def near(keys: Fields, forms: dict[Fields, int]) -> int | None:
     found = forms.get(keys)
     if found is not None:
         return found
-    mine = set(keys[1:])
     if keys[0] == XML:
         return _near_xml(keys, forms)
-    if keys[0] == KIND:  # a named kind is that name only
+    if keys[0] == KIND or len(keys) < 3:  # a named kind is that name only
         return None
-    if len(keys) < 3:
-        return None
+    mine = set(keys[1:])
     for other, value in forms.items():
         if abs(len(other) - len(keys)) == 1 and min(len(other), len(keys)) >= 3:
             if len(mine.symmetric_difference(other[1:])) == 1:

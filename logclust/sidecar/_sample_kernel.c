@@ -82,6 +82,38 @@ static void *get(Buffers *b, PyObject *o, char kind, int writable, Py_ssize_t mi
     return data;
 }
 
+/* A batch's ids (int32 or int64: `*wide`), times (int64) and latencies (float64), one
+ * length `*n` of at least `min_n`, as views of `b`: `arrays` is `ids, time_ms, latency`.
+ * NULL, with an exception set, where one is not such an array. */
+static void *batch_arrays(Buffers *b, PyObject *const *arrays, Py_ssize_t min_n, int *wide,
+                          Py_ssize_t *n, int64_t **time_ms, double **latency) {
+    Py_buffer probe;
+    if (PyObject_GetBuffer(arrays[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
+        return NULL;
+    }
+    *wide = probe.itemsize == 8;
+    PyBuffer_Release(&probe);
+    void *ids = get(b, arrays[0], *wide ? 'q' : 'i', 0, min_n, n, "ids");
+    *time_ms = ids ? get(b, arrays[1], 'q', 0, *n, NULL, "time_ms") : NULL;
+    *latency = *time_ms ? get(b, arrays[2], 'd', 0, *n, NULL, "latency") : NULL;
+    return *latency ? ids : NULL;
+}
+
+/* The least and greatest id and time of a batch of n >= 1 rows: `{lo, hi, t_lo, t_hi}`. */
+static void batch_bounds(const void *ids, int wide, const int64_t *time_ms, Py_ssize_t n,
+                         int64_t out[4]) {
+    int64_t lo = INT64_MAX, hi = INT64_MIN, t_lo = INT64_MAX, t_hi = INT64_MIN;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        int64_t id = wide ? ((const int64_t *)ids)[r] : ((const int32_t *)ids)[r], t = time_ms[r];
+        lo = id < lo ? id : lo;
+        hi = id > hi ? id : hi;
+        t_lo = t < t_lo ? t : t_lo;
+        t_hi = t > t_hi ? t : t_hi;
+    }
+    out[0] = lo, out[1] = hi, out[2] = t_lo, out[3] = t_hi;
+}
+
 /* ---------------------------------------------------------------- arithmetic */
 
 /* numpy's pairwise summation of float64 (np.add.reduce on a contiguous array, from 0). */
@@ -944,17 +976,11 @@ static PyObject *part(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     Buffers b = {.n = 0};
     PyObject *result = NULL;
     Py_ssize_t n_ids, cap, lut_len, phases_len;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
-        return NULL;
-    }
-    int wide = probe.itemsize == 8;
-    PyBuffer_Release(&probe);
-    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 0, &n_ids, "ids");
-    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n_ids, NULL, "time_ms") : NULL;
-    double *latency = time_ms ? get(&b, args[2], 'd', 0, n_ids, NULL, "latency") : NULL;
-    if (!latency) goto done;
+    int wide;
+    int64_t *time_ms;
+    double *latency;
+    void *ids = batch_arrays(&b, args, 0, &wide, &n_ids, &time_ms, &latency);
+    if (!ids) goto done;
     Py_ssize_t start = PyLong_AsSsize_t(args[3]), stop = PyLong_AsSsize_t(args[4]);
     if (PyErr_Occurred()) goto done;
     if (start < 0 || stop > n_ids || start >= stop) {
@@ -1714,7 +1740,7 @@ static int begin_segment(Ledger *L, int64_t now_ms) {
     return 0;
 }
 
-/* `CompiledBudget._part`: rows start:stop of the batch (within one segment), their
+/* `SourceBudget._segment` for rows start:stop of the batch (within one segment): their
  * grouped clusters and latencies into the segment's scratch. The number kept, or -1 with
  * an error set. */
 static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
@@ -1790,18 +1816,12 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     Buffers b = {.n = 0};
     Ledger L = {.self = args[0]};
     PyObject *result = NULL;
-    Py_buffer probe;
     Py_ssize_t n;
-    if (PyObject_GetBuffer(args[1], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        return PyLong_FromLong(OTHER_ARRAYS);
-    }
-    int wide = probe.itemsize == 8;
-    PyBuffer_Release(&probe);
-    void *ids = get(&b, args[1], wide ? 'q' : 'i', 0, 1, &n, "ids");
-    int64_t *time_ms = ids ? get(&b, args[2], 'q', 0, n, NULL, "time_ms") : NULL;
-    double *latency = time_ms ? get(&b, args[3], 'd', 0, n, NULL, "latency") : NULL;
-    if (!latency) {
+    int wide;
+    int64_t *time_ms;
+    double *latency;
+    void *ids = batch_arrays(&b, args + 1, 1, &wide, &n, &time_ms, &latency);
+    if (!ids) {
         PyErr_Clear();
         release(&b);
         return PyLong_FromLong(OTHER_ARRAYS);
@@ -1809,14 +1829,9 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     char *keep = get(&b, args[4], '?', 1, n, NULL, "keep");
     double *weight = keep ? get(&b, args[5], 'd', 1, n, NULL, "weight") : NULL;
     if (!weight) goto done;
-    int64_t lo = INT64_MAX, hi = INT64_MIN, t_min = INT64_MAX, t_max = INT64_MIN;
-    for (Py_ssize_t r = 0; r < n; r++) {
-        int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];
-        lo = id < lo ? id : lo;
-        hi = id > hi ? id : hi;
-        t_min = t < t_min ? t : t_min;
-        t_max = t > t_max ? t : t_max;
-    }
+    int64_t bounds[4];
+    batch_bounds(ids, wide, time_ms, n, bounds);
+    int64_t lo = bounds[0], hi = bounds[1], t_min = bounds[2], t_max = bounds[3];
     if (lo < 0) {
         result = PyLong_FromLong(NEGATIVE_IDS);
         goto done;
@@ -1869,28 +1884,16 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     }
     Buffers b = {.n = 0};
     PyObject *result = NULL;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_SetString(PyExc_ValueError, "ids: not a contiguous array");
-        return NULL;
-    }
-    int wide = probe.itemsize == 8;
-    PyBuffer_Release(&probe);
     Py_ssize_t n;
-    void *ids = get(&b, args[0], wide ? 'q' : 'i', 0, 1, &n, "ids");
-    int64_t *time_ms = ids ? get(&b, args[1], 'q', 0, n, NULL, "time_ms") : NULL;
-    double *latency = time_ms ? get(&b, args[2], 'd', 0, n, NULL, "latency") : NULL;
-    if (latency) {
-        int64_t lo = INT64_MAX, hi = INT64_MIN, t_lo = INT64_MAX, t_hi = INT64_MIN;
-        for (Py_ssize_t r = 0; r < n; r++) {
-            int64_t id = wide ? ((int64_t *)ids)[r] : ((int32_t *)ids)[r], t = time_ms[r];
-            lo = id < lo ? id : lo;
-            hi = id > hi ? id : hi;
-            t_lo = t < t_lo ? t : t_lo;
-            t_hi = t > t_hi ? t : t_hi;
-        }
-        result = Py_BuildValue("(LLLL)", (long long)lo, (long long)hi, (long long)t_lo,
-                               (long long)t_hi);
+    int wide;
+    int64_t *time_ms;
+    double *latency;
+    void *ids = batch_arrays(&b, args, 1, &wide, &n, &time_ms, &latency);
+    if (ids) {
+        int64_t o[4];
+        batch_bounds(ids, wide, time_ms, n, o);
+        result = Py_BuildValue("(LLLL)", (long long)o[0], (long long)o[1], (long long)o[2],
+                               (long long)o[3]);
     }
     release(&b);
     return result;

@@ -46,7 +46,8 @@ KIND_KEYS = frozenset(
     {"operationName", "operation", "op", "type", "event", "eventType", "event_type", "action",
      "kind", "command"}
 )  # fmt: skip
-_KIND_VALUE = re.compile(r'"[A-Za-z_][A-Za-z_.:-]{0,63}"')
+KIND_NAME = r"[A-Za-z_][A-Za-z_.:-]{0,63}"
+_KIND_NAME = re.compile(KIND_NAME)
 
 _SHAPE = str.maketrans("0123456789", "1111111111")
 
@@ -252,9 +253,7 @@ def _pair_value(text: str, shape: str, pair: re.Match[str]) -> str:
     """A form field's value masked, or kept where it names the form's kind
     (`action=delete`: `KIND_KEYS`, decided on the shape)."""
     start, end = pair.start(2), pair.end(2)
-    if text[pair.start(1) : pair.end(1)] in KIND_KEYS and _KIND_VALUE.fullmatch(
-        '"' + shape[start:end] + '"'
-    ):
+    if text[pair.start(1) : pair.end(1)] in KIND_KEYS and _KIND_NAME.fullmatch(shape, start, end):
         return text[start:end]
     return _form_value(text, shape, start, end)
 
@@ -363,7 +362,7 @@ def _names_kind(frame: _Frame, shape: str, start: int, end: int) -> bool:
     return (
         frame.is_object
         and frame.key[1:-1] in KIND_KEYS
-        and _KIND_VALUE.fullmatch(shape, start, end) is not None
+        and _KIND_NAME.fullmatch(shape, start + 1, end - 1) is not None  # inside its quotes
     )
 
 
