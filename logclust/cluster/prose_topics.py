@@ -6,8 +6,11 @@ from each other (wordings differ more than topics do). Nearest centre is still r
 for almost every message once the centres are known. So the centres are found the way
 clustering finds them offline, on a sample, and the stream is placed by nearest centre:
 
-- **Sample.** A reservoir of the prose points seen (uniform over the stream, slots chosen
-  by a hash of the row's number, so a replay gives the same sample).
+- **Sample.** A reservoir of the prose points placed (uniform over them, slots chosen
+  by a hash of the point's number, so a replay gives the same sample). In the sidecar a
+  text is placed once and its repeats take its id from the placement memo until the
+  next refit, so the sample is one of distinct texts rather than of rows (offering the
+  repeats too was measured and moved nothing beyond the seeds' spread: BENCHMARKS.md).
 - **Refit.** At 64, 128, 192, 256, 384 and 512 prose rows, then each time the rows seen
   have grown by a quarter (by a half while the last refit of a full sample changed no
   id; at least 512 rows apart, at most 32,768), the sample's centres are fitted again,
