@@ -211,43 +211,32 @@ static double floor_level(const double *n, Py_ssize_t k, double base, double tar
 }
 
 /* `_solve` on the breaks of clusters none of which is split: least_p * n (+1 each) merged
- * stably with n (-1 each), both ascending. The merge picks its side without a branch (a
- * data-dependent one mispredicts half the time); the rows kept run in the same order. */
+ * stably with n (-1 each), both ascending. */
 static double solve_unsplit(const double *n, Py_ssize_t k, double base, double target,
                             double least_p) {
-    Py_ssize_t ia = 0, ib = 0;
+    Py_ssize_t ia = 0, ib = 0, count = 2 * k;
     int64_t slope = 0;
-    double at_prev = 0.0, kept = 0.0, slope_prev = 0.0;
-    if (k == 0) return at_prev + (target - (kept + base)) / slope_prev;
-    /* the first break: least_p * n[0] (never above n[0]: least_p < 1) */
-    {
-        double at = least_p * n[0];
-        if (base >= target) return at;
-        slope = 1;
-        ia = 1;
-        at_prev = at;
-        slope_prev = 1.0;
-    }
-    while (ia < k && ib < k) { /* both sides left */
-        double a = least_p * n[ia], b = n[ib];
-        int from_a = bits(a) <= bits(b);
-        double at = from_a ? a : b;
-        double kept_prev = kept;
-        kept = kept + slope_prev * (at - at_prev);
-        if (kept + base >= target) return at_prev + (target - (kept_prev + base)) / slope_prev;
-        slope += 2 * from_a - 1;
-        ia += from_a;
-        ib += 1 - from_a;
-        at_prev = at;
-        slope_prev = (double)slope;
-    }
-    while (ia < k || ib < k) { /* one side left (the floors end first) */
-        int from_a = ia < k;
-        double at = from_a ? least_p * n[ia++] : n[ib++];
-        double kept_prev = kept;
-        kept = kept + slope_prev * (at - at_prev);
-        if (kept + base >= target) return at_prev + (target - (kept_prev + base)) / slope_prev;
+    double at_prev = 0.0, kept = 0.0, kept_prev = 0.0, slope_prev = 0.0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        double at;
+        int from_a;
+        if (ia < k && ib < k) {
+            double a = least_p * n[ia];
+            from_a = bits(a) <= bits(n[ib]);
+            at = from_a ? a : n[ib];
+        } else {
+            from_a = ia < k;
+            at = from_a ? least_p * n[ia] : n[ib];
+        }
+        kept_prev = kept;
+        if (i > 0) kept = kept + slope_prev * (at - at_prev);
+        if (kept + base >= target) {
+            if (i == 0) return at;
+            return at_prev + (target - (kept_prev + base)) / slope_prev;
+        }
         slope += from_a ? 1 : -1;
+        if (from_a) ia++;
+        else ib++;
         at_prev = at;
         slope_prev = (double)slope;
     }
