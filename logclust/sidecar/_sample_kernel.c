@@ -586,8 +586,7 @@ static int cmp_id(const void *a, const void *b) {
 
 /* Groups rows by id: a counting sort over the ids' range when small, else a sort of the
  * distinct ids (slot_of: room for every cluster index). rows_ix: the cluster index of
- * each row (stream order). Sets u, bounds, cix and each row's group. 0, or -1 with an
- * error set. */
+ * each row (stream order). Sets u, bounds, cix and order. 0, or -1 with an error set. */
 static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, int64_t lo,
                       int64_t hi, Py_ssize_t *slot_of, Py_ssize_t cap) {
     Py_ssize_t m = g->m;
@@ -598,23 +597,21 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
         if (!cnt) return -1;
         memset(cnt, 0, (size_t)range * sizeof *cnt);
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
-        /* each id present, in order, its group: without a branch per id of the range (an
-         * absent id writes where the next present one writes the same) */
+        /* where each id present begins in order, and the groups' bounds: without a branch
+         * per id of the range (an absent id writes where the next present one writes the
+         * same) */
         Py_ssize_t pos = 0, u = 0;
         for (uint64_t v = 0; v < range; v++) {
             Py_ssize_t n = cnt[v];
             g->bounds[u] = pos;
-            cnt[v] = u;
+            cnt[v] = pos;
             pos += n;
             u += n != 0;
         }
         g->u = u;
         g->bounds[u] = m;
-        for (Py_ssize_t r = 0; r < m; r++) {
-            Py_ssize_t c = cnt[row_id[r] - lo];
-            g->cix[c] = rows_ix[r];
-            g->group[r] = c;
-        }
+        for (Py_ssize_t r = 0; r < m; r++) g->order[cnt[row_id[r] - lo]++] = r;
+        for (Py_ssize_t c = 0; c < u; c++) g->cix[c] = rows_ix[g->order[g->bounds[c]]];
     } else { /* sparse ids: the distinct ones sorted, by their cluster index's slot */
         /* pairs (2m), then per (m + 1) */
         int64_t *pairs = room(ROOM_GROUP, ((size_t)3 * m + 1) * sizeof *pairs);
@@ -643,6 +640,9 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
             pos += per[c];
         }
         g->bounds[g->u] = m;
+        Py_ssize_t *next = per; /* where the next row of each group goes */
+        for (Py_ssize_t c = 0; c <= g->u; c++) next[c] = g->bounds[c];
+        for (Py_ssize_t r = 0; r < m; r++) g->order[next[g->group[r]]++] = r;
         (void)cap;
     }
     return 0;
@@ -734,8 +734,6 @@ static int part_core(const PartIn *a, PartOut *o) {
     Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
     if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
     Py_ssize_t u = g.u;
-    for (Py_ssize_t c = 0; c < u; c++) next[c] = bounds[c];
-    for (Py_ssize_t r = 0; r < m; r++) order[next[group[r]]++] = r;
 
     /* Which kinds are outside the level; strata of the grouped rows (every row: one
      * stratum present draws as none) and their latencies; the rows kept for certain
