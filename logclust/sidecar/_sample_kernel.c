@@ -741,14 +741,18 @@ static int part_core(const PartIn *a, PartOut *o) {
     int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
     int unmeasured = 1; /* no latency in the part: read in stream order, not gathered */
     for (Py_ssize_t r = 0; r < m && unmeasured; r++) unmeasured = isnan(latency[start + r]);
-    for (Py_ssize_t c = 0; c < u && !any_outside; c++) any_outside = !in_level[gcix[c]];
     /* _outside where the window's allowance for kinds outside the level is spent already:
      * every row of theirs is over it (at most the rate) */
-    int over_all = any_outside && new_demand > allowance;
+    int over_all = 0;
+    if (new_demand > allowance)
+        for (Py_ssize_t c = 0; c < u && !over_all; c++) over_all = !in_level[gcix[c]];
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
-        double tail_x = tail_at[x];
         int out = !in_level[x];
+        if (out && !any_outside) { /* the demand of rows in the level is 0 */
+            memset(demand, 0, (size_t)m * sizeof *demand);
+            any_outside = 1;
+        }
         /* _base_p, on the grouped rows: the cluster's level over its rows in the window,
          * or its rows so far in the segment where more; and the demand of kinds outside
          * the level (their p, in stream order) */
@@ -758,18 +762,19 @@ static int part_core(const PartIn *a, PartOut *o) {
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double so_far = ins + (double)i;
             double q = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
-            if (any_outside) demand[order[i]] = out ? q : 0.0;
+            if (out) demand[order[i]] = q;
             ps[i] = out && over_all ? dmin(q, rate) : q;
-        }
-        if (unmeasured) {
-            for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            if (unmeasured) { /* one stratum, no latency: what the segment's close reads */
                 lat_g[i] = NAN;
                 rows_cix[i] = x;
                 st[i] = NO_LATENCY;
             }
+        }
+        if (unmeasured) {
             present[NO_LATENCY] = 1;
             continue;
         }
+        double tail_x = tail_at[x];
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double lat = latency[start + order[i]];
             lat_g[i] = lat;
