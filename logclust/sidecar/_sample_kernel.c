@@ -854,7 +854,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     }
     /* The tilt of split clusters' strata, the rows kept for certain, and where one stratum
      * is present the draw too (systematic, from each cluster's phase of the first). */
-    double s_run = 0.0;
+    double s_run = 0.0, last_q = 1.0, inverse = 1.0; /* 1 / last_q: p repeats along a cluster */
     Py_ssize_t kept = 0;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
@@ -877,7 +877,8 @@ static int part_core(const PartIn *a, PartOut *o) {
                 Py_ssize_t r = order[i];
                 keep[start + r] = (char)take;
                 /* 1 / p or +0 (p > 0), without a branch on the draw */
-                weight[start + r] = (double)take * (1.0 / q);
+                if (q != last_q) last_q = q, inverse = 1.0 / q;
+                weight[start + r] = (double)take * inverse;
                 p[r] = q;
                 kept += take;
             }
