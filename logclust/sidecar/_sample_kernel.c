@@ -416,33 +416,45 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     /* Slots not yet given to a cluster (k and past) hold zeros and are in no level after
      * the first segment: what the loops would write there is what is there already. */
     Py_ssize_t span = segments >= 1 ? k : cap;
-    if (factor < 1.0)
-        for (Py_ssize_t i = 0; i < span; i++) {
-            counts[i] *= factor;
-            exposure[i] *= factor;
-        }
-    double window = dmax(total, rows_min);
-    for (Py_ssize_t i = 0; i < span; i++) {
-        double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
-        /* (no short circuit: the same value, without a branch per cluster) */
-        int quiet = (double)(rows - last_row[i]) * share <= ACTIVE_GAP;
-        in_level[i] = (last_segment[i] >= segments - 1) | (quiet & (last_segment[i] >= 0));
-        share = dmin(share, 1.0);
-        level_counts[i] = share * total;
-        if (tails) tail_on[i] = share * window >= TAIL_MIN_WINDOW_ROWS;
-    }
     /* keys and indices (k each), merge buffers (2k), runs (k + 1), then the level's
      * counts in the clusters' order and ascending (k each), and the sums' gathers (k) */
-    scratch = room(ROOM_SEGMENT, (size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
+    scratch = room(ROOM_SEGMENT, (size_t)(cap + 1) * (8 * sizeof(int64_t)) + 64);
     if (!scratch) goto done;
     int64_t *keys = scratch, *idx = keys + k, *tk = idx + k, *ti = tk + k;
     Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
     double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
     double *gather = ascending + k;
-    int split = 0;
-    if (tails)
-        for (Py_ssize_t i = 0; i < span; i++)
-            if (in_level[i] && tail_on[i] && !isnan(tail_at[i])) split = 1;
+    /* One pass over the clusters: the decay, each one's share of the rows, whether it is
+     * in the level, its rows per window and tail flag; and the level's counts in the
+     * clusters' order (in_order, nl) and the positive ones (gather, np_), written without
+     * a branch (a slot past the end is overwritten or left). Slots past k are in no level
+     * (checked after). */
+    double window = dmax(total, rows_min);
+    int decays = factor < 1.0, split = 0;
+    Py_ssize_t nl = 0, np_ = 0;
+    for (Py_ssize_t i = 0; i < span; i++) {
+        if (decays) {
+            counts[i] *= factor;
+            exposure[i] *= factor;
+        }
+        double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
+        /* (no short circuit: the same value, without a branch per cluster) */
+        int quiet = (double)(rows - last_row[i]) * share <= ACTIVE_GAP;
+        int in = (last_segment[i] >= segments - 1) | (quiet & (last_segment[i] >= 0));
+        in_level[i] = (char)in;
+        share = dmin(share, 1.0);
+        double lc = share * total;
+        level_counts[i] = lc;
+        if (tails) {
+            int on = share * window >= TAIL_MIN_WINDOW_ROWS;
+            tail_on[i] = (char)on;
+            split |= in & on & !isnan(tail_at[i]);
+        }
+        in_order[nl] = lc;
+        gather[np_] = lc;
+        nl += in;
+        np_ += in & (lc > 0.0);
+    }
     if (split) { /* the caller's levels read `order`: every cluster, by count */
         for (Py_ssize_t i = 0; i < k; i++) {
             idx[i] = order[i];
@@ -457,15 +469,10 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     /* Here only the level's counts in ascending order count, not which cluster has which
      * (ties are equal): every cluster sorted from the last segment's order (nearly
      * sorted: few moves), which `order` keeps for the next. */
-    Py_ssize_t nl = 0, np_ = 0;
-    for (Py_ssize_t i = 0; i < span; i++)
+    for (Py_ssize_t i = k; i < span; i++)
         if (in_level[i]) {
-            if (i >= k) {
-                PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
-                goto done;
-            }
-            in_order[nl++] = level_counts[i];
-            if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
+            PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
+            goto done;
         }
     for (Py_ssize_t i = 0; i < k; i++) {
         idx[i] = order[i];
@@ -500,10 +507,12 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
         double lower = sorted_level(freq_total, positive + skip, npos - skip, rest, least_p);
         tau = lower < fair ? lower : fair;
     }
-    for (Py_ssize_t i = 0; i < span; i++) {
-        level[i] = (!young && in_level[i] && level_counts[i] <= fair) ? fair : tau;
-        in_segment[i] = 0.0;
-    }
+    /* each cluster's level: the fair one for the rare kinds of the level (without a
+     * branch per cluster), the segment's own for the others */
+    int rare_fair = !young;
+    for (Py_ssize_t i = 0; i < span; i++)
+        level[i] = (rare_fair & in_level[i] & (level_counts[i] <= fair)) ? fair : tau;
+    memset(in_segment, 0, (size_t)span * sizeof *in_segment);
     for (Py_ssize_t i = span; i < cap; i++) level[i] = tau;
     *tau_out = tau;
     status = 0;
