@@ -416,14 +416,16 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     /* Slots not yet given to a cluster (k and past) hold zeros and are in no level after
      * the first segment: what the loops would write there is what is there already. */
     Py_ssize_t span = segments >= 1 ? k : cap;
-    /* keys and indices (k each), merge buffers (2k), runs (k + 1), then the level's
-     * counts in the clusters' order and ascending (k each), and the sums' gathers (k) */
-    scratch = room(ROOM_SEGMENT, (size_t)(cap + 1) * (8 * sizeof(int64_t)) + 64);
+    /* the level's counts in the clusters' order and the sums' gathers (cap + 1 each: the
+     * loop below writes one past its last), the sort's keys (k: `order` is sorted in
+     * place, and the level's counts ascending are written over the keys), and the merge
+     * buffers (2k) and runs (k + 1) a long sort needs (untouched on the common path).
+     * Little scratch: after other work each line of it comes back from memory. */
+    scratch = room(ROOM_SEGMENT, (size_t)(cap + 1) * (6 * sizeof(int64_t)) + 64);
     if (!scratch) goto done;
-    int64_t *keys = scratch, *idx = keys + k, *tk = idx + k, *ti = tk + k;
+    double *in_order = scratch, *gather = in_order + cap + 1;
+    int64_t *keys = (int64_t *)(gather + cap + 1), *tk = keys + k, *ti = tk + k;
     Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
-    double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
-    double *gather = ascending + k;
     /* One pass over the clusters: the decay, each one's share of the rows, whether it is
      * in the level, its rows per window and tail flag; and the level's counts in the
      * clusters' order (in_order, nl) and the positive ones (gather, np_), written without
@@ -456,12 +458,8 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
         np_ += in & (lc > 0.0);
     }
     if (split) { /* the caller's levels read `order`: every cluster, by count */
-        for (Py_ssize_t i = 0; i < k; i++) {
-            idx[i] = order[i];
-            keys[i] = bits(level_counts[order[i]]);
-        }
-        if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
-        memcpy(order, idx, k * sizeof *order);
+        for (Py_ssize_t i = 0; i < k; i++) keys[i] = bits(level_counts[order[i]]);
+        if (k > 0) bucket_sort(keys, order, k, tk, ti, runs);
         for (Py_ssize_t i = 0; i < span; i++) in_segment[i] = 0.0;
         status = 1;
         goto done;
@@ -474,15 +472,17 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
             PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
             goto done;
         }
-    for (Py_ssize_t i = 0; i < k; i++) {
-        idx[i] = order[i];
-        keys[i] = bits(level_counts[order[i]]);
-    }
-    if (k > 0) resort(keys, idx, k, tk, ti, runs);
-    memcpy(order, idx, (size_t)k * sizeof *order);
+    for (Py_ssize_t i = 0; i < k; i++) keys[i] = bits(level_counts[order[i]]);
+    if (k > 0) resort(keys, order, k, tk, ti, runs);
+    /* the level's counts ascending, over the keys (the bits of the same counts) */
+    double *ascending = (double *)keys;
     Py_ssize_t na = 0;
-    for (Py_ssize_t i = 0; i < k; i++)
-        if (in_level[idx[i]]) ascending[na++] = level_counts[idx[i]];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        double v;
+        memcpy(&v, keys + i, sizeof v);
+        ascending[na] = v;
+        na += in_level[order[i]] != 0;
+    }
     double level_total = sum_of(gather, np_);
     Py_ssize_t zeros = 0;
     while (zeros < na && ascending[zeros] <= 0.0) zeros++;
