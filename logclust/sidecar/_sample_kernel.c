@@ -579,13 +579,17 @@ done:
 
 /* --------------------------------------------------------------------- rows */
 
+/* A row's place in a part, and a cluster's index there: 4 bytes (parts are checked to
+ * fit), half the scratch to bring back from memory after other work. */
+typedef int32_t row_t;
+
 /* A part's rows grouped by cluster id (ascending), stream order within. */
 typedef struct {
     Py_ssize_t m, u;
-    Py_ssize_t *order;  /* (m) rows by cluster id */
-    Py_ssize_t *group;  /* (m) the group of each row, in stream order */
-    Py_ssize_t *bounds; /* (u + 1) where each group begins in order, then m */
-    int64_t *cix;       /* (u) each group's cluster index */
+    row_t *order;  /* (m) rows by cluster id */
+    row_t *group;  /* (m) the group of each row, in stream order (sparse ids only) */
+    row_t *bounds; /* (u + 1) where each group begins in order, then m */
+    int64_t *cix;  /* (u) each group's cluster index */
 } Groups;
 
 static int cmp_id(const void *a, const void *b) {
@@ -596,7 +600,7 @@ static int cmp_id(const void *a, const void *b) {
 /* Groups rows by id: a counting sort over the ids' range when small, else a sort of the
  * distinct ids (slot_of: room for every cluster index). rows_ix: the cluster index of
  * each row (stream order). Sets u, bounds, cix and order. 0, or -1 with an error set. */
-static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, int64_t lo,
+static int group_rows(Groups *g, const int64_t *row_id, const row_t *rows_ix, int64_t lo,
                       int64_t hi, Py_ssize_t *slot_of, Py_ssize_t cap) {
     Py_ssize_t m = g->m;
     uint64_t range = (uint64_t)(hi - lo) + 1;
@@ -612,14 +616,14 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
         Py_ssize_t pos = 0, u = 0;
         for (uint64_t v = 0; v < range; v++) {
             Py_ssize_t n = cnt[v];
-            g->bounds[u] = pos;
+            g->bounds[u] = (row_t)pos;
             cnt[v] = pos;
             pos += n;
             u += n != 0;
         }
         g->u = u;
-        g->bounds[u] = m;
-        for (Py_ssize_t r = 0; r < m; r++) g->order[cnt[row_id[r] - lo]++] = r;
+        g->bounds[u] = (row_t)m;
+        for (Py_ssize_t r = 0; r < m; r++) g->order[cnt[row_id[r] - lo]++] = (row_t)r;
         for (Py_ssize_t c = 0; c < u; c++) g->cix[c] = rows_ix[g->order[g->bounds[c]]];
     } else { /* sparse ids: the distinct ones sorted, by their cluster index's slot */
         /* pairs (2m), then per (m + 1) */
@@ -642,16 +646,16 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
             g->cix[c] = pairs[2 * c + 1];
             slot_of[pairs[2 * c + 1]] = c;
         }
-        for (Py_ssize_t r = 0; r < m; r++) per[g->group[r] = slot_of[rows_ix[r]]]++;
+        for (Py_ssize_t r = 0; r < m; r++) per[g->group[r] = (row_t)slot_of[rows_ix[r]]]++;
         Py_ssize_t pos = 0;
         for (Py_ssize_t c = 0; c < g->u; c++) {
-            g->bounds[c] = pos;
+            g->bounds[c] = (row_t)pos;
             pos += per[c];
         }
-        g->bounds[g->u] = m;
+        g->bounds[g->u] = (row_t)m;
         Py_ssize_t *next = per; /* where the next row of each group goes */
         for (Py_ssize_t c = 0; c <= g->u; c++) next[c] = g->bounds[c];
-        for (Py_ssize_t r = 0; r < m; r++) g->order[next[g->group[r]]++] = r;
+        for (Py_ssize_t r = 0; r < m; r++) g->order[next[g->group[r]]++] = (row_t)r;
         (void)cap;
     }
     return 0;
@@ -713,17 +717,25 @@ static int part_core(const PartIn *a, PartOut *o) {
     int status = -1;
     char *mem = NULL;
 
-    /* rows (stream order): id, cluster index; the ids' range */
-    /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
-    mem = room(ROOM_PART, ((size_t)16 * m + 16 + (size_t)cap) * 8);
+    if (m > INT32_MAX / 2 || cap > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "a part too large. Received: %zd rows", m);
+        goto done;
+    }
+    /* Scratch, what every part touches first: the groups' clusters, the rows' p grouped
+     * and in stream order; each row's cluster index, the rows by cluster and the groups'
+     * bounds (4 bytes each), the strata; then what only some parts touch. */
+    mem = room(ROOM_PART, ((size_t)12 * m + 16 + (size_t)cap) * 8);
     if (!mem) goto done;
-    int64_t *row_id = (int64_t *)mem, *row_ix = row_id + m;
-    Py_ssize_t *order = (Py_ssize_t *)(row_ix + m), *group = order + m;
-    Py_ssize_t *bounds = group + m, *next = bounds + m + 1, *slot_of = next + m + 1;
-    int64_t *gcix = (int64_t *)(slot_of + cap);
-    double *ps = (double *)(gcix + m), *p = ps + m, *demand = p + m, *end = demand + m;
+    int64_t *gcix = (int64_t *)mem;
+    double *ps = (double *)(gcix + m), *p = ps + m;
+    row_t *row_ix = (row_t *)(p + m), *order = row_ix + m, *bounds = order + m;
+    row_t *next = bounds + m + 1, *group = next + m + 1;
+    char *st = (char *)(group + m);
+    double *demand = (double *)(mem + ((size_t)6 * m + 8) * 8), *end = demand + m;
     double *tmp = end + m, *run_p = tmp + m;
-    char *st = (char *)(run_p + m);
+    Py_ssize_t *slot_of = (Py_ssize_t *)(run_p + m);
+    /* the ids: the batch's own where int64, else widened here */
+    int64_t *row_id = wide ? (int64_t *)ids + start : (int64_t *)(slot_of + cap);
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (Py_ssize_t r = 0; r < m; r++) {
         int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
@@ -735,8 +747,8 @@ static int part_core(const PartIn *a, PartOut *o) {
             PyErr_SetString(PyExc_ValueError, "lut: an index past k");
             goto done;
         }
-        row_id[r] = id;
-        row_ix[r] = lut[id];
+        if (!wide) row_id[r] = id;
+        row_ix[r] = (row_t)lut[id];
         lo = id < lo ? id : lo;
         hi = id > hi ? id : hi;
     }
@@ -800,7 +812,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     int strata = present[0] + present[1] + present[2];
     int sure_code = 0;
     long long sure_value = 0;
-    Py_ssize_t *sure_at = next; /* (u) the grouped row kept for certain, -1: none */
+    row_t *sure_at = next; /* (u) the grouped row kept for certain, -1: none */
     int any_sure = 0, any_first = 0;
     for (Py_ssize_t c = 0; c < u; c++) {
         sure_at[c] = -1;
@@ -834,7 +846,7 @@ static int part_core(const PartIn *a, PartOut *o) {
                 int64_t x = gcix[c];
                 int first = sure_row[x] < window_row;
                 for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
-                    Py_ssize_t at = order[i];
+                    row_t at = order[i];
                     if (first || (time_ms[start + at] - sure_ms[x] >= slot_ms &&
                                   rows + at - sure_row[x] >= slot_rows)) {
                         sure_at[c] = i;
@@ -934,12 +946,11 @@ static int part_core(const PartIn *a, PartOut *o) {
     /* _count */
     for (Py_ssize_t c = 0; c < u; c++) counts[gcix[c]] += (double)(bounds[c + 1] - bounds[c]);
     for (Py_ssize_t x = 0; x < k; x++) exposure[x] += (double)m;
-    /* new in this part (or, after a decay to nothing, exposed for this part alone) */
-    for (Py_ssize_t c = 0; c < u; c++)
-        tmp[c] = (faded ? exposure[gcix[c]] == (double)m : gcix[c] >= k_before) ? 1.0 : 0.0;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
-        if (tmp[c] != 0.0) exposure[x] -= (double)order[bounds[c]];
+        /* new in this part (or, after a decay to nothing, exposed for this part alone) */
+        int fresh = faded ? exposure[x] == (double)m : x >= k_before;
+        if (fresh) exposure[x] -= (double)order[bounds[c]];
         in_segment[x] += (double)(bounds[c + 1] - bounds[c]);
         last_segment[x] = segments;
         last_row[x] = rows + order[bounds[c + 1] - 1];
