@@ -493,14 +493,20 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
         tau = sorted_level(level_total, positive, npos, target, least_p);
     } else {
         fair = sorted_level(level_total, positive, npos, fair_target, least_p);
+        /* the rare kinds' counts, then the others', in the clusters' order (gathered
+         * without a branch: which side a cluster is on is as good as random) */
         Py_ssize_t nr = 0;
-        for (Py_ssize_t i = 0; i < nl; i++)
-            if (in_order[i] <= fair) gather[nr++] = in_order[i];
+        for (Py_ssize_t i = 0; i < nl; i++) {
+            gather[nr] = in_order[i];
+            nr += in_order[i] <= fair;
+        }
         double rest = target - sum_of(gather, nr);
         rest = dmax(rest, 1e-9);
         Py_ssize_t nf = 0;
-        for (Py_ssize_t i = 0; i < nl; i++)
-            if (!(in_order[i] <= fair)) gather[nf++] = in_order[i];
+        for (Py_ssize_t i = 0; i < nl; i++) {
+            gather[nf] = in_order[i];
+            nf += !(in_order[i] <= fair);
+        }
         double freq_total = sum_of(gather, nf);
         Py_ssize_t skip = 0;
         while (skip < npos && positive[skip] <= fair) skip++;
