@@ -416,40 +416,50 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     /* Slots not yet given to a cluster (k and past) hold zeros and are in no level after
      * the first segment: what the loops would write there is what is there already. */
     Py_ssize_t span = segments >= 1 ? k : cap;
-    if (factor < 1.0)
-        for (Py_ssize_t i = 0; i < span; i++) {
+    /* the level's counts in the clusters' order and the sums' gathers (cap + 1 each: the
+     * loop below writes one past its last), the sort's keys (k: `order` is sorted in
+     * place, and the level's counts ascending are written over the keys), and the merge
+     * buffers (2k) and runs (k + 1) a long sort needs (untouched on the common path).
+     * Little scratch: after other work each line of it comes back from memory. */
+    scratch = room(ROOM_SEGMENT, (size_t)(cap + 1) * (6 * sizeof(int64_t)) + 64);
+    if (!scratch) goto done;
+    double *in_order = scratch, *gather = in_order + cap + 1;
+    int64_t *keys = (int64_t *)(gather + cap + 1), *tk = keys + k, *ti = tk + k;
+    Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
+    /* One pass over the clusters: the decay, each one's share of the rows, whether it is
+     * in the level, its rows per window and tail flag; and the level's counts in the
+     * clusters' order (in_order, nl) and the positive ones (gather, np_), written without
+     * a branch (a slot past the end is overwritten or left). Slots past k are in no level
+     * (checked after). */
+    double window = dmax(total, rows_min);
+    int decays = factor < 1.0, split = 0;
+    Py_ssize_t nl = 0, np_ = 0;
+    for (Py_ssize_t i = 0; i < span; i++) {
+        if (decays) {
             counts[i] *= factor;
             exposure[i] *= factor;
         }
-    double window = dmax(total, rows_min);
-    for (Py_ssize_t i = 0; i < span; i++) {
         double share = counts[i] / dmax(exposure[i], (double)SEGMENT_ROWS);
         /* (no short circuit: the same value, without a branch per cluster) */
         int quiet = (double)(rows - last_row[i]) * share <= ACTIVE_GAP;
-        in_level[i] = (last_segment[i] >= segments - 1) | (quiet & (last_segment[i] >= 0));
+        int in = (last_segment[i] >= segments - 1) | (quiet & (last_segment[i] >= 0));
+        in_level[i] = (char)in;
         share = dmin(share, 1.0);
-        level_counts[i] = share * total;
-        if (tails) tail_on[i] = share * window >= TAIL_MIN_WINDOW_ROWS;
-    }
-    /* keys and indices (k each), merge buffers (2k), runs (k + 1), then the level's
-     * counts in the clusters' order and ascending (k each), and the sums' gathers (k) */
-    scratch = room(ROOM_SEGMENT, (size_t)(k + 1) * (8 * sizeof(int64_t)) + 64);
-    if (!scratch) goto done;
-    int64_t *keys = scratch, *idx = keys + k, *tk = idx + k, *ti = tk + k;
-    Py_ssize_t *runs = (Py_ssize_t *)(ti + k);
-    double *in_order = (double *)(runs + k + 1), *ascending = in_order + k;
-    double *gather = ascending + k;
-    int split = 0;
-    if (tails)
-        for (Py_ssize_t i = 0; i < span; i++)
-            if (in_level[i] && tail_on[i] && !isnan(tail_at[i])) split = 1;
-    if (split) { /* the caller's levels read `order`: every cluster, by count */
-        for (Py_ssize_t i = 0; i < k; i++) {
-            idx[i] = order[i];
-            keys[i] = bits(level_counts[order[i]]);
+        double lc = share * total;
+        level_counts[i] = lc;
+        if (tails) {
+            int on = share * window >= TAIL_MIN_WINDOW_ROWS;
+            tail_on[i] = (char)on;
+            split |= in & on & !isnan(tail_at[i]);
         }
-        if (k > 0) bucket_sort(keys, idx, k, tk, ti, runs);
-        memcpy(order, idx, k * sizeof *order);
+        in_order[nl] = lc;
+        gather[np_] = lc;
+        nl += in;
+        np_ += in & (lc > 0.0);
+    }
+    if (split) { /* the caller's levels read `order`: every cluster, by count */
+        for (Py_ssize_t i = 0; i < k; i++) keys[i] = bits(level_counts[order[i]]);
+        if (k > 0) bucket_sort(keys, order, k, tk, ti, runs);
         for (Py_ssize_t i = 0; i < span; i++) in_segment[i] = 0.0;
         status = 1;
         goto done;
@@ -457,25 +467,22 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
     /* Here only the level's counts in ascending order count, not which cluster has which
      * (ties are equal): every cluster sorted from the last segment's order (nearly
      * sorted: few moves), which `order` keeps for the next. */
-    Py_ssize_t nl = 0, np_ = 0;
-    for (Py_ssize_t i = 0; i < span; i++)
+    for (Py_ssize_t i = k; i < span; i++)
         if (in_level[i]) {
-            if (i >= k) {
-                PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
-                goto done;
-            }
-            in_order[nl++] = level_counts[i];
-            if (level_counts[i] > 0.0) gather[np_++] = level_counts[i];
+            PyErr_SetString(PyExc_ValueError, "in_level: a cluster past k is in the level");
+            goto done;
         }
-    for (Py_ssize_t i = 0; i < k; i++) {
-        idx[i] = order[i];
-        keys[i] = bits(level_counts[order[i]]);
-    }
-    if (k > 0) resort(keys, idx, k, tk, ti, runs);
-    memcpy(order, idx, (size_t)k * sizeof *order);
+    for (Py_ssize_t i = 0; i < k; i++) keys[i] = bits(level_counts[order[i]]);
+    if (k > 0) resort(keys, order, k, tk, ti, runs);
+    /* the level's counts ascending, over the keys (the bits of the same counts) */
+    double *ascending = (double *)keys;
     Py_ssize_t na = 0;
-    for (Py_ssize_t i = 0; i < k; i++)
-        if (in_level[idx[i]]) ascending[na++] = level_counts[idx[i]];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        double v;
+        memcpy(&v, keys + i, sizeof v);
+        ascending[na] = v;
+        na += in_level[order[i]] != 0;
+    }
     double level_total = sum_of(gather, np_);
     Py_ssize_t zeros = 0;
     while (zeros < na && ascending[zeros] <= 0.0) zeros++;
@@ -486,24 +493,32 @@ static int segment_core(const SegmentIn *a, double *tau_out) {
         tau = sorted_level(level_total, positive, npos, target, least_p);
     } else {
         fair = sorted_level(level_total, positive, npos, fair_target, least_p);
+        /* the rare kinds' counts, then the others', in the clusters' order (gathered
+         * without a branch: which side a cluster is on is as good as random) */
         Py_ssize_t nr = 0;
-        for (Py_ssize_t i = 0; i < nl; i++)
-            if (in_order[i] <= fair) gather[nr++] = in_order[i];
+        for (Py_ssize_t i = 0; i < nl; i++) {
+            gather[nr] = in_order[i];
+            nr += in_order[i] <= fair;
+        }
         double rest = target - sum_of(gather, nr);
         rest = dmax(rest, 1e-9);
         Py_ssize_t nf = 0;
-        for (Py_ssize_t i = 0; i < nl; i++)
-            if (!(in_order[i] <= fair)) gather[nf++] = in_order[i];
+        for (Py_ssize_t i = 0; i < nl; i++) {
+            gather[nf] = in_order[i];
+            nf += !(in_order[i] <= fair);
+        }
         double freq_total = sum_of(gather, nf);
         Py_ssize_t skip = 0;
         while (skip < npos && positive[skip] <= fair) skip++;
         double lower = sorted_level(freq_total, positive + skip, npos - skip, rest, least_p);
         tau = lower < fair ? lower : fair;
     }
-    for (Py_ssize_t i = 0; i < span; i++) {
-        level[i] = (!young && in_level[i] && level_counts[i] <= fair) ? fair : tau;
-        in_segment[i] = 0.0;
-    }
+    /* each cluster's level: the fair one for the rare kinds of the level (without a
+     * branch per cluster), the segment's own for the others */
+    int rare_fair = !young;
+    for (Py_ssize_t i = 0; i < span; i++)
+        level[i] = (rare_fair & in_level[i] & (level_counts[i] <= fair)) ? fair : tau;
+    memset(in_segment, 0, (size_t)span * sizeof *in_segment);
     for (Py_ssize_t i = span; i < cap; i++) level[i] = tau;
     *tau_out = tau;
     status = 0;
@@ -570,13 +585,17 @@ done:
 
 /* --------------------------------------------------------------------- rows */
 
+/* A row's place in a part, and a cluster's index there: 4 bytes (parts are checked to
+ * fit), half the scratch to bring back from memory after other work. */
+typedef int32_t row_t;
+
 /* A part's rows grouped by cluster id (ascending), stream order within. */
 typedef struct {
     Py_ssize_t m, u;
-    Py_ssize_t *order;  /* (m) rows by cluster id */
-    Py_ssize_t *group;  /* (m) the group of each row, in stream order */
-    Py_ssize_t *bounds; /* (u + 1) where each group begins in order, then m */
-    int64_t *cix;       /* (u) each group's cluster index */
+    row_t *order;  /* (m) rows by cluster id */
+    row_t *group;  /* (m) the group of each row, in stream order (sparse ids only) */
+    row_t *bounds; /* (u + 1) where each group begins in order, then m */
+    int64_t *cix;  /* (u) each group's cluster index */
 } Groups;
 
 static int cmp_id(const void *a, const void *b) {
@@ -586,9 +605,8 @@ static int cmp_id(const void *a, const void *b) {
 
 /* Groups rows by id: a counting sort over the ids' range when small, else a sort of the
  * distinct ids (slot_of: room for every cluster index). rows_ix: the cluster index of
- * each row (stream order). Sets u, bounds, cix and each row's group. 0, or -1 with an
- * error set. */
-static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, int64_t lo,
+ * each row (stream order). Sets u, bounds, cix and order. 0, or -1 with an error set. */
+static int group_rows(Groups *g, const int64_t *row_id, const row_t *rows_ix, int64_t lo,
                       int64_t hi, Py_ssize_t *slot_of, Py_ssize_t cap) {
     Py_ssize_t m = g->m;
     uint64_t range = (uint64_t)(hi - lo) + 1;
@@ -598,23 +616,21 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
         if (!cnt) return -1;
         memset(cnt, 0, (size_t)range * sizeof *cnt);
         for (Py_ssize_t r = 0; r < m; r++) cnt[row_id[r] - lo]++;
-        /* each id present, in order, its group: without a branch per id of the range (an
-         * absent id writes where the next present one writes the same) */
+        /* where each id present begins in order, and the groups' bounds: without a branch
+         * per id of the range (an absent id writes where the next present one writes the
+         * same) */
         Py_ssize_t pos = 0, u = 0;
         for (uint64_t v = 0; v < range; v++) {
             Py_ssize_t n = cnt[v];
-            g->bounds[u] = pos;
-            cnt[v] = u;
+            g->bounds[u] = (row_t)pos;
+            cnt[v] = pos;
             pos += n;
             u += n != 0;
         }
         g->u = u;
-        g->bounds[u] = m;
-        for (Py_ssize_t r = 0; r < m; r++) {
-            Py_ssize_t c = cnt[row_id[r] - lo];
-            g->cix[c] = rows_ix[r];
-            g->group[r] = c;
-        }
+        g->bounds[u] = (row_t)m;
+        for (Py_ssize_t r = 0; r < m; r++) g->order[cnt[row_id[r] - lo]++] = (row_t)r;
+        for (Py_ssize_t c = 0; c < u; c++) g->cix[c] = rows_ix[g->order[g->bounds[c]]];
     } else { /* sparse ids: the distinct ones sorted, by their cluster index's slot */
         /* pairs (2m), then per (m + 1) */
         int64_t *pairs = room(ROOM_GROUP, ((size_t)3 * m + 1) * sizeof *pairs);
@@ -636,13 +652,16 @@ static int group_rows(Groups *g, const int64_t *row_id, const int64_t *rows_ix, 
             g->cix[c] = pairs[2 * c + 1];
             slot_of[pairs[2 * c + 1]] = c;
         }
-        for (Py_ssize_t r = 0; r < m; r++) per[g->group[r] = slot_of[rows_ix[r]]]++;
+        for (Py_ssize_t r = 0; r < m; r++) per[g->group[r] = (row_t)slot_of[rows_ix[r]]]++;
         Py_ssize_t pos = 0;
         for (Py_ssize_t c = 0; c < g->u; c++) {
-            g->bounds[c] = pos;
+            g->bounds[c] = (row_t)pos;
             pos += per[c];
         }
-        g->bounds[g->u] = m;
+        g->bounds[g->u] = (row_t)m;
+        Py_ssize_t *next = per; /* where the next row of each group goes */
+        for (Py_ssize_t c = 0; c <= g->u; c++) next[c] = g->bounds[c];
+        for (Py_ssize_t r = 0; r < m; r++) g->order[next[g->group[r]]++] = (row_t)r;
         (void)cap;
     }
     return 0;
@@ -704,17 +723,25 @@ static int part_core(const PartIn *a, PartOut *o) {
     int status = -1;
     char *mem = NULL;
 
-    /* rows (stream order): id, cluster index; the ids' range */
-    /* 5m + 2(m + 1) + cap 8-byte integers, 6m doubles, 2m bytes */
-    mem = room(ROOM_PART, ((size_t)16 * m + 16 + (size_t)cap) * 8);
+    if (m > INT32_MAX / 2 || cap > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "a part too large. Received: %zd rows", m);
+        goto done;
+    }
+    /* Scratch, what every part touches first: the groups' clusters, the rows' p grouped
+     * and in stream order; each row's cluster index, the rows by cluster and the groups'
+     * bounds (4 bytes each), the strata; then what only some parts touch. */
+    mem = room(ROOM_PART, ((size_t)12 * m + 16 + (size_t)cap) * 8);
     if (!mem) goto done;
-    int64_t *row_id = (int64_t *)mem, *row_ix = row_id + m;
-    Py_ssize_t *order = (Py_ssize_t *)(row_ix + m), *group = order + m;
-    Py_ssize_t *bounds = group + m, *next = bounds + m + 1, *slot_of = next + m + 1;
-    int64_t *gcix = (int64_t *)(slot_of + cap);
-    double *ps = (double *)(gcix + m), *p = ps + m, *demand = p + m, *end = demand + m;
+    int64_t *gcix = (int64_t *)mem;
+    double *ps = (double *)(gcix + m), *p = ps + m;
+    row_t *row_ix = (row_t *)(p + m), *order = row_ix + m, *bounds = order + m;
+    row_t *next = bounds + m + 1, *group = next + m + 1;
+    char *st = (char *)(group + m);
+    double *demand = (double *)(mem + ((size_t)6 * m + 8) * 8), *end = demand + m;
     double *tmp = end + m, *run_p = tmp + m;
-    char *st = (char *)(run_p + m);
+    Py_ssize_t *slot_of = (Py_ssize_t *)(run_p + m);
+    /* the ids: the batch's own where int64, else widened here */
+    int64_t *row_id = wide ? (int64_t *)ids + start : (int64_t *)(slot_of + cap);
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (Py_ssize_t r = 0; r < m; r++) {
         int64_t id = wide ? ((int64_t *)ids)[start + r] : ((int32_t *)ids)[start + r];
@@ -726,16 +753,14 @@ static int part_core(const PartIn *a, PartOut *o) {
             PyErr_SetString(PyExc_ValueError, "lut: an index past k");
             goto done;
         }
-        row_id[r] = id;
-        row_ix[r] = lut[id];
+        if (!wide) row_id[r] = id;
+        row_ix[r] = (row_t)lut[id];
         lo = id < lo ? id : lo;
         hi = id > hi ? id : hi;
     }
     Groups g = {.m = m, .order = order, .group = group, .bounds = bounds, .cix = gcix};
     if (group_rows(&g, row_id, row_ix, lo, hi, slot_of, cap) < 0) goto done;
     Py_ssize_t u = g.u;
-    for (Py_ssize_t c = 0; c < u; c++) next[c] = bounds[c];
-    for (Py_ssize_t r = 0; r < m; r++) order[next[group[r]]++] = r;
 
     /* Which kinds are outside the level; strata of the grouped rows (every row: one
      * stratum present draws as none) and their latencies; the rows kept for certain
@@ -743,14 +768,18 @@ static int part_core(const PartIn *a, PartOut *o) {
     int any_outside = 0, measured = 0, present[STRATA] = {0, 0, 0};
     int unmeasured = 1; /* no latency in the part: read in stream order, not gathered */
     for (Py_ssize_t r = 0; r < m && unmeasured; r++) unmeasured = isnan(latency[start + r]);
-    for (Py_ssize_t c = 0; c < u && !any_outside; c++) any_outside = !in_level[gcix[c]];
     /* _outside where the window's allowance for kinds outside the level is spent already:
      * every row of theirs is over it (at most the rate) */
-    int over_all = any_outside && new_demand > allowance;
+    int over_all = 0;
+    if (new_demand > allowance)
+        for (Py_ssize_t c = 0; c < u && !over_all; c++) over_all = !in_level[gcix[c]];
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
-        double tail_x = tail_at[x];
         int out = !in_level[x];
+        if (out && !any_outside) { /* the demand of rows in the level is 0 */
+            memset(demand, 0, (size_t)m * sizeof *demand);
+            any_outside = 1;
+        }
         /* _base_p, on the grouped rows: the cluster's level over its rows in the window,
          * or its rows so far in the segment where more; and the demand of kinds outside
          * the level (their p, in stream order) */
@@ -760,18 +789,19 @@ static int part_core(const PartIn *a, PartOut *o) {
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double so_far = ins + (double)i;
             double q = so_far <= lc ? p_lc : dmin(dmax(lv / so_far, least_p), 1.0);
-            if (any_outside) demand[order[i]] = out ? q : 0.0;
+            if (out) demand[order[i]] = q;
             ps[i] = out && over_all ? dmin(q, rate) : q;
-        }
-        if (unmeasured) {
-            for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
+            if (unmeasured) { /* one stratum, no latency: what the segment's close reads */
                 lat_g[i] = NAN;
                 rows_cix[i] = x;
                 st[i] = NO_LATENCY;
             }
+        }
+        if (unmeasured) {
             present[NO_LATENCY] = 1;
             continue;
         }
+        double tail_x = tail_at[x];
         for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
             double lat = latency[start + order[i]];
             lat_g[i] = lat;
@@ -788,7 +818,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     int strata = present[0] + present[1] + present[2];
     int sure_code = 0;
     long long sure_value = 0;
-    Py_ssize_t *sure_at = next; /* (u) the grouped row kept for certain, -1: none */
+    row_t *sure_at = next; /* (u) the grouped row kept for certain, -1: none */
     int any_sure = 0, any_first = 0;
     for (Py_ssize_t c = 0; c < u; c++) {
         sure_at[c] = -1;
@@ -822,7 +852,7 @@ static int part_core(const PartIn *a, PartOut *o) {
                 int64_t x = gcix[c];
                 int first = sure_row[x] < window_row;
                 for (Py_ssize_t i = bounds[c]; i < bounds[c + 1]; i++) {
-                    Py_ssize_t at = order[i];
+                    row_t at = order[i];
                     if (first || (time_ms[start + at] - sure_ms[x] >= slot_ms &&
                                   rows + at - sure_row[x] >= slot_rows)) {
                         sure_at[c] = i;
@@ -851,7 +881,7 @@ static int part_core(const PartIn *a, PartOut *o) {
     }
     /* The tilt of split clusters' strata, the rows kept for certain, and where one stratum
      * is present the draw too (systematic, from each cluster's phase of the first). */
-    double s_run = 0.0;
+    double s_run = 0.0, last_q = 1.0, inverse = 1.0; /* 1 / last_q: p repeats along a cluster */
     Py_ssize_t kept = 0;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
@@ -874,7 +904,8 @@ static int part_core(const PartIn *a, PartOut *o) {
                 Py_ssize_t r = order[i];
                 keep[start + r] = (char)take;
                 /* 1 / p or +0 (p > 0), without a branch on the draw */
-                weight[start + r] = (double)take * (1.0 / q);
+                if (q != last_q) last_q = q, inverse = 1.0 / q;
+                weight[start + r] = (double)take * inverse;
                 p[r] = q;
                 kept += take;
             }
@@ -921,12 +952,11 @@ static int part_core(const PartIn *a, PartOut *o) {
     /* _count */
     for (Py_ssize_t c = 0; c < u; c++) counts[gcix[c]] += (double)(bounds[c + 1] - bounds[c]);
     for (Py_ssize_t x = 0; x < k; x++) exposure[x] += (double)m;
-    /* new in this part (or, after a decay to nothing, exposed for this part alone) */
-    for (Py_ssize_t c = 0; c < u; c++)
-        tmp[c] = (faded ? exposure[gcix[c]] == (double)m : gcix[c] >= k_before) ? 1.0 : 0.0;
     for (Py_ssize_t c = 0; c < u; c++) {
         int64_t x = gcix[c];
-        if (tmp[c] != 0.0) exposure[x] -= (double)order[bounds[c]];
+        /* new in this part (or, after a decay to nothing, exposed for this part alone) */
+        int fresh = faded ? exposure[x] == (double)m : x >= k_before;
+        if (fresh) exposure[x] -= (double)order[bounds[c]];
         in_segment[x] += (double)(bounds[c + 1] - bounds[c]);
         last_segment[x] = segments;
         last_row[x] = rows + order[bounds[c + 1] - 1];
