@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import TRAIN_SYSTEMS, default_data_dir, read_loghub_system, shuffled_passes
+from training.data import (
+    TRAIN_SYSTEMS,
+    LogSet,
+    default_data_dir,
+    read_loghub_system,
+    shuffled_passes,
+)
 
 # Lines per train system in a smoke run's replay base.
 SMOKE_LINES = 25
@@ -35,18 +41,32 @@ def loghub_lines(data_dir: Path | None = None, smoke: bool = False) -> list[str]
     return [ln for s in TRAIN_SYSTEMS for ln in read_loghub_system(root, s).raw[:per]]
 
 
+# The kinds of `synthetic_lines`, each with two fields.
+SYNTHETIC_KINDS = (
+    "INFO fs: opened file /var/data/{}.bin size {} bytes",
+    "WARN net: connection from 10.0.{}.{}:4711 refused",
+    "INFO auth: user u{} logged in after {} ms",
+    "DEBUG jvm: garbage collection took {} ms freed {} MB",
+    "ERROR disk: block blk_{} lost on node {}",
+    "INFO http: GET /api/items/{} answered 200 in {} ms",
+)
+
+
 def synthetic_lines(n: int, seed: int = 0) -> list[str]:
-    """`n` log-like lines of a few kinds with random fields (no data needed)."""
+    """`n` log-like lines of a few kinds with random fields (no data needed); line i is
+    of kind `i % len(SYNTHETIC_KINDS)`."""
     rng = np.random.default_rng(seed)
-    kinds = (
-        "INFO fs: opened file /var/data/{}.bin size {} bytes",
-        "WARN net: connection from 10.0.{}.{}:4711 refused",
-        "INFO auth: user u{} logged in after {} ms",
-        "DEBUG jvm: garbage collection took {} ms freed {} MB",
-        "ERROR disk: block blk_{} lost on node {}",
-        "INFO http: GET /api/items/{} answered 200 in {} ms",
-    )
+    kinds = SYNTHETIC_KINDS
     return [kinds[i % len(kinds)].format(*rng.integers(1, 10_000, 2).tolist()) for i in range(n)]
+
+
+def synthetic_set(n: int, seed: int = 0) -> LogSet:
+    """`synthetic_lines` as a labelled set (event ids and templates), for smoke runs of
+    scripts that score against ground truth where loghub is absent."""
+    lines = synthetic_lines(n, seed)
+    kinds = [i % len(SYNTHETIC_KINDS) for i in range(n)]
+    texts = [SYNTHETIC_KINDS[k].replace("{}", "<*>") for k in kinds]
+    return LogSet("synthetic", lines, lines, [f"E{k}" for k in kinds], texts)
 
 
 def replay(n: int, seed: int = 0, data_dir: Path | None = None, smoke: bool = False) -> list[str]:
