@@ -1,7 +1,7 @@
 """The group level (`group_id`) on a mixed HTTP workload, through a real sidecar.
 
     python -m bench.groups [--bundle DIR] [--rows 6000] [--prose-share 0.3] [--demo-rows 20000]
-                           [--group-threshold X]
+                           [--group-threshold X] [--seed 0] [--seeds N]
 
 A fresh `logclust serve` (`bench.harness.Sidecar`, a temporary store) labels, k never
 given, a stream of one source mixing:
@@ -23,10 +23,15 @@ groups that hold 5% or more of them), structured kinds merged (pairs of kinds th
 a group, whether the cluster level or the group level joined them; 0), and prose's
 cluster count. Then `logclust demo`'s traffic (`logclust.cli.traffic.generate_traffic`) on a
 second sidecar: clusters and groups of its `feedback` kind (target <= 5).
+
+With `--seeds N`, also the mixed workloads' group ARI for the N seeds from `--seed` on,
+a fresh sidecar each, with their mean: one seed's stream can find its topics or miss
+them, and a change to the free text is judged over many.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -35,7 +40,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from bench.harness import cli
 from bench.harness.procs import SERVER_CORE
-from bench.harness.report import fmt
+from bench.harness.report import Output, fmt
 from bench.harness.sidecar import Sidecar
 from logclust.cli.traffic import KINDS, generate_traffic
 from logclust.client import Client
@@ -152,6 +157,27 @@ def prose_rate(bundle: str | None, rows: int, batch: int = 1000) -> float:
     return len(texts) / (time.process_time() - start)
 
 
+def seed_table(out: Output, args: argparse.Namespace, extra: list[str]) -> None:
+    """Group ARI of both mixed workloads for `args.seeds` seeds from `args.seed`, each
+    through a fresh sidecar, and their mean."""
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    table = out.table(
+        ["workload", *(f"seed {s}" for s in seeds), "mean"],
+        title="Group ARI over seeds",
+        note="one source, k never given, a fresh sidecar each",
+    )
+    for name, sentences in (("support messages", False), ("written sentences", True)):
+        scores = []
+        for seed in seeds:
+            bodies, truth = workload(args.rows, args.prose_share, seed, sentences)
+            _, groups = label(args.bundle, bodies, args.batch, extra)
+            scores.append(adjusted_rand_score(truth, groups))
+        table.add(
+            f"mixed HTTP + {name}", *(fmt(x, ".3f") for x in scores), fmt(np.mean(scores), ".3f")
+        )
+    out.show(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__, "groups")
     p.add_argument("--bundle", default=None)
@@ -161,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prose-rows", type=int, default=30_000, help="for the free-text rate")
+    p.add_argument("--seeds", type=int, default=0, help="also group ARI over this many seeds")
     p.add_argument(
         "--group-threshold",
         type=float,
@@ -169,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     extra = [] if args.group_threshold is None else ["--group-threshold", str(args.group_threshold)]
-    cli.smoke(args, rows=400, demo_rows=1000, batch=200, prose_rows=600)
+    cli.smoke(args, rows=400, demo_rows=1000, batch=200, prose_rows=600, seeds=2)
     with cli.output(args, "groups") as out:
         out.header(args.bundle, group_threshold=str(args.group_threshold or "bundle's"))
         table = out.table(
@@ -218,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
             len(set(d_ids.tolist())),
         )
         out.show(table)
+        if args.seeds > 0:
+            seed_table(out, args, extra)
         rate = prose_rate(args.bundle, args.prose_rows)
         out.line(f"free text alone, in process: {rate:,.0f} rows per CPU second")
 
