@@ -157,6 +157,10 @@ def prose_rate(bundle: str | None, rows: int, batch: int = 1000) -> float:
     return len(texts) / (time.process_time() - start)
 
 
+# The mixed workloads: their free text, support messages or whole written sentences.
+MIXED = (("support messages", False), ("written sentences", True))
+
+
 def seed_table(out: Output, args: argparse.Namespace, extra: list[str]) -> None:
     """Group ARI of both mixed workloads for `args.seeds` seeds from `args.seed`, each
     through a fresh sidecar, and their mean."""
@@ -166,7 +170,7 @@ def seed_table(out: Output, args: argparse.Namespace, extra: list[str]) -> None:
         title="Group ARI over seeds",
         note="one source, k never given, a fresh sidecar each",
     )
-    for name, sentences in (("support messages", False), ("written sentences", True)):
+    for name, sentences in MIXED:
         scores = []
         for seed in seeds:
             bodies, truth = workload(args.rows, args.prose_share, seed, sentences)
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
              "prose clusters", "groups", "clusters"],
             note="one source, k never given",
         )  # fmt: skip
-        for name, sentences in (("support messages", False), ("written sentences", True)):
+        for name, sentences in MIXED:
             bodies, truth_list = workload(args.rows, args.prose_share, args.seed, sentences)
             truth = np.array(truth_list)
             ids, groups = label(args.bundle, bodies, args.batch, extra)

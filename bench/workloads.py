@@ -56,8 +56,10 @@ def synthetic_lines(n: int, seed: int = 0) -> list[str]:
     """`n` log-like lines of a few kinds with random fields (no data needed); line i is
     of kind `i % len(SYNTHETIC_KINDS)`."""
     rng = np.random.default_rng(seed)
-    kinds = SYNTHETIC_KINDS
-    return [kinds[i % len(kinds)].format(*rng.integers(1, 10_000, 2).tolist()) for i in range(n)]
+    return [
+        SYNTHETIC_KINDS[i % len(SYNTHETIC_KINDS)].format(*rng.integers(1, 10_000, 2).tolist())
+        for i in range(n)
+    ]
 
 
 def synthetic_set(n: int, seed: int = 0) -> LogSet:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from logclust.cluster.descriptions import ClusterStats
-from logclust.text.structure import KIND_KEYS, KIND_NAME
+from logclust.text.structure import KIND_KEYS, KIND_NAME, KIND_NAME_RE
 
 Fields = tuple[str, ...]
 
@@ -34,7 +34,6 @@ KIND = "<kind>"
 # What masking keeps of a JSON body's kind (`logclust.text.structure.KIND_KEYS`): a
 # top-level `"type": "click"` (nested ones and other values are placeholders).
 _KIND_PAIR = re.compile(r'"(' + "|".join(sorted(KIND_KEYS)) + r')": "(' + KIND_NAME + ')"')
-_KIND_NAME = re.compile(KIND_NAME)  # a kept form value (a placeholder is none)
 # A start tag: its name (not `</`, `<?`, `<!`; a masked value such as `<NUM>` is none),
 # its attributes (masked values in them), and whether it closes itself.
 _XML_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)((?:[^<>]|<(?:\*|[A-Z][A-Z0-9_]*)>)*?)(/?)>")
@@ -60,7 +59,7 @@ def form_keys(masked: str) -> Fields | None:
     pairs = [part.split("=", 1) for part in query.split("&") if part]
     if not pairs or any(len(pair) != 2 for pair in pairs):
         return None
-    kind = {f"{k}={v}" for k, v in pairs if k in KIND_KEYS and _KIND_NAME.fullmatch(v)}
+    kind = {f"{k}={v}" for k, v in pairs if k in KIND_KEYS and KIND_NAME_RE.fullmatch(v)}
     if kind:  # a form that names its kind (`action=delete`) is that kind, as JSON's
         return (KIND, *sorted(kind))
     return (FORM, *sorted(k for k, _ in pairs))

@@ -47,7 +47,7 @@ KIND_KEYS = frozenset(
      "kind", "command"}
 )  # fmt: skip
 KIND_NAME = r"[A-Za-z_][A-Za-z_.:-]{0,63}"
-_KIND_NAME = re.compile(KIND_NAME)
+KIND_NAME_RE = re.compile(KIND_NAME)
 
 _SHAPE = str.maketrans("0123456789", "1111111111")
 
@@ -253,7 +253,7 @@ def _pair_value(text: str, shape: str, pair: re.Match[str]) -> str:
     """A form field's value masked, or kept where it names the form's kind
     (`action=delete`: `KIND_KEYS`, decided on the shape)."""
     start, end = pair.start(2), pair.end(2)
-    if text[pair.start(1) : pair.end(1)] in KIND_KEYS and _KIND_NAME.fullmatch(shape, start, end):
+    if text[pair.start(1) : pair.end(1)] in KIND_KEYS and KIND_NAME_RE.fullmatch(shape, start, end):
         return text[start:end]
     return _form_value(text, shape, start, end)
 
@@ -362,7 +362,7 @@ def _names_kind(frame: _Frame, shape: str, start: int, end: int) -> bool:
     return (
         frame.is_object
         and frame.key[1:-1] in KIND_KEYS
-        and _KIND_NAME.fullmatch(shape, start + 1, end - 1) is not None  # inside its quotes
+        and KIND_NAME_RE.fullmatch(shape, start + 1, end - 1) is not None  # inside its quotes
     )
 
 

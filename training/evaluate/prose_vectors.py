@@ -37,6 +37,7 @@ import numpy as np
 from logclust.cluster.groups import PROSE, GroupIndex
 from logclust.cluster.labeler import Labeler
 from logclust.cluster.prose_topics import ProseTopics
+from logclust.cluster.topic_fit import unit_rows
 from logclust.embed.bundle import Bundle
 from logclust.text.prose_vectors import ProseVectors, basic_words
 from training import teacher
@@ -80,8 +81,7 @@ def nearest_centre(x: np.ndarray, topics: list[str]) -> float:
 
     truth = np.asarray(topics)
     names = sorted(set(topics))
-    centres = np.stack([x[truth == t].mean(0) for t in names])
-    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    centres = unit_rows(np.stack([x[truth == t].mean(0) for t in names]))
     return float(adjusted_rand_score(truth, np.argmax(x @ centres.T, axis=1)))
 
 
