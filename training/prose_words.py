@@ -12,10 +12,14 @@ English word of Zipf frequency >= `--word-zipf` (the `wordfreq` package's lists,
 build time) that WordPiece splits into pieces is encoded whole (`[CLS] pieces [SEP]`,
 mean-pooled), reduced by the same components, and kept when the mean of its pieces' rows
 points elsewhere (cosine below `WORD_COSINE`), at most `--words` of them, most frequent
-first: `refund`, `invoice` and `unsubscribe` say what their pieces do not. Rows are stored as 4-bit
-(or `--bits 8`) integers with one float32 scale each. Written deterministically (fixed
-zip timestamps, component signs fixed), added to the bundle's manifest (`files` and a
-`prose_words` entry). The serving side is `logclust.text.prose_vectors`. Needs the extra `distill`.
+first: `refund`, `invoice` and `unsubscribe` say what their pieces do not. Each row weighs
+`a / (a + p)`, p its word's frequency in English (`wordfreq`; 0 for a `##` piece or a word
+it does not know) and a = `--sif` (smooth inverse frequency): `please`, `help` and
+`still`, said in messages of every topic, weigh about half to two thirds of `refund`.
+Rows are stored as 4-bit (or `--bits 8`) integers with one float32 scale each. Written
+deterministically (fixed zip timestamps, component signs fixed), added to the bundle's
+manifest (`files` and a `prose_words` entry). The serving side is
+`logclust.text.prose_vectors`. Needs the extra `distill`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ DROP = 5
 WORD_ZIPF = 3.0
 MAX_WORDS = 6000
 WORD_COSINE = 0.8
+# Smooth inverse frequency, a in a / (a + p): topics found in prose-only streams rose
+# most at 7e-4 of 5e-4 to 2e-3 (written sentences most; support messages, whose topics
+# hang on common words such as `late` and `still`, lost a little); at 1e-4 the words of a
+# topic weigh as little as the filler (BENCHMARKS.md, "Free text"). 0: every row 1.
+SIF = 7e-4
 # Bits per stored value: 4 placed prose topics as well as 8 (KMeans ARI within 0.005) in
 # half the bytes, which keeps the bundle in its size budget.
 BITS = 4
@@ -161,6 +170,18 @@ def choose_words(
     return keep
 
 
+def sif_weights(names: list[str], a: float = SIF) -> np.ndarray:
+    """`(len(names),)` float32 weight of each token or word: `a / (a + p)`, p its
+    frequency in English (0 for a `##` piece, an unknown word, or every name when a is 0,
+    which weighs every row 1)."""
+    if a <= 0:
+        return np.ones(len(names), np.float32)
+    import wordfreq
+
+    p = np.array([0.0 if n.startswith("##") else wordfreq.word_frequency(n, "en") for n in names])
+    return (a / (a + p)).astype(np.float32)
+
+
 def quantize(rows: np.ndarray, bits: int = BITS) -> tuple[np.ndarray, np.ndarray]:
     """`(codes, float32 scale per row)` with `rows ~= values * scale`: values in
     -127..127 as int8 `(n, dim)` (`bits=8`), or in -7..7 packed two a byte as uint8
@@ -214,6 +235,7 @@ def build(
     bits: int = BITS,
     word_zipf: float = WORD_ZIPF,
     most_words: int = MAX_WORDS,
+    sif: float = SIF,
 ) -> dict[str, Any]:
     """Writes `prose_words.npz` into `bundle` and records it in the manifest; returns
     the manifest entry."""
@@ -230,8 +252,7 @@ def build(
         kept = choose_words(pieces, candidates, whole, most=most_words)
         words = [candidates[i] for i in kept]
         rows = np.vstack([rows, whole[kept]])
-    n = len(tokens) + len(words)
-    write_table(bundle / FILE, tokens, rows, np.ones(n, np.float32), bits, words)
+    write_table(bundle / FILE, tokens, rows, sif_weights(tokens + words, sif), bits, words)
     ProseVectors.load(bundle / FILE)  # it reads back
     manifest = json.loads((bundle / MANIFEST).read_text())
     entry = {
@@ -242,9 +263,11 @@ def build(
         "tokens": len(tokens),
         "whole_words": len(words),
         "word_zipf": word_zipf,
+        "sif": sif,
         "teacher": teacher.TEACHER_NAME,
         "command": "python -m training.prose_words --bundle <bundle> "
-        f"--dim {dim} --drop {drop} --bits {bits} --word-zipf {word_zipf} --words {most_words}",
+        f"--dim {dim} --drop {drop} --bits {bits} --word-zipf {word_zipf} --words {most_words} "
+        f"--sif {sif}",
     }
     manifest["prose_words"] = entry
     manifest["files"][FILE] = {}
@@ -260,8 +283,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bits", type=int, choices=(4, 8), default=BITS)
     ap.add_argument("--word-zipf", type=float, default=WORD_ZIPF)
     ap.add_argument("--words", type=int, default=MAX_WORDS, help="whole words at most (0: none)")
+    ap.add_argument("--sif", type=float, default=SIF, help="a of a / (a + p) (0: weights 1)")
     args = ap.parse_args(argv)
-    entry = build(args.bundle, args.dim, args.drop, args.bits, args.word_zipf, args.words)
+    if args.sif < 0:
+        ap.error(f"--sif must be >= 0. Received: {args.sif}")
+    entry = build(args.bundle, args.dim, args.drop, args.bits, args.word_zipf, args.words, args.sif)
     size = (args.bundle / FILE).stat().st_size
     print(
         f"wrote {args.bundle / FILE}: {entry['tokens']} tokens and {entry['whole_words']} "

@@ -90,6 +90,13 @@ def test_build_adds_the_table_to_a_bundle(tmp_path: Path, monkeypatch: pytest.Mo
         prose_words, "word_vectors", lambda _, words: rng.normal(size=(len(words), 12))
     )
     monkeypatch.setattr(prose_words, "choose_words", lambda pv, words, rows, most: [0])
+    asked: list[tuple[list[str], float]] = []
+
+    def weights(names: list[str], a: float) -> np.ndarray:
+        asked.append((names, a))
+        return np.arange(1, len(names) + 1, dtype=np.float32)
+
+    monkeypatch.setattr(prose_words, "sif_weights", weights)
     with pytest.raises(ValueError, match="dim must be in 1..2"):
         prose_words.build(bundle, dim=4, drop=1)  # 3 tokens: 3 components at most
     entry = prose_words.build(bundle, dim=2, drop=1)
@@ -99,6 +106,10 @@ def test_build_adds_the_table_to_a_bundle(tmp_path: Path, monkeypatch: pytest.Mo
     pv = b.prose_vectors
     assert pv is not None and pv.tokens == ["refund", "late", "##ly"] and pv.dim == 2
     assert pv.words == ["lately"] and pv.wordpiece("lately") == (3,)
+    assert asked[-1] == (["refund", "late", "##ly", "lately"], prose_words.SIF)
+    with np.load(bundle / "prose_words.npz") as z:  # each row's weight, as sif_weights gave
+        assert z["weights"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert entry["sif"] == prose_words.SIF and "--sif" in entry["command"]
     assert prose_words.build(bundle, dim=2, drop=1, most_words=0)["whole_words"] == 0
 
 
@@ -118,3 +129,19 @@ def test_whole_words_are_kept_where_their_pieces_point_elsewhere(tmp_path: Path)
     back = ProseVectors.load(path)
     assert back.words == ["refund"] and back.wordpiece("refund") == (4,)
     assert np.allclose(back.vectors[4], whole[0], atol=0.01)
+
+
+def test_frequent_words_weigh_less() -> None:
+    pytest.importorskip("wordfreq", reason="wordfreq comes with the extra `distill`")
+    from training.prose_words import sif_weights
+
+    w = dict(
+        zip(
+            ["please", "refund", "##und", "zzqx"],
+            sif_weights(["please", "refund", "##und", "zzqx"]).tolist(),
+            strict=True,
+        )
+    )
+    assert w["please"] < 0.8 * w["refund"] and w["refund"] < 1.0
+    assert w["##und"] == 1.0 and w["zzqx"] == 1.0  # a piece, an unknown word: no frequency
+    assert sif_weights(["please", "refund"], a=0.0).tolist() == [1.0, 1.0]
