@@ -1,7 +1,8 @@
 """The group level (`group_id`) on a mixed HTTP workload, through a real sidecar.
 
     python -m bench.groups [--bundle DIR] [--rows 6000] [--prose-share 0.3] [--demo-rows 20000]
-                           [--group-threshold X] [--seed 0] [--seeds N]
+                           [--group-threshold X] [--seed 0] [--seeds N] [--topic-sets N]
+                           [--topic-set-rows 1800]
 
 A fresh `logclust serve` (`bench.harness.Sidecar`, a temporary store) labels, k never
 given, a stream of one source mixing:
@@ -27,6 +28,12 @@ second sidecar: clusters and groups of its `feedback` kind (target <= 5).
 With `--seeds N`, also the mixed workloads' group ARI for the N seeds from `--seed` on,
 a fresh sidecar each, with their mean: one seed's stream can find its topics or miss
 them, and a change to the free text is judged over many.
+
+With `--topic-sets N`, also free text alone: `--topic-set-rows` (1,800) rows of each of
+`TOPIC_SETS` (both message sets whole, their subsets of 1, 2 and 3 topics), 150-row
+batches, for the N seeds from `--seed` on, a fresh sidecar each: ARI against the topics
+(mean and worst seed), groups per topic (every group holding one of its rows, and those
+holding 5%+), and the mean ARI over the sets of two or more topics.
 """
 
 from __future__ import annotations
@@ -160,6 +167,58 @@ def prose_rate(bundle: str | None, rows: int, batch: int = 1000) -> float:
 # The mixed workloads: their free text, support messages or whole written sentences.
 MIXED = (("support messages", False), ("written sentences", True))
 
+# Free text alone: (message set, topics; None for all of the set's).
+TOPIC_SETS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("support", None),
+    ("sentences", None),
+    ("support", ("damaged", "late")),
+    ("sentences", ("billing", "cancel")),
+    ("sentences", ("crash", "address", "praise")),
+    ("support", ("refund",)),
+    ("support", ("password", "refund", "late")),
+    ("sentences", ("billing",)),
+    ("sentences", ("cancel", "praise")),
+)
+_TOPIC_SET_BATCH = 150
+
+
+def topic_set_table(out: Output, args: argparse.Namespace, extra: list[str]) -> None:
+    """Free text alone, each of `TOPIC_SETS` for `args.topic_sets` seeds (see the module
+    docstring)."""
+    seeds = list(range(args.seed, args.seed + args.topic_sets))
+    table = out.table(
+        ["free text alone", "topics", "ARI: mean (worst seed)", "groups per topic: mean (max)",
+         "... holding 5%+ of it"],
+        title=f"Free text alone, seeds {seeds[0]}-{seeds[-1]}",
+        note=f"{args.topic_set_rows} rows, {_TOPIC_SET_BATCH}-row batches, k never given, "
+        "a fresh sidecar each",
+    )  # fmt: skip
+    means = []
+    for kind, topics in TOPIC_SETS:
+        make = prose_messages if kind == "support" else sentence_messages
+        scores: list[float] = []
+        every: list[int] = []
+        most: list[int] = []
+        for seed in seeds:
+            texts, drawn = make(args.topic_set_rows, seed=seed, topics=topics)
+            truth = np.array([f"prose:{t}" for t in drawn])
+            _, groups = label(args.bundle, texts, _TOPIC_SET_BATCH, extra)
+            if topics is None or len(topics) > 1:
+                scores.append(adjusted_rand_score(truth, groups))
+            every += per_topic(groups, truth)
+            most += per_topic(groups, truth, 0.05)
+        if scores:
+            means.append(float(np.mean(scores)))
+        table.add(
+            f"{kind}: {' + '.join(topics) if topics else 'all'}",
+            len(topics) if topics else len({t for t in drawn}),
+            f"{np.mean(scores):.3f} ({min(scores):.3f})" if scores else "",
+            f"{np.mean(every):.2f} ({max(every)})",
+            f"{np.mean(most):.2f} ({max(most)})",
+        )
+    table.add("mean over the sets of 2+ topics", "", f"{np.mean(means):.3f}", "", "")
+    out.show(table)
+
 
 def seed_table(out: Output, args: argparse.Namespace, extra: list[str]) -> None:
     """Group ARI of both mixed workloads for `args.seeds` seeds from `args.seed`, each
@@ -193,6 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prose-rows", type=int, default=30_000, help="for the free-text rate")
     p.add_argument("--seeds", type=int, default=0, help="also group ARI over this many seeds")
     p.add_argument(
+        "--topic-sets", type=int, default=0, help="also free text alone, this many seeds a set"
+    )
+    p.add_argument("--topic-set-rows", type=int, default=1800)
+    p.add_argument(
         "--group-threshold",
         type=float,
         default=None,
@@ -200,7 +263,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     extra = [] if args.group_threshold is None else ["--group-threshold", str(args.group_threshold)]
-    cli.smoke(args, rows=400, demo_rows=1000, batch=200, prose_rows=600, seeds=2)
+    cli.smoke(
+        args,
+        rows=400,
+        demo_rows=1000,
+        batch=200,
+        prose_rows=600,
+        seeds=2,
+        topic_sets=1,
+        topic_set_rows=150,
+    )
     with cli.output(args, "groups") as out:
         out.header(args.bundle, group_threshold=str(args.group_threshold or "bundle's"))
         table = out.table(
@@ -251,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         out.show(table)
         if args.seeds > 0:
             seed_table(out, args, extra)
+        if args.topic_sets > 0:
+            topic_set_table(out, args, extra)
         rate = prose_rate(args.bundle, args.prose_rows)
         out.line(f"free text alone, in process: {rate:,.0f} rows per CPU second")
 

@@ -5,8 +5,9 @@ messages by topic far better than the encoder's semantic channel does, but it ca
 on the serving path. Most of what it knows about a short message is in its words, so
 `training/prose_words.py` encodes every token of the teacher's WordPiece vocabulary
 alone, reduces the vectors by PCA and ships them as `prose_words.npz` in the bundle. A
-text's vector is then the weighted mean of its content tokens' vectors: numpy and the
-standard library only, thousands of texts per second.
+text's vector is then the weighted mean of its content tokens' vectors (a row weighs
+less the more common its word is in English: smooth inverse frequency, set when the table
+is built): numpy and the standard library only, thousands of texts per second.
 
 Tokenization follows BERT's (uncased): control characters dropped, accents stripped,
 punctuation and CJK ideographs split into tokens of their own, then greedy
