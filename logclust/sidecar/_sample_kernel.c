@@ -1755,12 +1755,7 @@ static int begin_segment(Ledger *L, int64_t now_ms) {
                     L->order, L->cap, L->order_len, L->k, factor, L->segments, L->rows,
                     L->total, L->tails, (double)L->window_rows_min, young, target,
                     fair_target, floor_p};
-    for (Py_ssize_t i = 0; i < L->k; i++)
-        if (L->order[i] < 0 || L->order[i] >= L->k) {
-            PyErr_SetString(PyExc_ValueError, "_order: an index out of range");
-            return -1;
-        }
-    double tau;
+    double tau; /* segment_core checks `order` (every index within k) */
     int status = segment_core(&in, &tau);
     if (status < 0) return -1;
     if (status == 0) L->tau = tau;

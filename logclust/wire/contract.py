@@ -206,7 +206,8 @@ def check_sample_columns(schema: pa.Schema) -> None:
     Raises:
         ContractError: the input has either already.
     """
-    taken = [f.name for f in SAMPLE_FIELDS if f.name in schema.names]
+    # each name looked up in the schema's index (no list of its names built: every batch)
+    taken = [name for name in (KEEP, SAMPLE_WEIGHT) if schema.get_all_field_indices(name)]
     if taken:
         raise ContractError(
             f"Columns added by the sidecar's sampling; drop or rename them first. Received: {taken}"
