@@ -14,10 +14,13 @@ budget allocates once, and steps the ledger's numbers: slots of two small arrays
 so the kernel reads them at the call's start and writes them back at its end in place. It
 keeps its views of the budget's arrays from call to call (an array the budget replaced is
 viewed and checked again), and its own scratch lasts from call to call: a batch allocates
-nothing but its two answer columns. What is rare it hands back to the
-budget's Python methods: a new kind's index and phases (`_add_kinds`), a larger id table
-(`_grow_lut`), and a segment's start after new kinds (`_begin_segment`: the counts' order
-grows). `segment` and `part` remain callable alone, as the Python path and tests use them.
+nothing but its two answer columns, which the kernel makes itself (numpy.empty, called from
+C) and hands back in a `Decisions`, a tuple it builds as `tuple.__new__` does (`bind` gives
+it the type at load): no Python runs between the budget's call and its answer. What is
+rare it hands back to the budget's Python methods: a new kind's index and phases
+(`_add_kinds`), a larger id table (`_grow_lut`), and a segment's start after new kinds
+(`_begin_segment`: the counts' order grows). `segment` and `part` remain callable alone, as
+the Python path and tests use them.
 """
 
 from __future__ import annotations
