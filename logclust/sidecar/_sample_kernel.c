@@ -1890,7 +1890,7 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     }
     Buffers b = {.n = 0};
     Ledger L = {.self = args[0]};
-    PyObject *result = NULL, *keep_obj = NULL, *weight_obj = NULL;
+    PyObject *result = NULL, *keep_obj = NULL, *weight_obj = NULL, *answer = NULL;
     Py_ssize_t n;
     int wide;
     int64_t *time_ms;
@@ -1916,6 +1916,14 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     char *keep = weight_obj ? get(&b, keep_obj, '?', 1, n, NULL, "keep") : NULL;
     double *weight = keep ? get(&b, weight_obj, 'd', 1, n, NULL, "weight") : NULL;
     if (!weight) goto done;
+    /* Decisions(keep, weight): a tuple of the bound type, made as tuple.__new__ makes it,
+     * before the ledger moves (whole from the start: the collector may see it) */
+    PyTypeObject *type = (PyTypeObject *)decisions_type;
+    if (!(answer = type->tp_alloc(type, 2))) goto done;
+    Py_INCREF(keep_obj);
+    PyTuple_SET_ITEM(answer, 0, keep_obj);
+    Py_INCREF(weight_obj);
+    PyTuple_SET_ITEM(answer, 1, weight_obj);
     if (!(L.views = views_of(L.self)) || load_numbers(&L) < 0 || load_arrays(&L) < 0)
         goto done;
     if (hi >= L.lut_len && call_back(&L, A_GROW_LUT, PyLong_FromLongLong(hi + 1)) < 0)
@@ -1948,15 +1956,11 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     L.kept += kept;
     L.dropped += n - kept;
     if (store_numbers(&L) < 0) goto done;
-    /* Decisions(keep, weight): a tuple of the bound type, made as tuple.__new__ makes it */
-    PyTypeObject *type = (PyTypeObject *)decisions_type;
-    result = type->tp_alloc(type, 2);
-    if (!result) goto done;
-    PyTuple_SET_ITEM(result, 0, keep_obj);
-    PyTuple_SET_ITEM(result, 1, weight_obj);
-    keep_obj = weight_obj = NULL; /* the tuple holds them */
+    result = answer;
+    answer = NULL;
 done:
     release(&b);
+    Py_XDECREF(answer);
     Py_XDECREF(keep_obj);
     Py_XDECREF(weight_obj);
     return result;
