@@ -353,6 +353,7 @@ def speed(args: argparse.Namespace, out: Output) -> None:
 
 
 BARE = "a sampler's call on a source without a budget"
+IN_PLACE = "the two answer columns built within `on` (`with_sample`)"
 
 
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
@@ -523,14 +524,14 @@ def within_ab(args: argparse.Namespace, out: Output) -> None:
     )
 
 
-def _timed(decide: Any, into: list[float]) -> Any:
-    """`decide` adding the CPU ms of each call to `into`."""
+def _timed(call: Any, into: list[float]) -> Any:
+    """`call` adding the CPU ms of each call to `into`."""
 
-    def timed(*args: Any) -> Decisions:
+    def timed(*args: Any) -> Any:
         start = time.thread_time()
-        d = decide(*args)
+        got = call(*args)
         into.append(1000 * (time.thread_time() - start))
-        return d
+        return got
 
     return timed
 
@@ -570,13 +571,21 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
     ms: dict[str, list[float]] = {mode: [] for mode in sides}
     ratios: list[float] = []
     answers: dict[str, list[bytes]] = {mode: [] for mode in sides}
-    for i, payload in enumerate(data[half:]):
-        for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
-            start = time.thread_time()
-            answer, _ = sides[mode].label_ipc(payload)
-            ms[mode].append(1000 * (time.thread_time() - start))
-            answers[mode].append(answer)
-        ratios.append(ms["on"][-1] / ms["off"][-1])
+    # the two answer columns where `on` builds them, after its labelling
+    in_place: list[float] = []
+    ms[IN_PLACE] = in_place
+    with_sample = contract.with_sample
+    contract.with_sample = _timed(with_sample, in_place)
+    try:
+        for i, payload in enumerate(data[half:]):
+            for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                start = time.thread_time()
+                answer, _ = sides[mode].label_ipc(payload)
+                ms[mode].append(1000 * (time.thread_time() - start))
+                answers[mode].append(answer)
+            ratios.append(ms["on"][-1] / ms["off"][-1])
+    finally:
+        contract.with_sample = with_sample
     _show_ms(out, ms, "the sidecar's answer (label_ipc)")
     out.line(f"The sidecar's CPU per batch (label_ipc), on / off: {spread(ratios)}")
     answer_columns(out, answers, float(np.median(ms["off"])))
