@@ -26,8 +26,12 @@ kept) and clusters that lost every row of a window; the per-cluster table of the
 and rarest clusters. **Speed** (half the replay warms, half is timed): CPU per
 1,000-row batch in one process, sampling off and on alternating batch by batch on the same
 rows: of labelling (`label_table`), of the sampler alone (compiled, numpy, and compiled
-with latencies), and of the sidecar's whole answer (`label_ipc`), with what its two more
-columns cost to build and encode and the bytes they add; then records/s of the
+with latencies; with `--against DIR` another checkout's beside it, alternating), with
+`--against DIR` both samplers inside labelling (three labellers: off, on with this sampler,
+on with DIR's; the fair A/B of the two, as the samplers alone favour this checkout's, whose
+kernel's code the `on` labeller has just run), and of the sidecar's whole answer
+(`label_ipc`), with what its two more columns cost to build and encode and the bytes they
+add; then records/s of the
 loghub replay (train systems) with and without a budget over gRPC: two sidecars (off, on)
 on the same core, warmed alike, then timed passes alternating between them (`--rounds`
 pairs, or as many as fit in `--speed-seconds`; 4 batches in flight), with the sidecar's
@@ -349,6 +353,7 @@ def speed(args: argparse.Namespace, out: Output) -> None:
 
 
 BARE = "a sampler's call on a source without a budget"
+IN_PLACE = "the two answer columns built within `on` (`with_sample`)"
 
 
 def cpu_ab(args: argparse.Namespace, out: Output) -> None:
@@ -468,6 +473,69 @@ def cpu_ab(args: argparse.Namespace, out: Output) -> None:
         )
 
 
+def within_ab(args: argparse.Namespace, out: Output) -> None:
+    """`--against DIR`: this checkout's sampler against DIR's inside labelling, the fair
+    A/B of the two. Three labellers over one encoder (off; on with this sampler; on with
+    DIR's), each batch given the same receive time, the two `on` in alternating order
+    after `off`: each sampler runs where the sidecar runs it, after a labelling, with its
+    own code as cold as the other's. (The samplers alone, in `cpu_ab`, favour this
+    checkout's: its kernel's code is warm from the `on` labeller's call before it; the
+    same code against itself there reads 0.87-0.93.) Reports the CPU of the sampler
+    within each labelling and of the labelling, each A/B the median of per-batch ratios,
+    and whether both decided alike."""
+    lines = replay(args.speed_rows, seed=0, smoke=args.smoke)
+    tables = [pa.table({"body": pa.array(lines[i : i + 1000])}) for i in range(0, len(lines), 1000)]
+    encoder = Labeler.load(args.bundle)
+    sampling = SamplingConfig(fraction=args.fraction)
+    this, other = "on", f"on, {args.against}'s sampler"
+    labelers = {"off": StreamLabeler(encoder)}
+    labelers[this] = StreamLabeler(encoder, StreamLabelerConfig(sampling=sampling))
+    labelers[other] = StreamLabeler(encoder, StreamLabelerConfig(sampling=sampling))
+    labelers[other].sampler = reference_sampler(args.against)(sampling)
+    inside: dict[str, list[float]] = {this: [], other: []}
+    for name in inside:
+        sampler = labelers[name].sampler
+        assert sampler is not None
+        sampler.decide = _timed(sampler.decide, inside[name])  # type: ignore[method-assign]
+    ms: dict[str, list[float]] = {name: [] for name in labelers}
+    half, same, now = len(tables) // 2, True, int(time.time() * 1000)
+    for i, t in enumerate(tables):
+        if i == half:  # all three warmed with the same batches
+            for lab in labelers.values():
+                lab.wait_for_consolidations()
+            for values in inside.values():
+                values.clear()
+        got = {}
+        for name in ("off", this, other) if i % 2 == 0 else ("off", other, this):
+            start = time.thread_time()
+            got[name] = labelers[name].label_table(t, now + 100 * i)
+            if i >= half:
+                ms[name].append(1000 * (time.thread_time() - start))
+        a, b = got[this], got[other]
+        assert a.keep is not None and b.keep is not None
+        assert a.weight is not None and b.weight is not None
+        same &= np.array_equal(a.keep, b.keep) and np.array_equal(a.weight, b.weight)
+    _show_ms(out, {**ms, **{f"the sampler within `{k}`": v for k, v in inside.items()}}, "A/B")
+    within = spread(list(np.divide(inside[this], inside[other])))
+    labelling = spread(list(np.divide(ms[this], ms[other])))
+    out.line(
+        f"The sampler within labelling, this over {args.against}'s: {within}; labelling "
+        f"{labelling}; decisions {'the same' if same else 'DIFFERENT'}"
+    )
+
+
+def _timed(call: Any, into: list[float]) -> Any:
+    """`call` adding the CPU ms of each call to `into`."""
+
+    def timed(*args: Any) -> Any:
+        start = time.thread_time()
+        got = call(*args)
+        into.append(1000 * (time.thread_time() - start))
+        return got
+
+    return timed
+
+
 def _show_ms(out: Output, ms: dict[str, list[float]], what: str) -> None:
     """A table of CPU ms per batch (1,000 rows), median, quartiles and mean, by mode."""
     table = out.table(
@@ -503,13 +571,21 @@ def core_ab(args: argparse.Namespace, out: Output) -> None:
     ms: dict[str, list[float]] = {mode: [] for mode in sides}
     ratios: list[float] = []
     answers: dict[str, list[bytes]] = {mode: [] for mode in sides}
-    for i, payload in enumerate(data[half:]):
-        for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
-            start = time.thread_time()
-            answer, _ = sides[mode].label_ipc(payload)
-            ms[mode].append(1000 * (time.thread_time() - start))
-            answers[mode].append(answer)
-        ratios.append(ms["on"][-1] / ms["off"][-1])
+    # the two answer columns where `on` builds them, after its labelling
+    in_place: list[float] = []
+    ms[IN_PLACE] = in_place
+    with_sample = contract.with_sample
+    contract.with_sample = _timed(with_sample, in_place)
+    try:
+        for i, payload in enumerate(data[half:]):
+            for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                start = time.thread_time()
+                answer, _ = sides[mode].label_ipc(payload)
+                ms[mode].append(1000 * (time.thread_time() - start))
+                answers[mode].append(answer)
+            ratios.append(ms["on"][-1] / ms["off"][-1])
+    finally:
+        contract.with_sample = with_sample
     _show_ms(out, ms, "the sidecar's answer (label_ipc)")
     out.line(f"The sidecar's CPU per batch (label_ipc), on / off: {spread(ratios)}")
     answer_columns(out, answers, float(np.median(ms["off"])))
@@ -639,6 +715,8 @@ def main(argv: list[str] | None = None) -> int:
         quality(args, out)
     if args.part in ("all", "speed"):
         cpu_ab(args, out)
+        if args.against:
+            within_ab(args, out)
         core_ab(args, out)
         speed(args, out)
     out.close()

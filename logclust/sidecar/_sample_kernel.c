@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* The calls' signatures: sample_compiled.py uses a kernel of its own version only. */
-#define KERNEL_VERSION 3
+#define KERNEL_VERSION 4
 #define SEGMENT_ROWS 1024
 #define TAIL_QUANTILE 0.98
 #define TAIL_BOOST 50.0
@@ -1755,12 +1755,7 @@ static int begin_segment(Ledger *L, int64_t now_ms) {
                     L->order, L->cap, L->order_len, L->k, factor, L->segments, L->rows,
                     L->total, L->tails, (double)L->window_rows_min, young, target,
                     fair_target, floor_p};
-    for (Py_ssize_t i = 0; i < L->k; i++)
-        if (L->order[i] < 0 || L->order[i] >= L->k) {
-            PyErr_SetString(PyExc_ValueError, "_order: an index out of range");
-            return -1;
-        }
-    double tau;
+    double tau; /* segment_core checks `order` (every index within k) */
     int status = segment_core(&in, &tau);
     if (status < 0) return -1;
     if (status == 0) L->tau = tau;
@@ -1824,10 +1819,56 @@ static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
     return o.kept;
 }
 
+/* What `decide` answers with: the caller's `Decisions` type (a tuple subclass, given by
+ * `bind`), and numpy.empty with the dtypes of its two arrays (bool, float64). */
+static PyObject *decisions_type, *np_empty, *dtype_bool, *dtype_f8;
+
 /*
- * decide(budget, ids, time_ms, latency, keep, weight) -> rows kept, or NEGATIVE_IDS where
- * an id is negative, or OTHER_ARRAYS where ids, times or latencies are not contiguous
- * int32/int64, int64 and float64 (in both, nothing changed).
+ * bind(decisions) -> None: the tuple type (sample_rows.Decisions) `decide` answers with;
+ * numpy.empty and its dtypes looked up once. TypeError where it is not a tuple type.
+ */
+static PyObject *bind(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "bind() takes 1 argument");
+        return NULL;
+    }
+    PyObject *t = args[0];
+    if (!PyType_Check(t) || !PyType_IsSubtype((PyTypeObject *)t, &PyTuple_Type)) {
+        PyErr_Format(PyExc_TypeError, "bind() takes a tuple type. Received: %R", t);
+        return NULL;
+    }
+    if (!np_empty) {
+        PyObject *np = PyImport_ImportModule("numpy");
+        if (!np) return NULL;
+        PyObject *empty = PyObject_GetAttrString(np, "empty");
+        PyObject *dtype = empty ? PyObject_GetAttrString(np, "dtype") : NULL;
+        Py_DECREF(np);
+        PyObject *b = dtype ? PyObject_CallFunction(dtype, "s", "?") : NULL;
+        PyObject *f = b ? PyObject_CallFunction(dtype, "s", "f8") : NULL;
+        Py_XDECREF(dtype);
+        if (!f) {
+            Py_XDECREF(empty);
+            Py_XDECREF(b);
+            return NULL;
+        }
+        np_empty = empty, dtype_bool = b, dtype_f8 = f;
+    }
+    Py_INCREF(t);
+    Py_XSETREF(decisions_type, t);
+    Py_RETURN_NONE;
+}
+
+/* A new numpy array of `n` items of `dtype` (numpy.empty), or NULL with an error set. */
+static PyObject *new_array(PyObject *n_obj, PyObject *dtype) {
+    PyObject *args[2] = {n_obj, dtype};
+    return PyObject_Vectorcall(np_empty, args, 2, NULL);
+}
+
+/*
+ * decide(budget, ids, time_ms, latency) -> Decisions(keep, weight) of new arrays (bool,
+ * float64; the type given to `bind`), or NEGATIVE_IDS where an id is negative, or
+ * OTHER_ARRAYS where ids, times or latencies are not contiguous int32/int64, int64 and
+ * float64 (in both, nothing changed).
  *
  * What `CompiledBudget.decide` does for a whole batch in one call: the batch's parts
  * (`SourceBudget._parts`, windows turned at their first row), each segment's start where
@@ -1839,13 +1880,17 @@ static Py_ssize_t decide_part(Ledger *L, PyObject *ids_obj, void *ids, int wide,
 #define NEGATIVE_IDS -1
 #define OTHER_ARRAYS -2
 static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "decide() takes 6 arguments");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "decide() takes 4 arguments");
+        return NULL;
+    }
+    if (!decisions_type) {
+        PyErr_SetString(PyExc_RuntimeError, "decide(): the kernel is not bound (bind())");
         return NULL;
     }
     Buffers b = {.n = 0};
     Ledger L = {.self = args[0]};
-    PyObject *result = NULL;
+    PyObject *result = NULL, *keep_obj = NULL, *weight_obj = NULL, *answer = NULL;
     Py_ssize_t n;
     int wide;
     int64_t *time_ms;
@@ -1856,9 +1901,6 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
         release(&b);
         return PyLong_FromLong(OTHER_ARRAYS);
     }
-    char *keep = get(&b, args[4], '?', 1, n, NULL, "keep");
-    double *weight = keep ? get(&b, args[5], 'd', 1, n, NULL, "weight") : NULL;
-    if (!weight) goto done;
     int64_t bounds[4];
     batch_bounds(ids, wide, time_ms, n, bounds);
     int64_t lo = bounds[0], hi = bounds[1], t_min = bounds[2], t_max = bounds[3];
@@ -1866,6 +1908,22 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
         result = PyLong_FromLong(NEGATIVE_IDS);
         goto done;
     }
+    PyObject *n_obj = PyLong_FromSsize_t(n);
+    if (!n_obj) goto done;
+    keep_obj = new_array(n_obj, dtype_bool);
+    weight_obj = keep_obj ? new_array(n_obj, dtype_f8) : NULL;
+    Py_DECREF(n_obj);
+    char *keep = weight_obj ? get(&b, keep_obj, '?', 1, n, NULL, "keep") : NULL;
+    double *weight = keep ? get(&b, weight_obj, 'd', 1, n, NULL, "weight") : NULL;
+    if (!weight) goto done;
+    /* Decisions(keep, weight): a tuple of the bound type, made as tuple.__new__ makes it,
+     * before the ledger moves (whole from the start: the collector may see it) */
+    PyTypeObject *type = (PyTypeObject *)decisions_type;
+    if (!(answer = type->tp_alloc(type, 2))) goto done;
+    Py_INCREF(keep_obj);
+    PyTuple_SET_ITEM(answer, 0, keep_obj);
+    Py_INCREF(weight_obj);
+    PyTuple_SET_ITEM(answer, 1, weight_obj);
     if (!(L.views = views_of(L.self)) || load_numbers(&L) < 0 || load_arrays(&L) < 0)
         goto done;
     if (hi >= L.lut_len && call_back(&L, A_GROW_LUT, PyLong_FromLongLong(hi + 1)) < 0)
@@ -1898,9 +1956,13 @@ static PyObject *decide(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     L.kept += kept;
     L.dropped += n - kept;
     if (store_numbers(&L) < 0) goto done;
-    result = PyLong_FromSsize_t(kept);
+    result = answer;
+    answer = NULL;
 done:
     release(&b);
+    Py_XDECREF(answer);
+    Py_XDECREF(keep_obj);
+    Py_XDECREF(weight_obj);
     return result;
 }
 
@@ -1932,6 +1994,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
 static PyMethodDef methods[] = {
     {"decide", (PyCFunction)(void (*)(void))decide, METH_FASTCALL,
      "Decides a whole batch of one source (CompiledBudget.decide)."},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "The tuple type (Decisions) that decide answers with."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "The least and greatest id and time of a batch."},
     {"part", (PyCFunction)(void (*)(void))part, METH_FASTCALL,

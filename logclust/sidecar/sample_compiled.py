@@ -14,10 +14,13 @@ budget allocates once, and steps the ledger's numbers: slots of two small arrays
 so the kernel reads them at the call's start and writes them back at its end in place. It
 keeps its views of the budget's arrays from call to call (an array the budget replaced is
 viewed and checked again), and its own scratch lasts from call to call: a batch allocates
-nothing but its two answer columns. What is rare it hands back to the
-budget's Python methods: a new kind's index and phases (`_add_kinds`), a larger id table
-(`_grow_lut`), and a segment's start after new kinds (`_begin_segment`: the counts' order
-grows). `segment` and `part` remain callable alone, as the Python path and tests use them.
+nothing but its two answer columns, which the kernel makes itself (numpy.empty, called from
+C) and hands back in a `Decisions`, a tuple it builds as `tuple.__new__` does (`bind` gives
+it the type at load): no Python runs between the budget's call and its answer. What is
+rare it hands back to the budget's Python methods: a new kind's index and phases
+(`_add_kinds`), a larger id table (`_grow_lut`), and a segment's start after new kinds
+(`_begin_segment`: the counts' order grows). `segment` and `part` remain callable alone, as
+the Python path and tests use them.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from logclust.sidecar.sample_rows import Decisions, SourceBudget
 SAMPLER_ENV = "LOGCLUST_SAMPLER"
 # The kernel's calls as this module makes them: a kernel built from another version of
 # _sample_kernel.c (a checkout not built again) is not used.
-KERNEL_VERSION = 3
+KERNEL_VERSION = 4
 # The ledger's numbers the kernel steps, in the order of their slots in the budget's
 # `_ints` (int64) and `_floats` (float64); each an attribute of `CompiledBudget` that reads
 # and writes its slot. `_has_clock` and `_sure_lo_inf` say whether `clock_ms` is set and
@@ -85,14 +88,18 @@ def _load() -> ModuleType | None:
         and kernel.INT_NUMBERS == INT_NUMBERS
         and kernel.FLOAT_NUMBERS == FLOAT_NUMBERS
     )
-    return kernel if same else None
+    if not same:
+        return None
+    kernel.bind(Decisions)  # `decide` answers with this checkout's Decisions
+    return kernel
 
 
 _KERNEL = _load()
 
 
-# The kernel's batch call, looked up once (None: not built; `CompiledBudget` then unused).
-_decide: Callable[..., int] | None = None if _KERNEL is None else _KERNEL.decide
+# The kernel's batch call, looked up once (None: not built; `CompiledBudget` then unused):
+# `Decisions`, or an int where it decided nothing (`CompiledBudget._decide_other`).
+_decide: Callable[..., Decisions | int] | None = None if _KERNEL is None else _KERNEL.decide
 
 
 def compiled() -> ModuleType | None:
@@ -130,24 +137,16 @@ class CompiledBudget(SourceBudget):
 
     def decide(self, ids: np.ndarray, time_ms: np.ndarray, latency: np.ndarray) -> Decisions:
         """Keeps or drops each row of this source, in stream order (as
-        `SourceBudget.decide`), in one call of the kernel per batch."""
-        n = ids.size
-        keep = np.empty(n, bool)
-        weight = np.empty(n, np.float64)
+        `SourceBudget.decide`), in one call of the kernel per batch (which allocates the
+        answer's arrays and makes the `Decisions`)."""
         assert _decide is not None
-        kept = _decide(self, ids, time_ms, latency, keep, weight)  # counts the kept rows
-        if kept < 0:  # nothing decided: the arrays of another kind, or negative ids
-            return self._decide_other(kept, ids, time_ms, latency, keep, weight)
-        return Decisions(keep, weight)
+        got = _decide(self, ids, time_ms, latency)
+        if got.__class__ is int:  # nothing decided: the arrays of another kind, or negative ids
+            return self._decide_other(got, ids, time_ms, latency)  # type: ignore[arg-type]
+        return got  # type: ignore[return-value]
 
     def _decide_other(
-        self,
-        why: int,
-        ids: np.ndarray,
-        time_ms: np.ndarray,
-        latency: np.ndarray,
-        keep: np.ndarray,
-        weight: np.ndarray,
+        self, why: int, ids: np.ndarray, time_ms: np.ndarray, latency: np.ndarray
     ) -> Decisions:
         """A batch the kernel did not take (`why`): no rows or ids that are not integers
         and negative ids go to the numpy reference; arrays of another type or layout are
@@ -159,10 +158,11 @@ class CompiledBudget(SourceBudget):
             ids = np.ascontiguousarray(ids, np.int64 if ids.dtype != np.int32 else np.int32)
             time_ms = np.ascontiguousarray(time_ms, np.int64)
             latency = np.ascontiguousarray(latency, np.float64)
-            why = _KERNEL.decide(self, ids, time_ms, latency, keep, weight)
-        if why == _KERNEL.NEGATIVE_IDS:
-            return super().decide(ids, time_ms, latency)
-        return Decisions(keep, weight)
+            got = _KERNEL.decide(self, ids, time_ms, latency)
+            if got.__class__ is not int:
+                return got  # type: ignore[no-any-return]
+        # negative ids (the kernel's only other answer once the arrays are of its kinds)
+        return super().decide(ids, time_ms, latency)
 
     def _close_segment(self) -> None:
         """`SegmentLedger._close_segment` on the parts the kernel left in the segment's

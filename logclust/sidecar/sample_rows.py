@@ -6,7 +6,7 @@ module is its reference: both decide the same rows, bit for bit."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,9 +43,9 @@ class _Batch:
         self.all_latency = nans == 0
 
 
-@dataclass(frozen=True)
-class Decisions:
-    """The sampling of one batch, in row order.
+class Decisions(NamedTuple):
+    """The sampling of one batch, in row order. A tuple, which the compiled kernel makes
+    as it answers (`logclust.sidecar.sample_compiled`): no Python call per batch.
 
     Attributes:
         keep: `(n,)` bool, whether the row is kept.

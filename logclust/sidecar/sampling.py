@@ -98,11 +98,12 @@ class Sampler:
         """
         with self._lock:
             if len(source_names) == 1:  # the common case: no copies
-                budget = self._budget(source_names[0])
-                if budget is not None:
-                    return budget.decide(ids, time_ms, latency)
-                self._whole[source_names[0]] = self._whole.get(source_names[0], 0) + ids.size
-                return Decisions(np.ones(ids.size, bool), np.ones(ids.size, np.float64))
+                name = source_names[0]
+                budget = self._budgets.get(name)
+                if budget is None and (budget := self._budget(name)) is None:
+                    self._whole[name] = self._whole.get(name, 0) + ids.size
+                    return Decisions(np.ones(ids.size, bool), np.ones(ids.size, np.float64))
+                return budget.decide(ids, time_ms, latency)
             keep = np.ones(ids.size, bool)
             weight = np.ones(ids.size, np.float64)
             for code, name in enumerate(source_names):

@@ -8,14 +8,18 @@ skip, unless LOGCLUST_REQUIRE_KERNEL=1 (CI) says it must be."""
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pytest
 
+import logclust.sidecar as package
 from logclust.sidecar import sample_compiled, sampling
 from logclust.sidecar.config import SamplingConfig
 from logclust.sidecar.sample_compiled import CompiledBudget, compiled
+from logclust.sidecar.sample_level import source_key
 from logclust.sidecar.sample_rows import SourceBudget
 from tests.sidecar import test_sampling_decisions as recorded
 from tests.sidecar import test_sampling_edge_decisions as edges
@@ -181,3 +185,30 @@ def test_a_kernel_of_another_version_or_turned_off_is_not_used(
     monkeypatch.undo()
     monkeypatch.setenv(sample_compiled.SAMPLER_ENV, "numpy")
     assert sample_compiled._load() is None
+
+
+@needs_kernel
+def test_a_kernel_of_the_last_signature_is_not_bound_and_numpy_decides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel built from the _sample_kernel.c before (version 3: `decide` given the
+    answer's arrays, no `bind`) is left unused, not called; the sampler then decides with
+    the numpy reference, the same rows."""
+    old = types.ModuleType("logclust.sidecar._sample_kernel")
+    for name in dir(KERNEL):
+        if name.isupper():
+            setattr(old, name, getattr(KERNEL, name))
+    old.VERSION = 3  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "logclust.sidecar._sample_kernel", old)
+    monkeypatch.setattr(package, "_sample_kernel", old, raising=False)
+    assert sample_compiled._load() is None  # and `bind`, absent there, never asked for
+    monkeypatch.setattr(sample_compiled, "_KERNEL", None)
+    sampler = sampling.Sampler(SamplingConfig(fraction=0.1))
+    assert not sampler.compiled_loops
+    ids = np.arange(3000) % 40
+    times = T0_MS + np.arange(3000)
+    d = sampler.decide(["app"], np.zeros(3000, np.int32), ids, times, np.full(3000, np.nan))
+    assert type(sampler._budgets["app"]) is SourceBudget
+    reference = SourceBudget(0.1, SamplingConfig(fraction=0.1), source_key(0, "app"))
+    ref = reference.decide(ids, times, np.full(3000, np.nan))
+    assert np.array_equal(d.keep, ref.keep) and np.array_equal(d.weight, ref.weight)

@@ -15,6 +15,7 @@ import pytest
 from logclust.sidecar import sampling
 from logclust.sidecar.config import SamplingConfig
 from logclust.sidecar.sample_compiled import CompiledBudget, compiled
+from logclust.sidecar.sample_rows import Decisions
 from tests.sidecar import test_sample_compiled as generated_streams
 from tests.sidecar import test_sampling_decisions as recorded
 from tests.sidecar.test_sampling_decisions import T0_MS, Batch
@@ -118,29 +119,29 @@ def test_the_batch_call_checks_what_it_is_given() -> None:
     budget = CompiledBudget(0.1, SamplingConfig(fraction=0.1), 1)
     ids = np.arange(10, dtype=np.int64)
     times = T0_MS + np.arange(10)
-    keep, weight = np.empty(10, bool), np.empty(10)
-    assert KERNEL.decide(budget, ids, times, np.full(10, np.nan), keep, weight) >= 1
+    got = KERNEL.decide(budget, ids, times, np.full(10, np.nan))
+    # the answer's arrays are the kernel's own, in the caller's Decisions
+    assert type(got) is Decisions
+    assert got.keep.dtype == np.bool_ and got.keep.shape == (10,) and got.keep.flags.writeable
+    assert got.weight.dtype == np.float64 and got.weight.shape == (10,)
+    assert got.keep.sum() >= 1 and np.all(got.weight[~got.keep] == 0.0)
     rows = budget.rows
     # the batch's arrays of another type: nothing changed, the caller converts them
-    assert KERNEL.decide(budget, ids.astype(np.float64), times, np.zeros(10), keep, weight) == (
+    assert KERNEL.decide(budget, ids.astype(np.float64), times, np.zeros(10)) == (
         KERNEL.OTHER_ARRAYS
     )
-    assert KERNEL.decide(budget, ids, times, np.zeros(10, np.float32), keep, weight) == (
-        KERNEL.OTHER_ARRAYS
-    )
+    assert KERNEL.decide(budget, ids, times, np.zeros(10, np.float32)) == KERNEL.OTHER_ARRAYS
     negative = ids.copy()
     negative[3] = -1
-    assert KERNEL.decide(budget, negative, times, np.zeros(10), keep, weight) == (
-        KERNEL.NEGATIVE_IDS
-    )
+    assert KERNEL.decide(budget, negative, times, np.zeros(10)) == KERNEL.NEGATIVE_IDS
     assert budget.rows == rows  # nothing decided
-    with pytest.raises(ValueError, match="keep.*fewer than 10"):
-        KERNEL.decide(budget, ids, times, np.zeros(10), keep[:5], weight)
-    with pytest.raises(TypeError, match="6 arguments"):
-        KERNEL.decide(budget, ids, times, np.zeros(10), keep)
+    with pytest.raises(TypeError, match="4 arguments"):
+        KERNEL.decide(budget, ids, times)
+    with pytest.raises(TypeError, match="a tuple type. Received"):
+        KERNEL.bind(dict)
     budget.exposure = budget.exposure.astype(np.float32)  # a ledger of the wrong kind
     with pytest.raises(ValueError, match="exposure.*Received: f"):
-        KERNEL.decide(budget, ids, times, np.zeros(10), keep, weight)
+        KERNEL.decide(budget, ids, times, np.zeros(10))
     assert budget.rows == rows
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -185,3 +187,12 @@ def test_with_sample_builds_the_columns_pa_array_would(n: int) -> None:
     assert got.column(contract.KEEP).equals(pa.chunked_array([pa.array(keep, pa.bool_())]))
     assert got.column(contract.SAMPLE_WEIGHT).to_numpy().tobytes() == weight.tobytes()
     got.validate(full=True)
+
+
+def test_check_sample_columns_refuses_the_sample_columns() -> None:
+    contract.check_sample_columns(pa.schema([("body", pa.string())]))  # none: fine
+    for names in (["body", "keep"], ["sample_weight"], ["keep", "body", "keep"]):
+        schema = pa.schema([(name, pa.string()) for name in names])
+        taken = sorted(set(names) & {contract.KEEP, contract.SAMPLE_WEIGHT})
+        with pytest.raises(contract.ContractError, match=re.escape(f"Received: {taken}")):
+            contract.check_sample_columns(schema)
