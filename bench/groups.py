@@ -211,7 +211,7 @@ def topic_set_table(out: Output, args: argparse.Namespace, extra: list[str]) -> 
             means.append(float(np.mean(scores)))
         table.add(
             f"{kind}: {' + '.join(topics) if topics else 'all'}",
-            len(topics) if topics else len({t for t in drawn}),
+            len(topics) if topics else len(set(drawn)),
             f"{np.mean(scores):.3f} ({min(scores):.3f})" if scores else "",
             f"{np.mean(every):.2f} ({max(every)})",
             f"{np.mean(most):.2f} ({max(most)})",

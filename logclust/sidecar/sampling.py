@@ -99,8 +99,8 @@ class Sampler:
         with self._lock:
             if len(source_names) == 1:  # the common case: no copies
                 name = source_names[0]
-                budget = self._budgets.get(name)
-                if budget is None and (budget := self._budget(name)) is None:
+                budget = self._budget(name)
+                if budget is None:
                     self._whole[name] = self._whole.get(name, 0) + ids.size
                     return Decisions(np.ones(ids.size, bool), np.ones(ids.size, np.float64))
                 return budget.decide(ids, time_ms, latency)
